@@ -1,0 +1,49 @@
+// Prepended to every shader file by the `shader!` macro
+// (src/device/gpu/context.rs): WGSL has no includes.
+
+// The flat index of a 1-D kernel launched by `Context::grid_1d`: workgroups
+// of 256 threads, folded into y when x would exceed the adapter's limit.
+fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// tanh without overflow for large |v|, and accurate near 0 where
+// (1 - e) / (1 + e) would cancel.
+fn tanh_stable(v: f32) -> f32 {
+    let a = abs(v);
+    if (a < 0.0625) {
+        let v2 = v * v;
+        return v * (1.0 + v2 * (-1.0 / 3.0 + v2 * (2.0 / 15.0 - v2 * (17.0 / 315.0))));
+    }
+    let e = exp(-2.0 * a);
+    return sign(v) * (1.0 - e) / (1.0 + e);
+}
+
+fn sigmoid_stable(v: f32) -> f32 {
+    if (v >= 0.0) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+// Activation codes match `Activation::code` in src/device/mod.rs.
+fn activate(v: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return tanh_stable(v); }
+        case 2u: { return sigmoid_stable(v); }
+        case 3u: { return max(v, 0.0); }
+        default: { return v; }
+    }
+}
+
+// f'(x) written through the output y = f(x).
+fn activation_grad_from_output(y: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return 1.0 - y * y; }
+        case 2u: { return y * (1.0 - y); }
+        case 3u: { return select(0.0, 1.0, y > 0.0); }
+        default: { return 1.0; }
+    }
+}
+

@@ -1,0 +1,41 @@
+// Moving samples around on the device: minibatch gather and one-hot.
+// Launchers: src/device/gpu/kernels/data.rs
+
+struct Params {
+    count: u32,    // output rows
+    row_len: u32,  // elements per row (one-hot: depth)
+    start: u32,    // first index used from idx
+    src_rows: u32, // rows in src (indices are clamped to it)
+}
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> idx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+// out[r, :] = src[idx[start + r], :]
+@compute @workgroup_size(256)
+fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    if (e >= p.count * p.row_len) {
+        return;
+    }
+    let r = e / p.row_len;
+    let col = e % p.row_len;
+    let s = min(u32(idx[p.start + r]), p.src_rows - 1u);
+    out[e] = src[s * p.row_len + col];
+}
+
+// out[r, c] = (c == idx[r]) ? 1 : 0
+@compute @workgroup_size(256)
+fn one_hot(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    if (e >= p.count * p.row_len) {
+        return;
+    }
+    let r = e / p.row_len;
+    let c = e % p.row_len;
+    out[e] = select(0.0, 1.0, u32(idx[r]) == c);
+}

@@ -1,0 +1,68 @@
+// Optimizer updates, in place over one parameter tensor per dispatch, and
+// the global-norm clipping factor. Launchers: src/device/gpu/kernels/optim.rs
+//
+// `grad_scale[0]` multiplies every gradient (1, or the clipping factor
+// computed on the device), so clipping never needs the host.
+
+struct Params {
+    n: u32,
+    lr: f32,
+    weight_decay: f32,
+    beta1: f32,      // momentum μ for momentum_update
+    beta2: f32,
+    eps: f32,
+    correction1: f32, // 1 - β1^t
+    correction2: f32, // 1 - β2^t
+}
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> grad_scale: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+
+@compute @workgroup_size(256)
+fn sgd_update(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i < p.n) {
+        let w = param[i];
+        param[i] = w - p.lr * (grad[i] * grad_scale[0] + p.weight_decay * w);
+    }
+}
+
+@compute @workgroup_size(256)
+fn momentum_update(@builtin(global_invocation_id) gid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i < p.n) {
+        let w = param[i];
+        let vel = p.beta1 * m[i] + grad[i] * grad_scale[0] + p.weight_decay * w;
+        m[i] = vel;
+        param[i] = w - p.lr * vel;
+    }
+}
+
+@compute @workgroup_size(256)
+fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i < p.n) {
+        let w = param[i];
+        let g = grad[i] * grad_scale[0] + p.weight_decay * w;
+        let m1 = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+        let v1 = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+        m[i] = m1;
+        v[i] = v1;
+        param[i] = w - p.lr * (m1 / p.correction1) / (sqrt(v1 / p.correction2) + p.eps);
+    }
+}
+
+// param[0] = min(1, lr / sqrt(grad[0])): here `lr` carries max_norm and
+// `grad` the summed squares.
+@compute @workgroup_size(1)
+fn clip_factor() {
+    let norm = sqrt(grad[0]);
+    param[0] = select(1.0, p.lr / norm, norm > p.lr);
+}

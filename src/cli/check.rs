@@ -1,0 +1,83 @@
+//! `wgtrain check`: every Device op on the GPU against the CPU reference.
+
+use clap::Args;
+use wgtrain::check::{cases, check_case, Outcome};
+use wgtrain::device::gpu::MatmulKernel;
+use wgtrain::{CpuDevice, Device, GpuDevice};
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Only run ops whose name contains this text (e.g. "matmul").
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Print only failures and the summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let gpu = GpuDevice::new()?;
+    let cpu = CpuDevice::new();
+    println!("checking {} against the CPU reference", gpu.name());
+    println!(
+        "{:<28} {:<34} {:>11} {:>11}  result",
+        "op", "shape", "max abs err", "max rel err"
+    );
+    let selected: Vec<_> = cases()
+        .into_iter()
+        .filter(|c| args.filter.as_deref().is_none_or(|f| c.op.contains(f)))
+        .collect();
+    // Both matmul kernels are checked: the one this adapter uses, and the other.
+    let other = match gpu.matmul_kernel() {
+        MatmulKernel::Blocked => MatmulKernel::Tiled,
+        MatmulKernel::Tiled => MatmulKernel::Blocked,
+    };
+    let gpu_other = gpu.with_matmul_kernel(other);
+    let mut failed = 0;
+    let mut total = 0;
+    for case in &selected {
+        let mut outcomes = vec![(String::new(), check_case(&cpu, &gpu, case))];
+        if case.is_matmul() {
+            outcomes[0].0 = format!(" [{:?}]", gpu.matmul_kernel()).to_lowercase();
+            outcomes.push((
+                format!(" [{other:?}]").to_lowercase(),
+                check_case(&cpu, &gpu_other, case),
+            ));
+        }
+        for (suffix, o) in outcomes {
+            total += 1;
+            if !o.passed() {
+                failed += 1;
+            }
+            if !args.quiet || !o.passed() {
+                print_row(&format!("{}{suffix}", o.case.op), &o);
+            }
+        }
+    }
+    println!(
+        "\n{} of {total} checks passed on {}",
+        total - failed,
+        gpu.name()
+    );
+    if failed > 0 {
+        anyhow::bail!("{failed} of {total} GPU checks disagree with the CPU reference");
+    }
+    Ok(())
+}
+
+fn print_row(op: &str, o: &Outcome) {
+    match &o.result {
+        Ok(c) => println!(
+            "{:<28} {:<34} {:>11.3e} {:>11.3e}  {}",
+            op,
+            o.case.shape,
+            c.max_abs,
+            c.max_rel,
+            if c.pass { "ok" } else { "FAIL" }
+        ),
+        Err(e) => println!(
+            "{op:<28} {:<34} {:>11} {:>11}  FAIL: {e}",
+            o.case.shape, "-", "-"
+        ),
+    }
+}

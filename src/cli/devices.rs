@@ -1,0 +1,28 @@
+//! `wgtrain devices`: the adapters wgpu sees, and the one wgtrain would use.
+
+use wgtrain::device::gpu::list_adapters;
+
+pub fn run() -> anyhow::Result<()> {
+    let (adapters, chosen) = list_adapters()?;
+    if adapters.is_empty() {
+        println!("no GPU adapters found; wgtrain will train on the CPU");
+        println!("(on Linux without a GPU: apt-get install mesa-vulkan-drivers for the lavapipe software adapter)");
+        return Ok(());
+    }
+    println!(
+        "  {:<2} {:<40} {:<8} {:<14} driver",
+        "#", "name", "backend", "type"
+    );
+    for (i, a) in adapters.iter().enumerate() {
+        let mark = if Some(i) == chosen { "*" } else { " " };
+        println!(
+            "{mark} {:<2} {:<40} {:<8} {:<14} {}",
+            i, a.name, a.backend, a.device_type, a.driver
+        );
+    }
+    match chosen {
+        Some(i) => println!("\n* = used by --device gpu/auto: {}", adapters[i].name),
+        None => println!("\nno adapter matches WGTRAIN_ADAPTER; --device gpu would fail"),
+    }
+    Ok(())
+}

@@ -1,0 +1,770 @@
+//! `CpuDevice`: the reference implementation on ndarray.
+//!
+//! Plain, obviously-correct code: every GPU kernel is judged against it.
+//! Matrix products go through ndarray's `dot` (matrixmultiply, threaded), and
+//! convolutions are written as im2col + that product so the reference is not
+//! painfully slow on machines without a GPU.
+
+use std::sync::Arc;
+
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Zip};
+
+use super::{
+    pool_geom, rnn_geom, same_shape, Activation, AdamStep, Binary, ConvGeom, Device, LossGrad,
+    MatmulSpec, Reduce, Tensor,
+};
+use crate::error::{Error, Result};
+use crate::tensor::Shape;
+
+/// A host tensor: shared, immutable storage plus a shape. In-place updates
+/// (optimizers) copy on write if the storage is shared.
+#[derive(Clone, Debug)]
+pub struct CpuTensor {
+    data: Arc<Vec<f32>>,
+    shape: Shape,
+}
+
+impl Tensor for CpuTensor {
+    fn shape(&self) -> &Shape {
+        &self.shape
+    }
+}
+
+impl CpuTensor {
+    pub fn new(data: Vec<f32>, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::shape(
+                "upload",
+                format!("{} values for shape {shape}", data.len()),
+            ));
+        }
+        Ok(CpuTensor {
+            data: Arc::new(data),
+            shape,
+        })
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    fn data_mut(&mut self) -> &mut [f32] {
+        Arc::make_mut(&mut self.data).as_mut_slice()
+    }
+
+    /// The tensor as a matrix `[rows, row_len]`.
+    fn mat(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.shape.rows(), self.shape.row_len()), &self.data)
+            .expect("shape and data agree by construction")
+    }
+
+    fn vec(&self) -> ArrayView1<'_, f32> {
+        ArrayView1::from(&self.data[..])
+    }
+
+    fn nchw(&self) -> ArrayView4<'_, f32> {
+        let (n, c, h, w) = self.shape.as_nchw().expect("caller checked rank 4");
+        ArrayView4::from_shape((n, c, h, w), &self.data).expect("shape and data agree")
+    }
+
+    fn map(&self, f: impl Fn(f32) -> f32) -> CpuTensor {
+        CpuTensor {
+            data: Arc::new(self.data.iter().map(|&x| f(x)).collect()),
+            shape: self.shape.clone(),
+        }
+    }
+
+    fn zip(&self, other: &CpuTensor, f: impl Fn(f32, f32) -> f32) -> CpuTensor {
+        CpuTensor {
+            data: Arc::new(
+                self.data
+                    .iter()
+                    .zip(other.data.iter())
+                    .map(|(&a, &b)| f(a, b))
+                    .collect(),
+            ),
+            shape: self.shape.clone(),
+        }
+    }
+}
+
+fn from_array2(a: Array2<f32>) -> CpuTensor {
+    let shape = Shape::new([a.nrows(), a.ncols()]);
+    let data = if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().copied().collect()
+    };
+    CpuTensor {
+        data: Arc::new(data),
+        shape,
+    }
+}
+
+fn scalar(v: f32) -> CpuTensor {
+    CpuTensor {
+        data: Arc::new(vec![v]),
+        shape: Shape::new([1]),
+    }
+}
+
+/// Converts an index stored as f32 to usize, checking it against `bound`.
+fn index(v: f32, bound: usize, op: &'static str) -> Result<usize> {
+    if v >= 0.0 && v.fract() == 0.0 && (v as usize) < bound {
+        Ok(v as usize)
+    } else {
+        Err(Error::shape(
+            op,
+            format!("index {v} out of range 0..{bound}"),
+        ))
+    }
+}
+
+/// The CPU reference device.
+#[derive(Clone, Debug, Default)]
+pub struct CpuDevice;
+
+impl CpuDevice {
+    pub fn new() -> Self {
+        CpuDevice
+    }
+
+    /// im2col for one image: `[Ci·KH·KW, Ho·Wo]`, zero where the window
+    /// reaches into the padding.
+    fn im2col(x: ArrayView4<'_, f32>, img: usize, g: &ConvGeom) -> Array2<f32> {
+        let mut cols = Array2::<f32>::zeros((g.ci * g.kh * g.kw, g.ho * g.wo));
+        for c in 0..g.ci {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let row = (c * g.kh + i) * g.kw + j;
+                    for oy in 0..g.ho {
+                        let iy = oy as isize + i as isize - g.pad as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        for ox in 0..g.wo {
+                            let ix = ox as isize + j as isize - g.pad as isize;
+                            if ix >= 0 && ix < g.w as isize {
+                                cols[[row, oy * g.wo + ox]] = x[[img, c, iy as usize, ix as usize]];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cols
+    }
+}
+
+impl Device for CpuDevice {
+    type Tensor = CpuTensor;
+
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<CpuTensor> {
+        CpuTensor::new(data.to_vec(), shape)
+    }
+
+    fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(t.data.to_vec())
+    }
+
+    fn full(&self, shape: impl Into<Shape>, value: f32) -> Result<CpuTensor> {
+        let shape = shape.into();
+        CpuTensor::new(vec![value; shape.numel()], shape)
+    }
+
+    fn reshape(&self, t: &CpuTensor, shape: impl Into<Shape>) -> Result<CpuTensor> {
+        let shape = shape.into();
+        if shape.numel() != t.shape.numel() {
+            return Err(Error::shape("reshape", format!("{} to {shape}", t.shape)));
+        }
+        Ok(CpuTensor {
+            data: t.data.clone(),
+            shape,
+        })
+    }
+
+    fn slice_rows(&self, x: &CpuTensor, start: usize, count: usize) -> Result<CpuTensor> {
+        if start + count > x.shape.rows() {
+            return Err(Error::shape(
+                "slice_rows",
+                format!("rows {start}..{} of {}", start + count, x.shape),
+            ));
+        }
+        let rl = x.shape.row_len();
+        CpuTensor::new(
+            x.data[start * rl..(start + count) * rl].to_vec(),
+            x.shape.with_rows(count),
+        )
+    }
+
+    fn concat_rows(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        if a.shape.row_len() != b.shape.row_len() || a.shape.rank() != b.shape.rank() {
+            return Err(Error::shape(
+                "concat_rows",
+                format!("{} and {}", a.shape, b.shape),
+            ));
+        }
+        let mut data = a.data.to_vec();
+        data.extend_from_slice(&b.data);
+        CpuTensor::new(data, a.shape.with_rows(a.shape.rows() + b.shape.rows()))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn matmul(
+        &self,
+        a: &CpuTensor,
+        b: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        spec: MatmulSpec,
+    ) -> Result<CpuTensor> {
+        let (_, _, n) = spec.dims(&a.shape, &b.shape)?;
+        let am = if spec.trans_a {
+            a.mat().reversed_axes()
+        } else {
+            a.mat()
+        };
+        let bm = if spec.trans_b {
+            b.mat().reversed_axes()
+        } else {
+            b.mat()
+        };
+        let mut c = am.dot(&bm);
+        if let Some(bias) = bias {
+            if bias.shape.numel() != n {
+                return Err(Error::shape(
+                    "matmul",
+                    format!("bias {} for {n} output columns", bias.shape),
+                ));
+            }
+            c += &bias.vec();
+        }
+        if spec.act != Activation::Identity {
+            c.mapv_inplace(|v| spec.act.apply(v));
+        }
+        Ok(from_array2(c))
+    }
+
+    fn conv2d(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        pad: usize,
+    ) -> Result<CpuTensor> {
+        let g = ConvGeom::forward(&x.shape, &w.shape, pad)?;
+        if let Some(b) = bias {
+            if b.shape.numel() != g.co {
+                return Err(Error::shape(
+                    "conv2d",
+                    format!("bias {} for {} channels", b.shape, g.co),
+                ));
+            }
+        }
+        let wm = ArrayView2::from_shape((g.co, g.ci * g.kh * g.kw), &w.data[..]).unwrap();
+        let xv = x.nchw();
+        let plane = g.ho * g.wo;
+        let mut out = vec![0.0f32; g.n * g.co * plane];
+        for (img, chunk) in out.chunks_mut(g.co * plane).enumerate() {
+            let y = wm.dot(&Self::im2col(xv, img, &g));
+            let mut dst = ArrayViewMut2::from_shape((g.co, plane), chunk).unwrap();
+            dst.assign(&y);
+            if let Some(b) = bias {
+                for (mut row, &bv) in dst.rows_mut().into_iter().zip(b.data.iter()) {
+                    row += bv;
+                }
+            }
+        }
+        CpuTensor::new(out, g.out_shape())
+    }
+
+    fn conv2d_input_grad(&self, dy: &CpuTensor, w: &CpuTensor, pad: usize) -> Result<CpuTensor> {
+        let g = ConvGeom::from_output(&dy.shape, &w.shape, pad)?;
+        let wm = ArrayView2::from_shape((g.co, g.ci * g.kh * g.kw), &w.data[..]).unwrap();
+        let plane = g.ho * g.wo;
+        let mut dx = vec![0.0f32; g.n * g.ci * g.h * g.w];
+        for img in 0..g.n {
+            let dyi = ArrayView2::from_shape(
+                (g.co, plane),
+                &dy.data[img * g.co * plane..(img + 1) * g.co * plane],
+            )
+            .unwrap();
+            // col2im of Wᵀ·dy: scatter each column entry back to its pixel.
+            let cols = wm.t().dot(&dyi);
+            let base = img * g.ci * g.h * g.w;
+            for c in 0..g.ci {
+                for i in 0..g.kh {
+                    for j in 0..g.kw {
+                        let row = (c * g.kh + i) * g.kw + j;
+                        for oy in 0..g.ho {
+                            let iy = oy as isize + i as isize - g.pad as isize;
+                            if iy < 0 || iy >= g.h as isize {
+                                continue;
+                            }
+                            for ox in 0..g.wo {
+                                let ix = ox as isize + j as isize - g.pad as isize;
+                                if ix >= 0 && ix < g.w as isize {
+                                    dx[base + (c * g.h + iy as usize) * g.w + ix as usize] +=
+                                        cols[[row, oy * g.wo + ox]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        CpuTensor::new(dx, g.in_shape())
+    }
+
+    fn conv2d_weight_grad(
+        &self,
+        x: &CpuTensor,
+        dy: &CpuTensor,
+        pad: usize,
+        kernel: (usize, usize),
+    ) -> Result<CpuTensor> {
+        let g = ConvGeom::from_input_and_output(&x.shape, &dy.shape, pad, kernel)?;
+        let plane = g.ho * g.wo;
+        let xv = x.nchw();
+        let mut dw = Array2::<f32>::zeros((g.co, g.ci * g.kh * g.kw));
+        for img in 0..g.n {
+            let dyi = ArrayView2::from_shape(
+                (g.co, plane),
+                &dy.data[img * g.co * plane..(img + 1) * g.co * plane],
+            )
+            .unwrap();
+            dw += &dyi.dot(&Self::im2col(xv, img, &g).t());
+        }
+        let mut t = from_array2(dw);
+        t.shape = g.weight_shape();
+        Ok(t)
+    }
+
+    fn channel_sum(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let Some((n, c, h, w)) = x.shape.as_nchw() else {
+            return Err(Error::shape(
+                "channel_sum",
+                format!("input must be 4-d, got {}", x.shape),
+            ));
+        };
+        let mut out = vec![0.0f64; c];
+        for (i, plane) in x.data.chunks(h * w).enumerate().take(n * c) {
+            out[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>();
+        }
+        CpuTensor::new(out.into_iter().map(|v| v as f32).collect(), [c])
+    }
+
+    fn max_pool2d(&self, x: &CpuTensor, k: usize) -> Result<(CpuTensor, CpuTensor)> {
+        let (n, c, h, w, ho, wo) = pool_geom(&x.shape, k)?;
+        let mut y = Vec::with_capacity(n * c * ho * wo);
+        let mut arg = Vec::with_capacity(n * c * ho * wo);
+        for nc in 0..n * c {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut best = f32::NEG_INFINITY;
+                    let mut best_i = 0usize;
+                    for i in 0..k {
+                        for j in 0..k {
+                            let idx = (nc * h + oy * k + i) * w + ox * k + j;
+                            // Strict `>` keeps the first maximum; NaN never wins,
+                            // so the first element is the fallback.
+                            if x.data[idx] > best || (i == 0 && j == 0) {
+                                best = x.data[idx];
+                                best_i = idx;
+                            }
+                        }
+                    }
+                    y.push(best);
+                    arg.push(best_i as f32);
+                }
+            }
+        }
+        let shape = Shape::new([n, c, ho, wo]);
+        Ok((
+            CpuTensor::new(y, shape.clone())?,
+            CpuTensor::new(arg, shape)?,
+        ))
+    }
+
+    fn max_pool2d_backward(
+        &self,
+        dy: &CpuTensor,
+        argmax: &CpuTensor,
+        x_shape: &Shape,
+        k: usize,
+    ) -> Result<CpuTensor> {
+        same_shape("max_pool2d_backward", &dy.shape, &argmax.shape)?;
+        let (n, c, _, _, ho, wo) = pool_geom(x_shape, k)?;
+        same_shape(
+            "max_pool2d_backward",
+            &dy.shape,
+            &Shape::new([n, c, ho, wo]),
+        )?;
+        let mut dx = vec![0.0f32; x_shape.numel()];
+        for (&g, &a) in dy.data.iter().zip(argmax.data.iter()) {
+            let i = index(a, dx.len(), "max_pool2d_backward")?;
+            dx[i] += g;
+        }
+        CpuTensor::new(dx, x_shape.clone())
+    }
+
+    fn activation(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
+        Ok(x.map(|v| act.apply(v)))
+    }
+
+    fn activation_backward(
+        &self,
+        y: &CpuTensor,
+        dy: &CpuTensor,
+        act: Activation,
+    ) -> Result<CpuTensor> {
+        same_shape("activation_backward", &y.shape, &dy.shape)?;
+        Ok(y.zip(dy, |y, g| g * act.derivative_from_output(y)))
+    }
+
+    fn binary(&self, a: &CpuTensor, b: &CpuTensor, op: Binary) -> Result<CpuTensor> {
+        same_shape("binary", &a.shape, &b.shape)?;
+        Ok(a.zip(b, |x, y| op.apply(x, y)))
+    }
+
+    fn scale(&self, x: &CpuTensor, alpha: f32) -> Result<CpuTensor> {
+        Ok(x.map(|v| alpha * v))
+    }
+
+    fn axpy(&self, alpha: f32, x: &CpuTensor, y: &CpuTensor) -> Result<CpuTensor> {
+        same_shape("axpy", &x.shape, &y.shape)?;
+        Ok(x.zip(y, |a, b| alpha * a + b))
+    }
+
+    // Reductions accumulate in f64: the reference should be the accurate
+    // side of every comparison.
+    fn sum_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let mut acc = vec![0.0f64; x.shape.row_len()];
+        for row in x.mat().rows() {
+            for (a, &v) in acc.iter_mut().zip(row.iter()) {
+                *a += v as f64;
+            }
+        }
+        CpuTensor::new(
+            acc.into_iter().map(|v| v as f32).collect(),
+            [x.shape.row_len()],
+        )
+    }
+
+    fn sum_cols(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let m = x.mat();
+        let sums = m.rows().into_iter().map(|row| sum_f64(row.iter().copied()));
+        CpuTensor::new(sums.collect(), [x.shape.rows()])
+    }
+
+    fn reduce(&self, x: &CpuTensor, op: Reduce) -> Result<CpuTensor> {
+        let d = x.data.iter().copied();
+        Ok(scalar(match op {
+            Reduce::Sum => sum_f64(d),
+            Reduce::SumSquares => sum_f64(d.map(|v| v * v)),
+            Reduce::Max => d.fold(f32::NEG_INFINITY, f32::max),
+        }))
+    }
+
+    fn softmax_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let mut out = x.mat().to_owned();
+        for mut row in out.rows_mut() {
+            let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            row.mapv_inplace(|v| (v - max).exp());
+            let sum = row.sum();
+            row /= sum;
+        }
+        let mut t = from_array2(out);
+        t.shape = x.shape.clone();
+        Ok(t)
+    }
+
+    fn softmax_cross_entropy(
+        &self,
+        logits: &CpuTensor,
+        labels: &CpuTensor,
+    ) -> Result<LossGrad<CpuTensor>> {
+        let (r, c) = (logits.shape.rows(), logits.shape.row_len());
+        if labels.shape.numel() != r {
+            return Err(Error::shape(
+                "softmax_cross_entropy",
+                format!(
+                    "{} labels for logits {}",
+                    labels.shape.numel(),
+                    logits.shape
+                ),
+            ));
+        }
+        let mut grad = logits.mat().to_owned();
+        let mut loss = 0.0f64;
+        for (mut row, &label) in grad.rows_mut().into_iter().zip(labels.data.iter()) {
+            let y = index(label, c, "softmax_cross_entropy")?;
+            let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+            let lse = max + sum.ln();
+            loss += (lse - row[y]) as f64;
+            row.mapv_inplace(|v| (v - lse).exp() / r as f32);
+            row[y] -= 1.0 / r as f32;
+        }
+        let mut g = from_array2(grad);
+        g.shape = logits.shape.clone();
+        Ok(LossGrad {
+            loss: scalar((loss / r as f64) as f32),
+            grad: g,
+        })
+    }
+
+    fn mse(&self, pred: &CpuTensor, target: &CpuTensor) -> Result<LossGrad<CpuTensor>> {
+        same_shape("mse", &pred.shape, &target.shape)?;
+        let n = pred.shape.numel() as f32;
+        let loss: f64 = pred
+            .data
+            .iter()
+            .zip(target.data.iter())
+            .map(|(&p, &t)| ((p - t) * (p - t)) as f64)
+            .sum();
+        Ok(LossGrad {
+            loss: scalar((loss / n as f64) as f32),
+            grad: pred.zip(target, |p, t| 2.0 * (p - t) / n),
+        })
+    }
+
+    fn bce_with_logits(
+        &self,
+        logits: &CpuTensor,
+        targets: &CpuTensor,
+    ) -> Result<LossGrad<CpuTensor>> {
+        same_shape("bce_with_logits", &logits.shape, &targets.shape)?;
+        let n = logits.shape.numel() as f32;
+        // log(1 + e^z) - t·z, written as max(z,0) - t·z + log(1 + e^-|z|).
+        let loss: f64 = logits
+            .data
+            .iter()
+            .zip(targets.data.iter())
+            .map(|(&z, &t)| (z.max(0.0) - t * z + (-z.abs()).exp().ln_1p()) as f64)
+            .sum();
+        Ok(LossGrad {
+            loss: scalar((loss / n as f64) as f32),
+            grad: logits.zip(targets, |z, t| (super::sigmoid(z) - t) / n),
+        })
+    }
+
+    fn argmax_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let out: Vec<f32> = x
+            .mat()
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let mut best = 0;
+                for (i, &v) in row.iter().enumerate() {
+                    if v > row[best] {
+                        best = i;
+                    }
+                }
+                best as f32
+            })
+            .collect();
+        CpuTensor::new(out, [x.shape.rows()])
+    }
+
+    fn count_equal(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        if a.shape.numel() != b.shape.numel() {
+            return Err(Error::shape(
+                "count_equal",
+                format!("{} vs {}", a.shape, b.shape),
+            ));
+        }
+        let n = a
+            .data
+            .iter()
+            .zip(b.data.iter())
+            .filter(|(x, y)| x == y)
+            .count();
+        Ok(scalar(n as f32))
+    }
+
+    fn gather_rows(
+        &self,
+        src: &CpuTensor,
+        idx: &CpuTensor,
+        start: usize,
+        count: usize,
+    ) -> Result<CpuTensor> {
+        if start + count > idx.shape.numel() {
+            return Err(Error::shape(
+                "gather_rows",
+                format!(
+                    "indices {start}..{} of {}",
+                    start + count,
+                    idx.shape.numel()
+                ),
+            ));
+        }
+        let rl = src.shape.row_len();
+        let mut out = Vec::with_capacity(count * rl);
+        for &i in &idx.data[start..start + count] {
+            let r = index(i, src.shape.rows(), "gather_rows")?;
+            out.extend_from_slice(&src.data[r * rl..(r + 1) * rl]);
+        }
+        CpuTensor::new(out, src.shape.with_rows(count))
+    }
+
+    fn one_hot(&self, idx: &CpuTensor, depth: usize) -> Result<CpuTensor> {
+        let m = idx.shape.numel();
+        let mut out = vec![0.0f32; m * depth];
+        for (row, &i) in idx.data.iter().enumerate() {
+            out[row * depth + index(i, depth, "one_hot")?] = 1.0;
+        }
+        CpuTensor::new(out, [m, depth])
+    }
+
+    fn rnn_forward(&self, xw: &CpuTensor, u: &CpuTensor, h0: &CpuTensor) -> Result<CpuTensor> {
+        let (t, b, h) = rnn_geom(&xw.shape, &u.shape)?;
+        same_shape("rnn_forward", &h0.shape, &Shape::new([b, h]))?;
+        let um = u.mat();
+        let mut out = Array2::<f32>::zeros((t * b, h));
+        let mut prev = h0.mat().to_owned();
+        let xw = xw.mat().into_shape_with_order((t * b, h)).unwrap();
+        for step in 0..t {
+            let rows = s![step * b..(step + 1) * b, ..];
+            let mut a = prev.dot(&um);
+            a += &xw.slice(rows);
+            a.mapv_inplace(f32::tanh);
+            out.slice_mut(rows).assign(&a);
+            prev = a;
+        }
+        let mut r = from_array2(out);
+        r.shape = xw_shape(t, b, h);
+        Ok(r)
+    }
+
+    fn rnn_backward(
+        &self,
+        h: &CpuTensor,
+        u: &CpuTensor,
+        dh: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        let (t, b, hd) = rnn_geom(&h.shape, &u.shape)?;
+        same_shape("rnn_backward", &h.shape, &dh.shape)?;
+        let hs = h.mat().into_shape_with_order((t * b, hd)).unwrap();
+        let dhs = dh.mat().into_shape_with_order((t * b, hd)).unwrap();
+        let um = u.mat();
+        let mut da = Array2::<f32>::zeros((t * b, hd));
+        // Gradient flowing into h_t from step t+1 (zero after the last step).
+        let mut carry = Array2::<f32>::zeros((b, hd));
+        for step in (0..t).rev() {
+            let rows = s![step * b..(step + 1) * b, ..];
+            let mut g = &dhs.slice(rows) + &carry;
+            Zip::from(&mut g)
+                .and(&hs.slice(rows))
+                .for_each(|g, &y| *g *= 1.0 - y * y);
+            carry = g.dot(&um.t());
+            da.slice_mut(rows).assign(&g);
+        }
+        let mut da = from_array2(da);
+        da.shape = xw_shape(t, b, hd);
+        Ok((da, from_array2(carry)))
+    }
+
+    fn sgd_update(
+        &self,
+        param: &mut CpuTensor,
+        grad: &CpuTensor,
+        grad_scale: &CpuTensor,
+        lr: f32,
+        weight_decay: f32,
+    ) -> Result<()> {
+        same_shape("sgd_update", &param.shape, &grad.shape)?;
+        let s = grad_scale.data[0];
+        for (p, &g) in param.data_mut().iter_mut().zip(grad.data.iter()) {
+            *p -= lr * (g * s + weight_decay * *p);
+        }
+        Ok(())
+    }
+
+    fn momentum_update(
+        &self,
+        param: &mut CpuTensor,
+        velocity: &mut CpuTensor,
+        grad: &CpuTensor,
+        grad_scale: &CpuTensor,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    ) -> Result<()> {
+        same_shape("momentum_update", &param.shape, &grad.shape)?;
+        same_shape("momentum_update", &param.shape, &velocity.shape)?;
+        let s = grad_scale.data[0];
+        let v = velocity.data_mut();
+        for ((p, v), &g) in param
+            .data_mut()
+            .iter_mut()
+            .zip(v.iter_mut())
+            .zip(grad.data.iter())
+        {
+            *v = momentum * *v + g * s + weight_decay * *p;
+            *p -= lr * *v;
+        }
+        Ok(())
+    }
+
+    fn adam_update(
+        &self,
+        param: &mut CpuTensor,
+        m: &mut CpuTensor,
+        v: &mut CpuTensor,
+        grad: &CpuTensor,
+        grad_scale: &CpuTensor,
+        hp: &AdamStep,
+    ) -> Result<()> {
+        same_shape("adam_update", &param.shape, &grad.shape)?;
+        same_shape("adam_update", &param.shape, &m.shape)?;
+        same_shape("adam_update", &param.shape, &v.shape)?;
+        let s = grad_scale.data[0];
+        let (c1, c2) = hp.corrections();
+        let (m, v) = (m.data_mut(), v.data_mut());
+        for (((p, m), v), &g) in param
+            .data_mut()
+            .iter_mut()
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+            .zip(grad.data.iter())
+        {
+            let g = g * s + hp.weight_decay * *p;
+            *m = hp.beta1 * *m + (1.0 - hp.beta1) * g;
+            *v = hp.beta2 * *v + (1.0 - hp.beta2) * g * g;
+            *p -= hp.lr * (*m / c1) / ((*v / c2).sqrt() + hp.eps);
+        }
+        Ok(())
+    }
+
+    fn clip_factor(&self, sum_squares: &CpuTensor, max_norm: f32) -> Result<CpuTensor> {
+        Ok(scalar(clip_factor(sum_squares.data[0], max_norm)))
+    }
+}
+
+/// The clipping rule both devices implement: scale down to `max_norm` when the
+/// global norm exceeds it, never scale up.
+pub(crate) fn clip_factor(sum_squares: f32, max_norm: f32) -> f32 {
+    let norm = sum_squares.sqrt();
+    if norm > max_norm {
+        max_norm / norm
+    } else {
+        1.0
+    }
+}
+
+fn sum_f64(values: impl Iterator<Item = f32>) -> f32 {
+    values.map(f64::from).sum::<f64>() as f32
+}
+
+fn xw_shape(t: usize, b: usize, h: usize) -> Shape {
+    Shape::new([t, b, h])
+}

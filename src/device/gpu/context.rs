@@ -1,0 +1,524 @@
+//! The machinery under every GPU kernel launch: the wgpu device and queue, the
+//! pipeline and bind-group caches, the buffer pool, and the recorder that
+//! batches dispatches into one command encoder until somebody needs a result.
+//!
+//! Why it is shaped this way (see DESIGN.md, "What makes the GPU path fast"):
+//! - ops never wait: they record into an open compute pass; the encoder is
+//!   submitted when a download needs the data, or every
+//!   [`DISPATCHES_PER_SUBMIT`] dispatches so the GPU starts early;
+//! - per-dispatch parameters travel as *immediates* (push constants), so no
+//!   uniform buffer is rewritten between dispatches of one submission;
+//! - buffers come from a pool keyed by size and keep a stable id, so the bind
+//!   groups built over them can be cached and reused every training step.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+
+/// Dispatches recorded before the encoder is submitted without being asked.
+const DISPATCHES_PER_SUBMIT: usize = 512;
+/// Bind groups cached before the cache is cleared (bounds memory if buffer
+/// combinations never repeat).
+const BIND_GROUP_CACHE_LIMIT: usize = 8192;
+/// Threads per workgroup of every one-dimensional kernel (`linear_id` in
+/// shaders/common.wgsl assumes it).
+pub(crate) const WORKGROUP: u32 = 256;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One WGSL file: a name for errors and caching, and its source (with the
+/// shared prelude prepended by [`shader!`](crate::shader)).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShaderSource {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// `shader!("matmul")` is the source of shaders/matmul.wgsl preceded by
+/// shaders/common.wgsl (WGSL has no includes).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! shader {
+    ($name:literal) => {
+        $crate::device::gpu::context::ShaderSource {
+            name: $name,
+            source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $name,
+                    ".wgsl"
+                ))
+            ),
+        }
+    };
+}
+
+/// A compiled pipeline with its (auto-derived) bind group layout.
+pub(crate) struct Kernel {
+    id: u64,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+/// A bind group is identified by its kernel and (binding, buffer id) pairs.
+type BindKey = (u64, Vec<(u32, u64)>);
+
+/// A storage buffer on loan from the pool; returned to it on drop.
+pub(crate) struct PooledBuffer {
+    buffer: Option<wgpu::Buffer>,
+    id: u64,
+    size: u64,
+    pool: Arc<Mutex<FreeList>>,
+}
+
+impl PooledBuffer {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("present until drop")
+    }
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            if let Ok(mut pool) = self.pool.lock() {
+                pool.free.entry(self.size).or_default().push((self.id, b));
+            }
+        }
+    }
+}
+
+/// Free buffers by size. Reusing a buffer that commands still in the open
+/// encoder read is safe: the later dispatch is recorded after them, and wgpu
+/// orders dispatches that touch the same buffer.
+#[derive(Default)]
+pub(crate) struct FreeList {
+    free: HashMap<u64, Vec<(u64, wgpu::Buffer)>>,
+}
+
+/// Counters that tests and benchmarks read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// Storage buffers created since the device was made (not reuses).
+    pub buffers_created: u64,
+    /// Pipelines compiled.
+    pub pipelines_compiled: u64,
+    /// Bind groups created (cache misses).
+    pub bind_groups_created: u64,
+    /// Command buffers submitted.
+    pub submits: u64,
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+}
+
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    pending: usize,
+}
+
+/// The wgpu objects and caches behind a `GpuDevice`.
+pub(crate) struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Kernel>>>,
+    bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    recorder: Mutex<Recorder>,
+    pool: Arc<Mutex<FreeList>>,
+    staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    stats: Mutex<GpuStats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain caches behind,
+    // which stay valid; carry on rather than poisoning the device.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Context {
+    pub fn new(adapter: &wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let features = adapter.features();
+        if !features.contains(wgpu::Features::IMMEDIATES) {
+            return Err(Error::Gpu(format!(
+                "adapter '{}' lacks immediates (push constants), which wgtrain's kernels use",
+                info.name
+            )));
+        }
+        // The adapter's own limits, not wgpu's conservative defaults (which cap
+        // a storage binding at 128 MiB).
+        let limits = adapter.limits();
+        let required_features =
+            wgpu::Features::IMMEDIATES | (features & wgpu::Features::TIMESTAMP_QUERY);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgtrain"),
+            required_features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Gpu(format!("cannot open adapter '{}': {e}", info.name)))?;
+        Ok(Context {
+            device,
+            queue,
+            info,
+            limits,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+            bind_groups: Mutex::default(),
+            recorder: Mutex::new(Recorder {
+                encoder: None,
+                pass: None,
+                pending: 0,
+            }),
+            pool: Arc::default(),
+            staging: Mutex::default(),
+            stats: Mutex::default(),
+        })
+    }
+
+    pub fn stats(&self) -> GpuStats {
+        *lock(&self.stats)
+    }
+
+    // ---- pipelines --------------------------------------------------------
+
+    /// The pipeline for `entry` of `shader` with the given override constants,
+    /// compiled on first use and cached for the life of the device.
+    pub fn kernel(
+        &self,
+        shader: ShaderSource,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Arc<Kernel> {
+        let key = PipelineKey {
+            shader: shader.name,
+            entry,
+            constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        };
+        if let Some(k) = lock(&self.pipelines).get(&key) {
+            return k.clone();
+        }
+        let module = {
+            let mut modules = lock(&self.modules);
+            modules
+                .entry(shader.name)
+                .or_insert_with(|| {
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(shader.name),
+                            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                        })
+                })
+                .clone()
+        };
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        let layout = pipeline.get_bind_group_layout(0);
+        let kernel = Arc::new(Kernel {
+            id: next_id(),
+            pipeline,
+            layout,
+        });
+        lock(&self.stats).pipelines_compiled += 1;
+        lock(&self.pipelines).insert(key, kernel.clone());
+        kernel
+    }
+
+    // ---- buffers ----------------------------------------------------------
+
+    /// Checks a storage buffer request against the adapter's limits.
+    pub fn check_size(&self, what: &dyn Fn() -> String, bytes: u64) -> Result<()> {
+        let checks = [
+            ("max_buffer_size", self.limits.max_buffer_size),
+            (
+                "max_storage_buffer_binding_size",
+                self.limits.max_storage_buffer_binding_size,
+            ),
+        ];
+        for (limit_name, limit) in checks {
+            if bytes > limit {
+                return Err(Error::TooLarge {
+                    what: what(),
+                    bytes,
+                    limit_name,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A storage buffer of at least `bytes`, reused from the pool when one of
+    /// that size class is free. Contents are unspecified.
+    pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
+        // Size classes: multiples of 256 bytes (never zero: wgpu cannot bind an
+        // empty buffer).
+        let size = bytes.max(4).div_ceil(256) * 256;
+        self.check_size(&|| format!("a tensor of {bytes} bytes"), size)?;
+        let reused = lock(&self.pool).free.get_mut(&size).and_then(Vec::pop);
+        let (id, buffer) = match reused {
+            Some(entry) => entry,
+            None => {
+                lock(&self.stats).buffers_created += 1;
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                (next_id(), buffer)
+            }
+        };
+        Ok(PooledBuffer {
+            buffer: Some(buffer),
+            id,
+            size,
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// Writes host data into `dst`. The pending encoder is submitted first,
+    /// under the same lock: `queue.write_buffer` lands before the *next*
+    /// submission, so commands already recorded (by any thread) against a
+    /// recycled buffer would otherwise read the new data.
+    pub fn write(&self, dst: &PooledBuffer, bytes: &[u8]) {
+        let mut rec = lock(&self.recorder);
+        self.submit_locked(&mut rec);
+        if !bytes.is_empty() {
+            self.queue.write_buffer(dst.buffer(), 0, bytes);
+        }
+    }
+
+    // ---- recording --------------------------------------------------------
+
+    fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut rec = lock(&self.recorder);
+        rec.pass = None; // end the open compute pass, if any
+        let enc = rec.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        f(enc)
+    }
+
+    /// Records a buffer-to-buffer copy (byte offsets and size multiples of 4).
+    pub fn copy(&self, src: &PooledBuffer, src_off: u64, dst: &PooledBuffer, dst_off: u64, n: u64) {
+        if n > 0 {
+            self.with_encoder(|enc| {
+                enc.copy_buffer_to_buffer(src.buffer(), src_off, dst.buffer(), dst_off, n)
+            });
+        }
+    }
+
+    /// The grid for `threads` invocations of a 1-D kernel of [`WORKGROUP`]
+    /// threads, folded into y when x would exceed the adapter's limit.
+    pub fn grid_1d(&self, what: &str, threads: usize) -> Result<[u32; 3]> {
+        self.grid_groups(what, (threads as u64).div_ceil(WORKGROUP as u64))
+    }
+
+    /// `groups` workgroups laid out as x·y within the per-dimension limit.
+    pub fn grid_groups(&self, what: &str, groups: u64) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        let groups = groups.max(1);
+        if groups <= max {
+            return Ok([groups as u32, 1, 1]);
+        }
+        let y = groups.div_ceil(max);
+        if y > max {
+            return Err(Error::TooManyWorkgroups {
+                what: what.to_string(),
+                groups,
+                limit: max,
+            });
+        }
+        Ok([groups.div_ceil(y) as u32, y as u32, 1])
+    }
+
+    /// Checks a 2-D/3-D grid against the per-dimension limit.
+    pub fn check_grid(&self, what: &str, grid: [u32; 3]) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        match grid.iter().find(|&&g| g > max) {
+            Some(&g) => Err(Error::TooManyWorkgroups {
+                what: what.to_string(),
+                groups: g as u64,
+                limit: max as u64,
+            }),
+            None => Ok(grid),
+        }
+    }
+
+    /// Records one dispatch of `kernel` over `bindings` (binding number and
+    /// buffer) with `params` as its immediates.
+    pub fn dispatch(
+        &self,
+        kernel: &Kernel,
+        bindings: &[(u32, &PooledBuffer)],
+        params: &[u8],
+        grid: [u32; 3],
+    ) {
+        let bind_group = self.bind_group(kernel, bindings);
+        let mut rec = lock(&self.recorder);
+        if rec.pass.is_none() {
+            let enc = rec.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            });
+            let pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            rec.pass = Some(pass);
+        }
+        let pass = rec.pass.as_mut().expect("just opened");
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        if !params.is_empty() {
+            pass.set_immediates(0, params);
+        }
+        pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+        rec.pending += 1;
+        let full = rec.pending >= DISPATCHES_PER_SUBMIT;
+        drop(rec);
+        lock(&self.stats).dispatches += 1;
+        if full {
+            self.flush();
+        }
+    }
+
+    fn bind_group(&self, kernel: &Kernel, bindings: &[(u32, &PooledBuffer)]) -> wgpu::BindGroup {
+        let key = (
+            kernel.id,
+            bindings
+                .iter()
+                .map(|(b, buf)| (*b, buf.id()))
+                .collect::<Vec<_>>(),
+        );
+        let mut cache = lock(&self.bind_groups);
+        if let Some(bg) = cache.get(&key) {
+            return bg.clone();
+        }
+        if cache.len() >= BIND_GROUP_CACHE_LIMIT {
+            cache.clear();
+        }
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .map(|(binding, buf)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.buffer().as_entire_binding(),
+            })
+            .collect();
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        lock(&self.stats).bind_groups_created += 1;
+        cache.insert(key, bg.clone());
+        bg
+    }
+
+    /// Submits everything recorded so far without waiting for it.
+    pub fn flush(&self) {
+        let mut rec = lock(&self.recorder);
+        self.submit_locked(&mut rec);
+    }
+
+    fn submit_locked(&self, rec: &mut Recorder) {
+        rec.pass = None;
+        rec.pending = 0;
+        if let Some(enc) = rec.encoder.take() {
+            self.queue.submit([enc.finish()]);
+            lock(&self.stats).submits += 1;
+            // Let wgpu retire finished work without blocking.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
+    }
+
+    /// Submits pending work and blocks until the GPU has finished all of it.
+    pub fn wait_idle(&self) -> Result<()> {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
+    }
+
+    /// Copies the first `bytes` of `src` to the host. This is the only place
+    /// the host waits on the GPU.
+    pub fn read(&self, src: &PooledBuffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        // Staging buffers are kept per size and lent to one reader at a time
+        // (another thread must not submit a copy into a mapped buffer):
+        // reading the loss every N steps reuses one small buffer.
+        let size = bytes.div_ceil(4) * 4;
+        let reused = lock(&self.staging).get_mut(&size).and_then(Vec::pop);
+        let staging = reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.buffer(), 0, &staging, 0, size));
+        self.flush();
+        let slice = staging.slice(..size);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for a download: {e}")))?;
+        pollster::block_on(rx.receive())
+            .ok_or_else(|| Error::Gpu("download callback dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping a download buffer: {e}")))?;
+        let data = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading a download buffer: {e:?}")))?;
+            view[..bytes as usize].to_vec()
+        };
+        staging.unmap();
+        lock(&self.staging).entry(size).or_default().push(staging);
+        Ok(data)
+    }
+}

@@ -1,0 +1,155 @@
+//! Launchers for shaders/conv2d.wgsl.
+
+use super::{launch, u32_of};
+use crate::device::gpu::{GpuDevice, GpuTensor};
+use crate::device::{ConvGeom, Tensor};
+use crate::error::{Error, Result};
+use crate::shader;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    ci: u32,
+    h: u32,
+    w: u32,
+    co: u32,
+    kh: u32,
+    kw: u32,
+    ho: u32,
+    wo: u32,
+    pad: u32,
+}
+
+impl Params {
+    fn new(g: &ConvGeom) -> Result<Self> {
+        let c = |v| u32_of("conv2d", v);
+        // Flat indices must fit u32 too.
+        u32_of(
+            "conv2d",
+            g.n * g.ci.max(g.co) * g.h.max(g.ho) * g.w.max(g.wo),
+        )?;
+        Ok(Params {
+            n: c(g.n)?,
+            ci: c(g.ci)?,
+            h: c(g.h)?,
+            w: c(g.w)?,
+            co: c(g.co)?,
+            kh: c(g.kh)?,
+            kw: c(g.kw)?,
+            ho: c(g.ho)?,
+            wo: c(g.wo)?,
+            pad: c(g.pad)?,
+        })
+    }
+}
+
+pub(crate) fn forward(
+    dev: &GpuDevice,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    pad: usize,
+) -> Result<GpuTensor> {
+    let g = ConvGeom::forward(x.shape(), w.shape(), pad)?;
+    if let Some(b) = bias {
+        if b.shape().numel() != g.co {
+            return Err(Error::shape(
+                "conv2d",
+                format!("bias {} for {} channels", b.shape(), g.co),
+            ));
+        }
+    }
+    let out = dev.empty(g.out_shape())?;
+    let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
+    let has_bias = if bias.is_some() { 1.0 } else { 0.0 };
+    let grid = dev.ctx.grid_1d("conv2d", g.out_shape().numel())?;
+    launch(
+        dev,
+        shader!("conv2d"),
+        "conv2d_forward",
+        &[("HAS_BIAS", has_bias)],
+        &[(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())],
+        &Params::new(&g)?,
+        grid,
+    );
+    Ok(out)
+}
+
+pub(crate) fn input_grad(
+    dev: &GpuDevice,
+    dy: &GpuTensor,
+    w: &GpuTensor,
+    pad: usize,
+) -> Result<GpuTensor> {
+    let g = ConvGeom::from_output(dy.shape(), w.shape(), pad)?;
+    let out = dev.empty(g.in_shape())?;
+    let grid = dev.ctx.grid_1d("conv2d_input_grad", g.in_shape().numel())?;
+    launch(
+        dev,
+        shader!("conv2d"),
+        "conv2d_input_grad",
+        &[],
+        &[(0, dy.buf()), (1, w.buf()), (3, out.buf())],
+        &Params::new(&g)?,
+        grid,
+    );
+    Ok(out)
+}
+
+pub(crate) fn weight_grad(
+    dev: &GpuDevice,
+    x: &GpuTensor,
+    dy: &GpuTensor,
+    pad: usize,
+    kernel: (usize, usize),
+) -> Result<GpuTensor> {
+    let g = ConvGeom::from_input_and_output(x.shape(), dy.shape(), pad, kernel)?;
+    let out = dev.empty(g.weight_shape())?;
+    let grid = dev
+        .ctx
+        .grid_groups("conv2d_weight_grad", g.weight_shape().numel() as u64)?;
+    launch(
+        dev,
+        shader!("conv2d"),
+        "conv2d_weight_grad",
+        &[],
+        &[(0, x.buf()), (1, dy.buf()), (3, out.buf())],
+        &Params::new(&g)?,
+        grid,
+    );
+    Ok(out)
+}
+
+pub(crate) fn channel_sum(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
+    let Some((n, c, h, w)) = x.shape().as_nchw() else {
+        return Err(Error::shape(
+            "channel_sum",
+            format!("input must be 4-d, got {}", x.shape()),
+        ));
+    };
+    let out = dev.empty([c])?;
+    let g = ConvGeom {
+        n,
+        ci: c,
+        h,
+        w,
+        co: c,
+        kh: 1,
+        kw: 1,
+        ho: h,
+        wo: w,
+        pad: 0,
+    };
+    let grid = dev.ctx.check_grid("channel_sum", [c as u32, 1, 1])?;
+    launch(
+        dev,
+        shader!("conv2d"),
+        "channel_sum",
+        &[],
+        &[(0, x.buf()), (3, out.buf())],
+        &Params::new(&g)?,
+        grid,
+    );
+    Ok(out)
+}

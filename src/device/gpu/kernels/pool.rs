@@ -1,0 +1,74 @@
+//! Launchers for shaders/pool.wgsl.
+
+use super::{launch, u32_of};
+use crate::device::gpu::{GpuDevice, GpuTensor};
+use crate::device::{pool_geom, same_shape, Tensor};
+use crate::error::Result;
+use crate::shader;
+use crate::tensor::Shape;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    nc: u32,
+    h: u32,
+    w: u32,
+    ho: u32,
+    wo: u32,
+    k: u32,
+}
+
+fn params(x_shape: &Shape, k: usize) -> Result<(Params, Shape)> {
+    let (n, c, h, w, ho, wo) = pool_geom(x_shape, k)?;
+    u32_of("max_pool2d", x_shape.numel())?;
+    let p = Params {
+        nc: (n * c) as u32,
+        h: h as u32,
+        w: w as u32,
+        ho: ho as u32,
+        wo: wo as u32,
+        k: k as u32,
+    };
+    Ok((p, Shape::new([n, c, ho, wo])))
+}
+
+pub(crate) fn forward(dev: &GpuDevice, x: &GpuTensor, k: usize) -> Result<(GpuTensor, GpuTensor)> {
+    let (p, out_shape) = params(x.shape(), k)?;
+    let y = dev.empty(out_shape.clone())?;
+    let arg = dev.empty(out_shape.clone())?;
+    let grid = dev.ctx.grid_1d("max_pool2d", out_shape.numel())?;
+    launch(
+        dev,
+        shader!("pool"),
+        "max_pool_forward",
+        &[],
+        &[(0, x.buf()), (2, y.buf()), (3, arg.buf())],
+        &p,
+        grid,
+    );
+    Ok((y, arg))
+}
+
+pub(crate) fn backward(
+    dev: &GpuDevice,
+    dy: &GpuTensor,
+    argmax: &GpuTensor,
+    x_shape: &Shape,
+    k: usize,
+) -> Result<GpuTensor> {
+    same_shape("max_pool2d_backward", dy.shape(), argmax.shape())?;
+    let (p, pooled) = params(x_shape, k)?;
+    same_shape("max_pool2d_backward", dy.shape(), &pooled)?;
+    let dx = dev.empty(x_shape.clone())?;
+    let grid = dev.ctx.grid_1d("max_pool2d_backward", x_shape.numel())?;
+    launch(
+        dev,
+        shader!("pool"),
+        "max_pool_backward",
+        &[],
+        &[(0, dy.buf()), (1, argmax.buf()), (2, dx.buf())],
+        &p,
+        grid,
+    );
+    Ok(dx)
+}

@@ -1,0 +1,241 @@
+//! Launchers for shaders/reduce.wgsl.
+
+use super::{launch, u32_of};
+use crate::device::gpu::{GpuDevice, GpuTensor};
+use crate::device::{same_shape, LossGrad, Reduce, Tensor};
+use crate::error::{Error, Result};
+use crate::shader;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    op: u32,
+    scale: f32,
+}
+
+/// Partials of the first pass of a whole-tensor reduction: enough workgroups
+/// to fill a GPU, few enough that one workgroup finishes them quickly.
+const MAX_PARTIALS: usize = 1024;
+
+/// Whole-tensor reduction to `[1]`, times `scale`.
+pub(crate) fn reduce(dev: &GpuDevice, x: &GpuTensor, op: Reduce, scale: f32) -> Result<GpuTensor> {
+    let n = x.shape().numel();
+    let n32 = u32_of("reduce", n)?;
+    let out = dev.empty([1])?;
+    let run =
+        |input: &GpuTensor, len: u32, op: Reduce, scale: f32, out: &GpuTensor, groups: usize| {
+            let p = Params {
+                rows: len,
+                cols: 0,
+                op: op.code(),
+                scale,
+            };
+            launch(
+                dev,
+                shader!("reduce"),
+                "reduce_pass",
+                &[],
+                &[(0, input.buf()), (2, out.buf())],
+                &p,
+                [groups as u32, 1, 1],
+            );
+        };
+    let groups = n.div_ceil(256 * 4).clamp(1, MAX_PARTIALS);
+    if groups == 1 {
+        run(x, n32, op, scale, &out, 1);
+    } else {
+        let partials = dev.empty([groups])?;
+        run(x, n32, op, 1.0, &partials, groups);
+        // Squares were taken in the first pass; the second only adds.
+        let second = if op == Reduce::Max {
+            Reduce::Max
+        } else {
+            Reduce::Sum
+        };
+        run(&partials, groups as u32, second, scale, &out, 1);
+    }
+    Ok(out)
+}
+
+fn matrix(op: &'static str, x: &GpuTensor) -> Result<(usize, usize, Params)> {
+    let (r, c) = (x.shape().rows(), x.shape().row_len());
+    u32_of(op, x.shape().numel())?;
+    Ok((
+        r,
+        c,
+        Params {
+            rows: r as u32,
+            cols: c as u32,
+            op: 0,
+            scale: 1.0,
+        },
+    ))
+}
+
+pub(crate) fn sum_rows(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
+    let (_, c, p) = matrix("sum_rows", x)?;
+    let out = dev.empty([c])?;
+    let grid = dev.ctx.grid_1d("sum_rows", c)?;
+    launch(
+        dev,
+        shader!("reduce"),
+        "sum_rows",
+        &[],
+        &[(0, x.buf()), (2, out.buf())],
+        &p,
+        grid,
+    );
+    Ok(out)
+}
+
+pub(crate) fn sum_cols(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
+    let (r, _, p) = matrix("sum_cols", x)?;
+    let out = dev.empty([r])?;
+    let grid = dev.ctx.grid_groups("sum_cols", r as u64)?;
+    launch(
+        dev,
+        shader!("reduce"),
+        "sum_cols",
+        &[],
+        &[(0, x.buf()), (2, out.buf())],
+        &p,
+        grid,
+    );
+    Ok(out)
+}
+
+pub(crate) fn softmax_rows(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
+    let (r, _, p) = matrix("softmax_rows", x)?;
+    let out = dev.empty(x.shape().clone())?;
+    let grid = dev.ctx.grid_groups("softmax_rows", r as u64)?;
+    launch(
+        dev,
+        shader!("reduce"),
+        "softmax_rows",
+        &[],
+        &[(0, x.buf()), (2, out.buf())],
+        &p,
+        grid,
+    );
+    Ok(out)
+}
+
+pub(crate) fn softmax_cross_entropy(
+    dev: &GpuDevice,
+    logits: &GpuTensor,
+    labels: &GpuTensor,
+) -> Result<LossGrad<GpuTensor>> {
+    let (r, _, p) = matrix("softmax_cross_entropy", logits)?;
+    if labels.shape().numel() != r {
+        return Err(Error::shape(
+            "softmax_cross_entropy",
+            format!(
+                "{} labels for logits {}",
+                labels.shape().numel(),
+                logits.shape()
+            ),
+        ));
+    }
+    let grad = dev.empty(logits.shape().clone())?;
+    let row_loss = dev.empty([r])?;
+    let grid = dev.ctx.grid_groups("softmax_cross_entropy", r as u64)?;
+    launch(
+        dev,
+        shader!("reduce"),
+        "softmax_xent_rows",
+        &[],
+        &[
+            (0, logits.buf()),
+            (1, labels.buf()),
+            (2, grad.buf()),
+            (3, row_loss.buf()),
+        ],
+        &p,
+        grid,
+    );
+    let loss = reduce(dev, &row_loss, Reduce::Sum, 1.0 / r as f32)?;
+    Ok(LossGrad { loss, grad })
+}
+
+/// A loss whose terms are per element (`mse_terms`, `bce_terms`): one pass
+/// writes the gradient and the terms, a reduction averages the terms.
+pub(crate) fn pointwise_loss(
+    dev: &GpuDevice,
+    entry: &'static str,
+    pred: &GpuTensor,
+    target: &GpuTensor,
+) -> Result<LossGrad<GpuTensor>> {
+    same_shape(entry, pred.shape(), target.shape())?;
+    let n = pred.shape().numel();
+    let p = Params {
+        rows: u32_of(entry, n)?,
+        cols: 0,
+        op: 0,
+        scale: 1.0,
+    };
+    let grad = dev.empty(pred.shape().clone())?;
+    let terms = dev.empty(pred.shape().clone())?;
+    let grid = dev.ctx.grid_1d(entry, n)?;
+    launch(
+        dev,
+        shader!("reduce"),
+        entry,
+        &[],
+        &[
+            (0, pred.buf()),
+            (1, target.buf()),
+            (2, grad.buf()),
+            (3, terms.buf()),
+        ],
+        &p,
+        grid,
+    );
+    let loss = reduce(dev, &terms, Reduce::Sum, 1.0 / n as f32)?;
+    Ok(LossGrad { loss, grad })
+}
+
+pub(crate) fn argmax_rows(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
+    let (r, _, p) = matrix("argmax_rows", x)?;
+    let out = dev.empty([r])?;
+    let grid = dev.ctx.grid_1d("argmax_rows", r)?;
+    launch(
+        dev,
+        shader!("reduce"),
+        "argmax_rows",
+        &[],
+        &[(0, x.buf()), (2, out.buf())],
+        &p,
+        grid,
+    );
+    Ok(out)
+}
+
+pub(crate) fn count_equal(dev: &GpuDevice, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+    let n = a.shape().numel();
+    if n != b.shape().numel() {
+        return Err(Error::shape(
+            "count_equal",
+            format!("{} vs {}", a.shape(), b.shape()),
+        ));
+    }
+    let p = Params {
+        rows: u32_of("count_equal", n)?,
+        cols: 0,
+        op: 0,
+        scale: 1.0,
+    };
+    let eq = dev.empty([n])?;
+    let grid = dev.ctx.grid_1d("count_equal", n)?;
+    launch(
+        dev,
+        shader!("reduce"),
+        "equal_terms",
+        &[],
+        &[(0, a.buf()), (1, b.buf()), (2, eq.buf())],
+        &p,
+        grid,
+    );
+    reduce(dev, &eq, Reduce::Sum, 1.0)
+}

@@ -1,0 +1,400 @@
+//! `GpuDevice`: the `Device` on wgpu.
+//!
+//! Each kernel family has a WGSL file in `shaders/` and a launcher module of
+//! the same name in `kernels/` (shaders/matmul.wgsl ↔ kernels/matmul.rs).
+//! [`context`] holds what every launch shares: caches, pool and recorder.
+
+mod adapter;
+pub(crate) mod context;
+mod kernels;
+
+use std::sync::Arc;
+
+pub use adapter::{list_adapters, AdapterSummary};
+pub use context::GpuStats;
+
+use self::context::{Context, PooledBuffer};
+use super::{Activation, AdamStep, Binary, Device, LossGrad, MatmulSpec, Reduce, Tensor};
+use crate::error::{Error, Result};
+use crate::tensor::Shape;
+
+/// A tensor in GPU memory: a pooled storage buffer (shared by clones) and a
+/// shape. The buffer returns to the pool when the last clone is dropped.
+#[derive(Clone)]
+pub struct GpuTensor {
+    buf: Arc<PooledBuffer>,
+    shape: Shape,
+}
+
+impl Tensor for GpuTensor {
+    fn shape(&self) -> &Shape {
+        &self.shape
+    }
+}
+
+impl std::fmt::Debug for GpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuTensor{} (buffer {})", self.shape, self.buf.id())
+    }
+}
+
+impl GpuTensor {
+    pub(crate) fn buf(&self) -> &PooledBuffer {
+        &self.buf
+    }
+    fn bytes(&self) -> u64 {
+        self.shape.numel() as u64 * 4
+    }
+}
+
+/// Which matmul kernel a device uses (see shaders/matmul.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// Barrier-free 4×4 blocks per invocation: software adapters.
+    Blocked,
+    /// Shared-memory 64×64 tiles: real GPUs.
+    Tiled,
+}
+
+/// The wgpu device. Cheap to clone; clones share the queue and caches.
+#[derive(Clone)]
+pub struct GpuDevice {
+    ctx: Arc<Context>,
+    /// Bound where a kernel's optional input is absent (it is never read).
+    placeholder: Arc<PooledBuffer>,
+    matmul_kernel: MatmulKernel,
+}
+
+impl GpuDevice {
+    /// Opens the adapter chosen by [`list_adapters`]'s rules
+    /// (`WGTRAIN_ADAPTER`, `WGTRAIN_BACKENDS`, else the most capable).
+    pub fn new() -> Result<Self> {
+        let adapter = adapter::select_adapter()?;
+        let ctx = Arc::new(Context::new(&adapter)?);
+        let placeholder = Arc::new(ctx.alloc(16)?);
+        let matmul_kernel = match std::env::var("WGTRAIN_MATMUL").as_deref() {
+            Ok("tiled") => MatmulKernel::Tiled,
+            Ok("blocked") => MatmulKernel::Blocked,
+            _ => match ctx.info.device_type {
+                wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => MatmulKernel::Blocked,
+                _ => MatmulKernel::Tiled,
+            },
+        };
+        Ok(GpuDevice {
+            ctx,
+            placeholder,
+            matmul_kernel,
+        })
+    }
+
+    /// The adapter in use.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.ctx.info
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.ctx.limits
+    }
+
+    pub fn stats(&self) -> GpuStats {
+        self.ctx.stats()
+    }
+
+    pub fn matmul_kernel(&self) -> MatmulKernel {
+        self.matmul_kernel
+    }
+
+    /// The same device using a different matmul kernel (for tests and
+    /// benchmarks that compare the two).
+    pub fn with_matmul_kernel(&self, kernel: MatmulKernel) -> Self {
+        GpuDevice {
+            matmul_kernel: kernel,
+            ..self.clone()
+        }
+    }
+
+    /// An uninitialised tensor of `shape`.
+    pub(crate) fn empty(&self, shape: impl Into<Shape>) -> Result<GpuTensor> {
+        let shape = shape.into();
+        let buf = self.ctx.alloc(shape.numel() as u64 * 4)?;
+        Ok(GpuTensor {
+            buf: Arc::new(buf),
+            shape,
+        })
+    }
+}
+
+impl Device for GpuDevice {
+    type Tensor = GpuTensor;
+
+    fn name(&self) -> String {
+        let i = &self.ctx.info;
+        format!("{} ({:?})", i.name, i.backend)
+    }
+
+    fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<GpuTensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::shape(
+                "upload",
+                format!("{} values for shape {shape}", data.len()),
+            ));
+        }
+        let t = self.empty(shape)?;
+        self.ctx.write(&t.buf, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    fn download(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read(&t.buf, t.bytes())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn full(&self, shape: impl Into<Shape>, value: f32) -> Result<GpuTensor> {
+        kernels::elementwise::fill(self, shape.into(), value)
+    }
+
+    fn reshape(&self, t: &GpuTensor, shape: impl Into<Shape>) -> Result<GpuTensor> {
+        let shape = shape.into();
+        if shape.numel() != t.shape.numel() {
+            return Err(Error::shape("reshape", format!("{} to {shape}", t.shape)));
+        }
+        Ok(GpuTensor {
+            buf: t.buf.clone(),
+            shape,
+        })
+    }
+
+    fn slice_rows(&self, x: &GpuTensor, start: usize, count: usize) -> Result<GpuTensor> {
+        if start + count > x.shape.rows() {
+            return Err(Error::shape(
+                "slice_rows",
+                format!("rows {start}..{} of {}", start + count, x.shape),
+            ));
+        }
+        let row_bytes = x.shape.row_len() as u64 * 4;
+        let out = self.empty(x.shape.with_rows(count))?;
+        self.ctx.copy(
+            &x.buf,
+            start as u64 * row_bytes,
+            &out.buf,
+            0,
+            count as u64 * row_bytes,
+        );
+        Ok(out)
+    }
+
+    fn concat_rows(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        if a.shape.row_len() != b.shape.row_len() || a.shape.rank() != b.shape.rank() {
+            return Err(Error::shape(
+                "concat_rows",
+                format!("{} and {}", a.shape, b.shape),
+            ));
+        }
+        let out = self.empty(a.shape.with_rows(a.shape.rows() + b.shape.rows()))?;
+        self.ctx.copy(&a.buf, 0, &out.buf, 0, a.bytes());
+        self.ctx.copy(&b.buf, 0, &out.buf, a.bytes(), b.bytes());
+        Ok(out)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.ctx.wait_idle()
+    }
+
+    fn matmul(
+        &self,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: MatmulSpec,
+    ) -> Result<GpuTensor> {
+        kernels::matmul::matmul(self, a, b, bias, spec)
+    }
+
+    fn conv2d(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        pad: usize,
+    ) -> Result<GpuTensor> {
+        kernels::conv2d::forward(self, x, w, bias, pad)
+    }
+
+    fn conv2d_input_grad(&self, dy: &GpuTensor, w: &GpuTensor, pad: usize) -> Result<GpuTensor> {
+        kernels::conv2d::input_grad(self, dy, w, pad)
+    }
+
+    fn conv2d_weight_grad(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        pad: usize,
+        kernel: (usize, usize),
+    ) -> Result<GpuTensor> {
+        kernels::conv2d::weight_grad(self, x, dy, pad, kernel)
+    }
+
+    fn channel_sum(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        kernels::conv2d::channel_sum(self, x)
+    }
+
+    fn max_pool2d(&self, x: &GpuTensor, k: usize) -> Result<(GpuTensor, GpuTensor)> {
+        kernels::pool::forward(self, x, k)
+    }
+
+    fn max_pool2d_backward(
+        &self,
+        dy: &GpuTensor,
+        argmax: &GpuTensor,
+        x_shape: &Shape,
+        k: usize,
+    ) -> Result<GpuTensor> {
+        kernels::pool::backward(self, dy, argmax, x_shape, k)
+    }
+
+    fn activation(&self, x: &GpuTensor, act: Activation) -> Result<GpuTensor> {
+        kernels::elementwise::activation(self, x, act)
+    }
+
+    fn activation_backward(
+        &self,
+        y: &GpuTensor,
+        dy: &GpuTensor,
+        act: Activation,
+    ) -> Result<GpuTensor> {
+        kernels::elementwise::activation_backward(self, y, dy, act)
+    }
+
+    fn binary(&self, a: &GpuTensor, b: &GpuTensor, op: Binary) -> Result<GpuTensor> {
+        kernels::elementwise::binary(self, a, b, op)
+    }
+
+    fn scale(&self, x: &GpuTensor, alpha: f32) -> Result<GpuTensor> {
+        kernels::elementwise::scale(self, x, alpha)
+    }
+
+    fn axpy(&self, alpha: f32, x: &GpuTensor, y: &GpuTensor) -> Result<GpuTensor> {
+        kernels::elementwise::axpy(self, alpha, x, y)
+    }
+
+    fn sum_rows(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        kernels::reduce::sum_rows(self, x)
+    }
+
+    fn sum_cols(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        kernels::reduce::sum_cols(self, x)
+    }
+
+    fn reduce(&self, x: &GpuTensor, op: Reduce) -> Result<GpuTensor> {
+        kernels::reduce::reduce(self, x, op, 1.0)
+    }
+
+    fn softmax_rows(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        kernels::reduce::softmax_rows(self, x)
+    }
+
+    fn softmax_cross_entropy(
+        &self,
+        logits: &GpuTensor,
+        labels: &GpuTensor,
+    ) -> Result<LossGrad<GpuTensor>> {
+        kernels::reduce::softmax_cross_entropy(self, logits, labels)
+    }
+
+    fn mse(&self, pred: &GpuTensor, target: &GpuTensor) -> Result<LossGrad<GpuTensor>> {
+        kernels::reduce::pointwise_loss(self, "mse_terms", pred, target)
+    }
+
+    fn bce_with_logits(
+        &self,
+        logits: &GpuTensor,
+        targets: &GpuTensor,
+    ) -> Result<LossGrad<GpuTensor>> {
+        kernels::reduce::pointwise_loss(self, "bce_terms", logits, targets)
+    }
+
+    fn argmax_rows(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        kernels::reduce::argmax_rows(self, x)
+    }
+
+    fn count_equal(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        kernels::reduce::count_equal(self, a, b)
+    }
+
+    fn gather_rows(
+        &self,
+        src: &GpuTensor,
+        idx: &GpuTensor,
+        start: usize,
+        count: usize,
+    ) -> Result<GpuTensor> {
+        kernels::data::gather_rows(self, src, idx, start, count)
+    }
+
+    fn one_hot(&self, idx: &GpuTensor, depth: usize) -> Result<GpuTensor> {
+        kernels::data::one_hot(self, idx, depth)
+    }
+
+    fn rnn_forward(&self, xw: &GpuTensor, u: &GpuTensor, h0: &GpuTensor) -> Result<GpuTensor> {
+        kernels::rnn::forward(self, xw, u, h0)
+    }
+
+    fn rnn_backward(
+        &self,
+        h: &GpuTensor,
+        u: &GpuTensor,
+        dh: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        kernels::rnn::backward(self, h, u, dh)
+    }
+
+    fn sgd_update(
+        &self,
+        param: &mut GpuTensor,
+        grad: &GpuTensor,
+        grad_scale: &GpuTensor,
+        lr: f32,
+        weight_decay: f32,
+    ) -> Result<()> {
+        kernels::optim::sgd(self, param, grad, grad_scale, lr, weight_decay)
+    }
+
+    fn momentum_update(
+        &self,
+        param: &mut GpuTensor,
+        velocity: &mut GpuTensor,
+        grad: &GpuTensor,
+        grad_scale: &GpuTensor,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    ) -> Result<()> {
+        kernels::optim::momentum(
+            self,
+            param,
+            velocity,
+            grad,
+            grad_scale,
+            lr,
+            momentum,
+            weight_decay,
+        )
+    }
+
+    fn adam_update(
+        &self,
+        param: &mut GpuTensor,
+        m: &mut GpuTensor,
+        v: &mut GpuTensor,
+        grad: &GpuTensor,
+        grad_scale: &GpuTensor,
+        hp: &AdamStep,
+    ) -> Result<()> {
+        kernels::optim::adam(self, param, m, v, grad, grad_scale, hp)
+    }
+
+    fn clip_factor(&self, sum_squares: &GpuTensor, max_norm: f32) -> Result<GpuTensor> {
+        kernels::optim::clip_factor(self, sum_squares, max_norm)
+    }
+}

@@ -1,0 +1,580 @@
+//! The `Device` trait: every tensor operation that training needs, implemented
+//! once on the CPU (the reference) and once on the GPU.
+//!
+//! Models are written against this trait only, so "does the GPU compute the
+//! same thing as the CPU" is one generic test per op (see [`crate::check`]).
+//!
+//! Conventions shared by every implementation:
+//! - tensors are f32, row-major, immutable once made (ops return new tensors);
+//!   the only in-place operations are the optimizer updates, which take `&mut`;
+//! - `Clone` on a tensor is cheap and shares its storage;
+//! - index tensors (labels, gather indices, argmax) hold integers as f32,
+//!   exact up to 2^24;
+//! - a reduction to one value returns a tensor of shape `[1]`, so losses and
+//!   metrics can stay on the device until somebody downloads them.
+
+pub mod cpu;
+pub mod gpu;
+
+use crate::error::{Error, Result};
+use crate::tensor::Shape;
+
+pub use cpu::CpuDevice;
+pub use gpu::GpuDevice;
+
+/// A device-resident tensor handle.
+pub trait Tensor: Clone {
+    fn shape(&self) -> &Shape;
+}
+
+/// Elementwise activation functions. Backward passes are written in terms of
+/// the activation's *output* `y`, which is what layers keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Tanh,
+    Sigmoid,
+    Relu,
+}
+
+impl Activation {
+    /// The numeric code shared with the WGSL kernels (`act` parameters).
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Tanh => 1,
+            Activation::Sigmoid => 2,
+            Activation::Relu => 3,
+        }
+    }
+
+    /// Reference scalar forward (the CPU device uses exactly this).
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Identity => x,
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Relu => x.max(0.0),
+        }
+    }
+
+    /// Derivative expressed through the output `y = f(x)`.
+    pub fn derivative_from_output(self, y: f32) -> f32 {
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Tanh => 1.0 - y * y,
+            Activation::Sigmoid => y * (1.0 - y),
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// Numerically stable logistic function.
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Elementwise binary operations on two tensors of the same shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+}
+
+impl Binary {
+    pub fn code(self) -> u32 {
+        match self {
+            Binary::Add => 0,
+            Binary::Sub => 1,
+            Binary::Mul => 2,
+        }
+    }
+
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            Binary::Add => a + b,
+            Binary::Sub => a - b,
+            Binary::Mul => a * b,
+        }
+    }
+}
+
+/// Whole-tensor reductions to a single value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduce {
+    Sum,
+    SumSquares,
+    Max,
+}
+
+impl Reduce {
+    pub fn code(self) -> u32 {
+        match self {
+            Reduce::Sum => 0,
+            Reduce::SumSquares => 1,
+            Reduce::Max => 2,
+        }
+    }
+}
+
+/// Options of [`Device::matmul`]: `C = act(op(A) · op(B) + bias)` where
+/// `op(X)` is `Xᵀ` when the corresponding flag is set. Transposes are never
+/// materialised; they select a kernel variant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatmulSpec {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub act: Activation,
+}
+
+impl MatmulSpec {
+    pub const NN: MatmulSpec = MatmulSpec {
+        trans_a: false,
+        trans_b: false,
+        act: Activation::Identity,
+    };
+    pub const TN: MatmulSpec = MatmulSpec {
+        trans_a: true,
+        ..Self::NN
+    };
+    pub const NT: MatmulSpec = MatmulSpec {
+        trans_b: true,
+        ..Self::NN
+    };
+
+    pub fn with_act(self, act: Activation) -> Self {
+        MatmulSpec { act, ..self }
+    }
+
+    /// `(m, k, n)` of the product, validating the operand shapes.
+    pub fn dims(&self, a: &Shape, b: &Shape) -> Result<(usize, usize, usize)> {
+        let (Some((ar, ac)), Some((br, bc))) = (a.as_matrix(), b.as_matrix()) else {
+            return Err(Error::shape(
+                "matmul",
+                format!("operands must be matrices, got {a} and {b}"),
+            ));
+        };
+        let (m, k) = if self.trans_a { (ac, ar) } else { (ar, ac) };
+        let (k2, n) = if self.trans_b { (bc, br) } else { (br, bc) };
+        if k != k2 {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "inner dimensions differ: {a}{} · {b}{}",
+                    if self.trans_a { "ᵀ" } else { "" },
+                    if self.trans_b { "ᵀ" } else { "" }
+                ),
+            ));
+        }
+        Ok((m, k, n))
+    }
+}
+
+/// Hyper-parameters of one Adam update. `step` counts from 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub step: u32,
+}
+
+impl AdamStep {
+    /// Bias corrections `1 - β^t`, computed on the host in f64 so both devices
+    /// use the identical f32 values.
+    pub fn corrections(&self) -> (f32, f32) {
+        let t = self.step as i32;
+        (
+            (1.0 - (self.beta1 as f64).powi(t)) as f32,
+            (1.0 - (self.beta2 as f64).powi(t)) as f32,
+        )
+    }
+}
+
+/// A loss value (shape `[1]`) and the gradient of that loss with respect to
+/// the prediction, produced together by one fused operation.
+pub struct LossGrad<T> {
+    pub loss: T,
+    pub grad: T,
+}
+
+/// The operations models are built from. See the module documentation for
+/// the conventions every implementation follows.
+pub trait Device {
+    type Tensor: Tensor;
+
+    /// A short human-readable description (`cpu`, or the adapter's name).
+    fn name(&self) -> String;
+
+    // ---- memory -------------------------------------------------------
+    fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<Self::Tensor>;
+    fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    fn full(&self, shape: impl Into<Shape>, value: f32) -> Result<Self::Tensor>;
+    fn zeros(&self, shape: impl Into<Shape>) -> Result<Self::Tensor> {
+        self.full(shape, 0.0)
+    }
+    /// The same data under a new shape with the same number of elements.
+    fn reshape(&self, t: &Self::Tensor, shape: impl Into<Shape>) -> Result<Self::Tensor>;
+    /// Rows `start .. start + count` of `x` (first dimension), copied.
+    fn slice_rows(&self, x: &Self::Tensor, start: usize, count: usize) -> Result<Self::Tensor>;
+    /// `a` and `b` stacked along the first dimension.
+    fn concat_rows(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Blocks until every queued operation has finished (a no-op on the CPU).
+    fn synchronize(&self) -> Result<()>;
+
+    // ---- linear algebra -------------------------------------------------
+    /// `act(op(a) · op(b) + bias)`; `bias` has one value per output column.
+    fn matmul(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        spec: MatmulSpec,
+    ) -> Result<Self::Tensor>;
+
+    // ---- convolution and pooling (N×C×H×W, stride 1, zero padding) --------
+    /// `x [N,Ci,H,W] ⊛ w [Co,Ci,KH,KW] + bias [Co]` → `[N,Co,H+2p-KH+1,W+2p-KW+1]`.
+    fn conv2d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        pad: usize,
+    ) -> Result<Self::Tensor>;
+    /// Gradient with respect to the input, given the output gradient.
+    fn conv2d_input_grad(
+        &self,
+        dy: &Self::Tensor,
+        w: &Self::Tensor,
+        pad: usize,
+    ) -> Result<Self::Tensor>;
+    /// Gradient with respect to the weights `[Co,Ci,kh,kw]`.
+    fn conv2d_weight_grad(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        pad: usize,
+        kernel: (usize, usize),
+    ) -> Result<Self::Tensor>;
+    /// Per-channel sum of `[N,C,H,W]` → `[C]` (the conv bias gradient).
+    fn channel_sum(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Max over non-overlapping `k×k` windows (floor for ragged edges).
+    /// Returns the pooled tensor and, per output, the flat index into `x` of
+    /// the maximum (first one on ties), which the backward pass needs.
+    fn max_pool2d(&self, x: &Self::Tensor, k: usize) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// Routes `dy` back to the arg-max positions of the `k×k` pooling of an
+    /// input of `x_shape`; zeros elsewhere.
+    fn max_pool2d_backward(
+        &self,
+        dy: &Self::Tensor,
+        argmax: &Self::Tensor,
+        x_shape: &Shape,
+        k: usize,
+    ) -> Result<Self::Tensor>;
+
+    // ---- elementwise ----------------------------------------------------
+    fn activation(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
+    /// `dy · f'(x)` written through the forward output `y = f(x)`.
+    fn activation_backward(
+        &self,
+        y: &Self::Tensor,
+        dy: &Self::Tensor,
+        act: Activation,
+    ) -> Result<Self::Tensor>;
+    fn binary(&self, a: &Self::Tensor, b: &Self::Tensor, op: Binary) -> Result<Self::Tensor>;
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary(a, b, Binary::Add)
+    }
+    fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary(a, b, Binary::Sub)
+    }
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary(a, b, Binary::Mul)
+    }
+    /// `alpha · x`.
+    fn scale(&self, x: &Self::Tensor, alpha: f32) -> Result<Self::Tensor>;
+    /// `alpha · x + y`.
+    fn axpy(&self, alpha: f32, x: &Self::Tensor, y: &Self::Tensor) -> Result<Self::Tensor>;
+
+    // ---- reductions -----------------------------------------------------
+    /// `[R,C]` → `[C]`: the sum of all rows (a bias gradient).
+    fn sum_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `[R,C]` → `[R]`: the sum of each row.
+    fn sum_cols(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Any shape → `[1]`.
+    fn reduce(&self, x: &Self::Tensor, op: Reduce) -> Result<Self::Tensor>;
+    fn softmax_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Mean softmax cross-entropy of logits `[R,C]` against class ids `[R]`,
+    /// and its gradient with respect to the logits, in one pass.
+    fn softmax_cross_entropy(
+        &self,
+        logits: &Self::Tensor,
+        labels: &Self::Tensor,
+    ) -> Result<LossGrad<Self::Tensor>>;
+    /// Mean squared error over all elements, and its gradient.
+    fn mse(&self, pred: &Self::Tensor, target: &Self::Tensor) -> Result<LossGrad<Self::Tensor>>;
+    /// Mean binary cross-entropy of logits against 0/1 targets (stable for
+    /// any logit magnitude), and its gradient.
+    fn bce_with_logits(
+        &self,
+        logits: &Self::Tensor,
+        targets: &Self::Tensor,
+    ) -> Result<LossGrad<Self::Tensor>>;
+    /// `[R,C]` → `[R]`: index of each row's maximum (first on ties).
+    fn argmax_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Number of positions where `a == b`, as `[1]` (accuracy on the device).
+    fn count_equal(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+
+    // ---- data -----------------------------------------------------------
+    /// Rows `idx[start .. start + count]` of `src` (any rank; rows are the
+    /// first dimension): the on-device minibatch gather.
+    fn gather_rows(
+        &self,
+        src: &Self::Tensor,
+        idx: &Self::Tensor,
+        start: usize,
+        count: usize,
+    ) -> Result<Self::Tensor>;
+    /// Class ids `[M]` → one-hot rows `[M, depth]`.
+    fn one_hot(&self, idx: &Self::Tensor, depth: usize) -> Result<Self::Tensor>;
+
+    // ---- recurrence -----------------------------------------------------
+    /// Elman recurrence over a whole sequence: given the input projections
+    /// `xw [T,B,H]` (`x_t·W + b`, one matmul for all steps), the recurrent
+    /// weights `u [H,H]` and the initial state `h0 [B,H]`, returns every
+    /// state `h [T,B,H]` with `h_t = tanh(xw_t + h_{t-1}·U)`.
+    fn rnn_forward(
+        &self,
+        xw: &Self::Tensor,
+        u: &Self::Tensor,
+        h0: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+    /// Backpropagation through time. Given the states `h [T,B,H]`, `u` and the
+    /// loss gradient reaching each state from outside the recurrence
+    /// `dh [T,B,H]`, returns the gradient with respect to each pre-activation
+    /// `da [T,B,H]` and with respect to the initial state `dh0 [B,H]`.
+    fn rnn_backward(
+        &self,
+        h: &Self::Tensor,
+        u: &Self::Tensor,
+        dh: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+
+    // ---- optimizer updates (in place) ----------------------------------
+    // `grad_scale` is a `[1]` tensor multiplying every gradient (global-norm
+    // clipping computes it on the device); weight decay adds `wd · p` (L2).
+    fn sgd_update(
+        &self,
+        param: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        grad_scale: &Self::Tensor,
+        lr: f32,
+        weight_decay: f32,
+    ) -> Result<()>;
+    /// `v = μ·v + g; p -= lr·v`.
+    #[allow(clippy::too_many_arguments)]
+    fn momentum_update(
+        &self,
+        param: &mut Self::Tensor,
+        velocity: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        grad_scale: &Self::Tensor,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    ) -> Result<()>;
+    fn adam_update(
+        &self,
+        param: &mut Self::Tensor,
+        m: &mut Self::Tensor,
+        v: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        grad_scale: &Self::Tensor,
+        hp: &AdamStep,
+    ) -> Result<()>;
+    /// `min(1, max_norm / ‖g‖)` from the summed squares `‖g‖²` (shape `[1]`).
+    fn clip_factor(&self, sum_squares: &Self::Tensor, max_norm: f32) -> Result<Self::Tensor>;
+}
+
+/// Checks that two tensors have the same shape.
+pub(crate) fn same_shape(op: &'static str, a: &Shape, b: &Shape) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::shape(op, format!("{a} vs {b}")))
+    }
+}
+
+/// Output geometry of a stride-1 convolution.
+pub(crate) fn conv_out(size: usize, pad: usize, k: usize) -> Result<usize> {
+    (size + 2 * pad)
+        .checked_sub(k)
+        .map(|d| d + 1)
+        .ok_or_else(|| {
+            Error::shape(
+                "conv2d",
+                format!("kernel {k} larger than padded input {}", size + 2 * pad),
+            )
+        })
+}
+
+/// Validates conv2d operands and returns `(n, ci, h, w, co, kh, kw, ho, wo)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeom {
+    pub n: usize,
+    pub ci: usize,
+    pub h: usize,
+    pub w: usize,
+    pub co: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    pub fn forward(x: &Shape, w: &Shape, pad: usize) -> Result<Self> {
+        let (Some((n, ci, h, wd)), Some((co, ci2, kh, kw))) = (x.as_nchw(), w.as_nchw()) else {
+            return Err(Error::shape(
+                "conv2d",
+                format!("input and weight must be 4-d, got {x} and {w}"),
+            ));
+        };
+        if ci != ci2 {
+            return Err(Error::shape(
+                "conv2d",
+                format!("input has {ci} channels, weight expects {ci2}"),
+            ));
+        }
+        Ok(ConvGeom {
+            n,
+            ci,
+            h,
+            w: wd,
+            co,
+            kh,
+            kw,
+            ho: conv_out(h, pad, kh)?,
+            wo: conv_out(wd, pad, kw)?,
+            pad,
+        })
+    }
+
+    /// Geometry recovered from the output gradient and the weights.
+    pub fn from_output(dy: &Shape, w: &Shape, pad: usize) -> Result<Self> {
+        let (Some((n, co, ho, wo)), Some((co2, ci, kh, kw))) = (dy.as_nchw(), w.as_nchw()) else {
+            return Err(Error::shape(
+                "conv2d_input_grad",
+                format!("gradient and weight must be 4-d, got {dy} and {w}"),
+            ));
+        };
+        if co != co2 || ho + kh < 1 + 2 * pad || wo + kw < 1 + 2 * pad {
+            return Err(Error::shape(
+                "conv2d_input_grad",
+                format!("gradient {dy} does not fit weight {w} with padding {pad}"),
+            ));
+        }
+        Ok(ConvGeom {
+            n,
+            ci,
+            h: ho + kh - 1 - 2 * pad,
+            w: wo + kw - 1 - 2 * pad,
+            co,
+            kh,
+            kw,
+            ho,
+            wo,
+            pad,
+        })
+    }
+
+    /// Geometry for the weight gradient from the input and output gradient.
+    pub fn from_input_and_output(
+        x: &Shape,
+        dy: &Shape,
+        pad: usize,
+        (kh, kw): (usize, usize),
+    ) -> Result<Self> {
+        let (Some((n, ci, h, wd)), Some((n2, co, ho, wo))) = (x.as_nchw(), dy.as_nchw()) else {
+            return Err(Error::shape(
+                "conv2d_weight_grad",
+                format!("input and gradient must be 4-d, got {x} and {dy}"),
+            ));
+        };
+        let g = ConvGeom {
+            n,
+            ci,
+            h,
+            w: wd,
+            co,
+            kh,
+            kw,
+            ho: conv_out(h, pad, kh)?,
+            wo: conv_out(wd, pad, kw)?,
+            pad,
+        };
+        if n != n2 || g.ho != ho || g.wo != wo {
+            return Err(Error::shape(
+                "conv2d_weight_grad",
+                format!(
+                    "gradient {dy} does not match input {x} with a {kh}×{kw} kernel, padding {pad}"
+                ),
+            ));
+        }
+        Ok(g)
+    }
+
+    pub fn out_shape(&self) -> Shape {
+        Shape::new([self.n, self.co, self.ho, self.wo])
+    }
+    pub fn in_shape(&self) -> Shape {
+        Shape::new([self.n, self.ci, self.h, self.w])
+    }
+    pub fn weight_shape(&self) -> Shape {
+        Shape::new([self.co, self.ci, self.kh, self.kw])
+    }
+}
+
+/// Validates pooling input and returns `(n, c, h, w, ho, wo)`.
+pub(crate) fn pool_geom(x: &Shape, k: usize) -> Result<(usize, usize, usize, usize, usize, usize)> {
+    let Some((n, c, h, w)) = x.as_nchw() else {
+        return Err(Error::shape(
+            "max_pool2d",
+            format!("input must be 4-d, got {x}"),
+        ));
+    };
+    if k == 0 || h < k || w < k {
+        return Err(Error::shape(
+            "max_pool2d",
+            format!("window {k} does not fit input {x}"),
+        ));
+    }
+    Ok((n, c, h, w, h / k, w / k))
+}
+
+/// Validates rnn operands and returns `(t, b, h)`.
+pub(crate) fn rnn_geom(seq: &Shape, u: &Shape) -> Result<(usize, usize, usize)> {
+    match (seq.dims(), u.dims()) {
+        ([t, b, h], [h1, h2]) if h == h1 && h == h2 => Ok((*t, *b, *h)),
+        _ => Err(Error::shape(
+            "rnn",
+            format!("expected sequence [T,B,H] and recurrent weights [H,H], got {seq} and {u}"),
+        )),
+    }
+}

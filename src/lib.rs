@@ -1,0 +1,15 @@
+//! wgtrain: train classic neural models on any GPU through wgpu compute
+//! shaders, with an ndarray CPU reference that every GPU result is checked
+//! against.
+//!
+//! The layers: [`device`] (the `Device` trait, `CpuDevice`, `GpuDevice` and
+//! its WGSL kernels), then models, data and training built on top of it.
+
+pub mod check;
+pub mod device;
+pub mod error;
+pub mod tensor;
+
+pub use device::{CpuDevice, Device, GpuDevice, Tensor};
+pub use error::{Error, Result};
+pub use tensor::Shape;

@@ -1,0 +1,321 @@
+//! The CPU reference against small examples worked out by hand, so the
+//! reference itself is checked and not only the GPU against it.
+
+use wgtrain::device::{Activation, AdamStep, Binary, MatmulSpec, Reduce};
+use wgtrain::{CpuDevice, Device, Shape};
+
+fn dev() -> CpuDevice {
+    CpuDevice::new()
+}
+
+fn t(data: &[f32], shape: &[usize]) -> wgtrain::device::cpu::CpuTensor {
+    dev().upload(data, Shape::from(shape)).unwrap()
+}
+
+fn get(x: &wgtrain::device::cpu::CpuTensor) -> Vec<f32> {
+    dev().download(x).unwrap()
+}
+
+fn assert_close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{got:?} vs {want:?}"
+        );
+    }
+}
+
+#[test]
+fn matmul_every_transpose() {
+    // A = [[1,2,3],[4,5,6]], B = [[1,0],[0,1],[1,1]]: A·B = [[4,5],[10,11]].
+    let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    let b = t(&[1., 0., 0., 1., 1., 1.], &[3, 2]);
+    assert_eq!(
+        get(&dev().matmul(&a, &b, None, MatmulSpec::NN).unwrap()),
+        [4., 5., 10., 11.]
+    );
+    // Aᵀ stored: the same product from the transposed layouts.
+    let at = t(&[1., 4., 2., 5., 3., 6.], &[3, 2]);
+    let bt = t(&[1., 0., 1., 0., 1., 1.], &[2, 3]);
+    let tn = dev().matmul(&at, &b, None, MatmulSpec::TN).unwrap();
+    let nt = dev().matmul(&a, &bt, None, MatmulSpec::NT).unwrap();
+    let tt = MatmulSpec {
+        trans_a: true,
+        trans_b: true,
+        ..MatmulSpec::NN
+    };
+    let tt = dev().matmul(&at, &bt, None, tt).unwrap();
+    for c in [tn, nt, tt] {
+        assert_eq!(get(&c), [4., 5., 10., 11.]);
+        assert_eq!(c.shape_dims(), [2, 2]);
+    }
+}
+
+trait Dims {
+    fn shape_dims(&self) -> Vec<usize>;
+}
+impl Dims for wgtrain::device::cpu::CpuTensor {
+    fn shape_dims(&self) -> Vec<usize> {
+        use wgtrain::Tensor;
+        self.shape().dims().to_vec()
+    }
+}
+
+#[test]
+fn matmul_bias_and_activation_epilogue() {
+    let a = t(&[1., -1.], &[1, 2]);
+    let b = t(&[2., 0., 0., 3.], &[2, 2]);
+    let bias = t(&[-1., 1.], &[2]);
+    // [2, -3] + [-1, 1] = [1, -2]
+    let relu = dev()
+        .matmul(
+            &a,
+            &b,
+            Some(&bias),
+            MatmulSpec::NN.with_act(Activation::Relu),
+        )
+        .unwrap();
+    assert_eq!(get(&relu), [1., 0.]);
+    let tanh = dev()
+        .matmul(
+            &a,
+            &b,
+            Some(&bias),
+            MatmulSpec::NN.with_act(Activation::Tanh),
+        )
+        .unwrap();
+    assert_close(&get(&tanh), &[1f32.tanh(), (-2f32).tanh()]);
+}
+
+#[test]
+fn matmul_rejects_mismatched_inner_dimensions() {
+    let a = t(&[1., 2., 3.], &[1, 3]);
+    let err = dev().matmul(&a, &a, None, MatmulSpec::NN).unwrap_err();
+    assert!(err.to_string().contains("inner dimensions"), "{err}");
+}
+
+#[test]
+fn conv2d_by_hand() {
+    // 3×3 input 1..9, 2×2 kernel of ones, no padding: sums of 2×2 windows.
+    let x = t(&[1., 2., 3., 4., 5., 6., 7., 8., 9.], &[1, 1, 3, 3]);
+    let w = t(&[1., 1., 1., 1.], &[1, 1, 2, 2]);
+    let b = t(&[0.5], &[1]);
+    let y = dev().conv2d(&x, &w, Some(&b), 0).unwrap();
+    assert_eq!(y.shape_dims(), [1, 1, 2, 2]);
+    assert_eq!(get(&y), [12.5, 16.5, 24.5, 28.5]);
+    // Padding 1 with a 3×3 centre-only kernel is the identity.
+    let mut centre = [0.0f32; 9];
+    centre[4] = 1.0;
+    let id = dev()
+        .conv2d(&x, &t(&centre, &[1, 1, 3, 3]), None, 1)
+        .unwrap();
+    assert_eq!(get(&id), get(&x));
+}
+
+#[test]
+fn conv2d_gradients_by_hand() {
+    let x = t(&[1., 2., 3., 4., 5., 6., 7., 8., 9.], &[1, 1, 3, 3]);
+    let w = t(&[1., 2., 3., 4.], &[1, 1, 2, 2]);
+    let dy = t(&[1., 0., 0., 0.], &[1, 1, 2, 2]);
+    // Only the top-left output has gradient: dx is w placed at the top-left,
+    // dw is the top-left input window.
+    let dx = dev().conv2d_input_grad(&dy, &w, 0).unwrap();
+    assert_eq!(get(&dx), [1., 2., 0., 3., 4., 0., 0., 0., 0.]);
+    let dw = dev().conv2d_weight_grad(&x, &dy, 0, (2, 2)).unwrap();
+    assert_eq!(get(&dw), [1., 2., 4., 5.]);
+    let ones = t(&[1.; 4], &[1, 1, 2, 2]);
+    assert_eq!(get(&dev().channel_sum(&ones).unwrap()), [4.]);
+}
+
+#[test]
+fn max_pool_routes_gradient_to_the_maximum() {
+    let x = t(
+        &[
+            1., 5., 2., 0., 3., 4., 8., 1., 0., 0., 0., 0., 0., 0., 0., 9.,
+        ],
+        &[1, 1, 4, 4],
+    );
+    let (y, arg) = dev().max_pool2d(&x, 2).unwrap();
+    assert_eq!(get(&y), [5., 8., 0., 9.]);
+    // Ties (the all-zero window) pick the first position.
+    assert_eq!(get(&arg), [1., 6., 8., 15.]);
+    let dy = t(&[1., 2., 3., 4.], &[1, 1, 2, 2]);
+    let dx = dev()
+        .max_pool2d_backward(&dy, &arg, &Shape::new([1, 1, 4, 4]), 2)
+        .unwrap();
+    let mut want = [0.0f32; 16];
+    want[1] = 1.;
+    want[6] = 2.;
+    want[8] = 3.;
+    want[15] = 4.;
+    assert_eq!(get(&dx), want);
+}
+
+#[test]
+fn activations_and_their_derivatives() {
+    let x = t(&[-2., 0., 3.], &[3]);
+    assert_eq!(
+        get(&dev().activation(&x, Activation::Relu).unwrap()),
+        [0., 0., 3.]
+    );
+    let s = dev().activation(&x, Activation::Sigmoid).unwrap();
+    assert_close(&get(&s), &[0.11920292, 0.5, 0.95257413]);
+    let dy = t(&[1., 1., 1.], &[3]);
+    // σ' = σ(1-σ)
+    let ds = dev()
+        .activation_backward(&s, &dy, Activation::Sigmoid)
+        .unwrap();
+    assert_close(&get(&ds), &[0.10499359, 0.25, 0.04517666]);
+    let th = dev().activation(&x, Activation::Tanh).unwrap();
+    let dth = dev()
+        .activation_backward(&th, &dy, Activation::Tanh)
+        .unwrap();
+    assert_close(&get(&dth), &[0.07065082, 1.0, 0.009866]);
+}
+
+#[test]
+fn arithmetic() {
+    let a = t(&[1., 2.], &[2]);
+    let b = t(&[3., 5.], &[2]);
+    assert_eq!(get(&dev().binary(&a, &b, Binary::Add).unwrap()), [4., 7.]);
+    assert_eq!(get(&dev().binary(&a, &b, Binary::Sub).unwrap()), [-2., -3.]);
+    assert_eq!(get(&dev().binary(&a, &b, Binary::Mul).unwrap()), [3., 10.]);
+    assert_eq!(get(&dev().scale(&a, 3.).unwrap()), [3., 6.]);
+    assert_eq!(get(&dev().axpy(2., &a, &b).unwrap()), [5., 9.]);
+}
+
+#[test]
+fn reductions() {
+    let x = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    assert_eq!(get(&dev().sum_rows(&x).unwrap()), [5., 7., 9.]);
+    assert_eq!(get(&dev().sum_cols(&x).unwrap()), [6., 15.]);
+    assert_eq!(get(&dev().reduce(&x, Reduce::Sum).unwrap()), [21.]);
+    assert_eq!(get(&dev().reduce(&x, Reduce::SumSquares).unwrap()), [91.]);
+    assert_eq!(get(&dev().reduce(&x, Reduce::Max).unwrap()), [6.]);
+    assert_eq!(get(&dev().argmax_rows(&x).unwrap()), [2., 2.]);
+}
+
+#[test]
+fn softmax_and_cross_entropy() {
+    let x = t(&[0., (2f32).ln(), 1000., 1000.], &[2, 2]);
+    // Row 0: e^0 : e^ln2 = 1:2. Row 1 has huge equal logits: stable → ½, ½.
+    let s = dev().softmax_rows(&x).unwrap();
+    assert_close(&get(&s), &[1. / 3., 2. / 3., 0.5, 0.5]);
+    let labels = t(&[1., 0.], &[2]);
+    let lg = dev().softmax_cross_entropy(&x, &labels).unwrap();
+    // Mean of -ln(2/3) and -ln(1/2).
+    let want = ((1.5f32).ln() + (2f32).ln()) / 2.0;
+    assert_close(&get(&lg.loss), &[want]);
+    // (softmax - onehot) / rows
+    assert_close(&get(&lg.grad), &[1. / 6., -1. / 6., -0.25, 0.25]);
+}
+
+#[test]
+fn mse_and_bce() {
+    let p = t(&[1., 3.], &[2]);
+    let y = t(&[0., 1.], &[2]);
+    let lg = dev().mse(&p, &y).unwrap();
+    assert_eq!(get(&lg.loss), [2.5]); // (1 + 4) / 2
+    assert_eq!(get(&lg.grad), [1., 2.]); // 2(p-y)/2
+                                         // BCE at z = 0 is ln 2 whatever the target; huge logits stay finite.
+    let z = t(&[0., 100., -100.], &[3]);
+    let tg = t(&[1., 1., 1.], &[3]);
+    let lg = dev().bce_with_logits(&z, &tg).unwrap();
+    assert_close(&get(&lg.loss), &[((2f32).ln() + 0.0 + 100.0) / 3.0]);
+    assert_close(&get(&lg.grad), &[-0.5 / 3., 0., -1. / 3.]);
+}
+
+#[test]
+fn data_ops() {
+    let src = t(&[0., 1., 10., 11., 20., 21.], &[3, 2]);
+    let idx = t(&[9., 2., 0., 9.], &[4]);
+    assert_eq!(
+        get(&dev().gather_rows(&src, &idx, 1, 2).unwrap()),
+        [20., 21., 0., 1.]
+    );
+    assert!(
+        dev().gather_rows(&src, &idx, 0, 1).is_err(),
+        "index 9 is out of range"
+    );
+    assert_eq!(
+        get(&dev().one_hot(&t(&[2., 0.], &[2]), 3).unwrap()),
+        [0., 0., 1., 1., 0., 0.]
+    );
+    assert_eq!(get(&dev().slice_rows(&src, 1, 1).unwrap()), [10., 11.]);
+    let c = dev().concat_rows(&src, &src).unwrap();
+    assert_eq!(c.shape_dims(), [6, 2]);
+    assert_eq!(
+        get(&dev()
+            .count_equal(&idx, &t(&[9., 0., 0., 1.], &[4]))
+            .unwrap()),
+        [2.]
+    );
+}
+
+#[test]
+fn rnn_two_steps_by_hand() {
+    // H = 1, B = 1: h1 = tanh(0.5 + 2·h0), h2 = tanh(-1 + 2·h1), h0 = 0.25.
+    let xw = t(&[0.5, -1.0], &[2, 1, 1]);
+    let u = t(&[2.0], &[1, 1]);
+    let h0 = t(&[0.25], &[1, 1]);
+    let h = get(&dev().rnn_forward(&xw, &u, &h0).unwrap());
+    let h1 = (0.5f32 + 0.5).tanh();
+    let h2 = (-1.0f32 + 2.0 * h1).tanh();
+    assert_close(&h, &[h1, h2]);
+    // Loss = h2: da2 = 1-h2², da1 = da2·U·(1-h1²), dh0 = da1·U.
+    let hs = t(&h, &[2, 1, 1]);
+    let dh = t(&[0.0, 1.0], &[2, 1, 1]);
+    let (da, dh0) = dev().rnn_backward(&hs, &u, &dh).unwrap();
+    let da2 = 1.0 - h2 * h2;
+    let da1 = da2 * 2.0 * (1.0 - h1 * h1);
+    assert_close(&get(&da), &[da1, da2]);
+    assert_close(&get(&dh0), &[da1 * 2.0]);
+}
+
+#[test]
+fn optimizer_steps_by_hand() {
+    let g = t(&[1.0], &[1]);
+    let one = t(&[1.0], &[1]);
+    let mut p = t(&[2.0], &[1]);
+    // p -= lr·(g + wd·p) = 2 - 0.1·(1 + 0.1·2)
+    dev().sgd_update(&mut p, &g, &one, 0.1, 0.1).unwrap();
+    assert_close(&get(&p), &[1.88]);
+
+    let mut p = t(&[2.0], &[1]);
+    let mut v = t(&[1.0], &[1]);
+    // v = 0.9·1 + 1 = 1.9; p = 2 - 0.1·1.9
+    dev()
+        .momentum_update(&mut p, &mut v, &g, &one, 0.1, 0.9, 0.0)
+        .unwrap();
+    assert_close(&get(&p), &[1.81]);
+    assert_close(&get(&v), &[1.9]);
+
+    // Adam's first step moves every weight by about lr, against the gradient.
+    let mut p = t(&[2.0], &[1]);
+    let mut m = t(&[0.0], &[1]);
+    let mut v = t(&[0.0], &[1]);
+    let hp = AdamStep {
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        step: 1,
+    };
+    let half = t(&[0.5], &[1]);
+    dev()
+        .adam_update(&mut p, &mut m, &mut v, &g, &half, &hp)
+        .unwrap();
+    assert_close(&get(&p), &[1.99]);
+    assert_close(&get(&m), &[0.05]);
+
+    assert_eq!(
+        get(&dev().clip_factor(&t(&[100.0], &[1]), 5.0).unwrap()),
+        [0.5]
+    );
+    assert_eq!(
+        get(&dev().clip_factor(&t(&[4.0], &[1]), 5.0).unwrap()),
+        [1.0]
+    );
+}

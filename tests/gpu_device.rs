@@ -1,0 +1,90 @@
+//! GPU device behaviour beyond op results: limits, the buffer pool, and
+//! that recording never waits.
+
+mod common;
+
+use wgtrain::device::MatmulSpec;
+use wgtrain::{Device, Error, Tensor};
+
+#[test]
+fn a_tensor_over_the_adapter_limits_is_a_clear_error() {
+    let Some(gpu) = common::gpu() else { return };
+    let limit = gpu
+        .limits()
+        .max_storage_buffer_binding_size
+        .min(gpu.limits().max_buffer_size);
+    let too_many = (limit / 4 + 1024) as usize;
+    match gpu.zeros([too_many]) {
+        Err(Error::TooLarge { limit_name, .. }) => assert!(limit_name.starts_with("max_")),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a {too_many}-element tensor should exceed the limits"),
+    }
+}
+
+#[test]
+fn pool_reuses_buffers_across_steps() {
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    let a = gpu.upload(&[1.0; 64 * 32], [64, 32]).unwrap();
+    let b = gpu.upload(&[0.5; 32 * 16], [32, 16]).unwrap();
+    let step = || {
+        let c = gpu.matmul(&a, &b, None, MatmulSpec::NN).unwrap();
+        let d = gpu
+            .activation(&c, wgtrain::device::Activation::Tanh)
+            .unwrap();
+        gpu.reduce(&d, wgtrain::device::Reduce::Sum).unwrap()
+    };
+    drop(step());
+    drop(step());
+    let before = gpu.stats();
+    for _ in 0..5 {
+        drop(step());
+    }
+    let after = gpu.stats();
+    assert!(after.dispatches > before.dispatches);
+    assert_eq!(
+        after.buffers_created, before.buffers_created,
+        "steps after the second allocated"
+    );
+    assert_eq!(
+        after.pipelines_compiled, before.pipelines_compiled,
+        "pipelines recompiled"
+    );
+    assert_eq!(
+        after.bind_groups_created, before.bind_groups_created,
+        "bind groups rebuilt"
+    );
+}
+
+#[test]
+fn ops_record_without_submitting_until_a_download() {
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    let x = gpu.upload(&[1.0, 2.0, 3.0], [3]).unwrap();
+    let before = gpu.stats();
+    let mut y = x.clone();
+    for _ in 0..20 {
+        y = gpu.axpy(1.0, &x, &y).unwrap();
+    }
+    let recorded = gpu.stats();
+    assert_eq!(recorded.dispatches - before.dispatches, 20);
+    assert_eq!(
+        recorded.submits, before.submits,
+        "an op submitted work by itself"
+    );
+    // 21 · x, computed in one submission.
+    assert_eq!(gpu.download(&y).unwrap(), [21.0, 42.0, 63.0]);
+    assert_eq!(gpu.stats().submits, before.submits + 1);
+    assert_eq!(y.shape().dims(), [3]);
+}
+
+#[test]
+fn reshape_shares_storage_and_checks_size() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = gpu.upload(&[1.0, 2.0, 3.0, 4.0], [2, 2]).unwrap();
+    let r = gpu.reshape(&x, [4]).unwrap();
+    assert_eq!(gpu.download(&r).unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    assert!(gpu.reshape(&x, [3]).is_err());
+}
