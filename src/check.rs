@@ -183,6 +183,13 @@ enum Kind {
         start: usize,
         count: usize,
     },
+    GatherU8 {
+        rows: usize,
+        row_len: usize,
+        start: usize,
+        count: usize,
+    },
+    Transpose(usize, usize),
     OneHot {
         n: usize,
         depth: usize,
@@ -247,6 +254,8 @@ impl Case {
                 abs: 1e-6 * (*n as f32),
                 rel: 1e-4,
             },
+            // One multiply-add per element.
+            Kind::GatherU8 { .. } => Tolerance::ROUNDING,
             Kind::Softmax(..) | Kind::SoftmaxXent(..) => Tolerance {
                 abs: 1e-6,
                 rel: 1e-4,
@@ -264,6 +273,7 @@ impl Case {
             | Kind::MaxPool { .. }
             | Kind::Argmax(..)
             | Kind::Gather { .. }
+            | Kind::Transpose(..)
             | Kind::OneHot { .. }
             | Kind::SliceConcat { .. } => Tolerance::EXACT,
         }
@@ -446,6 +456,21 @@ impl Case {
                     [start + count + 2].into(),
                 )?;
                 vec![dev.gather_rows(&src, &idx, *start, *count)?]
+            }
+            Kind::GatherU8 {
+                rows,
+                row_len,
+                start,
+                count,
+            } => {
+                let bytes: Vec<u8> = (0..rows * row_len).map(|_| rng.random()).collect();
+                let src = dev.upload_u8(&bytes, [*rows, *row_len])?;
+                let idx = up(ints(rng, start + count, *rows), [start + count].into())?;
+                vec![dev.gather_rows_u8(&src, &idx, *start, *count, 1.0 / 255.0, -0.5)?]
+            }
+            Kind::Transpose(r, c) => {
+                let x = up(uniform(rng, r * c, 1.0), [*r, *c].into())?;
+                vec![dev.transpose(&x)?]
             }
             Kind::OneHot { n, depth } => {
                 let idx = up(ints(rng, *n, *depth), [*n].into())?;
@@ -753,6 +778,25 @@ pub fn cases() -> Vec<Case> {
             count: 17,
         },
     ));
+    for (rows, row_len, start, count) in [(5, 3, 1, 4), (100, 784, 3, 33), (7, 1, 0, 7)] {
+        v.push(Case::new(
+            "gather rows u8",
+            format!("{rows}×{row_len} bytes rows {start}..{}", start + count),
+            Kind::GatherU8 {
+                rows,
+                row_len,
+                start,
+                count,
+            },
+        ));
+    }
+    for (r, c) in [(1, 1), (3, 5), (33, 129)] {
+        v.push(Case::new(
+            "transpose",
+            format!("{r}×{c}"),
+            Kind::Transpose(r, c),
+        ));
+    }
     v.push(Case::new(
         "one hot",
         "[17] depth 5",

@@ -8,6 +8,10 @@
 pub mod check;
 pub mod device;
 pub mod error;
+pub mod loss;
+pub mod models;
+pub mod nn;
+pub mod optim;
 pub mod tensor;
 
 pub use device::{CpuDevice, Device, GpuDevice, Tensor};

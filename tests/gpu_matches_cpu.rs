@@ -87,7 +87,7 @@ fn reductions_softmax_and_losses() {
 
 #[test]
 fn data_movement() {
-    check_ops(&["gather rows", "one hot", "slice+concat"]);
+    check_ops(&["gather rows", "transpose", "one hot", "slice+concat"]);
 }
 
 #[test]

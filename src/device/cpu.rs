@@ -89,6 +89,19 @@ impl CpuTensor {
     }
 }
 
+/// Host bytes (see [`Device::Bytes`]).
+#[derive(Clone, Debug)]
+pub struct CpuBytes {
+    data: Arc<Vec<u8>>,
+    shape: Shape,
+}
+
+impl Tensor for CpuBytes {
+    fn shape(&self) -> &Shape {
+        &self.shape
+    }
+}
+
 fn from_array2(a: Array2<f32>) -> CpuTensor {
     let shape = Shape::new([a.nrows(), a.ncols()]);
     let data = if a.is_standard_layout() {
@@ -159,6 +172,7 @@ impl CpuDevice {
 
 impl Device for CpuDevice {
     type Tensor = CpuTensor;
+    type Bytes = CpuBytes;
 
     fn name(&self) -> String {
         "cpu".into()
@@ -170,6 +184,20 @@ impl Device for CpuDevice {
 
     fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {
         Ok(t.data.to_vec())
+    }
+
+    fn upload_u8(&self, data: &[u8], shape: impl Into<Shape>) -> Result<CpuBytes> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::shape(
+                "upload_u8",
+                format!("{} bytes for shape {shape}", data.len()),
+            ));
+        }
+        Ok(CpuBytes {
+            data: Arc::new(data.to_vec()),
+            shape,
+        })
     }
 
     fn full(&self, shape: impl Into<Shape>, value: f32) -> Result<CpuTensor> {
@@ -614,6 +642,49 @@ impl Device for CpuDevice {
             out.extend_from_slice(&src.data[r * rl..(r + 1) * rl]);
         }
         CpuTensor::new(out, src.shape.with_rows(count))
+    }
+
+    fn gather_rows_u8(
+        &self,
+        src: &CpuBytes,
+        idx: &CpuTensor,
+        start: usize,
+        count: usize,
+        scale: f32,
+        shift: f32,
+    ) -> Result<CpuTensor> {
+        if start + count > idx.shape.numel() {
+            return Err(Error::shape(
+                "gather_rows_u8",
+                format!(
+                    "indices {start}..{} of {}",
+                    start + count,
+                    idx.shape.numel()
+                ),
+            ));
+        }
+        let rl = src.shape.row_len();
+        let mut out = Vec::with_capacity(count * rl);
+        for &i in &idx.data[start..start + count] {
+            let r = index(i, src.shape.rows(), "gather_rows_u8")?;
+            out.extend(
+                src.data[r * rl..(r + 1) * rl]
+                    .iter()
+                    .map(|&b| b as f32 * scale + shift),
+            );
+        }
+        CpuTensor::new(out, src.shape.with_rows(count))
+    }
+
+    fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let Some((r, c)) = x.shape.as_matrix() else {
+            return Err(Error::shape(
+                "transpose",
+                format!("expected a matrix, got {}", x.shape),
+            ));
+        };
+        let t = x.mat().t().as_standard_layout().into_owned();
+        CpuTensor::new(t.into_raw_vec_and_offset().0, [c, r])
     }
 
     fn one_hot(&self, idx: &CpuTensor, depth: usize) -> Result<CpuTensor> {

@@ -217,6 +217,9 @@ pub struct LossGrad<T> {
 /// the conventions every implementation follows.
 pub trait Device {
     type Tensor: Tensor;
+    /// Raw bytes on the device (a u8 dataset such as MNIST, kept at a quarter
+    /// of its f32 size); only [`Device::gather_rows_u8`] reads them.
+    type Bytes: Tensor;
 
     /// A short human-readable description (`cpu`, or the adapter's name).
     fn name(&self) -> String;
@@ -224,6 +227,7 @@ pub trait Device {
     // ---- memory -------------------------------------------------------
     fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<Self::Tensor>;
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    fn upload_u8(&self, data: &[u8], shape: impl Into<Shape>) -> Result<Self::Bytes>;
     fn full(&self, shape: impl Into<Shape>, value: f32) -> Result<Self::Tensor>;
     fn zeros(&self, shape: impl Into<Shape>) -> Result<Self::Tensor> {
         self.full(shape, 0.0)
@@ -350,6 +354,19 @@ pub trait Device {
         start: usize,
         count: usize,
     ) -> Result<Self::Tensor>;
+    /// Like [`Device::gather_rows`] from bytes, converting each byte `v` to
+    /// `v · scale + shift` (normalisation fused into the gather).
+    fn gather_rows_u8(
+        &self,
+        src: &Self::Bytes,
+        idx: &Self::Tensor,
+        start: usize,
+        count: usize,
+        scale: f32,
+        shift: f32,
+    ) -> Result<Self::Tensor>;
+    /// `[R,C]` → `[C,R]`.
+    fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Class ids `[M]` → one-hot rows `[M, depth]`.
     fn one_hot(&self, idx: &Self::Tensor, depth: usize) -> Result<Self::Tensor>;
 

@@ -146,6 +146,9 @@ pub(crate) struct Context {
     pool: Arc<Mutex<FreeList>>,
     staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     stats: Mutex<GpuStats>,
+    /// The first error wgpu reported asynchronously (validation, out of
+    /// memory, device lost); surfaced by the next download or wait.
+    error: Arc<Mutex<Option<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,6 +181,17 @@ impl Context {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::Gpu(format!("cannot open adapter '{}': {e}", info.name)))?;
+        // wgpu's default handler panics; record the error and return it from
+        // the next call that waits on the GPU instead.
+        let error: Arc<Mutex<Option<String>>> = Arc::default();
+        let sink = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&sink).get_or_insert_with(|| describe(&e));
+        }));
+        let sink = error.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            lock(&sink).get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+        });
         Ok(Context {
             device,
             queue,
@@ -194,7 +208,16 @@ impl Context {
             pool: Arc::default(),
             staging: Mutex::default(),
             stats: Mutex::default(),
+            error,
         })
+    }
+
+    /// The first asynchronous wgpu error since the device was made, if any.
+    fn check_errors(&self) -> Result<()> {
+        match lock(&self.error).clone() {
+            Some(msg) => Err(Error::Gpu(msg)),
+            None => Ok(()),
+        }
     }
 
     pub fn stats(&self) -> GpuStats {
@@ -475,8 +498,8 @@ impl Context {
         self.flush();
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check_errors()
     }
 
     /// Copies the first `bytes` of `src` to the host. This is the only place
@@ -508,6 +531,7 @@ impl Context {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for a download: {e}")))?;
+        self.check_errors()?;
         pollster::block_on(rx.receive())
             .ok_or_else(|| Error::Gpu("download callback dropped".into()))?
             .map_err(|e| Error::Gpu(format!("mapping a download buffer: {e}")))?;
@@ -521,4 +545,16 @@ impl Context {
         lock(&self.staging).entry(size).or_default().push(staging);
         Ok(data)
     }
+}
+
+/// An error and its chain of causes on one line.
+fn describe(e: &wgpu::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }

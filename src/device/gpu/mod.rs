@@ -38,6 +38,25 @@ impl std::fmt::Debug for GpuTensor {
     }
 }
 
+/// Bytes in GPU memory (see [`Device::Bytes`]), packed four to a word.
+#[derive(Clone)]
+pub struct GpuBytes {
+    buf: Arc<PooledBuffer>,
+    shape: Shape,
+}
+
+impl Tensor for GpuBytes {
+    fn shape(&self) -> &Shape {
+        &self.shape
+    }
+}
+
+impl GpuBytes {
+    pub(crate) fn buf(&self) -> &PooledBuffer {
+        &self.buf
+    }
+}
+
 impl GpuTensor {
     pub(crate) fn buf(&self) -> &PooledBuffer {
         &self.buf
@@ -126,6 +145,7 @@ impl GpuDevice {
 
 impl Device for GpuDevice {
     type Tensor = GpuTensor;
+    type Bytes = GpuBytes;
 
     fn name(&self) -> String {
         let i = &self.ctx.info;
@@ -148,6 +168,25 @@ impl Device for GpuDevice {
     fn download(&self, t: &GpuTensor) -> Result<Vec<f32>> {
         let bytes = self.ctx.read(&t.buf, t.bytes())?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn upload_u8(&self, data: &[u8], shape: impl Into<Shape>) -> Result<GpuBytes> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::shape(
+                "upload_u8",
+                format!("{} bytes for shape {shape}", data.len()),
+            ));
+        }
+        let buf = self.ctx.alloc(data.len() as u64)?;
+        // write_buffer needs a multiple of 4 bytes.
+        let mut padded = data.to_vec();
+        padded.resize(data.len().div_ceil(4) * 4, 0);
+        self.ctx.write(&buf, &padded);
+        Ok(GpuBytes {
+            buf: Arc::new(buf),
+            shape,
+        })
     }
 
     fn full(&self, shape: impl Into<Shape>, value: f32) -> Result<GpuTensor> {
@@ -330,6 +369,22 @@ impl Device for GpuDevice {
         count: usize,
     ) -> Result<GpuTensor> {
         kernels::data::gather_rows(self, src, idx, start, count)
+    }
+
+    fn gather_rows_u8(
+        &self,
+        src: &GpuBytes,
+        idx: &GpuTensor,
+        start: usize,
+        count: usize,
+        scale: f32,
+        shift: f32,
+    ) -> Result<GpuTensor> {
+        kernels::data::gather_rows_u8(self, src, idx, start, count, scale, shift)
+    }
+
+    fn transpose(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        kernels::data::transpose(self, x)
     }
 
     fn one_hot(&self, idx: &GpuTensor, depth: usize) -> Result<GpuTensor> {

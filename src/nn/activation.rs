@@ -1,0 +1,98 @@
+//! Parameter-free layers: an elementwise activation, flattening, and the
+//! one-hot encoding of token ids.
+
+use super::{cached, Layer};
+use crate::device::{Activation, Device, Tensor};
+use crate::error::{Error, Result};
+use crate::tensor::Shape;
+
+/// `y = act(x)` elementwise.
+pub struct Act<D: Device> {
+    act: Activation,
+    y: Option<D::Tensor>,
+}
+
+impl<D: Device> Act<D> {
+    pub fn new(act: Activation) -> Self {
+        Act { act, y: None }
+    }
+}
+
+impl<D: Device> Layer<D> for Act<D> {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
+        let y = dev.activation(x, self.act)?;
+        if train {
+            self.y = Some(y.clone());
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        if !need_dx {
+            return Ok(None);
+        }
+        let y = cached(&self.y, "activation")?;
+        Ok(Some(dev.activation_backward(y, dy, self.act)?))
+    }
+}
+
+/// `[batch, ...]` → `[batch, features]`.
+pub struct Flatten {
+    shape: Option<Shape>,
+}
+
+impl Flatten {
+    pub fn new() -> Self {
+        Flatten { shape: None }
+    }
+}
+
+impl Default for Flatten {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<D: Device> Layer<D> for Flatten {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, _train: bool) -> Result<D::Tensor> {
+        self.shape = Some(x.shape().clone());
+        dev.reshape(x, [x.shape().rows(), x.shape().row_len()])
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        if !need_dx {
+            return Ok(None);
+        }
+        Ok(Some(dev.reshape(dy, cached(&self.shape, "flatten")?)?))
+    }
+}
+
+/// Token ids of any shape `[..]` → one-hot `[.., depth]`. Only ever the first
+/// layer: ids have no gradient.
+pub struct OneHot {
+    depth: usize,
+}
+
+impl OneHot {
+    pub fn new(depth: usize) -> Self {
+        OneHot { depth }
+    }
+}
+
+impl<D: Device> Layer<D> for OneHot {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, _train: bool) -> Result<D::Tensor> {
+        let mut dims = x.shape().dims().to_vec();
+        dims.push(self.depth);
+        let flat = dev.one_hot(x, self.depth)?;
+        dev.reshape(&flat, Shape::new(dims))
+    }
+
+    fn backward(&mut self, _dev: &D, _dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        if need_dx {
+            return Err(Error::Config(
+                "one-hot encoding has no input gradient: it must be the first layer".into(),
+            ));
+        }
+        Ok(None)
+    }
+}

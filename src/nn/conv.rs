@@ -1,0 +1,117 @@
+//! Convolution (stride 1, zero padding, bias) and max-pooling layers.
+
+use rand_chacha::ChaCha8Rng;
+
+use super::{cached, init_weights, Layer, Param};
+use crate::device::{Activation, Device, Tensor};
+use crate::error::Result;
+use crate::tensor::Shape;
+
+pub struct Conv2d<D: Device> {
+    pub weight: Param<D>, // [out, in, k, k]
+    pub bias: Param<D>,   // [out]
+    kernel: usize,
+    pad: usize,
+    x: Option<D::Tensor>,
+}
+
+impl<D: Device> Conv2d<D> {
+    pub fn new(
+        dev: &D,
+        name: &str,
+        (inputs, outputs): (usize, usize),
+        kernel: usize,
+        pad: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        let area = kernel * kernel;
+        let w = init_weights(
+            rng,
+            outputs * inputs * area,
+            inputs * area,
+            outputs * area,
+            Activation::Tanh,
+        );
+        Ok(Conv2d {
+            weight: Param::new(
+                format!("{name}.weight"),
+                dev.upload(&w, [outputs, inputs, kernel, kernel])?,
+                true,
+            ),
+            bias: Param::new(format!("{name}.bias"), dev.zeros([outputs])?, false),
+            kernel,
+            pad,
+            x: None,
+        })
+    }
+}
+
+impl<D: Device> Layer<D> for Conv2d<D> {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
+        let y = dev.conv2d(x, &self.weight.value, Some(&self.bias.value), self.pad)?;
+        if train {
+            self.x = Some(x.clone());
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        let x = cached(&self.x, "conv2d")?;
+        let k = (self.kernel, self.kernel);
+        self.weight.grad = Some(dev.conv2d_weight_grad(x, dy, self.pad, k)?);
+        self.bias.grad = Some(dev.channel_sum(dy)?);
+        if !need_dx {
+            return Ok(None);
+        }
+        Ok(Some(dev.conv2d_input_grad(
+            dy,
+            &self.weight.value,
+            self.pad,
+        )?))
+    }
+
+    fn params(&self) -> Vec<&Param<D>> {
+        vec![&self.weight, &self.bias]
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param<D>> {
+        vec![&mut self.weight, &mut self.bias]
+    }
+}
+
+/// Max over non-overlapping `k×k` windows.
+pub struct MaxPool2d<D: Device> {
+    k: usize,
+    argmax: Option<D::Tensor>,
+    x_shape: Option<Shape>,
+}
+
+impl<D: Device> MaxPool2d<D> {
+    pub fn new(k: usize) -> Self {
+        MaxPool2d {
+            k,
+            argmax: None,
+            x_shape: None,
+        }
+    }
+}
+
+impl<D: Device> Layer<D> for MaxPool2d<D> {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
+        let (y, argmax) = dev.max_pool2d(x, self.k)?;
+        if train {
+            self.argmax = Some(argmax);
+            self.x_shape = Some(x.shape().clone());
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        if !need_dx {
+            return Ok(None);
+        }
+        let argmax = cached(&self.argmax, "max_pool2d")?;
+        let shape = cached(&self.x_shape, "max_pool2d")?;
+        Ok(Some(dev.max_pool2d_backward(dy, argmax, shape, self.k)?))
+    }
+}

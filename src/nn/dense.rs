@@ -1,0 +1,86 @@
+//! Fully connected layer `y = act(x·W + b)`, with the bias and activation
+//! fused into the matmul.
+
+use rand_chacha::ChaCha8Rng;
+
+use super::{cached, init_weights, Layer, Param};
+use crate::device::{Activation, Device, MatmulSpec, Tensor};
+use crate::error::Result;
+use crate::tensor::Shape;
+
+pub struct Dense<D: Device> {
+    pub weight: Param<D>, // [inputs, outputs]
+    pub bias: Param<D>,   // [outputs]
+    act: Activation,
+    x: Option<D::Tensor>, // input, as a matrix
+    x_shape: Option<Shape>,
+    y: Option<D::Tensor>, // output (for the activation's derivative)
+}
+
+impl<D: Device> Dense<D> {
+    pub fn new(
+        dev: &D,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        act: Activation,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        let w = init_weights(rng, inputs * outputs, inputs, outputs, act);
+        Ok(Dense {
+            weight: Param::new(
+                format!("{name}.weight"),
+                dev.upload(&w, [inputs, outputs])?,
+                true,
+            ),
+            bias: Param::new(format!("{name}.bias"), dev.zeros([outputs])?, false),
+            act,
+            x: None,
+            x_shape: None,
+            y: None,
+        })
+    }
+}
+
+impl<D: Device> Layer<D> for Dense<D> {
+    /// Inputs of any rank are read as `[batch, features]`.
+    fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
+        let shape = x.shape().clone();
+        let x2 = if shape.rank() == 2 {
+            x.clone()
+        } else {
+            dev.reshape(x, [shape.rows(), shape.row_len()])?
+        };
+        let spec = MatmulSpec::NN.with_act(self.act);
+        let y = dev.matmul(&x2, &self.weight.value, Some(&self.bias.value), spec)?;
+        if train {
+            self.x = Some(x2);
+            self.x_shape = Some(shape);
+            self.y = (self.act != Activation::Identity).then(|| y.clone());
+        }
+        Ok(y)
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        let x = cached(&self.x, "dense")?;
+        let dz = match &self.y {
+            Some(y) => dev.activation_backward(y, dy, self.act)?,
+            None => dy.clone(),
+        };
+        self.weight.grad = Some(dev.matmul(x, &dz, None, MatmulSpec::TN)?);
+        self.bias.grad = Some(dev.sum_rows(&dz)?);
+        if !need_dx {
+            return Ok(None);
+        }
+        let dx = dev.matmul(&dz, &self.weight.value, None, MatmulSpec::NT)?;
+        Ok(Some(dev.reshape(&dx, cached(&self.x_shape, "dense")?)?))
+    }
+
+    fn params(&self) -> Vec<&Param<D>> {
+        vec![&self.weight, &self.bias]
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param<D>> {
+        vec![&mut self.weight, &mut self.bias]
+    }
+}

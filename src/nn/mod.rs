@@ -1,0 +1,90 @@
+//! Layers: each a forward and a backward pass over any [`Device`], keeping on
+//! the device whatever its backward pass needs (inputs, outputs, pool
+//! arg-max). Nothing here downloads.
+
+mod activation;
+mod conv;
+mod dense;
+mod rnn;
+
+pub use activation::{Act, Flatten, OneHot};
+pub use conv::{Conv2d, MaxPool2d};
+pub use dense::Dense;
+pub use rnn::Rnn;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::device::{Activation, Device, Tensor};
+use crate::error::{Error, Result};
+
+/// A trainable tensor, its latest gradient, and whether L2 weight decay
+/// applies to it (weights yes, biases no).
+pub struct Param<D: Device> {
+    /// Stable name, used as the tensor name in checkpoints (`dense.0.weight`).
+    pub name: String,
+    pub value: D::Tensor,
+    pub grad: Option<D::Tensor>,
+    pub decay: bool,
+}
+
+impl<D: Device> Param<D> {
+    fn new(name: String, value: D::Tensor, decay: bool) -> Self {
+        Param {
+            name,
+            value,
+            grad: None,
+            decay,
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.value.shape().numel()
+    }
+}
+
+/// One step of a network. `forward` with `train = true` keeps what
+/// `backward` needs; `backward` stores parameter gradients in the layer's
+/// [`Param`]s and returns the input gradient only when asked (the first layer
+/// of a network never needs it).
+pub trait Layer<D: Device> {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor>;
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>>;
+    fn params(&self) -> Vec<&Param<D>> {
+        Vec::new()
+    }
+    fn params_mut(&mut self) -> Vec<&mut Param<D>> {
+        Vec::new()
+    }
+    /// The recurrent layer, if this is one (for stateful sampling).
+    fn as_rnn(&mut self) -> Option<&mut Rnn<D>> {
+        None
+    }
+}
+
+/// What a layer cached in `forward`, or a clear error if `backward` comes
+/// without a training-mode forward.
+pub(crate) fn cached<'a, T>(slot: &'a Option<T>, layer: &str) -> Result<&'a T> {
+    slot.as_ref().ok_or_else(|| {
+        Error::Config(format!(
+            "{layer}: backward called without a training forward pass"
+        ))
+    })
+}
+
+/// Seeded initialisation: Glorot/Xavier uniform for tanh, sigmoid and
+/// linear layers, He uniform for ReLU. Drawn on the host so the same seed
+/// gives the same weights on every device.
+pub fn init_weights(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    fan_in: usize,
+    fan_out: usize,
+    act: Activation,
+) -> Vec<f32> {
+    let bound = match act {
+        Activation::Relu => (6.0 / fan_in as f64).sqrt(),
+        _ => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+    } as f32;
+    (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+}

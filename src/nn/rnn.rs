@@ -1,0 +1,143 @@
+//! Elman recurrent layer: `h_t = tanh(x_t·W + h_{t-1}·U + b)` over a whole
+//! sequence, with full backpropagation through time.
+//!
+//! Input `[T, B, I]` (time-major), output every state as `[T·B, H]` so an
+//! output layer can follow directly. The input projections of all steps are
+//! one matmul; only the recurrence itself runs step by step (one dispatch per
+//! step on the GPU, see `Device::rnn_forward`).
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{cached, init_weights, Layer, Param};
+use crate::device::{Activation, Device, MatmulSpec, Tensor};
+use crate::error::{Error, Result};
+
+pub struct Rnn<D: Device> {
+    pub input_weight: Param<D>,     // W [I, H]
+    pub recurrent_weight: Param<D>, // U [H, H]
+    pub bias: Param<D>,             // b [H]
+    hidden: usize,
+    /// Carry the last state into the next forward call (sampling text one
+    /// step at a time); otherwise every sequence starts from zeros.
+    carry_state: bool,
+    state: Option<D::Tensor>,
+    cache: Option<Cache<D>>,
+}
+
+struct Cache<D: Device> {
+    x: D::Tensor,  // [T·B, I]
+    h0: D::Tensor, // [B, H]
+    hs: D::Tensor, // [T, B, H]
+}
+
+impl<D: Device> Rnn<D> {
+    pub fn new(dev: &D, inputs: usize, hidden: usize, rng: &mut ChaCha8Rng) -> Result<Self> {
+        let w = init_weights(rng, inputs * hidden, inputs, hidden, Activation::Tanh);
+        // Recurrent weights uniform in ±1/√H: a spectral radius near 1, so
+        // states neither vanish nor explode at the start.
+        let bound = 1.0 / (hidden as f32).sqrt();
+        let u: Vec<f32> = (0..hidden * hidden)
+            .map(|_| rng.random_range(-bound..=bound))
+            .collect();
+        Ok(Rnn {
+            input_weight: Param::new(
+                "rnn.input_weight".into(),
+                dev.upload(&w, [inputs, hidden])?,
+                true,
+            ),
+            recurrent_weight: Param::new(
+                "rnn.recurrent_weight".into(),
+                dev.upload(&u, [hidden, hidden])?,
+                true,
+            ),
+            bias: Param::new("rnn.bias".into(), dev.zeros([hidden])?, false),
+            hidden,
+            carry_state: false,
+            state: None,
+            cache: None,
+        })
+    }
+
+    /// Start carrying state between calls (or stop, forgetting it).
+    pub fn set_carry_state(&mut self, on: bool) {
+        self.carry_state = on;
+        self.state = None;
+    }
+}
+
+impl<D: Device> Layer<D> for Rnn<D> {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
+        let [t, b, i] = x.shape().dims()[..] else {
+            return Err(Error::shape(
+                "rnn",
+                format!("input must be [T,B,I], got {}", x.shape()),
+            ));
+        };
+        let h = self.hidden;
+        let x2 = dev.reshape(x, [t * b, i])?;
+        let xw = dev.matmul(
+            &x2,
+            &self.input_weight.value,
+            Some(&self.bias.value),
+            MatmulSpec::NN,
+        )?;
+        let xw = dev.reshape(&xw, [t, b, h])?;
+        let h0 = match self.state.take() {
+            Some(s) if s.shape().dims() == [b, h] => s,
+            _ => dev.zeros([b, h])?,
+        };
+        let hs = dev.rnn_forward(&xw, &self.recurrent_weight.value, &h0)?;
+        let out = dev.reshape(&hs, [t * b, h])?;
+        if self.carry_state {
+            self.state = Some(dev.slice_rows(&out, (t - 1) * b, b)?);
+        }
+        if train {
+            self.cache = Some(Cache { x: x2, h0, hs });
+        }
+        Ok(out)
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        let c = cached(&self.cache, "rnn")?;
+        let (t, b, h) = match c.hs.shape().dims()[..] {
+            [t, b, h] => (t, b, h),
+            _ => unreachable!("cached states are [T,B,H]"),
+        };
+        let dh = dev.reshape(dy, [t, b, h])?;
+        let (da, _dh0) = dev.rnn_backward(&c.hs, &self.recurrent_weight.value, &dh)?;
+        let da = dev.reshape(&da, [t * b, h])?;
+        // dU = Σ_t h_{t-1}ᵀ·da_t = H_prevᵀ·DA with H_prev = [h0; h_0 .. h_{T-2}].
+        let hs2 = dev.reshape(&c.hs, [t * b, h])?;
+        let h_prev = if t > 1 {
+            dev.concat_rows(&c.h0, &dev.slice_rows(&hs2, 0, (t - 1) * b)?)?
+        } else {
+            c.h0.clone()
+        };
+        self.recurrent_weight.grad = Some(dev.matmul(&h_prev, &da, None, MatmulSpec::TN)?);
+        self.input_weight.grad = Some(dev.matmul(&c.x, &da, None, MatmulSpec::TN)?);
+        self.bias.grad = Some(dev.sum_rows(&da)?);
+        if !need_dx {
+            return Ok(None);
+        }
+        let dx = dev.matmul(&da, &self.input_weight.value, None, MatmulSpec::NT)?;
+        let i = c.x.shape().dim(1);
+        Ok(Some(dev.reshape(&dx, [t, b, i])?))
+    }
+
+    fn params(&self) -> Vec<&Param<D>> {
+        vec![&self.input_weight, &self.recurrent_weight, &self.bias]
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param<D>> {
+        vec![
+            &mut self.input_weight,
+            &mut self.recurrent_weight,
+            &mut self.bias,
+        ]
+    }
+
+    fn as_rnn(&mut self) -> Option<&mut Rnn<D>> {
+        Some(self)
+    }
+}
