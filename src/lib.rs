@@ -6,13 +6,17 @@
 //! its WGSL kernels), then models, data and training built on top of it.
 
 pub mod check;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod experiment;
 pub mod loss;
+pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod tensor;
+pub mod train;
 
 pub use device::{CpuDevice, Device, GpuDevice, Tensor};
 pub use error::{Error, Result};

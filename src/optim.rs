@@ -188,7 +188,7 @@ impl<D: Device> Optimizer<D> {
     }
 }
 
-fn grad_of<'a, D: Device>(p: &'a Param<D>) -> Result<&'a D::Tensor> {
+fn grad_of<D: Device>(p: &Param<D>) -> Result<&D::Tensor> {
     p.grad
         .as_ref()
         .ok_or_else(|| Error::Config(format!("{} has no gradient: call backward first", p.name)))

@@ -56,7 +56,7 @@ fn check_layer(mut layer: Box<dyn Layer<CpuDevice>>, x_shape: Shape, seed: u64, 
         .map(|p| (p.name.clone(), get(p.grad.as_ref().unwrap())))
         .collect();
 
-    let mut objective = |layer: &mut Box<dyn Layer<CpuDevice>>, x: &[f32]| -> f32 {
+    let objective = |layer: &mut Box<dyn Layer<CpuDevice>>, x: &[f32]| -> f32 {
         let y = get(&layer.forward(&dev, &put(x, &x_shape), false).unwrap());
         y.iter().zip(&r).map(|(a, b)| (a * b) as f64).sum::<f64>() as f32
     };
@@ -74,7 +74,7 @@ fn check_layer(mut layer: Box<dyn Layer<CpuDevice>>, x_shape: Shape, seed: u64, 
         for i in 0..grad.len() {
             let original = get(&layer.params()[pi].value);
             let shape = layer.params()[pi].value.shape().clone();
-            let mut eval = |delta: f32, layer: &mut Box<dyn Layer<CpuDevice>>| {
+            let eval = |delta: f32, layer: &mut Box<dyn Layer<CpuDevice>>| {
                 let mut v = original.clone();
                 v[i] += delta;
                 layer.params_mut()[pi].value = put(&v, &shape);

@@ -1,0 +1,198 @@
+//! Datasets: loaders for MNIST-format IDX files, CSV tables and UTF-8 text,
+//! the built-in datasets compiled into the binary, seeded splits, and
+//! normalisation with training-split statistics.
+//!
+//! Everything here runs on the host; [`device::DeviceData`] uploads a
+//! prepared split once and gathers minibatches on the device.
+
+pub mod builtin;
+pub mod device;
+pub mod idx;
+pub mod normalize;
+pub mod spec;
+pub mod tabular;
+pub mod text;
+
+pub use device::DeviceData;
+pub use normalize::{Normalizer, TargetScaler};
+pub use spec::{prepare, DataSource, PrepareOptions, Prepared};
+pub use text::TextCorpus;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::models::Task;
+
+/// Sample features, row-major, one row per sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Features {
+    F32(Vec<f32>),
+    /// Raw bytes (images); normalised on the device while gathering.
+    U8(Vec<u8>),
+}
+
+/// What each sample is labelled with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// Class ids below `classes`, `per_sample` of them per sample (1, or the
+    /// sequence length for text).
+    Classes {
+        ids: Vec<u32>,
+        classes: usize,
+        per_sample: usize,
+    },
+    /// Real values, `dims` per sample.
+    Values { values: Vec<f32>, dims: usize },
+}
+
+impl Targets {
+    fn per_sample(&self) -> usize {
+        match self {
+            Targets::Classes { per_sample, .. } => *per_sample,
+            Targets::Values { dims, .. } => *dims,
+        }
+    }
+
+    fn len(&self) -> usize {
+        let n = match self {
+            Targets::Classes { ids, .. } => ids.len(),
+            Targets::Values { values, .. } => values.len(),
+        };
+        n / self.per_sample().max(1)
+    }
+
+    /// The targets as f32 rows, as they go to the device.
+    pub fn as_f32(&self) -> Vec<f32> {
+        match self {
+            Targets::Classes { ids, .. } => ids.iter().map(|&i| i as f32).collect(),
+            Targets::Values { values, .. } => values.clone(),
+        }
+    }
+}
+
+/// A set of samples and their targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// Where it came from (a built-in name or a path), for messages.
+    pub name: String,
+    pub task: Task,
+    /// One sample's shape: `[features]`, `[channels, height, width]`, or
+    /// `[seq_len]` token ids.
+    pub sample_shape: Vec<usize>,
+    pub features: Features,
+    pub targets: Targets,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    /// Classes (classification, text) or target values per sample.
+    pub fn outputs(&self) -> usize {
+        match &self.targets {
+            Targets::Classes { classes, .. } => *classes,
+            Targets::Values { dims, .. } => *dims,
+        }
+    }
+
+    /// The samples at `idx`, in that order.
+    pub fn subset(&self, idx: &[usize]) -> Dataset {
+        fn rows<T: Copy>(v: &[T], width: usize, idx: &[usize]) -> Vec<T> {
+            let mut out = Vec::with_capacity(idx.len() * width);
+            for &i in idx {
+                out.extend_from_slice(&v[i * width..(i + 1) * width]);
+            }
+            out
+        }
+        let w = self.sample_len();
+        let features = match &self.features {
+            Features::F32(v) => Features::F32(rows(v, w, idx)),
+            Features::U8(v) => Features::U8(rows(v, w, idx)),
+        };
+        let per = self.targets.per_sample();
+        let targets = match &self.targets {
+            Targets::Classes {
+                ids,
+                classes,
+                per_sample,
+            } => Targets::Classes {
+                ids: rows(ids, per, idx),
+                classes: *classes,
+                per_sample: *per_sample,
+            },
+            Targets::Values { values, dims } => Targets::Values {
+                values: rows(values, per, idx),
+                dims: *dims,
+            },
+        };
+        Dataset {
+            name: self.name.clone(),
+            task: self.task,
+            sample_shape: self.sample_shape.clone(),
+            features,
+            targets,
+        }
+    }
+}
+
+/// Like [`split_indices`], but for single-label classification each class
+/// is split in the given proportions separately (stratified), so small held
+/// out sets keep the class balance of the whole.
+pub fn split_dataset(
+    ds: &Dataset,
+    val_fraction: f64,
+    test_fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let Targets::Classes {
+        ids,
+        classes,
+        per_sample: 1,
+    } = &ds.targets
+    else {
+        return split_indices(ds.len(), val_fraction, test_fraction, seed);
+    };
+    let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    for c in 0..*classes as u32 {
+        let members: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == c).collect();
+        let (tr, va, te) =
+            split_indices(members.len(), val_fraction, test_fraction, seed ^ c as u64);
+        train.extend(tr.iter().map(|&i| members[i]));
+        val.extend(va.iter().map(|&i| members[i]));
+        test.extend(te.iter().map(|&i| members[i]));
+    }
+    // Interleave the classes again: minibatches are drawn from a shuffle
+    // anyway, but evaluation order should not group classes.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    train.shuffle(&mut rng);
+    val.shuffle(&mut rng);
+    test.shuffle(&mut rng);
+    (train, val, test)
+}
+
+/// Indices `0..n` shuffled by `seed`, cut into train / validation / test
+/// parts of the given fractions (rounded; train gets the rest).
+pub fn split_indices(
+    n: usize,
+    val_fraction: f64,
+    test_fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_test = (n as f64 * test_fraction).round() as usize;
+    let n_val = (n as f64 * val_fraction).round() as usize;
+    let test = idx.split_off(n - n_test.min(n));
+    let val = idx.split_off(idx.len() - n_val.min(idx.len()));
+    (idx, val, test)
+}

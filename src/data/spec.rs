@@ -1,0 +1,330 @@
+//! Turning a `--data` argument into train / validation / test splits.
+
+use std::path::{Path, PathBuf};
+
+use super::builtin::{self, Builtin};
+use super::idx::{find_idx_files, parse_idx, read_idx, IdxArray};
+use super::tabular::parse_csv;
+use super::{split_dataset, Dataset, Features, Normalizer, TargetScaler, Targets, TextCorpus};
+use crate::error::{Error, Result};
+use crate::models::Task;
+
+/// Where data comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSource {
+    /// A dataset compiled into the binary (see [`builtin::NAMES`]).
+    Builtin(String),
+    /// A directory of MNIST-format IDX files.
+    IdxDir(PathBuf),
+    Csv(PathBuf),
+    Text(PathBuf),
+}
+
+impl DataSource {
+    /// Interprets `spec`: a built-in name, `mnist` (the repository's
+    /// data/mnist), a directory of IDX files, a `.csv` file, or any other file
+    /// as text.
+    pub fn parse(spec: &str) -> Result<Self> {
+        if builtin::NAMES.contains(&spec) {
+            return Ok(DataSource::Builtin(spec.to_string()));
+        }
+        let path = if spec == "mnist" {
+            PathBuf::from("data/mnist")
+        } else {
+            PathBuf::from(spec)
+        };
+        if path.is_dir() {
+            return Ok(DataSource::IdxDir(path));
+        }
+        if !path.exists() {
+            return Err(Error::data(
+                &path,
+                format!(
+                    "no such file or directory (built-in datasets: {}{})",
+                    builtin::NAMES.join(", "),
+                    if spec == "mnist" {
+                        "; mnist is read from data/mnist in the repository, run from its root"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let is_csv = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        Ok(if is_csv {
+            DataSource::Csv(path)
+        } else {
+            DataSource::Text(path)
+        })
+    }
+
+    /// The name used in messages and metadata.
+    pub fn describe(&self) -> String {
+        match self {
+            DataSource::Builtin(n) => n.clone(),
+            DataSource::IdxDir(p) | DataSource::Csv(p) | DataSource::Text(p) => {
+                p.display().to_string()
+            }
+        }
+    }
+}
+
+/// How to split and label the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrepareOptions {
+    pub task: Task,
+    /// CSV target column (default: the last).
+    pub target: Option<String>,
+    pub val_fraction: f64,
+    /// Ignored when the source has its own test set (MNIST's t10k files).
+    pub test_fraction: f64,
+    /// Text: characters per training sequence.
+    pub seq_len: usize,
+    pub seed: u64,
+}
+
+/// Splits ready for training, with the transforms fitted on `train`.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub source: String,
+    pub train: Dataset,
+    pub val: Dataset,
+    pub test: Dataset,
+    pub normalizer: Normalizer,
+    pub target_scaler: Option<TargetScaler>,
+    /// Text only: the character of each token id.
+    pub vocab: Option<Vec<char>>,
+}
+
+/// Raw contents of a source, before splitting. (Made once per run, so the
+/// size difference between the variants does not matter.)
+#[allow(clippy::large_enum_variant)]
+pub enum Loaded {
+    /// Samples, and the source's own test set if it has one.
+    Samples {
+        all: Dataset,
+        test: Option<Dataset>,
+    },
+    Text(TextCorpus),
+}
+
+fn images(images: IdxArray, labels: IdxArray, name: &str, path: &Path) -> Result<Dataset> {
+    let [n, rows, cols] = images.dims[..] else {
+        return Err(Error::data(
+            path,
+            format!(
+                "images must be 3-d (count, rows, cols), got {:?}",
+                images.dims
+            ),
+        ));
+    };
+    if labels.dims != [n] {
+        return Err(Error::data(
+            path,
+            format!(
+                "{n} images but labels of shape {:?}; both files must hold the same count",
+                labels.dims
+            ),
+        ));
+    }
+    let ids: Vec<u32> = labels.data.iter().map(|&l| l as u32).collect();
+    let classes = ids.iter().max().map_or(0, |&m| m as usize + 1);
+    Ok(Dataset {
+        name: name.to_string(),
+        task: Task::Classification,
+        sample_shape: vec![1, rows, cols],
+        features: Features::U8(images.data),
+        targets: Targets::Classes {
+            ids,
+            classes,
+            per_sample: 1,
+        },
+    })
+}
+
+/// Reads a source for `task` (CSV targets are classes or values by task).
+pub fn load(source: &DataSource, task: Task, target: Option<&str>) -> Result<Loaded> {
+    let name = source.describe();
+    let needs = |what: &str, ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "{name} is {what}, which does not suit a {} model",
+                match task {
+                    Task::Regression => "regression",
+                    Task::Classification => "classification",
+                    Task::Text => "text (rnn)",
+                }
+            )))
+        }
+    };
+    let loaded = match source {
+        DataSource::Builtin(n) => match builtin::builtin(n).expect("checked by parse") {
+            Builtin::Idx {
+                images: i,
+                labels: l,
+            } => {
+                needs("a labelled image set", task == Task::Classification)?;
+                let p = Path::new(n);
+                let all = images(parse_idx(i, p)?, parse_idx(l, p)?, n, p)?;
+                Loaded::Samples { all, test: None }
+            }
+            Builtin::Csv(bytes) => {
+                let regression = n == "diabetes";
+                needs(
+                    if regression {
+                        "a regression table"
+                    } else {
+                        "a classification table"
+                    },
+                    (task == Task::Regression) == regression && task != Task::Text,
+                )?;
+                Loaded::Samples {
+                    all: parse_csv(bytes, Path::new(n), target, task)?,
+                    test: None,
+                }
+            }
+            Builtin::Text(bytes) => {
+                needs("text", task == Task::Text)?;
+                Loaded::Text(TextCorpus::from_bytes(bytes, Path::new(n))?)
+            }
+        },
+        DataSource::IdxDir(dir) => {
+            needs("a labelled image set", task == Task::Classification)?;
+            let files = find_idx_files(dir)?;
+            let read = |(i, l): &(PathBuf, PathBuf)| -> Result<Dataset> {
+                images(read_idx(i)?, read_idx(l)?, &name, i)
+            };
+            let all = read(files.train.as_ref().expect("find_idx_files requires train"))?;
+            let test = files.test.as_ref().map(read).transpose()?;
+            Loaded::Samples { all, test }
+        }
+        DataSource::Csv(path) => {
+            needs("a table", task != Task::Text)?;
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            Loaded::Samples {
+                all: parse_csv(&bytes, path, target, task)?,
+                test: None,
+            }
+        }
+        DataSource::Text(path) => {
+            needs("text", task == Task::Text)?;
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            Loaded::Text(TextCorpus::from_bytes(&bytes, path)?)
+        }
+    };
+    Ok(loaded)
+}
+
+/// Loads `spec` and splits it: seeded shuffles for samples, contiguous
+/// parts (train, then validation, then test) for text.
+pub fn prepare(spec: &str, opts: &PrepareOptions) -> Result<Prepared> {
+    for (what, f) in [
+        ("validation", opts.val_fraction),
+        ("test", opts.test_fraction),
+    ] {
+        if !(0.0..1.0).contains(&f) {
+            return Err(Error::Config(format!(
+                "--{what}-fraction must be in [0, 1), got {f}"
+            )));
+        }
+    }
+    if opts.val_fraction + opts.test_fraction >= 1.0 {
+        return Err(Error::Config(
+            "validation and test fractions leave no training data".into(),
+        ));
+    }
+    let source = DataSource::parse(spec)?;
+    let name = source.describe();
+    let (train, val, test, vocab) = match load(&source, opts.task, opts.target.as_deref())? {
+        Loaded::Samples {
+            all,
+            test: Some(test),
+        } => {
+            let (tr, va, _) = split_dataset(&all, opts.val_fraction, 0.0, opts.seed);
+            check_classes(&all, &test)?;
+            (all.subset(&tr), all.subset(&va), test, None)
+        }
+        Loaded::Samples { all, test: None } => {
+            let (tr, va, te) =
+                split_dataset(&all, opts.val_fraction, opts.test_fraction, opts.seed);
+            (all.subset(&tr), all.subset(&va), all.subset(&te), None)
+        }
+        Loaded::Text(corpus) => {
+            if opts.seq_len == 0 {
+                return Err(Error::Config("--seq-len must be at least 1".into()));
+            }
+            let n = corpus.ids.len();
+            let n_test = (n as f64 * opts.test_fraction) as usize;
+            let n_val = (n as f64 * opts.val_fraction) as usize;
+            let n_train = n - n_val - n_test;
+            let train = corpus.windows(0..n_train, opts.seq_len, &name);
+            let val = corpus.windows(n_train..n_train + n_val, opts.seq_len, &name);
+            let test = corpus.windows(n_train + n_val..n, opts.seq_len, &name);
+            let short = |part: &Dataset, frac: f64| frac > 0.0 && part.is_empty();
+            if train.is_empty()
+                || short(&val, opts.val_fraction)
+                || short(&test, opts.test_fraction)
+            {
+                return Err(Error::data(
+                    &name,
+                    format!(
+                        "text of {n} characters is too short for --seq-len {} with these split fractions",
+                        opts.seq_len
+                    ),
+                ));
+            }
+            (train, val, test, Some(corpus.vocab))
+        }
+    };
+    if train.is_empty() {
+        return Err(Error::data(&name, "no training samples"));
+    }
+    if opts.task == Task::Classification && train.outputs() < 2 {
+        return Err(Error::data(
+            &name,
+            "classification needs at least two classes in the training data",
+        ));
+    }
+    let normalizer = Normalizer::fit(&train);
+    let target_scaler = TargetScaler::fit(&train);
+    Ok(Prepared {
+        source: name,
+        train,
+        val,
+        test,
+        normalizer,
+        target_scaler,
+        vocab,
+    })
+}
+
+/// A test set's labels must fall within the training set's classes.
+fn check_classes(train: &Dataset, test: &Dataset) -> Result<()> {
+    if let (Targets::Classes { classes, .. }, Targets::Classes { ids, .. }) =
+        (&train.targets, &test.targets)
+    {
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= *classes) {
+            return Err(Error::data(
+                &test.name,
+                format!(
+                    "test label {bad} is out of range: the training labels are 0..{}",
+                    classes - 1
+                ),
+            ));
+        }
+    }
+    if train.sample_shape != test.sample_shape {
+        return Err(Error::data(
+            &test.name,
+            format!(
+                "test samples are {:?}, training samples {:?}",
+                test.sample_shape, train.sample_shape
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! CSV tables: one header line, numeric cells, one target column.
+
+use std::path::Path;
+
+use super::{Dataset, Features, Targets};
+use crate::error::{Error, Result};
+use crate::models::Task;
+
+/// Parses a CSV table. The target is the column named `target`, or the last
+/// column. For classification the target must hold integer class ids ≥ 0.
+pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) -> Result<Dataset> {
+    let err = |m: String| Error::data(path, m);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| err(format!("cannot read the header line: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if headers.is_empty() || headers.iter().all(String::is_empty) {
+        return Err(err(
+            "empty file: expected a header line and rows of numbers".into(),
+        ));
+    }
+    if headers.len() < 2 {
+        return Err(err(format!(
+            "needs at least one feature column and a target column, found {} column",
+            headers.len()
+        )));
+    }
+    let tcol = match target {
+        Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
+            err(format!(
+                "no column named '{name}' (columns: {})",
+                headers.join(", ")
+            ))
+        })?,
+        None => headers.len() - 1,
+    };
+    let mut features = Vec::new();
+    let mut targets = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2; // 1-based, after the header
+        let record = record.map_err(|e| match e.kind() {
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => err(format!(
+                "line {line}: {len} cells, expected {expected_len} like the header"
+            )),
+            _ => err(format!("line {line}: {e}")),
+        })?;
+        for (c, cell) in record.iter().enumerate() {
+            let v: f32 = cell.trim().parse().map_err(|_| {
+                err(format!(
+                    "line {line}, column {} ('{}'): '{cell}' is not a number",
+                    c + 1,
+                    headers[c]
+                ))
+            })?;
+            if !v.is_finite() {
+                return Err(err(format!(
+                    "line {line}, column {} ('{}'): value {cell} is not finite",
+                    c + 1,
+                    headers[c]
+                )));
+            }
+            if c == tcol {
+                targets.push(v);
+            } else {
+                features.push(v);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Err(err("no data rows after the header".into()));
+    }
+    let targets = match task {
+        Task::Classification => {
+            let mut ids = Vec::with_capacity(targets.len());
+            for (i, &t) in targets.iter().enumerate() {
+                if t < 0.0 || t.fract() != 0.0 || t > u32::MAX as f32 {
+                    return Err(err(format!(
+                        "line {}: class label {t} in '{}' is not an integer ≥ 0",
+                        i + 2,
+                        headers[tcol]
+                    )));
+                }
+                ids.push(t as u32);
+            }
+            let classes = *ids.iter().max().unwrap() as usize + 1;
+            Targets::Classes {
+                ids,
+                classes,
+                per_sample: 1,
+            }
+        }
+        _ => Targets::Values {
+            values: targets,
+            dims: 1,
+        },
+    };
+    Ok(Dataset {
+        name: path.display().to_string(),
+        task,
+        sample_shape: vec![headers.len() - 1],
+        features: Features::F32(features),
+        targets,
+    })
+}

@@ -1,0 +1,79 @@
+//! UTF-8 text as a character-level corpus.
+
+use std::path::Path;
+
+use super::{Dataset, Features, Targets};
+use crate::error::{Error, Result};
+use crate::models::Task;
+
+/// A text as token ids over its sorted character vocabulary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextCorpus {
+    pub vocab: Vec<char>,
+    pub ids: Vec<u32>,
+}
+
+impl TextCorpus {
+    /// Decodes UTF-8 bytes; `path` names the source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            Error::data(
+                path,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.valid_up_to()
+                ),
+            )
+        })?;
+        let mut vocab: Vec<char> = text.chars().collect();
+        vocab.sort_unstable();
+        vocab.dedup();
+        let ids = text
+            .chars()
+            .map(|c| vocab.binary_search(&c).expect("in vocab") as u32)
+            .collect();
+        Ok(TextCorpus { vocab, ids })
+    }
+
+    /// Encodes `s` with this vocabulary.
+    pub fn encode(vocab: &[char], s: &str) -> Result<Vec<u32>> {
+        s.chars()
+            .map(|c| {
+                vocab.binary_search(&c).map(|i| i as u32).map_err(|_| {
+                    Error::Config(format!("character {c:?} is not in the model's vocabulary"))
+                })
+            })
+            .collect()
+    }
+
+    pub fn decode(vocab: &[char], ids: &[u32]) -> String {
+        ids.iter()
+            .map(|&i| vocab.get(i as usize).copied().unwrap_or('?'))
+            .collect()
+    }
+
+    /// Non-overlapping windows of `ids[range]`: each sample is `seq_len` input
+    /// ids and, as its targets, the `seq_len` ids that follow each of them.
+    pub fn windows(&self, range: std::ops::Range<usize>, seq_len: usize, name: &str) -> Dataset {
+        let ids = &self.ids[range];
+        let n = ids.len().saturating_sub(1) / seq_len.max(1);
+        let mut x = Vec::with_capacity(n * seq_len);
+        let mut y = Vec::with_capacity(n * seq_len);
+        for w in 0..n {
+            let s = w * seq_len;
+            x.extend(ids[s..s + seq_len].iter().map(|&i| i as f32));
+            y.extend_from_slice(&ids[s + 1..s + seq_len + 1]);
+        }
+        Dataset {
+            name: name.to_string(),
+            task: Task::Text,
+            sample_shape: vec![seq_len],
+            features: Features::F32(x),
+            targets: Targets::Classes {
+                ids: y,
+                classes: self.vocab.len(),
+                per_sample: seq_len,
+            },
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Evaluation of a model on a split: loss and the task's metric (accuracy
+//! and confusion matrix, R² and RMSE, or bits per character).
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{DeviceData, TargetScaler};
+use crate::device::{Device, Reduce};
+use crate::error::Result;
+use crate::loss::Loss;
+use crate::models::{Model, Task};
+
+/// Results on one split. Fields that do not apply to the task are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub samples: usize,
+    /// Mean loss per sample (per character for text), in nats.
+    pub loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r2: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_per_char: Option<f64>,
+    /// `confusion[true][predicted]` counts, for classification.
+    #[serde(skip)]
+    pub confusion: Option<Vec<Vec<u64>>>,
+}
+
+impl Evaluation {
+    /// What model selection maximises: the task's metric (accuracy, R², or
+    /// −bits/char), then −loss to break ties. Accuracy on a small validation
+    /// split saturates early; without the tie-break an underfit early epoch
+    /// would be kept.
+    pub fn score(&self) -> [f64; 2] {
+        let metric = self
+            .accuracy
+            .or(self.r2)
+            .or(self.bits_per_char.map(|b| -b))
+            .unwrap_or(-self.loss);
+        [metric, -self.loss]
+    }
+
+    /// The task's headline metric, named, for messages.
+    pub fn headline(&self) -> String {
+        if let Some(a) = self.accuracy {
+            format!("accuracy {:.2}%", 100.0 * a)
+        } else if let (Some(r2), Some(rmse)) = (self.r2, self.rmse) {
+            format!("R² {r2:.4}, RMSE {rmse:.4}")
+        } else if let Some(b) = self.bits_per_char {
+            format!("{b:.3} bits/char")
+        } else {
+            format!("loss {:.4}", self.loss)
+        }
+    }
+}
+
+/// Runs `model` over all of `data` in order, `batch_size` samples at a time.
+/// `order` is the identity index tensor `0..data.len()`. Regression
+/// predictions are unscaled with `scaler` before R² and RMSE.
+pub fn evaluate<D: Device>(
+    dev: &D,
+    model: &mut Model<D>,
+    data: &DeviceData<D>,
+    order: &D::Tensor,
+    batch_size: usize,
+    scaler: Option<&TargetScaler>,
+) -> Result<Evaluation> {
+    let n = data.len();
+    let task = model.config.task;
+    let loss_kind = model.loss();
+    let classes = model.config.outputs;
+    let mut loss_sum: Option<D::Tensor> = None;
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    let (mut preds, mut truth) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    while start < n {
+        let count = batch_size.min(n - start);
+        let (x, y) = data.batch(dev, order, start, count)?;
+        let logits = model.forward(dev, &x, false)?;
+        let targets = model.arrange_targets(dev, &y)?;
+        let lg = loss_kind.apply(dev, &logits, &targets)?;
+        // Mean over the batch times its size: a sum that batches add up.
+        let weighted = dev.scale(&lg.loss, count as f32)?;
+        loss_sum = Some(match loss_sum {
+            Some(s) => dev.add(&s, &weighted)?,
+            None => weighted,
+        });
+        match (task, loss_kind) {
+            (Task::Classification, Loss::SoftmaxCrossEntropy) => {
+                let p = dev.download(&dev.argmax_rows(&logits)?)?;
+                let t = dev.download(&targets)?;
+                for (&p, &t) in p.iter().zip(&t) {
+                    confusion[t as usize][p as usize] += 1;
+                }
+            }
+            (Task::Classification, _) => {
+                let z = dev.download(&logits)?;
+                let t = dev.download(&targets)?;
+                for (&z, &t) in z.iter().zip(&t) {
+                    confusion[t as usize][usize::from(z > 0.0)] += 1;
+                }
+            }
+            (Task::Regression, _) => {
+                preds.extend(dev.download(&logits)?);
+                truth.extend(dev.download(&targets)?);
+            }
+            (Task::Text, _) => {}
+        }
+        start += count;
+    }
+    let loss = match &loss_sum {
+        Some(s) => dev.download(&dev.reduce(s, Reduce::Sum)?)?[0] as f64 / n.max(1) as f64,
+        None => f64::NAN,
+    };
+    let mut e = Evaluation {
+        samples: n,
+        loss,
+        ..Default::default()
+    };
+    match task {
+        Task::Classification => {
+            let correct: u64 = (0..classes).map(|i| confusion[i][i]).sum();
+            e.accuracy = Some(correct as f64 / n.max(1) as f64);
+            e.confusion = Some(confusion);
+        }
+        Task::Regression => {
+            if let Some(s) = scaler {
+                s.unscale(&mut preds);
+                s.unscale(&mut truth);
+            }
+            let (r2, rmse) = r2_rmse(&preds, &truth);
+            e.r2 = Some(r2);
+            e.rmse = Some(rmse);
+        }
+        Task::Text => e.bits_per_char = Some(loss / std::f64::consts::LN_2),
+    }
+    Ok(e)
+}
+
+/// Coefficient of determination and root-mean-square error.
+pub fn r2_rmse(pred: &[f32], truth: &[f32]) -> (f64, f64) {
+    let n = truth.len().max(1) as f64;
+    let mean = truth.iter().map(|&t| t as f64).sum::<f64>() / n;
+    let ss_res: f64 = pred
+        .iter()
+        .zip(truth)
+        .map(|(&p, &t)| (p as f64 - t as f64).powi(2))
+        .sum();
+    let ss_tot: f64 = truth.iter().map(|&t| (t as f64 - mean).powi(2)).sum();
+    let r2 = if ss_tot > 0.0 {
+        1.0 - ss_res / ss_tot
+    } else {
+        f64::NAN
+    };
+    (r2, (ss_res / n).sqrt())
+}
+
+/// The identity order `0..n` as an index tensor.
+pub fn identity_order<D: Device>(dev: &D, n: usize) -> Result<D::Tensor> {
+    let idx: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    dev.upload(&idx, [n])
+}

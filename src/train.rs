@@ -1,0 +1,299 @@
+//! The training loop: seeded shuffles, minibatches gathered on the device,
+//! the loss read back only every `log_every` steps, validation after each
+//! epoch, early stopping, and the best parameters kept.
+//!
+//! A step records its whole forward, backward and update without waiting on
+//! the device; the only host reads inside an epoch are the periodic loss
+//! readbacks, through one small staging buffer.
+
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{DeviceData, TargetScaler};
+use crate::device::{Device, Tensor};
+use crate::error::{Error, Result};
+use crate::metrics::{evaluate, identity_order, Evaluation};
+use crate::models::Model;
+use crate::optim::Optimizer;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Stop after this many epochs without a better validation metric.
+    pub patience: Option<usize>,
+    pub seed: u64,
+    /// Read the running loss back every this many steps.
+    pub log_every: usize,
+    pub schedule: Schedule,
+}
+
+/// How the learning rate moves over a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    /// Half a cosine from the base rate down to zero over all steps: large
+    /// steps early, fine convergence at the end.
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate at `step` of `total` (0-based) for base rate `lr`.
+    pub fn lr(self, lr: f32, step: usize, total: usize) -> f32 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => {
+                let t = step as f64 / total.max(1) as f64;
+                (lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self, train_len: usize) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::Config("--batch-size must be at least 1".into()));
+        }
+        if self.batch_size > train_len {
+            return Err(Error::Config(format!(
+                "--batch-size {} is larger than the training split ({train_len} samples)",
+                self.batch_size
+            )));
+        }
+        if self.epochs == 0 {
+            return Err(Error::Config("--epochs must be at least 1".into()));
+        }
+        if self.log_every == 0 {
+            return Err(Error::Config(
+                "the loss read-back interval must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val: Option<Evaluation>,
+    pub lr: f32,
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+}
+
+/// Where a run stands; saved with each checkpoint so `--resume` continues
+/// exactly where the run left off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: usize,
+    pub best_score: Option<[f64; 2]>,
+    pub best_epoch: usize,
+    pub history: Vec<EpochStats>,
+}
+
+impl TrainState {
+    fn epochs_since_best(&self) -> usize {
+        self.epoch - self.best_epoch
+    }
+}
+
+/// Progress within an epoch, for progress bars.
+#[derive(Clone, Copy, Debug)]
+pub struct StepProgress {
+    pub epoch: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub samples: usize,
+    /// Mean loss of the steps since the last read-back, when one happened.
+    pub loss: Option<f64>,
+    pub elapsed: f64,
+}
+
+/// Callbacks from [`fit`]. `on_epoch` runs after the state is updated, so
+/// it can checkpoint; `improved` says this epoch is the best so far.
+pub trait Hooks<D: Device> {
+    fn on_step(&mut self, _p: &StepProgress) {}
+    fn on_epoch(
+        &mut self,
+        _stats: &EpochStats,
+        _state: &TrainState,
+        _improved: bool,
+        _model: &Model<D>,
+        _optimizer: &Optimizer<D>,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Hooks that do nothing.
+pub struct Silent;
+impl<D: Device> Hooks<D> for Silent {}
+
+/// The splits a run trains and validates on, on the device.
+pub struct TrainData<'a, D: Device> {
+    pub train: &'a DeviceData<D>,
+    pub val: Option<&'a DeviceData<D>>,
+    /// Unscales regression predictions for R² and RMSE.
+    pub scaler: Option<&'a TargetScaler>,
+}
+
+/// The shuffled sample order of one epoch: a function of the seed and the
+/// epoch only, so a resumed run sees the same batches.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<f32> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    idx.shuffle(&mut rng);
+    idx.into_iter().map(|i| i as f32).collect()
+}
+
+/// Trains from `state` (fresh or resumed) until `cfg.epochs` or early stop.
+/// Stops with an error if the loss becomes NaN or infinite; the last
+/// checkpoint written by `hooks` is then the last good one.
+pub fn fit<D: Device>(
+    dev: &D,
+    model: &mut Model<D>,
+    optimizer: &mut Optimizer<D>,
+    data: &TrainData<'_, D>,
+    cfg: &TrainConfig,
+    state: &mut TrainState,
+    hooks: &mut dyn Hooks<D>,
+) -> Result<()> {
+    cfg.validate(data.train.len())?;
+    let n = data.train.len();
+    let steps = n.div_ceil(cfg.batch_size);
+    let val_order = match data.val {
+        Some(v) if !v.is_empty() => Some(identity_order(dev, v.len())?),
+        _ => None,
+    };
+    let eval_batch = cfg.batch_size.max(256);
+    let base_lr = optimizer.config.lr;
+    let total_steps = steps * cfg.epochs;
+    while state.epoch < cfg.epochs {
+        if let Some(p) = cfg.patience {
+            if state.epoch > 0 && state.epochs_since_best() >= p {
+                break;
+            }
+        }
+        let epoch = state.epoch + 1;
+        let started = Instant::now();
+        let order = dev.upload(&epoch_order(n, cfg.seed, epoch), [n])?;
+        let mut running: Option<D::Tensor> = None;
+        let (mut pending, mut loss_total, mut samples) = (0usize, 0.0f64, 0usize);
+        for step in 0..steps {
+            let start = step * cfg.batch_size;
+            let count = cfg.batch_size.min(n - start);
+            let (x, y) = data.train.batch(dev, &order, start, count)?;
+            let loss = model.loss_and_grads(dev, &x, &y)?;
+            optimizer.config.lr = cfg
+                .schedule
+                .lr(base_lr, (epoch - 1) * steps + step, total_steps);
+            optimizer.step(dev, model.params_mut())?;
+            running = Some(match running {
+                Some(r) => dev.add(&r, &loss)?,
+                None => loss,
+            });
+            pending += 1;
+            samples += count;
+            let read_now = pending == cfg.log_every || step + 1 == steps;
+            let mut mean = None;
+            if read_now {
+                let sum = dev.download(running.as_ref().expect("set above"))?[0] as f64;
+                if !sum.is_finite() {
+                    return Err(Error::Config(format!(
+                        "the loss became {sum} at epoch {epoch}, step {}: training stopped (try a lower --lr)",
+                        step + 1
+                    )));
+                }
+                loss_total += sum;
+                mean = Some(sum / pending as f64);
+                running = None;
+                pending = 0;
+            }
+            hooks.on_step(&StepProgress {
+                epoch,
+                step: step + 1,
+                steps,
+                samples,
+                loss: mean,
+                elapsed: started.elapsed().as_secs_f64(),
+            });
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let val = match (data.val, &val_order) {
+            (Some(v), Some(order)) => {
+                Some(evaluate(dev, model, v, order, eval_batch, data.scaler)?)
+            }
+            _ => None,
+        };
+        let stats = EpochStats {
+            epoch,
+            train_loss: loss_total / steps as f64,
+            val,
+            lr: optimizer.config.lr,
+            seconds,
+            samples_per_sec: n as f64 / seconds,
+        };
+        // Without validation data every epoch counts as the best (the last
+        // model is kept).
+        let score = stats
+            .val
+            .as_ref()
+            .map_or([epoch as f64, 0.0], Evaluation::score);
+        let improved = state
+            .best_score
+            .is_none_or(|b| score.partial_cmp(&b) == Some(std::cmp::Ordering::Greater));
+        if improved {
+            state.best_score = Some(score);
+            state.best_epoch = epoch;
+        }
+        state.epoch = epoch;
+        state.history.push(stats.clone());
+        optimizer.config.lr = base_lr;
+        hooks.on_epoch(&stats, state, improved, model, optimizer)?;
+    }
+    optimizer.config.lr = base_lr;
+    Ok(())
+}
+
+/// Parameter values copied to the host, by name (a snapshot of the best
+/// model, independent of later in-place updates).
+pub fn snapshot<D: Device>(
+    dev: &D,
+    model: &Model<D>,
+) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    model
+        .params()
+        .iter()
+        .map(|p| {
+            Ok((
+                p.name.clone(),
+                p.value.shape().dims().to_vec(),
+                dev.download(&p.value)?,
+            ))
+        })
+        .collect()
+}
+
+/// Puts a snapshot back into `model`.
+pub fn restore<D: Device>(
+    dev: &D,
+    model: &mut Model<D>,
+    snap: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<()> {
+    let values = snap
+        .iter()
+        .map(|(n, s, v)| Ok((n.clone(), dev.upload(v, s.clone())?)))
+        .collect::<Result<Vec<_>>>()?;
+    model.set_params(values)
+}
