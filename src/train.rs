@@ -266,34 +266,35 @@ pub fn fit<D: Device>(
     Ok(())
 }
 
+/// A tensor copied to the host, with its name and shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
 /// Parameter values copied to the host, by name (a snapshot of the best
 /// model, independent of later in-place updates).
-pub fn snapshot<D: Device>(
-    dev: &D,
-    model: &Model<D>,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn snapshot<D: Device>(dev: &D, model: &Model<D>) -> Result<Vec<HostTensor>> {
     model
         .params()
         .iter()
         .map(|p| {
-            Ok((
-                p.name.clone(),
-                p.value.shape().dims().to_vec(),
-                dev.download(&p.value)?,
-            ))
+            Ok(HostTensor {
+                name: p.name.clone(),
+                shape: p.value.shape().dims().to_vec(),
+                values: dev.download(&p.value)?,
+            })
         })
         .collect()
 }
 
 /// Puts a snapshot back into `model`.
-pub fn restore<D: Device>(
-    dev: &D,
-    model: &mut Model<D>,
-    snap: &[(String, Vec<usize>, Vec<f32>)],
-) -> Result<()> {
+pub fn restore<D: Device>(dev: &D, model: &mut Model<D>, snap: &[HostTensor]) -> Result<()> {
     let values = snap
         .iter()
-        .map(|(n, s, v)| Ok((n.clone(), dev.upload(v, s.clone())?)))
+        .map(|t| Ok((t.name.clone(), dev.upload(&t.values, t.shape.clone())?)))
         .collect::<Result<Vec<_>>>()?;
     model.set_params(values)
 }

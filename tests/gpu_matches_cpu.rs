@@ -128,6 +128,7 @@ fn every_case_belongs_to_a_test_above() {
         "gather rows",
         "one hot",
         "slice+concat",
+        "transpose",
         "rnn",
         "sgd",
         "momentum",
