@@ -30,7 +30,7 @@ fn go<D: Device + 'static>(dev: &D, cfg: ExperimentConfig) {
     let t = std::time::Instant::now();
     let mut e = Experiment::new(dev, cfg).unwrap();
     println!("params {}", e.model.param_count());
-    e.run(dev, &mut Print).unwrap();
+    e.run(dev, &mut Print, None).unwrap();
     println!(
         "test {:?} in {:.1}s",
         e.evaluate(dev, "test").unwrap().map(|v| v.headline()),

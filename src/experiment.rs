@@ -106,6 +106,7 @@ impl ExperimentConfig {
             seed: self.seed,
             log_every: self.log_every,
             schedule: self.schedule,
+            stop_at_epoch: None,
         }
     }
 
@@ -129,6 +130,8 @@ pub struct Experiment<D: Device> {
     pub model: Model<D>,
     pub optimizer: Optimizer<D>,
     pub state: TrainState,
+    /// The parameters of the best epoch so far (restored when a run ends).
+    pub best: Option<Vec<HostTensor>>,
     train: DeviceData<D>,
     val: DeviceData<D>,
     test: DeviceData<D>,
@@ -173,6 +176,7 @@ impl<D: Device + 'static> Experiment<D> {
             test: upload(&prepared.test)?,
             optimizer: Optimizer::new(config.optim),
             state: TrainState::default(),
+            best: None,
             model,
             prepared,
             config,
@@ -180,29 +184,40 @@ impl<D: Device + 'static> Experiment<D> {
     }
 
     /// Trains to the end (or early stop), then restores the parameters of
-    /// the best validation epoch.
-    pub fn run(&mut self, dev: &D, hooks: &mut dyn Hooks<D>) -> Result<()> {
+    /// the best validation epoch. With `stop_after`, returns after that many
+    /// more epochs instead, leaving the latest parameters in place.
+    pub fn run(
+        &mut self,
+        dev: &D,
+        hooks: &mut dyn Hooks<D>,
+        stop_after: Option<usize>,
+    ) -> Result<()> {
         let mut keeper = KeepBest {
             dev,
             inner: hooks,
-            best: None,
+            best: self.best.take(),
         };
         let data = TrainData {
             train: &self.train,
             val: Some(&self.val),
             scaler: self.prepared.target_scaler.as_ref(),
         };
-        fit(
+        let mut cfg = self.config.train_config(self.train.len());
+        cfg.stop_at_epoch = stop_after.map(|n| self.state.epoch + n);
+        let result = fit(
             dev,
             &mut self.model,
             &mut self.optimizer,
             &data,
-            &self.config.train_config(self.train.len()),
+            &cfg,
             &mut self.state,
             &mut keeper,
-        )?;
-        if let Some(best) = keeper.best {
-            restore(dev, &mut self.model, &best)?;
+        );
+        self.best = keeper.best;
+        result?;
+        let finished = self.state.epoch >= self.config.epochs || stop_after.is_none();
+        if let (true, Some(best)) = (finished, &self.best) {
+            restore(dev, &mut self.model, best)?;
         }
         Ok(())
     }

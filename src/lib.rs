@@ -6,6 +6,7 @@
 //! its WGSL kernels), then models, data and training built on top of it.
 
 pub mod check;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;

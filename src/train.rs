@@ -30,6 +30,9 @@ pub struct TrainConfig {
     /// Read the running loss back every this many steps.
     pub log_every: usize,
     pub schedule: Schedule,
+    /// Return after this epoch even though `epochs` is not reached (a run in
+    /// chunks; `--resume` continues it exactly).
+    pub stop_at_epoch: Option<usize>,
 }
 
 /// How the learning rate moves over a run.
@@ -179,7 +182,8 @@ pub fn fit<D: Device>(
     let eval_batch = cfg.batch_size.max(256);
     let base_lr = optimizer.config.lr;
     let total_steps = steps * cfg.epochs;
-    while state.epoch < cfg.epochs {
+    let last = cfg.stop_at_epoch.map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    while state.epoch < last {
         if let Some(p) = cfg.patience {
             if state.epoch > 0 && state.epochs_since_best() >= p {
                 break;

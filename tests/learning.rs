@@ -17,7 +17,7 @@ use wgtrain::{CpuDevice, Device};
 
 fn run<D: Device + 'static>(dev: &D, cfg: ExperimentConfig) -> (Experiment<D>, Evaluation) {
     let mut e = Experiment::new(dev, cfg).unwrap();
-    e.run(dev, &mut Silent).unwrap();
+    e.run(dev, &mut Silent, None).unwrap();
     let test = e
         .evaluate(dev, "test")
         .unwrap()

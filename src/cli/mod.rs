@@ -1,9 +1,19 @@
-//! Command-line interface: argument definitions and dispatch.
+//! Command-line interface: argument definitions, device choice, dispatch.
+//! One module per subcommand.
 
 mod check;
 mod devices;
+mod eval;
+mod predict;
+mod report;
+mod sample;
+mod train;
 
-use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wgtrain::checkpoint::{self, Checkpoint};
+use wgtrain::{CpuDevice, Error, GpuDevice};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,6 +29,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train a model (on its built-in dataset unless --data says otherwise).
+    Train(Box<train::TrainArgs>),
+    /// Loss and metric of a trained model on a dataset.
+    Eval(eval::EvalArgs),
+    /// Predictions of a trained model for CSV rows or IDX images.
+    Predict(predict::PredictArgs),
+    /// Generate text with a trained rnn model.
+    Sample(sample::SampleArgs),
     /// List the GPU adapters wgpu sees and say which one wgtrain would use.
     Devices,
     /// Run every GPU operation against the CPU reference on random inputs and
@@ -28,7 +46,136 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Sample(args) => sample::run(args),
         Command::Devices => devices::run(),
         Command::Check(args) => check::run(args),
+    }
+}
+
+/// `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The GPU if an adapter exists, else the CPU.
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// The device a command runs on.
+pub enum Chosen {
+    Cpu(CpuDevice),
+    Gpu(GpuDevice),
+}
+
+impl Chosen {
+    /// `"cpu"` or `"gpu"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Chosen::Cpu(_) => "cpu",
+            Chosen::Gpu(_) => "gpu",
+        }
+    }
+
+    /// The adapter's name on the GPU.
+    pub fn adapter(&self) -> Option<String> {
+        match self {
+            Chosen::Cpu(_) => None,
+            Chosen::Gpu(g) => Some(g.adapter_info().name.clone()),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Chosen::Cpu(_) => "cpu".into(),
+            Chosen::Gpu(g) => format!(
+                "gpu: {} ({:?}, {:?})",
+                g.adapter_info().name,
+                g.adapter_info().backend,
+                g.adapter_info().device_type
+            ),
+        }
+    }
+}
+
+/// Opens the device `arg` asks for. `auto` falls back to the CPU, saying
+/// why, when no adapter can be opened.
+pub fn choose_device(arg: DeviceArg, quiet: bool) -> anyhow::Result<Chosen> {
+    match arg {
+        DeviceArg::Cpu => Ok(Chosen::Cpu(CpuDevice::new())),
+        DeviceArg::Gpu => Ok(Chosen::Gpu(GpuDevice::new()?)),
+        DeviceArg::Auto => match GpuDevice::new() {
+            Ok(g) => Ok(Chosen::Gpu(g)),
+            Err(e) => {
+                if !quiet {
+                    eprintln!("no usable GPU ({e}); training on the CPU");
+                }
+                Ok(Chosen::Cpu(CpuDevice::new()))
+            }
+        },
+    }
+}
+
+/// Runs `$body` with `$dev` bound to the chosen device, whichever it is.
+macro_rules! on_device {
+    ($chosen:expr, |$dev:ident| $body:expr) => {
+        match $chosen {
+            $crate::cli::Chosen::Cpu($dev) => $body,
+            $crate::cli::Chosen::Gpu($dev) => $body,
+        }
+    };
+}
+pub(crate) use on_device;
+
+/// A model argument: a run directory (its model.safetensors) or a file.
+pub fn model_path(p: &Path) -> PathBuf {
+    if p.is_dir() {
+        p.join("model.safetensors")
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// Loads `--model`, naming the file in errors.
+pub fn load_model_file(p: &Path) -> anyhow::Result<(PathBuf, Checkpoint)> {
+    let path = model_path(p);
+    if !path.exists() {
+        return Err(Error::data(
+            &path,
+            "no such model file (give a run directory or a .safetensors file)",
+        )
+        .into());
+    }
+    let ck = checkpoint::load(&path)?;
+    Ok((path, ck))
+}
+
+/// A list of layer sizes, `256,128`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sizes(pub Vec<usize>);
+
+/// Parses `256,128` into sizes.
+pub fn parse_sizes(s: &str) -> Result<Sizes, String> {
+    s.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| {
+                    format!("'{p}' is not a positive integer (expected a list like 256,128)")
+                })
+        })
+        .collect::<Result<_, _>>()
+        .map(Sizes)
+}
+
+/// Parses a finite float.
+pub fn parse_finite(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a finite number")),
     }
 }

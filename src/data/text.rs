@@ -35,6 +35,34 @@ impl TextCorpus {
         Ok(TextCorpus { vocab, ids })
     }
 
+    /// Decodes UTF-8 bytes with a given vocabulary (a trained model's): a
+    /// character outside it is an error.
+    pub fn with_vocab(bytes: &[u8], path: &Path, vocab: &[char]) -> Result<Self> {
+        let own = Self::from_bytes(bytes, path)?;
+        if let Some(c) = own.vocab.iter().find(|c| vocab.binary_search(c).is_err()) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "character {c:?} is not in the model's vocabulary of {} characters",
+                    vocab.len()
+                ),
+            ));
+        }
+        let ids = own
+            .ids
+            .iter()
+            .map(|&i| {
+                vocab
+                    .binary_search(&own.vocab[i as usize])
+                    .expect("checked") as u32
+            })
+            .collect();
+        Ok(TextCorpus {
+            vocab: vocab.to_vec(),
+            ids,
+        })
+    }
+
     /// Encodes `s` with this vocabulary.
     pub fn encode(vocab: &[char], s: &str) -> Result<Vec<u32>> {
         s.chars()

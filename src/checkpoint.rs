@@ -1,0 +1,242 @@
+//! Checkpoints in the safetensors format, readable by the standard Python
+//! `safetensors` package. Tensors are f32 and named as the model's
+//! parameters (`dense.0.weight`, `conv.1.bias`, `rnn.recurrent_weight`, ...);
+//! the metadata key `wgtrain` holds a JSON [`ModelMeta`]: the architecture,
+//! the feature statistics, the vocabulary for text and the run's settings.
+//!
+//! A resumable checkpoint also holds the optimizer state as tensors named
+//! `optimizer.<parameter>.<slot>` and a `wgtrain.resume` JSON [`ResumeMeta`].
+//!
+//! Files are written to a temporary name in the same directory, flushed and
+//! renamed, so a crash never leaves a half-written checkpoint.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Normalizer, TargetScaler};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::experiment::ExperimentConfig;
+use crate::models::{Model, ModelConfig};
+use crate::optim::{Optimizer, OptimizerKind};
+use crate::train::{restore, HostTensor, TrainState};
+
+/// Bumped when the layout of files changes incompatibly.
+pub const FORMAT: u32 = 1;
+
+/// What a model file says about the model, beyond its tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format: u32,
+    pub wgtrain_version: String,
+    pub model: ModelConfig,
+    pub normalizer: Normalizer,
+    pub target_scaler: Option<TargetScaler>,
+    /// Text models: the character of each token id.
+    pub vocab: Option<Vec<char>>,
+    /// The settings of the run that produced the model (data, split, seed,
+    /// hyper-parameters).
+    pub experiment: ExperimentConfig,
+}
+
+/// Where a run stood when its resumable checkpoint was written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResumeMeta {
+    pub state: TrainState,
+    pub optimizer_steps: u32,
+}
+
+/// A loaded checkpoint.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub meta: ModelMeta,
+    pub params: Vec<HostTensor>,
+    pub resume: Option<(ResumeMeta, Vec<HostTensor>)>,
+}
+
+fn slot_names(kind: OptimizerKind) -> &'static [&'static str] {
+    match kind {
+        OptimizerKind::Sgd => &[],
+        OptimizerKind::Momentum => &["velocity"],
+        OptimizerKind::Adam => &["m", "v"],
+    }
+}
+
+/// The optimizer's state on the host, named per parameter and slot.
+pub fn optimizer_state<D: Device>(
+    dev: &D,
+    model: &Model<D>,
+    optimizer: &Optimizer<D>,
+) -> Result<Vec<HostTensor>> {
+    let slots = slot_names(optimizer.config.kind);
+    let mut out = Vec::new();
+    for (p, state) in model.params().iter().zip(optimizer.state()) {
+        for (slot, t) in slots.iter().zip(state) {
+            out.push(HostTensor {
+                name: format!("optimizer.{}.{slot}", p.name),
+                shape: crate::device::Tensor::shape(t).dims().to_vec(),
+                values: dev.download(t)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Puts saved optimizer state back, checking every tensor is present.
+pub fn restore_optimizer<D: Device>(
+    dev: &D,
+    model: &Model<D>,
+    optimizer: &mut Optimizer<D>,
+    steps: u32,
+    saved: &[HostTensor],
+) -> Result<()> {
+    let slots = slot_names(optimizer.config.kind);
+    let mut state = Vec::new();
+    for p in model.params() {
+        let mut per = Vec::new();
+        for slot in slots {
+            let name = format!("optimizer.{}.{slot}", p.name);
+            let t = saved.iter().find(|t| t.name == name).ok_or_else(|| {
+                Error::Config(format!("checkpoint lacks optimizer state '{name}'"))
+            })?;
+            per.push(dev.upload(&t.values, t.shape.clone())?);
+        }
+        state.push(per);
+    }
+    optimizer.set_state(steps, state)
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(
+    path: &Path,
+    meta: &ModelMeta,
+    params: &[HostTensor],
+    resume: Option<(&ResumeMeta, &[HostTensor])>,
+) -> Result<()> {
+    let mut info = HashMap::new();
+    info.insert("wgtrain".to_string(), to_json(meta)?);
+    let mut tensors: Vec<&HostTensor> = params.iter().collect();
+    if let Some((r, opt)) = resume {
+        info.insert("wgtrain.resume".to_string(), to_json(r)?);
+        tensors.extend(opt);
+    }
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            TensorView::new(Dtype::F32, t.shape.clone(), b)
+                .map(|v| (t.name.clone(), v))
+                .map_err(|e| Error::Config(format!("tensor {}: {e}", t.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = safetensors::serialize(views, Some(info))
+        .map_err(|e| Error::Config(format!("serialising {}: {e}", path.display())))?;
+    write_atomically(path, &data)
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it, and renames
+/// it over `path`.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoint");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint written by [`save`].
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::data(path, format!("not a safetensors file ({e})")))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::data(path, format!("not a safetensors file ({e})")))?;
+    let info = header.metadata().clone().unwrap_or_default();
+    let meta_json = info
+        .get("wgtrain")
+        .ok_or_else(|| Error::data(path, "not a wgtrain checkpoint (no 'wgtrain' metadata)"))?;
+    let meta: ModelMeta = serde_json::from_str(meta_json)
+        .map_err(|e| Error::data(path, format!("unreadable wgtrain metadata: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(Error::data(
+            path,
+            format!(
+                "checkpoint format {} is not supported (this wgtrain reads {FORMAT})",
+                meta.format
+            ),
+        ));
+    }
+    let mut params = Vec::new();
+    let mut optimizer = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::data(
+                path,
+                format!("tensor '{name}' is {:?}, expected F32", view.dtype()),
+            ));
+        }
+        let t = HostTensor {
+            shape: view.shape().to_vec(),
+            values: view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            name,
+        };
+        if t.name.starts_with("optimizer.") {
+            optimizer.push(t);
+        } else {
+            params.push(t);
+        }
+    }
+    let resume = match info.get("wgtrain.resume") {
+        Some(j) => Some((
+            serde_json::from_str(j)
+                .map_err(|e| Error::data(path, format!("unreadable resume metadata: {e}")))?,
+            optimizer,
+        )),
+        None => None,
+    };
+    Ok(Checkpoint {
+        meta,
+        params,
+        resume,
+    })
+}
+
+impl Checkpoint {
+    /// The model on `dev` with this checkpoint's weights.
+    pub fn model<D: Device + 'static>(&self, dev: &D) -> Result<Model<D>> {
+        let mut model = Model::new(dev, self.meta.model.clone(), 0)?;
+        restore(dev, &mut model, &self.params)?;
+        Ok(model)
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Config(format!("checkpoint metadata: {e}")))
+}

@@ -1,0 +1,567 @@
+//! The `wgtrain` program end to end: every command on small data, every bad
+//! input a user can cause (one clear line, non-zero exit, no panic, nothing
+//! half-written), resume equivalence, and the train → eval → predict round
+//! trip.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs wgtrain in `dir` (the repository's data/ is reachable as `data`).
+fn wgtrain(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .current_dir(dir)
+        // Mesa's loader complains on stderr without it.
+        .env("XDG_RUNTIME_DIR", dir)
+        .output()
+        .expect("wgtrain runs")
+}
+
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    std::os::unix::fs::symlink(data, dir.path().join("data")).unwrap();
+    dir
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// The last stdout line as JSON.
+fn json(o: &Output) -> Value {
+    let out = stdout(o);
+    let last = out.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+/// A failure with one `error:` line that contains every piece of `expect`.
+fn fails_with(o: Output, expect: &[&str]) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success:\n{}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "panic:\n{err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line:\n{err}");
+    for e in expect {
+        assert!(lines[0].contains(e), "'{e}' not in: {}", lines[0]);
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn train_writes_a_run_directory_and_json() {
+    let w = workdir();
+    let o = ok(wgtrain(
+        w.path(),
+        &[
+            "train", "logistic", "--epochs", "5", "--device", "cpu", "--out", "r", "--json",
+        ],
+    ));
+    let j = json(&o);
+    assert_eq!(j["command"], "train");
+    assert_eq!(j["model"], "logistic");
+    assert_eq!(j["device"], "cpu");
+    assert!(j["adapter"].is_null());
+    assert_eq!(j["params"], 31);
+    assert_eq!(j["epochs"], 5);
+    assert!(j["test"]["accuracy"].as_f64().unwrap() > 0.8);
+    assert!(j["test"].get("r2").is_none());
+    assert_eq!(
+        files(&w.path().join("r")),
+        [
+            "last.safetensors",
+            "loss.svg",
+            "metrics.csv",
+            "model.safetensors",
+            "summary.json"
+        ]
+    );
+    let metrics = std::fs::read_to_string(w.path().join("r/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 6);
+    assert!(metrics.starts_with("epoch,train_loss,val_loss,val_metric,lr,seconds,samples_per_sec"));
+    let svg = std::fs::read_to_string(w.path().join("r/loss.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("validation"));
+}
+
+#[test]
+fn every_model_trains_from_the_command_line() {
+    let w = workdir();
+    for (model, extra) in [
+        ("linear", vec!["--epochs", "50"]),
+        ("mlp", vec!["--epochs", "1", "--hidden", "16"]),
+        (
+            "cnn",
+            vec![
+                "--epochs",
+                "1",
+                "--channels",
+                "2,4",
+                "--max-train-samples",
+                "200",
+            ],
+        ),
+        (
+            "rnn",
+            vec![
+                "--epochs",
+                "1",
+                "--hidden",
+                "16",
+                "--max-train-samples",
+                "64",
+            ],
+        ),
+    ] {
+        let mut args = vec!["train", model, "--device", "cpu", "--json", "--out", model];
+        args.extend(extra);
+        let j = json(&ok(wgtrain(w.path(), &args)));
+        assert_eq!(j["model"], model);
+        let test = &j["test"];
+        match model {
+            "linear" => {
+                assert!(test["r2"].as_f64().unwrap() > 0.3 && test["rmse"].as_f64().is_some())
+            }
+            "rnn" => assert!(test["bits_per_char"].as_f64().unwrap() < 7.0),
+            _ => assert!(test["accuracy"].as_f64().unwrap() > 0.1),
+        }
+    }
+}
+
+#[test]
+fn round_trip_train_eval_predict_on_the_gpu() {
+    let Some(_) = common::gpu() else { return };
+    let w = workdir();
+    let j = json(&ok(wgtrain(
+        w.path(),
+        &[
+            "train", "mlp", "--epochs", "2", "--device", "gpu", "--out", "m", "--json",
+        ],
+    )));
+    assert_eq!(j["device"], "gpu");
+    assert!(j["adapter"].as_str().is_some());
+    let trained = j["test"]["accuracy"].as_f64().unwrap();
+    // eval recreates the same test split from the seed saved in the model.
+    let e = json(&ok(wgtrain(
+        w.path(),
+        &["eval", "--model", "m", "--device", "gpu", "--json"],
+    )));
+    assert_eq!(e["test"]["accuracy"].as_f64().unwrap(), trained);
+    let c = json(&ok(wgtrain(
+        w.path(),
+        &[
+            "eval",
+            "--model",
+            "m/model.safetensors",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )));
+    assert!(
+        (c["test"]["accuracy"].as_f64().unwrap() - trained).abs() < 0.01,
+        "cpu and gpu evaluate alike"
+    );
+    // predict over every digit: the predicted classes agree with the labels
+    // about as often as the test accuracy says.
+    let o = ok(wgtrain(
+        w.path(),
+        &[
+            "predict",
+            "--model",
+            "m",
+            "--input",
+            "data/digits/digits-images-idx3-ubyte",
+            "--output",
+            "p.csv",
+        ],
+    ));
+    assert!(stdout(&o).is_empty());
+    let preds = std::fs::read_to_string(w.path().join("p.csv")).unwrap();
+    let labels =
+        wgtrain::data::idx::read_idx(&w.path().join("data/digits/digits-labels-idx1-ubyte"))
+            .unwrap();
+    let mut lines = preds.lines();
+    assert!(lines.next().unwrap().starts_with("prediction,p_0,"));
+    let agree = lines
+        .zip(&labels.data)
+        .filter(|(l, &y)| l.split(',').next().unwrap() == y.to_string())
+        .count();
+    assert!(agree as f64 / 1797.0 > trained - 0.05, "{agree} of 1797");
+}
+
+#[test]
+fn predict_csv_with_or_without_the_target_column() {
+    let w = workdir();
+    ok(wgtrain(
+        w.path(),
+        &[
+            "train", "linear", "--epochs", "100", "--device", "cpu", "--out", "l", "--quiet",
+        ],
+    ));
+    std::fs::write(
+        w.path().join("rows.csv"),
+        "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n59,2,32.1,101,157,93.2,38,4,4.8598,87\n",
+    )
+    .unwrap();
+    let o = ok(wgtrain(
+        w.path(),
+        &[
+            "predict", "--model", "l", "--input", "rows.csv", "--device", "cpu",
+        ],
+    ));
+    let out = stdout(&o);
+    let v: f64 = out.lines().nth(1).unwrap().parse().unwrap();
+    // The first diabetes row (target 151): a prediction in target units.
+    assert!((50.0..350.0).contains(&v), "{out}");
+    let all = ok(wgtrain(
+        w.path(),
+        &[
+            "predict",
+            "--model",
+            "l",
+            "--input",
+            "data/tabular/diabetes.csv",
+            "--device",
+            "cpu",
+        ],
+    ));
+    assert_eq!(stdout(&all).lines().count(), 443);
+}
+
+#[test]
+fn resume_ends_where_an_uninterrupted_run_would() {
+    let w = workdir();
+    let args = [
+        "train", "mlp", "--hidden", "32", "--epochs", "4", "--device", "cpu", "--json", "--quiet",
+    ];
+    let full = json(&ok(wgtrain(
+        w.path(),
+        &[&args[..], &["--out", "full"]].concat(),
+    )));
+    ok(wgtrain(
+        w.path(),
+        &[&args[..], &["--out", "half", "--stop-after-epochs", "2"]].concat(),
+    ));
+    let resumed = json(&ok(wgtrain(
+        w.path(),
+        &[
+            "train", "mlp", "--resume", "half", "--device", "cpu", "--json", "--quiet",
+        ],
+    )));
+    assert_eq!(resumed["epochs"], 4);
+    assert_eq!(full["train_loss"], resumed["train_loss"]);
+    assert_eq!(full["test"], resumed["test"]);
+    let metrics = std::fs::read_to_string(w.path().join("half/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 5);
+}
+
+#[test]
+fn sample_generates_from_a_prompt() {
+    let w = workdir();
+    let text = include_str!("../data/text/pride_and_prejudice.txt");
+    std::fs::write(w.path().join("t.txt"), &text[..20_000]).unwrap();
+    ok(wgtrain(
+        w.path(),
+        &[
+            "train", "rnn", "--data", "t.txt", "--epochs", "1", "--hidden", "16", "--device",
+            "cpu", "--out", "r", "--quiet",
+        ],
+    ));
+    let o = ok(wgtrain(
+        w.path(),
+        &[
+            "sample", "--model", "r", "--prompt", "It is", "--length", "40", "--device", "cpu",
+        ],
+    ));
+    let s = stdout(&o);
+    assert!(s.starts_with("It is"));
+    assert_eq!(s.trim_end_matches('\n').chars().count(), 45);
+    fails_with(
+        wgtrain(
+            w.path(),
+            &["sample", "--model", "r", "--prompt", "€", "--device", "cpu"],
+        ),
+        &["'€'", "vocabulary"],
+    );
+}
+
+#[test]
+fn devices_and_check() {
+    let Some(_) = common::gpu() else { return };
+    let w = workdir();
+    let o = ok(wgtrain(w.path(), &["devices"]));
+    assert!(stdout(&o).contains("* 0"), "{}", stdout(&o));
+    let o = ok(wgtrain(w.path(), &["check", "--filter", "softmax"]));
+    let out = stdout(&o);
+    assert!(
+        out.contains("max abs err") && out.contains("checks passed"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL"));
+}
+
+#[test]
+fn bad_data_files() {
+    let w = workdir();
+    let d = w.path();
+    let cpu = ["--device", "cpu", "--epochs", "1"];
+    let train = |model: &str, data: &str| {
+        wgtrain(d, &[&["train", model, "--data", data][..], &cpu].concat())
+    };
+    fails_with(
+        train("mlp", "missing.csv"),
+        &["missing.csv", "no such file"],
+    );
+    fails_with(
+        train("mlp", "nope"),
+        &["nope", "digits, iris, breast-cancer, diabetes, austen"],
+    );
+    std::fs::create_dir(d.join("idx")).unwrap();
+    std::fs::write(
+        d.join("idx/train-images-idx3-ubyte"),
+        [7u8, 7, 8, 3, 0, 0, 0, 1],
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("idx/train-labels-idx1-ubyte"),
+        [0u8, 0, 8, 1, 0, 0, 0, 1, 3],
+    )
+    .unwrap();
+    fails_with(
+        train("mlp", "idx"),
+        &["train-images-idx3-ubyte", "wrong magic number"],
+    );
+    std::fs::write(
+        d.join("idx/train-images-idx3-ubyte"),
+        [0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1],
+    )
+    .unwrap();
+    fails_with(
+        train("mlp", "idx"),
+        &["train-images-idx3-ubyte", "truncated"],
+    );
+    std::fs::write(
+        d.join("idx/train-images-idx3-ubyte"),
+        [0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 1, 2],
+    )
+    .unwrap();
+    fails_with(train("mlp", "idx"), &["2 images but labels of shape [1]"]);
+    std::fs::write(d.join("bad.csv"), "a,b,target\n1,2,0\n3,oops,1\n").unwrap();
+    fails_with(
+        train("mlp", "bad.csv"),
+        &["bad.csv", "line 3, column 2", "'oops' is not a number"],
+    );
+    std::fs::write(d.join("ragged.csv"), "a,b,target\n1,2,0\n3,1\n").unwrap();
+    fails_with(
+        train("mlp", "ragged.csv"),
+        &["ragged.csv", "line 3: 2 cells, expected 3"],
+    );
+    std::fs::write(d.join("empty.csv"), "").unwrap();
+    fails_with(train("mlp", "empty.csv"), &["empty.csv", "empty file"]);
+    std::fs::write(d.join("label.csv"), "a,target\n1,0\n2,1.5\n").unwrap();
+    fails_with(
+        train("logistic", "label.csv"),
+        &["label.csv", "class label 1.5"],
+    );
+    std::fs::write(d.join("latin1.txt"), [b'c', b'a', b'f', 0xe9]).unwrap();
+    fails_with(train("rnn", "latin1.txt"), &["latin1.txt", "not UTF-8"]);
+    std::fs::write(d.join("short.txt"), "too short").unwrap();
+    fails_with(
+        train("rnn", "short.txt"),
+        &["short.txt", "too short for --seq-len 32"],
+    );
+    // Nothing half-written: failed runs leave no checkpoint behind.
+    assert!(
+        !d.join("runs").exists()
+            || files(&d.join("runs"))
+                .iter()
+                .all(|r| files(&d.join("runs").join(r)).is_empty())
+    );
+}
+
+#[test]
+fn bad_settings() {
+    let w = workdir();
+    let d = w.path();
+    let o = wgtrain(d, &["train", "transformer"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(
+        "unknown model 'transformer' (expected one of: linear, logistic, mlp, cnn, rnn)"
+    ));
+    let o = wgtrain(d, &["train", "mlp", "--batch-size", "0"]);
+    assert!(!o.status.success() && stderr(&o).contains("at least 1"));
+    let o = wgtrain(d, &["train", "mlp", "--lr", "NaN"]);
+    assert!(!o.status.success() && stderr(&o).contains("not a finite number"));
+    fails_with(
+        wgtrain(d, &["train", "mlp", "--lr", "-0.1", "--device", "cpu"]),
+        &["learning rate must be a positive"],
+    );
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "train",
+                "logistic",
+                "--data",
+                "iris",
+                "--batch-size",
+                "1000",
+                "--device",
+                "cpu",
+            ],
+        ),
+        &["--batch-size 1000 is larger than the training split (105 samples)"],
+    );
+    fails_with(
+        wgtrain(d, &["train", "mlp", "--data", "austen", "--device", "cpu"]),
+        &["austen is text"],
+    );
+}
+
+#[test]
+fn checkpoints_of_the_wrong_kind_or_shape() {
+    let w = workdir();
+    let d = w.path();
+    ok(wgtrain(
+        d,
+        &[
+            "train", "logistic", "--data", "iris", "--epochs", "2", "--device", "cpu", "--out",
+            "iris", "--quiet",
+        ],
+    ));
+    fails_with(
+        wgtrain(d, &["train", "mlp", "--resume", "iris", "--device", "cpu"]),
+        &["holds a logistic run, not mlp"],
+    );
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "eval",
+                "--model",
+                "iris",
+                "--data",
+                "breast-cancer",
+                "--device",
+                "cpu",
+            ],
+        ),
+        &["breast-cancer", "do not fit this logistic model"],
+    );
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "predict",
+                "--model",
+                "iris",
+                "--input",
+                "data/tabular/breast_cancer.csv",
+                "--device",
+                "cpu",
+            ],
+        ),
+        &[
+            "breast_cancer.csv",
+            "31 columns, but the model takes 4 features",
+        ],
+    );
+    std::fs::write(d.join("junk.safetensors"), b"not a checkpoint").unwrap();
+    fails_with(
+        wgtrain(
+            d,
+            &["eval", "--model", "junk.safetensors", "--device", "cpu"],
+        ),
+        &["junk.safetensors", "not a safetensors file"],
+    );
+    fails_with(
+        wgtrain(d, &["eval", "--model", "nowhere", "--device", "cpu"]),
+        &["nowhere", "no such model file"],
+    );
+    fails_with(
+        wgtrain(
+            d,
+            &["train", "mlp", "--resume", "nowhere", "--device", "cpu"],
+        ),
+        &["nowhere/last.safetensors"],
+    );
+}
+
+#[test]
+fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let w = workdir();
+    let d = w.path();
+    // Full-batch descent at twice the stable step size: the loss grows
+    // geometrically and overflows f32 after some epochs.
+    let o = wgtrain(
+        d,
+        &[
+            "train",
+            "linear",
+            "--lr",
+            "2",
+            "--optimizer",
+            "sgd",
+            "--schedule",
+            "constant",
+            "--epochs",
+            "3000",
+            "--device",
+            "cpu",
+            "--out",
+            "div",
+        ],
+    );
+    fails_with(
+        o,
+        &["loss became", "checkpoints of epoch", "are kept in div"],
+    );
+    let run: PathBuf = d.join("div");
+    assert!(files(&run).contains(&"last.safetensors".to_string()));
+    assert!(
+        !files(&run).iter().any(|f| f.contains(".tmp")),
+        "{:?}",
+        files(&run)
+    );
+    // The kept checkpoint loads and holds finite weights.
+    let ck = wgtrain::checkpoint::load(&run.join("last.safetensors")).unwrap();
+    assert!(ck
+        .params
+        .iter()
+        .all(|t| t.values.iter().all(|v| v.is_finite())));
+}
