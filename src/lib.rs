@@ -5,6 +5,7 @@
 //! The layers: [`device`] (the `Device` trait, `CpuDevice`, `GpuDevice` and
 //! its WGSL kernels), then models, data and training built on top of it.
 
+pub mod bench;
 pub mod check;
 pub mod checkpoint;
 pub mod data;

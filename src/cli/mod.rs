@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions, device choice, dispatch.
 //! One module per subcommand.
 
+mod bench;
 mod check;
 mod devices;
 mod eval;
@@ -37,6 +38,9 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Generate text with a trained rnn model.
     Sample(sample::SampleArgs),
+    /// Measure the BENCHMARKS.md workloads (kernels K1–K4, training steps
+    /// T1–T5) on the CPU and/or GPU device.
+    Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees and say which one wgtrain would use.
     Devices,
     /// Run every GPU operation against the CPU reference on random inputs and
@@ -50,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Devices => devices::run(),
         Command::Check(args) => check::run(args),
     }

@@ -309,7 +309,7 @@ impl Context {
         // Size classes: multiples of 256 bytes (never zero: wgpu cannot bind an
         // empty buffer).
         let size = bytes.max(4).div_ceil(256) * 256;
-        self.check_size(&|| format!("a tensor of {bytes} bytes"), size)?;
+        self.check_size(&|| "a tensor".to_string(), size)?;
         let reused = lock(&self.pool).free.get_mut(&size).and_then(Vec::pop);
         let (id, buffer) = match reused {
             Some(entry) => entry,

@@ -1,0 +1,512 @@
+//! The benchmark workloads of BENCHMARKS.md (K1–K4 kernels, T1–T5 training
+//! steps), runnable on any device. `wgtrain bench` and the criterion benches
+//! both use them, so the figures they print measure the same thing.
+//!
+//! Every repetition ends with `Device::synchronize`: on the GPU the timed
+//! region closes only when the queue has finished the work. Data is synthetic
+//! and seeded (these measure speed; accuracy is measured on real data
+//! elsewhere).
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::data::{Dataset, DeviceData, Features, Normalizer, Targets};
+use crate::device::{Activation, Device, MatmulSpec};
+use crate::error::{Error, Result};
+use crate::models::{Model, ModelConfig, ModelKind, Task};
+use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
+
+/// The figure a workload reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    #[serde(rename = "GFLOP/s")]
+    GflopPerSec,
+    #[serde(rename = "images/s")]
+    ImagesPerSec,
+    #[serde(rename = "GB/s")]
+    GbPerSec,
+    #[serde(rename = "samples/s")]
+    SamplesPerSec,
+}
+
+impl Unit {
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::GflopPerSec => "GFLOP/s",
+            Unit::ImagesPerSec => "images/s",
+            Unit::GbPerSec => "GB/s",
+            Unit::SamplesPerSec => "samples/s",
+        }
+    }
+}
+
+/// One workload: an id (`K1-1024`, `T3`), what it is, and its unit.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub id: &'static str,
+    pub group: &'static str,
+    pub what: &'static str,
+    pub unit: Unit,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Matmul {
+        m: usize,
+        k: usize,
+        n: usize,
+        spec: MatmulSpec,
+    },
+    Conv {
+        ci: usize,
+        co: usize,
+        hw: usize,
+    },
+    Elementwise,
+    Train(Train),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Train {
+    Linear,
+    Logistic,
+    Mlp,
+    Cnn,
+    Rnn,
+}
+
+/// Every workload, in the order of BENCHMARKS.md.
+pub fn workloads() -> Vec<Workload> {
+    let mm = |id, what, m, k, n, spec| Workload {
+        id,
+        group: "K1",
+        what,
+        unit: Unit::GflopPerSec,
+        kind: Kind::Matmul { m, k, n, spec },
+    };
+    let train = |id, what, t| Workload {
+        id,
+        group: id,
+        what,
+        unit: Unit::SamplesPerSec,
+        kind: Kind::Train(t),
+    };
+    vec![
+        mm("K1-256", "matmul 256²", 256, 256, 256, MatmulSpec::NN),
+        mm("K1-512", "matmul 512²", 512, 512, 512, MatmulSpec::NN),
+        mm("K1-1024", "matmul 1024²", 1024, 1024, 1024, MatmulSpec::NN),
+        mm(
+            "K1-784",
+            "matmul 128×784·784×256",
+            128,
+            784,
+            256,
+            MatmulSpec::NN,
+        ),
+        Workload {
+            group: "K2",
+            ..mm(
+                "K2-TN",
+                "matmul (128×784)ᵀ·128×256",
+                784,
+                128,
+                256,
+                MatmulSpec::TN,
+            )
+        },
+        Workload {
+            group: "K2",
+            ..mm(
+                "K2-NT",
+                "matmul 128×256·(784×256)ᵀ",
+                128,
+                256,
+                784,
+                MatmulSpec::NT,
+            )
+        },
+        Workload {
+            id: "K3-1x8",
+            group: "K3",
+            what: "conv 1→8 @28², batch 64, fwd+bwd",
+            unit: Unit::ImagesPerSec,
+            kind: Kind::Conv {
+                ci: 1,
+                co: 8,
+                hw: 28,
+            },
+        },
+        Workload {
+            id: "K3-8x16",
+            group: "K3",
+            what: "conv 8→16 @14², batch 64, fwd+bwd",
+            unit: Unit::ImagesPerSec,
+            kind: Kind::Conv {
+                ci: 8,
+                co: 16,
+                hw: 14,
+            },
+        },
+        Workload {
+            id: "K4",
+            group: "K4",
+            what: "tanh fwd+bwd, row sum, softmax on 128×4096",
+            unit: Unit::GbPerSec,
+            kind: Kind::Elementwise,
+        },
+        train(
+            "T1",
+            "linear regression, 65536×64, batch 1024",
+            Train::Linear,
+        ),
+        train(
+            "T2",
+            "logistic regression, 65536×64, batch 1024",
+            Train::Logistic,
+        ),
+        train("T3", "MLP 784-256-128-10, batch 128", Train::Mlp),
+        train(
+            "T4",
+            "CNN conv8-pool-conv16-pool-dense, batch 64",
+            Train::Cnn,
+        ),
+        train(
+            "T5",
+            "RNN vocab 64, hidden 128, seq 32, batch 64",
+            Train::Rnn,
+        ),
+    ]
+}
+
+/// Median, min and max of the repetitions, in the workload's unit.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub reps: usize,
+}
+
+/// How long to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub warmups: usize,
+    pub reps: usize,
+    /// Training workloads: steps per repetition, as a fraction of the
+    /// BENCHMARKS.md count (1.0 = as specified).
+    pub step_scale: f64,
+    /// Kernel workloads: aim for repetitions of at least this many seconds.
+    pub min_rep_seconds: f64,
+}
+
+impl Budget {
+    /// 2 warm-ups and 10 repetitions, as BENCHMARKS.md asks.
+    pub const FULL: Budget = Budget {
+        warmups: 2,
+        reps: 10,
+        step_scale: 1.0,
+        min_rep_seconds: 0.05,
+    };
+    /// A smoke run: fewer, shorter repetitions.
+    pub const QUICK: Budget = Budget {
+        warmups: 1,
+        reps: 3,
+        step_scale: 0.2,
+        min_rep_seconds: 0.01,
+    };
+}
+
+fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// One repetition: does the work and returns how much of the unit's
+/// quantity it did (FLOPs, images, bytes, samples).
+type Rep<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
+
+/// Runs `w` on `dev` and reports its throughput.
+pub fn run<D: Device + 'static>(dev: &D, w: &Workload, budget: Budget) -> Result<Measurement> {
+    let mut rep = prepare(dev, w, budget)?;
+    let timed = |rep: &mut Rep| -> Result<f64> {
+        let t = Instant::now();
+        let work = rep()?;
+        dev.synchronize()?;
+        Ok(work / t.elapsed().as_secs_f64())
+    };
+    for _ in 0..budget.warmups {
+        timed(&mut rep)?;
+    }
+    let mut rates = (0..budget.reps.max(1))
+        .map(|_| timed(&mut rep))
+        .collect::<Result<Vec<f64>>>()?;
+    rates.sort_by(f64::total_cmp);
+    let scale = match w.unit {
+        Unit::GflopPerSec | Unit::GbPerSec => 1e-9,
+        _ => 1.0,
+    };
+    Ok(Measurement {
+        median: rates[rates.len() / 2] * scale,
+        min: rates[0] * scale,
+        max: rates[rates.len() - 1] * scale,
+        reps: rates.len(),
+    })
+}
+
+fn prepare<'a, D: Device + 'static>(dev: &'a D, w: &Workload, budget: Budget) -> Result<Rep<'a>> {
+    let rng = &mut ChaCha8Rng::seed_from_u64(7);
+    Ok(match w.kind {
+        Kind::Matmul { m, k, n, spec } => {
+            let a_shape = if spec.trans_a { [k, m] } else { [m, k] };
+            let b_shape = if spec.trans_b { [n, k] } else { [k, n] };
+            let a = dev.upload(&random(rng, m * k), a_shape)?;
+            let b = dev.upload(&random(rng, k * n), b_shape)?;
+            let flops = 2.0 * (m * k * n) as f64;
+            // Enough products per repetition that one lasts min_rep_seconds.
+            let t = Instant::now();
+            dev.matmul(&a, &b, None, spec)?;
+            dev.synchronize()?;
+            let iters = ((budget.min_rep_seconds / t.elapsed().as_secs_f64()).ceil() as usize)
+                .clamp(1, 1000);
+            Box::new(move || {
+                for _ in 0..iters {
+                    dev.matmul(&a, &b, None, spec)?;
+                }
+                Ok(flops * iters as f64)
+            })
+        }
+        Kind::Conv { ci, co, hw } => {
+            let batch = 64;
+            let x = dev.upload(&random(rng, batch * ci * hw * hw), [batch, ci, hw, hw])?;
+            let wt = dev.upload(&random(rng, co * ci * 9), [co, ci, 3, 3])?;
+            let b = dev.upload(&random(rng, co), [co])?;
+            let dy = dev.upload(&random(rng, batch * co * hw * hw), [batch, co, hw, hw])?;
+            Box::new(move || {
+                dev.conv2d(&x, &wt, Some(&b), 1)?;
+                dev.conv2d_input_grad(&dy, &wt, 1)?;
+                dev.conv2d_weight_grad(&x, &dy, 1, (3, 3))?;
+                dev.channel_sum(&dy)?;
+                Ok(batch as f64)
+            })
+        }
+        Kind::Elementwise => {
+            let (r, c) = (128, 4096);
+            let x = dev.upload(&random(rng, r * c), [r, c])?;
+            let dy = dev.upload(&random(rng, r * c), [r, c])?;
+            let plane = (r * c * 4) as f64;
+            Box::new(move || {
+                let y = dev.activation(&x, Activation::Tanh)?; // read 1, write 1
+                dev.activation_backward(&y, &dy, Activation::Tanh)?; // read 2, write 1
+                dev.sum_cols(&x)?; // read 1
+                dev.softmax_rows(&x)?; // read 1, write 1
+                Ok(plane * 8.0)
+            })
+        }
+        Kind::Train(t) => train_rep(dev, t, budget)?,
+    })
+}
+
+/// A synthetic dataset for a training workload.
+fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, usize) {
+    let table = |rng: &mut ChaCha8Rng, n: usize, f: usize, targets: Targets, task| Dataset {
+        name: "synthetic".into(),
+        task,
+        sample_shape: vec![f],
+        features: Features::F32(random(rng, n * f)),
+        targets,
+    };
+    let cfg =
+        |kind, task, input_shape: Vec<usize>, outputs, hidden: Vec<usize>, channels: Vec<usize>| {
+            ModelConfig {
+                kind,
+                task,
+                input_shape,
+                outputs,
+                hidden,
+                channels,
+            }
+        };
+    match t {
+        Train::Linear => {
+            let n = 65536;
+            let values = random(&mut ChaCha8Rng::seed_from_u64(1), n);
+            (
+                table(
+                    rng,
+                    n,
+                    64,
+                    Targets::Values { values, dims: 1 },
+                    Task::Regression,
+                ),
+                cfg(
+                    ModelKind::Linear,
+                    Task::Regression,
+                    vec![64],
+                    1,
+                    vec![],
+                    vec![],
+                ),
+                1024,
+                64,
+            )
+        }
+        Train::Logistic => {
+            let n = 65536;
+            let ids = (0..n).map(|i| (i % 2) as u32).collect();
+            (
+                table(
+                    rng,
+                    n,
+                    64,
+                    Targets::Classes {
+                        ids,
+                        classes: 2,
+                        per_sample: 1,
+                    },
+                    Task::Classification,
+                ),
+                cfg(
+                    ModelKind::Logistic,
+                    Task::Classification,
+                    vec![64],
+                    2,
+                    vec![],
+                    vec![],
+                ),
+                1024,
+                64,
+            )
+        }
+        Train::Mlp => {
+            // MNIST-shaped: 60,000 images of 784 bytes, kept as bytes on the
+            // device as real MNIST is (as f32 they would exceed lavapipe's
+            // 128 MiB storage-binding limit).
+            let n = 60000;
+            let pixels: Vec<u8> = (0..n * 784).map(|_| rng.random()).collect();
+            let ids = (0..n).map(|i| (i % 10) as u32).collect();
+            (
+                Dataset {
+                    name: "synthetic".into(),
+                    task: Task::Classification,
+                    sample_shape: vec![784],
+                    features: Features::U8(pixels),
+                    targets: Targets::Classes {
+                        ids,
+                        classes: 10,
+                        per_sample: 1,
+                    },
+                },
+                cfg(
+                    ModelKind::Mlp,
+                    Task::Classification,
+                    vec![784],
+                    10,
+                    vec![256, 128],
+                    vec![],
+                ),
+                128,
+                469,
+            )
+        }
+        Train::Cnn => {
+            // 6,400 images: enough for 100 steps of 64.
+            let n = 6400;
+            let pixels: Vec<u8> = (0..n * 784).map(|_| rng.random()).collect();
+            let ids = (0..n).map(|i| (i % 10) as u32).collect();
+            (
+                Dataset {
+                    name: "synthetic".into(),
+                    task: Task::Classification,
+                    sample_shape: vec![1, 28, 28],
+                    features: Features::U8(pixels),
+                    targets: Targets::Classes {
+                        ids,
+                        classes: 10,
+                        per_sample: 1,
+                    },
+                },
+                cfg(
+                    ModelKind::Cnn,
+                    Task::Classification,
+                    vec![1, 28, 28],
+                    10,
+                    vec![],
+                    vec![8, 16],
+                ),
+                64,
+                100,
+            )
+        }
+        Train::Rnn => {
+            let (n, seq) = (3200, 32);
+            let tokens: Vec<f32> = (0..n * seq)
+                .map(|_| rng.random_range(0..64) as f32)
+                .collect();
+            let next: Vec<u32> = (0..n * seq).map(|_| rng.random_range(0..64)).collect();
+            (
+                Dataset {
+                    name: "synthetic".into(),
+                    task: Task::Text,
+                    sample_shape: vec![seq],
+                    features: Features::F32(tokens),
+                    targets: Targets::Classes {
+                        ids: next,
+                        classes: 64,
+                        per_sample: seq,
+                    },
+                },
+                cfg(ModelKind::Rnn, Task::Text, vec![seq], 64, vec![128], vec![]),
+                64,
+                50,
+            )
+        }
+    }
+}
+
+fn train_rep<'a, D: Device + 'static>(dev: &'a D, t: Train, budget: Budget) -> Result<Rep<'a>> {
+    let rng = &mut ChaCha8Rng::seed_from_u64(11);
+    let (ds, config, batch, steps) = synthetic(t, rng);
+    let steps = ((steps as f64 * budget.step_scale).ceil() as usize).max(2);
+    let norm = match ds.features {
+        Features::U8(_) => Normalizer::Global {
+            mean: 127.5,
+            std: 73.6,
+        },
+        _ => Normalizer::Identity,
+    };
+    let data = DeviceData::upload(dev, &ds, &norm, None)?;
+    let mut model = Model::new(dev, config, 1)?;
+    let mut optimizer = Optimizer::new(OptimConfig::new(OptimizerKind::Sgd, 0.01));
+    let n = data.len();
+    let order: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let order = dev.upload(&order, [n])?;
+    if steps * batch > n {
+        return Err(Error::Config(
+            "benchmark dataset smaller than its steps".into(),
+        ));
+    }
+    Ok(Box::new(move || {
+        let mut running: Option<D::Tensor> = None;
+        for step in 0..steps {
+            let (x, y) = data.batch(dev, &order, step * batch, batch)?;
+            let loss = model.loss_and_grads(dev, &x, &y)?;
+            optimizer.step(dev, model.params_mut())?;
+            running = Some(match running {
+                Some(r) => dev.add(&r, &loss)?,
+                None => loss,
+            });
+            // The loss comes back every 50 steps, as in training.
+            if (step + 1) % 50 == 0 || step + 1 == steps {
+                let l = dev.download(running.as_ref().expect("set"))?[0];
+                if !l.is_finite() {
+                    return Err(Error::Config(format!("benchmark loss became {l}")));
+                }
+                running = None;
+            }
+        }
+        Ok((steps * batch) as f64)
+    }))
+}
