@@ -555,6 +555,11 @@ pub fn cases() -> Vec<Case> {
         (17, 129, 33),
         (64, 64, 64),
         (130, 257, 67),
+        // Multiples of 4 (the vec4 kernel), with a last block of rows that
+        // overlaps the one before (12, 36), and one too short for it (4).
+        (12, 16, 20),
+        (36, 8, 44),
+        (4, 8, 12),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let spec = MatmulSpec {

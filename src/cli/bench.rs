@@ -71,6 +71,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if matches!(args.device, BenchDevice::Gpu | BenchDevice::All) {
         let gpu = GpuDevice::new()?;
         let adapter = gpu.adapter_info().name.clone();
+        let peak = gpu.measure_peak_gflops()?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"id": "peak", "device": "gpu", "adapter": adapter, "median": peak, "min": peak, "max": peak, "unit": "GFLOP/s"})
+            );
+        } else {
+            println!(
+                "{:<9} {:<44} {:<6} {:>11.2} {:>11} {:>11}  {:<9} {adapter}",
+                "peak", "FP32 FMA peak (register-only kernel)", "gpu", peak, "-", "-", "GFLOP/s"
+            );
+        }
         bench_on(&gpu, "gpu", Some(adapter), &list, budget, args.json)?;
     }
     Ok(())

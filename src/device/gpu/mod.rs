@@ -66,10 +66,11 @@ impl GpuTensor {
     }
 }
 
-/// Which matmul kernel a device uses (see shaders/matmul.wgsl).
+/// Which matmul kernels a device uses (see shaders/matmul.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulKernel {
-    /// Barrier-free 4×4 blocks per invocation: software adapters.
+    /// Barrier-free register blocks (vec4 loads where the shape allows):
+    /// software adapters.
     Blocked,
     /// Shared-memory 64×64 tiles: real GPUs.
     Tiled,
@@ -130,6 +131,16 @@ impl GpuDevice {
             matmul_kernel: kernel,
             ..self.clone()
         }
+    }
+
+    /// The adapter's practical FP32 peak in GFLOP/s, measured with a
+    /// register-only FMA kernel sized to take a fraction of a second.
+    pub fn measure_peak_gflops(&self) -> Result<f64> {
+        // Calibrate on a small launch, then size one of about 0.2 s.
+        let small = kernels::peak::measure(self, 1 << 14, 256, 1)?;
+        let flops = (small * 1e9 * 0.2).max(1e9);
+        let threads = ((flops / (256.0 * 64.0)) as usize).clamp(1 << 14, 1 << 24);
+        kernels::peak::measure(self, threads, 256, 3)
     }
 
     /// An uninitialised tensor of `shape`.

@@ -48,16 +48,26 @@ pub(crate) fn matmul(
         ("HAS_BIAS", flag(bias.is_some())),
     ];
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
-    let bindings = [(0, a.buf()), (1, b.buf()), (2, bias_buf), (3, out.buf())];
-    // Blocked: 16×16 invocations × 4×4 outputs; tiled: 64×64 outputs per group.
-    let (entry, tile) = match dev.matmul_kernel {
-        MatmulKernel::Blocked => ("matmul_blocked", 64),
-        MatmulKernel::Tiled => ("matmul_tiled", 64),
+    // See shaders/matmul.wgsl for why each kernel suits which adapter.
+    let aligned = m % 4 == 0 && n % 4 == 0 && k % 4 == 0 && m >= 8;
+    let (entry, bindings, grid) = match dev.matmul_kernel {
+        MatmulKernel::Blocked if aligned => (
+            "matmul_vec4",
+            [(4, a.buf()), (5, b.buf()), (2, bias_buf), (6, out.buf())],
+            [n.div_ceil(64), m.div_ceil(128), 1],
+        ),
+        MatmulKernel::Blocked => (
+            "matmul_blocked",
+            [(0, a.buf()), (1, b.buf()), (2, bias_buf), (3, out.buf())],
+            [n.div_ceil(64), m.div_ceil(64), 1],
+        ),
+        MatmulKernel::Tiled => (
+            "matmul_tiled",
+            [(0, a.buf()), (1, b.buf()), (2, bias_buf), (3, out.buf())],
+            [n.div_ceil(64), m.div_ceil(64), 1],
+        ),
     };
-    let grid = dev.ctx.check_grid(
-        "matmul",
-        [n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1],
-    )?;
+    let grid = dev.ctx.check_grid("matmul", grid.map(|g| g as u32))?;
     launch(
         dev,
         shader!("matmul"),

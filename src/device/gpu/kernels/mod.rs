@@ -7,6 +7,7 @@ pub(super) mod data;
 pub(super) mod elementwise;
 pub(super) mod matmul;
 pub(super) mod optim;
+pub(super) mod peak;
 pub(super) mod pool;
 pub(super) mod reduce;
 pub(super) mod rnn;
