@@ -2,6 +2,14 @@
 // Co×Ci×KH×KW weights: forward, input gradient, weight gradient, and the
 // per-channel sum that is the bias gradient.
 // Launchers: src/device/gpu/kernels/conv2d.rs
+//
+// Forward and both gradients are implicit GEMMs blocked like matmul_vec4:
+// an invocation owns 8 channels × 4 pixels (weight gradient: 8 output
+// channels × 4 kernel taps) and uses every value it loads 4 or 8 times,
+// because on software adapters loads, not FMAs, set the pace. Neighbouring
+// invocations share their 8 channels, so those loads are identical across a
+// SIMD group. The weight gradient sums over every output pixel: chunks of
+// `p.chunk` pixels give partial sums that reduce.wgsl's sum_rows adds up.
 
 struct Params {
     n: u32,
@@ -14,129 +22,348 @@ struct Params {
     ho: u32,
     wo: u32,
     pad: u32,
+    chunk: u32, // weight gradient: output pixels per partial sum
 }
 var<immediate> p: Params;
 
 override HAS_BIAS: bool = false;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;      // input, or dy
-@group(0) @binding(1) var<storage, read> wt: array<f32>;     // weights, or dy
+@group(0) @binding(0) var<storage, read> x: array<f32>;   // input (forward, weight grad) or dy
+@group(0) @binding(1) var<storage, read> wt: array<f32>;  // weights, or dy (weight grad)
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-// One invocation per output element y[n, co, oy, ox].
+// x[row_base + col], or 0 where col falls in the zero padding.
+fn x_at(row_base: u32, col: i32, width: u32) -> f32 {
+    let inside = col >= 0 && col < i32(width);
+    return select(0.0, x[row_base + u32(clamp(col, 0, i32(width) - 1))], inside);
+}
+
+// Four consecutive padded values of one row.
+fn x4(row_base: u32, col: i32, width: u32) -> vec4<f32> {
+    return vec4<f32>(x_at(row_base, col, width), x_at(row_base, col + 1, width),
+                     x_at(row_base, col + 2, width), x_at(row_base, col + 3, width));
+}
+
+// Stores up to 4 pixels `v` at out[base + col0 ..], stopping at `width`.
+fn store_row(base: u32, col0: u32, width: u32, v: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if (col0 + j < width) {
+            out[base + col0 + j] = v[j];
+        }
+    }
+}
+
+// One invocation: output channels co0..co0+7 × pixels ox0..ox0+3 of row oy.
 @compute @workgroup_size(256)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
-    if (i >= p.n * p.co * p.ho * p.wo) {
+    let blocks_x = (p.wo + 3u) / 4u;
+    let blocks_c = (p.co + 7u) / 8u;
+    let e = linear_id(gid, nwg);
+    if (e >= p.n * blocks_c * p.ho * blocks_x) {
         return;
     }
-    let ox = i % p.wo;
-    let oy = (i / p.wo) % p.ho;
-    let co = (i / (p.wo * p.ho)) % p.co;
-    let n = i / (p.wo * p.ho * p.co);
-    var acc = 0.0;
-    if (HAS_BIAS) {
-        acc = bias[co];
-    }
+    let ox0 = (e % blocks_x) * 4u;
+    let oy = (e / blocks_x) % p.ho;
+    let co0 = ((e / (blocks_x * p.ho)) % blocks_c) * 8u;
+    let n = e / (blocks_x * p.ho * blocks_c);
+    let taps = p.kh * p.kw;
+    // Channels past the last compute on a clamped copy and are not stored.
+    let w0 = min(co0 + 0u, p.co - 1u) * p.ci * taps;
+    let w1 = min(co0 + 1u, p.co - 1u) * p.ci * taps;
+    let w2 = min(co0 + 2u, p.co - 1u) * p.ci * taps;
+    let w3 = min(co0 + 3u, p.co - 1u) * p.ci * taps;
+    let w4 = min(co0 + 4u, p.co - 1u) * p.ci * taps;
+    let w5 = min(co0 + 5u, p.co - 1u) * p.ci * taps;
+    let w6 = min(co0 + 6u, p.co - 1u) * p.ci * taps;
+    let w7 = min(co0 + 7u, p.co - 1u) * p.ci * taps;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     for (var c = 0u; c < p.ci; c++) {
-        let xbase = (n * p.ci + c) * p.h;
-        let wbase = (co * p.ci + c) * p.kh;
+        let plane = (n * p.ci + c) * p.h * p.w;
         for (var ky = 0u; ky < p.kh; ky++) {
             let iy = i32(oy + ky) - i32(p.pad);
             if (iy < 0 || iy >= i32(p.h)) {
                 continue;
             }
+            let row = plane + u32(iy) * p.w;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let ix = i32(ox + kx) - i32(p.pad);
-                if (ix >= 0 && ix < i32(p.w)) {
-                    acc = fma(x[(xbase + u32(iy)) * p.w + u32(ix)],
-                              wt[(wbase + ky) * p.kw + kx], acc);
-                }
+                let xv = x4(row, i32(ox0 + kx) - i32(p.pad), p.w);
+                let t = c * taps + ky * p.kw + kx;
+                acc0 = fma(vec4<f32>(wt[w0 + t]), xv, acc0);
+                acc1 = fma(vec4<f32>(wt[w1 + t]), xv, acc1);
+                acc2 = fma(vec4<f32>(wt[w2 + t]), xv, acc2);
+                acc3 = fma(vec4<f32>(wt[w3 + t]), xv, acc3);
+                acc4 = fma(vec4<f32>(wt[w4 + t]), xv, acc4);
+                acc5 = fma(vec4<f32>(wt[w5 + t]), xv, acc5);
+                acc6 = fma(vec4<f32>(wt[w6 + t]), xv, acc6);
+                acc7 = fma(vec4<f32>(wt[w7 + t]), xv, acc7);
             }
         }
     }
-    out[i] = acc;
+    if (co0 + 0u < p.co) {
+        var b0 = 0.0;
+        if (HAS_BIAS) {
+            b0 = bias[co0 + 0u];
+        }
+        store_row(((n * p.co + co0 + 0u) * p.ho + oy) * p.wo, ox0, p.wo, acc0 + b0);
+    }
+    if (co0 + 1u < p.co) {
+        var b1 = 0.0;
+        if (HAS_BIAS) {
+            b1 = bias[co0 + 1u];
+        }
+        store_row(((n * p.co + co0 + 1u) * p.ho + oy) * p.wo, ox0, p.wo, acc1 + b1);
+    }
+    if (co0 + 2u < p.co) {
+        var b2 = 0.0;
+        if (HAS_BIAS) {
+            b2 = bias[co0 + 2u];
+        }
+        store_row(((n * p.co + co0 + 2u) * p.ho + oy) * p.wo, ox0, p.wo, acc2 + b2);
+    }
+    if (co0 + 3u < p.co) {
+        var b3 = 0.0;
+        if (HAS_BIAS) {
+            b3 = bias[co0 + 3u];
+        }
+        store_row(((n * p.co + co0 + 3u) * p.ho + oy) * p.wo, ox0, p.wo, acc3 + b3);
+    }
+    if (co0 + 4u < p.co) {
+        var b4 = 0.0;
+        if (HAS_BIAS) {
+            b4 = bias[co0 + 4u];
+        }
+        store_row(((n * p.co + co0 + 4u) * p.ho + oy) * p.wo, ox0, p.wo, acc4 + b4);
+    }
+    if (co0 + 5u < p.co) {
+        var b5 = 0.0;
+        if (HAS_BIAS) {
+            b5 = bias[co0 + 5u];
+        }
+        store_row(((n * p.co + co0 + 5u) * p.ho + oy) * p.wo, ox0, p.wo, acc5 + b5);
+    }
+    if (co0 + 6u < p.co) {
+        var b6 = 0.0;
+        if (HAS_BIAS) {
+            b6 = bias[co0 + 6u];
+        }
+        store_row(((n * p.co + co0 + 6u) * p.ho + oy) * p.wo, ox0, p.wo, acc6 + b6);
+    }
+    if (co0 + 7u < p.co) {
+        var b7 = 0.0;
+        if (HAS_BIAS) {
+            b7 = bias[co0 + 7u];
+        }
+        store_row(((n * p.co + co0 + 7u) * p.ho + oy) * p.wo, ox0, p.wo, acc7 + b7);
+    }
 }
 
-// One invocation per input element dx[n, c, iy, ix]: x holds dy.
+// One invocation: input channels c0..c0+7 × pixels ix0..ix0+3 of row iy of
+// dx = Σ over output channels and taps of dy · w. Here x holds dy.
 @compute @workgroup_size(256)
 fn conv2d_input_grad(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
-    if (i >= p.n * p.ci * p.h * p.w) {
+    let blocks_x = (p.w + 3u) / 4u;
+    let blocks_c = (p.ci + 7u) / 8u;
+    let e = linear_id(gid, nwg);
+    if (e >= p.n * blocks_c * p.h * blocks_x) {
         return;
     }
-    let ix = i % p.w;
-    let iy = (i / p.w) % p.h;
-    let c = (i / (p.w * p.h)) % p.ci;
-    let n = i / (p.w * p.h * p.ci);
-    var acc = 0.0;
+    let ix0 = (e % blocks_x) * 4u;
+    let iy = (e / blocks_x) % p.h;
+    let c0 = ((e / (blocks_x * p.h)) % blocks_c) * 8u;
+    let n = e / (blocks_x * p.h * blocks_c);
+    let taps = p.kh * p.kw;
+    let wc0 = min(c0 + 0u, p.ci - 1u) * taps;
+    let wc1 = min(c0 + 1u, p.ci - 1u) * taps;
+    let wc2 = min(c0 + 2u, p.ci - 1u) * taps;
+    let wc3 = min(c0 + 3u, p.ci - 1u) * taps;
+    let wc4 = min(c0 + 4u, p.ci - 1u) * taps;
+    let wc5 = min(c0 + 5u, p.ci - 1u) * taps;
+    let wc6 = min(c0 + 6u, p.ci - 1u) * taps;
+    let wc7 = min(c0 + 7u, p.ci - 1u) * taps;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     for (var co = 0u; co < p.co; co++) {
-        let dbase = (n * p.co + co) * p.ho;
-        let wbase = (co * p.ci + c) * p.kh;
+        let plane = (n * p.co + co) * p.ho * p.wo;
+        let wbase = co * p.ci * taps;
         for (var ky = 0u; ky < p.kh; ky++) {
             let oy = i32(iy + p.pad) - i32(ky);
             if (oy < 0 || oy >= i32(p.ho)) {
                 continue;
             }
+            let row = plane + u32(oy) * p.wo;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let ox = i32(ix + p.pad) - i32(kx);
-                if (ox >= 0 && ox < i32(p.wo)) {
-                    acc = fma(x[(dbase + u32(oy)) * p.wo + u32(ox)],
-                              wt[(wbase + ky) * p.kw + kx], acc);
-                }
+                let dv = x4(row, i32(ix0 + p.pad) - i32(kx), p.wo);
+                let t = wbase + ky * p.kw + kx;
+                acc0 = fma(vec4<f32>(wt[t + wc0]), dv, acc0);
+                acc1 = fma(vec4<f32>(wt[t + wc1]), dv, acc1);
+                acc2 = fma(vec4<f32>(wt[t + wc2]), dv, acc2);
+                acc3 = fma(vec4<f32>(wt[t + wc3]), dv, acc3);
+                acc4 = fma(vec4<f32>(wt[t + wc4]), dv, acc4);
+                acc5 = fma(vec4<f32>(wt[t + wc5]), dv, acc5);
+                acc6 = fma(vec4<f32>(wt[t + wc6]), dv, acc6);
+                acc7 = fma(vec4<f32>(wt[t + wc7]), dv, acc7);
             }
         }
     }
-    out[i] = acc;
+    if (c0 + 0u < p.ci) {
+        store_row(((n * p.ci + c0 + 0u) * p.h + iy) * p.w, ix0, p.w, acc0);
+    }
+    if (c0 + 1u < p.ci) {
+        store_row(((n * p.ci + c0 + 1u) * p.h + iy) * p.w, ix0, p.w, acc1);
+    }
+    if (c0 + 2u < p.ci) {
+        store_row(((n * p.ci + c0 + 2u) * p.h + iy) * p.w, ix0, p.w, acc2);
+    }
+    if (c0 + 3u < p.ci) {
+        store_row(((n * p.ci + c0 + 3u) * p.h + iy) * p.w, ix0, p.w, acc3);
+    }
+    if (c0 + 4u < p.ci) {
+        store_row(((n * p.ci + c0 + 4u) * p.h + iy) * p.w, ix0, p.w, acc4);
+    }
+    if (c0 + 5u < p.ci) {
+        store_row(((n * p.ci + c0 + 5u) * p.h + iy) * p.w, ix0, p.w, acc5);
+    }
+    if (c0 + 6u < p.ci) {
+        store_row(((n * p.ci + c0 + 6u) * p.h + iy) * p.w, ix0, p.w, acc6);
+    }
+    if (c0 + 7u < p.ci) {
+        store_row(((n * p.ci + c0 + 7u) * p.h + iy) * p.w, ix0, p.w, acc7);
+    }
 }
 
-// One workgroup per weight dw[co, c, ky, kx]: its 256 invocations share the
-// sum over n·ho·wo, then reduce. x holds the input, wt holds dy.
-var<workgroup> scratch: array<f32, 256>;
-
+// One invocation: output channels co0..co0+7 × flattened taps t0..t0+3
+// ((c, ky, kx), c slowest) of the weight gradient, summed over output pixels
+// chunk·p.chunk ..; writes partial sums out[chunk, co, tap].
+// Here x holds the input and wt holds dy.
 @compute @workgroup_size(256)
-fn conv2d_weight_grad(@builtin(local_invocation_index) lid: u32,
-                      @builtin(workgroup_id) wid: vec3<u32>,
+fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let widx = wid.x + wid.y * nwg.x;
-    if (widx >= p.co * p.ci * p.kh * p.kw) {
+    let taps = p.kh * p.kw;
+    let all_taps = p.ci * taps;
+    let blocks_t = (all_taps + 3u) / 4u;
+    let blocks_c = (p.co + 7u) / 8u;
+    let pixels = p.n * p.ho * p.wo;
+    let chunks = (pixels + p.chunk - 1u) / p.chunk;
+    let e = linear_id(gid, nwg);
+    if (e >= chunks * blocks_c * blocks_t) {
         return;
     }
-    let kx = widx % p.kw;
-    let ky = (widx / p.kw) % p.kh;
-    let c = (widx / (p.kw * p.kh)) % p.ci;
-    let co = widx / (p.kw * p.kh * p.ci);
-    let plane = p.ho * p.wo;
-    var acc = 0.0;
-    for (var j = lid; j < p.n * plane; j += 256u) {
-        let n = j / plane;
-        let oy = (j % plane) / p.wo;
-        let ox = j % p.wo;
-        let iy = i32(oy + ky) - i32(p.pad);
-        let ix = i32(ox + kx) - i32(p.pad);
-        if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-            acc = fma(wt[(n * p.co + co) * plane + oy * p.wo + ox],
-                      x[((n * p.ci + c) * p.h + u32(iy)) * p.w + u32(ix)], acc);
-        }
+    let t0 = (e % blocks_t) * 4u;
+    let co0 = ((e / blocks_t) % blocks_c) * 8u;
+    let chunk = e / (blocks_t * blocks_c);
+    // Each of the 4 taps as (channel plane offset, row shift, column shift).
+    var tc: array<u32, 4>;
+    var ty: array<i32, 4>;
+    var tx: array<i32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        let t = min(t0 + j, all_taps - 1u);
+        tc[j] = (t / taps) * p.h * p.w;
+        ty[j] = i32((t % taps) / p.kw) - i32(p.pad);
+        tx[j] = i32(t % p.kw) - i32(p.pad);
     }
-    scratch[lid] = acc;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            scratch[lid] += scratch[lid + s];
-        }
-        workgroupBarrier();
+    let tc0 = tc[0]; let tc1 = tc[1]; let tc2 = tc[2]; let tc3 = tc[3];
+    let ty0 = ty[0]; let ty1 = ty[1]; let ty2 = ty[2]; let ty3 = ty[3];
+    let tx0 = tx[0]; let tx1 = tx[1]; let tx2 = tx[2]; let tx3 = tx[3];
+    let plane_out = p.ho * p.wo;
+    let d0 = min(co0 + 0u, p.co - 1u) * plane_out;
+    let d1 = min(co0 + 1u, p.co - 1u) * plane_out;
+    let d2 = min(co0 + 2u, p.co - 1u) * plane_out;
+    let d3 = min(co0 + 3u, p.co - 1u) * plane_out;
+    let d4 = min(co0 + 4u, p.co - 1u) * plane_out;
+    let d5 = min(co0 + 5u, p.co - 1u) * plane_out;
+    let d6 = min(co0 + 6u, p.co - 1u) * plane_out;
+    let d7 = min(co0 + 7u, p.co - 1u) * plane_out;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    let end = min(pixels, (chunk + 1u) * p.chunk);
+    for (var q = chunk * p.chunk; q < end; q++) {
+        let n = q / plane_out;
+        let oy = i32((q % plane_out) / p.wo);
+        let ox = i32(q % p.wo);
+        let xin = n * p.ci * p.h * p.w;
+        let xv = vec4<f32>(
+            x_pixel(xin + tc0, oy + ty0, ox + tx0),
+            x_pixel(xin + tc1, oy + ty1, ox + tx1),
+            x_pixel(xin + tc2, oy + ty2, ox + tx2),
+            x_pixel(xin + tc3, oy + ty3, ox + tx3));
+        let dbase = n * p.co * plane_out + q % plane_out;
+        acc0 = fma(vec4<f32>(wt[dbase + d0]), xv, acc0);
+        acc1 = fma(vec4<f32>(wt[dbase + d1]), xv, acc1);
+        acc2 = fma(vec4<f32>(wt[dbase + d2]), xv, acc2);
+        acc3 = fma(vec4<f32>(wt[dbase + d3]), xv, acc3);
+        acc4 = fma(vec4<f32>(wt[dbase + d4]), xv, acc4);
+        acc5 = fma(vec4<f32>(wt[dbase + d5]), xv, acc5);
+        acc6 = fma(vec4<f32>(wt[dbase + d6]), xv, acc6);
+        acc7 = fma(vec4<f32>(wt[dbase + d7]), xv, acc7);
     }
-    if (lid == 0u) {
-        out[widx] = scratch[0];
+    if (co0 + 0u < p.co) {
+        store_taps((chunk * p.co + co0 + 0u) * all_taps, t0, all_taps, acc0);
+    }
+    if (co0 + 1u < p.co) {
+        store_taps((chunk * p.co + co0 + 1u) * all_taps, t0, all_taps, acc1);
+    }
+    if (co0 + 2u < p.co) {
+        store_taps((chunk * p.co + co0 + 2u) * all_taps, t0, all_taps, acc2);
+    }
+    if (co0 + 3u < p.co) {
+        store_taps((chunk * p.co + co0 + 3u) * all_taps, t0, all_taps, acc3);
+    }
+    if (co0 + 4u < p.co) {
+        store_taps((chunk * p.co + co0 + 4u) * all_taps, t0, all_taps, acc4);
+    }
+    if (co0 + 5u < p.co) {
+        store_taps((chunk * p.co + co0 + 5u) * all_taps, t0, all_taps, acc5);
+    }
+    if (co0 + 6u < p.co) {
+        store_taps((chunk * p.co + co0 + 6u) * all_taps, t0, all_taps, acc6);
+    }
+    if (co0 + 7u < p.co) {
+        store_taps((chunk * p.co + co0 + 7u) * all_taps, t0, all_taps, acc7);
+    }
+}
+
+// x at (row, col) of the input plane starting at `plane`, 0 in the padding.
+fn x_pixel(plane: u32, row: i32, col: i32) -> f32 {
+    let inside = row >= 0 && row < i32(p.h) && col >= 0 && col < i32(p.w);
+    let r = u32(clamp(row, 0, i32(p.h) - 1));
+    let c = u32(clamp(col, 0, i32(p.w) - 1));
+    return select(0.0, x[plane + r * p.w + c], inside);
+}
+
+fn store_taps(base: u32, t0: u32, all_taps: u32, v: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if (t0 + j < all_taps) {
+            out[base + t0 + j] = v[j];
+        }
     }
 }
 
 // One workgroup per channel: sum of x[n, c, :, :] over n (p.ci = channels,
 // p.h·p.w = plane size).
+var<workgroup> scratch: array<f32, 256>;
+
 @compute @workgroup_size(256)
 fn channel_sum(@builtin(local_invocation_index) lid: u32,
                @builtin(workgroup_id) wid: vec3<u32>) {

@@ -2,7 +2,7 @@
 
 use super::{launch, u32_of};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{ConvGeom, Tensor};
+use crate::device::{ConvGeom, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::shader;
 
@@ -19,6 +19,16 @@ struct Params {
     ho: u32,
     wo: u32,
     pad: u32,
+    chunk: u32,
+}
+
+/// Output pixels per partial sum of the weight gradient: enough partial
+/// sums to keep every core busy, few enough to add up cheaply.
+const WEIGHT_GRAD_CHUNK: u32 = 128;
+
+/// Invocations of a kernel blocked 8 channels × 4 positions.
+fn blocked(channels: usize, rows: usize, cols: usize, n: usize) -> usize {
+    n * channels.div_ceil(8) * rows * cols.div_ceil(4)
 }
 
 impl Params {
@@ -40,6 +50,7 @@ impl Params {
             ho: c(g.ho)?,
             wo: c(g.wo)?,
             pad: c(g.pad)?,
+            chunk: WEIGHT_GRAD_CHUNK,
         })
     }
 }
@@ -63,7 +74,7 @@ pub(crate) fn forward(
     let out = dev.empty(g.out_shape())?;
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
     let has_bias = if bias.is_some() { 1.0 } else { 0.0 };
-    let grid = dev.ctx.grid_1d("conv2d", g.out_shape().numel())?;
+    let grid = dev.ctx.grid_1d("conv2d", blocked(g.co, g.ho, g.wo, g.n))?;
     launch(
         dev,
         shader!("conv2d"),
@@ -84,7 +95,7 @@ pub(crate) fn input_grad(
 ) -> Result<GpuTensor> {
     let g = ConvGeom::from_output(dy.shape(), w.shape(), pad)?;
     let out = dev.empty(g.in_shape())?;
-    let grid = dev.ctx.grid_1d("conv2d_input_grad", g.in_shape().numel())?;
+    let grid = dev.ctx.grid_1d("conv2d_input_grad", blocked(g.ci, g.h, g.w, g.n))?;
     launch(
         dev,
         shader!("conv2d"),
@@ -105,20 +116,22 @@ pub(crate) fn weight_grad(
     kernel: (usize, usize),
 ) -> Result<GpuTensor> {
     let g = ConvGeom::from_input_and_output(x.shape(), dy.shape(), pad, kernel)?;
-    let out = dev.empty(g.weight_shape())?;
-    let grid = dev
-        .ctx
-        .grid_groups("conv2d_weight_grad", g.weight_shape().numel() as u64)?;
+    let taps = g.ci * g.kh * g.kw;
+    let chunks = (g.n * g.ho * g.wo).div_ceil(WEIGHT_GRAD_CHUNK as usize);
+    let partial = dev.empty([chunks, g.co * taps])?;
+    let invocations = chunks * g.co.div_ceil(8) * taps.div_ceil(4);
+    let grid = dev.ctx.grid_1d("conv2d_weight_grad", invocations)?;
     launch(
         dev,
         shader!("conv2d"),
         "conv2d_weight_grad",
         &[],
-        &[(0, x.buf()), (1, dy.buf()), (3, out.buf())],
+        &[(0, x.buf()), (1, dy.buf()), (3, partial.buf())],
         &Params::new(&g)?,
         grid,
     );
-    Ok(out)
+    let sums = super::reduce::sum_rows(dev, &partial)?;
+    dev.reshape(&sums, g.weight_shape())
 }
 
 pub(crate) fn channel_sum(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
