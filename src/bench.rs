@@ -189,6 +189,8 @@ pub struct Measurement {
     pub min: f64,
     pub max: f64,
     pub reps: usize,
+    /// Training steps in the timed repetitions (0 for kernels).
+    pub steps: usize,
 }
 
 /// How long to measure.
@@ -228,9 +230,16 @@ fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
 /// quantity it did (FLOPs, images, bytes, samples).
 type Rep<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
 
-/// Runs `w` on `dev` and reports its throughput.
-pub fn run<D: Device + 'static>(dev: &D, w: &Workload, budget: Budget) -> Result<Measurement> {
-    let mut rep = prepare(dev, w, budget)?;
+/// Runs `w` on `dev` and reports its throughput. With `profile`, the
+/// profiler (crate::profile) is restarted after the warm-ups, so its report
+/// covers exactly the timed repetitions.
+pub fn run<D: Device + 'static>(
+    dev: &D,
+    w: &Workload,
+    budget: Budget,
+    profile: bool,
+) -> Result<Measurement> {
+    let (mut rep, steps_per_rep) = prepare(dev, w, budget)?;
     let timed = |rep: &mut Rep| -> Result<f64> {
         let t = Instant::now();
         let work = rep()?;
@@ -239,6 +248,9 @@ pub fn run<D: Device + 'static>(dev: &D, w: &Workload, budget: Budget) -> Result
     };
     for _ in 0..budget.warmups {
         timed(&mut rep)?;
+    }
+    if profile {
+        crate::profile::enable();
     }
     let mut rates = (0..budget.reps.max(1))
         .map(|_| timed(&mut rep))
@@ -253,10 +265,16 @@ pub fn run<D: Device + 'static>(dev: &D, w: &Workload, budget: Budget) -> Result
         min: rates[0] * scale,
         max: rates[rates.len() - 1] * scale,
         reps: rates.len(),
+        steps: steps_per_rep * rates.len(),
     })
 }
 
-fn prepare<'a, D: Device + 'static>(dev: &'a D, w: &Workload, budget: Budget) -> Result<Rep<'a>> {
+/// The repetition closure and, for training workloads, its steps.
+fn prepare<'a, D: Device + 'static>(
+    dev: &'a D,
+    w: &Workload,
+    budget: Budget,
+) -> Result<(Rep<'a>, usize)> {
     let rng = &mut ChaCha8Rng::seed_from_u64(7);
     Ok(match w.kind {
         Kind::Matmul { m, k, n, spec } => {
@@ -271,12 +289,13 @@ fn prepare<'a, D: Device + 'static>(dev: &'a D, w: &Workload, budget: Budget) ->
             dev.synchronize()?;
             let iters = ((budget.min_rep_seconds / t.elapsed().as_secs_f64()).ceil() as usize)
                 .clamp(1, 1000);
-            Box::new(move || {
+            let rep: Rep = Box::new(move || {
                 for _ in 0..iters {
                     dev.matmul(&a, &b, None, spec)?;
                 }
                 Ok(flops * iters as f64)
-            })
+            });
+            (rep, 0)
         }
         Kind::Conv { ci, co, hw } => {
             let batch = 64;
@@ -284,26 +303,28 @@ fn prepare<'a, D: Device + 'static>(dev: &'a D, w: &Workload, budget: Budget) ->
             let wt = dev.upload(&random(rng, co * ci * 9), [co, ci, 3, 3])?;
             let b = dev.upload(&random(rng, co), [co])?;
             let dy = dev.upload(&random(rng, batch * co * hw * hw), [batch, co, hw, hw])?;
-            Box::new(move || {
+            let rep: Rep = Box::new(move || {
                 dev.conv2d(&x, &wt, Some(&b), 1)?;
                 dev.conv2d_input_grad(&dy, &wt, 1)?;
                 dev.conv2d_weight_grad(&x, &dy, 1, (3, 3))?;
                 dev.channel_sum(&dy)?;
                 Ok(batch as f64)
-            })
+            });
+            (rep, 0)
         }
         Kind::Elementwise => {
             let (r, c) = (128, 4096);
             let x = dev.upload(&random(rng, r * c), [r, c])?;
             let dy = dev.upload(&random(rng, r * c), [r, c])?;
             let plane = (r * c * 4) as f64;
-            Box::new(move || {
+            let rep: Rep = Box::new(move || {
                 let y = dev.activation(&x, Activation::Tanh)?; // read 1, write 1
                 dev.activation_backward(&y, &dy, Activation::Tanh)?; // read 2, write 1
                 dev.sum_cols(&x)?; // read 1
                 dev.softmax_rows(&x)?; // read 1, write 1
                 Ok(plane * 8.0)
-            })
+            });
+            (rep, 0)
         }
         Kind::Train(t) => train_rep(dev, t, budget)?,
     })
@@ -466,7 +487,11 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
     }
 }
 
-fn train_rep<'a, D: Device + 'static>(dev: &'a D, t: Train, budget: Budget) -> Result<Rep<'a>> {
+fn train_rep<'a, D: Device + 'static>(
+    dev: &'a D,
+    t: Train,
+    budget: Budget,
+) -> Result<(Rep<'a>, usize)> {
     let rng = &mut ChaCha8Rng::seed_from_u64(11);
     let (ds, config, batch, steps) = synthetic(t, rng);
     let steps = ((steps as f64 * budget.step_scale).ceil() as usize).max(2);
@@ -488,7 +513,7 @@ fn train_rep<'a, D: Device + 'static>(dev: &'a D, t: Train, budget: Budget) -> R
             "benchmark dataset smaller than its steps".into(),
         ));
     }
-    Ok(Box::new(move || {
+    let rep: Rep = Box::new(move || {
         let mut running: Option<D::Tensor> = None;
         for step in 0..steps {
             let (x, y) = data.batch(dev, &order, step * batch, batch)?;
@@ -508,5 +533,6 @@ fn train_rep<'a, D: Device + 'static>(dev: &'a D, t: Train, budget: Budget) -> R
             }
         }
         Ok((steps * batch) as f64)
-    }))
+    });
+    Ok((rep, steps))
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod profile;
 pub mod tensor;
 pub mod train;
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::{AdamStep, Device, Reduce};
 use crate::error::{Error, Result};
 use crate::nn::Param;
+use crate::profile::{self, Phase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,7 +104,14 @@ impl<D: Device> Optimizer<D> {
     }
 
     /// One update of every parameter from its stored gradient.
-    pub fn step(&mut self, dev: &D, mut params: Vec<&mut Param<D>>) -> Result<()> {
+    pub fn step(&mut self, dev: &D, params: Vec<&mut Param<D>>) -> Result<()> {
+        let left = profile::phase(Phase::Optimizer);
+        let result = self.update(dev, params);
+        profile::phase(left);
+        result
+    }
+
+    fn update(&mut self, dev: &D, mut params: Vec<&mut Param<D>>) -> Result<()> {
         let cfg = self.config;
         if self.state.is_empty() {
             for p in &params {

@@ -19,6 +19,10 @@ pub struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// After each training workload, print where a step's time goes
+    /// (forward, backward, optimizer, host waits; GPU time per kernel).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -66,7 +70,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if matches!(args.device, BenchDevice::Cpu | BenchDevice::All) {
-        bench_on(&CpuDevice::new(), "cpu", None, &list, budget, args.json)?;
+        bench_on(&CpuDevice::new(), "cpu", None, &list, budget, &args)?;
     }
     if matches!(args.device, BenchDevice::Gpu | BenchDevice::All) {
         let gpu = GpuDevice::new()?;
@@ -83,7 +87,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "peak", "FP32 FMA peak (register-only kernel)", "gpu", peak, "-", "-", "GFLOP/s"
             );
         }
-        bench_on(&gpu, "gpu", Some(adapter), &list, budget, args.json)?;
+        bench_on(&gpu, "gpu", Some(adapter), &list, budget, &args)?;
     }
     Ok(())
 }
@@ -94,10 +98,11 @@ fn bench_on<D: Device + 'static>(
     adapter: Option<String>,
     list: &[Workload],
     budget: Budget,
-    as_json: bool,
+    args: &BenchArgs,
 ) -> anyhow::Result<()> {
+    let as_json = args.json;
     for w in list {
-        let m = measure(dev, w, budget)?;
+        let m = measure(dev, w, budget, args.profile)?;
         if as_json {
             println!(
                 "{}",
@@ -122,6 +127,9 @@ fn bench_on<D: Device + 'static>(
                 w.unit.label(),
                 adapter.as_deref().unwrap_or("-")
             );
+        }
+        if args.profile && m.steps > 0 && !as_json {
+            print!("{}", wgtrain::profile::report().table(m.steps));
         }
     }
     Ok(())

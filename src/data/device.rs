@@ -4,6 +4,7 @@
 use super::{Dataset, Features, Normalizer, TargetScaler, Targets};
 use crate::device::Device;
 use crate::error::Result;
+use crate::profile::{self, Phase};
 use crate::tensor::Shape;
 
 enum DeviceFeatures<D: Device> {
@@ -83,6 +84,7 @@ impl<D: Device> DeviceData<D> {
         start: usize,
         count: usize,
     ) -> Result<(D::Tensor, D::Tensor)> {
+        let left = profile::phase(Phase::Data);
         let x = match &self.features {
             DeviceFeatures::F32(t) => dev.gather_rows(t, idx, start, count)?,
             DeviceFeatures::U8 {
@@ -92,6 +94,7 @@ impl<D: Device> DeviceData<D> {
             } => dev.gather_rows_u8(bytes, idx, start, count, *scale, *shift)?,
         };
         let y = dev.gather_rows(&self.targets, idx, start, count)?;
+        profile::phase(left);
         Ok((x, y))
     }
 }

@@ -50,16 +50,18 @@ impl Activation {
     }
 
     /// Reference scalar forward (the CPU device uses exactly this).
+    #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::Identity => x,
-            Activation::Tanh => x.tanh(),
+            Activation::Tanh => cpu::math::tanh(x),
             Activation::Sigmoid => sigmoid(x),
             Activation::Relu => x.max(0.0),
         }
     }
 
     /// Derivative expressed through the output `y = f(x)`.
+    #[inline(always)]
     pub fn derivative_from_output(self, y: f32) -> f32 {
         match self {
             Activation::Identity => 1.0,
@@ -78,12 +80,7 @@ impl Activation {
 
 /// Numerically stable logistic function.
 pub fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    cpu::math::sigmoid(x)
 }
 
 /// Elementwise binary operations on two tensors of the same shape.
@@ -580,6 +577,13 @@ pub(crate) fn pool_geom(x: &Shape, k: usize) -> Result<(usize, usize, usize, usi
         return Err(Error::shape(
             "max_pool2d",
             format!("window {k} does not fit input {x}"),
+        ));
+    }
+    // Arg-max positions are kept as f32, exact up to 2^24.
+    if x.numel() > 1 << 24 {
+        return Err(Error::shape(
+            "max_pool2d",
+            format!("input {x} has more than 2^24 elements; pool a smaller batch"),
         ));
     }
     Ok((n, c, h, w, h / k, w / k))

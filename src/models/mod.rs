@@ -22,6 +22,7 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{Act, Conv2d, Dense, Flatten, Layer, MaxPool2d, OneHot, Param, Rnn};
+use crate::profile::{self, Phase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -307,9 +308,12 @@ impl<D: Device> Model<D> {
     /// Forward, loss and backward for one batch; gradients land in the
     /// parameters. Returns the mean loss as a `[1]` tensor on the device.
     pub fn loss_and_grads(&mut self, dev: &D, x: &D::Tensor, y: &D::Tensor) -> Result<D::Tensor> {
+        profile::phase(Phase::Forward);
         let logits = self.forward(dev, x, true)?;
+        profile::phase(Phase::Loss);
         let targets = self.arrange_targets(dev, y)?;
         let lg = self.loss().apply(dev, &logits, &targets)?;
+        profile::phase(Phase::Backward);
         let mut grad = lg.grad;
         let n = self.layers.len();
         for (i, layer) in self.layers.iter_mut().enumerate().rev() {
@@ -319,6 +323,7 @@ impl<D: Device> Model<D> {
                 None => unreachable!("layer {i} of {n} returned no input gradient"),
             }
         }
+        profile::phase(Phase::Other);
         Ok(lg.loss)
     }
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::profile::{self, Phase};
 
 /// Dispatches recorded before the encoder is submitted without being asked.
 const DISPATCHES_PER_SUBMIT: usize = 512;
@@ -63,6 +64,7 @@ macro_rules! shader {
 /// A compiled pipeline with its (auto-derived) bind group layout.
 pub(crate) struct Kernel {
     id: u64,
+    entry: &'static str,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
 }
@@ -131,6 +133,19 @@ struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     pending: usize,
+    /// Profiling: the phase and kernel of each timestamped dispatch in the
+    /// open encoder, in query order.
+    timed: Vec<(Phase, &'static str)>,
+}
+
+/// Timestamp queries around every dispatch while profiling (see
+/// crate::profile), resolved and read back when the encoder is submitted.
+struct Timestamps {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    /// Nanoseconds per tick.
+    period: f64,
 }
 
 /// The wgpu objects and caches behind a `GpuDevice`.
@@ -149,6 +164,7 @@ pub(crate) struct Context {
     /// The first error wgpu reported asynchronously (validation, out of
     /// memory, device lost); surfaced by the next download or wait.
     error: Arc<Mutex<Option<String>>>,
+    timestamps: Option<Timestamps>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,8 +186,9 @@ impl Context {
         // The adapter's own limits, not wgpu's conservative defaults (which cap
         // a storage binding at 128 MiB).
         let limits = adapter.limits();
-        let required_features =
-            wgpu::Features::IMMEDIATES | (features & wgpu::Features::TIMESTAMP_QUERY);
+        let timing =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let required_features = wgpu::Features::IMMEDIATES | (features & timing);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
             required_features,
@@ -192,6 +209,29 @@ impl Context {
         device.set_device_lost_callback(move |reason, msg| {
             lock(&sink).get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
         });
+        let timestamps = features.contains(timing).then(|| {
+            let bytes = 2 * DISPATCHES_PER_SUBMIT as u64 * 8;
+            Timestamps {
+                set: device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * DISPATCHES_PER_SUBMIT as u32,
+                }),
+                resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("profile resolve"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                readback: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("profile readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                period: queue.get_timestamp_period() as f64,
+            }
+        });
         Ok(Context {
             device,
             queue,
@@ -204,11 +244,13 @@ impl Context {
                 encoder: None,
                 pass: None,
                 pending: 0,
+                timed: Vec::new(),
             }),
             pool: Arc::default(),
             staging: Mutex::default(),
             stats: Mutex::default(),
             error,
+            timestamps,
         })
     }
 
@@ -271,6 +313,7 @@ impl Context {
         let layout = pipeline.get_bind_group_layout(0);
         let kernel = Arc::new(Kernel {
             id: next_id(),
+            entry,
             pipeline,
             layout,
         });
@@ -428,18 +471,40 @@ impl Context {
                 .forget_lifetime();
             rec.pass = Some(pass);
         }
+        let profiling = profile::is_enabled();
+        let query = match (&self.timestamps, profiling) {
+            (Some(ts), true) => Some((&ts.set, 2 * rec.timed.len() as u32)),
+            _ => None,
+        };
         let pass = rec.pass.as_mut().expect("just opened");
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         if !params.is_empty() {
             pass.set_immediates(0, params);
         }
+        if let Some((set, q)) = query {
+            pass.write_timestamp(set, q);
+        }
         pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+        if let Some((set, q)) = query {
+            pass.write_timestamp(set, q + 1);
+            rec.timed.push((profile::current(), kernel.entry));
+        }
         rec.pending += 1;
         let full = rec.pending >= DISPATCHES_PER_SUBMIT;
         drop(rec);
         lock(&self.stats).dispatches += 1;
-        if full {
+        if profiling && self.timestamps.is_none() {
+            // No timestamp queries: time the dispatch by waiting for it.
+            let t = std::time::Instant::now();
+            let _ = self.wait_idle();
+            profile::record_device_time(
+                profile::current(),
+                kernel.entry,
+                t.elapsed().as_secs_f64(),
+                "a wait after every dispatch",
+            );
+        } else if full {
             self.flush();
         }
     }
@@ -485,20 +550,55 @@ impl Context {
     fn submit_locked(&self, rec: &mut Recorder) {
         rec.pass = None;
         rec.pending = 0;
-        if let Some(enc) = rec.encoder.take() {
+        let timed = std::mem::take(&mut rec.timed);
+        if let Some(mut enc) = rec.encoder.take() {
+            if let (Some(ts), false) = (&self.timestamps, timed.is_empty()) {
+                let n = 2 * timed.len() as u32;
+                enc.resolve_query_set(&ts.set, 0..n, &ts.resolve, 0);
+                enc.copy_buffer_to_buffer(&ts.resolve, 0, &ts.readback, 0, n as u64 * 8);
+            }
             self.queue.submit([enc.finish()]);
             lock(&self.stats).submits += 1;
+            if !timed.is_empty() {
+                self.collect_timestamps(&timed);
+            }
             // Let wgpu retire finished work without blocking.
             let _ = self.device.poll(wgpu::PollType::Poll);
         }
     }
 
+    /// Reads the timestamps of a submitted encoder (profiling only: waits).
+    fn collect_timestamps(&self, timed: &[(Phase, &'static str)]) {
+        let Some(ts) = &self.timestamps else { return };
+        let slice = ts.readback.slice(..timed.len() as u64 * 16);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        if self
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .is_err()
+        {
+            return;
+        }
+        if let Ok(view) = slice.get_mapped_range() {
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&view);
+            for (i, (phase, kernel)) in timed.iter().enumerate() {
+                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * ts.period * 1e-9;
+                profile::record_device_time(*phase, kernel, dt, "timestamp queries");
+            }
+        }
+        ts.readback.unmap();
+    }
+
     /// Submits pending work and blocks until the GPU has finished all of it.
     pub fn wait_idle(&self) -> Result<()> {
         self.flush();
-        self.device
+        let left = profile::phase(Phase::HostWait);
+        let waited = self
+            .device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")));
+        profile::phase(left);
+        waited?;
         self.check_errors()
     }
 
@@ -523,6 +623,7 @@ impl Context {
         });
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.buffer(), 0, &staging, 0, size));
         self.flush();
+        let left = profile::phase(Phase::HostWait);
         let slice = staging.slice(..size);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -543,6 +644,7 @@ impl Context {
         };
         staging.unmap();
         lock(&self.staging).entry(size).or_default().push(staging);
+        profile::phase(left);
         Ok(data)
     }
 }

@@ -95,7 +95,9 @@ pub(crate) fn input_grad(
 ) -> Result<GpuTensor> {
     let g = ConvGeom::from_output(dy.shape(), w.shape(), pad)?;
     let out = dev.empty(g.in_shape())?;
-    let grid = dev.ctx.grid_1d("conv2d_input_grad", blocked(g.ci, g.h, g.w, g.n))?;
+    let grid = dev
+        .ctx
+        .grid_1d("conv2d_input_grad", blocked(g.ci, g.h, g.w, g.n))?;
     launch(
         dev,
         shader!("conv2d"),

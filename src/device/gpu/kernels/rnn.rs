@@ -43,11 +43,21 @@ pub(crate) fn forward(
     same_shape("rnn_forward", h0.shape(), &Shape::new([b, h]))?;
     let hs = dev.empty(xw.shape().clone())?;
     let (entry, bindings, grid) = if h % 4 == 0 {
-        let grid = dev.ctx.check_grid("rnn_forward", [blocks(b, h).div_ceil(64) as u32, 1, 1])?;
-        ("rnn_step_forward4", [(5, xw.buf()), (6, u.buf()), (7, h0.buf()), (8, hs.buf())], grid)
+        let grid = dev
+            .ctx
+            .check_grid("rnn_forward", [blocks(b, h).div_ceil(64) as u32, 1, 1])?;
+        (
+            "rnn_step_forward4",
+            [(5, xw.buf()), (6, u.buf()), (7, h0.buf()), (8, hs.buf())],
+            grid,
+        )
     } else {
         let grid = dev.ctx.grid_1d("rnn_forward", b * h)?;
-        ("rnn_step_forward", [(0, xw.buf()), (1, u.buf()), (2, h0.buf()), (3, hs.buf())], grid)
+        (
+            "rnn_step_forward",
+            [(0, xw.buf()), (1, u.buf()), (2, h0.buf()), (3, hs.buf())],
+            grid,
+        )
     };
     for t in 0..steps {
         let p = Params { t: t as u32, ..p };
@@ -68,24 +78,45 @@ pub(crate) fn backward(
     let dh0 = dev.empty([b, hd])?;
     let vec4 = hd % 4 == 0;
     let grid = if vec4 {
-        dev.ctx.check_grid("rnn_backward", [blocks(b, hd).div_ceil(64) as u32, 1, 1])?
+        dev.ctx
+            .check_grid("rnn_backward", [blocks(b, hd).div_ceil(64) as u32, 1, 1])?
     } else {
         dev.ctx.grid_1d("rnn_backward", b * hd)?
     };
     let (step, step_bindings) = if vec4 {
-        ("rnn_step_backward4", [(5, dh.buf()), (6, u.buf()), (7, h.buf()), (8, da.buf())])
+        (
+            "rnn_step_backward4",
+            [(5, dh.buf()), (6, u.buf()), (7, h.buf()), (8, da.buf())],
+        )
     } else {
-        ("rnn_step_backward", [(0, dh.buf()), (1, u.buf()), (2, h.buf()), (3, da.buf())])
+        (
+            "rnn_step_backward",
+            [(0, dh.buf()), (1, u.buf()), (2, h.buf()), (3, da.buf())],
+        )
     };
     for t in (0..steps).rev() {
         let p = Params { t: t as u32, ..p };
         launch(dev, shader!("rnn"), step, &[], &step_bindings, &p, grid);
     }
     let (initial, initial_bindings) = if vec4 {
-        ("rnn_initial_grad4", [(6, u.buf()), (8, da.buf()), (9, dh0.buf())])
+        (
+            "rnn_initial_grad4",
+            [(6, u.buf()), (8, da.buf()), (9, dh0.buf())],
+        )
     } else {
-        ("rnn_initial_grad", [(1, u.buf()), (3, da.buf()), (4, dh0.buf())])
+        (
+            "rnn_initial_grad",
+            [(1, u.buf()), (3, da.buf()), (4, dh0.buf())],
+        )
     };
-    launch(dev, shader!("rnn"), initial, &[], &initial_bindings, &p, grid);
+    launch(
+        dev,
+        shader!("rnn"),
+        initial,
+        &[],
+        &initial_bindings,
+        &p,
+        grid,
+    );
     Ok((da, dh0))
 }

@@ -5,15 +5,20 @@
 //! convolutions are written as im2col + that product so the reference is not
 //! painfully slow on machines without a GPU.
 
+pub mod math;
+
 use std::sync::Arc;
 
-use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Zip};
+use rayon::prelude::*;
+
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use super::{
     pool_geom, rnn_geom, same_shape, Activation, AdamStep, Binary, ConvGeom, Device, LossGrad,
     MatmulSpec, Reduce, Tensor,
 };
 use crate::error::{Error, Result};
+use crate::profile;
 use crate::tensor::Shape;
 
 /// A host tensor: shared, immutable storage plus a shape. In-place updates
@@ -63,27 +68,36 @@ impl CpuTensor {
         ArrayView1::from(&self.data[..])
     }
 
-    fn nchw(&self) -> ArrayView4<'_, f32> {
-        let (n, c, h, w) = self.shape.as_nchw().expect("caller checked rank 4");
-        ArrayView4::from_shape((n, c, h, w), &self.data).expect("shape and data agree")
-    }
-
-    fn map(&self, f: impl Fn(f32) -> f32) -> CpuTensor {
+    fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> CpuTensor {
+        let mut out = vec![0.0f32; self.data.len()];
+        par_chunks(&mut out, |start, chunk| {
+            for (o, &x) in chunk.iter_mut().zip(&self.data[start..]) {
+                *o = f(x);
+            }
+        });
         CpuTensor {
-            data: Arc::new(self.data.iter().map(|&x| f(x)).collect()),
+            data: Arc::new(out),
             shape: self.shape.clone(),
         }
     }
 
-    fn zip(&self, other: &CpuTensor, f: impl Fn(f32, f32) -> f32) -> CpuTensor {
+    /// `act` applied elementwise.
+    fn activate(&self, act: Activation) -> CpuTensor {
+        let mut out = self.clone();
+        activate_in_place(out.data_mut(), act);
+        out
+    }
+
+    fn zip(&self, other: &CpuTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> CpuTensor {
+        let mut out = vec![0.0f32; self.data.len()];
+        par_chunks(&mut out, |start, chunk| {
+            let (a, b) = (&self.data[start..], &other.data[start..]);
+            for ((o, &x), &y) in chunk.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        });
         CpuTensor {
-            data: Arc::new(
-                self.data
-                    .iter()
-                    .zip(other.data.iter())
-                    .map(|(&a, &b)| f(a, b))
-                    .collect(),
-            ),
+            data: Arc::new(out),
             shape: self.shape.clone(),
         }
     }
@@ -99,6 +113,37 @@ pub struct CpuBytes {
 impl Tensor for CpuBytes {
     fn shape(&self) -> &Shape {
         &self.shape
+    }
+}
+
+/// Elements per parallel task of elementwise work: below this, threads cost
+/// more than they save.
+const PAR_CHUNK: usize = 16 * 1024;
+
+/// Runs `f(start, chunk)` over fixed-size chunks of `out`, in parallel when
+/// there is more than one. Each element is written by exactly one call, so
+/// results do not depend on scheduling.
+fn par_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    if out.len() <= PAR_CHUNK {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(PAR_CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i * PAR_CHUNK, chunk));
+    }
+}
+
+/// Applies `act` to every value, one specialised loop per activation so each
+/// is a straight-line body the compiler vectorises.
+fn activate_in_place(data: &mut [f32], act: Activation) {
+    fn apply(data: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+        par_chunks(data, |_, chunk| chunk.iter_mut().for_each(|v| *v = f(*v)));
+    }
+    match act {
+        Activation::Identity => {}
+        Activation::Tanh => apply(data, math::tanh),
+        Activation::Sigmoid => apply(data, math::sigmoid),
+        Activation::Relu => apply(data, |v| v.max(0.0)),
     }
 }
 
@@ -145,28 +190,42 @@ impl CpuDevice {
 
     /// im2col for one image: `[Ci·KH·KW, Ho·Wo]`, zero where the window
     /// reaches into the padding.
-    fn im2col(x: ArrayView4<'_, f32>, img: usize, g: &ConvGeom) -> Array2<f32> {
-        let mut cols = Array2::<f32>::zeros((g.ci * g.kh * g.kw, g.ho * g.wo));
-        for c in 0..g.ci {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let row = (c * g.kh + i) * g.kw + j;
-                    for oy in 0..g.ho {
-                        let iy = oy as isize + i as isize - g.pad as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        for ox in 0..g.wo {
-                            let ix = ox as isize + j as isize - g.pad as isize;
-                            if ix >= 0 && ix < g.w as isize {
-                                cols[[row, oy * g.wo + ox]] = x[[img, c, iy as usize, ix as usize]];
-                            }
-                        }
+    fn im2col(x: &[f32], img: usize, g: &ConvGeom) -> Array2<f32> {
+        let plane = g.ho * g.wo;
+        let src = &x[img * g.ci * g.h * g.w..(img + 1) * g.ci * g.h * g.w];
+        let mut cols = vec![0.0f32; g.ci * g.kh * g.kw * plane];
+        for_each_window_run(g, |row, out, inp, len| {
+            cols[row * plane + out..row * plane + out + len].copy_from_slice(&src[inp..inp + len]);
+        });
+        Array2::from_shape_vec((g.ci * g.kh * g.kw, plane), cols).expect("sized above")
+    }
+}
+
+/// The copies between an image `[Ci, H, W]` and its im2col matrix
+/// `[Ci·KH·KW, Ho·Wo]`: for each tap row and output row, the run of output
+/// columns whose input pixels lie inside the image (the rest is padding).
+/// Calls `f(tap_row, column_offset, input_offset, len)`.
+fn for_each_window_run(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize)) {
+    for c in 0..g.ci {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = (c * g.kh + i) * g.kw + j;
+                // ox + j - pad must lie in 0..w.
+                let lo = g.pad.saturating_sub(j);
+                let hi = g.wo.min((g.w + g.pad).saturating_sub(j));
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..g.ho {
+                    let iy = oy + i;
+                    if iy < g.pad || iy - g.pad >= g.h {
+                        continue;
                     }
+                    let inp = (c * g.h + iy - g.pad) * g.w + lo + j - g.pad;
+                    f(row, oy * g.wo + lo, inp, hi - lo);
                 }
             }
         }
-        cols
     }
 }
 
@@ -253,6 +312,7 @@ impl Device for CpuDevice {
         bias: Option<&CpuTensor>,
         spec: MatmulSpec,
     ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("matmul");
         let (_, _, n) = spec.dims(&a.shape, &b.shape)?;
         let am = if spec.trans_a {
             a.mat().reversed_axes()
@@ -274,10 +334,9 @@ impl Device for CpuDevice {
             }
             c += &bias.vec();
         }
-        if spec.act != Activation::Identity {
-            c.mapv_inplace(|v| spec.act.apply(v));
-        }
-        Ok(from_array2(c))
+        let mut c = from_array2(c);
+        activate_in_place(c.data_mut(), spec.act);
+        Ok(c)
     }
 
     fn conv2d(
@@ -287,6 +346,7 @@ impl Device for CpuDevice {
         bias: Option<&CpuTensor>,
         pad: usize,
     ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("conv2d");
         let g = ConvGeom::forward(&x.shape, &w.shape, pad)?;
         if let Some(b) = bias {
             if b.shape.numel() != g.co {
@@ -297,57 +357,48 @@ impl Device for CpuDevice {
             }
         }
         let wm = ArrayView2::from_shape((g.co, g.ci * g.kh * g.kw), &w.data[..]).unwrap();
-        let xv = x.nchw();
         let plane = g.ho * g.wo;
         let mut out = vec![0.0f32; g.n * g.co * plane];
-        for (img, chunk) in out.chunks_mut(g.co * plane).enumerate() {
-            let y = wm.dot(&Self::im2col(xv, img, &g));
-            let mut dst = ArrayViewMut2::from_shape((g.co, plane), chunk).unwrap();
-            dst.assign(&y);
-            if let Some(b) = bias {
-                for (mut row, &bv) in dst.rows_mut().into_iter().zip(b.data.iter()) {
-                    row += bv;
+        // Images in parallel; each is one small GEMM over its im2col matrix.
+        out.par_chunks_mut(g.co * plane)
+            .enumerate()
+            .for_each(|(img, chunk)| {
+                let y = wm.dot(&Self::im2col(&x.data, img, &g));
+                let mut dst = ArrayViewMut2::from_shape((g.co, plane), chunk).unwrap();
+                dst.assign(&y);
+                if let Some(b) = bias {
+                    for (mut row, &bv) in dst.rows_mut().into_iter().zip(b.data.iter()) {
+                        row += bv;
+                    }
                 }
-            }
-        }
+            });
         CpuTensor::new(out, g.out_shape())
     }
 
     fn conv2d_input_grad(&self, dy: &CpuTensor, w: &CpuTensor, pad: usize) -> Result<CpuTensor> {
+        let _t = profile::op_timer("conv2d_input_grad");
         let g = ConvGeom::from_output(&dy.shape, &w.shape, pad)?;
         let wm = ArrayView2::from_shape((g.co, g.ci * g.kh * g.kw), &w.data[..]).unwrap();
         let plane = g.ho * g.wo;
         let mut dx = vec![0.0f32; g.n * g.ci * g.h * g.w];
-        for img in 0..g.n {
-            let dyi = ArrayView2::from_shape(
-                (g.co, plane),
-                &dy.data[img * g.co * plane..(img + 1) * g.co * plane],
-            )
-            .unwrap();
-            // col2im of Wᵀ·dy: scatter each column entry back to its pixel.
-            let cols = wm.t().dot(&dyi);
-            let base = img * g.ci * g.h * g.w;
-            for c in 0..g.ci {
-                for i in 0..g.kh {
-                    for j in 0..g.kw {
-                        let row = (c * g.kh + i) * g.kw + j;
-                        for oy in 0..g.ho {
-                            let iy = oy as isize + i as isize - g.pad as isize;
-                            if iy < 0 || iy >= g.h as isize {
-                                continue;
-                            }
-                            for ox in 0..g.wo {
-                                let ix = ox as isize + j as isize - g.pad as isize;
-                                if ix >= 0 && ix < g.w as isize {
-                                    dx[base + (c * g.h + iy as usize) * g.w + ix as usize] +=
-                                        cols[[row, oy * g.wo + ox]];
-                                }
-                            }
-                        }
+        dx.par_chunks_mut(g.ci * g.h * g.w)
+            .enumerate()
+            .for_each(|(img, dx)| {
+                let dyi = ArrayView2::from_shape(
+                    (g.co, plane),
+                    &dy.data[img * g.co * plane..(img + 1) * g.co * plane],
+                )
+                .unwrap();
+                // col2im of Wᵀ·dy: add each column entry back onto its pixel.
+                let cols = wm.t().dot(&dyi);
+                let cols = cols.as_slice().expect("a fresh product is contiguous");
+                for_each_window_run(&g, |row, out, inp, len| {
+                    let src = &cols[row * plane + out..row * plane + out + len];
+                    for (d, s) in dx[inp..inp + len].iter_mut().zip(src) {
+                        *d += s;
                     }
-                }
-            }
-        }
+                });
+            });
         CpuTensor::new(dx, g.in_shape())
     }
 
@@ -358,17 +409,30 @@ impl Device for CpuDevice {
         pad: usize,
         kernel: (usize, usize),
     ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("conv2d_weight_grad");
         let g = ConvGeom::from_input_and_output(&x.shape, &dy.shape, pad, kernel)?;
         let plane = g.ho * g.wo;
-        let xv = x.nchw();
+        // Partial sums over fixed groups of images, computed in parallel and
+        // added in order: the result does not depend on thread scheduling.
+        const IMAGES_PER_TASK: usize = 8;
+        let partials: Vec<Array2<f32>> = (0..g.n.div_ceil(IMAGES_PER_TASK))
+            .into_par_iter()
+            .map(|task| {
+                let mut dw = Array2::<f32>::zeros((g.co, g.ci * g.kh * g.kw));
+                for img in task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(g.n) {
+                    let dyi = ArrayView2::from_shape(
+                        (g.co, plane),
+                        &dy.data[img * g.co * plane..(img + 1) * g.co * plane],
+                    )
+                    .unwrap();
+                    dw += &dyi.dot(&Self::im2col(&x.data, img, &g).t());
+                }
+                dw
+            })
+            .collect();
         let mut dw = Array2::<f32>::zeros((g.co, g.ci * g.kh * g.kw));
-        for img in 0..g.n {
-            let dyi = ArrayView2::from_shape(
-                (g.co, plane),
-                &dy.data[img * g.co * plane..(img + 1) * g.co * plane],
-            )
-            .unwrap();
-            dw += &dyi.dot(&Self::im2col(xv, img, &g).t());
+        for p in &partials {
+            dw += p;
         }
         let mut t = from_array2(dw);
         t.shape = g.weight_shape();
@@ -376,6 +440,7 @@ impl Device for CpuDevice {
     }
 
     fn channel_sum(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("channel_sum");
         let Some((n, c, h, w)) = x.shape.as_nchw() else {
             return Err(Error::shape(
                 "channel_sum",
@@ -390,30 +455,36 @@ impl Device for CpuDevice {
     }
 
     fn max_pool2d(&self, x: &CpuTensor, k: usize) -> Result<(CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("max_pool2d");
         let (n, c, h, w, ho, wo) = pool_geom(&x.shape, k)?;
-        let mut y = Vec::with_capacity(n * c * ho * wo);
-        let mut arg = Vec::with_capacity(n * c * ho * wo);
-        for nc in 0..n * c {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let mut best = f32::NEG_INFINITY;
-                    let mut best_i = 0usize;
-                    for i in 0..k {
-                        for j in 0..k {
-                            let idx = (nc * h + oy * k + i) * w + ox * k + j;
-                            // Strict `>` keeps the first maximum; NaN never wins,
-                            // so the first element is the fallback.
-                            if x.data[idx] > best || (i == 0 && j == 0) {
-                                best = x.data[idx];
-                                best_i = idx;
+        let (plane_in, plane_out) = (h * w, ho * wo);
+        let mut y = vec![0.0f32; n * c * plane_out];
+        let mut arg = vec![0.0f32; n * c * plane_out];
+        // Planes in parallel; within one, windows in order.
+        y.par_chunks_mut(plane_out)
+            .zip(arg.par_chunks_mut(plane_out))
+            .enumerate()
+            .for_each(|(nc, (y, arg))| {
+                let src = &x.data[nc * plane_in..(nc + 1) * plane_in];
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let first = oy * k * w + ox * k;
+                        let (mut best, mut best_i) = (src[first], first);
+                        for i in 0..k {
+                            let row = first + i * w;
+                            for (j, &v) in src[row..row + k].iter().enumerate() {
+                                // Strict `>` keeps the first maximum.
+                                if v > best {
+                                    best = v;
+                                    best_i = row + j;
+                                }
                             }
                         }
+                        y[oy * wo + ox] = best;
+                        arg[oy * wo + ox] = (nc * plane_in + best_i) as f32;
                     }
-                    y.push(best);
-                    arg.push(best_i as f32);
                 }
-            }
-        }
+            });
         let shape = Shape::new([n, c, ho, wo]);
         Ok((
             CpuTensor::new(y, shape.clone())?,
@@ -428,6 +499,7 @@ impl Device for CpuDevice {
         x_shape: &Shape,
         k: usize,
     ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("max_pool2d_backward");
         same_shape("max_pool2d_backward", &dy.shape, &argmax.shape)?;
         let (n, c, _, _, ho, wo) = pool_geom(x_shape, k)?;
         same_shape(
@@ -444,7 +516,8 @@ impl Device for CpuDevice {
     }
 
     fn activation(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
-        Ok(x.map(|v| act.apply(v)))
+        let _t = profile::op_timer("activation");
+        Ok(x.activate(act))
     }
 
     fn activation_backward(
@@ -453,20 +526,30 @@ impl Device for CpuDevice {
         dy: &CpuTensor,
         act: Activation,
     ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("activation_backward");
         same_shape("activation_backward", &y.shape, &dy.shape)?;
-        Ok(y.zip(dy, |y, g| g * act.derivative_from_output(y)))
+        // One loop per activation, so each is a straight-line vectorisable body.
+        Ok(match act {
+            Activation::Identity => dy.clone(),
+            Activation::Tanh => y.zip(dy, |y, g| g * (1.0 - y * y)),
+            Activation::Sigmoid => y.zip(dy, |y, g| g * y * (1.0 - y)),
+            Activation::Relu => y.zip(dy, |y, g| if y > 0.0 { g } else { 0.0 }),
+        })
     }
 
     fn binary(&self, a: &CpuTensor, b: &CpuTensor, op: Binary) -> Result<CpuTensor> {
+        let _t = profile::op_timer("binary");
         same_shape("binary", &a.shape, &b.shape)?;
         Ok(a.zip(b, |x, y| op.apply(x, y)))
     }
 
     fn scale(&self, x: &CpuTensor, alpha: f32) -> Result<CpuTensor> {
+        let _t = profile::op_timer("scale");
         Ok(x.map(|v| alpha * v))
     }
 
     fn axpy(&self, alpha: f32, x: &CpuTensor, y: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("axpy");
         same_shape("axpy", &x.shape, &y.shape)?;
         Ok(x.zip(y, |a, b| alpha * a + b))
     }
@@ -474,6 +557,7 @@ impl Device for CpuDevice {
     // Reductions accumulate in f64: the reference should be the accurate
     // side of every comparison.
     fn sum_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("sum_rows");
         let mut acc = vec![0.0f64; x.shape.row_len()];
         for row in x.mat().rows() {
             for (a, &v) in acc.iter_mut().zip(row.iter()) {
@@ -487,12 +571,14 @@ impl Device for CpuDevice {
     }
 
     fn sum_cols(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("sum_cols");
         let m = x.mat();
         let sums = m.rows().into_iter().map(|row| sum_f64(row.iter().copied()));
         CpuTensor::new(sums.collect(), [x.shape.rows()])
     }
 
     fn reduce(&self, x: &CpuTensor, op: Reduce) -> Result<CpuTensor> {
+        let _t = profile::op_timer("reduce");
         let d = x.data.iter().copied();
         Ok(scalar(match op {
             Reduce::Sum => sum_f64(d),
@@ -502,6 +588,7 @@ impl Device for CpuDevice {
     }
 
     fn softmax_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("softmax_rows");
         let mut out = x.mat().to_owned();
         for mut row in out.rows_mut() {
             let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -519,6 +606,7 @@ impl Device for CpuDevice {
         logits: &CpuTensor,
         labels: &CpuTensor,
     ) -> Result<LossGrad<CpuTensor>> {
+        let _t = profile::op_timer("softmax_cross_entropy");
         let (r, c) = (logits.shape.rows(), logits.shape.row_len());
         if labels.shape.numel() != r {
             return Err(Error::shape(
@@ -550,6 +638,7 @@ impl Device for CpuDevice {
     }
 
     fn mse(&self, pred: &CpuTensor, target: &CpuTensor) -> Result<LossGrad<CpuTensor>> {
+        let _t = profile::op_timer("mse");
         same_shape("mse", &pred.shape, &target.shape)?;
         let n = pred.shape.numel() as f32;
         let loss: f64 = pred
@@ -569,6 +658,7 @@ impl Device for CpuDevice {
         logits: &CpuTensor,
         targets: &CpuTensor,
     ) -> Result<LossGrad<CpuTensor>> {
+        let _t = profile::op_timer("bce_with_logits");
         same_shape("bce_with_logits", &logits.shape, &targets.shape)?;
         let n = logits.shape.numel() as f32;
         // log(1 + e^z) - t·z, written as max(z,0) - t·z + log(1 + e^-|z|).
@@ -585,6 +675,7 @@ impl Device for CpuDevice {
     }
 
     fn argmax_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("argmax_rows");
         let out: Vec<f32> = x
             .mat()
             .rows()
@@ -625,6 +716,7 @@ impl Device for CpuDevice {
         start: usize,
         count: usize,
     ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("gather_rows");
         if start + count > idx.shape.numel() {
             return Err(Error::shape(
                 "gather_rows",
@@ -653,6 +745,7 @@ impl Device for CpuDevice {
         scale: f32,
         shift: f32,
     ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("gather_rows_u8");
         if start + count > idx.shape.numel() {
             return Err(Error::shape(
                 "gather_rows_u8",
@@ -677,6 +770,7 @@ impl Device for CpuDevice {
     }
 
     fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("transpose");
         let Some((r, c)) = x.shape.as_matrix() else {
             return Err(Error::shape(
                 "transpose",
@@ -688,6 +782,7 @@ impl Device for CpuDevice {
     }
 
     fn one_hot(&self, idx: &CpuTensor, depth: usize) -> Result<CpuTensor> {
+        let _t = profile::op_timer("one_hot");
         let m = idx.shape.numel();
         let mut out = vec![0.0f32; m * depth];
         for (row, &i) in idx.data.iter().enumerate() {
@@ -697,6 +792,7 @@ impl Device for CpuDevice {
     }
 
     fn rnn_forward(&self, xw: &CpuTensor, u: &CpuTensor, h0: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("rnn_forward");
         let (t, b, h) = rnn_geom(&xw.shape, &u.shape)?;
         same_shape("rnn_forward", &h0.shape, &Shape::new([b, h]))?;
         let um = u.mat();
@@ -707,7 +803,7 @@ impl Device for CpuDevice {
             let rows = s![step * b..(step + 1) * b, ..];
             let mut a = prev.dot(&um);
             a += &xw.slice(rows);
-            a.mapv_inplace(f32::tanh);
+            a.mapv_inplace(math::tanh);
             out.slice_mut(rows).assign(&a);
             prev = a;
         }
@@ -722,6 +818,7 @@ impl Device for CpuDevice {
         u: &CpuTensor,
         dh: &CpuTensor,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("rnn_backward");
         let (t, b, hd) = rnn_geom(&h.shape, &u.shape)?;
         same_shape("rnn_backward", &h.shape, &dh.shape)?;
         let hs = h.mat().into_shape_with_order((t * b, hd)).unwrap();
@@ -752,6 +849,7 @@ impl Device for CpuDevice {
         lr: f32,
         weight_decay: f32,
     ) -> Result<()> {
+        let _t = profile::op_timer("sgd_update");
         same_shape("sgd_update", &param.shape, &grad.shape)?;
         let s = grad_scale.data[0];
         for (p, &g) in param.data_mut().iter_mut().zip(grad.data.iter()) {
@@ -770,6 +868,7 @@ impl Device for CpuDevice {
         momentum: f32,
         weight_decay: f32,
     ) -> Result<()> {
+        let _t = profile::op_timer("momentum_update");
         same_shape("momentum_update", &param.shape, &grad.shape)?;
         same_shape("momentum_update", &param.shape, &velocity.shape)?;
         let s = grad_scale.data[0];
@@ -795,6 +894,7 @@ impl Device for CpuDevice {
         grad_scale: &CpuTensor,
         hp: &AdamStep,
     ) -> Result<()> {
+        let _t = profile::op_timer("adam_update");
         same_shape("adam_update", &param.shape, &grad.shape)?;
         same_shape("adam_update", &param.shape, &m.shape)?;
         same_shape("adam_update", &param.shape, &v.shape)?;
