@@ -1,23 +1,33 @@
 // Elementwise kernels: activations and their backward, binary ops, axpy,
 // scale, fill. Launchers: src/device/gpu/kernels/elementwise.rs
+//
+// Each invocation handles 4 consecutive elements as one vec4 (a quarter of
+// the instructions; on software adapters every load is costly). The last
+// vec4 may run past the tensor's end into its buffer's padding: pool
+// buffers are sized in multiples of 256 bytes, and nothing ever reads
+// those values back.
 
 struct Params {
-    n: u32,
+    n4: u32,    // vec4s to process: ceil(n / 4)
     op: u32,    // Activation::code or Binary::code
     alpha: f32,
 }
 var<immediate> p: Params;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> y: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+
+fn activate4(v: vec4<f32>, act: u32) -> vec4<f32> {
+    return vec4<f32>(activate(v.x, act), activate(v.y, act), activate(v.z, act), activate(v.w, act));
+}
 
 @compute @workgroup_size(256)
 fn activation(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
-    if (i < p.n) {
-        out[i] = activate(x[i], p.op);
+    if (i < p.n4) {
+        out[i] = activate4(x[i], p.op);
     }
 }
 
@@ -26,8 +36,11 @@ fn activation(@builtin(global_invocation_id) gid: vec3<u32>,
 fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
-    if (i < p.n) {
-        out[i] = y[i] * activation_grad_from_output(x[i], p.op);
+    if (i < p.n4) {
+        let v = x[i];
+        let d = vec4<f32>(activation_grad_from_output(v.x, p.op), activation_grad_from_output(v.y, p.op),
+                          activation_grad_from_output(v.z, p.op), activation_grad_from_output(v.w, p.op));
+        out[i] = y[i] * d;
     }
 }
 
@@ -35,7 +48,7 @@ fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>,
 fn binary(@builtin(global_invocation_id) gid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
-    if (i < p.n) {
+    if (i < p.n4) {
         let a = x[i];
         let b = y[i];
         switch p.op {
@@ -51,7 +64,7 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>,
 fn axpy(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
-    if (i < p.n) {
+    if (i < p.n4) {
         out[i] = p.alpha * x[i] + y[i];
     }
 }
@@ -60,7 +73,7 @@ fn axpy(@builtin(global_invocation_id) gid: vec3<u32>,
 fn scale(@builtin(global_invocation_id) gid: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
-    if (i < p.n) {
+    if (i < p.n4) {
         out[i] = p.alpha * x[i];
     }
 }
@@ -69,7 +82,7 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>,
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
-    if (i < p.n) {
-        out[i] = p.alpha;
+    if (i < p.n4) {
+        out[i] = vec4<f32>(p.alpha);
     }
 }

@@ -1,11 +1,14 @@
 // Optimizer updates, in place over one parameter tensor per dispatch, and
 // the global-norm clipping factor. Launchers: src/device/gpu/kernels/optim.rs
 //
+// Updates work on vec4s, like shaders/elementwise.wgsl (the last one may
+// touch the buffer's padding past the tensor, which nothing reads).
+//
 // `grad_scale[0]` multiplies every gradient (1, or the clipping factor
 // computed on the device), so clipping never needs the host.
 
 struct Params {
-    n: u32,
+    n: u32,           // vec4s to update (clip_factor: unused)
     lr: f32,
     weight_decay: f32,
     beta1: f32,      // momentum μ for momentum_update
@@ -16,11 +19,14 @@ struct Params {
 }
 var<immediate> p: Params;
 
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
+@group(0) @binding(0) var<storage, read> grad: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> grad_scale: array<f32>;
-@group(0) @binding(2) var<storage, read_write> param: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> v: array<vec4<f32>>;
+// clip_factor's scalars.
+@group(0) @binding(5) var<storage, read> sum_squares: array<f32>;
+@group(0) @binding(6) var<storage, read_write> factor: array<f32>;
 
 @compute @workgroup_size(256)
 fn sgd_update(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -55,14 +61,14 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>,
         let v1 = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
         m[i] = m1;
         v[i] = v1;
-        param[i] = w - p.lr * (m1 / p.correction1) / (sqrt(v1 / p.correction2) + p.eps);
+        param[i] = w - p.lr * (m1 / p.correction1) / (sqrt(v1 / p.correction2) + vec4<f32>(p.eps));
     }
 }
 
-// param[0] = min(1, lr / sqrt(grad[0])): here `lr` carries max_norm and
-// `grad` the summed squares.
+// factor = min(1, max_norm / ‖g‖) with ‖g‖² = sum_squares; `lr` carries
+// max_norm.
 @compute @workgroup_size(1)
 fn clip_factor() {
-    let norm = sqrt(grad[0]);
-    param[0] = select(1.0, p.lr / norm, norm > p.lr);
+    let norm = sqrt(sum_squares[0]);
+    factor[0] = select(1.0, p.lr / norm, norm > p.lr);
 }

@@ -163,6 +163,57 @@ fn softmax_xent_rows(@builtin(local_invocation_index) lid: u32,
     }
 }
 
+// The same for rows of at most SMALL_ROW columns: one invocation per row
+// and no barriers, which software adapters execute very slowly (the
+// workgroup version spent 40% of a char-RNN step on lavapipe in barriers).
+@compute @workgroup_size(64)
+fn softmax_xent_small(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    let label = u32(y[row]);
+    var m = x[base];
+    for (var c = 1u; c < p.cols; c++) {
+        m = max(m, x[base + c]);
+    }
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        s += exp(x[base + c] - m);
+    }
+    let lse = m + log(s);
+    let inv_rows = 1.0 / f32(p.rows);
+    for (var c = 0u; c < p.cols; c++) {
+        let g = exp(x[base + c] - lse) - select(0.0, 1.0, c == label);
+        out[base + c] = g * inv_rows;
+    }
+    out2[row] = lse - x[base + label];
+}
+
+// Softmax of short rows, one invocation per row (see softmax_xent_small).
+@compute @workgroup_size(64)
+fn softmax_small(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var m = x[base];
+    for (var c = 1u; c < p.cols; c++) {
+        m = max(m, x[base + c]);
+    }
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        s += exp(x[base + c] - m);
+    }
+    for (var c = 0u; c < p.cols; c++) {
+        out[base + c] = exp(x[base + c] - m) / s;
+    }
+}
+
 // Per-element MSE terms: out = 2(x - y)/n (the gradient), out2 = (x - y)².
 @compute @workgroup_size(256)
 fn mse_terms(@builtin(global_invocation_id) gid: vec3<u32>,

@@ -731,14 +731,16 @@ pub fn cases() -> Vec<Case> {
             ));
         }
     }
-    for (r, c) in [(1, 1), (3, 5), (17, 300)] {
+    // Rows up to 256 long take the one-invocation-per-row kernels; 300 the
+    // workgroup-per-row ones; 70 rows span two 64-invocation workgroups.
+    for (r, c) in [(1, 1), (3, 5), (70, 256), (17, 300)] {
         v.push(Case::new(
             "softmax",
             format!("{r}×{c}"),
             Kind::Softmax(r, c),
         ));
     }
-    for (r, c) in [(1, 3), (17, 10), (64, 300)] {
+    for (r, c) in [(1, 3), (17, 10), (70, 64), (64, 300)] {
         v.push(Case::new(
             "softmax cross-entropy",
             format!("{r}×{c}"),

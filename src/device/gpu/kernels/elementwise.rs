@@ -10,7 +10,8 @@ use crate::tensor::Shape;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    n: u32,
+    /// vec4s to process (see shaders/elementwise.wgsl).
+    n4: u32,
     op: u32,
     alpha: f32,
 }
@@ -35,12 +36,13 @@ fn run(
         bindings.push((1, y.buf()));
     }
     bindings.push((2, out.buf()));
+    let n4 = n.div_ceil(4);
     let params = Params {
-        n: u32_of(entry, n)?,
+        n4: u32_of(entry, n4)?,
         op,
         alpha,
     };
-    let grid = dev.ctx.grid_1d(entry, n)?;
+    let grid = dev.ctx.grid_1d(entry, n4)?;
     launch(
         dev,
         shader!("elementwise"),

@@ -42,12 +42,12 @@ pub(crate) fn sgd(
     check_scale(scale)?;
     let n = param.shape().numel();
     let p = Params {
-        n: u32_of("sgd_update", n)?,
+        n: u32_of("sgd_update", n.div_ceil(4))?,
         lr,
         weight_decay,
         ..Default::default()
     };
-    let grid = dev.ctx.grid_1d("sgd_update", n)?;
+    let grid = dev.ctx.grid_1d("sgd_update", n.div_ceil(4))?;
     launch(
         dev,
         shader!("optim"),
@@ -76,13 +76,13 @@ pub(crate) fn momentum(
     check_scale(scale)?;
     let n = param.shape().numel();
     let p = Params {
-        n: u32_of("momentum_update", n)?,
+        n: u32_of("momentum_update", n.div_ceil(4))?,
         lr,
         weight_decay,
         beta1: momentum,
         ..Default::default()
     };
-    let grid = dev.ctx.grid_1d("momentum_update", n)?;
+    let grid = dev.ctx.grid_1d("momentum_update", n.div_ceil(4))?;
     launch(
         dev,
         shader!("optim"),
@@ -116,7 +116,7 @@ pub(crate) fn adam(
     let n = param.shape().numel();
     let (correction1, correction2) = hp.corrections();
     let p = Params {
-        n: u32_of("adam_update", n)?,
+        n: u32_of("adam_update", n.div_ceil(4))?,
         lr: hp.lr,
         weight_decay: hp.weight_decay,
         beta1: hp.beta1,
@@ -125,7 +125,7 @@ pub(crate) fn adam(
         correction1,
         correction2,
     };
-    let grid = dev.ctx.grid_1d("adam_update", n)?;
+    let grid = dev.ctx.grid_1d("adam_update", n.div_ceil(4))?;
     launch(
         dev,
         shader!("optim"),
@@ -161,7 +161,7 @@ pub(crate) fn clip_factor(
         shader!("optim"),
         "clip_factor",
         &[],
-        &[(0, sum_squares.buf()), (2, out.buf())],
+        &[(5, sum_squares.buf()), (6, out.buf())],
         &p,
         [1, 1, 1],
     );

@@ -15,6 +15,27 @@ struct Params {
     scale: f32,
 }
 
+/// Rows up to this long take the one-invocation-per-row kernels; longer
+/// rows one workgroup each.
+const SMALL_ROW: usize = 256;
+
+/// The kernel and grid for a row-wise softmax-like op over `r` rows of `c`.
+fn rowwise(
+    dev: &GpuDevice,
+    what: &str,
+    small: &'static str,
+    large: &'static str,
+    r: usize,
+    c: usize,
+) -> Result<(&'static str, [u32; 3])> {
+    if c <= SMALL_ROW {
+        // 64-invocation workgroups, folded into y past the x limit.
+        Ok((small, dev.ctx.grid_groups(what, r.div_ceil(64) as u64)?))
+    } else {
+        Ok((large, dev.ctx.grid_groups(what, r as u64)?))
+    }
+}
+
 /// Partials of the first pass of a whole-tensor reduction: enough workgroups
 /// to fill a GPU, few enough that one workgroup finishes them quickly.
 const MAX_PARTIALS: usize = 1024;
@@ -127,7 +148,7 @@ pub(crate) fn softmax_cross_entropy(
     logits: &GpuTensor,
     labels: &GpuTensor,
 ) -> Result<LossGrad<GpuTensor>> {
-    let (r, _, p) = matrix("softmax_cross_entropy", logits)?;
+    let (r, c, p) = matrix("softmax_cross_entropy", logits)?;
     if labels.shape().numel() != r {
         return Err(Error::shape(
             "softmax_cross_entropy",
@@ -140,11 +161,18 @@ pub(crate) fn softmax_cross_entropy(
     }
     let grad = dev.empty(logits.shape().clone())?;
     let row_loss = dev.empty([r])?;
-    let grid = dev.ctx.grid_groups("softmax_cross_entropy", r as u64)?;
+    let (entry, grid) = rowwise(
+        dev,
+        "softmax_cross_entropy",
+        "softmax_xent_small",
+        "softmax_xent_rows",
+        r,
+        c,
+    )?;
     launch(
         dev,
         shader!("reduce"),
-        "softmax_xent_rows",
+        entry,
         &[],
         &[
             (0, logits.buf()),
