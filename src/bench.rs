@@ -230,6 +230,30 @@ fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
 /// quantity it did (FLOPs, images, bytes, samples).
 type Rep<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
 
+/// A workload set up on a device, ready to repeat (for harnesses such as
+/// criterion that do their own timing).
+pub struct Prepared<'a, D: Device> {
+    dev: &'a D,
+    rep: Rep<'a>,
+}
+
+impl<'a, D: Device + 'static> Prepared<'a, D> {
+    pub fn new(dev: &'a D, w: &Workload, budget: Budget) -> Result<Self> {
+        Ok(Prepared {
+            dev,
+            rep: prepare(dev, w, budget)?.0,
+        })
+    }
+
+    /// One repetition, finished on the device; returns its amount of work
+    /// (FLOPs, images, bytes or samples).
+    pub fn run_once(&mut self) -> Result<f64> {
+        let work = (self.rep)()?;
+        self.dev.synchronize()?;
+        Ok(work)
+    }
+}
+
 /// Runs `w` on `dev` and reports its throughput. With `profile`, the
 /// profiler (crate::profile) is restarted after the warm-ups, so its report
 /// covers exactly the timed repetitions.

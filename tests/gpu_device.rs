@@ -88,3 +88,58 @@ fn reshape_shares_storage_and_checks_size() {
     assert_eq!(gpu.download(&r).unwrap(), [1.0, 2.0, 3.0, 4.0]);
     assert!(gpu.reshape(&x, [3]).is_err());
 }
+
+#[test]
+fn training_steps_allocate_nothing_after_the_second() {
+    use wgtrain::models::{Model, ModelKind};
+    use wgtrain::optim::{OptimConfig, Optimizer, OptimizerKind};
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    for (config, x_shape, x, y) in common::small_models() {
+        let kind = config.kind;
+        let mut model = Model::new(&gpu, config, 1).unwrap();
+        let mut opt = OptimConfig::new(OptimizerKind::Adam, 1e-3);
+        opt.clip_norm = Some(1.0);
+        let mut optimizer = Optimizer::new(opt);
+        let xt = gpu.upload(&x, x_shape.clone()).unwrap();
+        let yt = if kind == ModelKind::Rnn {
+            gpu.upload(&y, [x_shape.rows(), y.len() / x_shape.rows()])
+                .unwrap()
+        } else {
+            gpu.upload(&y, [y.len()]).unwrap()
+        };
+        // A training step as the loop runs it: forward, backward, update,
+        // the running loss summed on the device and read every other step.
+        let mut running = None;
+        let mut step = |i: usize| {
+            let loss = model.loss_and_grads(&gpu, &xt, &yt).unwrap();
+            optimizer.step(&gpu, model.params_mut()).unwrap();
+            let sum = match running.take() {
+                Some(r) => gpu.add(&r, &loss).unwrap(),
+                None => loss,
+            };
+            if i % 2 == 1 {
+                assert!(gpu.download(&sum).unwrap()[0].is_finite());
+            } else {
+                running = Some(sum);
+            }
+        };
+        step(0);
+        step(1);
+        let before = gpu.stats();
+        for i in 2..8 {
+            step(i);
+        }
+        let after = gpu.stats();
+        assert!(after.dispatches > before.dispatches);
+        assert_eq!(
+            after.buffers_created, before.buffers_created,
+            "{kind:?}: steps 3-8 allocated buffers"
+        );
+        assert_eq!(
+            after.pipelines_compiled, before.pipelines_compiled,
+            "{kind:?}: pipelines compiled again"
+        );
+    }
+}

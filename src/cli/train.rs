@@ -96,6 +96,11 @@ pub struct TrainArgs {
     /// Return after this many epochs; --resume continues exactly.
     #[arg(long)]
     pub stop_after_epochs: Option<usize>,
+    /// Print where a training step's time goes at the end (forward,
+    /// backward, optimizer, host waits; on the GPU per kernel, measured with
+    /// timestamp queries; profiling adds waits, so the run is slower).
+    #[arg(long)]
+    pub profile: bool,
     /// Print only the final summary.
     #[arg(long)]
     pub quiet: bool,
@@ -298,6 +303,10 @@ fn train_on<D: Device + 'static>(
         ));
     }
     let mut hooks = RunHooks::new(dev, &out, meta, quiet, args.json);
+    let first_epoch = exp.state.epoch;
+    if args.profile {
+        wgtrain::profile::enable();
+    }
     if let Err(e) = exp.run(dev, &mut hooks, args.stop_after_epochs) {
         let kept = if exp.state.epoch > 0 {
             format!(
@@ -311,6 +320,15 @@ fn train_on<D: Device + 'static>(
         return Err(anyhow::anyhow!("{e}{kept}"));
     }
     hooks.finish();
+    if args.profile {
+        let n = exp.prepared.train.len();
+        let steps =
+            (exp.state.epoch - first_epoch) * n.div_ceil(exp.config.batch_size.unwrap_or(n));
+        eprint!(
+            "profile over {steps} steps (validation included):\n{}",
+            wgtrain::profile::report().table(steps)
+        );
+    }
     let test_split = if exp.prepared.test.is_empty() {
         "val"
     } else {

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Reproduces the README's results table: each model on its real dataset, on
+# the given device (cpu or gpu), with the commands shown in the table.
+# Usage: scripts/results.sh cpu|gpu [out-dir]
+# Prints one markdown row per run; the run directories go to out-dir
+# (default runs/results-<device>).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+device=${1:?usage: scripts/results.sh cpu|gpu [out-dir]}
+out=${2:-runs/results-$device}
+cargo build --release --quiet
+bin=target/release/wgtrain
+
+runs=(
+  "linear|train linear"
+  "logistic|train logistic"
+  "logistic|train logistic --data iris"
+  "mlp|train mlp"
+  "mlp|train mlp --data mnist --epochs 10"
+  "cnn|train cnn --data mnist --epochs 8"
+  "rnn|train rnn"
+)
+
+echo "| command | device | data | test metric | epochs | train time | samples/s |"
+echo "|---|---|---|---|---|---|---|"
+i=0
+for r in "${runs[@]}"; do
+  model=${r%%|*}
+  cmd=${r#*|}
+  dir="$out/$i-$model"
+  i=$((i + 1))
+  # shellcheck disable=SC2086
+  json=$($bin $cmd --device "$device" --out "$dir" --json --quiet | tail -n 1)
+  python3 - "$cmd" "$json" <<'PY'
+import json, sys
+cmd, j = sys.argv[1], json.loads(sys.argv[2])
+t = j.get("test", {})
+if "accuracy" in t:
+    metric = f"accuracy {100 * t['accuracy']:.2f}%"
+elif "r2" in t:
+    metric = f"R² {t['r2']:.4f}, RMSE {t['rmse']:.2f}"
+else:
+    metric = f"{t['bits_per_char']:.3f} bits/char"
+adapter = j["adapter"] or "cpu"
+print(f"| `wgtrain {cmd}` | {adapter} | {j['test_split']} split, {t['samples']} samples | {metric} | {j['epochs']} | {j['seconds']:.1f} s | {j['samples_per_sec']:.0f} |")
+PY
+done
