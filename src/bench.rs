@@ -518,7 +518,8 @@ fn train_rep<'a, D: Device + 'static>(
 ) -> Result<(Rep<'a>, usize)> {
     let rng = &mut ChaCha8Rng::seed_from_u64(11);
     let (ds, config, batch, steps) = synthetic(t, rng);
-    let steps = ((steps as f64 * budget.step_scale).ceil() as usize).max(2);
+    // An epoch's full batches at most (T3: 468 of 128 from 60,000).
+    let steps = ((steps as f64 * budget.step_scale).ceil() as usize).clamp(2, ds.len() / batch);
     let norm = match ds.features {
         Features::U8(_) => Normalizer::Global {
             mean: 127.5,

@@ -70,12 +70,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if matches!(args.device, BenchDevice::Cpu | BenchDevice::All) {
-        bench_on(&CpuDevice::new(), "cpu", None, &list, budget, &args)?;
+        bench_on(&CpuDevice::new(), "cpu", None, &list, budget, &args, None)?;
     }
     if matches!(args.device, BenchDevice::Gpu | BenchDevice::All) {
         let gpu = GpuDevice::new()?;
         let adapter = gpu.adapter_info().name.clone();
         let peak = gpu.measure_peak_gflops()?;
+        let peak_note = Some(peak);
         if args.json {
             println!(
                 "{}",
@@ -87,7 +88,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "peak", "FP32 FMA peak (register-only kernel)", "gpu", peak, "-", "-", "GFLOP/s"
             );
         }
-        bench_on(&gpu, "gpu", Some(adapter), &list, budget, &args)?;
+        bench_on(&gpu, "gpu", Some(adapter), &list, budget, &args, peak_note)?;
     }
     Ok(())
 }
@@ -99,18 +100,25 @@ fn bench_on<D: Device + 'static>(
     list: &[Workload],
     budget: Budget,
     args: &BenchArgs,
+    peak: Option<f64>,
 ) -> anyhow::Result<()> {
     let as_json = args.json;
     for w in list {
         let m = measure(dev, w, budget, args.profile)?;
+        // Matmul throughput as a share of the measured FMA peak.
+        let of_peak = match (peak, w.unit) {
+            (Some(p), Unit::GflopPerSec) => Some(m.median / p),
+            _ => None,
+        };
         if as_json {
-            println!(
-                "{}",
-                json!({
-                    "id": w.id, "device": device, "adapter": adapter,
-                    "median": m.median, "min": m.min, "max": m.max, "unit": w.unit.label(),
-                })
-            );
+            let mut row = json!({
+                "id": w.id, "device": device, "adapter": adapter,
+                "median": m.median, "min": m.min, "max": m.max, "unit": w.unit.label(),
+            });
+            if let Some(f) = of_peak {
+                row["peak_fraction"] = json!(f);
+            }
+            println!("{row}");
         } else {
             let fmt = |v: f64| match w.unit {
                 Unit::GflopPerSec | Unit::GbPerSec => format!("{v:.2}"),
@@ -127,6 +135,9 @@ fn bench_on<D: Device + 'static>(
                 w.unit.label(),
                 adapter.as_deref().unwrap_or("-")
             );
+            if let Some(f) = of_peak {
+                println!("{:<9} {:.1}% of the measured FP32 peak", "", 100.0 * f);
+            }
         }
         if args.profile && m.steps > 0 && !as_json {
             print!("{}", wgtrain::profile::report().table(m.steps));
