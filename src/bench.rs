@@ -354,6 +354,22 @@ fn prepare<'a, D: Device + 'static>(
     })
 }
 
+/// `n` random byte images of `shape` labelled with 10 classes in turn.
+fn images(rng: &mut ChaCha8Rng, n: usize, shape: Vec<usize>) -> Dataset {
+    let len: usize = shape.iter().product();
+    Dataset {
+        name: "synthetic".into(),
+        task: Task::Classification,
+        sample_shape: shape,
+        features: Features::U8((0..n * len).map(|_| rng.random()).collect()),
+        targets: Targets::Classes {
+            ids: (0..n).map(|i| (i % 10) as u32).collect(),
+            classes: 10,
+            per_sample: 1,
+        },
+    }
+}
+
 /// A synthetic dataset for a training workload.
 fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, usize) {
     let table = |rng: &mut ChaCha8Rng, n: usize, f: usize, targets: Targets, task| Dataset {
@@ -425,66 +441,36 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
                 64,
             )
         }
-        Train::Mlp => {
-            // MNIST-shaped: 60,000 images of 784 bytes, kept as bytes on the
-            // device as real MNIST is (as f32 they would exceed lavapipe's
-            // 128 MiB storage-binding limit).
-            let n = 60000;
-            let pixels: Vec<u8> = (0..n * 784).map(|_| rng.random()).collect();
-            let ids = (0..n).map(|i| (i % 10) as u32).collect();
-            (
-                Dataset {
-                    name: "synthetic".into(),
-                    task: Task::Classification,
-                    sample_shape: vec![784],
-                    features: Features::U8(pixels),
-                    targets: Targets::Classes {
-                        ids,
-                        classes: 10,
-                        per_sample: 1,
-                    },
-                },
-                cfg(
-                    ModelKind::Mlp,
-                    Task::Classification,
-                    vec![784],
-                    10,
-                    vec![256, 128],
-                    vec![],
-                ),
-                128,
-                469,
-            )
-        }
-        Train::Cnn => {
-            // 6,400 images: enough for 100 steps of 64.
-            let n = 6400;
-            let pixels: Vec<u8> = (0..n * 784).map(|_| rng.random()).collect();
-            let ids = (0..n).map(|i| (i % 10) as u32).collect();
-            (
-                Dataset {
-                    name: "synthetic".into(),
-                    task: Task::Classification,
-                    sample_shape: vec![1, 28, 28],
-                    features: Features::U8(pixels),
-                    targets: Targets::Classes {
-                        ids,
-                        classes: 10,
-                        per_sample: 1,
-                    },
-                },
-                cfg(
-                    ModelKind::Cnn,
-                    Task::Classification,
-                    vec![1, 28, 28],
-                    10,
-                    vec![],
-                    vec![8, 16],
-                ),
-                64,
-                100,
-            )
-        }
+        // MNIST-shaped images of random bytes with 10 classes, kept as bytes
+        // on the device as real MNIST is (60,000 as f32 would exceed
+        // lavapipe's 128 MiB storage-binding limit).
+        Train::Mlp => (
+            images(rng, 60000, vec![784]),
+            cfg(
+                ModelKind::Mlp,
+                Task::Classification,
+                vec![784],
+                10,
+                vec![256, 128],
+                vec![],
+            ),
+            128,
+            469,
+        ),
+        // 6,400 images: enough for 100 steps of 64.
+        Train::Cnn => (
+            images(rng, 6400, vec![1, 28, 28]),
+            cfg(
+                ModelKind::Cnn,
+                Task::Classification,
+                vec![1, 28, 28],
+                10,
+                vec![],
+                vec![8, 16],
+            ),
+            64,
+            100,
+        ),
         Train::Rnn => {
             let (n, seq) = (3200, 32);
             let tokens: Vec<f32> = (0..n * seq)

@@ -717,22 +717,15 @@ impl Device for CpuDevice {
         count: usize,
     ) -> Result<CpuTensor> {
         let _t = profile::op_timer("gather_rows");
-        if start + count > idx.shape.numel() {
-            return Err(Error::shape(
-                "gather_rows",
-                format!(
-                    "indices {start}..{} of {}",
-                    start + count,
-                    idx.shape.numel()
-                ),
-            ));
-        }
-        let rl = src.shape.row_len();
-        let mut out = Vec::with_capacity(count * rl);
-        for &i in &idx.data[start..start + count] {
-            let r = index(i, src.shape.rows(), "gather_rows")?;
-            out.extend_from_slice(&src.data[r * rl..(r + 1) * rl]);
-        }
+        let out = gather(
+            "gather_rows",
+            &src.data,
+            &src.shape,
+            idx,
+            start,
+            count,
+            |v| v,
+        )?;
         CpuTensor::new(out, src.shape.with_rows(count))
     }
 
@@ -746,26 +739,16 @@ impl Device for CpuDevice {
         shift: f32,
     ) -> Result<CpuTensor> {
         let _t = profile::op_timer("gather_rows_u8");
-        if start + count > idx.shape.numel() {
-            return Err(Error::shape(
-                "gather_rows_u8",
-                format!(
-                    "indices {start}..{} of {}",
-                    start + count,
-                    idx.shape.numel()
-                ),
-            ));
-        }
-        let rl = src.shape.row_len();
-        let mut out = Vec::with_capacity(count * rl);
-        for &i in &idx.data[start..start + count] {
-            let r = index(i, src.shape.rows(), "gather_rows_u8")?;
-            out.extend(
-                src.data[r * rl..(r + 1) * rl]
-                    .iter()
-                    .map(|&b| b as f32 * scale + shift),
-            );
-        }
+        let convert = |b: u8| b as f32 * scale + shift;
+        let out = gather(
+            "gather_rows_u8",
+            &src.data,
+            &src.shape,
+            idx,
+            start,
+            count,
+            convert,
+        )?;
         CpuTensor::new(out, src.shape.with_rows(count))
     }
 
@@ -930,6 +913,36 @@ pub(crate) fn clip_factor(sum_squares: f32, max_norm: f32) -> f32 {
     } else {
         1.0
     }
+}
+
+/// Rows `idx[start .. start + count]` of `src` (of `shape`), each value
+/// converted by `f`.
+fn gather<T: Copy>(
+    op: &'static str,
+    src: &[T],
+    shape: &Shape,
+    idx: &CpuTensor,
+    start: usize,
+    count: usize,
+    f: impl Fn(T) -> f32,
+) -> Result<Vec<f32>> {
+    if start + count > idx.shape.numel() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "indices {start}..{} of {}",
+                start + count,
+                idx.shape.numel()
+            ),
+        ));
+    }
+    let rl = shape.row_len();
+    let mut out = Vec::with_capacity(count * rl);
+    for &i in &idx.data[start..start + count] {
+        let r = index(i, shape.rows(), op)?;
+        out.extend(src[r * rl..(r + 1) * rl].iter().map(|&v| f(v)));
+    }
+    Ok(out)
 }
 
 fn sum_f64(values: impl Iterator<Item = f32>) -> f32 {

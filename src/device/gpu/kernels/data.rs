@@ -1,10 +1,12 @@
 //! Launchers for shaders/data.wgsl.
 
 use super::{launch, u32_of};
+use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::{GpuBytes, GpuDevice, GpuTensor};
 use crate::device::Tensor;
 use crate::error::{Error, Result};
 use crate::shader;
+use crate::tensor::Shape;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -17,16 +19,22 @@ struct Params {
     shift: f32,
 }
 
-pub(crate) fn gather_rows(
+/// Records a gather of rows `idx[start .. start + count]` from `src` (of
+/// `shape`, bound at `src_binding`) through `entry`.
+#[allow(clippy::too_many_arguments)]
+fn gather(
     dev: &GpuDevice,
-    src: &GpuTensor,
+    entry: &'static str,
+    (src_binding, src): (u32, &PooledBuffer),
+    shape: &Shape,
     idx: &GpuTensor,
     start: usize,
     count: usize,
+    (scale, shift): (f32, f32),
 ) -> Result<GpuTensor> {
     if start + count > idx.shape().numel() {
         return Err(Error::shape(
-            "gather_rows",
+            entry,
             format!(
                 "indices {start}..{} of {}",
                 start + count,
@@ -34,34 +42,66 @@ pub(crate) fn gather_rows(
             ),
         ));
     }
-    if src.shape().rows() == 0 {
-        return Err(Error::shape(
-            "gather_rows",
-            "gathering from an empty tensor",
-        ));
+    if shape.rows() == 0 {
+        return Err(Error::shape(entry, "gathering from an empty tensor"));
     }
-    let row_len = src.shape().row_len();
-    let out = dev.empty(src.shape().with_rows(count))?;
+    let row_len = shape.row_len();
+    let out = dev.empty(shape.with_rows(count))?;
     let p = Params {
-        count: u32_of("gather_rows", count)?,
-        row_len: u32_of("gather_rows", row_len)?,
-        start: u32_of("gather_rows", start)?,
-        src_rows: u32_of("gather_rows", src.shape().rows())?,
-        scale: 1.0,
-        shift: 0.0,
+        count: u32_of(entry, count)?,
+        row_len: u32_of(entry, row_len)?,
+        start: u32_of(entry, start)?,
+        src_rows: u32_of(entry, shape.rows())?,
+        scale,
+        shift,
     };
-    u32_of("gather_rows", src.shape().numel().max(count * row_len))?;
-    let grid = dev.ctx.grid_1d("gather_rows", count * row_len)?;
-    launch(
-        dev,
-        shader!("data"),
-        "gather_rows",
-        &[],
-        &[(0, src.buf()), (1, idx.buf()), (2, out.buf())],
-        &p,
-        grid,
-    );
+    u32_of(entry, shape.numel().max(count * row_len))?;
+    let grid = dev.ctx.grid_1d(entry, count * row_len)?;
+    let bindings = [(src_binding, src), (1, idx.buf()), (2, out.buf())];
+    launch(dev, shader!("data"), entry, &[], &bindings, &p, grid);
     Ok(out)
+}
+
+pub(crate) fn gather_rows(
+    dev: &GpuDevice,
+    src: &GpuTensor,
+    idx: &GpuTensor,
+    start: usize,
+    count: usize,
+) -> Result<GpuTensor> {
+    let s = (0, src.buf());
+    gather(
+        dev,
+        "gather_rows",
+        s,
+        src.shape(),
+        idx,
+        start,
+        count,
+        (1.0, 0.0),
+    )
+}
+
+pub(crate) fn gather_rows_u8(
+    dev: &GpuDevice,
+    src: &GpuBytes,
+    idx: &GpuTensor,
+    start: usize,
+    count: usize,
+    scale: f32,
+    shift: f32,
+) -> Result<GpuTensor> {
+    let s = (3, src.buf());
+    gather(
+        dev,
+        "gather_rows_u8",
+        s,
+        src.shape(),
+        idx,
+        start,
+        count,
+        (scale, shift),
+    )
 }
 
 pub(crate) fn one_hot(dev: &GpuDevice, idx: &GpuTensor, depth: usize) -> Result<GpuTensor> {
@@ -83,55 +123,6 @@ pub(crate) fn one_hot(dev: &GpuDevice, idx: &GpuTensor, depth: usize) -> Result<
         "one_hot",
         &[],
         &[(1, idx.buf()), (2, out.buf())],
-        &p,
-        grid,
-    );
-    Ok(out)
-}
-
-pub(crate) fn gather_rows_u8(
-    dev: &GpuDevice,
-    src: &GpuBytes,
-    idx: &GpuTensor,
-    start: usize,
-    count: usize,
-    scale: f32,
-    shift: f32,
-) -> Result<GpuTensor> {
-    if start + count > idx.shape().numel() {
-        return Err(Error::shape(
-            "gather_rows_u8",
-            format!(
-                "indices {start}..{} of {}",
-                start + count,
-                idx.shape().numel()
-            ),
-        ));
-    }
-    if src.shape().rows() == 0 {
-        return Err(Error::shape(
-            "gather_rows_u8",
-            "gathering from an empty tensor",
-        ));
-    }
-    let row_len = src.shape().row_len();
-    let out = dev.empty(src.shape().with_rows(count))?;
-    let p = Params {
-        count: u32_of("gather_rows_u8", count)?,
-        row_len: u32_of("gather_rows_u8", row_len)?,
-        start: u32_of("gather_rows_u8", start)?,
-        src_rows: u32_of("gather_rows_u8", src.shape().rows())?,
-        scale,
-        shift,
-    };
-    u32_of("gather_rows_u8", src.shape().numel().max(count * row_len))?;
-    let grid = dev.ctx.grid_1d("gather_rows_u8", count * row_len)?;
-    launch(
-        dev,
-        shader!("data"),
-        "gather_rows_u8",
-        &[],
-        &[(3, src.buf()), (1, idx.buf()), (2, out.buf())],
         &p,
         grid,
     );
