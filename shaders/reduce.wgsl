@@ -166,6 +166,20 @@ fn softmax_xent_rows(@builtin(local_invocation_index) lid: u32,
 // The same for rows of at most SMALL_ROW columns: one invocation per row
 // and no barriers, which software adapters execute very slowly (the
 // workgroup version spent 40% of a char-RNN step on lavapipe in barriers).
+// Max and Σ exp(x - max) over the row of `cols` values at `base`, in one
+// invocation.
+fn row_max_sumexp(base: u32, cols: u32) -> vec2<f32> {
+    var m = x[base];
+    for (var c = 1u; c < cols; c++) {
+        m = max(m, x[base + c]);
+    }
+    var s = 0.0;
+    for (var c = 0u; c < cols; c++) {
+        s += exp(x[base + c] - m);
+    }
+    return vec2<f32>(m, s);
+}
+
 @compute @workgroup_size(64)
 fn softmax_xent_small(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -175,15 +189,8 @@ fn softmax_xent_small(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let base = row * p.cols;
     let label = u32(y[row]);
-    var m = x[base];
-    for (var c = 1u; c < p.cols; c++) {
-        m = max(m, x[base + c]);
-    }
-    var s = 0.0;
-    for (var c = 0u; c < p.cols; c++) {
-        s += exp(x[base + c] - m);
-    }
-    let lse = m + log(s);
+    let ms = row_max_sumexp(base, p.cols);
+    let lse = ms.x + log(ms.y);
     let inv_rows = 1.0 / f32(p.rows);
     for (var c = 0u; c < p.cols; c++) {
         let g = exp(x[base + c] - lse) - select(0.0, 1.0, c == label);
@@ -201,16 +208,9 @@ fn softmax_small(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let base = row * p.cols;
-    var m = x[base];
-    for (var c = 1u; c < p.cols; c++) {
-        m = max(m, x[base + c]);
-    }
-    var s = 0.0;
+    let ms = row_max_sumexp(base, p.cols);
     for (var c = 0u; c < p.cols; c++) {
-        s += exp(x[base + c] - m);
-    }
-    for (var c = 0u; c < p.cols; c++) {
-        out[base + c] = exp(x[base + c] - m) / s;
+        out[base + c] = exp(x[base + c] - ms.x) / ms.y;
     }
 }
 
