@@ -6,6 +6,7 @@
 struct Params {
     iters: u32,
     seed: f32,
+    n: u32,
 }
 var<immediate> p: Params;
 
@@ -15,6 +16,9 @@ var<immediate> p: Params;
 fn peak(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
     let x = vec4<f32>(f32(i) * 1e-9 + p.seed);
     let m = vec4<f32>(0.9999);
     var a0 = x;

@@ -141,7 +141,9 @@ fn softmax_xent_rows(@builtin(local_invocation_index) lid: u32,
         return;
     }
     let base = row * p.cols;
-    let label = u32(y[row]);
+    // Labels are validated when data is loaded; clamping keeps a bad one
+    // from reading another row.
+    let label = min(u32(y[row]), p.cols - 1u);
     var m = -3.4028235e38;
     for (var c = lid; c < p.cols; c += WG) {
         m = max(m, x[base + c]);
@@ -188,7 +190,9 @@ fn softmax_xent_small(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let base = row * p.cols;
-    let label = u32(y[row]);
+    // Labels are validated when data is loaded; clamping keeps a bad one
+    // from reading another row.
+    let label = min(u32(y[row]), p.cols - 1u);
     let ms = row_max_sumexp(base, p.cols);
     let lse = ms.x + log(ms.y);
     let inv_rows = 1.0 / f32(p.rows);

@@ -164,6 +164,11 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(path, e));
     }
+    // Make the rename itself durable (best effort: not every platform can
+    // open a directory for syncing).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 

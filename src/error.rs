@@ -16,7 +16,7 @@ pub enum Error {
     NoAdapter(String),
 
     /// A buffer would exceed one of the adapter's limits.
-    #[error("{what} needs {} MiB, over the adapter's {limit_name} of {} MiB; use a smaller batch or model, or --device cpu", bytes.div_ceil(1 << 20), limit >> 20)]
+    #[error("{what} needs {} MiB, over the {limit_name} of {} MiB; use a smaller batch or model, or --device cpu", bytes.div_ceil(1 << 20), limit >> 20)]
     TooLarge {
         what: String,
         bytes: u64,

@@ -204,7 +204,7 @@ impl<D: Device + 'static> Experiment<D> {
         };
         let mut cfg = self.config.train_config(self.train.len());
         cfg.stop_at_epoch = stop_after.map(|n| self.state.epoch + n);
-        let result = fit(
+        let stopped_early = fit(
             dev,
             &mut self.model,
             &mut self.optimizer,
@@ -214,8 +214,8 @@ impl<D: Device + 'static> Experiment<D> {
             &mut keeper,
         );
         self.best = keeper.best;
-        result?;
-        let finished = self.state.epoch >= self.config.epochs || stop_after.is_none();
+        let finished =
+            stopped_early? || self.state.epoch >= self.config.epochs || stop_after.is_none();
         if let (true, Some(best)) = (finished, &self.best) {
             restore(dev, &mut self.model, best)?;
         }

@@ -39,7 +39,10 @@ impl Evaluation {
             .or(self.r2)
             .or(self.bits_per_char.map(|b| -b))
             .unwrap_or(-self.loss);
-        [metric, -self.loss]
+        // A NaN metric or loss ranks below everything, so later epochs can
+        // still improve on it.
+        let rank = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+        [rank(metric), rank(-self.loss)]
     }
 
     /// The task's headline metric, named, for messages.

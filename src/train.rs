@@ -106,7 +106,20 @@ pub struct TrainState {
 
 impl TrainState {
     fn epochs_since_best(&self) -> usize {
-        self.epoch - self.best_epoch
+        self.epoch.saturating_sub(self.best_epoch)
+    }
+
+    /// Checks a state read from a checkpoint.
+    pub fn validate(&self) -> Result<()> {
+        if self.best_epoch > self.epoch || self.history.len() != self.epoch {
+            return Err(Error::Config(format!(
+                "inconsistent training state: epoch {}, best epoch {}, {} epochs of history",
+                self.epoch,
+                self.best_epoch,
+                self.history.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -160,9 +173,10 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<f32> {
     idx.into_iter().map(|i| i as f32).collect()
 }
 
-/// Trains from `state` (fresh or resumed) until `cfg.epochs` or early stop.
-/// Stops with an error if the loss becomes NaN or infinite; the last
-/// checkpoint written by `hooks` is then the last good one.
+/// Trains from `state` (fresh or resumed) until `cfg.epochs` or early stop;
+/// returns whether early stopping ended it. Stops with an error if the loss
+/// becomes NaN or infinite; the last checkpoint written by `hooks` is then
+/// the last good one.
 pub fn fit<D: Device>(
     dev: &D,
     model: &mut Model<D>,
@@ -171,7 +185,7 @@ pub fn fit<D: Device>(
     cfg: &TrainConfig,
     state: &mut TrainState,
     hooks: &mut dyn Hooks<D>,
-) -> Result<()> {
+) -> Result<bool> {
     cfg.validate(data.train.len())?;
     let n = data.train.len();
     let steps = n.div_ceil(cfg.batch_size);
@@ -184,10 +198,8 @@ pub fn fit<D: Device>(
     let total_steps = steps * cfg.epochs;
     let last = cfg.stop_at_epoch.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     while state.epoch < last {
-        if let Some(p) = cfg.patience {
-            if state.epoch > 0 && state.epochs_since_best() >= p {
-                break;
-            }
+        if patience_exhausted(cfg, state) {
+            return Ok(true);
         }
         let epoch = state.epoch + 1;
         let started = Instant::now();
@@ -267,7 +279,13 @@ pub fn fit<D: Device>(
         hooks.on_epoch(&stats, state, improved, model, optimizer)?;
     }
     optimizer.config.lr = base_lr;
-    Ok(())
+    Ok(patience_exhausted(cfg, state))
+}
+
+/// Whether early stopping ends the run at this point.
+fn patience_exhausted(cfg: &TrainConfig, state: &TrainState) -> bool {
+    cfg.patience
+        .is_some_and(|p| state.epoch > 0 && state.epochs_since_best() >= p)
 }
 
 /// A tensor copied to the host, with its name and shape.

@@ -565,3 +565,63 @@ fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
         .iter()
         .all(|t| t.values.iter().all(|v| v.is_finite())));
 }
+
+#[test]
+fn early_stopping_keeps_the_best_epoch_also_across_resumes() {
+    let w = workdir();
+    let args = [
+        "train",
+        "mlp",
+        "--hidden",
+        "64",
+        "--patience",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        "--quiet",
+    ];
+    let full = json(&ok(wgtrain(
+        w.path(),
+        &[&args[..], &["--out", "full"]].concat(),
+    )));
+    let (epochs, best) = (
+        full["epochs"].as_u64().unwrap(),
+        full["best_epoch"].as_u64().unwrap(),
+    );
+    assert!(
+        epochs < 40,
+        "patience 2 should stop before the 40 default epochs"
+    );
+    assert_eq!(epochs - best, 2);
+    // The same run in chunks of 2 epochs ends at the same epoch, with the
+    // best epoch's weights restored.
+    ok(wgtrain(
+        w.path(),
+        &[&args[..], &["--out", "chunks", "--stop-after-epochs", "2"]].concat(),
+    ));
+    let mut last = Value::Null;
+    for _ in 0..20 {
+        last = json(&ok(wgtrain(
+            w.path(),
+            &[
+                "train",
+                "mlp",
+                "--resume",
+                "chunks",
+                "--device",
+                "cpu",
+                "--json",
+                "--quiet",
+                "--stop-after-epochs",
+                "2",
+            ],
+        )));
+        if last["epochs"] == full["epochs"] {
+            break;
+        }
+    }
+    assert_eq!(last["epochs"], full["epochs"]);
+    assert_eq!(last["best_epoch"], full["best_epoch"]);
+    assert_eq!(last["test"], full["test"]);
+}

@@ -108,8 +108,17 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
             if improved { "  *" } else { "" }
         ));
         let params = snapshot(self.dev, model)?;
-        // The resumable state first: if writing the best model fails, the
-        // run can still continue from here.
+        // The best model first, then the resumable state that names it as
+        // best: a crash between the two leaves the state of the epoch before,
+        // and resuming from it recomputes this epoch identically.
+        if improved {
+            checkpoint::save(
+                &self.out.join("model.safetensors"),
+                &self.meta,
+                &params,
+                None,
+            )?;
+        }
         let resume = ResumeMeta {
             state: state.clone(),
             optimizer_steps: optimizer.steps,
@@ -121,14 +130,6 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
             &params,
             Some((&resume, &opt)),
         )?;
-        if improved {
-            checkpoint::save(
-                &self.out.join("model.safetensors"),
-                &self.meta,
-                &params,
-                None,
-            )?;
-        }
         write_metrics(&self.out.join("metrics.csv"), &state.history)?;
         plot_loss(&self.out.join("loss.svg"), &state.history)?;
         Ok(())

@@ -263,9 +263,14 @@ fn train_on<D: Device + 'static>(
             meta.optimizer_steps,
             opt_state,
         )?;
+        meta.state.validate()?;
         exp.state = meta.state.clone();
-        let best = checkpoint::load(&out.join("model.safetensors"))?;
-        exp.best = Some(best.params);
+        let best = out.join("model.safetensors");
+        exp.best = if best.exists() {
+            Some(checkpoint::load(&best)?.params)
+        } else {
+            None
+        };
     }
     let meta = ModelMeta {
         format: checkpoint::FORMAT,

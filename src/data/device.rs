@@ -33,6 +33,13 @@ impl<D: Device> DeviceData<D> {
         scaler: Option<&TargetScaler>,
     ) -> Result<Self> {
         let n = ds.len();
+        // Sample indices travel as f32, exact up to 2^24.
+        if n > 1 << 24 {
+            return Err(crate::error::Error::data(
+                &ds.name,
+                format!("{n} samples: at most 16,777,216 per split are supported"),
+            ));
+        }
         let width = ds.sample_len();
         norm.check(width)?;
         let mut shape = vec![n];

@@ -9,7 +9,9 @@
 //!   the only in-place operations are the optimizer updates, which take `&mut`;
 //! - `Clone` on a tensor is cheap and shares its storage;
 //! - index tensors (labels, gather indices, argmax) hold integers as f32,
-//!   exact up to 2^24;
+//!   exact up to 2^24; the CPU rejects an index out of range, the GPU (which
+//!   cannot report without a readback) clamps it, so callers validate
+//!   indices where they come from (the data loaders do);
 //! - a reduction to one value returns a tensor of shape `[1]`, so losses and
 //!   metrics can stay on the device until somebody downloads them.
 

@@ -327,9 +327,12 @@ impl Context {
     /// Checks a storage buffer request against the adapter's limits.
     pub fn check_size(&self, what: &dyn Fn() -> String, bytes: u64) -> Result<()> {
         let checks = [
-            ("max_buffer_size", self.limits.max_buffer_size),
+            // Kernels index elements with u32 arithmetic; 2^31 elements keeps
+            // every index expression clear of overflow.
+            ("32-bit index range of wgtrain's kernels", 1u64 << 33),
+            ("adapter's max_buffer_size", self.limits.max_buffer_size),
             (
-                "max_storage_buffer_binding_size",
+                "adapter's max_storage_buffer_binding_size",
                 self.limits.max_storage_buffer_binding_size,
             ),
         ];
@@ -491,7 +494,11 @@ impl Context {
             rec.timed.push((profile::current(), kernel.entry));
         }
         rec.pending += 1;
-        let full = rec.pending >= DISPATCHES_PER_SUBMIT;
+        if rec.pending >= DISPATCHES_PER_SUBMIT {
+            // Submitted under the lock, so the timestamp slots of one
+            // encoder never exceed the query set.
+            self.submit_locked(&mut rec);
+        }
         drop(rec);
         lock(&self.stats).dispatches += 1;
         if profiling && self.timestamps.is_none() {
@@ -504,8 +511,6 @@ impl Context {
                 t.elapsed().as_secs_f64(),
                 "a wait after every dispatch",
             );
-        } else if full {
-            self.flush();
         }
     }
 
@@ -571,13 +576,13 @@ impl Context {
     fn collect_timestamps(&self, timed: &[(Phase, &'static str)]) {
         let Some(ts) = &self.timestamps else { return };
         let slice = ts.readback.slice(..timed.len() as u64 * 16);
-        slice.map_async(wgpu::MapMode::Read, |_| {});
-        if self
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .is_err()
-        {
-            return;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+        if !matches!(pollster::block_on(rx.receive()), Some(Ok(()))) {
+            return; // not mapped: nothing to read or unmap
         }
         if let Ok(view) = slice.get_mapped_range() {
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&view);
@@ -629,11 +634,15 @@ impl Context {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.device
+        let waited = self
+            .device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for a download: {e}")))?;
+            .map_err(|e| Error::Gpu(format!("waiting for a download: {e}")));
+        let mapped = pollster::block_on(rx.receive());
+        profile::phase(left);
+        waited?;
         self.check_errors()?;
-        pollster::block_on(rx.receive())
+        mapped
             .ok_or_else(|| Error::Gpu("download callback dropped".into()))?
             .map_err(|e| Error::Gpu(format!("mapping a download buffer: {e}")))?;
         let data = {
@@ -644,7 +653,6 @@ impl Context {
         };
         staging.unmap();
         lock(&self.staging).entry(size).or_default().push(staging);
-        profile::phase(left);
         Ok(data)
     }
 }

@@ -13,6 +13,7 @@ use crate::shader;
 struct Params {
     iters: u32,
     seed: f32,
+    n: u32,
 }
 
 /// FLOPs per invocation per loop iteration: 8 vec4 FMAs.
@@ -29,6 +30,7 @@ pub(crate) fn measure(dev: &GpuDevice, threads: usize, iters: u32, reps: usize) 
         let p = Params {
             iters,
             seed: rep as f32,
+            n: threads as u32,
         };
         launch(
             dev,
