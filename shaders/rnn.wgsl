@@ -102,6 +102,26 @@ fn tanh4(v: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(tanh_stable(v.x), tanh_stable(v.y), tanh_stable(v.z), tanh_stable(v.w));
 }
 
+// acc + Σ_t h[t]·u_t: four terms of a row times four rows of U.
+fn mac4(h: vec4<f32>, u0: vec4<f32>, u1: vec4<f32>, u2: vec4<f32>, u3: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
+    return fma(vec4<f32>(h.w), u3, fma(vec4<f32>(h.z), u2, fma(vec4<f32>(h.y), u1, fma(vec4<f32>(h.x), u0, acc))));
+}
+
+// (d·u0, d·u1, d·u2, d·u3): four terms of a row against four rows of U
+// (the transposed product da·Uᵀ).
+fn dots4(d: vec4<f32>, u0: vec4<f32>, u1: vec4<f32>, u2: vec4<f32>, u3: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(d, u0), dot(d, u1), dot(d, u2), dot(d, u3));
+}
+
+// vec4 number `q` of batch row `b` of the state before step p.t (h0 at t = 0).
+fn prev_state4(b: u32, q: u32) -> vec4<f32> {
+    let hq = p.hidden / 4u;
+    if (p.t == 0u) {
+        return h04[b * hq + q];
+    }
+    return hs4[((p.t - 1u) * p.batch + b) * hq + q];
+}
+
 // Invocation e: hidden units j0..j0+3 of batch rows b0..b0+3.
 fn block_of(e: u32) -> vec2<u32> {
     let jb = p.hidden / 4u;
@@ -129,34 +149,10 @@ fn rnn_step_forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let u1 = u4[((i + 1u) * p.hidden + bj.y) / 4u];
         let u2 = u4[((i + 2u) * p.hidden + bj.y) / 4u];
         let u3 = u4[((i + 3u) * p.hidden + bj.y) / 4u];
-        var h0: vec4<f32>;
-        if (p.t == 0u) {
-            h0 = h04[b0 * hq + i / 4u];
-        } else {
-            h0 = hs4[((p.t - 1u) * p.batch + b0) * hq + i / 4u];
-        }
-        acc0 = fma(vec4<f32>(h0.w), u3, fma(vec4<f32>(h0.z), u2, fma(vec4<f32>(h0.y), u1, fma(vec4<f32>(h0.x), u0, acc0))));
-        var h1: vec4<f32>;
-        if (p.t == 0u) {
-            h1 = h04[b1 * hq + i / 4u];
-        } else {
-            h1 = hs4[((p.t - 1u) * p.batch + b1) * hq + i / 4u];
-        }
-        acc1 = fma(vec4<f32>(h1.w), u3, fma(vec4<f32>(h1.z), u2, fma(vec4<f32>(h1.y), u1, fma(vec4<f32>(h1.x), u0, acc1))));
-        var h2: vec4<f32>;
-        if (p.t == 0u) {
-            h2 = h04[b2 * hq + i / 4u];
-        } else {
-            h2 = hs4[((p.t - 1u) * p.batch + b2) * hq + i / 4u];
-        }
-        acc2 = fma(vec4<f32>(h2.w), u3, fma(vec4<f32>(h2.z), u2, fma(vec4<f32>(h2.y), u1, fma(vec4<f32>(h2.x), u0, acc2))));
-        var h3: vec4<f32>;
-        if (p.t == 0u) {
-            h3 = h04[b3 * hq + i / 4u];
-        } else {
-            h3 = hs4[((p.t - 1u) * p.batch + b3) * hq + i / 4u];
-        }
-        acc3 = fma(vec4<f32>(h3.w), u3, fma(vec4<f32>(h3.z), u2, fma(vec4<f32>(h3.y), u1, fma(vec4<f32>(h3.x), u0, acc3))));
+        acc0 = mac4(prev_state4(b0, i / 4u), u0, u1, u2, u3, acc0);
+        acc1 = mac4(prev_state4(b1, i / 4u), u0, u1, u2, u3, acc1);
+        acc2 = mac4(prev_state4(b2, i / 4u), u0, u1, u2, u3, acc2);
+        acc3 = mac4(prev_state4(b3, i / 4u), u0, u1, u2, u3, acc3);
     }
     hs4[(p.t * p.batch + b0) * hq + bj.y / 4u] = tanh4(acc0);
     hs4[(p.t * p.batch + b1) * hq + bj.y / 4u] = tanh4(acc1);
@@ -188,13 +184,13 @@ fn rnn_step_backward4(@builtin(global_invocation_id) gid: vec3<u32>) {
             let uj2 = u4[((bj.y + 2u) * p.hidden + k) / 4u];
             let uj3 = u4[((bj.y + 3u) * p.hidden + k) / 4u];
             let d0 = hs4[((p.t + 1u) * p.batch + b0) * hq + k / 4u];
-            g0 += vec4<f32>(dot(d0, uj0), dot(d0, uj1), dot(d0, uj2), dot(d0, uj3));
+            g0 += dots4(d0, uj0, uj1, uj2, uj3);
             let d1 = hs4[((p.t + 1u) * p.batch + b1) * hq + k / 4u];
-            g1 += vec4<f32>(dot(d1, uj0), dot(d1, uj1), dot(d1, uj2), dot(d1, uj3));
+            g1 += dots4(d1, uj0, uj1, uj2, uj3);
             let d2 = hs4[((p.t + 1u) * p.batch + b2) * hq + k / 4u];
-            g2 += vec4<f32>(dot(d2, uj0), dot(d2, uj1), dot(d2, uj2), dot(d2, uj3));
+            g2 += dots4(d2, uj0, uj1, uj2, uj3);
             let d3 = hs4[((p.t + 1u) * p.batch + b3) * hq + k / 4u];
-            g3 += vec4<f32>(dot(d3, uj0), dot(d3, uj1), dot(d3, uj2), dot(d3, uj3));
+            g3 += dots4(d3, uj0, uj1, uj2, uj3);
         }
     }
     let y0 = h04[(p.t * p.batch + b0) * hq + bj.y / 4u];
@@ -230,13 +226,13 @@ fn rnn_initial_grad4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let uj2 = u4[((bj.y + 2u) * p.hidden + k) / 4u];
         let uj3 = u4[((bj.y + 3u) * p.hidden + k) / 4u];
         let d0 = hs4[b0 * hq + k / 4u];
-        g0 += vec4<f32>(dot(d0, uj0), dot(d0, uj1), dot(d0, uj2), dot(d0, uj3));
+        g0 += dots4(d0, uj0, uj1, uj2, uj3);
         let d1 = hs4[b1 * hq + k / 4u];
-        g1 += vec4<f32>(dot(d1, uj0), dot(d1, uj1), dot(d1, uj2), dot(d1, uj3));
+        g1 += dots4(d1, uj0, uj1, uj2, uj3);
         let d2 = hs4[b2 * hq + k / 4u];
-        g2 += vec4<f32>(dot(d2, uj0), dot(d2, uj1), dot(d2, uj2), dot(d2, uj3));
+        g2 += dots4(d2, uj0, uj1, uj2, uj3);
         let d3 = hs4[b3 * hq + k / 4u];
-        g3 += vec4<f32>(dot(d3, uj0), dot(d3, uj1), dot(d3, uj2), dot(d3, uj3));
+        g3 += dots4(d3, uj0, uj1, uj2, uj3);
     }
     dh04[b0 * hq + bj.y / 4u] = g0;
     dh04[b1 * hq + bj.y / 4u] = g1;
