@@ -16,6 +16,7 @@ struct Params {
     eps: f32,
     correction1: f32, // 1 - β1^t
     correction2: f32, // 1 - β2^t
+    decoupled_decay: f32, // AdamW: p -= lr·decoupled_decay·p beside the step
 }
 var<immediate> p: Params;
 
@@ -61,7 +62,8 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>,
         let v1 = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
         m[i] = m1;
         v[i] = v1;
-        param[i] = w - p.lr * (m1 / p.correction1) / (sqrt(v1 / p.correction2) + vec4<f32>(p.eps));
+        param[i] = w - p.lr * (m1 / p.correction1) / (sqrt(v1 / p.correction2) + vec4<f32>(p.eps))
+            - p.lr * p.decoupled_decay * w;
     }
 }
 

@@ -13,11 +13,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::data::{Dataset, DeviceData, Features, Normalizer, Targets};
+use crate::data::{Dataset, DeviceData, Features, Normalizer, Targets, Task};
 use crate::device::{Activation, Device, MatmulSpec};
 use crate::error::{Error, Result};
-use crate::models::{Model, ModelConfig, ModelKind, Task};
-use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
+use crate::models::{FeatureShape, Model, ModelSpec, Output, Preset};
+use crate::optim::{OptimConfig, OptimizerKind};
 
 /// The figure a workload reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -371,7 +371,7 @@ fn images(rng: &mut ChaCha8Rng, n: usize, shape: Vec<usize>) -> Dataset {
 }
 
 /// A synthetic dataset for a training workload.
-fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, usize) {
+fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelSpec, usize, usize) {
     let table = |rng: &mut ChaCha8Rng, n: usize, f: usize, targets: Targets, task| Dataset {
         name: "synthetic".into(),
         task,
@@ -379,17 +379,17 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
         features: Features::F32(random(rng, n * f)),
         targets,
     };
-    let cfg =
-        |kind, task, input_shape: Vec<usize>, outputs, hidden: Vec<usize>, channels: Vec<usize>| {
-            ModelConfig {
-                kind,
-                task,
-                input_shape,
-                outputs,
-                hidden,
-                channels,
-            }
+    let cfg = |preset: Preset, input: FeatureShape, output: Output, sizes: Option<&[usize]>| {
+        let (hidden, channels) = match preset {
+            Preset::Cnn => (None, sizes),
+            _ => (sizes, None),
         };
+        let layers = preset
+            .layers(hidden, channels)
+            .expect("benchmark sizes fit");
+        ModelSpec::new(&layers, input, output).expect("benchmark models are valid")
+    };
+    let flat = |features| FeatureShape::Flat { features };
     match t {
         Train::Linear => {
             let n = 65536;
@@ -403,12 +403,10 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
                     Task::Regression,
                 ),
                 cfg(
-                    ModelKind::Linear,
-                    Task::Regression,
-                    vec![64],
-                    1,
-                    vec![],
-                    vec![],
+                    Preset::Linear,
+                    flat(64),
+                    Output::Regression { targets: 1 },
+                    None,
                 ),
                 1024,
                 64,
@@ -430,12 +428,10 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
                     Task::Classification,
                 ),
                 cfg(
-                    ModelKind::Logistic,
-                    Task::Classification,
-                    vec![64],
-                    2,
-                    vec![],
-                    vec![],
+                    Preset::Logistic,
+                    flat(64),
+                    Output::Classes { classes: 2 },
+                    None,
                 ),
                 1024,
                 64,
@@ -447,12 +443,10 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
         Train::Mlp => (
             images(rng, 60000, vec![784]),
             cfg(
-                ModelKind::Mlp,
-                Task::Classification,
-                vec![784],
-                10,
-                vec![256, 128],
-                vec![],
+                Preset::Mlp,
+                flat(784),
+                Output::Classes { classes: 10 },
+                Some(&[256, 128]),
             ),
             128,
             469,
@@ -461,12 +455,14 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
         Train::Cnn => (
             images(rng, 6400, vec![1, 28, 28]),
             cfg(
-                ModelKind::Cnn,
-                Task::Classification,
-                vec![1, 28, 28],
-                10,
-                vec![],
-                vec![8, 16],
+                Preset::Cnn,
+                FeatureShape::Image {
+                    channels: 1,
+                    height: 28,
+                    width: 28,
+                },
+                Output::Classes { classes: 10 },
+                Some(&[8, 16]),
             ),
             64,
             100,
@@ -489,7 +485,12 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelConfig, usize, us
                         per_sample: seq,
                     },
                 },
-                cfg(ModelKind::Rnn, Task::Text, vec![seq], 64, vec![128], vec![]),
+                cfg(
+                    Preset::Rnn,
+                    FeatureShape::Tokens { len: seq },
+                    Output::NextToken { vocab: 64 },
+                    Some(&[128]),
+                ),
                 64,
                 50,
             )
@@ -514,8 +515,8 @@ fn train_rep<'a, D: Device + 'static>(
         _ => Normalizer::Identity,
     };
     let data = DeviceData::upload(dev, &ds, &norm, None)?;
-    let mut model = Model::new(dev, config, 1)?;
-    let mut optimizer = Optimizer::new(OptimConfig::new(OptimizerKind::Sgd, 0.01));
+    let mut model = Model::new(dev, &config, 1)?;
+    let mut optimizer = OptimConfig::new(OptimizerKind::Sgd, 0.01).build::<D>()?;
     let n = data.len();
     let order: Vec<f32> = (0..n).map(|i| i as f32).collect();
     let order = dev.upload(&order, [n])?;
@@ -529,7 +530,7 @@ fn train_rep<'a, D: Device + 'static>(
         for step in 0..steps {
             let (x, y) = data.batch(dev, &order, step * batch, batch)?;
             let loss = model.loss_and_grads(dev, &x, &y)?;
-            optimizer.step(dev, model.params_mut())?;
+            optimizer.step(dev, &mut model.params_mut())?;
             running = Some(match running {
                 Some(r) => dev.add(&r, &loss)?,
                 None => loss,

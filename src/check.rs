@@ -528,6 +528,7 @@ impl Case {
                         beta2: 0.999,
                         eps: 1e-8,
                         weight_decay: 0.01,
+                        decoupled_decay: 0.02,
                         step,
                     };
                     dev.adam_update(&mut p, &mut m, &mut v, &g, &s, &hp)?;

@@ -103,3 +103,12 @@ impl From<&Shape> for Shape {
         s.clone()
     }
 }
+
+/// A tensor copied to the host, with its name and shape (checkpoints,
+/// snapshots of the best parameters, optimizer state).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}

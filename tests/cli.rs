@@ -104,6 +104,7 @@ fn train_writes_a_run_directory_and_json() {
     assert_eq!(
         files(&w.path().join("r")),
         [
+            "config.toml",
             "last.safetensors",
             "loss.svg",
             "metrics.csv",
@@ -421,7 +422,7 @@ fn bad_settings() {
     let o = wgtrain(d, &["train", "transformer"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains(
-        "unknown model 'transformer' (expected one of: linear, logistic, mlp, cnn, rnn)"
+        "unknown model 'transformer' (presets: linear, logistic, mlp, cnn, rnn; or give --layers)"
     ));
     let o = wgtrain(d, &["train", "mlp", "--batch-size", "0"]);
     assert!(!o.status.success() && stderr(&o).contains("at least 1"));
@@ -559,7 +560,7 @@ fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
         files(&run)
     );
     // The kept checkpoint loads and holds finite weights.
-    let ck = wgtrain::checkpoint::load(&run.join("last.safetensors")).unwrap();
+    let ck = wgtrain::run::checkpoint::load(&run.join("last.safetensors")).unwrap();
     assert!(ck
         .params
         .iter()
@@ -624,4 +625,188 @@ fn early_stopping_keeps_the_best_epoch_also_across_resumes() {
     assert_eq!(last["epochs"], full["epochs"]);
     assert_eq!(last["best_epoch"], full["best_epoch"]);
     assert_eq!(last["test"], full["test"]);
+}
+
+// ---- your own model: --layers, --config, --print-config --------------------
+
+/// The tensors of a checkpoint, by name.
+fn tensors(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let ck = wgtrain::run::checkpoint::load(path).unwrap();
+    let mut v: Vec<_> = ck
+        .params
+        .into_iter()
+        .map(|t| (t.name, t.shape, t.values))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn a_custom_architecture_trains_saves_and_evaluates() {
+    let w = workdir();
+    let d = w.path();
+    let layers = "conv2d:4:3,relu,maxpool:2,conv2d:6:3:1:0,relu,flatten,dense:16,relu";
+    let j = json(&ok(wgtrain(
+        d,
+        &[
+            "train", "--layers", layers, "--data", "digits", "--epochs", "15", "--lr", "3e-3",
+            "--device", "cpu", "--out", "c", "--json",
+        ],
+    )));
+    assert_eq!(j["model"], "custom");
+    assert_eq!(
+        j["layers"],
+        "conv2d:4:3:1:1,relu,maxpool:2:2,conv2d:6:3:1:0,relu,flatten,dense:16,relu,dense:10"
+    );
+    // 4·1·9+4 + 6·4·9+6 + 24·16+16 + 16·10+10 conv, conv, dense, output.
+    assert_eq!(j["params"], 40 + 222 + 400 + 170);
+    let acc = j["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "test accuracy {acc}");
+    // Parameters are named by layer position; the checkpoint rebuilds the
+    // same model, which evaluates to the same figure.
+    let names: Vec<String> = tensors(&d.join("c/model.safetensors"))
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "layers.0.bias",
+            "layers.0.weight",
+            "layers.3.bias",
+            "layers.3.weight",
+            "layers.6.bias",
+            "layers.6.weight",
+            "layers.8.bias",
+            "layers.8.weight"
+        ]
+    );
+    let e = json(&ok(wgtrain(
+        d,
+        &["eval", "--model", "c", "--device", "cpu", "--json"],
+    )));
+    assert_eq!(e["test"]["accuracy"].as_f64().unwrap(), acc);
+    assert_eq!(e["layers"], j["layers"]);
+}
+
+#[test]
+fn a_printed_config_repeats_the_run_bit_for_bit() {
+    let w = workdir();
+    let d = w.path();
+    let flags = [
+        "--layers",
+        "dense:12,sigmoid,dense:8,relu",
+        "--data",
+        "iris",
+        "--epochs",
+        "7",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "0.05",
+        "--lr",
+        "0.01",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+    ];
+    let mut first = vec!["train", "--out", "a", "--quiet"];
+    first.extend(flags);
+    ok(wgtrain(d, &first));
+    let mut print = vec!["train", "--print-config"];
+    print.extend(flags);
+    let printed = stdout(&ok(wgtrain(d, &print)));
+    assert!(printed.contains("kind = \"adamw\""), "{printed}");
+    // What --print-config prints is what the run wrote beside its model.
+    assert_eq!(
+        printed,
+        std::fs::read_to_string(d.join("a/config.toml")).unwrap()
+    );
+    std::fs::write(d.join("run.toml"), &printed).unwrap();
+    ok(wgtrain(
+        d,
+        &[
+            "train", "--config", "run.toml", "--device", "cpu", "--out", "b", "--quiet",
+        ],
+    ));
+    assert_eq!(
+        tensors(&d.join("a/model.safetensors")),
+        tensors(&d.join("b/model.safetensors"))
+    );
+    // Flags override the file.
+    let o = ok(wgtrain(
+        d,
+        &[
+            "train",
+            "--config",
+            "run.toml",
+            "--epochs",
+            "2",
+            "--print-config",
+        ],
+    ));
+    assert!(stdout(&o).contains("epochs = 2"));
+}
+
+#[test]
+fn bad_architectures_and_configs() {
+    let w = workdir();
+    let d = w.path();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--device", "cpu", "--out", "x"];
+        args.extend(extra);
+        wgtrain(d, &args)
+    };
+    fails_with(
+        train(&["--layers", "dense:8,swish", "--data", "iris"]),
+        &["layer 1", "unknown layer 'swish'"],
+    );
+    fails_with(
+        train(&["--layers", "conv2d:4:3", "--data", "iris"]),
+        &["layer 0 (conv2d:4:3:1:1)", "takes an image", "[4]"],
+    );
+    fails_with(
+        train(&["--layers", "conv2d:4:3,dense:8", "--data", "digits"]),
+        &["layer 1 (dense:8)", "flatten", "[4, 8, 8]"],
+    );
+    fails_with(
+        train(&["--layers", "dense:0", "--data", "iris"]),
+        &["dense:0", "units must be at least 1"],
+    );
+    fails_with(
+        train(&["--layers", "maxpool:16,flatten", "--data", "digits"]),
+        &["layer 0 (maxpool:16:16)", "at least 16×16", "[1, 8, 8]"],
+    );
+    fails_with(
+        train(&["--layers", "rnn:8", "--data", "iris"]),
+        &["layer 0 (rnn:8)", "sequence"],
+    );
+    fails_with(train(&["--layers", "dense:8"]), &["--data is needed"]);
+    fails_with(train(&[]), &["a preset", "--layers", "--config"]);
+    fails_with(
+        train(&["mlp", "--layers", "dense:8", "--hidden", "4"]),
+        &["--hidden and --channels size a preset"],
+    );
+    fails_with(
+        train(&["cnn", "--hidden", "4"]),
+        &["--hidden does not apply to the cnn preset"],
+    );
+    std::fs::write(d.join("typo.toml"), "data = \"iris\"\nepocs = 3\n").unwrap();
+    fails_with(train(&["--config", "typo.toml"]), &["typo.toml", "epocs"]);
+    std::fs::write(
+        d.join("bad.toml"),
+        "data = \"iris\"\nlayers = \"dense:4,\"\n",
+    )
+    .unwrap();
+    fails_with(
+        train(&["--config", "bad.toml"]),
+        &["bad.toml", "empty layer"],
+    );
+    std::fs::write(d.join("syntax.toml"), "data = [\n").unwrap();
+    fails_with(train(&["--config", "syntax.toml"]), &["syntax.toml"]);
+    fails_with(train(&["--config", "missing.toml"]), &["missing.toml"]);
+    assert!(!d.join("x").exists(), "no run directory for a bad setting");
 }

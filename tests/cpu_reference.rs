@@ -301,6 +301,7 @@ fn optimizer_steps_by_hand() {
         beta2: 0.999,
         eps: 1e-8,
         weight_decay: 0.0,
+        decoupled_decay: 0.0,
         step: 1,
     };
     let half = t(&[0.5], &[1]);
@@ -309,6 +310,18 @@ fn optimizer_steps_by_hand() {
         .unwrap();
     assert_close(&get(&p), &[1.99]);
     assert_close(&get(&m), &[0.05]);
+
+    // AdamW adds the decoupled decay lr·0.1·p = 0.002 beside that step.
+    let mut p = t(&[2.0], &[1]);
+    let (mut m, mut v) = (t(&[0.0], &[1]), t(&[0.0], &[1]));
+    let adamw = AdamStep {
+        decoupled_decay: 0.1,
+        ..hp
+    };
+    dev()
+        .adam_update(&mut p, &mut m, &mut v, &g, &half, &adamw)
+        .unwrap();
+    assert_close(&get(&p), &[1.988]);
 
     assert_eq!(
         get(&dev().clip_factor(&t(&[100.0], &[1]), 5.0).unwrap()),

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use wgtrain::data::idx::{parse_idx, read_idx};
 use wgtrain::data::tabular::parse_csv;
+use wgtrain::data::Task;
 use wgtrain::data::{prepare, split_dataset, Features, PrepareOptions, Targets, TextCorpus};
-use wgtrain::models::Task;
 
 fn opts(task: Task) -> PrepareOptions {
     PrepareOptions {

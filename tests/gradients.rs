@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use wgtrain::device::cpu::CpuTensor;
 use wgtrain::device::Activation;
 use wgtrain::loss::Loss;
-use wgtrain::models::{Model, ModelKind};
+use wgtrain::models::Model;
 use wgtrain::nn::{Act, Conv2d, Dense, Flatten, Layer, MaxPool2d, Rnn};
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
@@ -109,10 +109,10 @@ fn dense_with_each_activation() {
 }
 
 #[test]
-fn dense_flattens_image_input() {
+fn dense_applies_to_every_step_of_a_sequence() {
     let rng = &mut ChaCha8Rng::seed_from_u64(3);
-    let layer = Dense::new(&CpuDevice, "dense.0", 2 * 3 * 3, 4, Activation::Tanh, rng).unwrap();
-    check_layer(Box::new(layer), Shape::new([2, 2, 3, 3]), 4, 1.0);
+    let layer = Dense::new(&CpuDevice, "dense.0", 3, 4, Activation::Tanh, rng).unwrap();
+    check_layer(Box::new(layer), Shape::new([2, 3, 3]), 4, 1.0);
 }
 
 #[test]
@@ -120,10 +120,10 @@ fn conv2d_with_padding_at_the_borders() {
     // Padding 1 on a 5×4 input: every border pixel's gradient passes through
     // the zero padding logic; C_in 2 and C_out 3 exercise channel indexing.
     let rng = &mut ChaCha8Rng::seed_from_u64(5);
-    let layer = Conv2d::new(&CpuDevice, "conv.0", (2, 3), 3, 1, rng).unwrap();
+    let layer = Conv2d::new(&CpuDevice, "conv.0", (2, 3), 3, 1, Activation::Tanh, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([2, 2, 5, 4]), 6, 1.0);
     let rng = &mut ChaCha8Rng::seed_from_u64(7);
-    let layer = Conv2d::new(&CpuDevice, "conv.1", (1, 2), 3, 0, rng).unwrap();
+    let layer = Conv2d::new(&CpuDevice, "conv.1", (1, 2), 3, 0, Activation::Relu, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([1, 1, 4, 5]), 8, 1.0);
 }
 
@@ -175,7 +175,7 @@ fn rnn_through_several_time_steps() {
     // T = 5 steps: the gradient of the first input passes through four
     // applications of U.
     let rng = &mut ChaCha8Rng::seed_from_u64(11);
-    let layer = Rnn::new(&CpuDevice, 3, 4, rng).unwrap();
+    let layer = Rnn::new(&CpuDevice, "rnn", 3, 4, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([5, 2, 3]), 12, 1.0);
 }
 
@@ -213,16 +213,10 @@ fn every_loss_gradient() {
 #[test]
 fn every_model_end_to_end() {
     let dev = CpuDevice;
-    for (config, x_shape, x, y) in common::small_models() {
-        let kind = config.kind;
-        let mut model = Model::new(&dev, config, 1).unwrap();
-        let xt = put(&x, &x_shape);
-        let yt = put(&y, &Shape::new([x_shape.rows(), y.len() / x_shape.rows()]));
-        let yt = if kind == ModelKind::Rnn {
-            yt
-        } else {
-            dev.reshape(&yt, [y.len()]).unwrap()
-        };
+    for case in common::small_models() {
+        let kind = &case.name;
+        let mut model = Model::new(&dev, &case.spec, 1).unwrap();
+        let (xt, yt) = case.batch(&dev);
         model.loss_and_grads(&dev, &xt, &yt).unwrap();
         let grads: Vec<Vec<f32>> = model
             .params()
@@ -250,7 +244,7 @@ fn every_model_end_to_end() {
                 let name = &model.params()[pi].name;
                 assert!(
                     close(grad[i], num),
-                    "{kind:?} {name}[{i}]: analytic {} numeric {num}",
+                    "{kind} {name}[{i}]: analytic {} numeric {num}",
                     grad[i]
                 );
                 checked += 1;
@@ -259,7 +253,7 @@ fn every_model_end_to_end() {
         let total: usize = grads.iter().map(Vec::len).sum();
         assert!(
             checked >= total.min(40),
-            "{kind:?}: only {checked} of {total} derivatives checked"
+            "{kind}: only {checked} of {total} derivatives checked"
         );
     }
 }

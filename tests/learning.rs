@@ -9,10 +9,8 @@
 
 mod common;
 
-use wgtrain::experiment::{Experiment, ExperimentConfig};
-use wgtrain::metrics::Evaluation;
-use wgtrain::models::ModelKind;
-use wgtrain::train::Silent;
+use wgtrain::models::{parse_layers, Preset};
+use wgtrain::run::{Evaluation, Experiment, ExperimentConfig, Silent};
 use wgtrain::{CpuDevice, Device};
 
 fn run<D: Device + 'static>(dev: &D, cfg: ExperimentConfig) -> (Experiment<D>, Evaluation) {
@@ -25,8 +23,8 @@ fn run<D: Device + 'static>(dev: &D, cfg: ExperimentConfig) -> (Experiment<D>, E
     (e, test.expect("a held-out split"))
 }
 
-fn cfg(model: ModelKind, data: &str) -> ExperimentConfig {
-    let mut c = ExperimentConfig::defaults(model);
+fn cfg(model: Preset, data: &str) -> ExperimentConfig {
+    let mut c = ExperimentConfig::preset(model);
     c.data = data.into();
     c
 }
@@ -67,7 +65,7 @@ fn linear_regression_matches_closed_form<D: Device + 'static>(dev: &D) {
     // No validation split: least squares has no early stopping to do, and
     // the model compared with the closed form must be the converged one,
     // not the epoch a small validation set happened to prefer.
-    let mut c = cfg(ModelKind::Linear, "diabetes");
+    let mut c = cfg(Preset::Linear, "diabetes");
     c.val_fraction = 0.0;
     let (e, test) = run(dev, c);
     // The closed form on the same standardised training split.
@@ -115,7 +113,7 @@ fn linear_regression_matches_closed_form<D: Device + 'static>(dev: &D) {
         })
         .collect();
     p.target_scaler.as_ref().unwrap().unscale(&mut pred);
-    let (r2_exact, _) = wgtrain::metrics::r2_rmse(&pred, &p.test.targets.as_f32());
+    let (r2_exact, _) = wgtrain::run::evaluate::r2_rmse(&pred, &p.test.targets.as_f32());
     let r2 = test.r2.unwrap();
     assert!(
         (r2 - r2_exact).abs() < 0.02,
@@ -124,7 +122,7 @@ fn linear_regression_matches_closed_form<D: Device + 'static>(dev: &D) {
 }
 
 fn accuracy_at_least<D: Device + 'static>(dev: &D, cfg: ExperimentConfig, target: f64) {
-    let what = format!("{} on {}", cfg.model.name(), cfg.data);
+    let what = format!("{} on {}", cfg.name(), cfg.data);
     let (_, test) = run(dev, cfg);
     let acc = test.accuracy.unwrap();
     assert!(acc >= target, "{what}: test accuracy {acc:.4} < {target}");
@@ -139,25 +137,40 @@ fn cpu_linear_regression_diabetes() {
 
 #[test]
 fn cpu_logistic_regression_breast_cancer_and_iris() {
-    accuracy_at_least(&CpuDevice, cfg(ModelKind::Logistic, "breast-cancer"), 0.95);
-    accuracy_at_least(&CpuDevice, cfg(ModelKind::Logistic, "iris"), 0.95);
+    accuracy_at_least(&CpuDevice, cfg(Preset::Logistic, "breast-cancer"), 0.95);
+    accuracy_at_least(&CpuDevice, cfg(Preset::Logistic, "iris"), 0.95);
 }
 
 #[test]
 fn cpu_mlp_digits() {
-    accuracy_at_least(&CpuDevice, cfg(ModelKind::Mlp, "digits"), 0.95);
+    accuracy_at_least(&CpuDevice, cfg(Preset::Mlp, "digits"), 0.95);
 }
 
 #[test]
 fn cpu_mlp_mnist() {
-    let mut c = cfg(ModelKind::Mlp, "data/mnist");
+    let mut c = cfg(Preset::Mlp, "data/mnist");
     c.epochs = 10;
     accuracy_at_least(&CpuDevice, c, 0.975);
 }
 
 #[test]
 fn cpu_cnn_digits() {
-    accuracy_at_least(&CpuDevice, cfg(ModelKind::Cnn, "digits"), 0.96);
+    accuracy_at_least(&CpuDevice, cfg(Preset::Cnn, "digits"), 0.96);
+}
+
+/// A user's own architecture, as `--layers` gives it: ReLU convolutions
+/// (He initialisation), a 5×5 kernel, a dense ReLU layer after the flatten.
+fn custom_cnn() -> ExperimentConfig {
+    let layers =
+        parse_layers("conv2d:8:5,relu,maxpool:2,conv2d:16:3,relu,flatten,dense:32,relu").unwrap();
+    let mut c = ExperimentConfig::custom(layers, "digits");
+    c.optim.lr = 3e-3;
+    c
+}
+
+#[test]
+fn cpu_custom_relu_cnn_digits() {
+    accuracy_at_least(&CpuDevice, custom_cnn(), 0.96);
 }
 
 #[test]
@@ -170,7 +183,7 @@ fn cpu_rnn_austen_span() {
     let text = include_str!("../data/text/pride_and_prejudice.txt");
     let path = dir.join("austen-200k.txt");
     std::fs::write(&path, &text[..200_000]).unwrap();
-    let mut c = cfg(ModelKind::Rnn, path.to_str().unwrap());
+    let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
     c.epochs = 20;
     let (_, held_out) = run(&CpuDevice, c);
     let bpc = held_out.bits_per_char.unwrap();
@@ -188,14 +201,14 @@ fn gpu_linear_regression_diabetes() {
 #[test]
 fn gpu_logistic_regression_breast_cancer_and_iris() {
     let Some(gpu) = common::gpu() else { return };
-    accuracy_at_least(&gpu, cfg(ModelKind::Logistic, "breast-cancer"), 0.95);
-    accuracy_at_least(&gpu, cfg(ModelKind::Logistic, "iris"), 0.95);
+    accuracy_at_least(&gpu, cfg(Preset::Logistic, "breast-cancer"), 0.95);
+    accuracy_at_least(&gpu, cfg(Preset::Logistic, "iris"), 0.95);
 }
 
 #[test]
 fn gpu_mlp_digits() {
     let Some(gpu) = common::gpu() else { return };
-    let mut c = cfg(ModelKind::Mlp, "digits");
+    let mut c = cfg(Preset::Mlp, "digits");
     c.epochs = 6;
     accuracy_at_least(&gpu, c, 0.95);
 }
@@ -204,7 +217,7 @@ fn gpu_mlp_digits() {
 fn gpu_mlp_mnist_subset() {
     // 3,000 training images, tested on all 10,000 of the official test set.
     let Some(gpu) = common::gpu() else { return };
-    let mut c = cfg(ModelKind::Mlp, "data/mnist");
+    let mut c = cfg(Preset::Mlp, "data/mnist");
     c.max_train_samples = Some(3000);
     c.epochs = 8;
     accuracy_at_least(&gpu, c, 0.90);
@@ -213,8 +226,16 @@ fn gpu_mlp_mnist_subset() {
 #[test]
 fn gpu_cnn_digits() {
     let Some(gpu) = common::gpu() else { return };
-    let mut c = cfg(ModelKind::Cnn, "digits");
+    let mut c = cfg(Preset::Cnn, "digits");
     c.epochs = 10;
+    accuracy_at_least(&gpu, c, 0.93);
+}
+
+#[test]
+fn gpu_custom_relu_cnn_digits() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut c = custom_cnn();
+    c.epochs = 4;
     accuracy_at_least(&gpu, c, 0.93);
 }
 
@@ -229,8 +250,8 @@ fn gpu_rnn_austen_span() {
     let text = include_str!("../data/text/pride_and_prejudice.txt");
     let path = dir.join("austen-40k.txt");
     std::fs::write(&path, &text[..40_000]).unwrap();
-    let mut c = cfg(ModelKind::Rnn, path.to_str().unwrap());
-    c.hidden = vec![64];
+    let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
+    c.layers = Preset::Rnn.layers(Some(&[64]), None).unwrap();
     c.seq_len = 16;
     c.epochs = 6;
     c.batch_size = Some(32);

@@ -12,26 +12,9 @@
 
 mod common;
 
-use wgtrain::models::{Model, ModelKind};
-use wgtrain::optim::{OptimConfig, Optimizer, OptimizerKind};
-use wgtrain::{CpuDevice, Device, GpuDevice, Shape};
-
-fn upload_batch<D: Device>(
-    dev: &D,
-    kind: ModelKind,
-    x_shape: &Shape,
-    x: &[f32],
-    y: &[f32],
-) -> (D::Tensor, D::Tensor) {
-    let xt = dev.upload(x, x_shape.clone()).unwrap();
-    let yt = if kind == ModelKind::Rnn {
-        dev.upload(y, [x_shape.rows(), y.len() / x_shape.rows()])
-            .unwrap()
-    } else {
-        dev.upload(y, [y.len()]).unwrap()
-    };
-    (xt, yt)
-}
+use wgtrain::models::Model;
+use wgtrain::optim::{OptimConfig, OptimizerKind};
+use wgtrain::{CpuDevice, Device, GpuDevice};
 
 fn assert_close(what: &str, cpu: &[f32], gpu: &[f32], abs: f32, rel: f32) {
     assert_eq!(cpu.len(), gpu.len(), "{what}: lengths");
@@ -47,36 +30,35 @@ fn assert_close(what: &str, cpu: &[f32], gpu: &[f32], abs: f32, rel: f32) {
 fn same_loss_and_gradients_on_both_devices() {
     let Some(gpu) = common::gpu() else { return };
     let cpu = CpuDevice;
-    for (config, x_shape, x, y) in common::small_models() {
-        let kind = config.kind;
-        let mut mc = Model::new(&cpu, config.clone(), 7).unwrap();
-        let mut mg = Model::new(&gpu, config, 7).unwrap();
-        let (xc, yc) = upload_batch(&cpu, kind, &x_shape, &x, &y);
-        let (xg, yg) = upload_batch(&gpu, kind, &x_shape, &x, &y);
+    for case in common::small_models() {
+        let kind = &case.name;
+        let mut mc = Model::new(&cpu, &case.spec, 7).unwrap();
+        let mut mg = Model::new(&gpu, &case.spec, 7).unwrap();
+        let (xc, yc) = case.batch(&cpu);
+        let (xg, yg) = case.batch(&gpu);
         let lc = cpu
             .download(&mc.loss_and_grads(&cpu, &xc, &yc).unwrap())
             .unwrap();
         let lg = gpu
             .download(&mg.loss_and_grads(&gpu, &xg, &yg).unwrap())
             .unwrap();
-        assert_close(&format!("{kind:?} loss"), &lc, &lg, 1e-5, 1e-4);
+        assert_close(&format!("{kind} loss"), &lc, &lg, 1e-5, 1e-4);
         for (pc, pg) in mc.params().iter().zip(mg.params()) {
             let gc = cpu.download(pc.grad.as_ref().unwrap()).unwrap();
             let gg = gpu.download(pg.grad.as_ref().unwrap()).unwrap();
-            assert_close(&format!("{kind:?} {}", pc.name), &gc, &gg, 1e-5, 1e-4);
+            assert_close(&format!("{kind} {}", pc.name), &gc, &gg, 1e-5, 1e-4);
         }
     }
 }
 
 fn train_steps<D: Device + 'static>(dev: &D, idx: usize, opt: OptimConfig) -> Vec<Vec<f32>> {
-    let (config, x_shape, x, y) = common::small_models().swap_remove(idx);
-    let kind = config.kind;
-    let mut model = Model::new(dev, config, 3).unwrap();
-    let mut optimizer = Optimizer::new(opt);
-    let (xt, yt) = upload_batch(dev, kind, &x_shape, &x, &y);
+    let case = common::small_models().swap_remove(idx);
+    let mut model = Model::new(dev, &case.spec, 3).unwrap();
+    let mut optimizer = opt.build::<D>().unwrap();
+    let (xt, yt) = case.batch(dev);
     for _ in 0..4 {
         model.loss_and_grads(dev, &xt, &yt).unwrap();
-        optimizer.step(dev, model.params_mut()).unwrap();
+        optimizer.step(dev, &mut model.params_mut()).unwrap();
     }
     model
         .params()
@@ -93,6 +75,7 @@ fn same_parameters_after_optimizer_steps() {
         OptimizerKind::Sgd,
         OptimizerKind::Momentum,
         OptimizerKind::Adam,
+        OptimizerKind::AdamW,
     ] {
         let mut opt = OptimConfig::new(kind, 1e-3);
         opt.weight_decay = 1e-2;

@@ -13,7 +13,7 @@ mod train;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wgtrain::checkpoint::{self, Checkpoint};
+use wgtrain::run::checkpoint::{self, Checkpoint};
 use wgtrain::{CpuDevice, Error, GpuDevice};
 
 #[derive(Parser, Debug)]

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use wgtrain::checkpoint::{self, optimizer_state, ModelMeta, ResumeMeta};
-use wgtrain::metrics::Evaluation;
 use wgtrain::models::Model;
 use wgtrain::optim::Optimizer;
-use wgtrain::train::{snapshot, EpochStats, Hooks, StepProgress, TrainState};
+use wgtrain::run::checkpoint::{self, ModelMeta, ResumeMeta};
+use wgtrain::run::fit::snapshot;
+use wgtrain::run::{EpochStats, Evaluation, Hooks, StepProgress, TrainState};
 use wgtrain::{Device, Error, Result};
 
 /// The run directory's hooks into the training loop.
@@ -93,7 +93,7 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
         state: &TrainState,
         improved: bool,
         model: &Model<D>,
-        optimizer: &Optimizer<D>,
+        optimizer: &dyn Optimizer<D>,
     ) -> Result<()> {
         let val = stats.val.as_ref().map_or(String::new(), |v| {
             format!("  val loss {:.4}  {}", v.loss, v.headline())
@@ -121,9 +121,9 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
         }
         let resume = ResumeMeta {
             state: state.clone(),
-            optimizer_steps: optimizer.steps,
+            optimizer_steps: optimizer.steps(),
         };
-        let opt = optimizer_state(self.dev, model, optimizer)?;
+        let opt = optimizer.state(self.dev, &model.params())?;
         checkpoint::save(
             &self.out.join("last.safetensors"),
             &self.meta,

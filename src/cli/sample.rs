@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use wgtrain::data::Task;
 use wgtrain::data::TextCorpus;
-use wgtrain::models::{sample_text, Task};
+use wgtrain::models::sample_text;
 use wgtrain::Error;
 
 use super::{choose_device, load_model_file, on_device, parse_finite, DeviceArg};
@@ -32,12 +33,12 @@ pub struct SampleArgs {
 
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let (path, ck) = load_model_file(&args.model)?;
-    if ck.meta.model.task != Task::Text {
+    if ck.meta.task != Task::Text {
         return Err(Error::data(
             &path,
             format!(
-                "a {} model does not generate text; sample needs an rnn",
-                ck.meta.model.kind.name()
+                "a {} model does not generate text; sample needs a model trained on text",
+                ck.meta.task.name()
             ),
         )
         .into());

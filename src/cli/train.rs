@@ -4,21 +4,54 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use wgtrain::checkpoint::{self, restore_optimizer, ModelMeta};
-use wgtrain::experiment::{Experiment, ExperimentConfig};
-use wgtrain::models::{ModelKind, Task};
-use wgtrain::optim::OptimizerKind;
-use wgtrain::train::{restore, Schedule};
+use wgtrain::data::Task;
+use wgtrain::models::{format_layers, parse_layers, Preset};
+use wgtrain::optim::{OptimizerKind, Schedule};
+use wgtrain::run::checkpoint::{self, ModelMeta};
+use wgtrain::run::fit::restore;
+use wgtrain::run::{Experiment, ExperimentConfig};
 use wgtrain::{Device, Error};
 
 use super::report::{self, RunHooks};
 use super::{choose_device, on_device, parse_finite, parse_sizes, DeviceArg, Sizes};
 
+/// The layer-list grammar, shown by `wgtrain train --help`.
+pub const LAYERS_HELP: &str = "\
+Layer lists (--layers, or `layers` in a config file): comma-separated layers,
+each a name and colon-separated numbers. The output layer is added from the
+data (classes, targets or vocabulary); token ids are one-hot encoded first.
+  dense:UNITS                             fully connected (on the last dimension)
+  conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]  stride 1; padding KERNEL/2 for odd kernels
+  maxpool:SIZE[:STRIDE]                   max over SIZE×SIZE windows (stride SIZE)
+  flatten                                 [C, H, W] -> [C·H·W]
+  rnn:HIDDEN                              Elman recurrent layer over a sequence
+  one_hot[:DEPTH]                         token ids -> one-hot vectors
+  tanh, relu, sigmoid, identity           activations
+Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
+
+Presets: linear (no layers), logistic (no layers), mlp (flatten,dense:256,tanh,dense:128,tanh),
+cnn (conv2d:8:3,tanh,maxpool:2,conv2d:16:3,tanh,maxpool:2,flatten), rnn (one_hot,rnn:128);
+each with its own training defaults (--print-config shows them).";
+
 #[derive(Args, Debug)]
+#[command(after_help = LAYERS_HELP)]
 pub struct TrainArgs {
-    /// Model family: linear, logistic, mlp, cnn or rnn.
-    #[arg(value_parser = parse_model)]
-    pub model: ModelKind,
+    /// A preset: linear, logistic, mlp, cnn or rnn. Optional with --layers
+    /// or --config.
+    #[arg(value_parser = parse_preset)]
+    pub model: Option<Preset>,
+    /// The layers before the output layer, e.g. `dense:128,relu` (grammar
+    /// below). Replaces the preset's layers.
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// A TOML file with the layers and every training setting (as written
+    /// by --print-config); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the run's effective configuration as TOML and exit without
+    /// training.
+    #[arg(long)]
+    pub print_config: bool,
     /// Dataset: a built-in name (digits, iris, breast-cancer, diabetes,
     /// austen), `mnist` (data/mnist), a directory of MNIST-format IDX files,
     /// a .csv file, or a text file (rnn). Default: the model's built-in set.
@@ -126,7 +159,7 @@ fn parse_batch(s: &str) -> Result<BatchArg, String> {
     }
 }
 
-fn parse_model(s: &str) -> Result<ModelKind, String> {
+fn parse_preset(s: &str) -> Result<Preset, String> {
     s.parse().map_err(|e: Error| e.to_string())
 }
 
@@ -135,6 +168,8 @@ pub enum OptimizerArg {
     Sgd,
     Momentum,
     Adam,
+    /// Adam with decoupled weight decay.
+    Adamw,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -149,17 +184,55 @@ pub enum TaskArg {
     Classification,
 }
 
-/// The run's configuration: the model's defaults overridden by flags.
-fn config_from(args: &TrainArgs) -> ExperimentConfig {
-    let mut c = ExperimentConfig::defaults(args.model);
+/// The run's configuration: a preset's defaults (or a custom model's), then
+/// the config file, then flags.
+fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
+    let mut c = match (&args.config, args.model) {
+        (Some(path), preset) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            ExperimentConfig::from_toml(&text, preset)
+                .map_err(|e| Error::data(path, e.to_string()))?
+        }
+        (None, Some(preset)) => ExperimentConfig::preset(preset),
+        (None, None) if args.layers.is_some() => ExperimentConfig::custom(Vec::new(), ""),
+        (None, None) => return Err(Error::Config(
+            "say what to train: a preset (linear, logistic, mlp, cnn, rnn), --layers or --config"
+                .into(),
+        )
+        .into()),
+    };
+    let sizes = (args.hidden.as_ref(), args.channels.as_ref());
+    if sizes != (None, None) {
+        let preset = match (c.preset, &args.layers) {
+            (Some(p), None) => p,
+            _ => {
+                return Err(Error::Config(
+                    "--hidden and --channels size a preset's layers; with --layers, write the sizes into the list"
+                        .into(),
+                )
+                .into())
+            }
+        };
+        c.layers = preset.layers(
+            sizes.0.map(|s| s.0.as_slice()),
+            sizes.1.map(|s| s.0.as_slice()),
+        )?;
+    }
+    if let Some(l) = &args.layers {
+        c.layers = parse_layers(l)?;
+        c.preset = None;
+    }
     if let Some(d) = &args.data {
         c.data = d.clone();
     }
+    if c.data.is_empty() {
+        return Err(Error::Config("--data is needed for a model without a preset".into()).into());
+    }
     if let Some(t) = args.task {
-        c.task = match t {
+        c.task = Some(match t {
             TaskArg::Regression => Task::Regression,
             TaskArg::Classification => Task::Classification,
-        };
+        });
     }
     macro_rules! set {
         ($($field:ident),*) => { $(if let Some(v) = args.$field.clone() { c.$field = v; })* };
@@ -172,12 +245,6 @@ fn config_from(args: &TrainArgs) -> ExperimentConfig {
         seed,
         log_every
     );
-    if let Some(Sizes(h)) = &args.hidden {
-        c.hidden = h.clone();
-    }
-    if let Some(Sizes(ch)) = &args.channels {
-        c.channels = ch.clone();
-    }
     c.target = args.target.clone().or(c.target);
     c.patience = args.patience.or(c.patience);
     c.max_train_samples = args.max_train_samples.or(c.max_train_samples);
@@ -191,6 +258,7 @@ fn config_from(args: &TrainArgs) -> ExperimentConfig {
             OptimizerArg::Sgd => OptimizerKind::Sgd,
             OptimizerArg::Momentum => OptimizerKind::Momentum,
             OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::Adamw => OptimizerKind::AdamW,
         };
     }
     if let Some(s) = args.schedule {
@@ -203,10 +271,25 @@ fn config_from(args: &TrainArgs) -> ExperimentConfig {
     c.optim.momentum = args.momentum.unwrap_or(c.optim.momentum);
     c.optim.weight_decay = args.weight_decay.unwrap_or(c.optim.weight_decay);
     c.optim.clip_norm = args.clip_norm.or(c.optim.clip_norm);
-    c
+    // Written out, so the printed config does not depend on how the data
+    // is guessed.
+    c.task = Some(c.resolved_task()?);
+    Ok(c)
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        let config = match &args.resume {
+            Some(dir) => {
+                checkpoint::load(&dir.join("last.safetensors"))?
+                    .meta
+                    .experiment
+            }
+            None => config_from(&args)?,
+        };
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
     let chosen = choose_device(args.device, args.quiet || args.json)?;
     let adapter = chosen.adapter();
     let device = chosen.kind();
@@ -227,12 +310,11 @@ fn train_on<D: Device + 'static>(
         Some(dir) => {
             let last = checkpoint::load(&dir.join("last.safetensors"))?;
             let mut config = last.meta.experiment.clone();
-            if config.model != args.model {
+            if let Some(p) = args.model.filter(|&p| config.preset != Some(p)) {
                 return Err(Error::Config(format!(
-                    "{} holds a {} run, not {}",
+                    "{} holds a {} run, not {p}",
                     dir.display(),
-                    config.model.name(),
-                    args.model.name()
+                    config.name()
                 ))
                 .into());
             }
@@ -242,11 +324,12 @@ fn train_on<D: Device + 'static>(
             (config, dir.clone(), Some(last))
         }
         None => {
+            let config = config_from(args)?;
             let out = args.out.clone().unwrap_or_else(|| {
                 let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-                PathBuf::from("runs").join(format!("{}-{stamp}", args.model.name()))
+                PathBuf::from("runs").join(format!("{}-{stamp}", config.name()))
             });
-            (config_from(args), out, None)
+            (config, out, None)
         }
     };
     let mut exp = Experiment::new(dev, config)?;
@@ -256,13 +339,8 @@ fn train_on<D: Device + 'static>(
             Error::data(out.join("last.safetensors"), "not a resumable checkpoint")
         })?;
         restore(dev, &mut exp.model, &last.params)?;
-        restore_optimizer(
-            dev,
-            &exp.model,
-            &mut exp.optimizer,
-            meta.optimizer_steps,
-            opt_state,
-        )?;
+        exp.optimizer
+            .load_state(dev, &exp.model.params(), meta.optimizer_steps, opt_state)?;
         meta.state.validate()?;
         exp.state = meta.state.clone();
         let best = out.join("model.safetensors");
@@ -275,7 +353,8 @@ fn train_on<D: Device + 'static>(
     let meta = ModelMeta {
         format: checkpoint::FORMAT,
         wgtrain_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: exp.model.config.clone(),
+        model: exp.model.spec.clone(),
+        task: exp.prepared.train.task,
         normalizer: exp.prepared.normalizer.clone(),
         target_scaler: exp.prepared.target_scaler.clone(),
         vocab: exp.prepared.vocab.clone(),
@@ -291,14 +370,20 @@ fn train_on<D: Device + 'static>(
             }
         }
     };
+    let config_path = out.join("config.toml");
+    checkpoint::write_atomically(&config_path, exp.config.to_toml()?.as_bytes())?;
     say(format!(
         "{} on {} ({} train / {} val / {} test samples), {} parameters, device {describe}",
-        exp.config.model.name(),
+        exp.config.name(),
         exp.prepared.source,
         exp.prepared.train.len(),
         exp.prepared.val.len(),
         exp.prepared.test.len(),
         exp.model.param_count(),
+    ));
+    say(format!(
+        "layers: {} (output layer from the data)",
+        format_layers(&exp.model.spec.layers)
     ));
     if resume.is_some() {
         say(format!(
@@ -369,7 +454,8 @@ fn train_on<D: Device + 'static>(
     }
     let mut summary = json!({
         "command": "train",
-        "model": exp.config.model.name(),
+        "model": exp.config.name(),
+        "layers": format_layers(&exp.model.spec.layers),
         "device": device,
         "adapter": adapter,
         "params": exp.model.param_count(),
@@ -389,7 +475,7 @@ fn train_on<D: Device + 'static>(
     if quiet && !args.json {
         println!(
             "{}: {} in {:.1}s, model in {}",
-            exp.config.model.name(),
+            exp.config.name(),
             test.as_ref()
                 .map_or("trained".to_string(), |t| t.headline()),
             seconds,
@@ -397,7 +483,7 @@ fn train_on<D: Device + 'static>(
         );
     } else if !args.json {
         println!(
-            "model, metrics.csv, loss.svg and summary.json in {}",
+            "model, config.toml, metrics.csv, loss.svg and summary.json in {}",
             out.display()
         );
     }

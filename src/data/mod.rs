@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod device;
 pub mod idx;
+mod memory;
 pub mod normalize;
 pub mod spec;
 pub mod tabular;
@@ -22,7 +23,30 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::models::Task;
+/// What a dataset's targets are, and so what a model trained on it predicts.
+/// It belongs with the data: the model only sees its consequences (the
+/// output width and the loss).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Real-valued targets.
+    Regression,
+    /// One class per sample.
+    Classification,
+    /// The next token at every position of a sequence.
+    Text,
+}
+
+impl Task {
+    /// The name used in messages and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Regression => "regression",
+            Task::Classification => "classification",
+            Task::Text => "text",
+        }
+    }
+}
 
 /// Sample features, row-major, one row per sample.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
-use crate::models::Task;
 
 /// A standard deviation below this is treated as 1 (a constant column).
 const MIN_STD: f64 = 1e-6;

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use super::builtin::{self, Builtin};
 use super::idx::{find_idx_files, parse_idx, read_idx, IdxArray};
 use super::tabular::parse_csv;
+use super::Task;
 use super::{split_dataset, Dataset, Features, Normalizer, TargetScaler, Targets, TextCorpus};
 use crate::error::{Error, Result};
-use crate::models::Task;
 
 /// Where data comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +58,21 @@ impl DataSource {
         } else {
             DataSource::Text(path)
         })
+    }
+
+    /// The task this source implies when none is asked for: text for text
+    /// files, regression for the built-in diabetes table, classification for
+    /// everything else (a CSV is read as classes unless `--task regression`).
+    pub fn default_task(&self) -> Task {
+        match self {
+            DataSource::Builtin(n) => match builtin::builtin(n) {
+                Some(Builtin::Text(_)) => Task::Text,
+                _ if n == "diabetes" => Task::Regression,
+                _ => Task::Classification,
+            },
+            DataSource::Text(_) => Task::Text,
+            DataSource::IdxDir(_) | DataSource::Csv(_) => Task::Classification,
+        }
     }
 
     /// The name used in messages and metadata.
@@ -222,21 +237,7 @@ pub fn load(source: &DataSource, task: Task, target: Option<&str>) -> Result<Loa
 /// Loads `spec` and splits it: seeded shuffles for samples, contiguous
 /// parts (train, then validation, then test) for text.
 pub fn prepare(spec: &str, opts: &PrepareOptions) -> Result<Prepared> {
-    for (what, f) in [
-        ("validation", opts.val_fraction),
-        ("test", opts.test_fraction),
-    ] {
-        if !(0.0..1.0).contains(&f) {
-            return Err(Error::Config(format!(
-                "--{what}-fraction must be in [0, 1), got {f}"
-            )));
-        }
-    }
-    if opts.val_fraction + opts.test_fraction >= 1.0 {
-        return Err(Error::Config(
-            "validation and test fractions leave no training data".into(),
-        ));
-    }
+    check_fractions(opts.val_fraction, opts.test_fraction)?;
     let source = DataSource::parse(spec)?;
     let name = source.describe();
     let (train, val, test, vocab) = match load(&source, opts.task, opts.target.as_deref())? {
@@ -324,6 +325,24 @@ fn check_classes(train: &Dataset, test: &Dataset) -> Result<()> {
                 "test samples are {:?}, training samples {:?}",
                 test.sample_shape, train.sample_shape
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// Validation and test fractions must each lie in [0, 1) and leave training
+/// data.
+pub(crate) fn check_fractions(val_fraction: f64, test_fraction: f64) -> Result<()> {
+    for (what, f) in [("val", val_fraction), ("test", test_fraction)] {
+        if !(0.0..1.0).contains(&f) {
+            return Err(Error::Config(format!(
+                "--{what}-fraction must be in [0, 1), got {f}"
+            )));
+        }
+    }
+    if val_fraction + test_fraction >= 1.0 {
+        return Err(Error::Config(
+            "validation and test fractions leave no training data".into(),
         ));
     }
     Ok(())

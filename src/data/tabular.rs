@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
-use crate::models::Task;
 
 /// Parses a CSV table. The target is the column named `target`, or the last
 /// column. For classification the target must hold integer class ids ≥ 0.

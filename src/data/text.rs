@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
-use crate::models::Task;
 
 /// A text as token ids over its sorted character vocabulary.
 #[derive(Clone, Debug, PartialEq)]

@@ -41,6 +41,29 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every activation, in the order of their codes.
+    pub const ALL: [Activation; 4] = [
+        Activation::Identity,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Relu,
+    ];
+
+    /// The name used in layer lists and files (`relu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Relu => "relu",
+        }
+    }
+
+    /// The activation called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Activation> {
+        Activation::ALL.into_iter().find(|a| a.name() == name)
+    }
+
     /// The numeric code shared with the WGSL kernels (`act` parameters).
     pub fn code(self) -> u32 {
         match self {
@@ -189,7 +212,12 @@ pub struct AdamStep {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
+    /// L2 penalty: `weight_decay · p` is added to the gradient before the
+    /// moments (Adam's original coupling).
     pub weight_decay: f32,
+    /// Decoupled decay (AdamW, Loshchilov & Hutter): `p -= lr · decoupled_decay · p`
+    /// beside the Adam step, never through the moments.
+    pub decoupled_decay: f32,
     pub step: u32,
 }
 
@@ -197,7 +225,7 @@ impl AdamStep {
     /// Bias corrections `1 - β^t`, computed on the host in f64 so both devices
     /// use the identical f32 values.
     pub fn corrections(&self) -> (f32, f32) {
-        let t = self.step as i32;
+        let t = self.step.min(i32::MAX as u32) as i32;
         (
             (1.0 - (self.beta1 as f64).powi(t)) as f32,
             (1.0 - (self.beta2 as f64).powi(t)) as f32,

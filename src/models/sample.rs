@@ -3,7 +3,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Model, Task};
+use super::{Model, Output};
 use crate::device::Device;
 use crate::error::{Error, Result};
 
@@ -18,8 +18,15 @@ pub fn sample_text<D: Device>(
     temperature: f32,
     seed: u64,
 ) -> Result<Vec<u32>> {
-    if model.config.task != Task::Text {
-        return Err(Error::Config("only rnn models generate text".into()));
+    let Output::NextToken { vocab } = model.spec.output else {
+        return Err(Error::Config(
+            "only models trained on text (next-token prediction) generate text".into(),
+        ));
+    };
+    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::Config(format!(
+            "prompt token {bad} is outside the vocabulary of {vocab}"
+        )));
     }
     if !(temperature.is_finite() && temperature >= 0.0) {
         return Err(Error::Config(format!(
@@ -27,11 +34,23 @@ pub fn sample_text<D: Device>(
         )));
     }
     let rng = &mut ChaCha8Rng::seed_from_u64(seed);
-    let rnn = model
-        .rnn_mut()
-        .ok_or_else(|| Error::Config("model has no rnn layer".into()))?;
-    rnn.set_carry_state(true);
-    let mut out = Vec::with_capacity(length);
+    model.set_carry_state(true);
+    let result = generate(model, dev, prompt, length, temperature, rng);
+    model.set_carry_state(false);
+    result
+}
+
+fn generate<D: Device>(
+    model: &mut Model<D>,
+    dev: &D,
+    prompt: &[u32],
+    length: usize,
+    temperature: f32,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<u32>> {
+    let vocab = model.spec.output.size();
+    // Grows with what is generated, not with what was asked for.
+    let mut out = Vec::new();
     // The prompt goes in as one sequence; the state carries on from its end.
     let start: Vec<f32> = if prompt.is_empty() {
         vec![0.0]
@@ -42,14 +61,10 @@ pub fn sample_text<D: Device>(
     for _ in 0..length {
         let logits = model.forward(dev, &input, false)?;
         let all = dev.download(&logits)?;
-        let vocab = model.config.outputs;
         let last = &all[all.len() - vocab..];
         let next = pick(last, temperature, rng);
         out.push(next);
         input = dev.upload(&[next as f32], [1, 1])?;
-    }
-    if let Some(rnn) = model.rnn_mut() {
-        rnn.set_carry_state(false);
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::Result;
 use crate::tensor::Shape;
 
+/// `y = x ⊛ W + b` over `[N, C, H, W]` images, stride 1.
 pub struct Conv2d<D: Device> {
     pub weight: Param<D>, // [out, in, k, k]
     pub bias: Param<D>,   // [out]
@@ -22,15 +23,17 @@ impl<D: Device> Conv2d<D> {
         (inputs, outputs): (usize, usize),
         kernel: usize,
         pad: usize,
+        init_for: Activation,
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
         let area = kernel * kernel;
+        // Glorot unless a ReLU follows (He); see `init_weights`.
         let w = init_weights(
             rng,
             outputs * inputs * area,
             inputs * area,
             outputs * area,
-            Activation::Tanh,
+            init_for,
         );
         Ok(Conv2d {
             weight: Param::new(

@@ -43,26 +43,37 @@ impl<D: Device> Dense<D> {
 }
 
 impl<D: Device> Layer<D> for Dense<D> {
-    /// Inputs of any rank are read as `[batch, features]`.
+    /// Works on the last dimension: `[B, F]`, or a time-major sequence
+    /// `[T, B, F]` (every step through the same weights, as one matmul).
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
         let shape = x.shape().clone();
+        let features = *shape.dims().last().unwrap_or(&0);
         let x2 = if shape.rank() == 2 {
             x.clone()
         } else {
-            dev.reshape(x, [shape.rows(), shape.row_len()])?
+            dev.reshape(x, [shape.numel() / features.max(1), features])?
         };
         let spec = MatmulSpec::NN.with_act(self.act);
         let y = dev.matmul(&x2, &self.weight.value, Some(&self.bias.value), spec)?;
+        let out = if shape.rank() == 2 {
+            y.clone()
+        } else {
+            let mut dims = shape.dims().to_vec();
+            *dims.last_mut().expect("rank > 2") = y.shape().dim(1);
+            dev.reshape(&y, Shape::new(dims))?
+        };
         if train {
             self.x = Some(x2);
             self.x_shape = Some(shape);
-            self.y = (self.act != Activation::Identity).then(|| y.clone());
+            self.y = (self.act != Activation::Identity).then_some(y);
         }
-        Ok(y)
+        Ok(out)
     }
 
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
         let x = cached(&self.x, "dense")?;
+        let outputs = self.bias.value.shape().numel();
+        let dy = &dev.reshape(dy, [dy.shape().numel() / outputs.max(1), outputs])?;
         let dz = match &self.y {
             Some(y) => dev.activation_backward(y, dy, self.act)?,
             None => dy.clone(),

@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 /// A trainable tensor, its latest gradient, and whether L2 weight decay
 /// applies to it (weights yes, biases no).
 pub struct Param<D: Device> {
-    /// Stable name, used as the tensor name in checkpoints (`dense.0.weight`).
+    /// Stable name from the layer's position, used as the tensor name in
+    /// checkpoints (`layers.0.weight`).
     pub name: String,
     pub value: D::Tensor,
     pub grad: Option<D::Tensor>,
@@ -56,10 +57,11 @@ pub trait Layer<D: Device> {
     fn params_mut(&mut self) -> Vec<&mut Param<D>> {
         Vec::new()
     }
-    /// The recurrent layer, if this is one (for stateful sampling).
-    fn as_rnn(&mut self) -> Option<&mut Rnn<D>> {
-        None
-    }
+    /// Recurrent layers: carry the last state into the next forward call
+    /// (generating a sequence one step at a time), or, when `on` is false,
+    /// forget it and start every sequence from zeros again. Other layers
+    /// have no state.
+    fn set_carry_state(&mut self, _on: bool) {}
 }
 
 /// What a layer cached in `forward`, or a clear error if `backward` comes

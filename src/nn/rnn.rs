@@ -1,8 +1,8 @@
 //! Elman recurrent layer: `h_t = tanh(x_t·W + h_{t-1}·U + b)` over a whole
 //! sequence, with full backpropagation through time.
 //!
-//! Input `[T, B, I]` (time-major), output every state as `[T·B, H]` so an
-//! output layer can follow directly. The input projections of all steps are
+//! Input `[T, B, I]` (time-major), output every state `[T, B, H]`, so a
+//! dense layer (per step) or another recurrent layer can follow. The input projections of all steps are
 //! one matmul; only the recurrence itself runs step by step (one dispatch per
 //! step on the GPU, see `Device::rnn_forward`).
 
@@ -32,7 +32,15 @@ struct Cache<D: Device> {
 }
 
 impl<D: Device> Rnn<D> {
-    pub fn new(dev: &D, inputs: usize, hidden: usize, rng: &mut ChaCha8Rng) -> Result<Self> {
+    /// Parameters are named `{name}.input_weight`, `{name}.recurrent_weight`
+    /// and `{name}.bias`.
+    pub fn new(
+        dev: &D,
+        name: &str,
+        inputs: usize,
+        hidden: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
         let w = init_weights(rng, inputs * hidden, inputs, hidden, Activation::Tanh);
         // Recurrent weights uniform in ±1/√H: a spectral radius near 1, so
         // states neither vanish nor explode at the start.
@@ -42,27 +50,21 @@ impl<D: Device> Rnn<D> {
             .collect();
         Ok(Rnn {
             input_weight: Param::new(
-                "rnn.input_weight".into(),
+                format!("{name}.input_weight"),
                 dev.upload(&w, [inputs, hidden])?,
                 true,
             ),
             recurrent_weight: Param::new(
-                "rnn.recurrent_weight".into(),
+                format!("{name}.recurrent_weight"),
                 dev.upload(&u, [hidden, hidden])?,
                 true,
             ),
-            bias: Param::new("rnn.bias".into(), dev.zeros([hidden])?, false),
+            bias: Param::new(format!("{name}.bias"), dev.zeros([hidden])?, false),
             hidden,
             carry_state: false,
             state: None,
             cache: None,
         })
-    }
-
-    /// Start carrying state between calls (or stop, forgetting it).
-    pub fn set_carry_state(&mut self, on: bool) {
-        self.carry_state = on;
-        self.state = None;
     }
 }
 
@@ -88,14 +90,18 @@ impl<D: Device> Layer<D> for Rnn<D> {
             _ => dev.zeros([b, h])?,
         };
         let hs = dev.rnn_forward(&xw, &self.recurrent_weight.value, &h0)?;
-        let out = dev.reshape(&hs, [t * b, h])?;
         if self.carry_state {
-            self.state = Some(dev.slice_rows(&out, (t - 1) * b, b)?);
+            let flat = dev.reshape(&hs, [t * b, h])?;
+            self.state = Some(dev.slice_rows(&flat, (t - 1) * b, b)?);
         }
         if train {
-            self.cache = Some(Cache { x: x2, h0, hs });
+            self.cache = Some(Cache {
+                x: x2,
+                h0,
+                hs: hs.clone(),
+            });
         }
-        Ok(out)
+        Ok(hs)
     }
 
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
@@ -137,7 +143,8 @@ impl<D: Device> Layer<D> for Rnn<D> {
         ]
     }
 
-    fn as_rnn(&mut self) -> Option<&mut Rnn<D>> {
-        Some(self)
+    fn set_carry_state(&mut self, on: bool) {
+        self.carry_state = on;
+        self.state = None;
     }
 }

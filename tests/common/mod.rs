@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgtrain::models::{ModelConfig, ModelKind, Task};
-use wgtrain::{Error, GpuDevice, Shape};
+use wgtrain::models::{parse_layers, FeatureShape, LayerSpec, ModelSpec, Output, Preset};
+use wgtrain::{Device, Error, GpuDevice, Shape};
 
 /// Whether CI (or the user) demands that GPU tests really run.
 pub fn gpu_required() -> bool {
@@ -47,97 +47,154 @@ fn random(rng: &mut ChaCha8Rng, n: usize, spread: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-spread..=spread)).collect()
 }
 
-/// A small instance of each model family with a batch of inputs `x` of the
-/// given shape and targets `y` (class ids, values, or `[B,T]` next tokens).
-pub fn small_models() -> Vec<(ModelConfig, Shape, Vec<f32>, Vec<f32>)> {
+/// A small model and one batch for it: inputs `x` of `x_shape` and targets
+/// `y` (class ids, values, or `[B,T]` next tokens).
+pub struct Case {
+    pub name: String,
+    pub spec: ModelSpec,
+    pub x_shape: Shape,
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+}
+
+impl Case {
+    /// The batch on `dev`, targets shaped as the training loop gathers them.
+    pub fn batch<D: Device>(&self, dev: &D) -> (D::Tensor, D::Tensor) {
+        let x = dev.upload(&self.x, self.x_shape.clone()).unwrap();
+        let rows = self.x_shape.rows();
+        let y = if self.spec.is_sequence() {
+            dev.upload(&self.y, [rows, self.y.len() / rows]).unwrap()
+        } else {
+            dev.upload(&self.y, [self.y.len()]).unwrap()
+        };
+        (x, y)
+    }
+}
+
+/// A small instance of each preset, and custom stacks that between them use
+/// every layer kind, every activation, odd and even kernels, padding 0 and
+/// "same", overlapping-free pools of 3, two-class (BCE) heads, several
+/// regression targets, an explicit one-hot and stacked recurrent layers.
+pub fn small_models() -> Vec<Case> {
     let rng = &mut ChaCha8Rng::seed_from_u64(17);
     let mut v = Vec::new();
-    let cfg =
-        |kind, task, input_shape: Vec<usize>, outputs, hidden: Vec<usize>, channels: Vec<usize>| {
-            ModelConfig {
-                kind,
-                task,
-                input_shape,
-                outputs,
-                hidden,
-                channels,
-            }
-        };
-    v.push((
-        cfg(
-            ModelKind::Linear,
-            Task::Regression,
-            vec![5],
-            2,
-            vec![],
-            vec![],
-        ),
-        Shape::new([4, 5]),
-        random(rng, 20, 1.0),
-        random(rng, 8, 1.0),
-    ));
-    v.push((
-        cfg(
-            ModelKind::Logistic,
-            Task::Classification,
-            vec![5],
-            2,
-            vec![],
-            vec![],
-        ),
-        Shape::new([6, 5]),
-        random(rng, 30, 1.0),
-        vec![0., 1., 1., 0., 1., 0.],
-    ));
-    v.push((
-        cfg(
-            ModelKind::Logistic,
-            Task::Classification,
-            vec![5],
-            3,
-            vec![],
-            vec![],
-        ),
-        Shape::new([6, 5]),
-        random(rng, 30, 1.0),
-        vec![0., 1., 2., 2., 1., 0.],
-    ));
-    v.push((
-        cfg(
-            ModelKind::Mlp,
-            Task::Classification,
-            vec![6],
-            3,
-            vec![5, 4],
-            vec![],
-        ),
-        Shape::new([4, 6]),
-        random(rng, 24, 1.0),
-        vec![2., 0., 1., 2.],
-    ));
-    v.push((
-        cfg(
-            ModelKind::Cnn,
-            Task::Classification,
-            vec![2, 8, 8],
-            3,
-            vec![],
-            vec![3, 2],
-        ),
-        Shape::new([2, 2, 8, 8]),
-        random(rng, 256, 1.0),
-        vec![1., 2.],
-    ));
-    let tokens = |n: usize, rng: &mut ChaCha8Rng| {
+    let flat = |features| FeatureShape::Flat { features };
+    let image = |channels, side| FeatureShape::Image {
+        channels,
+        height: side,
+        width: side,
+    };
+    let tokens = |n: usize, vocab: u32, rng: &mut ChaCha8Rng| {
         (0..n)
-            .map(|_| rng.random_range(0..5) as f32)
+            .map(|_| rng.random_range(0..vocab) as f32)
             .collect::<Vec<f32>>()
     };
-    v.push((
-        cfg(ModelKind::Rnn, Task::Text, vec![4], 5, vec![4], vec![]),
+    let mut add = |name: &str, layers: Vec<LayerSpec>, input, output, x_shape: Shape, x, y| {
+        let spec = ModelSpec::new(&layers, input, output).unwrap();
+        v.push(Case {
+            name: name.into(),
+            spec,
+            x_shape,
+            x,
+            y,
+        });
+    };
+    let preset = |p: Preset, sizes: &[usize]| match p {
+        Preset::Cnn => p.layers(None, Some(sizes)).unwrap(),
+        Preset::Mlp | Preset::Rnn => p.layers(Some(sizes), None).unwrap(),
+        _ => p.layers(None, None).unwrap(),
+    };
+    let x = random(rng, 20, 1.0);
+    let y = random(rng, 8, 1.0);
+    add(
+        "linear",
+        preset(Preset::Linear, &[]),
+        flat(5),
+        Output::Regression { targets: 2 },
+        Shape::new([4, 5]),
+        x,
+        y,
+    );
+    let x = random(rng, 30, 1.0);
+    add(
+        "logistic-2",
+        preset(Preset::Logistic, &[]),
+        flat(5),
+        Output::Classes { classes: 2 },
+        Shape::new([6, 5]),
+        x,
+        vec![0., 1., 1., 0., 1., 0.],
+    );
+    let x = random(rng, 30, 1.0);
+    add(
+        "logistic-3",
+        preset(Preset::Logistic, &[]),
+        flat(5),
+        Output::Classes { classes: 3 },
+        Shape::new([6, 5]),
+        x,
+        vec![0., 1., 2., 2., 1., 0.],
+    );
+    let x = random(rng, 24, 1.0);
+    add(
+        "mlp",
+        preset(Preset::Mlp, &[5, 4]),
+        flat(6),
+        Output::Classes { classes: 3 },
+        Shape::new([4, 6]),
+        x,
+        vec![2., 0., 1., 2.],
+    );
+    let x = random(rng, 256, 1.0);
+    add(
+        "cnn",
+        preset(Preset::Cnn, &[3, 2]),
+        image(2, 8),
+        Output::Classes { classes: 3 },
+        Shape::new([2, 2, 8, 8]),
+        x,
+        vec![1., 2.],
+    );
+    let (x, y) = (tokens(12, 5, rng), tokens(12, 5, rng));
+    add(
+        "rnn",
+        preset(Preset::Rnn, &[4]),
+        FeatureShape::Tokens { len: 4 },
+        Output::NextToken { vocab: 5 },
         Shape::new([3, 4]),
-        tokens(12, rng),
-        tokens(12, rng),
-    ));
+        x,
+        y,
+    );
+    let x = random(rng, 20, 1.0);
+    let y = random(rng, 8, 1.0);
+    add(
+        "dense-activations",
+        parse_layers("dense:6,relu,dense:5,sigmoid,dense:4,identity,dense:3,tanh").unwrap(),
+        flat(5),
+        Output::Regression { targets: 2 },
+        Shape::new([4, 5]),
+        x,
+        y,
+    );
+    let x = random(rng, 2 * 81, 1.0);
+    add(
+        "conv-kernels",
+        parse_layers("conv2d:3:5,relu,maxpool:3,conv2d:2:2,sigmoid,flatten,dense:4,tanh").unwrap(),
+        image(1, 9),
+        Output::Classes { classes: 2 },
+        Shape::new([2, 1, 9, 9]),
+        x,
+        vec![1., 0.],
+    );
+    let (x, y) = (tokens(6, 4, rng), tokens(6, 4, rng));
+    add(
+        "stacked-rnn",
+        parse_layers("one_hot,rnn:4,relu,dense:5,rnn:3").unwrap(),
+        FeatureShape::Tokens { len: 3 },
+        Output::NextToken { vocab: 4 },
+        Shape::new([2, 3]),
+        x,
+        y,
+    );
     v
 }

@@ -894,7 +894,7 @@ impl Device for CpuDevice {
             let g = g * s + hp.weight_decay * *p;
             *m = hp.beta1 * *m + (1.0 - hp.beta1) * g;
             *v = hp.beta2 * *v + (1.0 - hp.beta2) * g * g;
-            *p -= hp.lr * (*m / c1) / ((*v / c2).sqrt() + hp.eps);
+            *p -= hp.lr * (*m / c1) / ((*v / c2).sqrt() + hp.eps) + hp.lr * hp.decoupled_decay * *p;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ struct Params {
     eps: f32,
     correction1: f32,
     correction2: f32,
+    decoupled_decay: f32,
 }
 
 fn check_scale(scale: &GpuTensor) -> Result<()> {
@@ -124,6 +125,7 @@ pub(crate) fn adam(
         eps: hp.eps,
         correction1,
         correction2,
+        decoupled_decay: hp.decoupled_decay,
     };
     let grid = dev.ctx.grid_1d("adam_update", n.div_ceil(4))?;
     launch(

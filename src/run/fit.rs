@@ -13,13 +13,16 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::evaluate::{evaluate, identity_order, Evaluation};
 use crate::data::{DeviceData, TargetScaler};
 use crate::device::{Device, Tensor};
 use crate::error::{Error, Result};
-use crate::metrics::{evaluate, identity_order, Evaluation};
 use crate::models::Model;
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, Schedule};
+use crate::profile::{self, Phase};
+use crate::tensor::HostTensor;
 
+/// The training loop's settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub epochs: usize,
@@ -33,29 +36,6 @@ pub struct TrainConfig {
     /// Return after this epoch even though `epochs` is not reached (a run in
     /// chunks; `--resume` continues it exactly).
     pub stop_at_epoch: Option<usize>,
-}
-
-/// How the learning rate moves over a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    Constant,
-    /// Half a cosine from the base rate down to zero over all steps: large
-    /// steps early, fine convergence at the end.
-    Cosine,
-}
-
-impl Schedule {
-    /// The rate at `step` of `total` (0-based) for base rate `lr`.
-    pub fn lr(self, lr: f32, step: usize, total: usize) -> f32 {
-        match self {
-            Schedule::Constant => lr,
-            Schedule::Cosine => {
-                let t = step as f64 / total.max(1) as f64;
-                (lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
-            }
-        }
-    }
 }
 
 impl TrainConfig {
@@ -145,7 +125,7 @@ pub trait Hooks<D: Device> {
         _state: &TrainState,
         _improved: bool,
         _model: &Model<D>,
-        _optimizer: &Optimizer<D>,
+        _optimizer: &dyn Optimizer<D>,
     ) -> Result<()> {
         Ok(())
     }
@@ -180,7 +160,22 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<f32> {
 pub fn fit<D: Device>(
     dev: &D,
     model: &mut Model<D>,
-    optimizer: &mut Optimizer<D>,
+    optimizer: &mut dyn Optimizer<D>,
+    data: &TrainData<'_, D>,
+    cfg: &TrainConfig,
+    state: &mut TrainState,
+    hooks: &mut dyn Hooks<D>,
+) -> Result<bool> {
+    let base_lr = optimizer.learning_rate();
+    let result = fit_epochs(dev, model, optimizer, data, cfg, state, hooks);
+    optimizer.set_learning_rate(base_lr);
+    result
+}
+
+fn fit_epochs<D: Device>(
+    dev: &D,
+    model: &mut Model<D>,
+    optimizer: &mut dyn Optimizer<D>,
     data: &TrainData<'_, D>,
     cfg: &TrainConfig,
     state: &mut TrainState,
@@ -194,7 +189,9 @@ pub fn fit<D: Device>(
         _ => None,
     };
     let eval_batch = cfg.batch_size.max(256);
-    let base_lr = optimizer.config.lr;
+    // The schedule sets the rate before every step, from the base rate the
+    // optimizer came with; `fit` puts it back however the loop ends.
+    let base_lr = optimizer.learning_rate();
     let total_steps = steps * cfg.epochs;
     let last = cfg.stop_at_epoch.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     while state.epoch < last {
@@ -211,10 +208,15 @@ pub fn fit<D: Device>(
             let count = cfg.batch_size.min(n - start);
             let (x, y) = data.train.batch(dev, &order, start, count)?;
             let loss = model.loss_and_grads(dev, &x, &y)?;
-            optimizer.config.lr = cfg
-                .schedule
-                .lr(base_lr, (epoch - 1) * steps + step, total_steps);
-            optimizer.step(dev, model.params_mut())?;
+            optimizer.set_learning_rate(cfg.schedule.lr(
+                base_lr,
+                (epoch - 1) * steps + step,
+                total_steps,
+            ));
+            let left = profile::phase(Phase::Optimizer);
+            let stepped = optimizer.step(dev, &mut model.params_mut());
+            profile::phase(left);
+            stepped?;
             running = Some(match running {
                 Some(r) => dev.add(&r, &loss)?,
                 None => loss,
@@ -256,7 +258,7 @@ pub fn fit<D: Device>(
             epoch,
             train_loss: loss_total / steps as f64,
             val,
-            lr: optimizer.config.lr,
+            lr: optimizer.learning_rate(),
             seconds,
             samples_per_sec: n as f64 / seconds,
         };
@@ -275,10 +277,9 @@ pub fn fit<D: Device>(
         }
         state.epoch = epoch;
         state.history.push(stats.clone());
-        optimizer.config.lr = base_lr;
+        optimizer.set_learning_rate(base_lr);
         hooks.on_epoch(&stats, state, improved, model, optimizer)?;
     }
-    optimizer.config.lr = base_lr;
     Ok(patience_exhausted(cfg, state))
 }
 
@@ -286,14 +287,6 @@ pub fn fit<D: Device>(
 fn patience_exhausted(cfg: &TrainConfig, state: &TrainState) -> bool {
     cfg.patience
         .is_some_and(|p| state.epoch > 0 && state.epochs_since_best() >= p)
-}
-
-/// A tensor copied to the host, with its name and shape.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostTensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
 }
 
 /// Parameter values copied to the host, by name (a snapshot of the best

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{DeviceData, TargetScaler};
 use crate::device::{Device, Reduce};
 use crate::error::Result;
-use crate::loss::Loss;
-use crate::models::{Model, Task};
+use crate::models::{Model, Output};
 
 /// Results on one split. Fields that do not apply to the task are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -71,9 +70,12 @@ pub fn evaluate<D: Device>(
     scaler: Option<&TargetScaler>,
 ) -> Result<Evaluation> {
     let n = data.len();
-    let task = model.config.task;
+    let output = model.spec.output;
     let loss_kind = model.loss();
-    let classes = model.config.outputs;
+    let classes = match output {
+        Output::Classes { classes } => classes,
+        _ => 0,
+    };
     let mut loss_sum: Option<D::Tensor> = None;
     let mut confusion = vec![vec![0u64; classes]; classes];
     let (mut preds, mut truth) = (Vec::new(), Vec::new());
@@ -90,26 +92,27 @@ pub fn evaluate<D: Device>(
             Some(s) => dev.add(&s, &weighted)?,
             None => weighted,
         });
-        match (task, loss_kind) {
-            (Task::Classification, Loss::SoftmaxCrossEntropy) => {
-                let p = dev.download(&dev.argmax_rows(&logits)?)?;
-                let t = dev.download(&targets)?;
-                for (&p, &t) in p.iter().zip(&t) {
-                    confusion[t as usize][p as usize] += 1;
-                }
-            }
-            (Task::Classification, _) => {
+        match output {
+            // Two classes are one logit: class 1 where it is positive.
+            Output::Classes { classes: 2 } => {
                 let z = dev.download(&logits)?;
                 let t = dev.download(&targets)?;
                 for (&z, &t) in z.iter().zip(&t) {
                     confusion[t as usize][usize::from(z > 0.0)] += 1;
                 }
             }
-            (Task::Regression, _) => {
+            Output::Classes { .. } => {
+                let p = dev.download(&dev.argmax_rows(&logits)?)?;
+                let t = dev.download(&targets)?;
+                for (&p, &t) in p.iter().zip(&t) {
+                    confusion[t as usize][p as usize] += 1;
+                }
+            }
+            Output::Regression { .. } => {
                 preds.extend(dev.download(&logits)?);
                 truth.extend(dev.download(&targets)?);
             }
-            (Task::Text, _) => {}
+            Output::NextToken { .. } => {}
         }
         start += count;
     }
@@ -122,13 +125,13 @@ pub fn evaluate<D: Device>(
         loss,
         ..Default::default()
     };
-    match task {
-        Task::Classification => {
+    match output {
+        Output::Classes { .. } => {
             let correct: u64 = (0..classes).map(|i| confusion[i][i]).sum();
             e.accuracy = Some(correct as f64 / n.max(1) as f64);
             e.confusion = Some(confusion);
         }
-        Task::Regression => {
+        Output::Regression { .. } => {
             if let Some(s) = scaler {
                 s.unscale(&mut preds);
                 s.unscale(&mut truth);
@@ -137,7 +140,7 @@ pub fn evaluate<D: Device>(
             e.r2 = Some(r2);
             e.rmse = Some(rmse);
         }
-        Task::Text => e.bits_per_char = Some(loss / std::f64::consts::LN_2),
+        Output::NextToken { .. } => e.bits_per_char = Some(loss / std::f64::consts::LN_2),
     }
     Ok(e)
 }

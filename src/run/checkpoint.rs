@@ -1,11 +1,13 @@
 //! Checkpoints in the safetensors format, readable by the standard Python
-//! `safetensors` package. Tensors are f32 and named as the model's
-//! parameters (`dense.0.weight`, `conv.1.bias`, `rnn.recurrent_weight`, ...);
-//! the metadata key `wgtrain` holds a JSON [`ModelMeta`]: the architecture,
-//! the feature statistics, the vocabulary for text and the run's settings.
+//! `safetensors` package. Tensors are f32 and named after the model's
+//! parameters by layer position (`layers.0.weight`, `layers.2.bias`,
+//! `layers.1.recurrent_weight`); the metadata key `wgtrain` holds a JSON
+//! [`ModelMeta`]: the architecture, the feature statistics, the vocabulary
+//! for text and the run's settings.
 //!
-//! A resumable checkpoint also holds the optimizer state as tensors named
-//! `optimizer.<parameter>.<slot>` and a `wgtrain.resume` JSON [`ResumeMeta`].
+//! A resumable checkpoint also holds the optimizer's state, as the optimizer
+//! names it (`optimizer.<parameter>.<slot>`), and a `wgtrain.resume` JSON
+//! [`ResumeMeta`].
 //!
 //! Files are written to a temporary name in the same directory, flushed and
 //! renamed, so a crash never leaves a half-written checkpoint.
@@ -17,23 +19,27 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Normalizer, TargetScaler};
+use super::config::ExperimentConfig;
+use super::fit::{restore, TrainState};
+use crate::data::{Normalizer, TargetScaler, Task};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::experiment::ExperimentConfig;
-use crate::models::{Model, ModelConfig};
-use crate::optim::{Optimizer, OptimizerKind};
-use crate::train::{restore, HostTensor, TrainState};
+use crate::models::{Model, ModelSpec};
+use crate::tensor::HostTensor;
 
-/// Bumped when the layout of files changes incompatibly.
-pub const FORMAT: u32 = 1;
+/// Bumped when the layout of files changes incompatibly (2: architectures
+/// as layer lists, parameters named by position).
+pub const FORMAT: u32 = 2;
 
 /// What a model file says about the model, beyond its tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
     pub format: u32,
     pub wgtrain_version: String,
-    pub model: ModelConfig,
+    /// The complete architecture (output layer included).
+    pub model: ModelSpec,
+    /// What the targets were.
+    pub task: Task,
     pub normalizer: Normalizer,
     pub target_scaler: Option<TargetScaler>,
     /// Text models: the character of each token id.
@@ -47,7 +53,7 @@ pub struct ModelMeta {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResumeMeta {
     pub state: TrainState,
-    pub optimizer_steps: u32,
+    pub optimizer_steps: u64,
 }
 
 /// A loaded checkpoint.
@@ -55,59 +61,9 @@ pub struct ResumeMeta {
 pub struct Checkpoint {
     pub meta: ModelMeta,
     pub params: Vec<HostTensor>,
+    /// The resume metadata and the optimizer's tensors, in a resumable
+    /// checkpoint.
     pub resume: Option<(ResumeMeta, Vec<HostTensor>)>,
-}
-
-fn slot_names(kind: OptimizerKind) -> &'static [&'static str] {
-    match kind {
-        OptimizerKind::Sgd => &[],
-        OptimizerKind::Momentum => &["velocity"],
-        OptimizerKind::Adam => &["m", "v"],
-    }
-}
-
-/// The optimizer's state on the host, named per parameter and slot.
-pub fn optimizer_state<D: Device>(
-    dev: &D,
-    model: &Model<D>,
-    optimizer: &Optimizer<D>,
-) -> Result<Vec<HostTensor>> {
-    let slots = slot_names(optimizer.config.kind);
-    let mut out = Vec::new();
-    for (p, state) in model.params().iter().zip(optimizer.state()) {
-        for (slot, t) in slots.iter().zip(state) {
-            out.push(HostTensor {
-                name: format!("optimizer.{}.{slot}", p.name),
-                shape: crate::device::Tensor::shape(t).dims().to_vec(),
-                values: dev.download(t)?,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Puts saved optimizer state back, checking every tensor is present.
-pub fn restore_optimizer<D: Device>(
-    dev: &D,
-    model: &Model<D>,
-    optimizer: &mut Optimizer<D>,
-    steps: u32,
-    saved: &[HostTensor],
-) -> Result<()> {
-    let slots = slot_names(optimizer.config.kind);
-    let mut state = Vec::new();
-    for p in model.params() {
-        let mut per = Vec::new();
-        for slot in slots {
-            let name = format!("optimizer.{}.{slot}", p.name);
-            let t = saved.iter().find(|t| t.name == name).ok_or_else(|| {
-                Error::Config(format!("checkpoint lacks optimizer state '{name}'"))
-            })?;
-            per.push(dev.upload(&t.values, t.shape.clone())?);
-        }
-        state.push(per);
-    }
-    optimizer.set_state(steps, state)
 }
 
 /// Writes a checkpoint atomically.
@@ -183,8 +139,26 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let meta_json = info
         .get("wgtrain")
         .ok_or_else(|| Error::data(path, "not a wgtrain checkpoint (no 'wgtrain' metadata)"))?;
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let format: Format = serde_json::from_str(meta_json)
+        .map_err(|e| Error::data(path, format!("unreadable wgtrain metadata: {e}")))?;
+    if format.format != FORMAT {
+        return Err(Error::data(
+            path,
+            format!(
+                "checkpoint format {} is not supported (this wgtrain reads {FORMAT}; retrain the model)",
+                format.format
+            ),
+        ));
+    }
     let meta: ModelMeta = serde_json::from_str(meta_json)
         .map_err(|e| Error::data(path, format!("unreadable wgtrain metadata: {e}")))?;
+    meta.model
+        .validate()
+        .map_err(|e| Error::data(path, format!("invalid architecture: {e}")))?;
     if meta.format != FORMAT {
         return Err(Error::data(
             path,
@@ -236,7 +210,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 impl Checkpoint {
     /// The model on `dev` with this checkpoint's weights.
     pub fn model<D: Device + 'static>(&self, dev: &D) -> Result<Model<D>> {
-        let mut model = Model::new(dev, self.meta.model.clone(), 0)?;
+        let mut model = Model::new(dev, &self.meta.model, 0)?;
         restore(dev, &mut model, &self.params)?;
         Ok(model)
     }

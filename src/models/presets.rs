@@ -1,0 +1,157 @@
+//! The five classic families, each a named layer list. A preset is only a
+//! starting point: `wgtrain train mlp` is `--layers flatten,dense:256,tanh,dense:128,tanh`
+//! with the MLP's training defaults (see `run::ExperimentConfig::preset`).
+//!
+//! | preset | layers (before the output layer) | loss |
+//! |---|---|---|
+//! | linear | none | MSE |
+//! | logistic | none | BCE (2 classes) or softmax CE |
+//! | mlp | `flatten`, then `dense:H,tanh` per hidden size | softmax CE (MSE for regression) |
+//! | cnn | `conv2d:C:3,tanh,maxpool:2` per stage, `flatten` | softmax CE |
+//! | rnn | `one_hot,rnn:H` | softmax CE per step |
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::LayerSpec;
+use crate::device::Activation;
+use crate::error::{Error, Result};
+
+/// A named architecture family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    Linear,
+    Logistic,
+    Mlp,
+    Cnn,
+    Rnn,
+}
+
+impl Preset {
+    /// Every preset, in the order the README lists them.
+    pub const ALL: [Preset; 5] = [
+        Preset::Linear,
+        Preset::Logistic,
+        Preset::Mlp,
+        Preset::Cnn,
+        Preset::Rnn,
+    ];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Linear => "linear",
+            Preset::Logistic => "logistic",
+            Preset::Mlp => "mlp",
+            Preset::Cnn => "cnn",
+            Preset::Rnn => "rnn",
+        }
+    }
+
+    /// The preset's default hidden sizes (`--hidden`): MLP layer widths, or
+    /// the RNN's state size.
+    pub fn default_hidden(self) -> Vec<usize> {
+        match self {
+            Preset::Mlp => vec![256, 128],
+            Preset::Rnn => vec![128],
+            _ => vec![],
+        }
+    }
+
+    /// The preset's default conv channels per stage (`--channels`).
+    pub fn default_channels(self) -> Vec<usize> {
+        match self {
+            Preset::Cnn => vec![8, 16],
+            _ => vec![],
+        }
+    }
+
+    /// The layer list for these sizes (`None`: the defaults). Fails when a
+    /// size list does not apply to this preset.
+    pub fn layers(
+        self,
+        hidden: Option<&[usize]>,
+        channels: Option<&[usize]>,
+    ) -> Result<Vec<LayerSpec>> {
+        let misplaced = |flag: &str| {
+            Err(Error::Config(format!(
+                "--{flag} does not apply to the {} preset",
+                self.name()
+            )))
+        };
+        let default_hidden = self.default_hidden();
+        let hidden = hidden.unwrap_or(&default_hidden);
+        let default_channels = self.default_channels();
+        let channels = channels.unwrap_or(&default_channels);
+        if !channels.is_empty() && self != Preset::Cnn {
+            return misplaced("channels");
+        }
+        if !hidden.is_empty() && !matches!(self, Preset::Mlp | Preset::Rnn) {
+            return misplaced("hidden");
+        }
+        let tanh = LayerSpec::Activation(Activation::Tanh);
+        Ok(match self {
+            Preset::Linear | Preset::Logistic => vec![],
+            // `flatten` first, so images (digits, MNIST) and tables both fit.
+            Preset::Mlp => std::iter::once(LayerSpec::Flatten)
+                .chain(
+                    hidden
+                        .iter()
+                        .flat_map(|&units| [LayerSpec::Dense { units }, tanh]),
+                )
+                .collect(),
+            Preset::Cnn => {
+                if channels.is_empty() {
+                    return Err(Error::Config(
+                        "the cnn preset needs at least one conv stage".into(),
+                    ));
+                }
+                let mut l: Vec<LayerSpec> = channels
+                    .iter()
+                    .flat_map(|&channels| {
+                        [
+                            LayerSpec::Conv2d {
+                                channels,
+                                kernel: 3,
+                                stride: 1,
+                                padding: 1,
+                            },
+                            tanh,
+                            LayerSpec::MaxPool { size: 2, stride: 2 },
+                        ]
+                    })
+                    .collect();
+                l.push(LayerSpec::Flatten);
+                l
+            }
+            Preset::Rnn => {
+                let &[hidden] = hidden else {
+                    return Err(Error::Config(format!(
+                        "the rnn preset takes one hidden size, got {hidden:?}"
+                    )));
+                };
+                vec![LayerSpec::OneHot { depth: None }, LayerSpec::Rnn { hidden }]
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Preset::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                "unknown model '{s}' (presets: linear, logistic, mlp, cnn, rnn; or give --layers)"
+            ))
+            })
+    }
+}

@@ -1,0 +1,743 @@
+//! Architectures as data: a model is a list of [`LayerSpec`]s, checked by
+//! shape inference before anything is allocated.
+//!
+//! The layer-list grammar (`--layers`, config files, checkpoints) is a
+//! comma-separated list, each layer a name and colon-separated numbers:
+//!
+//! | layer | meaning |
+//! |---|---|
+//! | `dense:UNITS` | fully connected, on the last dimension |
+//! | `conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]` | 2-d convolution; stride 1, padding `KERNEL/2` ("same") for odd kernels and 0 for even ones |
+//! | `maxpool:SIZE[:STRIDE]` | max over `SIZE×SIZE` windows; stride `SIZE` |
+//! | `flatten` | `[C, H, W]` → `[C·H·W]` (features stay as they are) |
+//! | `rnn:HIDDEN` | Elman recurrent layer over a sequence |
+//! | `one_hot[:DEPTH]` | token ids → one-hot vectors (depth: the vocabulary) |
+//! | `tanh`, `relu`, `sigmoid`, `identity` | elementwise activation |
+//!
+//! The output layer is never written: [`ModelSpec::new`] appends a dense
+//! layer as wide as the data needs (classes, targets, vocabulary), and puts
+//! `one_hot` first when the input is token ids and the list does not start
+//! with it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::device::Activation;
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+
+/// Largest number of elements any one parameter tensor may have (2²⁸ f32 =
+/// 1 GiB). Checked before anything is allocated, so a mistyped size or a
+/// crafted checkpoint fails with a message instead of exhausting memory.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+
+/// The shape of one sample as it flows between layers (the batch is not
+/// part of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureShape {
+    /// A vector of features.
+    Flat { features: usize },
+    /// An image: channels × height × width.
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+    /// A sequence of token ids (integers below the vocabulary size).
+    Tokens { len: usize },
+    /// A sequence of feature vectors, one per step.
+    Sequence { len: usize, features: usize },
+}
+
+impl FeatureShape {
+    /// A dataset's sample shape: `[features]`, `[channels, height, width]`,
+    /// or, when `tokens`, `[sequence length]` token ids.
+    pub fn from_sample(dims: &[usize], tokens: bool) -> Result<Self> {
+        let shape = match (dims, tokens) {
+            (&[len], true) => FeatureShape::Tokens { len },
+            (&[features], false) => FeatureShape::Flat { features },
+            (&[channels, height, width], false) => FeatureShape::Image {
+                channels,
+                height,
+                width,
+            },
+            _ => {
+                return Err(Error::Config(format!(
+                    "samples of shape {dims:?} are neither features, images nor token sequences"
+                )))
+            }
+        };
+        if dims.contains(&0) {
+            return Err(Error::Config(format!(
+                "samples of shape {dims:?} are empty"
+            )));
+        }
+        Ok(shape)
+    }
+
+    /// The per-sample dimensions, as a dataset stores them.
+    pub fn dims(&self) -> Vec<usize> {
+        match *self {
+            FeatureShape::Flat { features } => vec![features],
+            FeatureShape::Image {
+                channels,
+                height,
+                width,
+            } => vec![channels, height, width],
+            FeatureShape::Tokens { len } => vec![len],
+            FeatureShape::Sequence { len, features } => vec![len, features],
+        }
+    }
+
+    /// Numbers per sample.
+    pub fn numel(&self) -> usize {
+        self.dims().iter().product()
+    }
+}
+
+impl fmt::Display for FeatureShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            FeatureShape::Flat { features } => write!(f, "[{features}]"),
+            FeatureShape::Image {
+                channels,
+                height,
+                width,
+            } => write!(f, "[{channels}, {height}, {width}]"),
+            FeatureShape::Tokens { len } => write!(f, "[{len}] token ids"),
+            FeatureShape::Sequence { len, features } => {
+                write!(f, "[{len} steps, {features}]")
+            }
+        }
+    }
+}
+
+/// One layer of an architecture. Serialised as its grammar form
+/// (`conv2d:16:3:1:1`), so config files and checkpoint metadata read like
+/// the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerSpec {
+    /// `y = x·W + b` on the last dimension.
+    Dense { units: usize },
+    /// 2-d convolution with bias and zero padding.
+    Conv2d {
+        channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    /// Max over `size×size` windows, `stride` apart.
+    MaxPool { size: usize, stride: usize },
+    /// An elementwise activation.
+    Activation(Activation),
+    /// Images to feature vectors.
+    Flatten,
+    /// Token ids to one-hot vectors; `None` until the vocabulary is known.
+    OneHot { depth: Option<usize> },
+    /// Elman recurrent layer: `h_t = tanh(x_t·W + h_{t−1}·U + b)`.
+    Rnn { hidden: usize },
+}
+
+/// The layer names the grammar knows, for messages.
+const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, tanh, relu, sigmoid, identity";
+
+impl LayerSpec {
+    /// The layer's name in the grammar (`conv2d`, `relu`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Dense { .. } => "dense",
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::MaxPool { .. } => "maxpool",
+            LayerSpec::Activation(a) => a.name(),
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::OneHot { .. } => "one_hot",
+            LayerSpec::Rnn { .. } => "rnn",
+        }
+    }
+
+    /// The shape this layer produces from `input`, or why it cannot take it.
+    pub fn output_shape(&self, input: FeatureShape) -> std::result::Result<FeatureShape, String> {
+        use FeatureShape::*;
+        let needs = |what: &str| Err(format!("takes {what}, got {input}"));
+        match (*self, input) {
+            (LayerSpec::Dense { units }, Flat { .. }) => Ok(Flat { features: units }),
+            (LayerSpec::Dense { units }, Sequence { len, .. }) => Ok(Sequence {
+                len,
+                features: units,
+            }),
+            (LayerSpec::Dense { .. }, Image { .. }) => {
+                needs("features or a sequence (add `flatten` before it)")
+            }
+            (LayerSpec::Dense { .. }, Tokens { .. }) => {
+                needs("features (token ids need `one_hot` first)")
+            }
+            (
+                LayerSpec::Conv2d {
+                    channels,
+                    kernel,
+                    stride,
+                    padding,
+                },
+                Image { height, width, .. },
+            ) => {
+                let out = |size: usize| {
+                    (size + 2 * padding)
+                        .checked_sub(kernel)
+                        .map(|d| d / stride + 1)
+                };
+                match (out(height), out(width)) {
+                    (Some(h), Some(w)) => Ok(Image {
+                        channels,
+                        height: h,
+                        width: w,
+                    }),
+                    _ => needs(&format!(
+                        "an image of at least {kernel}×{kernel} with padding {padding}"
+                    )),
+                }
+            }
+            (LayerSpec::Conv2d { .. }, _) => needs("an image [channels, height, width]"),
+            (
+                LayerSpec::MaxPool { size, stride },
+                Image {
+                    channels,
+                    height,
+                    width,
+                },
+            ) => {
+                if height < size || width < size {
+                    return needs(&format!("an image of at least {size}×{size}"));
+                }
+                Ok(Image {
+                    channels,
+                    height: (height - size) / stride + 1,
+                    width: (width - size) / stride + 1,
+                })
+            }
+            (LayerSpec::MaxPool { .. }, _) => needs("an image [channels, height, width]"),
+            (LayerSpec::Activation(_), Tokens { .. }) => {
+                needs("numbers (token ids need `one_hot` first)")
+            }
+            (LayerSpec::Activation(_), shape) => Ok(shape),
+            (
+                LayerSpec::Flatten,
+                Image {
+                    channels,
+                    height,
+                    width,
+                },
+            ) => Ok(Flat {
+                features: channels * height * width,
+            }),
+            (LayerSpec::Flatten, Flat { features }) => Ok(Flat { features }),
+            (LayerSpec::Flatten, _) => needs("an image or features"),
+            (LayerSpec::OneHot { depth }, Tokens { len }) => Ok(Sequence {
+                len,
+                features: depth.ok_or("has no depth yet")?,
+            }),
+            (LayerSpec::OneHot { .. }, _) => needs("token ids"),
+            (LayerSpec::Rnn { hidden }, Sequence { len, .. }) => Ok(Sequence {
+                len,
+                features: hidden,
+            }),
+            (LayerSpec::Rnn { .. }, Tokens { .. }) => {
+                needs("a sequence of vectors (token ids need `one_hot` first)")
+            }
+            (LayerSpec::Rnn { .. }, _) => needs("a sequence"),
+        }
+    }
+
+    /// Sizes that must be positive, and the parameter tensors' element
+    /// counts for an input of `input`, checked against
+    /// [`MAX_TENSOR_ELEMENTS`].
+    fn check_sizes(&self, input: FeatureShape) -> std::result::Result<(), String> {
+        let positive = |what: &str, v: usize| {
+            if v == 0 {
+                Err(format!("{what} must be at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+        let tensor = |dims: &[usize]| {
+            let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            match n {
+                Some(n) if n <= MAX_TENSOR_ELEMENTS => Ok(()),
+                _ => Err(format!(
+                    "a weight tensor of {dims:?} is over the limit of {MAX_TENSOR_ELEMENTS} elements"
+                )),
+            }
+        };
+        let last = *input.dims().last().unwrap_or(&0);
+        match *self {
+            LayerSpec::Dense { units } => {
+                positive("units", units)?;
+                tensor(&[last, units])
+            }
+            LayerSpec::Conv2d {
+                channels,
+                kernel,
+                stride,
+                ..
+            } => {
+                positive("channels", channels)?;
+                positive("kernel", kernel)?;
+                positive("stride", stride)?;
+                let ci = input.dims()[0];
+                tensor(&[channels, ci, kernel, kernel])
+            }
+            LayerSpec::MaxPool { size, stride } => {
+                positive("size", size)?;
+                positive("stride", stride)
+            }
+            LayerSpec::OneHot { depth } => positive("depth", depth.unwrap_or(1)),
+            LayerSpec::Rnn { hidden } => {
+                positive("hidden", hidden)?;
+                tensor(&[last, hidden])?;
+                tensor(&[hidden, hidden])
+            }
+            LayerSpec::Activation(_) | LayerSpec::Flatten => Ok(()),
+        }
+    }
+
+    /// Parses one layer of the grammar.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let mut parts = text.split(':');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let args: Vec<&str> = parts.map(str::trim).collect();
+        let bad = |usage: &str| Err(Error::Config(format!("layer '{text}': expected {usage}")));
+        let mut nums = Vec::with_capacity(args.len());
+        for a in &args {
+            match a.parse::<usize>() {
+                Ok(v) => nums.push(v),
+                Err(_) => {
+                    return Err(Error::Config(format!(
+                        "layer '{text}': '{a}' is not a whole number"
+                    )))
+                }
+            }
+        }
+        let spec = match (name.as_str(), &nums[..]) {
+            ("dense", &[units]) => LayerSpec::Dense { units },
+            ("dense", _) => return bad("dense:UNITS"),
+            ("conv2d", &[channels, kernel, ref rest @ ..]) if rest.len() <= 2 => {
+                let stride = rest.first().copied().unwrap_or(1);
+                let padding = match rest.get(1) {
+                    Some(&p) => p,
+                    None if kernel % 2 == 1 => kernel / 2,
+                    None => 0,
+                };
+                LayerSpec::Conv2d {
+                    channels,
+                    kernel,
+                    stride,
+                    padding,
+                }
+            }
+            ("conv2d", _) => return bad("conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]"),
+            ("maxpool", &[size]) => LayerSpec::MaxPool { size, stride: size },
+            ("maxpool", &[size, stride]) => LayerSpec::MaxPool { size, stride },
+            ("maxpool", _) => return bad("maxpool:SIZE[:STRIDE]"),
+            ("flatten", &[]) => LayerSpec::Flatten,
+            ("rnn", &[hidden]) => LayerSpec::Rnn { hidden },
+            ("rnn", _) => return bad("rnn:HIDDEN"),
+            ("one_hot", &[]) => LayerSpec::OneHot { depth: None },
+            ("one_hot", &[depth]) => LayerSpec::OneHot { depth: Some(depth) },
+            ("one_hot", _) => return bad("one_hot[:DEPTH]"),
+            (other, &[]) => match Activation::from_name(other) {
+                Some(a) => LayerSpec::Activation(a),
+                None if other.is_empty() => {
+                    return Err(Error::Config(
+                        "empty layer in the list (two commas in a row?)".into(),
+                    ))
+                }
+                None => {
+                    return Err(Error::Config(format!(
+                        "unknown layer '{other}' (known: {KNOWN})"
+                    )))
+                }
+            },
+            (other, _)
+                if ["flatten"].contains(&other) || Activation::from_name(other).is_some() =>
+            {
+                return bad(&format!("`{other}` without numbers"))
+            }
+            (other, _) => {
+                return Err(Error::Config(format!(
+                    "unknown layer '{other}' (known: {KNOWN})"
+                )))
+            }
+        };
+        spec.check_sizes(FeatureShape::Flat { features: 1 })
+            .map_err(|m| Error::Config(format!("layer '{text}': {m}")))?;
+        Ok(spec)
+    }
+}
+
+impl fmt::Display for LayerSpec {
+    /// The canonical grammar form: every number written out, so the text
+    /// reads back to the same layer whatever the defaults become.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LayerSpec::Dense { units } => write!(f, "dense:{units}"),
+            LayerSpec::Conv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+            } => write!(f, "conv2d:{channels}:{kernel}:{stride}:{padding}"),
+            LayerSpec::MaxPool { size, stride } => write!(f, "maxpool:{size}:{stride}"),
+            LayerSpec::Activation(a) => f.write_str(a.name()),
+            LayerSpec::Flatten => f.write_str("flatten"),
+            LayerSpec::OneHot { depth: None } => f.write_str("one_hot"),
+            LayerSpec::OneHot { depth: Some(d) } => write!(f, "one_hot:{d}"),
+            LayerSpec::Rnn { hidden } => write!(f, "rnn:{hidden}"),
+        }
+    }
+}
+
+impl FromStr for LayerSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        LayerSpec::parse(s)
+    }
+}
+
+impl Serialize for LayerSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LayerSpec {
+    fn deserialize<De: Deserializer<'de>>(d: De) -> std::result::Result<Self, De::Error> {
+        let text = String::deserialize(d)?;
+        LayerSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a whole layer list (`conv2d:16:3,relu,maxpool:2,flatten`). An
+/// empty or blank list is no hidden layers (a linear model).
+pub fn parse_layers(text: &str) -> Result<Vec<LayerSpec>> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(i, part)| {
+            LayerSpec::parse(part).map_err(|e| Error::Config(format!("layer {i}: {e}")))
+        })
+        .collect()
+}
+
+/// A layer list in the grammar, as [`parse_layers`] reads it.
+pub fn format_layers(layers: &[LayerSpec]) -> String {
+    layers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Serde helper: a layer list as one grammar string (what config files
+/// hold), or as a list of layer strings.
+pub mod layer_list {
+    use super::*;
+
+    /// Writes the list as one string.
+    pub fn serialize<S: Serializer>(
+        layers: &[LayerSpec],
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&format_layers(layers))
+    }
+
+    /// Reads one string or a list of layer strings.
+    pub fn deserialize<'de, De: Deserializer<'de>>(
+        d: De,
+    ) -> std::result::Result<Vec<LayerSpec>, De::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        let list = match Form::deserialize(d)? {
+            Form::One(s) => parse_layers(&s),
+            Form::Many(v) => parse_layers(&v.join(",")),
+        };
+        list.map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the model's output layer predicts; fixes its width and its loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// `targets` real values per sample (mean squared error).
+    Regression { targets: usize },
+    /// One of `classes` per sample: softmax cross-entropy, or one logit and
+    /// binary cross-entropy for two classes.
+    Classes { classes: usize },
+    /// The next token at every step of a sequence (softmax cross-entropy
+    /// per step).
+    NextToken { vocab: usize },
+}
+
+impl Output {
+    /// The loss this output trains with.
+    pub fn loss(self) -> Loss {
+        match self {
+            Output::Regression { .. } => Loss::Mse,
+            Output::Classes { classes: 2 } => Loss::BinaryCrossEntropy,
+            Output::Classes { .. } | Output::NextToken { .. } => Loss::SoftmaxCrossEntropy,
+        }
+    }
+
+    /// Logits per sample (per step for sequences).
+    pub fn width(self) -> usize {
+        match self {
+            Output::Regression { targets } => targets,
+            Output::Classes { classes: 2 } => 1,
+            Output::Classes { classes } => classes,
+            Output::NextToken { vocab } => vocab,
+        }
+    }
+
+    /// Classes, target values or vocabulary size.
+    pub fn size(self) -> usize {
+        match self {
+            Output::Regression { targets } => targets,
+            Output::Classes { classes } => classes,
+            Output::NextToken { vocab } => vocab,
+        }
+    }
+
+    fn check(self) -> Result<()> {
+        let ok = match self {
+            Output::Regression { targets } => targets >= 1,
+            Output::Classes { classes } => classes >= 2,
+            Output::NextToken { vocab } => vocab >= 1,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "the data gives an output of {self:?}: classification needs at least 2 classes, regression and text at least 1 output"
+            )))
+        }
+    }
+}
+
+/// A complete, checked architecture: the input it takes, every layer
+/// (output layer included) and what it predicts. Saved in checkpoint
+/// metadata; [`crate::models::Model::new`] builds it on a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub input: FeatureShape,
+    #[serde(with = "layer_list")]
+    pub layers: Vec<LayerSpec>,
+    pub output: Output,
+}
+
+impl ModelSpec {
+    /// Completes `hidden` (the layers a user writes) for data with samples
+    /// of shape `input` and targets `output`: `one_hot` goes first for token
+    /// input unless the list starts with it, a one-hot depth defaults to the
+    /// vocabulary, and the output layer is appended. Then checks every
+    /// shape.
+    pub fn new(hidden: &[LayerSpec], input: FeatureShape, output: Output) -> Result<Self> {
+        let mut layers = Vec::with_capacity(hidden.len() + 2);
+        let tokens = matches!(input, FeatureShape::Tokens { .. });
+        if tokens && !matches!(hidden.first(), Some(LayerSpec::OneHot { .. })) {
+            layers.push(LayerSpec::OneHot { depth: None });
+        }
+        layers.extend_from_slice(hidden);
+        for l in &mut layers {
+            if let (LayerSpec::OneHot { depth: d @ None }, Output::NextToken { vocab }) =
+                (&mut *l, output)
+            {
+                *d = Some(vocab);
+            }
+        }
+        layers.push(LayerSpec::Dense {
+            units: output.width(),
+        });
+        let spec = ModelSpec {
+            input,
+            layers,
+            output,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The shape after each layer. Fails on the first layer that cannot
+    /// take its input, naming the layer's index, kind and both shapes.
+    pub fn shapes(&self) -> Result<Vec<FeatureShape>> {
+        let mut shape = self.input;
+        let mut out = Vec::with_capacity(self.layers.len());
+        let last = self.layers.len().saturating_sub(1);
+        for (i, l) in self.layers.iter().enumerate() {
+            let role = if i == last { "output layer " } else { "" };
+            let fail = |m: String| Error::Config(format!("layer {i} ({role}{l}) {m}"));
+            l.check_sizes(shape)
+                .map_err(|m| fail(format!("is invalid: {m}")))?;
+            shape = l.output_shape(shape).map_err(fail)?;
+            out.push(shape);
+        }
+        Ok(out)
+    }
+
+    /// Checks the whole architecture: every shape, and that the last layer
+    /// produces what the output needs. Run on every spec read from a file
+    /// before anything is built.
+    pub fn validate(&self) -> Result<()> {
+        self.output.check()?;
+        if self.input.numel() == 0 {
+            return Err(Error::Config(format!("the input {} is empty", self.input)));
+        }
+        let shapes = self.shapes()?;
+        let last = shapes.last().copied().unwrap_or(self.input);
+        let width = self.output.width();
+        let ok = match (self.output, last) {
+            (Output::NextToken { .. }, FeatureShape::Sequence { features, .. }) => {
+                features == width
+            }
+            (Output::NextToken { .. }, _) => false,
+            (_, FeatureShape::Flat { features }) => features == width,
+            _ => false,
+        };
+        if !ok {
+            let wanted = match self.output {
+                Output::NextToken { .. } => format!("a sequence of {width} logits per step"),
+                _ => format!("[{width}] logits per sample"),
+            };
+            let hint = match (self.output, last) {
+                (Output::NextToken { .. }, _) => String::new(),
+                (_, FeatureShape::Sequence { .. }) => {
+                    " (a sequence output needs text data: next-token prediction)".into()
+                }
+                _ => String::new(),
+            };
+            return Err(Error::Config(format!(
+                "the model ends in {last}, but the data needs {wanted}{hint}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the input is token ids, laid out time-major inside the model.
+    pub fn is_sequence(&self) -> bool {
+        matches!(self.input, FeatureShape::Tokens { .. })
+    }
+
+    /// The loss this model trains with.
+    pub fn loss(&self) -> Loss {
+        self.output.loss()
+    }
+
+    /// One line per layer: index, layer and output shape.
+    pub fn summary(&self) -> Result<String> {
+        let mut s = format!("input {}\n", self.input);
+        for (i, (l, shape)) in self.layers.iter().zip(self.shapes()?).enumerate() {
+            s += &format!("  {i:>2} {l:<22} -> {shape}\n");
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grammar_round_trips_in_canonical_form() {
+        let l = parse_layers("conv2d:16:3, relu,maxpool:2,conv2d:8:4:2,flatten,dense:10,one_hot")
+            .unwrap();
+        assert_eq!(
+            format_layers(&l),
+            "conv2d:16:3:1:1,relu,maxpool:2:2,conv2d:8:4:2:0,flatten,dense:10,one_hot"
+        );
+        assert_eq!(parse_layers(&format_layers(&l)).unwrap(), l);
+        assert_eq!(parse_layers(" ").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn bad_layers_name_what_is_wrong() {
+        for (text, says) in [
+            ("dense", "dense:UNITS"),
+            ("dense:0", "units must be at least 1"),
+            ("dense:x", "not a whole number"),
+            ("conv:3", "unknown layer 'conv'"),
+            ("relu:2", "without numbers"),
+            ("dense:4,,relu", "layer 1"),
+            ("dense:99999999999", "over the limit"),
+        ] {
+            let e = parse_layers(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn shape_inference_names_layer_and_shapes() {
+        let image = FeatureShape::Image {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let classes = Output::Classes { classes: 10 };
+        let ok = parse_layers(
+            "conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu",
+        )
+        .unwrap();
+        let spec = ModelSpec::new(&ok, image, classes).unwrap();
+        assert_eq!(
+            spec.shapes().unwrap()[6],
+            FeatureShape::Flat {
+                features: 32 * 7 * 7
+            }
+        );
+        let e = ModelSpec::new(&parse_layers("conv2d:4:3,dense:8").unwrap(), image, classes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("layer 1 (dense:8)") && e.contains("[4, 28, 28]"),
+            "{e}"
+        );
+        let flat = FeatureShape::Flat { features: 64 };
+        let e = ModelSpec::new(&parse_layers("conv2d:4:3").unwrap(), flat, classes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("layer 0 (conv2d:4:3:1:1)") && e.contains("[64]"),
+            "{e}"
+        );
+        let e = ModelSpec::new(&parse_layers("maxpool:2").unwrap(), image, classes)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("output layer") && e.contains("flatten"), "{e}");
+    }
+
+    #[test]
+    fn text_models_get_one_hot_and_a_per_step_head() {
+        let spec = ModelSpec::new(
+            &parse_layers("rnn:8").unwrap(),
+            FeatureShape::Tokens { len: 5 },
+            Output::NextToken { vocab: 7 },
+        )
+        .unwrap();
+        assert_eq!(format_layers(&spec.layers), "one_hot:7,rnn:8,dense:7");
+        let e = ModelSpec::new(
+            &parse_layers("rnn:8").unwrap(),
+            FeatureShape::Flat { features: 4 },
+            Output::Classes { classes: 3 },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("layer 0 (rnn:8)"), "{e}");
+    }
+}

@@ -1,0 +1,182 @@
+//! Optimizers, each a struct that owns and names its own state, in the
+//! style of candle-nn's `Optimizer` trait: [`Sgd`], [`Momentum`], [`Adam`]
+//! (and AdamW, Adam with decoupled weight decay). Every update runs as
+//! device kernels; gradient clipping computes its factor on the device too,
+//! so a step never reads anything back.
+//!
+//! Adding an optimizer is a file here: a struct implementing [`Optimizer`],
+//! and a variant of [`OptimizerKind`] that [`OptimConfig::build`] maps to it.
+
+mod adam;
+mod momentum;
+mod schedule;
+mod sgd;
+mod state;
+
+pub use adam::Adam;
+pub use momentum::Momentum;
+pub use schedule::Schedule;
+pub use sgd::Sgd;
+pub use state::{GradScale, Slots};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::nn::Param;
+use crate::tensor::HostTensor;
+
+/// An optimizer: updates parameters from their gradients and keeps whatever
+/// state it needs between steps.
+pub trait Optimizer<D: Device> {
+    /// Its name (`adam`), for messages.
+    fn name(&self) -> &'static str;
+    /// One update of every parameter from its stored gradient. `params`
+    /// must come in the same order at every step.
+    fn step(&mut self, dev: &D, params: &mut [&mut Param<D>]) -> Result<()>;
+    /// The learning rate the next step uses.
+    fn learning_rate(&self) -> f32;
+    /// Sets the learning rate (schedules call this before every step).
+    fn set_learning_rate(&mut self, lr: f32);
+    /// Updates taken so far.
+    fn steps(&self) -> u64;
+    /// The state as named host tensors (`optimizer.<parameter>.<slot>`), for
+    /// checkpoints. Empty before the first step.
+    fn state(&self, dev: &D, params: &[&Param<D>]) -> Result<Vec<HostTensor>>;
+    /// Restores what [`Optimizer::state`] saved, after `steps` updates.
+    /// Every tensor must be present with its parameter's shape.
+    fn load_state(
+        &mut self,
+        dev: &D,
+        params: &[&Param<D>],
+        steps: u64,
+        saved: &[HostTensor],
+    ) -> Result<()>;
+}
+
+/// Which optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// Plain gradient descent.
+    Sgd,
+    /// SGD with heavy-ball momentum.
+    Momentum,
+    /// Adam, with weight decay as an L2 penalty through the moments.
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
+    #[serde(rename = "adamw")]
+    AdamW,
+}
+
+impl OptimizerKind {
+    /// The name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Momentum => "momentum",
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
+        }
+    }
+}
+
+/// An optimizer's settings (serialisable: part of every run's config).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    pub kind: OptimizerKind,
+    /// Base learning rate (a schedule moves it during a run).
+    pub lr: f32,
+    /// Weight decay on weights (biases are exempt): an L2 penalty whose
+    /// gradient `wd·w` is added to every weight's gradient, or for AdamW
+    /// the decoupled shrink `w -= lr·wd·w`.
+    pub weight_decay: f32,
+    /// μ for momentum; β1 for Adam.
+    pub momentum: f32,
+    /// Adam's β2.
+    pub beta2: f32,
+    /// Adam's ε.
+    pub eps: f32,
+    /// Rescale all gradients together when their global norm exceeds this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_norm: Option<f32>,
+}
+
+impl OptimConfig {
+    /// `kind` at learning rate `lr`, with the usual defaults (μ = β1 = 0.9,
+    /// β2 = 0.999, ε = 1e-8, no decay, no clipping).
+    pub fn new(kind: OptimizerKind, lr: f32) -> Self {
+        OptimConfig {
+            kind,
+            lr,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip_norm: None,
+        }
+    }
+
+    /// Checks every number.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::Config(format!(
+                "learning rate must be a positive finite number, got {}",
+                self.lr
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::Config(format!(
+                "weight decay must be a finite number ≥ 0, got {}",
+                self.weight_decay
+            )));
+        }
+        if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.beta2) {
+            return Err(Error::Config("momentum and β2 must lie in [0, 1)".into()));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::Config(format!(
+                "ε must be a positive finite number, got {}",
+                self.eps
+            )));
+        }
+        if let Some(c) = self.clip_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::Config(format!(
+                    "clip norm must be positive, got {c}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The optimizer these settings describe, with no state yet.
+    pub fn build<D: Device + 'static>(&self) -> Result<Box<dyn Optimizer<D>>> {
+        self.validate()?;
+        let scale = GradScale::new(self.clip_norm);
+        Ok(match self.kind {
+            OptimizerKind::Sgd => Box::new(Sgd::new(self.lr, self.weight_decay, scale)),
+            OptimizerKind::Momentum => Box::new(Momentum::new(
+                self.lr,
+                self.momentum,
+                self.weight_decay,
+                scale,
+            )),
+            OptimizerKind::Adam | OptimizerKind::AdamW => Box::new(Adam::new(
+                self.lr,
+                (self.momentum, self.beta2, self.eps),
+                self.weight_decay,
+                self.kind == OptimizerKind::AdamW,
+                scale,
+            )),
+        })
+    }
+}
+
+/// The gradient of a parameter, or an error saying backward has not run.
+pub(crate) fn grad_of<D: Device>(p: &Param<D>) -> Result<&D::Tensor> {
+    p.grad
+        .as_ref()
+        .ok_or_else(|| Error::Config(format!("{} has no gradient: call backward first", p.name)))
+}

@@ -1,0 +1,301 @@
+//! Everything that defines a run, as one serialisable [`ExperimentConfig`]:
+//! written to every run directory as `config.toml`, read back by
+//! `--config`, stored in checkpoints.
+//!
+//! Precedence: a preset's defaults, then the config file, then flags.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::data::{DataSource, Prepared, Task};
+use crate::error::{Error, Result};
+use crate::models::spec::layer_list;
+use crate::models::{FeatureShape, LayerSpec, ModelSpec, Output, Preset};
+use crate::optim::{OptimConfig, OptimizerKind, Schedule};
+
+use super::fit::TrainConfig;
+
+/// Everything that defines a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// The preset the run started from, if any (it names the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// The layers before the output layer, in the grammar of
+    /// [`crate::models::spec`]; the output layer comes from the data.
+    #[serde(with = "layer_list")]
+    pub layers: Vec<LayerSpec>,
+    /// A `--data` spec (see [`DataSource::parse`]).
+    pub data: String,
+    /// What the targets are; `None`: what the data implies
+    /// ([`DataSource::default_task`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// CSV target column (default: the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Text: characters per training sequence.
+    pub seq_len: usize,
+    pub val_fraction: f64,
+    pub test_fraction: f64,
+    /// Train on at most this many samples of the training split (quick runs,
+    /// tests on slow adapters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_train_samples: Option<usize>,
+    pub epochs: usize,
+    /// Samples per step; `None` (`"full"` in files) is the whole training
+    /// split (full-batch gradient descent).
+    #[serde(with = "batch_size")]
+    pub batch_size: Option<usize>,
+    /// Stop after this many epochs without a better validation metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    pub seed: u64,
+    /// Read the loss back from the device every this many steps.
+    pub log_every: usize,
+    pub schedule: Schedule,
+    #[serde(rename = "optimizer")]
+    pub optim: OptimConfig,
+}
+
+impl ExperimentConfig {
+    /// A custom architecture's defaults: Adam at 1e-3, batches of 32, 20
+    /// epochs with a cosine schedule, 10 % validation and 20 % test.
+    pub fn custom(layers: Vec<LayerSpec>, data: &str) -> Self {
+        ExperimentConfig {
+            preset: None,
+            layers,
+            data: data.into(),
+            task: None,
+            target: None,
+            seq_len: 32,
+            val_fraction: 0.1,
+            test_fraction: 0.2,
+            max_train_samples: None,
+            epochs: 20,
+            batch_size: Some(32),
+            patience: None,
+            seed: 42,
+            log_every: 50,
+            schedule: Schedule::Cosine,
+            optim: OptimConfig::new(OptimizerKind::Adam, 1e-3),
+        }
+    }
+
+    /// A preset with the defaults that reach the targets in README.md on its
+    /// built-in dataset.
+    pub fn preset(preset: Preset) -> Self {
+        let layers = preset
+            .layers(None, None)
+            .expect("a preset's default sizes fit it");
+        let (data, task, epochs, batch, lr) = match preset {
+            // Full-batch descent: least squares is ill-conditioned on
+            // correlated features (diabetes' serum measurements), and only
+            // noise-free steps converge to the exact optimum.
+            Preset::Linear => ("diabetes", Task::Regression, 2000, None, 0.3),
+            Preset::Logistic => ("breast-cancer", Task::Classification, 200, Some(32), 0.05),
+            Preset::Mlp => ("digits", Task::Classification, 40, Some(32), 2e-3),
+            Preset::Cnn => ("digits", Task::Classification, 40, Some(32), 3e-3),
+            Preset::Rnn => ("austen", Task::Text, 20, Some(64), 3e-3),
+        };
+        let mut c = ExperimentConfig::custom(layers, data);
+        c.preset = Some(preset);
+        c.task = Some(task);
+        c.epochs = epochs;
+        c.batch_size = batch;
+        c.optim.lr = lr;
+        if preset == Preset::Linear {
+            c.optim.kind = OptimizerKind::Momentum;
+            // Least squares is convex and noise-free here: nothing to stop
+            // early, so no validation split is held back.
+            c.val_fraction = 0.0;
+        }
+        if preset == Preset::Rnn {
+            // Recurrent gradients occasionally spike; clipping keeps one bad
+            // batch from undoing an epoch.
+            c.optim.clip_norm = Some(5.0);
+            c.test_fraction = 0.0;
+        }
+        c
+    }
+
+    /// The run's name: its preset, or `custom`.
+    pub fn name(&self) -> &'static str {
+        self.preset.map_or("custom", Preset::name)
+    }
+
+    /// Reads a config file's text (TOML). `preset` (a command-line preset)
+    /// wins over the file's own `preset` key; that preset's defaults fill
+    /// every key the file leaves out. Unknown keys are errors.
+    pub fn from_toml(text: &str, preset: Option<Preset>) -> Result<Self> {
+        let bad = |e: &dyn std::fmt::Display| Error::Config(format!("config: {e}"));
+        let file: toml::Table = toml::from_str(text).map_err(|e| bad(&e))?;
+        let preset = match (preset, file.get("preset")) {
+            (Some(p), _) => Some(p),
+            (None, Some(v)) => Some(
+                v.as_str()
+                    .ok_or_else(|| bad(&"preset must be a string"))?
+                    .parse()?,
+            ),
+            (None, None) => None,
+        };
+        let base = match preset {
+            Some(p) => ExperimentConfig::preset(p),
+            None => ExperimentConfig::custom(Vec::new(), ""),
+        };
+        let mut merged = toml::Table::try_from(&base).map_err(|e| bad(&e))?;
+        // A preset's layer list stays unless the file replaces it.
+        merge(&mut merged, file);
+        if let Some(p) = preset {
+            merged.insert("preset".into(), toml::Value::String(p.name().into()));
+        }
+        let c: ExperimentConfig = merged.try_into().map_err(|e| bad(&e))?;
+        if c.data.is_empty() {
+            return Err(bad(&"no data: set `data` (or give --data)"));
+        }
+        Ok(c)
+    }
+
+    /// The config as a TOML file that [`ExperimentConfig::from_toml`] reads
+    /// back to exactly this config.
+    pub fn to_toml(&self) -> Result<String> {
+        let body =
+            toml::to_string(self).map_err(|e| Error::Config(format!("writing the config: {e}")))?;
+        Ok(format!(
+            "# wgtrain run configuration: `wgtrain train --config FILE` repeats the run.\n\
+             # layers: before the output layer, which the data adds (see `wgtrain train --help`).\n{body}"
+        ))
+    }
+
+    /// The task: as set, or as the data implies.
+    pub fn resolved_task(&self) -> Result<Task> {
+        match self.task {
+            Some(t) => Ok(t),
+            None => Ok(DataSource::parse(&self.data)?.default_task()),
+        }
+    }
+
+    /// The loop's settings for a training split of `train_len` samples.
+    pub fn train_config(&self, train_len: usize) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size.unwrap_or(train_len),
+            patience: self.patience,
+            seed: self.seed,
+            log_every: self.log_every,
+            schedule: self.schedule,
+            stop_at_epoch: None,
+        }
+    }
+
+    /// The complete, checked architecture for prepared data.
+    pub fn model_spec(&self, prepared: &Prepared) -> Result<ModelSpec> {
+        let train = &prepared.train;
+        let input = FeatureShape::from_sample(&train.sample_shape, train.task == Task::Text)?;
+        ModelSpec::new(&self.layers, input, output_for(train.task, train.outputs()))
+    }
+}
+
+/// The output a model needs for `outputs` classes, targets or tokens.
+pub fn output_for(task: Task, outputs: usize) -> Output {
+    match task {
+        Task::Regression => Output::Regression { targets: outputs },
+        Task::Classification => Output::Classes { classes: outputs },
+        Task::Text => Output::NextToken { vocab: outputs },
+    }
+}
+
+/// Puts `over`'s keys into `base`, merging tables key by key.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Serde for the batch size: a number, or `"full"` for the whole split.
+mod batch_size {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<usize>,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u64(*n as u64),
+            None => s.serialize_str("full"),
+        }
+    }
+
+    pub fn deserialize<'de, De: Deserializer<'de>>(
+        d: De,
+    ) -> std::result::Result<Option<usize>, De::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Size(u64),
+            Word(String),
+        }
+        match Form::deserialize(d)? {
+            Form::Size(0) => Err(serde::de::Error::custom("batch_size must be at least 1")),
+            Form::Size(n) => usize::try_from(n)
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom("batch_size is too large")),
+            Form::Word(w) if w == "full" => Ok(None),
+            Form::Word(w) => Err(serde::de::Error::custom(format!(
+                "batch_size must be a number or \"full\", got \"{w}\""
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trips_every_preset() {
+        for p in Preset::ALL {
+            let mut c = ExperimentConfig::preset(p);
+            c.patience = Some(3);
+            let text = c.to_toml().unwrap();
+            assert_eq!(
+                ExperimentConfig::from_toml(&text, None).unwrap(),
+                c,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_overrides_preset_and_rejects_unknown_keys() {
+        let c = ExperimentConfig::from_toml(
+            "preset = \"mlp\"\nepochs = 3\nbatch_size = \"full\"\n[optimizer]\nlr = 0.5\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!((c.epochs, c.batch_size, c.optim.lr), (3, None, 0.5));
+        assert_eq!(
+            c.optim.kind,
+            OptimizerKind::Adam,
+            "the preset's optimizer stays"
+        );
+        assert_eq!(c.layers, Preset::Mlp.layers(None, None).unwrap());
+        for (text, says) in [
+            ("epochz = 3\ndata = \"iris\"", "epochz"),
+            ("data = \"iris\"\n[optimizer]\nlr2 = 1", "lr2"),
+            ("layers = \"dense:4,bogus\"\ndata = \"iris\"", "bogus"),
+            ("layers = \"dense:4\"", "no data"),
+            ("data = \"iris\"\nbatch_size = 0", "at least 1"),
+        ] {
+            let e = ExperimentConfig::from_toml(text, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! One training run from a configuration: data prepared and uploaded, model
+//! built, trained with early stopping, best parameters restored, evaluated.
+//! The command-line program, the learning tests and library users with
+//! in-memory data ([`Experiment::from_prepared`]) all go through here.
+
+use super::config::ExperimentConfig;
+use super::evaluate::{evaluate, identity_order, Evaluation};
+use super::fit::{fit, restore, snapshot, EpochStats, Hooks, StepProgress, TrainData, TrainState};
+use crate::data::{prepare, DeviceData, PrepareOptions, Prepared};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::optim::Optimizer;
+use crate::tensor::HostTensor;
+
+/// A run in progress: its data on the device, model and optimizer.
+pub struct Experiment<D: Device> {
+    pub config: ExperimentConfig,
+    pub prepared: Prepared,
+    pub model: Model<D>,
+    pub optimizer: Box<dyn Optimizer<D>>,
+    pub state: TrainState,
+    /// The parameters of the best epoch so far (restored when a run ends).
+    pub best: Option<Vec<HostTensor>>,
+    train: DeviceData<D>,
+    val: DeviceData<D>,
+    test: DeviceData<D>,
+}
+
+impl<D: Device + 'static> Experiment<D> {
+    /// Loads and splits `config.data`, uploads every split, and builds a
+    /// fresh model and optimizer. The config's task is resolved from the
+    /// data when it is not set.
+    pub fn new(dev: &D, mut config: ExperimentConfig) -> Result<Self> {
+        config.optim.validate()?;
+        let task = config.resolved_task()?;
+        config.task = Some(task);
+        let prepared = prepare(
+            &config.data,
+            &PrepareOptions {
+                task,
+                target: config.target.clone(),
+                val_fraction: config.val_fraction,
+                test_fraction: config.test_fraction,
+                seq_len: config.seq_len,
+                seed: config.seed,
+            },
+        )?;
+        Self::from_prepared(dev, config, prepared)
+    }
+
+    /// A run over data prepared elsewhere (in memory, see
+    /// [`Prepared::from_dataset`]); `config.data` is then only a name.
+    pub fn from_prepared(
+        dev: &D,
+        mut config: ExperimentConfig,
+        mut prepared: Prepared,
+    ) -> Result<Self> {
+        config.optim.validate()?;
+        config.task = Some(prepared.train.task);
+        if let Some(max) = config.max_train_samples {
+            if max < prepared.train.len() {
+                let keep: Vec<usize> = (0..max).collect();
+                prepared.train = prepared.train.subset(&keep);
+            }
+        }
+        config
+            .train_config(prepared.train.len())
+            .validate(prepared.train.len())?;
+        let spec = config.model_spec(&prepared)?;
+        let model = Model::new(dev, &spec, config.seed)?;
+        let upload = |ds| {
+            DeviceData::upload(
+                dev,
+                ds,
+                &prepared.normalizer,
+                prepared.target_scaler.as_ref(),
+            )
+        };
+        Ok(Experiment {
+            train: upload(&prepared.train)?,
+            val: upload(&prepared.val)?,
+            test: upload(&prepared.test)?,
+            optimizer: config.optim.build()?,
+            state: TrainState::default(),
+            best: None,
+            model,
+            prepared,
+            config,
+        })
+    }
+
+    /// Trains to the end (or early stop), then restores the parameters of
+    /// the best validation epoch. With `stop_after`, returns after that many
+    /// more epochs instead, leaving the latest parameters in place.
+    pub fn run(
+        &mut self,
+        dev: &D,
+        hooks: &mut dyn Hooks<D>,
+        stop_after: Option<usize>,
+    ) -> Result<()> {
+        let mut keeper = KeepBest {
+            dev,
+            inner: hooks,
+            best: self.best.take(),
+        };
+        let data = TrainData {
+            train: &self.train,
+            val: Some(&self.val),
+            scaler: self.prepared.target_scaler.as_ref(),
+        };
+        let mut cfg = self.config.train_config(self.train.len());
+        cfg.stop_at_epoch = stop_after.map(|n| self.state.epoch + n);
+        let stopped_early = fit(
+            dev,
+            &mut self.model,
+            self.optimizer.as_mut(),
+            &data,
+            &cfg,
+            &mut self.state,
+            &mut keeper,
+        );
+        self.best = keeper.best;
+        let finished =
+            stopped_early? || self.state.epoch >= self.config.epochs || stop_after.is_none();
+        if let (true, Some(best)) = (finished, &self.best) {
+            restore(dev, &mut self.model, best)?;
+        }
+        Ok(())
+    }
+
+    /// The current model on a split: "train", "val" or "test".
+    pub fn evaluate(&mut self, dev: &D, split: &str) -> Result<Option<Evaluation>> {
+        let data = match split {
+            "train" => &self.train,
+            "val" => &self.val,
+            "test" => &self.test,
+            other => return Err(Error::Config(format!("unknown split '{other}'"))),
+        };
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let order = identity_order(dev, data.len())?;
+        let batch = self.config.batch_size.unwrap_or(data.len()).max(256);
+        evaluate(
+            dev,
+            &mut self.model,
+            data,
+            &order,
+            batch,
+            self.prepared.target_scaler.as_ref(),
+        )
+        .map(Some)
+    }
+
+    pub fn history(&self) -> &[EpochStats] {
+        &self.state.history
+    }
+}
+
+/// Snapshots the parameters whenever an epoch improves, then defers to the
+/// caller's hooks.
+struct KeepBest<'a, D: Device> {
+    dev: &'a D,
+    inner: &'a mut dyn Hooks<D>,
+    best: Option<Vec<HostTensor>>,
+}
+
+impl<D: Device> Hooks<D> for KeepBest<'_, D> {
+    fn on_step(&mut self, p: &StepProgress) {
+        self.inner.on_step(p);
+    }
+
+    fn on_epoch(
+        &mut self,
+        stats: &EpochStats,
+        state: &TrainState,
+        improved: bool,
+        model: &Model<D>,
+        optimizer: &dyn Optimizer<D>,
+    ) -> Result<()> {
+        if improved {
+            self.best = Some(snapshot(self.dev, model)?);
+        }
+        self.inner
+            .on_epoch(stats, state, improved, model, optimizer)
+    }
+}
