@@ -3,7 +3,8 @@
 # the given device (cpu or gpu), with the commands shown in the table.
 # Usage: scripts/results.sh cpu|gpu [out-dir]
 # Prints one markdown row per run; the run directories go to out-dir
-# (default runs/results-<device>).
+# (default runs/results-<device>). ONLY=<name> runs only the rows of that
+# preset (or `custom`), e.g. ONLY=custom scripts/results.sh cpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${1:?usage: scripts/results.sh cpu|gpu [out-dir]}
@@ -19,6 +20,7 @@ runs=(
   "mlp|train mlp --data mnist --epochs 10"
   "cnn|train cnn --data mnist --epochs 8"
   "rnn|train rnn"
+  "custom|train --config examples/mnist_cnn.toml"
 )
 
 echo "| command | device | data | test metric | epochs | train time | samples/s |"
@@ -29,6 +31,7 @@ for r in "${runs[@]}"; do
   cmd=${r#*|}
   dir="$out/$i-$model"
   i=$((i + 1))
+  if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$model" ]; then continue; fi
   # shellcheck disable=SC2086
   json=$($bin $cmd --device "$device" --out "$dir" --json --quiet | tail -n 1)
   python3 - "$cmd" "$json" <<'PY'

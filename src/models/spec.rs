@@ -421,6 +421,16 @@ impl<'de> Deserialize<'de> for LayerSpec {
 
 /// Parses a whole layer list (`conv2d:16:3,relu,maxpool:2,flatten`). An
 /// empty or blank list is no hidden layers (a linear model).
+///
+/// ```
+/// use wgtrain::models::{format_layers, parse_layers, LayerSpec};
+///
+/// let layers = parse_layers("conv2d:16:3,relu,maxpool:2,flatten,dense:64")?;
+/// assert_eq!(layers[0], LayerSpec::Conv2d { channels: 16, kernel: 3, stride: 1, padding: 1 });
+/// assert_eq!(format_layers(&layers), "conv2d:16:3:1:1,relu,maxpool:2:2,flatten,dense:64");
+/// assert!(parse_layers("dense:64,swish").is_err());
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 pub fn parse_layers(text: &str) -> Result<Vec<LayerSpec>> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
@@ -549,6 +559,20 @@ impl ModelSpec {
     /// input unless the list starts with it, a one-hot depth defaults to the
     /// vocabulary, and the output layer is appended. Then checks every
     /// shape.
+    ///
+    /// ```
+    /// use wgtrain::models::{parse_layers, FeatureShape, ModelSpec, Output};
+    ///
+    /// let image = FeatureShape::Image { channels: 1, height: 28, width: 28 };
+    /// let layers = parse_layers("conv2d:8:3,relu,maxpool:2,flatten")?;
+    /// let spec = ModelSpec::new(&layers, image, Output::Classes { classes: 10 })?;
+    /// assert_eq!(spec.shapes()?.last(), Some(&FeatureShape::Flat { features: 10 }));
+    ///
+    /// // A dense layer cannot take an image: the error names layer and shapes.
+    /// let err = ModelSpec::new(&parse_layers("dense:8")?, image, Output::Classes { classes: 10 });
+    /// assert!(err.unwrap_err().to_string().contains("layer 0 (dense:8)"));
+    /// # Ok::<(), wgtrain::Error>(())
+    /// ```
     pub fn new(hidden: &[LayerSpec], input: FeatureShape, output: Output) -> Result<Self> {
         let mut layers = Vec::with_capacity(hidden.len() + 2);
         let tokens = matches!(input, FeatureShape::Tokens { .. });
@@ -644,7 +668,7 @@ impl ModelSpec {
     pub fn summary(&self) -> Result<String> {
         let mut s = format!("input {}\n", self.input);
         for (i, (l, shape)) in self.layers.iter().zip(self.shapes()?).enumerate() {
-            s += &format!("  {i:>2} {l:<22} -> {shape}\n");
+            s += &format!("  {i:>2} {:<22} -> {shape}\n", l.to_string());
         }
         Ok(s)
     }

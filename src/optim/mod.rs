@@ -27,22 +27,55 @@ use crate::nn::Param;
 use crate::tensor::HostTensor;
 
 /// An optimizer: updates parameters from their gradients and keeps whatever
-/// state it needs between steps.
+/// state it needs between steps. An implementation provides [`name`],
+/// [`update`] and access to its [`Common`] part (rate, step count, gradient
+/// scale, named state); the rest is provided.
+///
+/// [`name`]: Optimizer::name
+/// [`update`]: Optimizer::update
 pub trait Optimizer<D: Device> {
     /// Its name (`adam`), for messages.
     fn name(&self) -> &'static str;
+    /// Updates every parameter from its gradient times `scale` (a `[1]`
+    /// tensor); `step` counts updates from 1, this one included.
+    fn update(
+        &mut self,
+        dev: &D,
+        params: &mut [&mut Param<D>],
+        scale: &D::Tensor,
+        step: u64,
+    ) -> Result<()>;
+    /// The state every optimizer has.
+    fn common(&self) -> &Common<D>;
+    /// The state every optimizer has, mutably.
+    fn common_mut(&mut self) -> &mut Common<D>;
+
     /// One update of every parameter from its stored gradient. `params`
     /// must come in the same order at every step.
-    fn step(&mut self, dev: &D, params: &mut [&mut Param<D>]) -> Result<()>;
+    fn step(&mut self, dev: &D, params: &mut [&mut Param<D>]) -> Result<()> {
+        let common = self.common_mut();
+        let scale = common.scale.factor(dev, params)?;
+        common.steps += 1;
+        let step = common.steps;
+        self.update(dev, params, &scale, step)
+    }
     /// The learning rate the next step uses.
-    fn learning_rate(&self) -> f32;
+    fn learning_rate(&self) -> f32 {
+        self.common().lr
+    }
     /// Sets the learning rate (schedules call this before every step).
-    fn set_learning_rate(&mut self, lr: f32);
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.common_mut().lr = lr;
+    }
     /// Updates taken so far.
-    fn steps(&self) -> u64;
+    fn steps(&self) -> u64 {
+        self.common().steps
+    }
     /// The state as named host tensors (`optimizer.<parameter>.<slot>`), for
     /// checkpoints. Empty before the first step.
-    fn state(&self, dev: &D, params: &[&Param<D>]) -> Result<Vec<HostTensor>>;
+    fn state(&self, dev: &D, params: &[&Param<D>]) -> Result<Vec<HostTensor>> {
+        self.common().slots.save(dev, params)
+    }
     /// Restores what [`Optimizer::state`] saved, after `steps` updates.
     /// Every tensor must be present with its parameter's shape.
     fn load_state(
@@ -51,7 +84,33 @@ pub trait Optimizer<D: Device> {
         params: &[&Param<D>],
         steps: u64,
         saved: &[HostTensor],
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let common = self.common_mut();
+        common.slots.load(dev, params, saved)?;
+        common.steps = steps;
+        Ok(())
+    }
+}
+
+/// What every optimizer keeps: its learning rate, the updates taken, the
+/// gradient scale (clipping) and its per-parameter state slots.
+pub struct Common<D: Device> {
+    pub lr: f32,
+    pub steps: u64,
+    pub scale: GradScale<D>,
+    pub slots: Slots<D>,
+}
+
+impl<D: Device> Common<D> {
+    /// A fresh optimizer's common part: no steps, state slots `slots`.
+    pub fn new(lr: f32, clip_norm: Option<f32>, slots: &'static [&'static str]) -> Self {
+        Common {
+            lr,
+            steps: 0,
+            scale: GradScale::new(clip_norm),
+            slots: Slots::new(slots),
+        }
+    }
 }
 
 /// Which optimizer.
@@ -154,21 +213,21 @@ impl OptimConfig {
     /// The optimizer these settings describe, with no state yet.
     pub fn build<D: Device + 'static>(&self) -> Result<Box<dyn Optimizer<D>>> {
         self.validate()?;
-        let scale = GradScale::new(self.clip_norm);
+        let clip = self.clip_norm;
         Ok(match self.kind {
-            OptimizerKind::Sgd => Box::new(Sgd::new(self.lr, self.weight_decay, scale)),
+            OptimizerKind::Sgd => Box::new(Sgd::new(self.lr, self.weight_decay, clip)),
             OptimizerKind::Momentum => Box::new(Momentum::new(
                 self.lr,
                 self.momentum,
                 self.weight_decay,
-                scale,
+                clip,
             )),
             OptimizerKind::Adam | OptimizerKind::AdamW => Box::new(Adam::new(
                 self.lr,
                 (self.momentum, self.beta2, self.eps),
                 self.weight_decay,
                 self.kind == OptimizerKind::AdamW,
-                scale,
+                clip,
             )),
         })
     }

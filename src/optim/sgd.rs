@@ -1,27 +1,23 @@
 //! Plain stochastic gradient descent: `p -= lr·(s·g + wd·p)`.
 
-use super::{grad_of, GradScale, Optimizer};
+use super::{grad_of, Common, Optimizer};
 use crate::device::Device;
 use crate::error::Result;
 use crate::nn::Param;
-use crate::tensor::HostTensor;
 
 /// SGD with optional L2 weight decay; no state but the step count.
 pub struct Sgd<D: Device> {
-    lr: f32,
     weight_decay: f32,
-    scale: GradScale<D>,
-    steps: u64,
+    common: Common<D>,
 }
 
 impl<D: Device> Sgd<D> {
-    /// SGD at `lr`, decaying weights (not biases) by `weight_decay`.
-    pub fn new(lr: f32, weight_decay: f32, scale: GradScale<D>) -> Self {
+    /// SGD at `lr`, decaying weights (not biases) by `weight_decay`,
+    /// clipping gradients to `clip_norm` when given.
+    pub fn new(lr: f32, weight_decay: f32, clip_norm: Option<f32>) -> Self {
         Sgd {
-            lr,
             weight_decay,
-            scale,
-            steps: 0,
+            common: Common::new(lr, clip_norm, &[]),
         }
     }
 }
@@ -31,41 +27,26 @@ impl<D: Device> Optimizer<D> for Sgd<D> {
         "sgd"
     }
 
-    fn step(&mut self, dev: &D, params: &mut [&mut Param<D>]) -> Result<()> {
-        let s = self.scale.factor(dev, params)?;
+    fn update(
+        &mut self,
+        dev: &D,
+        params: &mut [&mut Param<D>],
+        s: &D::Tensor,
+        _: u64,
+    ) -> Result<()> {
         for p in params.iter_mut() {
             let wd = if p.decay { self.weight_decay } else { 0.0 };
             let g = grad_of(p)?.clone();
-            dev.sgd_update(&mut p.value, &g, &s, self.lr, wd)?;
+            dev.sgd_update(&mut p.value, &g, s, self.common.lr, wd)?;
         }
-        self.steps += 1;
         Ok(())
     }
 
-    fn learning_rate(&self) -> f32 {
-        self.lr
+    fn common(&self) -> &Common<D> {
+        &self.common
     }
 
-    fn set_learning_rate(&mut self, lr: f32) {
-        self.lr = lr;
-    }
-
-    fn steps(&self) -> u64 {
-        self.steps
-    }
-
-    fn state(&self, _dev: &D, _params: &[&Param<D>]) -> Result<Vec<HostTensor>> {
-        Ok(Vec::new())
-    }
-
-    fn load_state(
-        &mut self,
-        _dev: &D,
-        _params: &[&Param<D>],
-        steps: u64,
-        _saved: &[HostTensor],
-    ) -> Result<()> {
-        self.steps = steps;
-        Ok(())
+    fn common_mut(&mut self) -> &mut Common<D> {
+        &mut self.common
     }
 }

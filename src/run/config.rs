@@ -127,6 +127,16 @@ impl ExperimentConfig {
     /// Reads a config file's text (TOML). `preset` (a command-line preset)
     /// wins over the file's own `preset` key; that preset's defaults fill
     /// every key the file leaves out. Unknown keys are errors.
+    ///
+    /// ```
+    /// use wgtrain::run::ExperimentConfig;
+    ///
+    /// let c = ExperimentConfig::from_toml("layers = \"dense:32,relu\"\ndata = \"iris\"\nepochs = 5", None)?;
+    /// assert_eq!((c.epochs, c.batch_size), (5, Some(32)));
+    /// assert_eq!(ExperimentConfig::from_toml(&c.to_toml()?, None)?, c);
+    /// assert!(ExperimentConfig::from_toml("data = \"iris\"\nepoch = 5", None).is_err());
+    /// # Ok::<(), wgtrain::Error>(())
+    /// ```
     pub fn from_toml(text: &str, preset: Option<Preset>) -> Result<Self> {
         let bad = |e: &dyn std::fmt::Display| Error::Config(format!("config: {e}"));
         let file: toml::Table = toml::from_str(text).map_err(|e| bad(&e))?;

@@ -1,0 +1,130 @@
+//! A model's architecture travels in its checkpoint: spec → file → rebuilt
+//! model gives bit-identical outputs, for every layer kind; a checkpoint
+//! whose metadata lies about the architecture is refused before anything is
+//! allocated.
+
+mod common;
+
+use wgtrain::data::{Normalizer, Task};
+use wgtrain::models::{parse_layers, Model, ModelSpec, Output};
+use wgtrain::run::checkpoint::{self, ModelMeta, FORMAT};
+use wgtrain::run::fit::snapshot;
+use wgtrain::run::ExperimentConfig;
+use wgtrain::{CpuDevice, Device};
+
+fn meta(spec: &ModelSpec) -> ModelMeta {
+    let task = match spec.output {
+        Output::Regression { .. } => Task::Regression,
+        Output::Classes { .. } => Task::Classification,
+        Output::NextToken { .. } => Task::Text,
+    };
+    ModelMeta {
+        format: FORMAT,
+        wgtrain_version: env!("CARGO_PKG_VERSION").into(),
+        model: spec.clone(),
+        task,
+        normalizer: Normalizer::Identity,
+        target_scaler: None,
+        vocab: None,
+        experiment: ExperimentConfig::custom(
+            spec.layers[..spec.layers.len() - 1].to_vec(),
+            "memory",
+        ),
+    }
+}
+
+#[test]
+fn every_model_rebuilds_from_its_checkpoint() {
+    let dev = CpuDevice;
+    let dir = tempfile::tempdir().unwrap();
+    for case in common::small_models() {
+        let mut model = Model::new(&dev, &case.spec, 5).unwrap();
+        let (x, _) = case.batch(&dev);
+        let before = dev
+            .download(&model.forward(&dev, &x, false).unwrap())
+            .unwrap();
+        let path = dir.path().join(format!("{}.safetensors", case.name));
+        checkpoint::save(
+            &path,
+            &meta(&case.spec),
+            &snapshot(&dev, &model).unwrap(),
+            None,
+        )
+        .unwrap();
+        let ck = checkpoint::load(&path).unwrap();
+        assert_eq!(ck.meta.model, case.spec, "{}", case.name);
+        let mut rebuilt = ck.model(&dev).unwrap();
+        let after = dev
+            .download(&rebuilt.forward(&dev, &x, false).unwrap())
+            .unwrap();
+        assert_eq!(
+            before, after,
+            "{}: outputs differ after the round trip",
+            case.name
+        );
+        // A different seed gives other weights: the outputs really come from
+        // the file, not from the initialisation.
+        let mut other = Model::new(&dev, &case.spec, 6).unwrap();
+        let fresh = dev
+            .download(&other.forward(&dev, &x, false).unwrap())
+            .unwrap();
+        assert_ne!(before, fresh, "{}", case.name);
+    }
+}
+
+#[test]
+fn lying_metadata_is_refused() {
+    let dev = CpuDevice;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::new(
+        &parse_layers("dense:4,relu").unwrap(),
+        wgtrain::models::FeatureShape::Flat { features: 3 },
+        Output::Classes { classes: 3 },
+    )
+    .unwrap();
+    let model = Model::new(&dev, &spec, 1).unwrap();
+    let params = snapshot(&dev, &model).unwrap();
+    // A layer far over the size limit: refused while reading the metadata.
+    let path = dir.path().join("huge.safetensors");
+    let m = meta(&spec);
+    let json = serde_json::to_string(&m)
+        .unwrap()
+        .replace("\"layers\":\"dense:4,", "\"layers\":\"dense:400000000000,");
+    let mut info = std::collections::HashMap::new();
+    info.insert("wgtrain".to_string(), json);
+    let bytes: Vec<Vec<u8>> = params
+        .iter()
+        .map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<_> = params
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            (
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+    let e = checkpoint::load(&path).unwrap_err().to_string();
+    assert!(e.contains("over the limit"), "{e}");
+    // A spec that does not fit its own tensors: refused by name.
+    let path = dir.path().join("wide.safetensors");
+    let mut wide = meta(&spec);
+    wide.model = ModelSpec::new(
+        &parse_layers("dense:5,relu").unwrap(),
+        spec.input,
+        spec.output,
+    )
+    .unwrap();
+    checkpoint::save(&path, &wide, &params, None).unwrap();
+    let e = checkpoint::load(&path)
+        .unwrap()
+        .model(&dev)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("layers.0.weight") && e.contains("shape"), "{e}");
+}
