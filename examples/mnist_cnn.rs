@@ -34,18 +34,12 @@ fn train<D: Device + 'static>(dev: &D, config: ExperimentConfig) -> wgtrain::Res
 struct Progress;
 
 impl<D: Device> Hooks<D> for Progress {
-    fn on_epoch(
-        &mut self,
-        stats: &wgtrain::run::EpochStats,
-        _state: &TrainState,
-        _improved: bool,
-        _model: &Model<D>,
-        _optimizer: &dyn Optimizer<D>,
-    ) -> wgtrain::Result<()> {
-        let val = stats.val.as_ref().map_or(String::new(), |v| v.headline());
+    fn on_epoch(&mut self, end: &EpochEnd<'_, D>) -> wgtrain::Result<()> {
+        let s = end.stats;
+        let val = s.val.as_ref().map_or(String::new(), |v| v.headline());
         println!(
             "epoch {:>2}: train loss {:.4}, validation {val}",
-            stats.epoch, stats.train_loss
+            s.epoch, s.train_loss
         );
         Ok(())
     }

@@ -22,17 +22,22 @@ use crate::optim::{OptimConfig, OptimizerKind};
 /// The figure a workload reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Unit {
+    /// Billions of floating-point operations per second (kernels K1, K2).
     #[serde(rename = "GFLOP/s")]
     GflopPerSec,
+    /// Images per second (convolution kernels K3).
     #[serde(rename = "images/s")]
     ImagesPerSec,
+    /// Gigabytes read and written per second (elementwise kernels K4).
     #[serde(rename = "GB/s")]
     GbPerSec,
+    /// Training samples per second (training steps T1–T5).
     #[serde(rename = "samples/s")]
     SamplesPerSec,
 }
 
 impl Unit {
+    /// The unit as printed and serialized (`GFLOP/s`, `images/s`, …).
     pub fn label(self) -> &'static str {
         match self {
             Unit::GflopPerSec => "GFLOP/s",
@@ -46,9 +51,13 @@ impl Unit {
 /// One workload: an id (`K1-1024`, `T3`), what it is, and its unit.
 #[derive(Clone, Debug)]
 pub struct Workload {
+    /// Unique id, e.g. `K1-1024` or `T3`.
     pub id: &'static str,
+    /// The BENCHMARKS.md group it belongs to (`K1`…`K4`, `T1`…`T5`).
     pub group: &'static str,
+    /// A one-line description of the work, e.g. `matmul 512²`.
     pub what: &'static str,
+    /// What the measurement is reported in.
     pub unit: Unit,
     kind: Kind,
 }
@@ -185,9 +194,13 @@ pub fn workloads() -> Vec<Workload> {
 /// Median, min and max of the repetitions, in the workload's unit.
 #[derive(Clone, Debug, Serialize)]
 pub struct Measurement {
+    /// Median rate over the timed repetitions.
     pub median: f64,
+    /// Slowest repetition's rate.
     pub min: f64,
+    /// Fastest repetition's rate.
     pub max: f64,
+    /// Timed repetitions (at least 1).
     pub reps: usize,
     /// Training steps in the timed repetitions (0 for kernels).
     pub steps: usize,
@@ -196,7 +209,9 @@ pub struct Measurement {
 /// How long to measure.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
+    /// Untimed repetitions run first.
     pub warmups: usize,
+    /// Timed repetitions (at least 1 is run).
     pub reps: usize,
     /// Training workloads: steps per repetition, as a fraction of the
     /// BENCHMARKS.md count (1.0 = as specified).
@@ -238,6 +253,7 @@ pub struct Prepared<'a, D: Device> {
 }
 
 impl<'a, D: Device + 'static> Prepared<'a, D> {
+    /// Sets `w` up on `dev` (uploads, model, optimizer) without running it.
     pub fn new(dev: &'a D, w: &Workload, budget: Budget) -> Result<Self> {
         Ok(Prepared {
             dev,

@@ -31,20 +31,26 @@ use crate::tensor::Shape;
 /// outside every bound.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// Absolute allowance, in the outputs' units.
     pub abs: f32,
+    /// Allowance relative to the reference value's magnitude.
     pub rel: f32,
 }
 
 impl Tolerance {
+    /// No difference allowed: exact data movement (gather, copies, pooling, argmax).
     pub const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0 };
+    /// One rounding per element (add, mul, axpy, optimizer steps).
     pub const ROUNDING: Tolerance = Tolerance {
         abs: 1e-7,
         rel: 1e-6,
     };
+    /// Transcendental functions (tanh, sigmoid, exp in softmax).
     pub const TRANSCENDENTAL: Tolerance = Tolerance {
         abs: 1e-6,
         rel: 1e-5,
     };
+    /// The RNN's chained steps.
     pub const RECURRENCE: Tolerance = Tolerance {
         abs: 1e-4,
         rel: 1e-3,
@@ -61,8 +67,11 @@ impl Tolerance {
 /// The worst disagreement between two outputs.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Comparison {
+    /// Largest `|got - want|` over all elements (a NaN counts as infinity).
     pub max_abs: f32,
+    /// Largest `|got - want| / |want|` over elements whose reference is nonzero.
     pub max_rel: f32,
+    /// Whether every element was within the tolerance.
     pub pass: bool,
 }
 
@@ -859,12 +868,14 @@ pub fn cases() -> Vec<Case> {
 /// The outcome of one case on a device under test.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The case that was run.
     pub case: Case,
     /// `Err` when the device under test failed to run the case at all.
     pub result: std::result::Result<Comparison, String>,
 }
 
 impl Outcome {
+    /// Whether the case ran and every output was within tolerance.
     pub fn passed(&self) -> bool {
         matches!(self.result, Ok(Comparison { pass: true, .. }))
     }

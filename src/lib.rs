@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! wgtrain: train classic neural models on any GPU through wgpu compute
 //! shaders, with an ndarray CPU reference that every GPU result is checked
 //! against.
@@ -53,8 +54,8 @@ pub mod prelude {
     };
     pub use crate::optim::{OptimConfig, Optimizer, OptimizerKind, Schedule};
     pub use crate::run::{
-        evaluate, fit, predict, Checkpoint, Evaluation, Experiment, ExperimentConfig, Hooks,
-        Silent, TrainConfig, TrainData, TrainState,
+        evaluate, fit, predict, Checkpoint, EpochEnd, Evaluation, Experiment, ExperimentConfig,
+        Hooks, Silent, TrainConfig, TrainData, TrainState,
     };
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::{Device, LossGrad, Tensor};
 use crate::error::Result;
 
+/// A training loss, computed from the model's logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {

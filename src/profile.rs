@@ -21,17 +21,22 @@ use std::time::Instant;
 pub enum Phase {
     /// Gathering the minibatch on the device.
     Data,
+    /// The model's forward pass, input to logits.
     Forward,
     /// The loss and its gradient.
     Loss,
+    /// Backpropagation through the layers.
     Backward,
+    /// The optimizer's parameter updates.
     Optimizer,
     /// The host blocked on the device (loss read-back, downloads).
     HostWait,
+    /// Time not charged to another phase (before the first step, between steps).
     Other,
 }
 
 impl Phase {
+    /// Every phase, in the order reports list them.
     pub const ALL: [Phase; 7] = [
         Phase::Data,
         Phase::Forward,
@@ -42,6 +47,7 @@ impl Phase {
         Phase::Other,
     ];
 
+    /// The name printed in reports (`host wait`).
     pub fn name(self) -> &'static str {
         match self {
             Phase::Data => "data",
@@ -95,6 +101,7 @@ pub fn enable() {
     ENABLED.store(true, Ordering::Release);
 }
 
+/// Whether [`enable`] has been called, so phases and timings are recorded.
 pub fn is_enabled() -> bool {
     ENABLED.load(Ordering::Acquire)
 }
@@ -140,6 +147,7 @@ pub struct Report {
     pub device: Vec<(Phase, f64)>,
     /// Device time per kernel, most expensive first: (entry, calls, seconds).
     pub kernels: Vec<(&'static str, u64, f64)>,
+    /// How device time was measured (e.g. `timestamp queries`); `None` if none was.
     pub device_clock: Option<&'static str>,
 }
 
@@ -218,6 +226,7 @@ pub struct OpTimer {
     start: Option<Instant>,
 }
 
+/// Starts an [`OpTimer`] for `kernel`; it records nothing when profiling is off.
 pub fn op_timer(kernel: &'static str) -> OpTimer {
     OpTimer {
         kernel,

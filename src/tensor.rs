@@ -8,14 +8,17 @@ use std::fmt;
 pub struct Shape(Vec<usize>);
 
 impl Shape {
+    /// A shape with dimensions `dims`, outermost first.
     pub fn new(dims: impl Into<Vec<usize>>) -> Self {
         Shape(dims.into())
     }
 
+    /// The dimensions, outermost first.
     pub fn dims(&self) -> &[usize] {
         &self.0
     }
 
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.0.len()
     }
@@ -25,6 +28,7 @@ impl Shape {
         self.0.iter().product()
     }
 
+    /// Size of dimension `i` (panics if `i >= rank()`).
     pub fn dim(&self, i: usize) -> usize {
         self.0[i]
     }
@@ -108,7 +112,10 @@ impl From<&Shape> for Shape {
 /// snapshots of the best parameters, optimizer state).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
+    /// Its name in checkpoints, e.g. `layers.0.weight`.
     pub name: String,
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Elements in row-major order; as many as the product of `shape`.
     pub values: Vec<f32>,
 }

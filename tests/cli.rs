@@ -104,6 +104,7 @@ fn train_writes_a_run_directory_and_json() {
     assert_eq!(
         files(&w.path().join("r")),
         [
+            ".wgtrain.lock",
             "config.toml",
             "last.safetensors",
             "loss.svg",
@@ -519,7 +520,7 @@ fn checkpoints_of_the_wrong_kind_or_shape() {
             d,
             &["train", "mlp", "--resume", "nowhere", "--device", "cpu"],
         ),
-        &["nowhere/last.safetensors"],
+        &["nowhere: no such run directory"],
     );
 }
 
@@ -546,11 +547,18 @@ fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
             "cpu",
             "--out",
             "div",
+            "--save-every",
+            "0",
         ],
     );
     fails_with(
         o,
-        &["loss became", "checkpoints of epoch", "are kept in div"],
+        &[
+            "loss became",
+            "kept in div",
+            "the best model (epoch",
+            "checkpoints of epoch",
+        ],
     );
     let run: PathBuf = d.join("div");
     assert!(files(&run).contains(&"last.safetensors".to_string()));
@@ -809,4 +817,146 @@ fn bad_architectures_and_configs() {
     fails_with(train(&["--config", "syntax.toml"]), &["syntax.toml"]);
     fails_with(train(&["--config", "missing.toml"]), &["missing.toml"]);
     assert!(!d.join("x").exists(), "no run directory for a bad setting");
+}
+
+// ---- files and run directories: nothing overwritten, nothing shared ------
+
+#[test]
+fn outputs_replace_only_regular_files() {
+    let w = workdir();
+    let d = w.path();
+    ok(wgtrain(
+        d,
+        &[
+            "train", "logistic", "--data", "iris", "--epochs", "2", "--device", "cpu", "--out",
+            "m", "--quiet",
+        ],
+    ));
+    let predict = |out: &str| {
+        wgtrain(
+            d,
+            &[
+                "predict",
+                "--model",
+                "m",
+                "--input",
+                "data/tabular/iris.csv",
+                "--device",
+                "cpu",
+                "--output",
+                out,
+            ],
+        )
+    };
+    // A symbolic link is refused, and what it points to is left alone.
+    std::fs::write(d.join("target.txt"), "keep me").unwrap();
+    std::os::unix::fs::symlink(d.join("target.txt"), d.join("link.csv")).unwrap();
+    fails_with(predict("link.csv"), &["link.csv", "symbolic link"]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("target.txt")).unwrap(),
+        "keep me"
+    );
+    // A device is written through, not replaced by a file.
+    ok(predict("/dev/null"));
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // A regular file is replaced whole, and no temporary file is left.
+    std::fs::write(d.join("p.csv"), "old").unwrap();
+    ok(predict("p.csv"));
+    let text = std::fs::read_to_string(d.join("p.csv")).unwrap();
+    assert!(text.starts_with("prediction,p_0,p_1,p_2") && text.lines().count() == 151);
+    assert!(
+        !files(d).iter().any(|f| f.ends_with(".tmp")),
+        "{:?}",
+        files(d)
+    );
+}
+
+use std::os::unix::fs::FileTypeExt;
+
+#[test]
+fn run_directories_are_never_overwritten_or_shared() {
+    let w = workdir();
+    let d = w.path();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train", "logistic", "--data", "iris", "--epochs", "2", "--device", "cpu", "--quiet",
+        ];
+        args.extend(extra);
+        wgtrain(d, &args)
+    };
+    // Default names: two runs, two directories.
+    ok(train(&[]));
+    ok(train(&[]));
+    let runs = files(&d.join("runs"));
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r.starts_with("logistic-")));
+    // An explicit --out that holds a run: refused unless --overwrite.
+    ok(train(&["--out", "r"]));
+    let before = std::fs::read(d.join("r/model.safetensors")).unwrap();
+    fails_with(
+        train(&["--out", "r", "--seed", "9"]),
+        &["r", "already holds a run", "--resume", "--overwrite"],
+    );
+    assert_eq!(
+        std::fs::read(d.join("r/model.safetensors")).unwrap(),
+        before
+    );
+    ok(train(&["--out", "r", "--seed", "9", "--overwrite"]));
+    assert_ne!(
+        std::fs::read(d.join("r/model.safetensors")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_second_process_on_a_busy_run_directory_is_refused() {
+    let w = workdir();
+    let d = w.path();
+    // A run long enough to still hold its directory while we try.
+    let mut busy = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args([
+            "train",
+            "linear",
+            "--epochs",
+            "100000000",
+            "--device",
+            "cpu",
+            "--out",
+            "busy",
+            "--quiet",
+        ])
+        .current_dir(d)
+        .env("XDG_RUNTIME_DIR", d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = d.join("busy/.wgtrain.lock");
+    let pid = busy.id().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&lock).unwrap_or_default() != pid {
+        assert!(std::time::Instant::now() < deadline, "the run never locked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = wgtrain(
+        d,
+        &[
+            "train",
+            "--out",
+            "busy",
+            "--overwrite",
+            "--layers",
+            "",
+            "--data",
+            "diabetes",
+        ],
+    );
+    let resumed = wgtrain(d, &["train", "--resume", "busy", "--device", "cpu"]);
+    busy.kill().unwrap();
+    busy.wait().unwrap();
+    fails_with(second, &["busy", "in use by another wgtrain run", &pid]);
+    fails_with(resumed, &["busy", "in use by another wgtrain run", &pid]);
 }

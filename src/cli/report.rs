@@ -1,19 +1,26 @@
 //! What a training run shows and leaves behind: progress, one line per
 //! epoch, metrics.csv, loss.svg, summary.json and the checkpoints.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use wgtrain::models::Model;
-use wgtrain::optim::Optimizer;
 use wgtrain::run::checkpoint::{self, ModelMeta, ResumeMeta};
 use wgtrain::run::fit::snapshot;
-use wgtrain::run::{EpochStats, Evaluation, Hooks, StepProgress, TrainState};
+use wgtrain::run::{EpochEnd, EpochStats, Evaluation, Hooks, StepProgress};
+use wgtrain::tensor::HostTensor;
 use wgtrain::{Device, Error, Result};
 
 /// The run directory's hooks into the training loop.
+///
+/// Memory stays flat however long the run: each epoch is appended to
+/// metrics.csv and only a bounded, thinned series is kept for the plot.
+/// Checkpoints are written when the run ends and otherwise at most every
+/// `save_every` seconds; the best parameters (kept by the experiment) go to
+/// model.safetensors before the resumable state that names them, so a crash
+/// between the two resumes into an identical replay.
 pub struct RunHooks<'a, D: Device> {
     dev: &'a D,
     out: PathBuf,
@@ -24,12 +31,36 @@ pub struct RunHooks<'a, D: Device> {
     /// Progress bars only on a terminal; plain lines otherwise.
     interactive: bool,
     epochs: usize,
+    save_every: Duration,
+    last_save: Instant,
+    /// The best epoch whose parameters are in model.safetensors.
+    best_saved: Option<usize>,
+    /// The epoch last.safetensors holds: what a failure leaves behind.
+    pub saved_epoch: Option<usize>,
+    plot: LossSeries,
 }
 
 impl<'a, D: Device> RunHooks<'a, D> {
-    pub fn new(dev: &'a D, out: &Path, meta: ModelMeta, quiet: bool, json: bool) -> Self {
+    /// Hooks writing into `out`. A resumed run (`resumed_at` its epoch)
+    /// keeps metrics.csv up to that epoch and the model file it has.
+    pub fn new(
+        dev: &'a D,
+        out: &Path,
+        meta: ModelMeta,
+        (quiet, json): (bool, bool),
+        save_every: Duration,
+        resumed_at: Option<(usize, usize)>,
+    ) -> Result<Self> {
         let epochs = meta.experiment.epochs;
-        RunHooks {
+        let metrics = out.join("metrics.csv");
+        let mut plot = LossSeries::default();
+        match resumed_at {
+            Some((epoch, _)) => resume_metrics(&metrics, epoch, &mut plot)?,
+            None => {
+                checkpoint::write_atomically(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?
+            }
+        }
+        Ok(RunHooks {
             dev,
             out: out.to_path_buf(),
             meta,
@@ -38,9 +69,15 @@ impl<'a, D: Device> RunHooks<'a, D> {
             bar: None,
             interactive: std::io::stderr().is_terminal() && !quiet && !json,
             epochs,
-        }
+            save_every,
+            last_save: Instant::now(),
+            best_saved: resumed_at.map(|(_, best)| best),
+            saved_epoch: resumed_at.map(|(epoch, _)| epoch),
+            plot,
+        })
     }
 
+    /// Clears the progress bar.
     pub fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
@@ -56,6 +93,50 @@ impl<'a, D: Device> RunHooks<'a, D> {
             (None, true) => eprintln!("{line}"),
             (None, false) => println!("{line}"),
         }
+    }
+
+    /// After a failed run: the best parameters go to model.safetensors if
+    /// the file does not hold them yet. Returns the best epoch on disk.
+    pub fn save_best(&mut self, best: Option<&[HostTensor]>, best_epoch: usize) -> Option<usize> {
+        if let (Some(best), false) = (best, self.best_saved == Some(best_epoch)) {
+            let saved = check_finite(best, best_epoch).and_then(|_| {
+                checkpoint::save(&self.out.join("model.safetensors"), &self.meta, best, None)
+            });
+            if saved.is_ok() {
+                self.best_saved = Some(best_epoch);
+            }
+        }
+        self.best_saved.filter(|&e| e > 0)
+    }
+
+    /// Writes the best parameters (if newer than the file) and the
+    /// resumable state, refusing non-finite weights.
+    fn save(&mut self, end: &EpochEnd<'_, D>) -> Result<()> {
+        let state = end.state;
+        if self.best_saved != Some(state.best_epoch) {
+            if let Some(best) = end.best {
+                check_finite(best, state.best_epoch)?;
+                checkpoint::save(&self.out.join("model.safetensors"), &self.meta, best, None)?;
+                self.best_saved = Some(state.best_epoch);
+            }
+        }
+        let params = snapshot(self.dev, end.model)?;
+        check_finite(&params, state.epoch)?;
+        let resume = ResumeMeta {
+            state: state.clone(),
+            optimizer_steps: end.optimizer.steps(),
+        };
+        let opt = end.optimizer.state(self.dev, &end.model.params())?;
+        checkpoint::save(
+            &self.out.join("last.safetensors"),
+            &self.meta,
+            &params,
+            Some((&resume, &opt)),
+        )?;
+        self.saved_epoch = Some(state.epoch);
+        plot_loss(&self.out.join("loss.svg"), &self.plot)?;
+        self.last_save = Instant::now();
+        Ok(())
     }
 }
 
@@ -87,14 +168,8 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
         }
     }
 
-    fn on_epoch(
-        &mut self,
-        stats: &EpochStats,
-        state: &TrainState,
-        improved: bool,
-        model: &Model<D>,
-        optimizer: &dyn Optimizer<D>,
-    ) -> Result<()> {
+    fn on_epoch(&mut self, end: &EpochEnd<'_, D>) -> Result<()> {
+        let stats = end.stats;
         let val = stats.val.as_ref().map_or(String::new(), |v| {
             format!("  val loss {:.4}  {}", v.loss, v.headline())
         });
@@ -105,73 +180,119 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
             stats.train_loss,
             stats.seconds,
             stats.samples_per_sec,
-            if improved { "  *" } else { "" }
+            if end.improved { "  *" } else { "" }
         ));
-        let params = snapshot(self.dev, model)?;
-        // The best model first, then the resumable state that names it as
-        // best: a crash between the two leaves the state of the epoch before,
-        // and resuming from it recomputes this epoch identically.
-        if improved {
-            checkpoint::save(
-                &self.out.join("model.safetensors"),
-                &self.meta,
-                &params,
-                None,
-            )?;
+        // The log first: a resumed run drops rows past its checkpoint.
+        append_metrics(&self.out.join("metrics.csv"), stats)?;
+        self.plot.push(
+            stats.epoch,
+            stats.train_loss,
+            stats.val.as_ref().map(|v| v.loss),
+        );
+        if end.ending || self.last_save.elapsed() >= self.save_every {
+            self.save(end)?;
         }
-        let resume = ResumeMeta {
-            state: state.clone(),
-            optimizer_steps: optimizer.steps(),
-        };
-        let opt = optimizer.state(self.dev, &model.params())?;
-        checkpoint::save(
-            &self.out.join("last.safetensors"),
-            &self.meta,
-            &params,
-            Some((&resume, &opt)),
-        )?;
-        write_metrics(&self.out.join("metrics.csv"), &state.history)?;
-        plot_loss(&self.out.join("loss.svg"), &state.history)?;
         Ok(())
     }
 }
+
+/// Refuses to save parameters that are not all finite.
+fn check_finite(params: &[HostTensor], epoch: usize) -> Result<()> {
+    for t in params {
+        if let Some(v) = t.values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Config(format!(
+                "parameter {} became {v} at epoch {epoch}: not saved (try a lower --lr)",
+                t.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+const METRICS_HEADER: &str = "epoch,train_loss,val_loss,val_metric,lr,seconds,samples_per_sec";
 
 /// The headline metric of an evaluation, for the metrics file.
 fn metric_value(e: &Evaluation) -> Option<f64> {
     e.accuracy.or(e.r2).or(e.bits_per_char)
 }
 
-fn write_metrics(path: &Path, history: &[EpochStats]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| Error::Config(format!("{}: {e}", path.display()));
-    w.write_record([
-        "epoch",
-        "train_loss",
-        "val_loss",
-        "val_metric",
-        "lr",
-        "seconds",
-        "samples_per_sec",
-    ])
-    .map_err(io)?;
+/// Appends one epoch's row to metrics.csv (no rewrite, no sync: it is a log).
+fn append_metrics(path: &Path, h: &EpochStats) -> Result<()> {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-    for h in history {
-        w.write_record([
-            h.epoch.to_string(),
-            format!("{}", h.train_loss),
-            opt(h.val.as_ref().map(|v| v.loss)),
-            opt(h.val.as_ref().and_then(metric_value)),
-            format!("{}", h.lr),
-            format!("{:.3}", h.seconds),
-            format!("{:.1}", h.samples_per_sec),
-        ])
-        .map_err(io)?;
-    }
-    let data = w.into_inner().map_err(|e| Error::Config(e.to_string()))?;
-    checkpoint::write_atomically(path, &data)
+    let row = format!(
+        "{},{},{},{},{},{:.3},{:.1}\n",
+        h.epoch,
+        h.train_loss,
+        opt(h.val.as_ref().map(|v| v.loss)),
+        opt(h.val.as_ref().and_then(metric_value)),
+        h.lr,
+        h.seconds,
+        h.samples_per_sec
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(row.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
-fn plot_loss(path: &Path, history: &[EpochStats]) -> Result<()> {
+/// A resumed run's metrics.csv: rows after the checkpoint's epoch (written
+/// before a crash) are dropped, and the rest feed the plot.
+fn resume_metrics(path: &Path, epoch: usize, plot: &mut LossSeries) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut kept = format!("{METRICS_HEADER}\n");
+    for line in text.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let Some(e) = cells.first().and_then(|c| c.parse::<usize>().ok()) else {
+            continue;
+        };
+        if e > epoch {
+            break;
+        }
+        let num = |i: usize| cells.get(i).and_then(|c| c.parse::<f64>().ok());
+        if let Some(train) = num(1) {
+            plot.push(e, train, num(2));
+        }
+        kept += line;
+        kept.push('\n');
+    }
+    checkpoint::write_atomically(path, kept.as_bytes())
+}
+
+/// Loss per epoch for the plot, thinned to at most `2 · CAP` points: when
+/// full, every other point is dropped and later epochs are sampled half as
+/// often.
+#[derive(Default)]
+struct LossSeries {
+    points: Vec<(f64, f64, Option<f64>)>,
+    stride: usize,
+}
+
+impl LossSeries {
+    const CAP: usize = 1000;
+
+    fn push(&mut self, epoch: usize, train: f64, val: Option<f64>) {
+        let stride = self.stride.max(1);
+        if epoch % stride != 0 && epoch != 1 {
+            return;
+        }
+        self.points.push((epoch as f64, train, val));
+        if self.points.len() >= 2 * Self::CAP {
+            let mut i = 0;
+            self.points.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride = stride * 2;
+        }
+    }
+}
+
+fn plot_loss(path: &Path, series: &LossSeries) -> Result<()> {
     use plotters::prelude::*;
     let mut svg = String::new();
     {
@@ -179,13 +300,11 @@ fn plot_loss(path: &Path, history: &[EpochStats]) -> Result<()> {
         let err =
             |e: &dyn std::fmt::Display| Error::Config(format!("{}: plotting: {e}", path.display()));
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let train: Vec<(f64, f64)> = history
+        let train: Vec<(f64, f64)> = series.points.iter().map(|p| (p.0, p.1)).collect();
+        let val: Vec<(f64, f64)> = series
+            .points
             .iter()
-            .map(|h| (h.epoch as f64, h.train_loss))
-            .collect();
-        let val: Vec<(f64, f64)> = history
-            .iter()
-            .filter_map(|h| h.val.as_ref().map(|v| (h.epoch as f64, v.loss)))
+            .filter_map(|p| p.2.map(|v| (p.0, v)))
             .collect();
         let finite = |p: &&(f64, f64)| p.1.is_finite();
         let max = train
@@ -194,7 +313,7 @@ fn plot_loss(path: &Path, history: &[EpochStats]) -> Result<()> {
             .filter(finite)
             .map(|p| p.1)
             .fold(0.0f64, f64::max);
-        let epochs = history.len().max(2) as f64;
+        let epochs = series.points.last().map_or(2.0, |p| p.0.max(2.0));
         let mut chart = ChartBuilder::on(&root)
             .caption("loss per epoch", ("sans-serif", 20))
             .margin(12)

@@ -1,6 +1,7 @@
 //! `wgtrain train`: a training run with progress, checkpoints and a summary.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -9,7 +10,7 @@ use wgtrain::models::{format_layers, parse_layers, Preset};
 use wgtrain::optim::{OptimizerKind, Schedule};
 use wgtrain::run::checkpoint::{self, ModelMeta};
 use wgtrain::run::fit::restore;
-use wgtrain::run::{Experiment, ExperimentConfig};
+use wgtrain::run::{Experiment, ExperimentConfig, RunDir};
 use wgtrain::{Device, Error};
 
 use super::report::{self, RunHooks};
@@ -124,8 +125,15 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (other
     /// settings come from the checkpoint; --epochs may extend the run).
-    #[arg(long, conflicts_with = "out")]
+    #[arg(long, conflicts_with_all = ["out", "overwrite"])]
     pub resume: Option<PathBuf>,
+    /// Replace the run already in --out (its model, checkpoints and logs).
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
+    /// Write checkpoints at most every this many seconds (and always at the
+    /// end); 0 writes them after every epoch.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_finite)]
+    pub save_every: f32,
     /// Return after this many epochs; --resume continues exactly.
     #[arg(long)]
     pub stop_after_epochs: Option<usize>,
@@ -306,8 +314,13 @@ fn train_on<D: Device + 'static>(
     adapter: Option<String>,
     describe: &str,
 ) -> anyhow::Result<()> {
-    let (config, out, resume) = match &args.resume {
+    if args.save_every < 0.0 {
+        return Err(Error::Config("--save-every must be ≥ 0 seconds".into()).into());
+    }
+    let (config, rundir, resume) = match &args.resume {
         Some(dir) => {
+            // Locked first: nothing else may write the run while it is read.
+            let rundir = RunDir::resume(dir)?;
             let last = checkpoint::load(&dir.join("last.safetensors"))?;
             let mut config = last.meta.experiment.clone();
             if let Some(p) = args.model.filter(|&p| config.preset != Some(p)) {
@@ -321,27 +334,31 @@ fn train_on<D: Device + 'static>(
             if let Some(e) = args.epochs {
                 config.epochs = e;
             }
-            (config, dir.clone(), Some(last))
+            (config, Some(rundir), Some(last))
         }
-        None => {
-            let config = config_from(args)?;
-            let out = args.out.clone().unwrap_or_else(|| {
-                let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-                PathBuf::from("runs").join(format!("{}-{stamp}", config.name()))
-            });
-            (config, out, None)
-        }
+        None => (config_from(args)?, None, None),
     };
     let mut exp = Experiment::new(dev, config)?;
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    // The directory only once the run is known to start.
+    let rundir = match (rundir, &args.out) {
+        (Some(r), _) => r,
+        (None, Some(out)) => RunDir::create(out, false, args.overwrite)?,
+        (None, None) => {
+            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+            let name = format!("{}-{stamp}", exp.config.name());
+            RunDir::create(&PathBuf::from("runs").join(name), true, false)?
+        }
+    };
+    let out = rundir.path().to_path_buf();
+    let mut resumed_at = None;
     if let Some(last) = &resume {
         let (meta, opt_state) = last.resume.as_ref().ok_or_else(|| {
             Error::data(out.join("last.safetensors"), "not a resumable checkpoint")
         })?;
+        meta.state.validate()?;
         restore(dev, &mut exp.model, &last.params)?;
         exp.optimizer
             .load_state(dev, &exp.model.params(), meta.optimizer_steps, opt_state)?;
-        meta.state.validate()?;
         exp.state = meta.state.clone();
         let best = out.join("model.safetensors");
         exp.best = if best.exists() {
@@ -349,6 +366,7 @@ fn train_on<D: Device + 'static>(
         } else {
             None
         };
+        resumed_at = Some((exp.state.epoch, exp.state.best_epoch));
     }
     let meta = ModelMeta {
         format: checkpoint::FORMAT,
@@ -392,23 +410,41 @@ fn train_on<D: Device + 'static>(
             exp.state.epoch
         ));
     }
-    let mut hooks = RunHooks::new(dev, &out, meta, quiet, args.json);
+    let mut hooks = RunHooks::new(
+        dev,
+        &out,
+        meta,
+        (quiet, args.json),
+        Duration::from_secs_f32(args.save_every),
+        resumed_at,
+    )?;
     let first_epoch = exp.state.epoch;
     if args.profile {
         wgtrain::profile::enable();
     }
+    let started = Instant::now();
     if let Err(e) = exp.run(dev, &mut hooks, args.stop_after_epochs) {
-        let kept = if exp.state.epoch > 0 {
-            format!(
-                "; the checkpoints of epoch {} are kept in {}",
-                exp.state.epoch,
+        hooks.finish();
+        // Keep the best model, and say what is really on disk.
+        let best = hooks.save_best(exp.best.as_deref(), exp.state.best_epoch);
+        let kept = match (best, hooks.saved_epoch.filter(|&n| n > 0)) {
+            (Some(b), Some(n)) => format!(
+                "; kept in {}: the best model (epoch {b}) and the checkpoints of epoch {n}",
                 out.display()
-            )
-        } else {
-            String::new()
+            ),
+            (Some(b), None) => format!(
+                "; kept in {}: the best model (epoch {b}), no resumable checkpoint",
+                out.display()
+            ),
+            (None, Some(n)) => format!(
+                "; the checkpoints of epoch {n} are kept in {}",
+                out.display()
+            ),
+            (None, None) => format!("; nothing was saved in {}", out.display()),
         };
         return Err(anyhow::anyhow!("{e}{kept}"));
     }
+    let seconds = started.elapsed().as_secs_f64();
     hooks.finish();
     if args.profile {
         let n = exp.prepared.train.len();
@@ -425,19 +461,14 @@ fn train_on<D: Device + 'static>(
         "test"
     };
     let test = exp.evaluate(dev, test_split)?;
-    let history = exp.history();
-    let seconds: f64 = history.iter().map(|h| h.seconds).sum();
-    let samples = exp
-        .prepared
-        .train
-        .len()
-        .min(exp.config.max_train_samples.unwrap_or(usize::MAX));
+    // Wall time of this invocation's training, checkpoints included.
+    let trained = exp.prepared.train.len() * (exp.state.epoch - first_epoch);
     let samples_per_sec = if seconds > 0.0 {
-        (samples * history.len()) as f64 / seconds
+        trained as f64 / seconds
     } else {
         0.0
     };
-    let last = history.last();
+    let last = exp.last_epoch();
     if let Some(t) = &test {
         say(format!(
             "{test_split}: loss {:.4}, {} (best epoch {} of {})",

@@ -8,13 +8,18 @@ pub const NAMES: [&str; 5] = ["digits", "iris", "breast-cancer", "diabetes", "au
 pub enum Builtin {
     /// IDX images and labels.
     Idx {
+        /// The IDX3 images file.
         images: &'static [u8],
+        /// The IDX1 labels file.
         labels: &'static [u8],
     },
+    /// A CSV table with a header row.
     Csv(&'static [u8]),
+    /// UTF-8 text.
     Text(&'static [u8]),
 }
 
+/// The bytes of the built-in dataset called `name`; `None` if there is none.
 pub fn builtin(name: &str) -> Option<Builtin> {
     Some(match name {
         "digits" => Builtin::Idx {

@@ -17,6 +17,9 @@ enum DeviceFeatures<D: Device> {
     },
 }
 
+/// A split resident on a device: features `[n, ..sample_shape]` (f32, or raw
+/// bytes normalised while gathering) and f32 targets, `[n]` or `[n, k]` for `k`
+/// targets per sample (class ids as whole numbers).
 pub struct DeviceData<D: Device> {
     features: DeviceFeatures<D>,
     targets: D::Tensor,
@@ -75,10 +78,12 @@ impl<D: Device> DeviceData<D> {
         })
     }
 
+    /// Number of samples.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

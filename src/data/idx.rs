@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 /// A decoded IDX file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdxArray {
+    /// The dimensions from the header, outermost first (`[count, rows, cols]` for images).
     pub dims: Vec<usize>,
+    /// The payload, row-major; its length is the product of `dims`.
     pub data: Vec<u8>,
 }
 
@@ -73,7 +75,9 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
 /// Image and label files found in a directory, by set name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IdxFiles {
+    /// `(images, labels)` paths of the training set.
     pub train: Option<(PathBuf, PathBuf)>,
+    /// `(images, labels)` paths of the test set (`t10k` or `test`), if present.
     pub test: Option<(PathBuf, PathBuf)>,
 }
 

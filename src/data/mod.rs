@@ -51,6 +51,7 @@ impl Task {
 /// Sample features, row-major, one row per sample.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Features {
+    /// Values already as f32 (table columns, token ids as whole numbers).
     F32(Vec<f32>),
     /// Raw bytes (images); normalised on the device while gathering.
     U8(Vec<u8>),
@@ -62,12 +63,20 @@ pub enum Targets {
     /// Class ids below `classes`, `per_sample` of them per sample (1, or the
     /// sequence length for text).
     Classes {
+        /// Class ids, `per_sample` per sample, sample-major.
         ids: Vec<u32>,
+        /// Number of classes; every id is below it.
         classes: usize,
+        /// Ids per sample: 1 for classification, the sequence length for text.
         per_sample: usize,
     },
     /// Real values, `dims` per sample.
-    Values { values: Vec<f32>, dims: usize },
+    Values {
+        /// `dims` values per sample, sample-major.
+        values: Vec<f32>,
+        /// Target values per sample.
+        dims: usize,
+    },
 }
 
 impl Targets {
@@ -100,23 +109,29 @@ impl Targets {
 pub struct Dataset {
     /// Where it came from (a built-in name or a path), for messages.
     pub name: String,
+    /// What the targets are; decides the model's output and loss.
     pub task: Task,
     /// One sample's shape: `[features]`, `[channels, height, width]`, or
     /// `[seq_len]` token ids.
     pub sample_shape: Vec<usize>,
+    /// `len() * sample_len()` values, one row per sample.
     pub features: Features,
+    /// One row of targets per sample, in the same order as `features`.
     pub targets: Targets,
 }
 
 impl Dataset {
+    /// Number of samples, counted from the targets.
     pub fn len(&self) -> usize {
         self.targets.len()
     }
 
+    /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Features per sample: the product of `sample_shape`.
     pub fn sample_len(&self) -> usize {
         self.sample_shape.iter().product()
     }

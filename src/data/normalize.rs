@@ -20,15 +20,26 @@ fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f32, f32) {
     (mean as f32, if std < MIN_STD { 1.0 } else { std as f32 })
 }
 
+/// The feature transform, fitted on the training split by [`Normalizer::fit`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Normalizer {
     /// Unchanged (token ids).
     Identity,
     /// `(x - mean[j]) / std[j]` for feature `j` (tables).
-    PerFeature { mean: Vec<f32>, std: Vec<f32> },
+    PerFeature {
+        /// Per-feature mean, one per sample value.
+        mean: Vec<f32>,
+        /// Per-feature standard deviation (1 where a feature is near constant).
+        std: Vec<f32>,
+    },
     /// One mean and deviation over every value (images).
-    Global { mean: f32, std: f32 },
+    Global {
+        /// Mean of all values, in raw units (0–255 for bytes).
+        mean: f32,
+        /// Standard deviation of all values (1 if they are near constant).
+        std: f32,
+    },
 }
 
 impl Normalizer {
@@ -97,7 +108,9 @@ impl Normalizer {
 /// and predictions are mapped back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TargetScaler {
+    /// Mean of each target dimension.
     pub mean: Vec<f32>,
+    /// Standard deviation of each target dimension (1 where it is near constant).
     pub std: Vec<f32>,
 }
 
@@ -113,6 +126,7 @@ impl TargetScaler {
         Some(TargetScaler { mean, std })
     }
 
+    /// Maps raw targets to the standardised ones the model learns, in place.
     pub fn scale(&self, values: &mut [f32]) {
         let d = self.mean.len();
         for (i, v) in values.iter_mut().enumerate() {
@@ -120,6 +134,7 @@ impl TargetScaler {
         }
     }
 
+    /// Maps standardised outputs back to target units, in place.
     pub fn unscale(&self, values: &mut [f32]) {
         let d = self.mean.len();
         for (i, v) in values.iter_mut().enumerate() {

@@ -16,7 +16,9 @@ pub enum DataSource {
     Builtin(String),
     /// A directory of MNIST-format IDX files.
     IdxDir(PathBuf),
+    /// A CSV file: a header line, then one sample per row.
     Csv(PathBuf),
+    /// Any other file, read as UTF-8 text for character-level models.
     Text(PathBuf),
 }
 
@@ -89,25 +91,34 @@ impl DataSource {
 /// How to split and label the data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrepareOptions {
+    /// What to train for; decides how CSV targets are read and which sources fit.
     pub task: Task,
     /// CSV target column (default: the last).
     pub target: Option<String>,
+    /// Fraction of the samples (of the characters, for text) held out for validation.
     pub val_fraction: f64,
     /// Ignored when the source has its own test set (MNIST's t10k files).
     pub test_fraction: f64,
     /// Text: characters per training sequence.
     pub seq_len: usize,
+    /// Seed of the shuffles that split the samples (text splits are contiguous).
     pub seed: u64,
 }
 
 /// Splits ready for training, with the transforms fitted on `train`.
 #[derive(Clone, Debug)]
 pub struct Prepared {
+    /// The source as [`DataSource::describe`] names it.
     pub source: String,
+    /// Training samples; the transforms below were fitted on them.
     pub train: Dataset,
+    /// Validation samples.
     pub val: Dataset,
+    /// Test samples: the source's own test set if it has one, else a held-out part.
     pub test: Dataset,
+    /// Feature transform fitted on `train`.
     pub normalizer: Normalizer,
+    /// Target standardisation fitted on `train`; `None` unless targets are values.
     pub target_scaler: Option<TargetScaler>,
     /// Text only: the character of each token id.
     pub vocab: Option<Vec<char>>,
@@ -119,9 +130,12 @@ pub struct Prepared {
 pub enum Loaded {
     /// Samples, and the source's own test set if it has one.
     Samples {
+        /// Every sample of the source (its test set excluded).
         all: Dataset,
+        /// The source's own test set (MNIST's t10k files), if any.
         test: Option<Dataset>,
     },
+    /// A text corpus, split by character ranges rather than by sample.
     Text(TextCorpus),
 }
 

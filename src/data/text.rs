@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 /// A text as token ids over its sorted character vocabulary.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TextCorpus {
+    /// Every distinct character of the text, sorted; a token id indexes it.
     pub vocab: Vec<char>,
+    /// The text, one id per character.
     pub ids: Vec<u32>,
 }
 
@@ -74,6 +76,7 @@ impl TextCorpus {
             .collect()
     }
 
+    /// Maps ids back to characters; an id outside `vocab` becomes `?`.
     pub fn decode(vocab: &[char], ids: &[u32]) -> String {
         ids.iter()
             .map(|&i| vocab.get(i as usize).copied().unwrap_or('?'))

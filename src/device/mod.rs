@@ -26,6 +26,7 @@ pub use gpu::GpuDevice;
 
 /// A device-resident tensor handle.
 pub trait Tensor: Clone {
+    /// Dimensions of the tensor, row-major.
     fn shape(&self) -> &Shape;
 }
 
@@ -33,10 +34,14 @@ pub trait Tensor: Clone {
 /// the activation's *output* `y`, which is what layers keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Activation {
+    /// `f(x) = x`.
     #[default]
     Identity,
+    /// `f(x) = tanh(x)`.
     Tanh,
+    /// `f(x) = 1 / (1 + e^-x)`.
     Sigmoid,
+    /// `f(x) = max(x, 0)`.
     Relu,
 }
 
@@ -111,12 +116,16 @@ pub fn sigmoid(x: f32) -> f32 {
 /// Elementwise binary operations on two tensors of the same shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binary {
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a · b`.
     Mul,
 }
 
 impl Binary {
+    /// The numeric code shared with the WGSL kernels.
     pub fn code(self) -> u32 {
         match self {
             Binary::Add => 0,
@@ -125,6 +134,7 @@ impl Binary {
         }
     }
 
+    /// Reference scalar result (the CPU device uses exactly this).
     pub fn apply(self, a: f32, b: f32) -> f32 {
         match self {
             Binary::Add => a + b,
@@ -137,12 +147,16 @@ impl Binary {
 /// Whole-tensor reductions to a single value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduce {
+    /// Sum of all elements.
     Sum,
+    /// Sum of the squared elements (a squared L2 norm, for gradient clipping).
     SumSquares,
+    /// Largest element.
     Max,
 }
 
 impl Reduce {
+    /// The numeric code shared with the WGSL kernels.
     pub fn code(self) -> u32 {
         match self {
             Reduce::Sum => 0,
@@ -157,26 +171,33 @@ impl Reduce {
 /// materialised; they select a kernel variant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MatmulSpec {
+    /// Use `Aᵀ` in place of `A`.
     pub trans_a: bool,
+    /// Use `Bᵀ` in place of `B`.
     pub trans_b: bool,
+    /// Activation applied to every output element, after the bias.
     pub act: Activation,
 }
 
 impl MatmulSpec {
+    /// `A · B`, no activation.
     pub const NN: MatmulSpec = MatmulSpec {
         trans_a: false,
         trans_b: false,
         act: Activation::Identity,
     };
+    /// `Aᵀ · B` (weight gradients of a dense layer).
     pub const TN: MatmulSpec = MatmulSpec {
         trans_a: true,
         ..Self::NN
     };
+    /// `A · Bᵀ` (input gradients of a dense layer).
     pub const NT: MatmulSpec = MatmulSpec {
         trans_b: true,
         ..Self::NN
     };
 
+    /// The same transposes with activation `act`.
     pub fn with_act(self, act: Activation) -> Self {
         MatmulSpec { act, ..self }
     }
@@ -208,9 +229,13 @@ impl MatmulSpec {
 /// Hyper-parameters of one Adam update. `step` counts from 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamStep {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay rate of the first moment (mean of gradients).
     pub beta1: f32,
+    /// Decay rate of the second moment (mean of squared gradients).
     pub beta2: f32,
+    /// Added to `√v̂` in the denominator, against division by zero.
     pub eps: f32,
     /// L2 penalty: `weight_decay · p` is added to the gradient before the
     /// moments (Adam's original coupling).
@@ -218,6 +243,7 @@ pub struct AdamStep {
     /// Decoupled decay (AdamW, Loshchilov & Hutter): `p -= lr · decoupled_decay · p`
     /// beside the Adam step, never through the moments.
     pub decoupled_decay: f32,
+    /// Number of this update, from 1; sets the bias corrections.
     pub step: u32,
 }
 
@@ -236,13 +262,16 @@ impl AdamStep {
 /// A loss value (shape `[1]`) and the gradient of that loss with respect to
 /// the prediction, produced together by one fused operation.
 pub struct LossGrad<T> {
+    /// The loss, shape `[1]`.
     pub loss: T,
+    /// `∂loss/∂prediction`, the shape of the prediction.
     pub grad: T,
 }
 
 /// The operations models are built from. See the module documentation for
 /// the conventions every implementation follows.
 pub trait Device {
+    /// The device's f32 tensor handle.
     type Tensor: Tensor;
     /// Raw bytes on the device (a u8 dataset such as MNIST, kept at a quarter
     /// of its f32 size); only [`Device::gather_rows_u8`] reads them.
@@ -252,10 +281,15 @@ pub trait Device {
     fn name(&self) -> String;
 
     // ---- memory -------------------------------------------------------
+    /// Copies row-major `data` to the device; its length must be `shape`'s element count.
     fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<Self::Tensor>;
+    /// Copies `t` back to the host, row-major (on the GPU this waits for the queue).
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// Copies bytes to the device; the length must be `shape`'s element count.
     fn upload_u8(&self, data: &[u8], shape: impl Into<Shape>) -> Result<Self::Bytes>;
+    /// A tensor of `shape` with every element `value`.
     fn full(&self, shape: impl Into<Shape>, value: f32) -> Result<Self::Tensor>;
+    /// A tensor of `shape` filled with zeros.
     fn zeros(&self, shape: impl Into<Shape>) -> Result<Self::Tensor> {
         self.full(shape, 0.0)
     }
@@ -319,6 +353,7 @@ pub trait Device {
     ) -> Result<Self::Tensor>;
 
     // ---- elementwise ----------------------------------------------------
+    /// `f(x)` elementwise; same shape as `x`.
     fn activation(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
     /// `dy · f'(x)` written through the forward output `y = f(x)`.
     fn activation_backward(
@@ -327,13 +362,17 @@ pub trait Device {
         dy: &Self::Tensor,
         act: Activation,
     ) -> Result<Self::Tensor>;
+    /// `a op b` elementwise; `a` and `b` must have the same shape.
     fn binary(&self, a: &Self::Tensor, b: &Self::Tensor, op: Binary) -> Result<Self::Tensor>;
+    /// `a + b` elementwise.
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
         self.binary(a, b, Binary::Add)
     }
+    /// `a - b` elementwise.
     fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
         self.binary(a, b, Binary::Sub)
     }
+    /// `a · b` elementwise.
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
         self.binary(a, b, Binary::Mul)
     }
@@ -349,6 +388,7 @@ pub trait Device {
     fn sum_cols(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Any shape → `[1]`.
     fn reduce(&self, x: &Self::Tensor, op: Reduce) -> Result<Self::Tensor>;
+    /// Softmax within each row (everything after the first dimension); same shape.
     fn softmax_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Mean softmax cross-entropy of logits `[R,C]` against class ids `[R]`,
     /// and its gradient with respect to the logits, in one pass.
@@ -422,6 +462,7 @@ pub trait Device {
     // ---- optimizer updates (in place) ----------------------------------
     // `grad_scale` is a `[1]` tensor multiplying every gradient (global-norm
     // clipping computes it on the device); weight decay adds `wd · p` (L2).
+    /// `p -= lr·(s·g + wd·p)`, with `s` = `grad_scale`.
     fn sgd_update(
         &self,
         param: &mut Self::Tensor,
@@ -442,6 +483,9 @@ pub trait Device {
         momentum: f32,
         weight_decay: f32,
     ) -> Result<()>;
+    /// One Adam (or AdamW) step of `hp` on the gradient `s·g + weight_decay·p`:
+    /// moments `m` and `v` are updated in place, then
+    /// `p -= lr·m̂/(√v̂ + eps) + lr·decoupled_decay·p` (hats: bias-corrected).
     fn adam_update(
         &self,
         param: &mut Self::Tensor,

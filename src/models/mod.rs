@@ -24,6 +24,7 @@ use crate::profile::{self, Phase};
 
 /// A model on a device: its architecture and its layers.
 pub struct Model<D: Device> {
+    /// The architecture it was built from.
     pub spec: ModelSpec,
     layers: Vec<Box<dyn Layer<D>>>,
 }

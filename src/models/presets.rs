@@ -20,10 +20,15 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
+    /// Linear regression: the output layer alone, MSE.
     Linear,
+    /// Logistic regression: the output layer alone, (binary) cross-entropy.
     Logistic,
+    /// A multilayer perceptron with tanh hidden layers.
     Mlp,
+    /// Convolution + tanh + max-pool stages, then the output layer.
     Cnn,
+    /// A character-level Elman network predicting the next character.
     Rnn,
 }
 

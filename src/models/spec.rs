@@ -39,17 +39,31 @@ pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
 #[serde(rename_all = "snake_case")]
 pub enum FeatureShape {
     /// A vector of features.
-    Flat { features: usize },
+    Flat {
+        /// Numbers per sample.
+        features: usize,
+    },
     /// An image: channels × height × width.
     Image {
+        /// Channels (planes).
         channels: usize,
+        /// Rows.
         height: usize,
+        /// Columns.
         width: usize,
     },
     /// A sequence of token ids (integers below the vocabulary size).
-    Tokens { len: usize },
+    Tokens {
+        /// Steps.
+        len: usize,
+    },
     /// A sequence of feature vectors, one per step.
-    Sequence { len: usize, features: usize },
+    Sequence {
+        /// Steps.
+        len: usize,
+        /// Numbers per step.
+        features: usize,
+    },
 }
 
 impl FeatureShape {
@@ -121,24 +135,42 @@ impl fmt::Display for FeatureShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerSpec {
     /// `y = x·W + b` on the last dimension.
-    Dense { units: usize },
+    Dense {
+        /// Outputs.
+        units: usize,
+    },
     /// 2-d convolution with bias and zero padding.
     Conv2d {
+        /// Output channels.
         channels: usize,
+        /// Side of the square kernel.
         kernel: usize,
+        /// Step between output positions.
         stride: usize,
+        /// Zeros added on each border.
         padding: usize,
     },
     /// Max over `size×size` windows, `stride` apart.
-    MaxPool { size: usize, stride: usize },
+    MaxPool {
+        /// Side of the window.
+        size: usize,
+        /// Step between windows.
+        stride: usize,
+    },
     /// An elementwise activation.
     Activation(Activation),
     /// Images to feature vectors.
     Flatten,
-    /// Token ids to one-hot vectors; `None` until the vocabulary is known.
-    OneHot { depth: Option<usize> },
+    /// Token ids to one-hot vectors.
+    OneHot {
+        /// Length of the vectors; `None` until the vocabulary is known.
+        depth: Option<usize>,
+    },
     /// Elman recurrent layer: `h_t = tanh(x_t·W + h_{t−1}·U + b)`.
-    Rnn { hidden: usize },
+    Rnn {
+        /// State size.
+        hidden: usize,
+    },
 }
 
 /// The layer names the grammar knows, for messages.
@@ -488,13 +520,22 @@ pub mod layer_list {
 #[serde(rename_all = "snake_case")]
 pub enum Output {
     /// `targets` real values per sample (mean squared error).
-    Regression { targets: usize },
+    Regression {
+        /// Values per sample.
+        targets: usize,
+    },
     /// One of `classes` per sample: softmax cross-entropy, or one logit and
     /// binary cross-entropy for two classes.
-    Classes { classes: usize },
+    Classes {
+        /// Number of classes.
+        classes: usize,
+    },
     /// The next token at every step of a sequence (softmax cross-entropy
     /// per step).
-    NextToken { vocab: usize },
+    NextToken {
+        /// Vocabulary size.
+        vocab: usize,
+    },
 }
 
 impl Output {
@@ -547,9 +588,12 @@ impl Output {
 /// metadata; [`crate::models::Model::new`] builds it on a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelSpec {
+    /// One sample's shape.
     pub input: FeatureShape,
+    /// Every layer, the output layer last.
     #[serde(with = "layer_list")]
     pub layers: Vec<LayerSpec>,
+    /// What the model predicts.
     pub output: Output,
 }
 

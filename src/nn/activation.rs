@@ -13,6 +13,7 @@ pub struct Act<D: Device> {
 }
 
 impl<D: Device> Act<D> {
+    /// An activation layer applying `act`.
     pub fn new(act: Activation) -> Self {
         Act { act, y: None }
     }
@@ -42,6 +43,7 @@ pub struct Flatten {
 }
 
 impl Flatten {
+    /// A flattening layer (no parameters).
     pub fn new() -> Self {
         Flatten { shape: None }
     }
@@ -74,6 +76,7 @@ pub struct OneHot {
 }
 
 impl OneHot {
+    /// One-hot encoding over a vocabulary of `depth` token ids.
     pub fn new(depth: usize) -> Self {
         OneHot { depth }
     }

@@ -9,14 +9,19 @@ use crate::tensor::Shape;
 
 /// `y = x ⊛ W + b` over `[N, C, H, W]` images, stride 1.
 pub struct Conv2d<D: Device> {
+    /// Kernels `[out, in, k, k]`; named `{name}.weight`.
     pub weight: Param<D>, // [out, in, k, k]
-    pub bias: Param<D>,   // [out]
+    /// One bias per output channel, `[out]`; named `{name}.bias`.
+    pub bias: Param<D>, // [out]
     kernel: usize,
     pad: usize,
     x: Option<D::Tensor>,
 }
 
 impl<D: Device> Conv2d<D> {
+    /// A `kernel×kernel` convolution from `inputs` to `outputs` channels, zero padding
+    /// `pad` on each side. Weights are initialised for the activation `init_for` that
+    /// follows (see `init_weights`); the bias starts at zero.
     pub fn new(
         dev: &D,
         name: &str,
@@ -90,6 +95,7 @@ pub struct MaxPool2d<D: Device> {
 }
 
 impl<D: Device> MaxPool2d<D> {
+    /// Pooling over `k×k` windows (stride `k`).
     pub fn new(k: usize) -> Self {
         MaxPool2d {
             k,

@@ -8,9 +8,12 @@ use crate::device::{Activation, Device, MatmulSpec, Tensor};
 use crate::error::Result;
 use crate::tensor::Shape;
 
+/// Fully connected layer `y = act(x·W + b)` on the last dimension of its input.
 pub struct Dense<D: Device> {
+    /// Weights `[inputs, outputs]`; named `{name}.weight`.
     pub weight: Param<D>, // [inputs, outputs]
-    pub bias: Param<D>,   // [outputs]
+    /// Bias `[outputs]`; named `{name}.bias`.
+    pub bias: Param<D>, // [outputs]
     act: Activation,
     x: Option<D::Tensor>, // input, as a matrix
     x_shape: Option<Shape>,
@@ -18,6 +21,8 @@ pub struct Dense<D: Device> {
 }
 
 impl<D: Device> Dense<D> {
+    /// A layer from `inputs` to `outputs` features with activation `act`: weights
+    /// initialised by `init_weights`, bias zero.
     pub fn new(
         dev: &D,
         name: &str,

@@ -24,8 +24,11 @@ pub struct Param<D: Device> {
     /// Stable name from the layer's position, used as the tensor name in
     /// checkpoints (`layers.0.weight`).
     pub name: String,
+    /// The current values; optimizers update them in place.
     pub value: D::Tensor,
+    /// Gradient from the latest backward pass, the shape of `value`; `None` before it.
     pub grad: Option<D::Tensor>,
+    /// Whether weight decay applies (weights yes, biases no).
     pub decay: bool,
 }
 
@@ -39,6 +42,7 @@ impl<D: Device> Param<D> {
         }
     }
 
+    /// Number of elements in `value`.
     pub fn numel(&self) -> usize {
         self.value.shape().numel()
     }
@@ -49,11 +53,16 @@ impl<D: Device> Param<D> {
 /// [`Param`]s and returns the input gradient only when asked (the first layer
 /// of a network never needs it).
 pub trait Layer<D: Device> {
+    /// Output for the input `x`; with `train`, also keeps what `backward` needs.
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor>;
+    /// Given `dy`, the gradient at the latest training forward's output: stores the
+    /// parameter gradients, and returns the input gradient when `need_dx`.
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>>;
+    /// The layer's trainable parameters (none by default).
     fn params(&self) -> Vec<&Param<D>> {
         Vec::new()
     }
+    /// The same parameters, mutably (for the optimizer).
     fn params_mut(&mut self) -> Vec<&mut Param<D>> {
         Vec::new()
     }

@@ -13,10 +13,14 @@ use super::{cached, init_weights, Layer, Param};
 use crate::device::{Activation, Device, MatmulSpec, Tensor};
 use crate::error::{Error, Result};
 
+/// Elman recurrent layer over time-major sequences: `[T, B, I]` → every state `[T, B, H]`.
 pub struct Rnn<D: Device> {
-    pub input_weight: Param<D>,     // W [I, H]
+    /// `W [I, H]`: projects each input onto the hidden state.
+    pub input_weight: Param<D>, // W [I, H]
+    /// `U [H, H]`: carries the previous state into the next.
     pub recurrent_weight: Param<D>, // U [H, H]
-    pub bias: Param<D>,             // b [H]
+    /// `b [H]`, added at every step.
+    pub bias: Param<D>, // b [H]
     hidden: usize,
     /// Carry the last state into the next forward call (sampling text one
     /// step at a time); otherwise every sequence starts from zeros.

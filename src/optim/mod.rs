@@ -95,9 +95,13 @@ pub trait Optimizer<D: Device> {
 /// What every optimizer keeps: its learning rate, the updates taken, the
 /// gradient scale (clipping) and its per-parameter state slots.
 pub struct Common<D: Device> {
+    /// The learning rate of the next step.
     pub lr: f32,
+    /// Updates taken.
     pub steps: u64,
+    /// The factor gradients are multiplied by.
     pub scale: GradScale<D>,
+    /// The optimizer's per-parameter state.
     pub slots: Slots<D>,
 }
 
@@ -144,6 +148,7 @@ impl OptimizerKind {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
+    /// Which optimizer.
     pub kind: OptimizerKind,
     /// Base learning rate (a schedule moves it during a run).
     pub lr: f32,

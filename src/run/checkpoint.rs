@@ -34,13 +34,17 @@ pub const FORMAT: u32 = 2;
 /// What a model file says about the model, beyond its tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
+    /// The file layout's version ([`FORMAT`]).
     pub format: u32,
+    /// The wgtrain that wrote it.
     pub wgtrain_version: String,
     /// The complete architecture (output layer included).
     pub model: ModelSpec,
     /// What the targets were.
     pub task: Task,
+    /// The feature standardisation fitted on the training split.
     pub normalizer: Normalizer,
+    /// Regression: the target standardisation (predictions are unscaled).
     pub target_scaler: Option<TargetScaler>,
     /// Text models: the character of each token id.
     pub vocab: Option<Vec<char>>,
@@ -52,14 +56,18 @@ pub struct ModelMeta {
 /// Where a run stood when its resumable checkpoint was written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResumeMeta {
+    /// The training loop's state after the saved epoch.
     pub state: TrainState,
+    /// Updates the optimizer had taken.
     pub optimizer_steps: u64,
 }
 
 /// A loaded checkpoint.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
+    /// What the file says about the model.
     pub meta: ModelMeta,
+    /// The model's parameters, by name.
     pub params: Vec<HostTensor>,
     /// The resume metadata and the optimizer's tensors, in a resumable
     /// checkpoint.
@@ -98,9 +106,30 @@ pub fn save(
     write_atomically(path, &data)
 }
 
-/// Writes `data` to a temporary file beside `path`, syncs it, and renames
-/// it over `path`.
+/// Writes `data` to `path` so that it is either wholly there or not changed
+/// at all: into an exclusively created temporary file with an unpredictable
+/// name beside `path`, synced, then renamed over it. Only a regular file (or
+/// nothing) is ever replaced: a symbolic link is refused, and a device or
+/// FIFO (`/dev/stdout`) is written through.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::data(
+                path,
+                "is a symbolic link: refusing to replace it (give the path it points to)",
+            ))
+        }
+        Ok(m) if m.is_dir() => return Err(Error::data(path, "is a directory, not a file")),
+        Ok(m) if !m.is_file() => {
+            // A device or FIFO: write through, never replace.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            return f.write_all(data).map_err(|e| Error::io(path, e));
+        }
+        _ => {}
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -109,17 +138,16 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("checkpoint");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    tmp.write_all(data)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    // A failed rename drops (and so deletes) the temporary file.
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // Make the rename itself durable (best effort: not every platform can
     // open a directory for syncing).
     if let Ok(d) = std::fs::File::open(dir) {

@@ -36,12 +36,15 @@ pub struct ExperimentConfig {
     pub target: Option<String>,
     /// Text: characters per training sequence.
     pub seq_len: usize,
+    /// Fraction held out for validation (model selection, early stopping).
     pub val_fraction: f64,
+    /// Fraction held out for the final test (unless the data has its own).
     pub test_fraction: f64,
     /// Train on at most this many samples of the training split (quick runs,
     /// tests on slow adapters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_train_samples: Option<usize>,
+    /// Passes over the training split.
     pub epochs: usize,
     /// Samples per step; `None` (`"full"` in files) is the whole training
     /// split (full-batch gradient descent).
@@ -50,10 +53,13 @@ pub struct ExperimentConfig {
     /// Stop after this many epochs without a better validation metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    /// Seeds the weights, the splits and the shuffles.
     pub seed: u64,
     /// Read the loss back from the device every this many steps.
     pub log_every: usize,
+    /// The learning rate over the run.
     pub schedule: Schedule,
+    /// The optimizer and its settings (`[optimizer]` in files).
     #[serde(rename = "optimizer")]
     pub optim: OptimConfig,
 }

@@ -11,15 +11,20 @@ use crate::models::{Model, Output};
 /// Results on one split. Fields that do not apply to the task are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// Samples evaluated (sequences, for text).
     pub samples: usize,
     /// Mean loss per sample (per character for text), in nats.
     pub loss: f64,
+    /// Classification: the fraction predicted right.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
+    /// Regression: the coefficient of determination, in target units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r2: Option<f64>,
+    /// Regression: root-mean-square error, in target units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rmse: Option<f64>,
+    /// Text: the mean loss in bits per character.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bits_per_char: Option<f64>,
     /// `confusion[true][predicted]` counts, for classification.

@@ -5,7 +5,9 @@
 
 use super::config::ExperimentConfig;
 use super::evaluate::{evaluate, identity_order, Evaluation};
-use super::fit::{fit, restore, snapshot, EpochStats, Hooks, StepProgress, TrainData, TrainState};
+use super::fit::{
+    fit, restore, snapshot, EpochEnd, EpochStats, Hooks, StepProgress, TrainData, TrainState,
+};
 use crate::data::{prepare, DeviceData, PrepareOptions, Prepared};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -15,10 +17,15 @@ use crate::tensor::HostTensor;
 
 /// A run in progress: its data on the device, model and optimizer.
 pub struct Experiment<D: Device> {
+    /// The run's settings (the task resolved).
     pub config: ExperimentConfig,
+    /// The splits on the host, with the normalisation fitted on `train`.
     pub prepared: Prepared,
+    /// The model being trained.
     pub model: Model<D>,
+    /// Its optimizer.
     pub optimizer: Box<dyn Optimizer<D>>,
+    /// Where the run stands.
     pub state: TrainState,
     /// The parameters of the best epoch so far (restored when a run ends).
     pub best: Option<Vec<HostTensor>>,
@@ -153,8 +160,9 @@ impl<D: Device + 'static> Experiment<D> {
         .map(Some)
     }
 
-    pub fn history(&self) -> &[EpochStats] {
-        &self.state.history
+    /// The latest epoch's figures.
+    pub fn last_epoch(&self) -> Option<&EpochStats> {
+        self.state.last.as_ref()
     }
 }
 
@@ -171,18 +179,13 @@ impl<D: Device> Hooks<D> for KeepBest<'_, D> {
         self.inner.on_step(p);
     }
 
-    fn on_epoch(
-        &mut self,
-        stats: &EpochStats,
-        state: &TrainState,
-        improved: bool,
-        model: &Model<D>,
-        optimizer: &dyn Optimizer<D>,
-    ) -> Result<()> {
-        if improved {
-            self.best = Some(snapshot(self.dev, model)?);
+    fn on_epoch(&mut self, end: &EpochEnd<'_, D>) -> Result<()> {
+        if end.improved {
+            self.best = Some(snapshot(self.dev, end.model)?);
         }
-        self.inner
-            .on_epoch(stats, state, improved, model, optimizer)
+        self.inner.on_epoch(&EpochEnd {
+            best: self.best.as_deref(),
+            ..*end
+        })
     }
 }

@@ -25,13 +25,17 @@ use crate::tensor::HostTensor;
 /// The training loop's settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
+    /// The epoch to train up to (counting from the run's start).
     pub epochs: usize,
+    /// Samples per step.
     pub batch_size: usize,
     /// Stop after this many epochs without a better validation metric.
     pub patience: Option<usize>,
+    /// Seeds the shuffles (with the epoch number).
     pub seed: u64,
     /// Read the running loss back every this many steps.
     pub log_every: usize,
+    /// The learning rate over all steps of the run.
     pub schedule: Schedule,
     /// Return after this epoch even though `epochs` is not reached (a run in
     /// chunks; `--resume` continues it exactly).
@@ -39,6 +43,7 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Checks the settings for a training split of `train_len` samples.
     pub fn validate(&self, train_len: usize) -> Result<()> {
         if self.batch_size == 0 {
             return Err(Error::Config("--batch-size must be at least 1".into()));
@@ -66,22 +71,31 @@ impl TrainConfig {
 pub struct EpochStats {
     /// 1-based.
     pub epoch: usize,
+    /// Mean training loss over the epoch's steps.
     pub train_loss: f64,
+    /// The validation split's figures, when there is one.
     pub val: Option<Evaluation>,
+    /// The learning rate of the epoch's last step.
     pub lr: f32,
+    /// Wall time of the epoch's steps (validation excluded).
     pub seconds: f64,
+    /// Training samples per second over the epoch.
     pub samples_per_sec: f64,
 }
 
 /// Where a run stands; saved with each checkpoint so `--resume` continues
-/// exactly where the run left off.
+/// exactly where the run left off. Its size does not grow with the run:
+/// per-epoch history belongs in a log (the CLI's metrics.csv), not here.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     /// Epochs completed.
     pub epoch: usize,
+    /// The best epoch's [`Evaluation::score`].
     pub best_score: Option<[f64; 2]>,
+    /// The epoch whose parameters are the best so far (0: none yet).
     pub best_epoch: usize,
-    pub history: Vec<EpochStats>,
+    /// The latest epoch's figures.
+    pub last: Option<EpochStats>,
 }
 
 impl TrainState {
@@ -91,12 +105,11 @@ impl TrainState {
 
     /// Checks a state read from a checkpoint.
     pub fn validate(&self) -> Result<()> {
-        if self.best_epoch > self.epoch || self.history.len() != self.epoch {
+        let last = self.last.as_ref().map_or(0, |l| l.epoch);
+        if self.best_epoch > self.epoch || last != self.epoch {
             return Err(Error::Config(format!(
-                "inconsistent training state: epoch {}, best epoch {}, {} epochs of history",
-                self.epoch,
-                self.best_epoch,
-                self.history.len()
+                "inconsistent training state: epoch {}, best epoch {}, last recorded epoch {last}",
+                self.epoch, self.best_epoch
             )));
         }
         Ok(())
@@ -106,27 +119,47 @@ impl TrainState {
 /// Progress within an epoch, for progress bars.
 #[derive(Clone, Copy, Debug)]
 pub struct StepProgress {
+    /// The epoch, 1-based.
     pub epoch: usize,
+    /// Steps done in this epoch.
     pub step: usize,
+    /// Steps in the epoch.
     pub steps: usize,
+    /// Samples trained on in this epoch so far.
     pub samples: usize,
     /// Mean loss of the steps since the last read-back, when one happened.
     pub loss: Option<f64>,
+    /// Seconds since the epoch began.
     pub elapsed: f64,
 }
 
-/// Callbacks from [`fit`]. `on_epoch` runs after the state is updated, so
-/// it can checkpoint; `improved` says this epoch is the best so far.
+/// The end of an epoch, as [`Hooks::on_epoch`] sees it: after the state is
+/// updated, so a hook can checkpoint.
+pub struct EpochEnd<'a, D: Device> {
+    /// The epoch's figures.
+    pub stats: &'a EpochStats,
+    /// Where the run stands now.
+    pub state: &'a TrainState,
+    /// This epoch is the best so far.
+    pub improved: bool,
+    /// No epoch follows in this call of [`fit`] (the last epoch, early
+    /// stopping, or `stop_at_epoch`): the time for final saves.
+    pub ending: bool,
+    /// The model, with this epoch's parameters.
+    pub model: &'a Model<D>,
+    /// The optimizer, with its state after this epoch.
+    pub optimizer: &'a dyn Optimizer<D>,
+    /// The best epoch's parameters, when the caller keeps them
+    /// ([`crate::run::Experiment`] does).
+    pub best: Option<&'a [HostTensor]>,
+}
+
+/// Callbacks from [`fit`].
 pub trait Hooks<D: Device> {
+    /// After every step (progress bars).
     fn on_step(&mut self, _p: &StepProgress) {}
-    fn on_epoch(
-        &mut self,
-        _stats: &EpochStats,
-        _state: &TrainState,
-        _improved: bool,
-        _model: &Model<D>,
-        _optimizer: &dyn Optimizer<D>,
-    ) -> Result<()> {
+    /// After every epoch (logs, checkpoints).
+    fn on_epoch(&mut self, _end: &EpochEnd<'_, D>) -> Result<()> {
         Ok(())
     }
 }
@@ -137,7 +170,9 @@ impl<D: Device> Hooks<D> for Silent {}
 
 /// The splits a run trains and validates on, on the device.
 pub struct TrainData<'a, D: Device> {
+    /// What the steps train on.
     pub train: &'a DeviceData<D>,
+    /// Evaluated after every epoch (model selection, early stopping).
     pub val: Option<&'a DeviceData<D>>,
     /// Unscales regression predictions for R² and RMSE.
     pub scaler: Option<&'a TargetScaler>,
@@ -192,7 +227,12 @@ fn fit_epochs<D: Device>(
     // The schedule sets the rate before every step, from the base rate the
     // optimizer came with; `fit` puts it back however the loop ends.
     let base_lr = optimizer.learning_rate();
-    let total_steps = steps * cfg.epochs;
+    let total_steps = steps.checked_mul(cfg.epochs).ok_or_else(|| {
+        Error::Config(format!(
+            "{} epochs of {steps} steps are more steps than can be counted",
+            cfg.epochs
+        ))
+    })?;
     let last = cfg.stop_at_epoch.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     while state.epoch < last {
         if patience_exhausted(cfg, state) {
@@ -260,8 +300,20 @@ fn fit_epochs<D: Device>(
             val,
             lr: optimizer.learning_rate(),
             seconds,
-            samples_per_sec: n as f64 / seconds,
+            // Finite always: these figures are saved as JSON, which has no
+            // infinity.
+            samples_per_sec: if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            },
         };
+        if let Some(v) = stats.val.as_ref().filter(|v| !v.loss.is_finite()) {
+            return Err(Error::Config(format!(
+                "the validation loss became {} at epoch {epoch}: training stopped (try a lower --lr)",
+                v.loss
+            )));
+        }
         // Without validation data every epoch counts as the best (the last
         // model is kept).
         let score = stats
@@ -276,9 +328,18 @@ fn fit_epochs<D: Device>(
             state.best_epoch = epoch;
         }
         state.epoch = epoch;
-        state.history.push(stats.clone());
+        state.last = Some(stats.clone());
         optimizer.set_learning_rate(base_lr);
-        hooks.on_epoch(&stats, state, improved, model, optimizer)?;
+        let ending = epoch == last || patience_exhausted(cfg, state);
+        hooks.on_epoch(&EpochEnd {
+            stats: &stats,
+            state,
+            improved,
+            ending,
+            model,
+            optimizer,
+            best: None,
+        })?;
     }
     Ok(patience_exhausted(cfg, state))
 }

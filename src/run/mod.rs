@@ -11,11 +11,15 @@ pub mod experiment;
 pub mod fit;
 pub mod held_out;
 pub mod predict;
+pub mod rundir;
 
 pub use checkpoint::{Checkpoint, ModelMeta};
 pub use config::{output_for, ExperimentConfig};
 pub use evaluate::{evaluate, identity_order, Evaluation};
 pub use experiment::Experiment;
-pub use fit::{fit, EpochStats, Hooks, Silent, StepProgress, TrainConfig, TrainData, TrainState};
+pub use fit::{
+    fit, EpochEnd, EpochStats, Hooks, Silent, StepProgress, TrainConfig, TrainData, TrainState,
+};
 pub use held_out::{eval_dataset, Split};
 pub use predict::{predict, Predictions};
+pub use rundir::RunDir;

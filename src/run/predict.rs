@@ -13,12 +13,20 @@ pub enum Predictions {
     /// Classifiers: the most likely class of each sample and the
     /// probability of every class (`classes` per sample, row-major).
     Classes {
+        /// The most likely class of each sample.
         labels: Vec<u32>,
+        /// `classes` probabilities per sample.
         probabilities: Vec<f32>,
+        /// Number of classes.
         classes: usize,
     },
     /// Regression: `targets` values per sample, in target units.
-    Values { values: Vec<f32>, targets: usize },
+    Values {
+        /// `targets` values per sample.
+        values: Vec<f32>,
+        /// Values per sample.
+        targets: usize,
+    },
 }
 
 impl Predictions {

@@ -36,6 +36,8 @@ impl Tensor for CpuTensor {
 }
 
 impl CpuTensor {
+    /// A tensor of `data` in row-major order; fails unless its length is `shape`'s
+    /// element count.
     pub fn new(data: Vec<f32>, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
         if data.len() != shape.numel() {
@@ -50,6 +52,7 @@ impl CpuTensor {
         })
     }
 
+    /// The values, row-major.
     pub fn data(&self) -> &[f32] {
         &self.data
     }
@@ -184,6 +187,7 @@ fn index(v: f32, bound: usize, op: &'static str) -> Result<usize> {
 pub struct CpuDevice;
 
 impl CpuDevice {
+    /// The reference device (it has no state).
     pub fn new() -> Self {
         CpuDevice
     }

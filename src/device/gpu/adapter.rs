@@ -12,9 +12,13 @@ use crate::error::{Error, Result};
 /// What `wgtrain devices` prints about one adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// The adapter's name as the driver reports it.
     pub name: String,
+    /// The graphics API in lower case, e.g. `vulkan`, `metal`, `dx12`, `gl`.
     pub backend: String,
+    /// wgpu's device type: `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` or `Other`.
     pub device_type: String,
+    /// `driver (driver_info)`, or whichever of the two the driver reports.
     pub driver: String,
 }
 
@@ -115,7 +119,7 @@ fn choose(infos: &[wgpu::AdapterInfo], filter: Option<&str>) -> Option<usize> {
 }
 
 /// Every adapter wgpu sees on every backend, and the index of the one
-/// [`select_adapter`] picks.
+/// `select_adapter` picks.
 pub fn list_adapters() -> Result<(Vec<AdapterSummary>, Option<usize>)> {
     let all: Vec<wgpu::AdapterInfo> = enumerate(wgpu::Backends::all())?
         .iter()

@@ -2,7 +2,7 @@
 //!
 //! Each kernel family has a WGSL file in `shaders/` and a launcher module of
 //! the same name in `kernels/` (shaders/matmul.wgsl ↔ kernels/matmul.rs).
-//! [`context`] holds what every launch shares: caches, pool and recorder.
+//! `context` holds what every launch shares: caches, pool and recorder.
 
 mod adapter;
 pub(crate) mod context;
@@ -112,14 +112,17 @@ impl GpuDevice {
         &self.ctx.info
     }
 
+    /// The limits the device was opened with: the adapter's own, not wgpu's defaults.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.ctx.limits
     }
 
+    /// A snapshot of the buffer, pipeline, submit and dispatch counters.
     pub fn stats(&self) -> GpuStats {
         self.ctx.stats()
     }
 
+    /// The matmul kernel family this device launches.
     pub fn matmul_kernel(&self) -> MatmulKernel {
         self.matmul_kernel
     }

@@ -1,0 +1,155 @@
+//! A run's directory: never shared, never silently overwritten, and locked
+//! for as long as a run writes to it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The files a run leaves; `--overwrite` removes these, and only these.
+pub const RUN_FILES: [&str; 6] = [
+    "model.safetensors",
+    "last.safetensors",
+    "config.toml",
+    "metrics.csv",
+    "loss.svg",
+    "summary.json",
+];
+
+/// The lock file inside a run directory; it holds the locking process's id.
+const LOCK: &str = ".wgtrain.lock";
+
+/// A run directory held by this process: an advisory lock on its lock file
+/// lasts until the value is dropped, so a second run on the same directory
+/// fails with a message naming the holder.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl RunDir {
+    /// A new run directory at `path`. With `unique` (a default name), a
+    /// taken name gets a suffix (`-2`, `-3`, …) instead. An existing
+    /// directory is refused unless it is empty or `overwrite` is set, which
+    /// removes the previous run's files first.
+    pub fn create(path: &Path, unique: bool, overwrite: bool) -> Result<RunDir> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let mut candidate = path.to_path_buf();
+        for n in 2.. {
+            match std::fs::create_dir(&candidate) {
+                Ok(()) => return RunDir::lock(candidate),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && unique && n < 1000 => {
+                    candidate = PathBuf::from(format!("{}-{n}", path.display()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
+                Err(e) => return Err(Error::io(&candidate, e)),
+            }
+        }
+        if !candidate.is_dir() {
+            return Err(Error::data(&candidate, "exists and is not a directory"));
+        }
+        let dir = RunDir::lock(candidate)?;
+        let previous: Vec<&str> = RUN_FILES
+            .into_iter()
+            .filter(|f| dir.path.join(f).exists())
+            .collect();
+        if !previous.is_empty() {
+            if !overwrite {
+                return Err(Error::data(
+                    &dir.path,
+                    format!(
+                        "already holds a run ({}): continue it with --resume, replace it with --overwrite, or choose another --out",
+                        previous.join(", ")
+                    ),
+                ));
+            }
+            for f in previous {
+                let p = dir.path.join(f);
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+        Ok(dir)
+    }
+
+    /// An existing run directory, to resume the run in it.
+    pub fn resume(path: &Path) -> Result<RunDir> {
+        if !path.is_dir() {
+            return Err(Error::data(path, "no such run directory"));
+        }
+        RunDir::lock(path.to_path_buf())
+    }
+
+    /// Where the run's files go.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(path: PathBuf) -> Result<RunDir> {
+        let lock_path = path.join(LOCK);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = f.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("process {holder}")
+                };
+                return Err(Error::data(
+                    &path,
+                    format!("is in use by another wgtrain run ({who}, lock {LOCK})"),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        // Who holds it, for the message a second run prints.
+        let _ = f
+            .set_len(0)
+            .and_then(|_| f.rewind())
+            .and_then(|_| write!(f, "{}", std::process::id()))
+            .and_then(|_| f.flush());
+        Ok(RunDir { path, _lock: f })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_never_collide_and_runs_are_never_shared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("runs/mlp-1");
+        let a = RunDir::create(&base, true, false).unwrap();
+        let b = RunDir::create(&base, true, false).unwrap();
+        assert_eq!(a.path(), base);
+        assert_eq!(b.path(), tmp.path().join("runs/mlp-1-2"));
+        // The same directory while it is held: refused, naming the holder.
+        let e = RunDir::resume(&base).unwrap_err().to_string();
+        assert!(
+            e.contains("in use") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(a);
+        std::fs::write(base.join("model.safetensors"), b"x").unwrap();
+        let e = RunDir::create(&base, false, false).unwrap_err().to_string();
+        assert!(e.contains("already holds a run (model.safetensors)"), "{e}");
+        let c = RunDir::create(&base, false, true).unwrap();
+        assert!(!c.path().join("model.safetensors").exists());
+        std::fs::write(tmp.path().join("file"), b"x").unwrap();
+        assert!(RunDir::create(&tmp.path().join("file"), false, false).is_err());
+    }
+}
