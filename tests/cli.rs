@@ -960,3 +960,265 @@ fn a_second_process_on_a_busy_run_directory_is_refused() {
     fails_with(second, &["busy", "in use by another wgtrain run", &pid]);
     fails_with(resumed, &["busy", "in use by another wgtrain run", &pid]);
 }
+
+// ---- inputs that decide memory, and silent wrong answers -------------------
+
+#[test]
+fn sizes_from_input_are_capped_before_allocating() {
+    let w = workdir();
+    let d = w.path();
+    let train = |model: &str, data: &str| {
+        wgtrain(
+            d,
+            &[
+                "train", model, "--data", data, "--device", "cpu", "--epochs", "1",
+            ],
+        )
+    };
+    // One label decides the class count: capped, with the line named.
+    std::fs::write(d.join("big.csv"), "a,target\n1,0\n2,20000000\n").unwrap();
+    fails_with(
+        train("logistic", "big.csv"),
+        &["big.csv", "line 3", "over the limit of 65536 classes"],
+    );
+    // One class only: nothing to learn.
+    std::fs::write(
+        d.join("one.csv"),
+        "a,target\n1,1\n2,1\n3,1\n4,1\n5,1\n6,1\n",
+    )
+    .unwrap();
+    fails_with(
+        train("logistic", "one.csv"),
+        &["one.csv", "1 class", "at least two"],
+    );
+    // A text whose vocabulary would size the model.
+    let wide: String = (0..5000u32)
+        .filter_map(|i| char::from_u32(0x4e00 + i))
+        .collect();
+    std::fs::write(d.join("wide.txt"), wide.repeat(2)).unwrap();
+    fails_with(
+        train("rnn", "wide.txt"),
+        &["wide.txt", "more than 4096 distinct characters"],
+    );
+    // A stream without end.
+    fails_with(
+        train("rnn", "/dev/zero"),
+        &["/dev/zero", "larger than the limit"],
+    );
+    // A small gzip that inflates far past what its IDX header says.
+    std::fs::create_dir(d.join("bomb")).unwrap();
+    let mut header = vec![0u8, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2];
+    header.extend(std::iter::repeat_n(0u8, 64 << 20));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &header).unwrap();
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() < 1 << 20);
+    std::fs::write(d.join("bomb/train-images-idx3-ubyte.gz"), gz).unwrap();
+    std::fs::write(
+        d.join("bomb/train-labels-idx1-ubyte"),
+        [0u8, 0, 8, 1, 0, 0, 0, 1, 3],
+    )
+    .unwrap();
+    fails_with(
+        train("mlp", "bomb"),
+        &["train-images-idx3-ubyte.gz", "do not match"],
+    );
+    // Flags that size a loop or an allocation.
+    ok(train("logistic", "iris"));
+    let m = ["--model", "runs"];
+    let model = files(&d.join("runs")).pop().unwrap();
+    let model = format!("runs/{model}");
+    let _ = m;
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "sample",
+                "--model",
+                &model,
+                "--length",
+                "18446744073709551615",
+            ],
+        ),
+        &["--length", "over the limit"],
+    );
+    // A prediction input with no images.
+    std::fs::write(
+        d.join("none-idx3-ubyte"),
+        [0u8, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 8],
+    )
+    .unwrap();
+    ok(wgtrain(
+        d,
+        &[
+            "train", "mlp", "--hidden", "8", "--epochs", "1", "--device", "cpu", "--out", "dig",
+            "--quiet",
+        ],
+    ));
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "predict",
+                "--model",
+                "dig",
+                "--input",
+                "none-idx3-ubyte",
+                "--device",
+                "cpu",
+            ],
+        ),
+        &["none-idx3-ubyte", "no images"],
+    );
+}
+
+#[test]
+fn no_silent_wrong_answers() {
+    let w = workdir();
+    let d = w.path();
+    // A feature on a 1e-7 scale is standardised like any other: the same
+    // data at both scales trains to the same accuracy.
+    let iris = std::fs::read_to_string(d.join("data/tabular/iris.csv")).unwrap();
+    let mut tiny = String::new();
+    for (i, line) in iris.lines().enumerate() {
+        if i == 0 {
+            tiny += line;
+        } else {
+            let cells: Vec<&str> = line.split(',').collect();
+            let (x, y) = cells.split_at(cells.len() - 1);
+            let scaled: Vec<String> = x
+                .iter()
+                .map(|v| format!("{:e}", v.parse::<f64>().unwrap() * 1e-7))
+                .collect();
+            tiny += &format!("{},{}", scaled.join(","), y[0]);
+        }
+        tiny.push('\n');
+    }
+    std::fs::write(d.join("tiny.csv"), tiny).unwrap();
+    let acc = |data: &str| {
+        let j = json(&ok(wgtrain(
+            d,
+            &[
+                "train", "logistic", "--data", data, "--epochs", "50", "--device", "cpu", "--json",
+                "--quiet",
+            ],
+        )));
+        j["test"]["accuracy"].as_f64().unwrap()
+    };
+    let (normal, small) = (acc("data/tabular/iris.csv"), acc("tiny.csv"));
+    assert!(normal > 0.9, "{normal}");
+    assert!(
+        (normal - small).abs() < 0.05,
+        "unscaled {normal} vs 1e-7 scale {small}"
+    );
+    // Non-finite cells are rejected by predict, naming line and column.
+    ok(wgtrain(
+        d,
+        &[
+            "train", "logistic", "--data", "iris", "--epochs", "2", "--device", "cpu", "--out",
+            "m", "--quiet",
+        ],
+    ));
+    std::fs::write(d.join("nan.csv"), "a,b,c,d\n1,2,3,4\n5,NaN,7,8\n").unwrap();
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "predict", "--model", "m", "--input", "nan.csv", "--device", "cpu",
+            ],
+        ),
+        &["nan.csv", "line 3, column 2", "not finite"],
+    );
+    // An out-of-range label in an image set: trains, and says so.
+    std::fs::create_dir(d.join("odd")).unwrap();
+    std::fs::copy(
+        d.join("data/digits/digits-images-idx3-ubyte"),
+        d.join("odd/train-images-idx3-ubyte"),
+    )
+    .unwrap();
+    let mut labels = std::fs::read(d.join("data/digits/digits-labels-idx1-ubyte")).unwrap();
+    labels[8] = 200;
+    std::fs::write(d.join("odd/train-labels-idx1-ubyte"), labels).unwrap();
+    let o = ok(wgtrain(
+        d,
+        &[
+            "train", "logistic", "--data", "odd", "--epochs", "1", "--device", "cpu", "--quiet",
+        ],
+    ));
+    assert!(
+        stderr(&o).contains("warning:")
+            && stderr(&o).contains("190 of the 201 classes have no training samples"),
+        "{}",
+        stderr(&o)
+    );
+    // A diverging run keeps only finite weights.
+    let o = wgtrain(
+        d,
+        &[
+            "train", "mlp", "--lr", "1e30", "--device", "cpu", "--out", "div", "--epochs", "3",
+        ],
+    );
+    assert!(!o.status.success());
+    let model = d.join("div/model.safetensors");
+    if model.exists() {
+        let ck = wgtrain::run::checkpoint::load(&model).unwrap();
+        assert!(ck
+            .params
+            .iter()
+            .all(|t| t.values.iter().all(|v| v.is_finite() && v.abs() < 1e6)));
+    }
+}
+
+#[test]
+fn numeric_flags_at_zero_and_at_their_maximum() {
+    let w = workdir();
+    let d = w.path();
+    let max = "18446744073709551615";
+    let base = [
+        "train", "logistic", "--data", "iris", "--device", "cpu", "--quiet", "--epochs", "2",
+    ];
+    for (flag, value) in [
+        ("--epochs", "0"),
+        ("--epochs", max),
+        ("--batch-size", "0"),
+        ("--batch-size", max),
+        ("--seq-len", "0"),
+        ("--seq-len", max),
+        ("--log-every", "0"),
+        ("--log-every", max),
+        ("--patience", "0"),
+        ("--patience", max),
+        ("--seed", max),
+        ("--max-train-samples", "0"),
+        ("--max-train-samples", max),
+        ("--stop-after-epochs", "0"),
+        ("--stop-after-epochs", max),
+        ("--save-every", "0"),
+        ("--save-every", "1e30"),
+        ("--lr", "0"),
+        ("--lr", "3.4e38"),
+        ("--weight-decay", "3.4e38"),
+        ("--clip-norm", "0"),
+        ("--val-fraction", "1"),
+        ("--test-fraction", "0.999999"),
+    ] {
+        let out = format!("o{}{}", flag.len(), value.len());
+        let o = wgtrain(d, &[&base[..], &[flag, value, "--out", &out]].concat());
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{flag} {value} panicked:\n{err}");
+        if !o.status.success() {
+            let lines = err.lines().filter(|l| l.starts_with("error")).count();
+            assert_eq!(lines, 1, "{flag} {value}:\n{err}");
+        }
+    }
+    for (flag, value) in [("--hidden", max), ("--hidden", "0"), ("--seq-len", max)] {
+        let o = wgtrain(
+            d,
+            &[
+                "train", "rnn", "--device", "cpu", "--epochs", "1", flag, value,
+            ],
+        );
+        assert!(!o.status.success(), "{flag} {value}");
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+}

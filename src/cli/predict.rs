@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use wgtrain::data::idx::read_idx;
+use wgtrain::data::limits::{read_capped, MAX_FILE_BYTES};
 use wgtrain::data::{Features, Normalizer, Task};
 use wgtrain::run::checkpoint::{self, Checkpoint};
 use wgtrain::run::Predictions;
@@ -42,8 +43,8 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)>
         return Err(Error::data(path, "no such file").into());
     }
     if is_csv {
-        let mut reader =
-            csv::Reader::from_path(path).map_err(|e| Error::data(path, e.to_string()))?;
+        let bytes = read_capped(path, MAX_FILE_BYTES)?;
+        let mut reader = csv::Reader::from_reader(&bytes[..]);
         let headers = reader
             .headers()
             .map_err(|e| Error::data(path, e.to_string()))?
@@ -72,6 +73,18 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)>
                         ),
                     )
                 })?;
+                if !v.is_finite() {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "line {}, column {} ('{}'): value {cell} is not finite",
+                            i + 2,
+                            c + 1,
+                            &headers[c]
+                        ),
+                    )
+                    .into());
+                }
                 values.push(v);
             }
             n += 1;
@@ -83,6 +96,9 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)>
     } else {
         let images = read_idx(path)?;
         let n = images.dims.first().copied().unwrap_or(0);
+        if n == 0 || images.dims.len() < 2 {
+            return Err(Error::data(path, "holds no images to predict").into());
+        }
         let per: usize = images.dims.iter().skip(1).product();
         if per != width || !matches!(ck.meta.normalizer, Normalizer::Global { .. }) {
             return Err(Error::data(

@@ -277,7 +277,7 @@ impl LossSeries {
 
     fn push(&mut self, epoch: usize, train: f64, val: Option<f64>) {
         let stride = self.stride.max(1);
-        if epoch % stride != 0 && epoch != 1 {
+        if !epoch.is_multiple_of(stride) && epoch != 1 {
             return;
         }
         self.points.push((epoch as f64, train, val));

@@ -32,6 +32,14 @@ pub struct SampleArgs {
 }
 
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
+    let max = wgtrain::data::limits::MAX_SAMPLE_LENGTH;
+    if args.length > max {
+        return Err(Error::Config(format!(
+            "--length {} is over the limit of {max} characters",
+            args.length
+        ))
+        .into());
+    }
     let (path, ck) = load_model_file(&args.model)?;
     if ck.meta.task != Task::Text {
         return Err(Error::data(

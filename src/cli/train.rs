@@ -30,7 +30,7 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
   tanh, relu, sigmoid, identity           activations
 Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
 
-Presets: linear (no layers), logistic (no layers), mlp (flatten,dense:256,tanh,dense:128,tanh),
+Presets: linear (flatten), logistic (flatten), mlp (flatten,dense:256,tanh,dense:128,tanh),
 cnn (conv2d:8:3,tanh,maxpool:2,conv2d:16:3,tanh,maxpool:2,flatten), rnn (one_hot,rnn:128);
 each with its own training defaults (--print-config shows them).";
 
@@ -197,7 +197,9 @@ pub enum TaskArg {
 fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
     let mut c = match (&args.config, args.model) {
         (Some(path), preset) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let bytes = wgtrain::data::limits::read_capped(path, 1 << 20)?;
+            let text =
+                String::from_utf8(bytes).map_err(|_| Error::data(path, "is not UTF-8 text"))?;
             ExperimentConfig::from_toml(&text, preset)
                 .map_err(|e| Error::data(path, e.to_string()))?
         }
@@ -390,6 +392,9 @@ fn train_on<D: Device + 'static>(
     };
     let config_path = out.join("config.toml");
     checkpoint::write_atomically(&config_path, exp.config.to_toml()?.as_bytes())?;
+    for w in &exp.prepared.warnings {
+        eprintln!("warning: {w}");
+    }
     say(format!(
         "{} on {} ({} train / {} val / {} test samples), {} parameters, device {describe}",
         exp.config.name(),
@@ -415,7 +420,7 @@ fn train_on<D: Device + 'static>(
         &out,
         meta,
         (quiet, args.json),
-        Duration::from_secs_f32(args.save_every),
+        Duration::try_from_secs_f32(args.save_every).unwrap_or(Duration::MAX),
         resumed_at,
     )?;
     let first_epoch = exp.state.epoch;

@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::limits::{read_capped, MAX_FILE_BYTES};
 use crate::error::{Error, Result};
 
 /// A decoded IDX file.
@@ -18,24 +19,61 @@ pub struct IdxArray {
 
 /// Reads an IDX file, decompressing it first when it is gzip.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_capped(path, MAX_FILE_BYTES)?;
     parse_idx(&bytes, path)
 }
 
 /// Parses IDX bytes (gzip or not); `path` names the source in errors.
+/// Compressed data is inflated only as far as the header says it should
+/// go (plus one byte, to notice excess), never further.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
-    let err = |m: String| Error::data(path, m);
     let plain;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| err(format!("corrupt gzip data: {e}")))?;
-        plain = out;
+        plain = inflate(bytes, path)?;
         &plain[..]
     } else {
         bytes
     };
+    parse_plain(bytes, path)
+}
+
+/// Inflates gzip (several members are valid gzip, and read as one stream):
+/// first the header, then exactly the payload it implies, capped at
+/// [`MAX_FILE_BYTES`].
+fn inflate(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let err = |m: String| Error::data(path, m);
+    let corrupt = |e: std::io::Error| err(format!("corrupt gzip data: {e}"));
+    let mut z = flate2::read::MultiGzDecoder::new(bytes);
+    let mut out = Vec::new();
+    (&mut z).take(4).read_to_end(&mut out).map_err(corrupt)?;
+    if out.len() < 4 {
+        return Ok(out); // parse_plain says what is wrong
+    }
+    let rank = out[3] as u64;
+    (&mut z)
+        .take(4 * rank)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let payload = out
+        .get(4..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .try_fold(1u64, |a, d| {
+            a.checked_mul(u32::from_be_bytes(d.try_into().expect("4 bytes")) as u64)
+        })
+        .filter(|&n| n <= MAX_FILE_BYTES)
+        .ok_or_else(|| {
+            err(format!(
+                "IDX dimensions imply more than the limit of {} MiB",
+                MAX_FILE_BYTES >> 20
+            ))
+        })?;
+    z.take(payload + 1).read_to_end(&mut out).map_err(corrupt)?;
+    Ok(out)
+}
+
+fn parse_plain(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    let err = |m: String| Error::data(path, m);
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(err(format!(
             "not an IDX file: wrong magic number {:02x?} (expected 00 00 08 <rank>)",

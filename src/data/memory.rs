@@ -24,6 +24,16 @@ fn class_targets(name: &str, rows: usize, labels: &[u32]) -> Result<Targets> {
         ));
     }
     let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+    if classes > super::limits::MAX_CLASSES {
+        return Err(Error::data(
+            name,
+            format!(
+                "label {} is over the limit of {} classes",
+                classes - 1,
+                super::limits::MAX_CLASSES
+            ),
+        ));
+    }
     if classes < 2 {
         return Err(Error::data(
             name,
@@ -108,6 +118,7 @@ impl Prepared {
         if train.is_empty() {
             return Err(Error::data(&all.name, "no training samples"));
         }
+        let warnings = super::spec::check_classes_present(&train)?;
         let normalizer = Normalizer::fit(&train);
         let target_scaler = TargetScaler::fit(&train);
         Ok(Prepared {
@@ -118,6 +129,7 @@ impl Prepared {
             normalizer,
             target_scaler,
             vocab: None,
+            warnings,
         })
     }
 }

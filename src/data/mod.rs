@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod device;
 pub mod idx;
+pub mod limits;
 mod memory;
 pub mod normalize;
 pub mod spec;

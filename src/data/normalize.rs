@@ -7,17 +7,24 @@ use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
 
-/// A standard deviation below this is treated as 1 (a constant column).
-const MIN_STD: f64 = 1e-6;
-
+/// Mean and standard deviation. Only an exactly constant column (a
+/// deviation that is 0 in f32) is left unscaled, with deviation 1: a feature
+/// on a 1e-7 scale is real signal and gets its real deviation.
 fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f32, f32) {
     let (n, sum) = values
         .clone()
         .fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
     let mean = sum / n.max(1) as f64;
     let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64;
-    let std = var.sqrt();
-    (mean as f32, if std < MIN_STD { 1.0 } else { std as f32 })
+    let std = var.sqrt() as f32;
+    (
+        mean as f32,
+        if std > 0.0 && std.is_normal() {
+            std
+        } else {
+            1.0
+        },
+    )
 }
 
 /// The feature transform, fitted on the training split by [`Normalizer::fit`].
@@ -60,6 +67,28 @@ impl Normalizer {
                 Normalizer::PerFeature { mean, std }
             }
         }
+    }
+
+    /// Checks statistics read from a file: finite means, positive finite
+    /// deviations, one of each per feature of a `width`-value sample.
+    pub fn validate(&self, width: usize) -> Result<()> {
+        let (mean, std): (&[f32], &[f32]) = match self {
+            Normalizer::Identity => return Ok(()),
+            Normalizer::PerFeature { mean, std } => {
+                if mean.len() != width || std.len() != width {
+                    return Err(Error::Config(format!(
+                        "feature statistics for {} / {} features, the model takes {width}",
+                        mean.len(),
+                        std.len()
+                    )));
+                }
+                (mean, std)
+            }
+            Normalizer::Global { mean, std } => {
+                (std::slice::from_ref(mean), std::slice::from_ref(std))
+            }
+        };
+        check_stats(mean, std)
     }
 
     /// Checks that this transform fits samples of `width` values.
@@ -126,6 +155,19 @@ impl TargetScaler {
         Some(TargetScaler { mean, std })
     }
 
+    /// Checks statistics read from a file: `targets` finite means and
+    /// positive finite deviations.
+    pub fn validate(&self, targets: usize) -> Result<()> {
+        if self.mean.len() != targets || self.std.len() != targets {
+            return Err(Error::Config(format!(
+                "target statistics for {} / {} values, the model predicts {targets}",
+                self.mean.len(),
+                self.std.len()
+            )));
+        }
+        check_stats(&self.mean, &self.std)
+    }
+
     /// Maps raw targets to the standardised ones the model learns, in place.
     pub fn scale(&self, values: &mut [f32]) {
         let d = self.mean.len();
@@ -141,4 +183,13 @@ impl TargetScaler {
             *v = *v * self.std[i % d] + self.mean[i % d];
         }
     }
+}
+
+fn check_stats(mean: &[f32], std: &[f32]) -> Result<()> {
+    if mean.iter().any(|m| !m.is_finite()) || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(Error::Config(
+            "standardisation statistics must be finite, with positive deviations".into(),
+        ));
+    }
+    Ok(())
 }

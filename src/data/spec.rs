@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::builtin::{self, Builtin};
 use super::idx::{find_idx_files, parse_idx, read_idx, IdxArray};
+use super::limits::{read_capped, MAX_FILE_BYTES, MAX_TEXT_BYTES};
 use super::tabular::parse_csv;
 use super::Task;
 use super::{split_dataset, Dataset, Features, Normalizer, TargetScaler, Targets, TextCorpus};
@@ -122,6 +123,8 @@ pub struct Prepared {
     pub target_scaler: Option<TargetScaler>,
     /// Text only: the character of each token id.
     pub vocab: Option<Vec<char>>,
+    /// What the user should know about the data (classes without samples).
+    pub warnings: Vec<String>,
 }
 
 /// Raw contents of a source, before splitting. (Made once per run, so the
@@ -233,7 +236,7 @@ pub fn load(source: &DataSource, task: Task, target: Option<&str>) -> Result<Loa
         }
         DataSource::Csv(path) => {
             needs("a table", task != Task::Text)?;
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let bytes = read_capped(path, MAX_FILE_BYTES)?;
             Loaded::Samples {
                 all: parse_csv(&bytes, path, target, task)?,
                 test: None,
@@ -241,7 +244,7 @@ pub fn load(source: &DataSource, task: Task, target: Option<&str>) -> Result<Loa
         }
         DataSource::Text(path) => {
             needs("text", task == Task::Text)?;
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let bytes = read_capped(path, MAX_TEXT_BYTES)?;
             Loaded::Text(TextCorpus::from_bytes(&bytes, path)?)
         }
     };
@@ -298,12 +301,7 @@ pub fn prepare(spec: &str, opts: &PrepareOptions) -> Result<Prepared> {
     if train.is_empty() {
         return Err(Error::data(&name, "no training samples"));
     }
-    if opts.task == Task::Classification && train.outputs() < 2 {
-        return Err(Error::data(
-            &name,
-            "classification needs at least two classes in the training data",
-        ));
-    }
+    let warnings = check_classes_present(&train)?;
     let normalizer = Normalizer::fit(&train);
     let target_scaler = TargetScaler::fit(&train);
     Ok(Prepared {
@@ -314,6 +312,46 @@ pub fn prepare(spec: &str, opts: &PrepareOptions) -> Result<Prepared> {
         normalizer,
         target_scaler,
         vocab,
+        warnings,
+    })
+}
+
+/// Single-label classes of a training split: at least two must have
+/// samples (an error otherwise); classes below the largest label that have
+/// none are reported, since each still costs the model an output.
+pub(crate) fn check_classes_present(train: &Dataset) -> Result<Vec<String>> {
+    let Targets::Classes {
+        ids,
+        classes,
+        per_sample: 1,
+    } = &train.targets
+    else {
+        return Ok(Vec::new());
+    };
+    let mut count = vec![0usize; *classes];
+    for &i in ids {
+        count[i as usize] += 1;
+    }
+    let present = count.iter().filter(|&&c| c > 0).count();
+    if present < 2 {
+        return Err(Error::data(
+            &train.name,
+            format!(
+                "the training data has {present} class{}: classification needs at least two",
+                if present == 1 { "" } else { "es" }
+            ),
+        ));
+    }
+    let empty: Vec<usize> = (0..*classes).filter(|&c| count[c] == 0).collect();
+    Ok(match empty.len() {
+        0 => Vec::new(),
+        n => vec![format!(
+            "{}: labels run to {}, but {n} of the {classes} classes have no training samples ({}{}); the model still has an output for each",
+            train.name,
+            classes - 1,
+            empty.iter().take(8).map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+            if n > 8 { ", …" } else { "" }
+        )],
     })
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::limits::MAX_CLASSES;
 use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
@@ -80,9 +81,16 @@ pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) ->
         Task::Classification => {
             let mut ids = Vec::with_capacity(targets.len());
             for (i, &t) in targets.iter().enumerate() {
-                if t < 0.0 || t.fract() != 0.0 || t > u32::MAX as f32 {
+                if t < 0.0 || t.fract() != 0.0 {
                     return Err(err(format!(
-                        "line {}: class label {t} in '{}' is not an integer ≥ 0",
+                        "line {}: class label {t} in '{}' is not an integer ≥ 0 (use --task regression for real values)",
+                        i + 2,
+                        headers[tcol]
+                    )));
+                }
+                if t >= MAX_CLASSES as f32 {
+                    return Err(err(format!(
+                        "line {}: class label {t} in '{}' is over the limit of {MAX_CLASSES} classes (labels are ids 0, 1, 2, …)",
                         i + 2,
                         headers[tcol]
                     )));

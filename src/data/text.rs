@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::limits::MAX_VOCAB;
 use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
@@ -27,9 +28,19 @@ impl TextCorpus {
                 ),
             )
         })?;
-        let mut vocab: Vec<char> = text.chars().collect();
-        vocab.sort_unstable();
-        vocab.dedup();
+        let mut vocab: Vec<char> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for c in text.chars() {
+            if seen.insert(c) && seen.len() > MAX_VOCAB {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "has more than {MAX_VOCAB} distinct characters, the limit for a character model"
+                    ),
+                ));
+            }
+        }
+        vocab.extend(seen);
         let ids = text
             .chars()
             .map(|c| vocab.binary_search(&c).expect("in vocab") as u32)

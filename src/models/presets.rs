@@ -4,8 +4,8 @@
 //!
 //! | preset | layers (before the output layer) | loss |
 //! |---|---|---|
-//! | linear | none | MSE |
-//! | logistic | none | BCE (2 classes) or softmax CE |
+//! | linear | `flatten` | MSE |
+//! | logistic | `flatten` | BCE (2 classes) or softmax CE |
 //! | mlp | `flatten`, then `dense:H,tanh` per hidden size | softmax CE (MSE for regression) |
 //! | cnn | `conv2d:C:3,tanh,maxpool:2` per stage, `flatten` | softmax CE |
 //! | rnn | `one_hot,rnn:H` | softmax CE per step |
@@ -96,7 +96,8 @@ impl Preset {
         }
         let tanh = LayerSpec::Activation(Activation::Tanh);
         Ok(match self {
-            Preset::Linear | Preset::Logistic => vec![],
+            // `flatten` alone: the output layer then fits tables and images.
+            Preset::Linear | Preset::Logistic => vec![LayerSpec::Flatten],
             // `flatten` first, so images (digits, MNIST) and tables both fit.
             Preset::Mlp => std::iter::once(LayerSpec::Flatten)
                 .chain(

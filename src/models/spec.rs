@@ -334,6 +334,20 @@ impl LayerSpec {
         }
     }
 
+    /// Trainable numbers this layer has for an input of `input` (what its
+    /// weight and bias tensors hold).
+    pub fn param_count(&self, input: FeatureShape) -> usize {
+        let last = *input.dims().last().unwrap_or(&0);
+        match *self {
+            LayerSpec::Dense { units } => last * units + units,
+            LayerSpec::Conv2d {
+                channels, kernel, ..
+            } => channels * input.dims()[0] * kernel * kernel + channels,
+            LayerSpec::Rnn { hidden } => last * hidden + hidden * hidden + hidden,
+            _ => 0,
+        }
+    }
+
     /// Parses one layer of the grammar.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
@@ -696,6 +710,19 @@ impl ModelSpec {
             )));
         }
         Ok(())
+    }
+
+    /// Trainable numbers of the whole model, computed from the spec alone:
+    /// a checkpoint's tensors must hold exactly this many before a model is
+    /// built from it.
+    pub fn param_count(&self) -> Result<usize> {
+        let shapes = self.shapes()?;
+        Ok(self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| l.param_count(if i == 0 { self.input } else { shapes[i - 1] }))
+            .sum())
     }
 
     /// Whether the input is token ids, laid out time-major inside the model.

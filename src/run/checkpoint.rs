@@ -158,7 +158,7 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Reads a checkpoint written by [`save`].
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::data::limits::read_capped(path, crate::data::limits::MAX_FILE_BYTES)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::data(path, format!("not a safetensors file ({e})")))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
@@ -187,6 +187,29 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     meta.model
         .validate()
         .map_err(|e| Error::data(path, format!("invalid architecture: {e}")))?;
+    meta.normalizer
+        .validate(meta.model.input.numel())
+        .and_then(|_| match (&meta.target_scaler, meta.model.output) {
+            (Some(s), crate::models::Output::Regression { targets }) => s.validate(targets),
+            (None, crate::models::Output::Regression { .. }) => Err(Error::Config(
+                "a regression model without its target statistics".into(),
+            )),
+            _ => Ok(()),
+        })
+        .map_err(|e| Error::data(path, e.to_string()))?;
+    let vocab_ok = match (&meta.vocab, meta.model.output) {
+        (Some(v), crate::models::Output::NextToken { vocab }) => {
+            v.len() == vocab && v.windows(2).all(|w| w[0] < w[1])
+        }
+        (None, crate::models::Output::NextToken { .. }) => false,
+        _ => true,
+    };
+    if !vocab_ok {
+        return Err(Error::data(
+            path,
+            "the vocabulary does not match the model's output (or is not sorted)",
+        ));
+    }
     if meta.format != FORMAT {
         return Err(Error::data(
             path,
@@ -238,6 +261,15 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 impl Checkpoint {
     /// The model on `dev` with this checkpoint's weights.
     pub fn model<D: Device + 'static>(&self, dev: &D) -> Result<Model<D>> {
+        // The architecture must account for the tensors exactly before
+        // anything is allocated for it: metadata never sizes memory alone.
+        let expected = self.meta.model.param_count()?;
+        let held: usize = self.params.iter().map(|t| t.values.len()).sum();
+        if expected != held {
+            return Err(Error::Config(format!(
+                "the checkpoint's architecture has {expected} parameters, its tensors hold {held}"
+            )));
+        }
         let mut model = Model::new(dev, &self.meta.model, 0)?;
         restore(dev, &mut model, &self.params)?;
         Ok(model)

@@ -8,6 +8,10 @@ use crate::device::{Device, Reduce};
 use crate::error::Result;
 use crate::models::{Model, Output};
 
+/// Most classes for which a confusion matrix is kept (its size is the
+/// square of the classes).
+pub const CONFUSION_MAX_CLASSES: usize = 256;
+
 /// Results on one split. Fields that do not apply to the task are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -27,7 +31,8 @@ pub struct Evaluation {
     /// Text: the mean loss in bits per character.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bits_per_char: Option<f64>,
-    /// `confusion[true][predicted]` counts, for classification.
+    /// `confusion[true][predicted]` counts, for classification with at most
+    /// [`CONFUSION_MAX_CLASSES`] classes.
     #[serde(skip)]
     pub confusion: Option<Vec<Vec<u64>>>,
 }
@@ -82,7 +87,19 @@ pub fn evaluate<D: Device>(
         _ => 0,
     };
     let mut loss_sum: Option<D::Tensor> = None;
-    let mut confusion = vec![vec![0u64; classes]; classes];
+    // Quadratic in the classes: kept only while it stays small.
+    let mut confusion =
+        (classes <= CONFUSION_MAX_CLASSES).then(|| vec![vec![0u64; classes]; classes]);
+    let mut correct = 0u64;
+    let mut tally = |t: f32, p: usize| {
+        let t = t as usize;
+        correct += u64::from(t == p);
+        if let Some(row) = confusion.as_mut().and_then(|c| c.get_mut(t)) {
+            if let Some(cell) = row.get_mut(p) {
+                *cell += 1;
+            }
+        }
+    };
     let (mut preds, mut truth) = (Vec::new(), Vec::new());
     let mut start = 0;
     while start < n {
@@ -103,14 +120,14 @@ pub fn evaluate<D: Device>(
                 let z = dev.download(&logits)?;
                 let t = dev.download(&targets)?;
                 for (&z, &t) in z.iter().zip(&t) {
-                    confusion[t as usize][usize::from(z > 0.0)] += 1;
+                    tally(t, usize::from(z > 0.0));
                 }
             }
             Output::Classes { .. } => {
                 let p = dev.download(&dev.argmax_rows(&logits)?)?;
                 let t = dev.download(&targets)?;
                 for (&p, &t) in p.iter().zip(&t) {
-                    confusion[t as usize][p as usize] += 1;
+                    tally(t, p as usize);
                 }
             }
             Output::Regression { .. } => {
@@ -132,9 +149,8 @@ pub fn evaluate<D: Device>(
     };
     match output {
         Output::Classes { .. } => {
-            let correct: u64 = (0..classes).map(|i| confusion[i][i]).sum();
             e.accuracy = Some(correct as f64 / n.max(1) as f64);
-            e.confusion = Some(confusion);
+            e.confusion = confusion;
         }
         Output::Regression { .. } => {
             if let Some(s) = scaler {

@@ -117,7 +117,7 @@ impl<D: Device + 'static> Experiment<D> {
             scaler: self.prepared.target_scaler.as_ref(),
         };
         let mut cfg = self.config.train_config(self.train.len());
-        cfg.stop_at_epoch = stop_after.map(|n| self.state.epoch + n);
+        cfg.stop_at_epoch = stop_after.map(|n| self.state.epoch.saturating_add(n));
         let stopped_early = fit(
             dev,
             &mut self.model,

@@ -22,6 +22,10 @@ use crate::optim::{Optimizer, Schedule};
 use crate::profile::{self, Phase};
 use crate::tensor::HostTensor;
 
+/// Most epochs a run may ask for (a bound that keeps every step count far
+/// from overflowing).
+pub const MAX_EPOCHS: usize = 100_000_000;
+
 /// The training loop's settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -54,8 +58,11 @@ impl TrainConfig {
                 self.batch_size
             )));
         }
-        if self.epochs == 0 {
-            return Err(Error::Config("--epochs must be at least 1".into()));
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            return Err(Error::Config(format!(
+                "--epochs must be from 1 to {MAX_EPOCHS}, got {}",
+                self.epochs
+            )));
         }
         if self.log_every == 0 {
             return Err(Error::Config(
@@ -267,9 +274,10 @@ fn fit_epochs<D: Device>(
             let mut mean = None;
             if read_now {
                 let sum = dev.download(running.as_ref().expect("set above"))?[0] as f64;
-                if !sum.is_finite() {
+                if diverged(sum / pending as f64) {
                     return Err(Error::Config(format!(
-                        "the loss became {sum} at epoch {epoch}, step {}: training stopped (try a lower --lr)",
+                        "the loss became {:.3e} at epoch {epoch}, step {}: training diverged and stopped (try a lower --lr)",
+                        sum / pending as f64,
                         step + 1
                     )));
                 }
@@ -308,9 +316,9 @@ fn fit_epochs<D: Device>(
                 0.0
             },
         };
-        if let Some(v) = stats.val.as_ref().filter(|v| !v.loss.is_finite()) {
+        if let Some(v) = stats.val.as_ref().filter(|v| diverged(v.loss)) {
             return Err(Error::Config(format!(
-                "the validation loss became {} at epoch {epoch}: training stopped (try a lower --lr)",
+                "the validation loss became {:.3e} at epoch {epoch}: training diverged and stopped (try a lower --lr)",
                 v.loss
             )));
         }
@@ -342,6 +350,17 @@ fn fit_epochs<D: Device>(
         })?;
     }
     Ok(patience_exhausted(cfg, state))
+}
+
+/// Losses are of standardised targets (regression) or of probabilities
+/// (classification, text), so a working model's is of order 1 to 10; one
+/// this large means the weights have run away, even before they overflow.
+pub const DIVERGED_LOSS: f64 = 1e10;
+
+/// A mean loss that says training has diverged: not finite, or above
+/// [`DIVERGED_LOSS`].
+fn diverged(mean_loss: f64) -> bool {
+    !(mean_loss.is_finite() && mean_loss <= DIVERGED_LOSS)
 }
 
 /// Whether early stopping ends the run at this point.

@@ -96,7 +96,9 @@ fn text_bytes(source: &DataSource) -> Result<Vec<u8>> {
             Some(crate::data::builtin::Builtin::Text(b)) => b.to_vec(),
             _ => unreachable!("load() returned text"),
         },
-        DataSource::Text(p) => std::fs::read(p).map_err(|e| Error::io(p, e))?,
+        DataSource::Text(p) => {
+            crate::data::limits::read_capped(p, crate::data::limits::MAX_TEXT_BYTES)?
+        }
         _ => unreachable!("load() returned text"),
     })
 }
