@@ -1222,3 +1222,87 @@ fn numeric_flags_at_zero_and_at_their_maximum() {
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     }
 }
+
+/// Resident memory of a process, in bytes (Linux).
+fn rss(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Trains for a long time on `device` and checks that resident memory stops
+/// growing once the run is warm: history goes to metrics.csv, not memory,
+/// and the checkpoint does not grow with the epochs.
+fn memory_stays_flat(device: &str, warm_epochs: usize, more_epochs: usize) {
+    let w = workdir();
+    let d = w.path();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args([
+            "train",
+            "linear",
+            "--epochs",
+            "100000000",
+            "--device",
+            device,
+            "--out",
+            "long",
+            "--save-every",
+            "0.05",
+            "--quiet",
+        ])
+        .current_dir(d)
+        .env("XDG_RUNTIME_DIR", d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let epochs = || {
+        std::fs::read_to_string(d.join("long/metrics.csv"))
+            .map_or(0, |t| t.lines().count().saturating_sub(1))
+    };
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while epochs() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} epochs",
+                epochs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for(warm_epochs);
+    let (e1, r1) = (epochs(), rss(run.id()));
+    let ck1 = std::fs::metadata(d.join("long/last.safetensors")).map_or(0, |m| m.len());
+    wait_for(e1 + more_epochs);
+    let (e2, r2) = (epochs(), rss(run.id()));
+    let ck2 = std::fs::metadata(d.join("long/last.safetensors"))
+        .unwrap()
+        .len();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(
+        r2 <= r1 + (1 << 20),
+        "{device}: resident memory grew from {r1} to {r2} bytes between epochs {e1} and {e2}"
+    );
+    // Only the digits of its counters may lengthen the metadata.
+    assert!(
+        ck1 == 0 || ck2 <= ck1 + 64,
+        "{device}: checkpoint grew from {ck1} to {ck2} bytes"
+    );
+    assert!(
+        ck2 < 16 << 10,
+        "{device}: a {ck2}-byte checkpoint for 11 parameters"
+    );
+}
+
+#[test]
+fn memory_stays_flat_over_a_long_run_on_the_cpu() {
+    memory_stays_flat("cpu", 3000, 20000);
+}
+
+#[test]
+fn memory_stays_flat_over_a_long_run_on_the_gpu() {
+    let Some(_) = common::gpu() else { return };
+    memory_stays_flat("gpu", 300, 2000);
+}

@@ -139,3 +139,25 @@ fn training_steps_allocate_nothing_after_the_second() {
         );
     }
 }
+
+#[test]
+fn the_buffer_pool_stays_under_its_cap_when_shapes_keep_changing() {
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    // 80 distinct sizes of 4 MiB and more, each used once and freed: a
+    // session of ever-new shapes. The pool keeps at most its cap.
+    let cap = 256u64 << 20;
+    for i in 0..80usize {
+        let n = (1 << 20) + 64 * i; // f32s: 4 MiB + a distinct size class
+        let t = gpu.full([n], 1.0).unwrap();
+        assert_eq!(gpu.download(&t).unwrap()[n - 1], 1.0);
+    }
+    let s = gpu.stats();
+    assert!(s.buffers_evicted > 0, "{s:?}");
+    assert!(s.pool_free_bytes <= cap, "{s:?}");
+    // Still correct after evictions: bind groups of evicted buffers are gone.
+    let a = gpu.upload(&[1.0, 2.0, 3.0], [3]).unwrap();
+    let b = gpu.add(&a, &a).unwrap();
+    assert_eq!(gpu.download(&b).unwrap(), [2.0, 4.0, 6.0]);
+}

@@ -100,11 +100,20 @@ impl Drop for PooledBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
             if let Ok(mut pool) = self.pool.lock() {
-                pool.free.entry(self.size).or_default().push((self.id, b));
+                pool.give_back(self.size, self.id, b);
             }
         }
     }
 }
+
+/// Free buffers kept for reuse never exceed this many bytes, or twice the
+/// most the device has had in use at once if that is more: a training loop
+/// (which frees only what it used) never evicts, while a long session of
+/// ever-different shapes cannot grow the pool without bound.
+/// Distinct download sizes whose staging buffers are kept.
+const STAGING_SIZES: usize = 16;
+
+pub(crate) const POOL_FLOOR_BYTES: u64 = 256 << 20;
 
 /// Free buffers by size. Reusing a buffer that commands still in the open
 /// encoder read is safe: the later dispatch is recorded after them, and wgpu
@@ -112,6 +121,57 @@ impl Drop for PooledBuffer {
 #[derive(Default)]
 pub(crate) struct FreeList {
     free: HashMap<u64, Vec<(u64, wgpu::Buffer)>>,
+    /// When each size class was last handed out (a counter), for eviction.
+    last_used: HashMap<u64, u64>,
+    clock: u64,
+    free_bytes: u64,
+    live_bytes: u64,
+    peak_live_bytes: u64,
+    /// Ids of evicted buffers, whose cached bind groups must go too.
+    evicted: Vec<u64>,
+}
+
+impl FreeList {
+    /// A free buffer of `size`, if there is one.
+    fn take(&mut self, size: u64) -> Option<(u64, wgpu::Buffer)> {
+        self.clock += 1;
+        self.last_used.insert(size, self.clock);
+        let found = self.free.get_mut(&size).and_then(Vec::pop);
+        if found.is_some() {
+            self.free_bytes -= size;
+        }
+        self.live_bytes += size;
+        self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
+        found
+    }
+
+    /// Takes a buffer back, then evicts the least recently used size
+    /// classes while free bytes exceed the cap.
+    fn give_back(&mut self, size: u64, id: u64, buffer: wgpu::Buffer) {
+        self.live_bytes = self.live_bytes.saturating_sub(size);
+        self.free.entry(size).or_default().push((id, buffer));
+        self.free_bytes += size;
+        let cap = POOL_FLOOR_BYTES.max(2 * self.peak_live_bytes);
+        while self.free_bytes > cap {
+            let oldest = self
+                .free
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(&s, _)| s)
+                .min_by_key(|s| self.last_used.get(s).copied().unwrap_or(0));
+            let Some(s) = oldest else { break };
+            // Dropped, not destroyed: commands already recorded may still
+            // use it, and wgpu keeps it alive until they have run.
+            if let Some((id, _buffer)) = self.free.get_mut(&s).and_then(Vec::pop) {
+                self.free_bytes -= s;
+                self.evicted.push(id);
+            }
+            if self.free.get(&s).is_some_and(Vec::is_empty) {
+                self.free.remove(&s);
+                self.last_used.remove(&s);
+            }
+        }
+    }
 }
 
 /// Counters that tests and benchmarks read.
@@ -127,6 +187,10 @@ pub struct GpuStats {
     pub submits: u64,
     /// Compute dispatches recorded.
     pub dispatches: u64,
+    /// Bytes of free buffers the pool keeps for reuse now.
+    pub pool_free_bytes: u64,
+    /// Buffers dropped from the pool to keep it under its cap.
+    pub buffers_evicted: u64,
 }
 
 struct Recorder {
@@ -263,7 +327,9 @@ impl Context {
     }
 
     pub fn stats(&self) -> GpuStats {
-        *lock(&self.stats)
+        let mut s = *lock(&self.stats);
+        s.pool_free_bytes = lock(&self.pool).free_bytes;
+        s
     }
 
     // ---- pipelines --------------------------------------------------------
@@ -356,7 +422,7 @@ impl Context {
         // empty buffer).
         let size = bytes.max(4).div_ceil(256) * 256;
         self.check_size(&|| "a tensor".to_string(), size)?;
-        let reused = lock(&self.pool).free.get_mut(&size).and_then(Vec::pop);
+        let reused = lock(&self.pool).take(size);
         let (id, buffer) = match reused {
             Some(entry) => entry,
             None => {
@@ -523,6 +589,12 @@ impl Context {
                 .collect::<Vec<_>>(),
         );
         let mut cache = lock(&self.bind_groups);
+        let evicted = std::mem::take(&mut lock(&self.pool).evicted);
+        if !evicted.is_empty() {
+            // Their bind groups would keep the evicted buffers alive.
+            lock(&self.stats).buffers_evicted += evicted.len() as u64;
+            cache.retain(|(_, bound), _| !bound.iter().any(|(_, id)| evicted.contains(id)));
+        }
         if let Some(bg) = cache.get(&key) {
             return bg.clone();
         }
@@ -652,7 +724,16 @@ impl Context {
             view[..bytes as usize].to_vec()
         };
         staging.unmap();
-        lock(&self.staging).entry(size).or_default().push(staging);
+        // Kept for the next read of this size, two per size and a few sizes
+        // at most (reads of odd sizes are rare: losses, evaluations).
+        let mut kept = lock(&self.staging);
+        if kept.len() >= STAGING_SIZES && !kept.contains_key(&size) {
+            kept.clear();
+        }
+        let per_size = kept.entry(size).or_default();
+        if per_size.len() < 2 {
+            per_size.push(staging);
+        }
         Ok(data)
     }
 }
