@@ -271,3 +271,19 @@ fn unknown_sources_and_mismatched_tasks() {
     let e = error_of(prepare("diabetes", &opts(Task::Classification)));
     assert!(e.contains("regression table"), "{e}");
 }
+
+#[test]
+fn multi_member_gzip_is_one_stream() {
+    // `cat a.gz b.gz` is valid gzip: its members decode as one stream.
+    use std::io::Write;
+    let idx = [0u8, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3, 4];
+    let gz = |b: &[u8]| {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b).unwrap();
+        z.finish().unwrap()
+    };
+    let mut two = gz(&idx[..6]);
+    two.extend(gz(&idx[6..]));
+    let a = parse_idx(&two, Path::new("two.gz")).unwrap();
+    assert_eq!((a.dims, a.data), (vec![4], vec![1, 2, 3, 4]));
+}

@@ -24,7 +24,7 @@ pub struct PredictArgs {
     /// images file (.gz too).
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write the predictions (default: standard output).
+    /// Where to write the predictions (default, or `-`: standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
@@ -135,7 +135,11 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         args.batch_size
     )?);
     let text = format_predictions(&predictions);
-    match &args.output {
+    match args
+        .output
+        .as_deref()
+        .filter(|p| *p != std::path::Path::new("-"))
+    {
         Some(p) => checkpoint::write_atomically(p, text.as_bytes())?,
         None => match std::io::stdout().write_all(text.as_bytes()) {
             // A closed pipe (`wgtrain predict ... | head`) is not an error.

@@ -17,6 +17,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod reference;
 
 use crate::error::{Error, Result};
 use crate::tensor::Shape;

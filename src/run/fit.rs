@@ -113,7 +113,7 @@ impl TrainState {
     /// Checks a state read from a checkpoint.
     pub fn validate(&self) -> Result<()> {
         let last = self.last.as_ref().map_or(0, |l| l.epoch);
-        if self.best_epoch > self.epoch || last != self.epoch {
+        if self.best_epoch > self.epoch || last != self.epoch || self.epoch > MAX_EPOCHS {
             return Err(Error::Config(format!(
                 "inconsistent training state: epoch {}, best epoch {}, last recorded epoch {last}",
                 self.epoch, self.best_epoch

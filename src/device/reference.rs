@@ -1,0 +1,449 @@
+//! The naive reference: every op the tests check, as direct loops over host
+//! slices with f64 accumulation, in the spirit of llm.c's
+//! `matmul_forward_naive`. It is read, not run fast: `CpuDevice` is checked
+//! against it on random shapes (`tests/reference.rs`), and the GPU against
+//! `CpuDevice`, so three levels of truth stand behind every kernel.
+//!
+//! Shapes are passed explicitly; tensors are row-major. Functions that sum
+//! also return each output's *magnitude*, the sum of the absolute values of
+//! its terms, from which a per-element tolerance follows (see
+//! [`sum_tolerance`]).
+
+use super::{Activation, AdamStep, MatmulSpec};
+
+/// f32's unit roundoff, 2⁻²⁴.
+pub const UNIT_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
+
+/// How far an f32 sum of `terms` terms may be from the exact sum, given the
+/// sum of their absolute values `magnitude`: each of the two implementations
+/// compared rounds at most `terms + 2` times (products, additions, a bias),
+/// each rounding off by at most `u` of a partial sum bounded by the
+/// magnitude; so `2·(terms + 2)·u·magnitude`, the classic worst-case bound
+/// for recursive summation, whatever order either side sums in. A missing
+/// or repeated term is off by about `magnitude / terms`, far outside it for
+/// the sizes tested.
+pub fn sum_tolerance(terms: usize, magnitude: f64) -> f64 {
+    2.0 * (terms as f64 + 2.0) * UNIT_ROUNDOFF * magnitude + f64::MIN_POSITIVE
+}
+
+fn at(m: &[f32], cols: usize, r: usize, c: usize) -> f64 {
+    m[r * cols + c] as f64
+}
+
+/// `act(op(a)·op(b) + bias)` with `a` stored `[a_rows, a_cols]` and `b`
+/// `[b_rows, b_cols]`. Returns `(c [m, n], magnitude [m, n], terms k)`.
+pub fn matmul(
+    a: &[f32],
+    (a_rows, a_cols): (usize, usize),
+    b: &[f32],
+    (b_rows, b_cols): (usize, usize),
+    bias: Option<&[f32]>,
+    spec: MatmulSpec,
+) -> (Vec<f32>, Vec<f64>, usize) {
+    let (m, k) = if spec.trans_a {
+        (a_cols, a_rows)
+    } else {
+        (a_rows, a_cols)
+    };
+    let n = if spec.trans_b { b_rows } else { b_cols };
+    let a_ik = |i: usize, p: usize| {
+        if spec.trans_a {
+            at(a, a_cols, p, i)
+        } else {
+            at(a, a_cols, i, p)
+        }
+    };
+    let b_kj = |p: usize, j: usize| {
+        if spec.trans_b {
+            at(b, b_cols, j, p)
+        } else {
+            at(b, b_cols, p, j)
+        }
+    };
+    let mut c = vec![0.0; m * n];
+    let mut mag = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut g) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                s += a_ik(i, p) * b_kj(p, j);
+                g += (a_ik(i, p) * b_kj(p, j)).abs();
+            }
+            if let Some(b) = bias {
+                s += b[j] as f64;
+                g += (b[j] as f64).abs();
+            }
+            c[i * n + j] = spec.act.apply(s as f32);
+            mag[i * n + j] = g;
+        }
+    }
+    (c, mag, k)
+}
+
+/// Output side of a stride-1 convolution.
+fn out_size(size: usize, pad: usize, k: usize) -> usize {
+    size + 2 * pad + 1 - k
+}
+
+/// `x [n, ci, h, w] ⊛ wt [co, ci, kh, kw] + bias`, stride 1, zero padding
+/// `pad`. Returns `(y [n, co, ho, wo], magnitude, terms)`.
+pub fn conv2d(
+    x: &[f32],
+    [n, ci, h, w]: [usize; 4],
+    wt: &[f32],
+    [co, kh, kw]: [usize; 3],
+    bias: Option<&[f32]>,
+    pad: usize,
+) -> (Vec<f32>, Vec<f64>, usize) {
+    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
+    let mut y = vec![0.0; n * co * ho * wo];
+    let mut mag = vec![0.0; y.len()];
+    for b in 0..n {
+        for o in 0..co {
+            for r in 0..ho {
+                for c in 0..wo {
+                    let (mut s, mut g) = (0.0f64, 0.0f64);
+                    for i in 0..ci {
+                        for u in 0..kh {
+                            for v in 0..kw {
+                                let (yy, xx) = ((r + u) as isize - pad as isize, (c + v) as isize - pad as isize);
+                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                    continue;
+                                }
+                                let xv = x[((b * ci + i) * h + yy as usize) * w + xx as usize] as f64;
+                                let wv = wt[((o * ci + i) * kh + u) * kw + v] as f64;
+                                s += xv * wv;
+                                g += (xv * wv).abs();
+                            }
+                        }
+                    }
+                    if let Some(bias) = bias {
+                        s += bias[o] as f64;
+                        g += (bias[o] as f64).abs();
+                    }
+                    y[((b * co + o) * ho + r) * wo + c] = s as f32;
+                    mag[((b * co + o) * ho + r) * wo + c] = g;
+                }
+            }
+        }
+    }
+    (y, mag, ci * kh * kw)
+}
+
+/// The gradient of [`conv2d`] with respect to its input `[n, ci, h, w]`,
+/// given `dy [n, co, ho, wo]`: every output position scatters back through
+/// the kernel. Returns `(dx, magnitude, terms)`.
+pub fn conv2d_input_grad(
+    dy: &[f32],
+    [n, ci, h, w]: [usize; 4],
+    wt: &[f32],
+    [co, kh, kw]: [usize; 3],
+    pad: usize,
+) -> (Vec<f32>, Vec<f64>, usize) {
+    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
+    let mut dx = vec![0.0f64; n * ci * h * w];
+    let mut mag = vec![0.0f64; dx.len()];
+    for b in 0..n {
+        for o in 0..co {
+            for r in 0..ho {
+                for c in 0..wo {
+                    let g = dy[((b * co + o) * ho + r) * wo + c] as f64;
+                    for i in 0..ci {
+                        for u in 0..kh {
+                            for v in 0..kw {
+                                let (yy, xx) = ((r + u) as isize - pad as isize, (c + v) as isize - pad as isize);
+                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                    continue;
+                                }
+                                let at = ((b * ci + i) * h + yy as usize) * w + xx as usize;
+                                let t = g * wt[((o * ci + i) * kh + u) * kw + v] as f64;
+                                dx[at] += t;
+                                mag[at] += t.abs();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx.iter().map(|&v| v as f32).collect(), mag, co * kh * kw)
+}
+
+/// The gradient of [`conv2d`] with respect to its weights `[co, ci, kh,
+/// kw]`. Returns `(dw, magnitude, terms)`.
+pub fn conv2d_weight_grad(
+    x: &[f32],
+    [n, ci, h, w]: [usize; 4],
+    dy: &[f32],
+    [co, kh, kw]: [usize; 3],
+    pad: usize,
+) -> (Vec<f32>, Vec<f64>, usize) {
+    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
+    let mut dw = vec![0.0f64; co * ci * kh * kw];
+    let mut mag = vec![0.0f64; dw.len()];
+    for b in 0..n {
+        for o in 0..co {
+            for r in 0..ho {
+                for c in 0..wo {
+                    let g = dy[((b * co + o) * ho + r) * wo + c] as f64;
+                    for i in 0..ci {
+                        for u in 0..kh {
+                            for v in 0..kw {
+                                let (yy, xx) = ((r + u) as isize - pad as isize, (c + v) as isize - pad as isize);
+                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                    continue;
+                                }
+                                let t = g * x[((b * ci + i) * h + yy as usize) * w + xx as usize] as f64;
+                                let at = ((o * ci + i) * kh + u) * kw + v;
+                                dw[at] += t;
+                                mag[at] += t.abs();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dw.iter().map(|&v| v as f32).collect(), mag, n * ho * wo)
+}
+
+/// Per-channel sums of `[n, c, h, w]`. Returns `(sums, magnitude, terms)`.
+pub fn channel_sum(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<f64>, usize) {
+    let mut s = vec![0.0f64; c];
+    let mut g = vec![0.0f64; c];
+    for b in 0..n {
+        for ch in 0..c {
+            for v in &x[(b * c + ch) * h * w..(b * c + ch + 1) * h * w] {
+                s[ch] += *v as f64;
+                g[ch] += (*v as f64).abs();
+            }
+        }
+    }
+    (s.iter().map(|&v| v as f32).collect(), g, n * h * w)
+}
+
+/// Max over non-overlapping `k×k` windows (floor at ragged edges), and the
+/// flat index into `x` of each maximum (the first on ties). Exact.
+pub fn max_pool2d(x: &[f32], [n, c, h, w]: [usize; 4], k: usize) -> (Vec<f32>, Vec<f32>) {
+    let (ho, wo) = (h / k, w / k);
+    let (mut y, mut arg) = (Vec::new(), Vec::new());
+    for plane in 0..n * c {
+        for r in 0..ho {
+            for col in 0..wo {
+                let mut best = (f32::NEG_INFINITY, usize::MAX);
+                for u in 0..k {
+                    for v in 0..k {
+                        let i = plane * h * w + (r * k + u) * w + col * k + v;
+                        if best.1 == usize::MAX || x[i] > best.0 {
+                            best = (x[i], i);
+                        }
+                    }
+                }
+                y.push(best.0);
+                arg.push(best.1 as f32);
+            }
+        }
+    }
+    (y, arg)
+}
+
+/// Routes `dy` to the arg-max positions of a pooled input of `numel`
+/// elements; zeros elsewhere. Exact (each input gets at most one term).
+pub fn max_pool2d_backward(dy: &[f32], argmax: &[f32], numel: usize) -> Vec<f32> {
+    let mut dx = vec![0.0; numel];
+    for (&g, &i) in dy.iter().zip(argmax) {
+        dx[i as usize] += g;
+    }
+    dx
+}
+
+/// `dy · f'(x)` written through the output `y = f(x)`.
+pub fn activation_backward(y: &[f32], dy: &[f32], act: Activation) -> Vec<f32> {
+    y.iter()
+        .zip(dy)
+        .map(|(&y, &g)| (g as f64 * act.derivative_from_output(y) as f64) as f32)
+        .collect()
+}
+
+/// `[r, c]` → per-column sums `[c]`, per-row sums `[r]`, with magnitudes.
+pub fn sum_rows_cols(x: &[f32], (r, c): (usize, usize)) -> [(Vec<f32>, Vec<f64>, usize); 2] {
+    let mut cols = (vec![0.0f64; c], vec![0.0f64; c]);
+    let mut rows = (vec![0.0f64; r], vec![0.0f64; r]);
+    for i in 0..r {
+        for j in 0..c {
+            let v = x[i * c + j] as f64;
+            cols.0[j] += v;
+            cols.1[j] += v.abs();
+            rows.0[i] += v;
+            rows.1[i] += v.abs();
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    [(f(cols.0), cols.1, r), (f(rows.0), rows.1, c)]
+}
+
+/// Sum, sum of squares and maximum of all elements, with the magnitudes of
+/// the two sums.
+pub fn reductions(x: &[f32]) -> (f32, f64, f32, f64, f32) {
+    let sum: f64 = x.iter().map(|&v| v as f64).sum();
+    let abs: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
+    let squares: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    (sum as f32, abs, squares as f32, squares, max)
+}
+
+/// Softmax of each row of `[r, c]`, in f64.
+pub fn softmax_rows(x: &[f32], c: usize) -> Vec<f32> {
+    x.chunks(c)
+        .flat_map(|row| {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let e: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(move |v| (v / s) as f32)
+        })
+        .collect()
+}
+
+/// Mean softmax cross-entropy of `[r, c]` logits against class ids, and its
+/// gradient `(softmax − onehot) / r`.
+pub fn softmax_cross_entropy(logits: &[f32], labels: &[f32], c: usize) -> (f32, Vec<f32>) {
+    let r = labels.len();
+    let p = softmax_rows(logits, c);
+    let mut loss = 0.0f64;
+    let mut grad = Vec::with_capacity(p.len());
+    for (i, row) in p.chunks(c).enumerate() {
+        let y = labels[i] as usize;
+        let logits_row = &logits[i * c..(i + 1) * c];
+        let max = logits_row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let lse = max + logits_row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        loss += lse - logits_row[y] as f64;
+        for (j, &pj) in row.iter().enumerate() {
+            grad.push(((pj as f64 - f64::from(u8::from(j == y))) / r as f64) as f32);
+        }
+    }
+    ((loss / r as f64) as f32, grad)
+}
+
+/// Mean squared error and its gradient `2(p − t)/n`.
+pub fn mse(pred: &[f32], target: &[f32]) -> (f32, Vec<f32>) {
+    let n = pred.len() as f64;
+    let loss: f64 = pred
+        .iter()
+        .zip(target)
+        .map(|(&p, &t)| (p as f64 - t as f64).powi(2))
+        .sum();
+    let grad = pred
+        .iter()
+        .zip(target)
+        .map(|(&p, &t)| (2.0 * (p as f64 - t as f64) / n) as f32)
+        .collect();
+    ((loss / n) as f32, grad)
+}
+
+/// Mean binary cross-entropy of logits against 0/1 targets, and its
+/// gradient `(σ(z) − t)/n`.
+pub fn bce_with_logits(logits: &[f32], targets: &[f32]) -> (f32, Vec<f32>) {
+    let n = logits.len() as f64;
+    let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+    let loss: f64 = logits
+        .iter()
+        .zip(targets)
+        .map(|(&z, &t)| {
+            let (z, t) = (z as f64, t as f64);
+            z.max(0.0) - t * z + (-z.abs()).exp().ln_1p()
+        })
+        .sum();
+    let grad = logits
+        .iter()
+        .zip(targets)
+        .map(|(&z, &t)| ((sig(z as f64) - t as f64) / n) as f32)
+        .collect();
+    ((loss / n) as f32, grad)
+}
+
+/// The Elman recurrence `h_t = tanh(xw_t + h_{t−1}·U)` over `xw [t, b, hd]`
+/// from `h0 [b, hd]`; every state `[t, b, hd]`.
+pub fn rnn_forward(xw: &[f32], u: &[f32], h0: &[f32], (t, b, hd): (usize, usize, usize)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(t * b * hd);
+    let mut prev: Vec<f64> = h0.iter().map(|&v| v as f64).collect();
+    for s in 0..t {
+        let mut next = vec![0.0f64; b * hd];
+        for i in 0..b {
+            for j in 0..hd {
+                let mut a = xw[(s * b + i) * hd + j] as f64;
+                for p in 0..hd {
+                    a += prev[i * hd + p] * u[p * hd + j] as f64;
+                }
+                next[i * hd + j] = a.tanh();
+            }
+        }
+        out.extend(next.iter().map(|&v| v as f32));
+        prev = next;
+    }
+    out
+}
+
+/// Backpropagation through time for [`rnn_forward`]: given the states
+/// `h [t, b, hd]` and the outside gradient `dh [t, b, hd]`, the gradient of
+/// every pre-activation `[t, b, hd]` and of the initial state `[b, hd]`.
+pub fn rnn_backward(
+    h: &[f32],
+    u: &[f32],
+    dh: &[f32],
+    (t, b, hd): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
+    let mut da = vec![0.0f64; t * b * hd];
+    let mut carry = vec![0.0f64; b * hd]; // dL/dh_s from step s+1
+    for s in (0..t).rev() {
+        for i in 0..b * hd {
+            let hv = h[s * b * hd + i] as f64;
+            da[s * b * hd + i] = (dh[s * b * hd + i] as f64 + carry[i]) * (1.0 - hv * hv);
+        }
+        let mut next = vec![0.0f64; b * hd];
+        for i in 0..b {
+            for p in 0..hd {
+                for j in 0..hd {
+                    next[i * hd + p] += da[(s * b + i) * hd + j] * u[p * hd + j] as f64;
+                }
+            }
+        }
+        carry = next;
+    }
+    (
+        da.iter().map(|&v| v as f32).collect(),
+        carry.iter().map(|&v| v as f32).collect(),
+    )
+}
+
+/// `p -= lr·(s·g + wd·p)`.
+pub fn sgd(p: &mut [f32], g: &[f32], s: f32, lr: f32, wd: f32) {
+    for (p, &g) in p.iter_mut().zip(g) {
+        *p = (*p as f64 - lr as f64 * (s as f64 * g as f64 + wd as f64 * *p as f64)) as f32;
+    }
+}
+
+/// `v = μ·v + s·g + wd·p; p -= lr·v`.
+pub fn momentum(p: &mut [f32], v: &mut [f32], g: &[f32], s: f32, lr: f32, mu: f32, wd: f32) {
+    for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+        let vel = mu as f64 * *v as f64 + s as f64 * g as f64 + wd as f64 * *p as f64;
+        *v = vel as f32;
+        *p = (*p as f64 - lr as f64 * vel) as f32;
+    }
+}
+
+/// One Adam (or AdamW) step with the bias corrections of `hp.step`.
+pub fn adam(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: f32, hp: &AdamStep) {
+    let t = hp.step.min(i32::MAX as u32) as i32;
+    let c1 = 1.0 - (hp.beta1 as f64).powi(t);
+    let c2 = 1.0 - (hp.beta2 as f64).powi(t);
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let w = *p as f64;
+        let g = s as f64 * g as f64 + hp.weight_decay as f64 * w;
+        let m1 = hp.beta1 as f64 * *m as f64 + (1.0 - hp.beta1 as f64) * g;
+        let v1 = hp.beta2 as f64 * *v as f64 + (1.0 - hp.beta2 as f64) * g * g;
+        *m = m1 as f32;
+        *v = v1 as f32;
+        *p = (w - hp.lr as f64 * (m1 / c1) / ((v1 / c2).sqrt() + hp.eps as f64)
+            - hp.lr as f64 * hp.decoupled_decay as f64 * w) as f32;
+    }
+}

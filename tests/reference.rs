@@ -1,0 +1,383 @@
+//! Three levels of truth, on random shapes: the naive reference
+//! (`wgtrain::device::reference`, direct loops in f64) checks `CpuDevice`,
+//! and the same cases check the GPU (both matmul kernels). Every element is
+//! held to its own bound, derived from its own accumulation
+//! (`reference::sum_tolerance`: the number of terms and the sum of their
+//! absolute values); exact ops are compared exactly; shapes always.
+
+mod common;
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgtrain::device::gpu::MatmulKernel;
+use wgtrain::device::reference::{self as naive, sum_tolerance, UNIT_ROUNDOFF};
+use wgtrain::device::{Activation, AdamStep, MatmulSpec, Reduce};
+use wgtrain::{CpuDevice, Device, GpuDevice, Shape, Tensor};
+
+fn random(seed: u64, n: usize) -> Vec<f32> {
+    let rng = &mut ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..=1.0)).collect()
+}
+
+/// The devices under test: the CPU, and the GPU with each matmul kernel.
+fn devices() -> Vec<(String, Box<dyn Fn(&dyn Fn(&dyn DynDevice))>)> {
+    let mut v: Vec<(String, Box<dyn Fn(&dyn Fn(&dyn DynDevice))>)> =
+        vec![("cpu".into(), Box::new(|f: &dyn Fn(&dyn DynDevice)| f(&CpuDevice)))];
+    if let Some(gpu) = common::gpu() {
+        for kernel in [MatmulKernel::Blocked, MatmulKernel::Tiled] {
+            let g = gpu.with_matmul_kernel(kernel);
+            v.push((
+                format!("gpu {kernel:?}"),
+                Box::new(move |f: &dyn Fn(&dyn DynDevice)| f(&g)),
+            ));
+        }
+    }
+    v
+}
+
+/// What these tests need of a device, object-safe: upload, run, download.
+trait DynDevice {
+    fn matmul(&self, a: (&[f32], [usize; 2]), b: (&[f32], [usize; 2]), bias: Option<&[f32]>, spec: MatmulSpec) -> (Vec<f32>, Vec<usize>);
+    fn conv(&self, x: (&[f32], [usize; 4]), w: (&[f32], [usize; 4]), bias: Option<&[f32]>, pad: usize, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 4];
+    fn pool(&self, x: (&[f32], [usize; 4]), k: usize, dy_seed: u64) -> [(Vec<f32>, Vec<usize>); 3];
+    fn reduce(&self, x: &[f32], shape: [usize; 2]) -> [Vec<f32>; 5];
+    fn losses(&self, logits: &[f32], shape: [usize; 2], labels: &[f32], targets: &[f32]) -> [(f32, Vec<f32>); 3];
+    fn rnn(&self, xw: &[f32], u: &[f32], h0: &[f32], dims: (usize, usize, usize), dh: &[f32]) -> [Vec<f32>; 3];
+    fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4];
+}
+
+impl<D: Device> DynDevice for D {
+    fn matmul(&self, a: (&[f32], [usize; 2]), b: (&[f32], [usize; 2]), bias: Option<&[f32]>, spec: MatmulSpec) -> (Vec<f32>, Vec<usize>) {
+        let at = self.upload(a.0, a.1).unwrap();
+        let bt = self.upload(b.0, b.1).unwrap();
+        let biast = bias.map(|b| self.upload(b, [b.len()]).unwrap());
+        let c = self.matmul(&at, &bt, biast.as_ref(), spec).unwrap();
+        (self.download(&c).unwrap(), c.shape().dims().to_vec())
+    }
+
+    fn conv(&self, x: (&[f32], [usize; 4]), w: (&[f32], [usize; 4]), bias: Option<&[f32]>, pad: usize, dy: &[f32]) -> [(Vec<f32>, Vec<usize>); 4] {
+        let xt = self.upload(x.0, x.1).unwrap();
+        let wt = self.upload(w.0, w.1).unwrap();
+        let bt = bias.map(|b| self.upload(b, [b.len()]).unwrap());
+        let y = self.conv2d(&xt, &wt, bt.as_ref(), pad).unwrap();
+        let dyt = self.upload(dy, y.shape().clone()).unwrap();
+        let dx = self.conv2d_input_grad(&dyt, &wt, pad).unwrap();
+        let dw = self.conv2d_weight_grad(&xt, &dyt, pad, (w.1[2], w.1[3])).unwrap();
+        let db = self.channel_sum(&dyt).unwrap();
+        let get = |t: &D::Tensor| (self.download(t).unwrap(), t.shape().dims().to_vec());
+        [get(&y), get(&dx), get(&dw), get(&db)]
+    }
+
+    fn pool(&self, x: (&[f32], [usize; 4]), k: usize, dy_seed: u64) -> [(Vec<f32>, Vec<usize>); 3] {
+        let xt = self.upload(x.0, x.1).unwrap();
+        let (y, arg) = self.max_pool2d(&xt, k).unwrap();
+        let dy = self.upload(&random(dy_seed, y.shape().numel()), y.shape().clone()).unwrap();
+        let dx = self.max_pool2d_backward(&dy, &arg, &Shape::new(x.1), k).unwrap();
+        let get = |t: &D::Tensor| (self.download(t).unwrap(), t.shape().dims().to_vec());
+        [get(&y), get(&arg), get(&dx)]
+    }
+
+    fn reduce(&self, x: &[f32], shape: [usize; 2]) -> [Vec<f32>; 5] {
+        let t = self.upload(x, shape).unwrap();
+        let get = |t: D::Tensor| self.download(&t).unwrap();
+        [
+            get(self.sum_rows(&t).unwrap()),
+            get(self.sum_cols(&t).unwrap()),
+            get(self.reduce(&t, Reduce::Sum).unwrap()),
+            get(self.reduce(&t, Reduce::SumSquares).unwrap()),
+            get(self.reduce(&t, Reduce::Max).unwrap()),
+        ]
+    }
+
+    fn losses(&self, logits: &[f32], shape: [usize; 2], labels: &[f32], targets: &[f32]) -> [(f32, Vec<f32>); 3] {
+        let z = self.upload(logits, shape).unwrap();
+        let y = self.upload(labels, [labels.len()]).unwrap();
+        let t = self.upload(targets, shape).unwrap();
+        let get = |lg: wgtrain::device::LossGrad<D::Tensor>| {
+            (self.download(&lg.loss).unwrap()[0], self.download(&lg.grad).unwrap())
+        };
+        [
+            get(self.softmax_cross_entropy(&z, &y).unwrap()),
+            get(self.mse(&z, &t).unwrap()),
+            get(self.bce_with_logits(&z, &t).unwrap()),
+        ]
+    }
+
+    fn rnn(&self, xw: &[f32], u: &[f32], h0: &[f32], (t, b, h): (usize, usize, usize), dh: &[f32]) -> [Vec<f32>; 3] {
+        let xwt = self.upload(xw, [t, b, h]).unwrap();
+        let ut = self.upload(u, [h, h]).unwrap();
+        let h0t = self.upload(h0, [b, h]).unwrap();
+        let hs = self.rnn_forward(&xwt, &ut, &h0t).unwrap();
+        let dht = self.upload(dh, [t, b, h]).unwrap();
+        let (da, dh0) = self.rnn_backward(&hs, &ut, &dht).unwrap();
+        [self.download(&hs).unwrap(), self.download(&da).unwrap(), self.download(&dh0).unwrap()]
+    }
+
+    fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4] {
+        let n = p.len();
+        let gt = self.upload(g, [n]).unwrap();
+        let s = self.full([1], 0.5).unwrap();
+        let mut p1 = self.upload(p, [n]).unwrap();
+        self.sgd_update(&mut p1, &gt, &s, 0.1, 0.01).unwrap();
+        let mut p2 = self.upload(p, [n]).unwrap();
+        let mut v2 = self.upload(&random(9, n), [n]).unwrap();
+        self.momentum_update(&mut p2, &mut v2, &gt, &s, 0.1, 0.9, 0.01).unwrap();
+        let mut p3 = self.upload(p, [n]).unwrap();
+        let mut m3 = self.upload(&random(10, n), [n]).unwrap();
+        let v3: Vec<f32> = random(11, n).iter().map(|v| v.abs()).collect();
+        let mut v3 = self.upload(&v3, [n]).unwrap();
+        self.adam_update(&mut p3, &mut m3, &mut v3, &gt, &s, hp).unwrap();
+        [
+            self.download(&p1).unwrap(),
+            self.download(&p2).unwrap(),
+            self.download(&p3).unwrap(),
+            self.download(&m3).unwrap(),
+        ]
+    }
+}
+
+/// Every element within its own bound; `what` names the failure.
+fn within(what: &str, got: &[f32], want: &[f32], bound: impl Fn(usize) -> f64) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len(), "{}: lengths", what);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w as f64).abs();
+        prop_assert!(err <= bound(i), "{}[{}]: got {} want {} (error {:.3e} > bound {:.3e})", what, i, g, w, err, bound(i));
+    }
+    Ok(())
+}
+
+/// The error an activation adds to a sum already off by `sum_err`: its
+/// slope (at most 1) times that, plus its own few roundings (libm and the
+/// GPU's exp differ by a few ulp).
+fn act_bound(act: Activation, y: f32, sum_err: f64) -> f64 {
+    match act {
+        Activation::Identity | Activation::Relu => sum_err,
+        Activation::Tanh | Activation::Sigmoid => sum_err + 1e-6 + 4.0 * UNIT_ROUNDOFF * y.abs() as f64,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn matmul_every_layout_and_epilogue(m in 1usize..=40, k in 1usize..=70, n in 1usize..=40,
+                                        ta: bool, tb: bool, bias: bool, act in 0usize..4, seed: u64) {
+        let act = Activation::ALL[act];
+        let spec = MatmulSpec { trans_a: ta, trans_b: tb, act };
+        let a_shape = if ta { [k, m] } else { [m, k] };
+        let b_shape = if tb { [n, k] } else { [k, n] };
+        let a = random(seed, m * k);
+        let b = random(seed ^ 1, k * n);
+        let bv = random(seed ^ 2, n);
+        let bias = bias.then_some(&bv[..]);
+        let (want, mag, terms) = naive::matmul(&a, (a_shape[0], a_shape[1]), &b, (b_shape[0], b_shape[1]), bias, spec);
+        for (name, run) in devices() {
+            let mut out = Ok(());
+            run(&|d| {
+                let (got, shape) = d.matmul((&a, a_shape), (&b, b_shape), bias, spec);
+                out = (|| {
+                    prop_assert_eq!(&shape, &vec![m, n], "{}: shape", name);
+                    within(&format!("{name} matmul {spec:?} {m}x{k}x{n}"), &got, &want, |i| {
+                        act_bound(act, want[i], sum_tolerance(terms, mag[i]))
+                    })
+                })();
+            });
+            out?;
+        }
+    }
+
+    #[test]
+    fn conv2d_forward_and_both_gradients(nb in 1usize..=3, ci in 1usize..=5, co in 1usize..=9,
+                                         h in 1usize..=11, w in 1usize..=11, kh in 1usize..=5,
+                                         pad in 0usize..=2, bias: bool, seed: u64) {
+        prop_assume!(h + 2 * pad >= kh && w + 2 * pad >= kh);
+        let kw = kh;
+        let xs = [nb, ci, h, w];
+        let x = random(seed, nb * ci * h * w);
+        let wt = random(seed ^ 1, co * ci * kh * kw);
+        let bv = random(seed ^ 2, co);
+        let bias = bias.then_some(&bv[..]);
+        let (y, ym, yk) = naive::conv2d(&x, xs, &wt, [co, kh, kw], bias, pad);
+        let (ho, wo) = (h + 2 * pad + 1 - kh, w + 2 * pad + 1 - kw);
+        let dy = random(seed ^ 3, nb * co * ho * wo);
+        let (dx, dxm, dxk) = naive::conv2d_input_grad(&dy, xs, &wt, [co, kh, kw], pad);
+        let (dw, dwm, dwk) = naive::conv2d_weight_grad(&x, xs, &dy, [co, kh, kw], pad);
+        let (db, dbm, dbk) = naive::channel_sum(&dy, [nb, co, ho, wo]);
+        for (name, run) in devices() {
+            let mut out = Ok(());
+            run(&|d| {
+                let [(gy, sy), (gdx, sdx), (gdw, sdw), (gdb, sdb)] = d.conv((&x, xs), (&wt, [co, ci, kh, kw]), bias, pad, &dy);
+                out = (|| {
+                    prop_assert_eq!(sy, vec![nb, co, ho, wo]);
+                    prop_assert_eq!(sdx, xs.to_vec());
+                    prop_assert_eq!(sdw, vec![co, ci, kh, kw]);
+                    prop_assert_eq!(sdb, vec![co]);
+                    within(&format!("{name} conv2d"), &gy, &y, |i| sum_tolerance(yk, ym[i]))?;
+                    within(&format!("{name} conv2d_input_grad"), &gdx, &dx, |i| sum_tolerance(dxk, dxm[i]))?;
+                    within(&format!("{name} conv2d_weight_grad"), &gdw, &dw, |i| sum_tolerance(dwk, dwm[i]))?;
+                    within(&format!("{name} channel_sum"), &gdb, &db, |i| sum_tolerance(dbk, dbm[i]))
+                })();
+            });
+            out?;
+        }
+    }
+
+    #[test]
+    fn max_pool_is_exact_ties_included(nb in 1usize..=3, c in 1usize..=4, h in 1usize..=13,
+                                       w in 1usize..=13, k in 1usize..=4, ties: bool, seed: u64) {
+        prop_assume!(h >= k && w >= k);
+        let xs = [nb, c, h, w];
+        // With ties, values come from a tiny set: the first maximum must win.
+        let x: Vec<f32> = random(seed, nb * c * h * w)
+            .iter()
+            .map(|&v| if ties { (v * 2.0).round() } else { v })
+            .collect();
+        let (y, arg) = naive::max_pool2d(&x, xs, k);
+        let dy = random(seed ^ 5, y.len());
+        let dx = naive::max_pool2d_backward(&dy, &arg, x.len());
+        for (name, run) in devices() {
+            let mut out = Ok(());
+            run(&|d| {
+                let [(gy, sy), (garg, _), (gdx, sdx)] = d.pool((&x, xs), k, seed ^ 5);
+                out = (|| {
+                    prop_assert_eq!(sy, vec![nb, c, h / k, w / k], "{}", name);
+                    prop_assert_eq!(&gy, &y, "{} max_pool2d", name);
+                    prop_assert_eq!(&garg, &arg, "{} argmax", name);
+                    prop_assert_eq!(sdx, xs.to_vec());
+                    prop_assert_eq!(&gdx, &dx, "{} max_pool2d_backward", name);
+                    Ok(())
+                })();
+            });
+            out?;
+        }
+    }
+
+    #[test]
+    fn reductions_with_spikes_at_the_edges(r in 1usize..=70, c in 1usize..=300, seed: u64) {
+        // Large values first and last: a reduction that skips a ragged tail
+        // or an edge workgroup is off by far more than its bound.
+        let mut x = random(seed, r * c);
+        let last = x.len() - 1;
+        x[0] = 50.0;
+        x[last] = -40.0;
+        let [(cols, cm, ck), (rows, rm, rk)] = naive::sum_rows_cols(&x, (r, c));
+        let (sum, sum_mag, squares, sq_mag, max) = naive::reductions(&x);
+        for (name, run) in devices() {
+            let mut out = Ok(());
+            run(&|d| {
+                let [gcols, grows, gsum, gsq, gmax] = d.reduce(&x, [r, c]);
+                out = (|| {
+                    within(&format!("{name} sum_rows"), &gcols, &cols, |i| sum_tolerance(ck, cm[i]))?;
+                    within(&format!("{name} sum_cols"), &grows, &rows, |i| sum_tolerance(rk, rm[i]))?;
+                    within(&format!("{name} sum"), &gsum, &[sum], |_| sum_tolerance(x.len(), sum_mag))?;
+                    within(&format!("{name} sum of squares"), &gsq, &[squares], |_| sum_tolerance(x.len(), sq_mag))?;
+                    prop_assert_eq!(&gmax, &vec![max], "{} max is exact", name);
+                    Ok(())
+                })();
+            });
+            out?;
+        }
+    }
+
+    #[test]
+    fn losses_and_their_gradients(r in 1usize..=40, c in 2usize..=40, seed: u64) {
+        let z: Vec<f32> = random(seed, r * c).iter().map(|v| v * 4.0).collect();
+        let rng = &mut ChaCha8Rng::seed_from_u64(seed ^ 7);
+        let labels: Vec<f32> = (0..r).map(|_| rng.random_range(0..c) as f32).collect();
+        let targets: Vec<f32> = (0..r * c).map(|_| f32::from(rng.random_bool(0.5))).collect();
+        let want = [
+            naive::softmax_cross_entropy(&z, &labels, c),
+            naive::mse(&z, &targets),
+            naive::bce_with_logits(&z, &targets),
+        ];
+        for (name, run) in devices() {
+            let mut out = Ok(());
+            run(&|d| {
+                let got = d.losses(&z, [r, c], &labels, &targets);
+                out = (|| {
+                    // The mean loss: a sum of `terms` roundings of values
+                    // of at most |loss| + 8 (|z| ≤ 4 plus log c, or a
+                    // squared difference ≤ 25); each gradient element: a
+                    // few roundings of exp/log, then a division by n.
+                    let n = (r * c) as f64;
+                    for (loss, terms, ((gl, gg), (wl, wg))) in [("softmax_ce", r + c), ("mse", r * c), ("bce", r * c)]
+                        .iter()
+                        .map(|(l, t)| (l, t))
+                        .zip(got.iter().zip(&want))
+                        .map(|((l, t), x)| (l, *t, x))
+                    {
+                        let mag = wl.abs() as f64 + 25.0;
+                        within(&format!("{name} {loss} loss"), &[*gl], &[*wl], |_| sum_tolerance(terms, mag))?;
+                        within(&format!("{name} {loss} gradient"), gg, wg, |i| {
+                            8.0 * UNIT_ROUNDOFF * (wg[i].abs() as f64 + 1.0 / n)
+                        })?;
+                    }
+                    Ok(())
+                })();
+            });
+            out?;
+        }
+    }
+
+    #[test]
+    fn rnn_forward_and_backward_through_time(t in 1usize..=6, b in 1usize..=5, h in 1usize..=9, seed: u64) {
+        let xw = random(seed, t * b * h);
+        let u: Vec<f32> = random(seed ^ 1, h * h).iter().map(|v| v / (h as f32).sqrt()).collect();
+        let h0 = random(seed ^ 2, b * h);
+        let dh = random(seed ^ 3, t * b * h);
+        let hs = naive::rnn_forward(&xw, &u, &h0, (t, b, h));
+        let (da, dh0) = naive::rnn_backward(&hs, &u, &dh, (t, b, h));
+        // Every step adds a sum of h + 1 terms of magnitude ≤ 1 + Σ|U|, and
+        // tanh's few ulp; errors carry through at most t steps, each
+        // scaling them by at most ‖U‖ ≤ √h·max|U| ≤ 1.
+        let step = sum_tolerance(h + 1, 2.0 * h as f64) + 1e-6;
+        let bound = step * (t as f64 + 1.0) * 4.0;
+        for (name, run) in devices() {
+            let mut out = Ok(());
+            run(&|d| {
+                let [ghs, gda, gdh0] = d.rnn(&xw, &u, &h0, (t, b, h), &dh);
+                out = (|| {
+                    within(&format!("{name} rnn_forward"), &ghs, &hs, |_| bound)?;
+                    within(&format!("{name} rnn_backward da"), &gda, &da, |_| bound * h as f64)?;
+                    within(&format!("{name} rnn_backward dh0"), &gdh0, &dh0, |_| bound * (h * h) as f64)
+                })();
+            });
+            out?;
+        }
+    }
+
+    #[test]
+    fn optimizer_updates(n in 1usize..=300, step in 1u32..=5, seed: u64) {
+        let p = random(seed, n);
+        let g = random(seed ^ 1, n);
+        let hp = AdamStep { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled_decay: 0.02, step };
+        let mut want_sgd = p.clone();
+        naive::sgd(&mut want_sgd, &g, 0.5, 0.1, 0.01);
+        let mut want_mom = p.clone();
+        let mut v = random(9, n);
+        naive::momentum(&mut want_mom, &mut v, &g, 0.5, 0.1, 0.9, 0.01);
+        let mut want_adam = p.clone();
+        let mut m = random(10, n);
+        let mut vv: Vec<f32> = random(11, n).iter().map(|v| v.abs()).collect();
+        naive::adam(&mut want_adam, &mut m, &mut vv, &g, 0.5, &hp);
+        // A handful of roundings per element, of values of order 1.
+        let bound = |w: f32| 16.0 * UNIT_ROUNDOFF * (1.0 + w.abs() as f64);
+        for (name, run) in devices() {
+            let mut out = Ok(());
+            run(&|d| {
+                let [gs, gm, ga, gmm] = d.optim(&p, &g, &hp);
+                out = (|| {
+                    within(&format!("{name} sgd"), &gs, &want_sgd, |i| bound(want_sgd[i]))?;
+                    within(&format!("{name} momentum"), &gm, &want_mom, |i| bound(want_mom[i]))?;
+                    within(&format!("{name} adam"), &ga, &want_adam, |i| bound(want_adam[i]))?;
+                    within(&format!("{name} adam m"), &gmm, &m, |i| bound(m[i]))
+                })();
+            });
+            out?;
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _uses(_: &GpuDevice) {}
