@@ -106,11 +106,15 @@ pub fn conv2d(
                     for i in 0..ci {
                         for u in 0..kh {
                             for v in 0..kw {
-                                let (yy, xx) = ((r + u) as isize - pad as isize, (c + v) as isize - pad as isize);
+                                let (yy, xx) = (
+                                    (r + u) as isize - pad as isize,
+                                    (c + v) as isize - pad as isize,
+                                );
                                 if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
                                     continue;
                                 }
-                                let xv = x[((b * ci + i) * h + yy as usize) * w + xx as usize] as f64;
+                                let xv =
+                                    x[((b * ci + i) * h + yy as usize) * w + xx as usize] as f64;
                                 let wv = wt[((o * ci + i) * kh + u) * kw + v] as f64;
                                 s += xv * wv;
                                 g += (xv * wv).abs();
@@ -151,7 +155,10 @@ pub fn conv2d_input_grad(
                     for i in 0..ci {
                         for u in 0..kh {
                             for v in 0..kw {
-                                let (yy, xx) = ((r + u) as isize - pad as isize, (c + v) as isize - pad as isize);
+                                let (yy, xx) = (
+                                    (r + u) as isize - pad as isize,
+                                    (c + v) as isize - pad as isize,
+                                );
                                 if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
                                     continue;
                                 }
@@ -189,11 +196,15 @@ pub fn conv2d_weight_grad(
                     for i in 0..ci {
                         for u in 0..kh {
                             for v in 0..kw {
-                                let (yy, xx) = ((r + u) as isize - pad as isize, (c + v) as isize - pad as isize);
+                                let (yy, xx) = (
+                                    (r + u) as isize - pad as isize,
+                                    (c + v) as isize - pad as isize,
+                                );
                                 if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
                                     continue;
                                 }
-                                let t = g * x[((b * ci + i) * h + yy as usize) * w + xx as usize] as f64;
+                                let t = g * x[((b * ci + i) * h + yy as usize) * w + xx as usize]
+                                    as f64;
                                 let at = ((o * ci + i) * kh + u) * kw + v;
                                 dw[at] += t;
                                 mag[at] += t.abs();
@@ -314,8 +325,15 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[f32], c: usize) -> (f32, 
     for (i, row) in p.chunks(c).enumerate() {
         let y = labels[i] as usize;
         let logits_row = &logits[i * c..(i + 1) * c];
-        let max = logits_row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-        let lse = max + logits_row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        let max = logits_row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let lse = max
+            + logits_row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         loss += lse - logits_row[y] as f64;
         for (j, &pj) in row.iter().enumerate() {
             grad.push(((pj as f64 - f64::from(u8::from(j == y))) / r as f64) as f32);
@@ -363,7 +381,12 @@ pub fn bce_with_logits(logits: &[f32], targets: &[f32]) -> (f32, Vec<f32>) {
 
 /// The Elman recurrence `h_t = tanh(xw_t + h_{t−1}·U)` over `xw [t, b, hd]`
 /// from `h0 [b, hd]`; every state `[t, b, hd]`.
-pub fn rnn_forward(xw: &[f32], u: &[f32], h0: &[f32], (t, b, hd): (usize, usize, usize)) -> Vec<f32> {
+pub fn rnn_forward(
+    xw: &[f32],
+    u: &[f32],
+    h0: &[f32],
+    (t, b, hd): (usize, usize, usize),
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(t * b * hd);
     let mut prev: Vec<f64> = h0.iter().map(|&v| v as f64).collect();
     for s in 0..t {
@@ -443,7 +466,8 @@ pub fn adam(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: f32, hp: 
         let v1 = hp.beta2 as f64 * *v as f64 + (1.0 - hp.beta2 as f64) * g * g;
         *m = m1 as f32;
         *v = v1 as f32;
-        *p = (w - hp.lr as f64 * (m1 / c1) / ((v1 / c2).sqrt() + hp.eps as f64)
+        *p = (w
+            - hp.lr as f64 * (m1 / c1) / ((v1 / c2).sqrt() + hp.eps as f64)
             - hp.lr as f64 * hp.decoupled_decay as f64 * w) as f32;
     }
 }
