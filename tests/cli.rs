@@ -122,30 +122,37 @@ fn train_writes_a_run_directory_and_json() {
 
 #[test]
 fn every_model_trains_from_the_command_line() {
+    // Short runs with targets far above what a model that learned nothing
+    // scores: the majority class of digits is about 10 %, the mean predictor
+    // has R² 0, and the unigram entropy of the novel is 4.49 bits/char.
     let w = workdir();
     for (model, extra) in [
         ("linear", vec!["--epochs", "50"]),
-        ("mlp", vec!["--epochs", "1", "--hidden", "16"]),
+        ("mlp", vec!["--epochs", "5", "--hidden", "32"]),
         (
             "cnn",
             vec![
                 "--epochs",
-                "1",
+                "6",
                 "--channels",
-                "2,4",
+                "4,8",
                 "--max-train-samples",
-                "200",
+                "1000",
+                "--lr",
+                "1e-2",
             ],
         ),
         (
             "rnn",
             vec![
                 "--epochs",
-                "1",
+                "4",
                 "--hidden",
-                "16",
-                "--max-train-samples",
                 "64",
+                "--max-train-samples",
+                "3000",
+                "--lr",
+                "1e-2",
             ],
         ),
     ] {
@@ -158,8 +165,8 @@ fn every_model_trains_from_the_command_line() {
             "linear" => {
                 assert!(test["r2"].as_f64().unwrap() > 0.3 && test["rmse"].as_f64().is_some())
             }
-            "rnn" => assert!(test["bits_per_char"].as_f64().unwrap() < 7.0),
-            _ => assert!(test["accuracy"].as_f64().unwrap() > 0.1),
+            "rnn" => assert!(test["bits_per_char"].as_f64().unwrap() < 3.6, "{test}"),
+            _ => assert!(test["accuracy"].as_f64().unwrap() > 0.8, "{model}: {test}"),
         }
     }
 }
@@ -247,9 +254,7 @@ fn predict_csv_with_or_without_the_target_column() {
         ],
     ));
     let out = stdout(&o);
-    let v: f64 = out.lines().nth(1).unwrap().parse().unwrap();
-    // The first diabetes row (target 151): a prediction in target units.
-    assert!((50.0..350.0).contains(&v), "{out}");
+    let first: f64 = out.lines().nth(1).unwrap().parse().unwrap();
     let all = ok(wgtrain(
         w.path(),
         &[
@@ -262,7 +267,26 @@ fn predict_csv_with_or_without_the_target_column() {
             "cpu",
         ],
     ));
-    assert_eq!(stdout(&all).lines().count(), 443);
+    let preds: Vec<f64> = stdout(&all)
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(preds.len(), 442);
+    // The same row alone or among all (the target column is ignored).
+    assert!((preds[0] - first).abs() < 1e-3, "{first} vs {}", preds[0]);
+    // In target units, and far better than the mean: R² over the whole table
+    // (least squares reaches about 0.52 in sample; the mean 0).
+    let table = std::fs::read_to_string(w.path().join("data/tabular/diabetes.csv")).unwrap();
+    let y: Vec<f64> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    let mean = y.iter().sum::<f64>() / y.len() as f64;
+    let ss_res: f64 = preds.iter().zip(&y).map(|(p, t)| (p - t).powi(2)).sum();
+    let ss_tot: f64 = y.iter().map(|t| (t - mean).powi(2)).sum();
+    assert!(1.0 - ss_res / ss_tot > 0.4, "R² {}", 1.0 - ss_res / ss_tot);
 }
 
 #[test]

@@ -173,10 +173,47 @@ fn cpu_custom_relu_cnn_digits() {
     accuracy_at_least(&CpuDevice, custom_cnn(), 0.96);
 }
 
+/// Bits per character of an `n`-gram model with add-`k` smoothing, fitted
+/// on `train` and scored on `test` (each character given the `n − 1` before
+/// it, the first ones of `test` given the end of `train`).
+fn ngram_bits(train: &[char], test: &[char], n: usize, k: f64) -> f64 {
+    use std::collections::HashMap;
+    let vocab: std::collections::BTreeSet<char> = train.iter().chain(test).copied().collect();
+    let v = vocab.len() as f64;
+    let mut counts: HashMap<&[char], f64> = HashMap::new();
+    let mut contexts: HashMap<&[char], f64> = HashMap::new();
+    for w in train.windows(n) {
+        *counts.entry(w).or_default() += 1.0;
+        *contexts.entry(&w[..n - 1]).or_default() += 1.0;
+    }
+    let all: Vec<char> = train.iter().chain(test).copied().collect();
+    let mut bits = 0.0;
+    for i in train.len()..all.len() {
+        let w = &all[i + 1 - n..=i];
+        let c = counts.get(w).copied().unwrap_or(0.0);
+        let ctx = contexts.get(&w[..n - 1]).copied().unwrap_or(0.0);
+        bits -= ((c + k) / (ctx + k * v)).log2();
+    }
+    bits / test.len() as f64
+}
+
+/// A text model's held-out figure against unigram and bigram baselines on
+/// the same held-out part (the last `val_fraction` of the text, the part the
+/// run's validation split covers).
+fn text_baselines(text: &str, val_fraction: f64) -> (f64, f64) {
+    let chars: Vec<char> = text.chars().collect();
+    let n_val = (chars.len() as f64 * val_fraction) as usize;
+    let (train, test) = chars.split_at(chars.len() - n_val);
+    (
+        ngram_bits(train, test, 1, 0.5),
+        ngram_bits(train, test, 2, 0.1),
+    )
+}
+
 #[test]
 fn cpu_rnn_austen_span() {
     // The first 200,000 characters for 20 epochs (the full text reaches 2.19
-    // bits/char in 20 epochs, README): below a 3-gram model's 2.71 on the
+    // bits/char in 20 epochs, README): well below a bigram model on the
     // held-out last 10% of the span.
     let dir = std::env::temp_dir().join(format!("wgtrain-learning-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -185,9 +222,13 @@ fn cpu_rnn_austen_span() {
     std::fs::write(&path, &text[..200_000]).unwrap();
     let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
     c.epochs = 20;
+    let (unigram, bigram) = text_baselines(&text[..200_000], c.val_fraction);
     let (_, held_out) = run(&CpuDevice, c);
     let bpc = held_out.bits_per_char.unwrap();
-    assert!(bpc < 2.7, "held-out {bpc:.3} bits/char");
+    assert!(
+        bpc < bigram - 0.5,
+        "held-out {bpc:.3} bits/char; unigram {unigram:.3}, bigram {bigram:.3}"
+    );
 }
 
 // ---- GPU: the same code on the adapter; subsets sized for lavapipe --------
@@ -241,9 +282,9 @@ fn gpu_custom_relu_cnn_digits() {
 
 #[test]
 fn gpu_rnn_austen_span() {
-    // 40,000 characters in sequences of 16, hidden 64, 6 epochs: learns the
-    // character distribution and common pairs, well below the unigram
-    // entropy (4.49 bits/char).
+    // 40,000 characters in sequences of 16, hidden 64, 6 epochs: below the
+    // bigram model of the same training text on the held-out part (measured
+    // 3.40 against 3.55; unigram 4.55).
     let Some(gpu) = common::gpu() else { return };
     let dir = std::env::temp_dir().join(format!("wgtrain-learning-gpu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -255,7 +296,11 @@ fn gpu_rnn_austen_span() {
     c.seq_len = 16;
     c.epochs = 6;
     c.batch_size = Some(32);
+    let (unigram, bigram) = text_baselines(&text[..40_000], c.val_fraction);
     let (_, held_out) = run(&gpu, c);
     let bpc = held_out.bits_per_char.unwrap();
-    assert!(bpc < 3.5, "held-out {bpc:.3} bits/char");
+    assert!(
+        bpc < bigram,
+        "held-out {bpc:.3} bits/char; unigram {unigram:.3}, bigram {bigram:.3}"
+    );
 }
