@@ -171,6 +171,8 @@ enum Kind {
     Scale(usize),
     Axpy(usize),
     Fill(usize),
+    /// Reshape to two shapes, `synchronize` between: data and shapes.
+    Reshape(usize),
     SumRows(usize, usize),
     SumCols(usize, usize),
     Reduce {
@@ -279,6 +281,7 @@ impl Case {
             // sqrt and division of small second moments.
             Kind::Adam(_) | Kind::ClipFactor(_) => Tolerance::TRANSCENDENTAL,
             Kind::Fill(_)
+            | Kind::Reshape(_)
             | Kind::MaxPool { .. }
             | Kind::Argmax(..)
             | Kind::Gather { .. }
@@ -288,8 +291,8 @@ impl Case {
         }
     }
 
-    /// Runs the case on `dev` and downloads every output.
-    pub fn run<D: Device>(&self, dev: &D) -> Result<Vec<Vec<f32>>> {
+    /// Runs the case on `dev` and downloads every output, with its shape.
+    pub fn run<D: Device>(&self, dev: &D) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
         let rng = &mut ChaCha8Rng::seed_from_u64(self.seed);
         let up = |data: Vec<f32>, shape: Shape| dev.upload(&data, shape);
         let outs: Vec<D::Tensor> = match &self.kind {
@@ -407,6 +410,12 @@ impl Case {
                 vec![dev.axpy(1.7, &a, &b)?]
             }
             Kind::Fill(n) => vec![dev.full([*n], 2.5)?, dev.zeros([*n])?],
+            Kind::Reshape(n) => {
+                let x = up(uniform(rng, 6 * n, 1.0), [*n, 6].into())?;
+                let a = dev.reshape(&x, [3, 2 * n])?;
+                dev.synchronize()?;
+                vec![dev.reshape(&a, [2 * n, 3])?, a]
+            }
             Kind::SumRows(r, c) => {
                 let x = up(uniform(rng, r * c, 1.0), [*r, *c].into())?;
                 vec![dev.sum_rows(&x)?]
@@ -549,7 +558,9 @@ impl Case {
                 vec![dev.clip_factor(&s, 5.0)?]
             }
         };
-        outs.iter().map(|t| dev.download(t)).collect()
+        outs.iter()
+            .map(|t| Ok((t.shape().dims().to_vec(), dev.download(t)?)))
+            .collect()
     }
 }
 
@@ -719,6 +730,7 @@ pub fn cases() -> Vec<Case> {
         v.push(Case::new("scale", format!("[{n}]"), Kind::Scale(n)));
         v.push(Case::new("axpy", format!("[{n}]"), Kind::Axpy(n)));
         v.push(Case::new("fill", format!("[{n}]"), Kind::Fill(n)));
+        v.push(Case::new("reshape", format!("[{n}, 6]"), Kind::Reshape(n)));
     }
     for (r, c) in [(1, 1), (3, 5), (130, 257), (7, 1000)] {
         v.push(Case::new(
@@ -896,7 +908,10 @@ pub fn check_case<D: Device>(reference: &crate::CpuDevice, dev: &D, case: &Case)
             pass: true,
             ..Default::default()
         };
-        for (w, g) in want.iter().zip(&got) {
+        for ((ws, w), (gs, g)) in want.iter().zip(&got) {
+            if ws != gs {
+                return Err(format!("output of shape {gs:?}, expected {ws:?}"));
+            }
             let c = compare(w, g, tol);
             total.max_abs = total.max_abs.max(c.max_abs);
             total.max_rel = total.max_rel.max(c.max_rel);

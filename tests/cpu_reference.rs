@@ -332,3 +332,41 @@ fn optimizer_steps_by_hand() {
         [1.0]
     );
 }
+
+#[test]
+fn memory_ops_by_hand() {
+    let d = dev();
+    assert_eq!(d.name(), "cpu");
+    assert_eq!(get(&d.full([3], 2.5).unwrap()), [2.5, 2.5, 2.5]);
+    let z = d.zeros([2, 2]).unwrap();
+    assert_eq!((get(&z), z.shape_dims()), (vec![0.0; 4], vec![2, 2]));
+    // Reshape keeps the data and takes the new shape; a different element
+    // count is an error.
+    let x = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    let r = d.reshape(&x, [3, 2]).unwrap();
+    assert_eq!(
+        (get(&r), r.shape_dims()),
+        (vec![1., 2., 3., 4., 5., 6.], vec![3, 2])
+    );
+    assert!(d.reshape(&x, [4]).is_err());
+    // [[1,2,3],[4,5,6]]ᵀ = [[1,4],[2,5],[3,6]].
+    let tr = d.transpose(&x).unwrap();
+    assert_eq!(
+        (get(&tr), tr.shape_dims()),
+        (vec![1., 4., 2., 5., 3., 6.], vec![3, 2])
+    );
+    d.synchronize().unwrap();
+    // Bytes gathered by index and mapped through v·scale + shift.
+    let bytes = d.upload_u8(&[0, 10, 20, 30, 40, 50], [3, 2]).unwrap();
+    let idx = t(&[2., 0.], &[2]);
+    let g = d.gather_rows_u8(&bytes, &idx, 0, 2, 0.5, -1.0).unwrap();
+    assert_eq!(
+        (get(&g), g.shape_dims()),
+        (vec![19., 24., -1., 4.], vec![2, 2])
+    );
+    // add, sub and mul are `binary` by another name.
+    let (a, b) = (t(&[1., 2.], &[2]), t(&[3., 5.], &[2]));
+    assert_eq!(get(&d.add(&a, &b).unwrap()), [4., 7.]);
+    assert_eq!(get(&d.sub(&a, &b).unwrap()), [-2., -3.]);
+    assert_eq!(get(&d.mul(&a, &b).unwrap()), [3., 10.]);
+}

@@ -87,7 +87,13 @@ fn reductions_softmax_and_losses() {
 
 #[test]
 fn data_movement() {
-    check_ops(&["gather rows", "transpose", "one hot", "slice+concat"]);
+    check_ops(&[
+        "gather rows",
+        "transpose",
+        "one hot",
+        "slice+concat",
+        "reshape",
+    ]);
 }
 
 #[test]
@@ -128,6 +134,7 @@ fn every_case_belongs_to_a_test_above() {
         "gather rows",
         "one hot",
         "slice+concat",
+        "reshape",
         "transpose",
         "rnn",
         "sgd",
