@@ -474,6 +474,12 @@ fn train_on<D: Device + 'static>(
         0.0
     };
     let last = exp.last_epoch();
+    let held_out = if test_split == "test" {
+        &exp.prepared.test
+    } else {
+        &exp.prepared.val
+    };
+    let baselines = wgtrain::run::baselines(&exp.prepared, held_out);
     if let Some(t) = &test {
         say(format!(
             "{test_split}: loss {:.4}, {} (best epoch {} of {})",
@@ -482,6 +488,13 @@ fn train_on<D: Device + 'static>(
             exp.state.best_epoch,
             exp.state.epoch
         ));
+        if !baselines.is_empty() {
+            let list: Vec<String> = baselines
+                .iter()
+                .map(|b| format!("{} {} {:.4}", b.name, b.metric, b.value))
+                .collect();
+            say(format!("baselines on the same split: {}", list.join("; ")));
+        }
         if let Some(cm) = &t.confusion {
             if !quiet && !args.json && cm.len() <= 20 {
                 print!("{}", report::confusion_table(cm));
@@ -506,6 +519,7 @@ fn train_on<D: Device + 'static>(
     if let Some(t) = &test {
         summary["test"] = report::evaluation_json(t);
         summary["test_split"] = json!(test_split);
+        summary["baselines"] = json!(baselines);
     }
     report::write_summary(&out, &summary)?;
     if quiet && !args.json {

@@ -4,6 +4,7 @@
 //! [`Experiment`] from an [`ExperimentConfig`]. The command-line program is a
 //! thin layer over these.
 
+pub mod baselines;
 pub mod checkpoint;
 pub mod config;
 pub mod evaluate;
@@ -13,6 +14,7 @@ pub mod held_out;
 pub mod predict;
 pub mod rundir;
 
+pub use baselines::{baselines, Baseline};
 pub use checkpoint::{Checkpoint, ModelMeta};
 pub use config::{output_for, ExperimentConfig};
 pub use evaluate::{evaluate, identity_order, Evaluation};
