@@ -85,53 +85,75 @@ fn out_size(size: usize, pad: usize, k: usize) -> usize {
     size + 2 * pad + 1 - k
 }
 
-/// `x [n, ci, h, w] ⊛ wt [co, ci, kh, kw] + bias`, stride 1, zero padding
-/// `pad`. Returns `(y [n, co, ho, wo], magnitude, terms)`.
-pub fn conv2d(
-    x: &[f32],
+/// Calls `f(y, x, w)` with the flat indices of every (output, input,
+/// weight) triple of a stride-1 convolution of `x [n, ci, h, w]` by
+/// `[co, ci, kh, kw]` weights with zero padding `pad`: the one loop nest the
+/// forward pass and both gradients share. Padding taps are skipped.
+fn conv_taps(
     [n, ci, h, w]: [usize; 4],
-    wt: &[f32],
     [co, kh, kw]: [usize; 3],
-    bias: Option<&[f32]>,
     pad: usize,
-) -> (Vec<f32>, Vec<f64>, usize) {
+    mut f: impl FnMut(usize, usize, usize),
+) {
     let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
-    let mut y = vec![0.0; n * co * ho * wo];
-    let mut mag = vec![0.0; y.len()];
     for b in 0..n {
         for o in 0..co {
             for r in 0..ho {
                 for c in 0..wo {
-                    let (mut s, mut g) = (0.0f64, 0.0f64);
+                    let yi = ((b * co + o) * ho + r) * wo + c;
                     for i in 0..ci {
                         for u in 0..kh {
                             for v in 0..kw {
-                                let (yy, xx) = (
-                                    (r + u) as isize - pad as isize,
-                                    (c + v) as isize - pad as isize,
-                                );
-                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                let (yy, xx) = ((r + u).checked_sub(pad), (c + v).checked_sub(pad));
+                                let (Some(yy), Some(xx)) = (yy, xx) else {
+                                    continue;
+                                };
+                                if yy >= h || xx >= w {
                                     continue;
                                 }
-                                let xv =
-                                    x[((b * ci + i) * h + yy as usize) * w + xx as usize] as f64;
-                                let wv = wt[((o * ci + i) * kh + u) * kw + v] as f64;
-                                s += xv * wv;
-                                g += (xv * wv).abs();
+                                let xi = ((b * ci + i) * h + yy) * w + xx;
+                                f(yi, xi, ((o * ci + i) * kh + u) * kw + v);
                             }
                         }
                     }
-                    if let Some(bias) = bias {
-                        s += bias[o] as f64;
-                        g += (bias[o] as f64).abs();
-                    }
-                    y[((b * co + o) * ho + r) * wo + c] = s as f32;
-                    mag[((b * co + o) * ho + r) * wo + c] = g;
                 }
             }
         }
     }
-    (y, mag, ci * kh * kw)
+}
+
+/// Adds `term` to `out[at]` and its absolute value to `mag[at]`.
+fn accumulate(out: &mut [f64], mag: &mut [f64], at: usize, term: f64) {
+    out[at] += term;
+    mag[at] += term.abs();
+}
+
+/// `x [n, ci, h, w] ⊛ wt [co, ci, kh, kw] + bias`, stride 1, zero padding
+/// `pad`. Returns `(y [n, co, ho, wo], magnitude, terms)`.
+pub fn conv2d(
+    x: &[f32],
+    xs @ [n, ci, h, w]: [usize; 4],
+    wt: &[f32],
+    ks @ [co, kh, kw]: [usize; 3],
+    bias: Option<&[f32]>,
+    pad: usize,
+) -> (Vec<f32>, Vec<f64>, usize) {
+    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
+    let (mut y, mut mag) = (
+        vec![0.0f64; n * co * ho * wo],
+        vec![0.0f64; n * co * ho * wo],
+    );
+    conv_taps(xs, ks, pad, |yi, xi, wi| {
+        accumulate(&mut y, &mut mag, yi, x[xi] as f64 * wt[wi] as f64)
+    });
+    if let Some(bias) = bias {
+        for (yi, (y, m)) in y.iter_mut().zip(&mut mag).enumerate() {
+            let b = bias[yi / (ho * wo) % co] as f64;
+            *y += b;
+            *m += b.abs();
+        }
+    }
+    (y.iter().map(|&v| v as f32).collect(), mag, ci * kh * kw)
 }
 
 /// The gradient of [`conv2d`] with respect to its input `[n, ci, h, w]`,
@@ -139,40 +161,15 @@ pub fn conv2d(
 /// the kernel. Returns `(dx, magnitude, terms)`.
 pub fn conv2d_input_grad(
     dy: &[f32],
-    [n, ci, h, w]: [usize; 4],
+    xs @ [n, ci, h, w]: [usize; 4],
     wt: &[f32],
-    [co, kh, kw]: [usize; 3],
+    ks @ [co, kh, kw]: [usize; 3],
     pad: usize,
 ) -> (Vec<f32>, Vec<f64>, usize) {
-    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
-    let mut dx = vec![0.0f64; n * ci * h * w];
-    let mut mag = vec![0.0f64; dx.len()];
-    for b in 0..n {
-        for o in 0..co {
-            for r in 0..ho {
-                for c in 0..wo {
-                    let g = dy[((b * co + o) * ho + r) * wo + c] as f64;
-                    for i in 0..ci {
-                        for u in 0..kh {
-                            for v in 0..kw {
-                                let (yy, xx) = (
-                                    (r + u) as isize - pad as isize,
-                                    (c + v) as isize - pad as isize,
-                                );
-                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
-                                    continue;
-                                }
-                                let at = ((b * ci + i) * h + yy as usize) * w + xx as usize;
-                                let t = g * wt[((o * ci + i) * kh + u) * kw + v] as f64;
-                                dx[at] += t;
-                                mag[at] += t.abs();
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let (mut dx, mut mag) = (vec![0.0f64; n * ci * h * w], vec![0.0f64; n * ci * h * w]);
+    conv_taps(xs, ks, pad, |yi, xi, wi| {
+        accumulate(&mut dx, &mut mag, xi, dy[yi] as f64 * wt[wi] as f64)
+    });
     (dx.iter().map(|&v| v as f32).collect(), mag, co * kh * kw)
 }
 
@@ -180,41 +177,19 @@ pub fn conv2d_input_grad(
 /// kw]`. Returns `(dw, magnitude, terms)`.
 pub fn conv2d_weight_grad(
     x: &[f32],
-    [n, ci, h, w]: [usize; 4],
+    xs @ [n, ci, h, w]: [usize; 4],
     dy: &[f32],
-    [co, kh, kw]: [usize; 3],
+    ks @ [co, kh, kw]: [usize; 3],
     pad: usize,
 ) -> (Vec<f32>, Vec<f64>, usize) {
     let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
-    let mut dw = vec![0.0f64; co * ci * kh * kw];
-    let mut mag = vec![0.0f64; dw.len()];
-    for b in 0..n {
-        for o in 0..co {
-            for r in 0..ho {
-                for c in 0..wo {
-                    let g = dy[((b * co + o) * ho + r) * wo + c] as f64;
-                    for i in 0..ci {
-                        for u in 0..kh {
-                            for v in 0..kw {
-                                let (yy, xx) = (
-                                    (r + u) as isize - pad as isize,
-                                    (c + v) as isize - pad as isize,
-                                );
-                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
-                                    continue;
-                                }
-                                let t = g * x[((b * ci + i) * h + yy as usize) * w + xx as usize]
-                                    as f64;
-                                let at = ((o * ci + i) * kh + u) * kw + v;
-                                dw[at] += t;
-                                mag[at] += t.abs();
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let (mut dw, mut mag) = (
+        vec![0.0f64; co * ci * kh * kw],
+        vec![0.0f64; co * ci * kh * kw],
+    );
+    conv_taps(xs, ks, pad, |yi, xi, wi| {
+        accumulate(&mut dw, &mut mag, wi, dy[yi] as f64 * x[xi] as f64)
+    });
     (dw.iter().map(|&v| v as f32).collect(), mag, n * ho * wo)
 }
 
