@@ -1,4 +1,4 @@
-//! The benchmark workloads of BENCHMARKS.md (K1–K4 kernels, T1–T5 training
+//! The benchmark workloads of benches/WORKLOADS.md (K1–K4 kernels, T1–T5 training
 //! steps), runnable on any device. `wgtrain bench` and the criterion benches
 //! both use them, so the figures they print measure the same thing.
 //!
@@ -53,7 +53,7 @@ impl Unit {
 pub struct Workload {
     /// Unique id, e.g. `K1-1024` or `T3`.
     pub id: &'static str,
-    /// The BENCHMARKS.md group it belongs to (`K1`…`K4`, `T1`…`T5`).
+    /// The benches/WORKLOADS.md group it belongs to (`K1`…`K4`, `T1`…`T5`).
     pub group: &'static str,
     /// A one-line description of the work, e.g. `matmul 512²`.
     pub what: &'static str,
@@ -88,7 +88,7 @@ enum Train {
     Rnn,
 }
 
-/// Every workload, in the order of BENCHMARKS.md.
+/// Every workload, in the order of benches/WORKLOADS.md.
 pub fn workloads() -> Vec<Workload> {
     let mm = |id, what, m, k, n, spec| Workload {
         id,
@@ -214,14 +214,14 @@ pub struct Budget {
     /// Timed repetitions (at least 1 is run).
     pub reps: usize,
     /// Training workloads: steps per repetition, as a fraction of the
-    /// BENCHMARKS.md count (1.0 = as specified).
+    /// benches/WORKLOADS.md count (1.0 = as specified).
     pub step_scale: f64,
     /// Kernel workloads: aim for repetitions of at least this many seconds.
     pub min_rep_seconds: f64,
 }
 
 impl Budget {
-    /// 2 warm-ups and 10 repetitions, as BENCHMARKS.md asks.
+    /// 2 warm-ups and 10 repetitions, as benches/WORKLOADS.md asks.
     pub const FULL: Budget = Budget {
         warmups: 2,
         reps: 10,

@@ -115,7 +115,9 @@ fn train_writes_a_run_directory_and_json() {
     );
     let metrics = std::fs::read_to_string(w.path().join("r/metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 6);
-    assert!(metrics.starts_with("epoch,train_loss,val_loss,val_metric,lr,seconds,samples_per_sec"));
+    assert!(
+        metrics.starts_with("epoch,train_loss,val_loss,val_accuracy,lr,seconds,samples_per_sec")
+    );
     let svg = std::fs::read_to_string(w.path().join("r/loss.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("validation"));
 }
@@ -1329,4 +1331,25 @@ fn memory_stays_flat_over_a_long_run_on_the_cpu() {
 fn memory_stays_flat_over_a_long_run_on_the_gpu() {
     let Some(_) = common::gpu() else { return };
     memory_stays_flat("gpu", 300, 2000);
+}
+
+#[test]
+fn no_false_errors_without_a_runtime_dir_and_no_silent_empty_check() {
+    let w = workdir();
+    // Without XDG_RUNTIME_DIR the Vulkan loader's complaint must not reach
+    // the user: wgtrain gives it a private directory.
+    let o = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .arg("devices")
+        .current_dir(w.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
+    if common::gpu().is_some() {
+        fails_with(
+            wgtrain(w.path(), &["check", "--filter", "no-such-op"]),
+            &["--filter 'no-such-op' matches no op"],
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! `wgtrain bench`: the BENCHMARKS.md workloads on the CPU and GPU devices.
+//! `wgtrain bench`: the benches/WORKLOADS.md workloads on the CPU and GPU devices.
 
 use clap::{Args, ValueEnum};
 use serde_json::json;

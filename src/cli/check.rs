@@ -27,6 +27,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|c| args.filter.as_deref().is_none_or(|f| c.op.contains(f)))
         .collect();
+    if selected.is_empty() {
+        return Err(wgtrain::Error::Config(format!(
+            "--filter '{}' matches no op (ops are named like 'matmul', 'conv2d', 'softmax')",
+            args.filter.as_deref().unwrap_or_default()
+        ))
+        .into());
+    }
     // Both matmul kernels are checked: the one this adapter uses, and the other.
     let other = match gpu.matmul_kernel() {
         MatmulKernel::Blocked => MatmulKernel::Tiled,

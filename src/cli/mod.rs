@@ -38,7 +38,7 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Generate text with a trained rnn model.
     Sample(sample::SampleArgs),
-    /// Measure the BENCHMARKS.md workloads (kernels K1–K4, training steps
+    /// Measure the benches/WORKLOADS.md workloads (kernels K1–K4, training steps
     /// T1–T5) on the CPU and/or GPU device.
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees and say which one wgtrain would use.

@@ -55,10 +55,8 @@ impl<'a, D: Device> RunHooks<'a, D> {
         let metrics = out.join("metrics.csv");
         let mut plot = LossSeries::default();
         match resumed_at {
-            Some((epoch, _)) => resume_metrics(&metrics, epoch, &mut plot)?,
-            None => {
-                checkpoint::write_atomically(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?
-            }
+            Some((epoch, _)) => resume_metrics(&metrics, &metrics_header(&meta), epoch, &mut plot)?,
+            None => checkpoint::write_atomically(&metrics, metrics_header(&meta).as_bytes())?,
         }
         Ok(RunHooks {
             dev,
@@ -209,7 +207,16 @@ fn check_finite(params: &[HostTensor], epoch: usize) -> Result<()> {
     Ok(())
 }
 
-const METRICS_HEADER: &str = "epoch,train_loss,val_loss,val_metric,lr,seconds,samples_per_sec";
+/// metrics.csv's header line: the validation metric's column is named after
+/// the task's metric.
+fn metrics_header(meta: &ModelMeta) -> String {
+    let metric = match meta.task {
+        wgtrain::data::Task::Classification => "val_accuracy",
+        wgtrain::data::Task::Regression => "val_r2",
+        wgtrain::data::Task::Text => "val_bits_per_char",
+    };
+    format!("epoch,train_loss,val_loss,{metric},lr,seconds,samples_per_sec\n")
+}
 
 /// The headline metric of an evaluation, for the metrics file.
 fn metric_value(e: &Evaluation) -> Option<f64> {
@@ -238,13 +245,13 @@ fn append_metrics(path: &Path, h: &EpochStats) -> Result<()> {
 
 /// A resumed run's metrics.csv: rows after the checkpoint's epoch (written
 /// before a crash) are dropped, and the rest feed the plot.
-fn resume_metrics(path: &Path, epoch: usize, plot: &mut LossSeries) -> Result<()> {
+fn resume_metrics(path: &Path, header: &str, epoch: usize, plot: &mut LossSeries) -> Result<()> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io(path, e)),
     };
-    let mut kept = format!("{METRICS_HEADER}\n");
+    let mut kept = header.to_string();
     for line in text.lines().skip(1) {
         let cells: Vec<&str> = line.split(',').collect();
         let Some(e) = cells.first().and_then(|c| c.parse::<usize>().ok()) else {
