@@ -101,6 +101,16 @@ fn train_writes_a_run_directory_and_json() {
     assert_eq!(j["epochs"], 5);
     assert!(j["test"]["accuracy"].as_f64().unwrap() > 0.8);
     assert!(j["test"].get("r2").is_none());
+    // The confusion matrix and per-class scores travel in the JSON.
+    let cm = j["test"]["confusion"].as_array().unwrap();
+    let counted: u64 = cm
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, j["test"]["samples"].as_u64().unwrap());
+    assert_eq!(j["test"]["per_class"].as_array().unwrap().len(), 2);
+    assert!(j["test"]["macro_f1"].as_f64().unwrap() > 0.8);
     assert_eq!(
         files(&w.path().join("r")),
         [
@@ -495,6 +505,15 @@ fn checkpoints_of_the_wrong_kind_or_shape() {
     fails_with(
         wgtrain(d, &["train", "mlp", "--resume", "iris", "--device", "cpu"]),
         &["holds a logistic run, not mlp"],
+    );
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "train", "--resume", "iris", "--lr", "0.5", "--seed", "2", "--device", "cpu",
+            ],
+        ),
+        &["--lr, --seed would change them", "only --epochs"],
     );
     fails_with(
         wgtrain(

@@ -370,6 +370,12 @@ pub fn evaluation_json(e: &Evaluation) -> Value {
             v[k] = json!(x);
         }
     }
+    if let Some(cm) = &e.confusion {
+        let (classes, macro_f1) = wgtrain::run::class_scores(cm);
+        v["confusion"] = json!(cm);
+        v["per_class"] = json!(classes);
+        v["macro_f1"] = json!(macro_f1);
+    }
     v
 }
 

@@ -192,6 +192,38 @@ pub enum TaskArg {
     Classification,
 }
 
+/// The flags that would change a run's settings (all but `--epochs`, which
+/// may extend it), as they were given.
+fn settings_flags(args: &TrainArgs) -> Vec<&'static str> {
+    let set = [
+        ("--layers", args.layers.is_some()),
+        ("--config", args.config.is_some()),
+        ("--data", args.data.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--momentum", args.momentum.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--clip-norm", args.clip_norm.is_some()),
+        ("--schedule", args.schedule.is_some()),
+        ("--hidden", args.hidden.is_some()),
+        ("--channels", args.channels.is_some()),
+        ("--seq-len", args.seq_len.is_some()),
+        ("--val-fraction", args.val_fraction.is_some()),
+        ("--test-fraction", args.test_fraction.is_some()),
+        ("--target", args.target.is_some()),
+        ("--task", args.task.is_some()),
+        ("--patience", args.patience.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--max-train-samples", args.max_train_samples.is_some()),
+        ("--log-every", args.log_every.is_some()),
+    ];
+    set.into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| f)
+        .collect()
+}
+
 /// The run's configuration: a preset's defaults (or a custom model's), then
 /// the config file, then flags.
 fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
@@ -321,6 +353,14 @@ fn train_on<D: Device + 'static>(
     }
     let (config, rundir, resume) = match &args.resume {
         Some(dir) => {
+            let changed = settings_flags(args);
+            if !changed.is_empty() {
+                return Err(Error::Config(format!(
+                    "--resume continues a run with the settings it started with; {} would change them (only --epochs may extend it): start a new run instead",
+                    changed.join(", ")
+                ))
+                .into());
+            }
             // Locked first: nothing else may write the run while it is read.
             let rundir = RunDir::resume(dir)?;
             let last = checkpoint::load(&dir.join("last.safetensors"))?;

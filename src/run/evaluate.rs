@@ -189,3 +189,67 @@ pub fn identity_order<D: Device>(dev: &D, n: usize) -> Result<D::Tensor> {
     let idx: Vec<f32> = (0..n).map(|i| i as f32).collect();
     dev.upload(&idx, [n])
 }
+
+/// Precision, recall and F1 of one class, from a confusion matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ClassScores {
+    /// Of the samples predicted as this class, the fraction that are.
+    pub precision: f64,
+    /// Of the samples of this class, the fraction predicted as it.
+    pub recall: f64,
+    /// The harmonic mean of the two (0 when both are 0).
+    pub f1: f64,
+    /// Samples of this class.
+    pub support: u64,
+}
+
+/// Per-class scores of `confusion[true][predicted]`, and their macro F1
+/// (the mean over classes that have samples or predictions). A class never
+/// predicted has precision 0.
+pub fn class_scores(confusion: &[Vec<u64>]) -> (Vec<ClassScores>, f64) {
+    let k = confusion.len();
+    let scores: Vec<ClassScores> = (0..k)
+        .map(|c| {
+            let tp = confusion[c][c] as f64;
+            let predicted: u64 = (0..k).map(|t| confusion[t][c]).sum();
+            let support: u64 = confusion[c].iter().sum();
+            let ratio = |a: f64, b: u64| if b == 0 { 0.0 } else { a / b as f64 };
+            let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
+            ClassScores {
+                precision,
+                recall,
+                f1,
+                support,
+            }
+        })
+        .collect();
+    let seen: Vec<&ClassScores> = scores
+        .iter()
+        .enumerate()
+        .filter(|(c, s)| s.support > 0 || (0..k).any(|t| confusion[t][*c] > 0))
+        .map(|(_, s)| s)
+        .collect();
+    let macro_f1 = seen.iter().map(|s| s.f1).sum::<f64>() / seen.len().max(1) as f64;
+    (scores, macro_f1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_scores_by_hand() {
+        // true 0: 3 right, 1 as class 1; true 1: 2 right; class 2 unseen.
+        let cm = vec![vec![3, 1, 0], vec![0, 2, 0], vec![0, 0, 0]];
+        let (s, macro_f1) = class_scores(&cm);
+        assert_eq!((s[0].precision, s[0].recall, s[0].support), (1.0, 0.75, 4));
+        assert!((s[1].precision - 2.0 / 3.0).abs() < 1e-12 && s[1].recall == 1.0);
+        assert!((s[0].f1 - 6.0 / 7.0).abs() < 1e-12 && (s[1].f1 - 0.8).abs() < 1e-12);
+        assert!((macro_f1 - (6.0 / 7.0 + 0.8) / 2.0).abs() < 1e-12);
+    }
+}
