@@ -1372,3 +1372,15 @@ fn no_false_errors_without_a_runtime_dir_and_no_silent_empty_check() {
         );
     }
 }
+
+#[test]
+fn shell_completions() {
+    let w = workdir();
+    let o = ok(wgtrain(w.path(), &["completions", "bash"]));
+    let script = stdout(&o);
+    assert!(
+        script.contains("wgtrain") && script.contains("--layers"),
+        "{script}"
+    );
+    assert!(!wgtrain(w.path(), &["completions", "tcsh"]).status.success());
+}

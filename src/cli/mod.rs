@@ -46,6 +46,12 @@ pub enum Command {
     /// Run every GPU operation against the CPU reference on random inputs and
     /// print a table of errors; exits non-zero if any operation disagrees.
     Check(check::CheckArgs),
+    /// Print a shell completion script (e.g. `wgtrain completions bash >
+    /// ~/.local/share/bash-completion/completions/wgtrain`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -57,6 +63,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Devices => devices::run(),
         Command::Check(args) => check::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "wgtrain",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     }
 }
 
