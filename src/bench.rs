@@ -383,6 +383,9 @@ fn images(rng: &mut ChaCha8Rng, n: usize, shape: Vec<usize>) -> Dataset {
             classes: 10,
             per_sample: 1,
         },
+        feature_names: Vec::new(),
+        target_name: String::new(),
+        class_names: Vec::new(),
     }
 }
 
@@ -394,6 +397,9 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelSpec, usize, usiz
         sample_shape: vec![f],
         features: Features::F32(random(rng, n * f)),
         targets,
+        feature_names: Vec::new(),
+        target_name: String::new(),
+        class_names: Vec::new(),
     };
     let cfg = |preset: Preset, input: FeatureShape, output: Output, sizes: Option<&[usize]>| {
         let (hidden, channels) = match preset {
@@ -500,6 +506,9 @@ fn synthetic(t: Train, rng: &mut ChaCha8Rng) -> (Dataset, ModelSpec, usize, usiz
                         classes: 64,
                         per_sample: seq,
                     },
+                    feature_names: Vec::new(),
+                    target_name: String::new(),
+                    class_names: Vec::new(),
                 },
                 cfg(
                     Preset::Rnn,

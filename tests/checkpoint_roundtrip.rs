@@ -37,6 +37,9 @@ fn meta(spec: &ModelSpec) -> ModelMeta {
             }
             _ => None,
         },
+        feature_names: Vec::new(),
+        target_name: String::new(),
+        class_names: Vec::new(),
         experiment: ExperimentConfig::custom(
             spec.layers[..spec.layers.len() - 1].to_vec(),
             "memory",

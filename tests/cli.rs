@@ -528,7 +528,10 @@ fn checkpoints_of_the_wrong_kind_or_shape() {
                 "cpu",
             ],
         ),
-        &["breast-cancer", "do not fit this logistic model"],
+        &[
+            "breast-cancer",
+            "lacks the model's feature column(s) sepal_length_cm",
+        ],
     );
     fails_with(
         wgtrain(
@@ -545,7 +548,7 @@ fn checkpoints_of_the_wrong_kind_or_shape() {
         ),
         &[
             "breast_cancer.csv",
-            "31 columns, but the model takes 4 features",
+            "lacks the model's feature columns sepal_length_cm",
         ],
     );
     std::fs::write(d.join("junk.safetensors"), b"not a checkpoint").unwrap();
@@ -1164,7 +1167,11 @@ fn no_silent_wrong_answers() {
             "m", "--quiet",
         ],
     ));
-    std::fs::write(d.join("nan.csv"), "a,b,c,d\n1,2,3,4\n5,NaN,7,8\n").unwrap();
+    std::fs::write(
+        d.join("nan.csv"),
+        "sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm\n1,2,3,4\n5,NaN,7,8\n",
+    )
+    .unwrap();
     fails_with(
         wgtrain(
             d,
@@ -1383,4 +1390,136 @@ fn shell_completions() {
         "{script}"
     );
     assert!(!wgtrain(w.path(), &["completions", "tcsh"]).status.success());
+}
+
+#[test]
+fn predictions_match_columns_by_name_and_speak_class_names() {
+    let w = workdir();
+    let d = w.path();
+    let iris = std::fs::read_to_string(d.join("data/tabular/iris.csv")).unwrap();
+    let names = ["setosa", "versicolor", "virginica"];
+    let rows: Vec<Vec<String>> = iris
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let named = |r: &Vec<String>, i: usize| {
+        if i == 0 {
+            r[4].clone()
+        } else {
+            names[r[4].parse::<usize>().unwrap()].to_string()
+        }
+    };
+    // Trained on named labels, columns in the file's order.
+    let mut train = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        train += &format!("{},{}\n", r[..4].join(","), named(r, i));
+    }
+    std::fs::write(d.join("named.csv"), train).unwrap();
+    // The same table with the target first, the features reordered and an
+    // extra id column.
+    let mut shuffled = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let id = if i == 0 {
+            "id".to_string()
+        } else {
+            i.to_string()
+        };
+        shuffled += &format!("{},{id},{},{},{},{}\n", named(r, i), r[3], r[1], r[0], r[2]);
+    }
+    std::fs::write(d.join("shuffled.csv"), shuffled).unwrap();
+    ok(wgtrain(
+        d,
+        &[
+            "train",
+            "logistic",
+            "--data",
+            "named.csv",
+            "--device",
+            "cpu",
+            "--out",
+            "m",
+            "--quiet",
+        ],
+    ));
+    let o = ok(wgtrain(
+        d,
+        &[
+            "predict",
+            "--model",
+            "m",
+            "--input",
+            "shuffled.csv",
+            "--device",
+            "cpu",
+        ],
+    ));
+    assert!(stderr(&o).contains("ignoring column(s) the model does not take: target, id"));
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "prediction,p_setosa,p_versicolor,p_virginica"
+    );
+    let right = lines
+        .zip(rows.iter().skip(1))
+        .filter(|(l, r)| l.split(',').next().unwrap() == names[r[4].parse::<usize>().unwrap()])
+        .count();
+    assert!(
+        right >= 140,
+        "{right} of 150 predicted right from reordered columns"
+    );
+    // eval reads the reordered table by names too, labels by name.
+    let acc = |data: &str| {
+        json(&ok(wgtrain(
+            d,
+            &[
+                "eval", "--model", "m", "--data", data, "--split", "all", "--device", "cpu",
+                "--json",
+            ],
+        )))["test"]["accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(acc("shuffled.csv"), acc("named.csv"));
+    // A missing feature column, or a label the model does not know.
+    let missing: String = std::fs::read_to_string(d.join("shuffled.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            format!("{},{},{},{}\n", c[0], c[1], c[2], c[3])
+        })
+        .collect();
+    std::fs::write(d.join("missing.csv"), missing).unwrap();
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "predict",
+                "--model",
+                "m",
+                "--input",
+                "missing.csv",
+                "--device",
+                "cpu",
+            ],
+        ),
+        &[
+            "missing.csv",
+            "lacks the model's feature columns sepal_length_cm, petal_length_cm",
+        ],
+    );
+    let odd = std::fs::read_to_string(d.join("named.csv"))
+        .unwrap()
+        .replacen("setosa", "daisy", 1);
+    std::fs::write(d.join("odd.csv"), odd).unwrap();
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "eval", "--model", "m", "--data", "odd.csv", "--split", "all", "--device", "cpu",
+            ],
+        ),
+        &["label 'daisy' is not one of the model's classes"],
+    );
 }

@@ -33,6 +33,64 @@ pub struct PredictArgs {
     pub batch_size: usize,
 }
 
+/// Which CSV column holds each of the model's features. A model trained on a
+/// named table finds its columns by name, in any order: a missing one is an
+/// error naming it, extra ones (the target, ids) are ignored with a note.
+/// Without names, the first `width` columns in order (plus an optional
+/// target column).
+fn feature_columns(
+    ck: &Checkpoint,
+    headers: &csv::StringRecord,
+    width: usize,
+    path: &Path,
+) -> anyhow::Result<Vec<usize>> {
+    let names = &ck.meta.feature_names;
+    let headers: Vec<&str> = headers.iter().map(str::trim).collect();
+    if names.is_empty() {
+        let cols = headers.len();
+        if cols != width && cols != width + 1 {
+            return Err(Error::data(
+                path,
+                format!("{cols} columns, but the model takes {width} features (plus an optional target column)"),
+            )
+            .into());
+        }
+        return Ok((0..width).collect());
+    }
+    let missing: Vec<&str> = names
+        .iter()
+        .filter(|n| !headers.contains(&n.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::data(
+            path,
+            format!(
+                "lacks the model's feature column{} {} (it takes {})",
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join(", "),
+                names.join(", ")
+            ),
+        )
+        .into());
+    }
+    let extra: Vec<&str> = headers
+        .iter()
+        .filter(|h| !names.iter().any(|n| n == *h))
+        .copied()
+        .collect();
+    if !extra.is_empty() {
+        eprintln!(
+            "note: ignoring column(s) the model does not take: {}",
+            extra.join(", ")
+        );
+    }
+    Ok(names
+        .iter()
+        .map(|n| headers.iter().position(|h| h == n).expect("checked above"))
+        .collect())
+}
+
 /// Reads the input samples: `(features, samples)`.
 fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)> {
     let width = ck.meta.model.input.numel();
@@ -49,19 +107,13 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)>
             .headers()
             .map_err(|e| Error::data(path, e.to_string()))?
             .clone();
-        let cols = headers.len();
-        if cols != width && cols != width + 1 {
-            return Err(Error::data(
-                path,
-                format!("{cols} columns, but the model takes {width} features (plus an optional target column)"),
-            )
-            .into());
-        }
+        let columns = feature_columns(ck, &headers, width, path)?;
         let mut values = Vec::new();
         let mut n = 0;
         for (i, rec) in reader.records().enumerate() {
             let rec = rec.map_err(|e| Error::data(path, format!("line {}: {e}", i + 2)))?;
-            for (c, cell) in rec.iter().take(width).enumerate() {
+            for &c in &columns {
+                let cell = rec.get(c).unwrap_or_default();
                 let v: f32 = cell.trim().parse().map_err(|_| {
                     Error::data(
                         path,
@@ -134,7 +186,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         n,
         args.batch_size
     )?);
-    let text = format_predictions(&predictions);
+    let text = format_predictions(&predictions, &ck.meta.class_names);
     match args
         .output
         .as_deref()
@@ -151,8 +203,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
 }
 
 /// CSV lines: `prediction` (regression, in target units; `prediction_j`
-/// for several targets) or `prediction` and one probability per class.
-fn format_predictions(p: &Predictions) -> String {
+/// for several targets) or `prediction` and one probability per class
+/// (`p_<id>`, or `p_<name>` with the class names of a named-label model,
+/// whose predictions are then names too).
+fn format_predictions(p: &Predictions, class_names: &[String]) -> String {
     let mut s = String::new();
     match p {
         Predictions::Values { values, targets } => {
@@ -174,11 +228,12 @@ fn format_predictions(p: &Predictions) -> String {
             probabilities,
             classes,
         } => {
-            let header: Vec<String> = (0..*classes).map(|c| format!("p_{c}")).collect();
+            let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            let header: Vec<String> = (0..*classes).map(|c| format!("p_{}", name(c))).collect();
             s += &format!("prediction,{}\n", header.join(","));
-            for (label, row) in labels.iter().zip(probabilities.chunks((*classes).max(1))) {
+            for (&label, row) in labels.iter().zip(probabilities.chunks((*classes).max(1))) {
                 let probs: Vec<String> = row.iter().map(|p| format!("{p:.6}")).collect();
-                s += &format!("{label},{}\n", probs.join(","));
+                s += &format!("{},{}\n", name(label as usize), probs.join(","));
             }
         }
     }

@@ -418,6 +418,9 @@ fn train_on<D: Device + 'static>(
         normalizer: exp.prepared.normalizer.clone(),
         target_scaler: exp.prepared.target_scaler.clone(),
         vocab: exp.prepared.vocab.clone(),
+        feature_names: exp.prepared.train.feature_names.clone(),
+        target_name: exp.prepared.train.target_name.clone(),
+        class_names: exp.prepared.train.class_names.clone(),
         experiment: exp.config.clone(),
     };
     let quiet = args.quiet;

@@ -59,6 +59,9 @@ impl Dataset {
             sample_shape: vec![x.ncols()],
             features: Features::F32(values),
             targets: class_targets(name, x.nrows(), labels)?,
+            feature_names: Vec::new(),
+            target_name: String::new(),
+            class_names: Vec::new(),
         })
     }
 
@@ -73,6 +76,9 @@ impl Dataset {
             sample_shape: vec![c, h, w],
             features: Features::F32(values),
             targets: class_targets(name, n, labels)?,
+            feature_names: Vec::new(),
+            target_name: String::new(),
+            class_names: Vec::new(),
         })
     }
 
@@ -98,6 +104,9 @@ impl Dataset {
                 values: targets,
                 dims: y.ncols(),
             },
+            feature_names: Vec::new(),
+            target_name: String::new(),
+            class_names: Vec::new(),
         })
     }
 }

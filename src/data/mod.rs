@@ -119,6 +119,13 @@ pub struct Dataset {
     pub features: Features,
     /// One row of targets per sample, in the same order as `features`.
     pub targets: Targets,
+    /// Tables: the feature columns' names, in order (empty when unnamed).
+    pub feature_names: Vec<String>,
+    /// Tables: the target column's name (empty when unnamed).
+    pub target_name: String,
+    /// Classification with named labels (`setosa`): the name of each class
+    /// id (empty when the labels are the ids themselves).
+    pub class_names: Vec<String>,
 }
 
 impl Dataset {
@@ -181,6 +188,9 @@ impl Dataset {
             sample_shape: self.sample_shape.clone(),
             features,
             targets,
+            feature_names: self.feature_names.clone(),
+            target_name: self.target_name.clone(),
+            class_names: self.class_names.clone(),
         }
     }
 }

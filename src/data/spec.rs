@@ -173,6 +173,9 @@ fn images(images: IdxArray, labels: IdxArray, name: &str, path: &Path) -> Result
             classes,
             per_sample: 1,
         },
+        feature_names: Vec::new(),
+        target_name: String::new(),
+        class_names: Vec::new(),
     })
 }
 

@@ -42,6 +42,9 @@ pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) ->
     };
     let mut features = Vec::new();
     let mut targets = Vec::new();
+    // Classification targets may be names (`setosa`): kept as text, mapped
+    // to ids (in sorted order) once every row is read.
+    let mut labels: Vec<String> = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2; // 1-based, after the header
         let record = record.map_err(|e| match e.kind() {
@@ -53,6 +56,10 @@ pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) ->
             _ => err(format!("line {line}: {e}")),
         })?;
         for (c, cell) in record.iter().enumerate() {
+            if c == tcol && task == Task::Classification {
+                labels.push(cell.trim().to_string());
+                continue;
+            }
             let v: f32 = cell.trim().parse().map_err(|_| {
                 err(format!(
                     "line {line}, column {} ('{}'): '{cell}' is not a number",
@@ -74,11 +81,44 @@ pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) ->
             }
         }
     }
-    if targets.is_empty() {
+    if targets.is_empty() && labels.is_empty() {
         return Err(err("no data rows after the header".into()));
     }
+    let mut class_names = Vec::new();
     let targets = match task {
+        Task::Classification if labels.iter().any(|l| l.parse::<f32>().is_err()) => {
+            // Named classes: ids in sorted name order.
+            let mut names: Vec<String> = labels.clone();
+            names.sort();
+            names.dedup();
+            if names.len() > MAX_CLASSES {
+                return Err(err(format!(
+                    "'{}' has {} distinct labels, over the limit of {MAX_CLASSES} classes",
+                    headers[tcol],
+                    names.len()
+                )));
+            }
+            if let Some(empty) = labels.iter().position(String::is_empty) {
+                return Err(err(format!(
+                    "line {}: the class label in '{}' is empty",
+                    empty + 2,
+                    headers[tcol]
+                )));
+            }
+            let ids = labels
+                .iter()
+                .map(|l| names.binary_search(l).expect("every label is a name") as u32)
+                .collect();
+            let classes = names.len();
+            class_names = names;
+            Targets::Classes {
+                ids,
+                classes,
+                per_sample: 1,
+            }
+        }
         Task::Classification => {
+            let targets: Vec<f32> = labels.iter().map(|l| l.parse().expect("checked")).collect();
             let mut ids = Vec::with_capacity(targets.len());
             for (i, &t) in targets.iter().enumerate() {
                 if t < 0.0 || t.fract() != 0.0 {
@@ -109,11 +149,20 @@ pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) ->
             dims: 1,
         },
     };
+    let feature_names = headers
+        .iter()
+        .enumerate()
+        .filter(|&(c, _)| c != tcol)
+        .map(|(_, h)| h.clone())
+        .collect();
     Ok(Dataset {
         name: path.display().to_string(),
         task,
         sample_shape: vec![headers.len() - 1],
         features: Features::F32(features),
         targets,
+        feature_names,
+        target_name: headers[tcol].clone(),
+        class_names,
     })
 }

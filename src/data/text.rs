@@ -116,6 +116,9 @@ impl TextCorpus {
                 classes: self.vocab.len(),
                 per_sample: seq_len,
             },
+            feature_names: Vec::new(),
+            target_name: String::new(),
+            class_names: Vec::new(),
         }
     }
 }

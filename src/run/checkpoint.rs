@@ -48,6 +48,16 @@ pub struct ModelMeta {
     pub target_scaler: Option<TargetScaler>,
     /// Text models: the character of each token id.
     pub vocab: Option<Vec<char>>,
+    /// Tables: the feature columns the model takes, by name and in order
+    /// (`predict` and `eval` match CSV columns by these); empty otherwise.
+    #[serde(default)]
+    pub feature_names: Vec<String>,
+    /// Tables: the name of the target column it was trained on.
+    #[serde(default)]
+    pub target_name: String,
+    /// Named classes: the name of each class id; empty when labels are ids.
+    #[serde(default)]
+    pub class_names: Vec<String>,
     /// The settings of the run that produced the model (data, split, seed,
     /// hyper-parameters).
     pub experiment: ExperimentConfig,
@@ -204,6 +214,15 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         (None, crate::models::Output::NextToken { .. }) => false,
         _ => true,
     };
+    let names_ok = (meta.feature_names.is_empty()
+        || meta.feature_names.len() == meta.model.input.numel())
+        && (meta.class_names.is_empty() || meta.class_names.len() == meta.model.output.size());
+    if !names_ok {
+        return Err(Error::data(
+            path,
+            "the feature or class names do not match the model's input or output",
+        ));
+    }
     if !vocab_ok {
         return Err(Error::data(
             path,

@@ -64,7 +64,8 @@ pub fn eval_dataset(ck: &Checkpoint, spec: &str, split: Split) -> Result<(Datase
         }
         Split::All | Split::Auto => {
             let source = DataSource::parse(spec)?;
-            match load(&source, task, exp.target.as_deref())? {
+            let target = exp.target.clone().or_else(|| target_by_name(ck, &source));
+            match load(&source, task, target.as_deref())? {
                 Loaded::Samples {
                     test: Some(test), ..
                 } if split == Split::Auto => (test, format!("test set of {spec}")),
@@ -86,8 +87,119 @@ pub fn eval_dataset(ck: &Checkpoint, spec: &str, split: Split) -> Result<(Datase
             }
         }
     };
+    let ds = align_to_model(ck, ds, spec)?;
     check_fits(ck, &ds, spec)?;
     Ok((ds, what))
+}
+
+/// The target column of another CSV for a model trained on a named table:
+/// the column named like the training target, or else the one column that
+/// is not among the model's features (so a table with its columns in
+/// another order still works).
+fn target_by_name(ck: &Checkpoint, source: &DataSource) -> Option<String> {
+    let DataSource::Csv(path) = source else {
+        return None;
+    };
+    if ck.meta.feature_names.is_empty() {
+        return None;
+    }
+    let bytes = crate::data::limits::read_capped(path, crate::data::limits::MAX_FILE_BYTES).ok()?;
+    let header = String::from_utf8_lossy(bytes.split(|&b| b == b'\n').next()?).into_owned();
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    if columns.contains(&ck.meta.target_name.as_str()) {
+        return Some(ck.meta.target_name.clone());
+    }
+    let others: Vec<&str> = columns
+        .into_iter()
+        .filter(|h| !ck.meta.feature_names.iter().any(|n| n == h))
+        .collect();
+    match others[..] {
+        [one] => Some(one.to_string()),
+        _ => None,
+    }
+}
+
+/// A named table's columns in the model's order, and named labels as the
+/// model's class ids: columns are matched by name (any order, extra ones
+/// dropped), labels by name.
+pub fn align_to_model(ck: &Checkpoint, mut ds: Dataset, spec: &str) -> Result<Dataset> {
+    let want = &ck.meta.feature_names;
+    if !want.is_empty() && !ds.feature_names.is_empty() && *want != ds.feature_names {
+        let have = &ds.feature_names;
+        let missing: Vec<&str> = want
+            .iter()
+            .filter(|n| !have.contains(n))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::data(
+                spec,
+                format!("lacks the model's feature column(s) {}", missing.join(", ")),
+            ));
+        }
+        let order: Vec<usize> = want
+            .iter()
+            .map(|n| have.iter().position(|h| h == n).expect("checked"))
+            .collect();
+        if let Features::F32(x) = &ds.features {
+            let width = have.len();
+            let x: Vec<f32> = x
+                .chunks(width)
+                .flat_map(|row| order.iter().map(move |&c| row[c]))
+                .collect();
+            ds.features = Features::F32(x);
+        }
+        ds.sample_shape = vec![want.len()];
+        ds.feature_names = want.clone();
+    }
+    let names = &ck.meta.class_names;
+    if let Targets::Classes { ids, classes, .. } = &mut ds.targets {
+        match (names.is_empty(), ds.class_names.is_empty()) {
+            (true, true) => {}
+            (true, false) => {
+                return Err(Error::data(
+                    spec,
+                    "has named class labels, but the model was trained on numeric ones",
+                ))
+            }
+            (false, true) => {
+                return Err(Error::data(
+                    spec,
+                    format!(
+                        "has numeric class labels, but the model's are names ({})",
+                        names.join(", ")
+                    ),
+                ))
+            }
+            (false, false) => {
+                let map: Vec<u32> = ds
+                    .class_names
+                    .iter()
+                    .map(|n| {
+                        names
+                            .iter()
+                            .position(|m| m == n)
+                            .map(|i| i as u32)
+                            .ok_or_else(|| {
+                                Error::data(
+                                    spec,
+                                    format!(
+                                        "label '{n}' is not one of the model's classes ({})",
+                                        names.join(", ")
+                                    ),
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?;
+                for id in ids.iter_mut() {
+                    *id = map[*id as usize];
+                }
+                *classes = names.len();
+                ds.class_names = names.clone();
+            }
+        }
+    }
+    Ok(ds)
 }
 
 fn text_bytes(source: &DataSource) -> Result<Vec<u8>> {
