@@ -15,6 +15,10 @@ fn main() {
     let result = cli::run(args);
     drop(runtime_dir);
     if let Err(e) = result {
+        if let Some(i) = e.downcast_ref::<cli::Interrupted>() {
+            eprintln!("{i}");
+            std::process::exit(130);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

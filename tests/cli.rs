@@ -1523,3 +1523,67 @@ fn predictions_match_columns_by_name_and_speak_class_names() {
         &["label 'daisy' is not one of the model's classes"],
     );
 }
+
+#[test]
+fn ctrl_c_saves_the_run_and_resume_finishes_it_exactly() {
+    let w = workdir();
+    let d = w.path();
+    let args = [
+        "train",
+        "mlp",
+        "--data",
+        "data/mnist",
+        "--max-train-samples",
+        "20000",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let run = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .args(["--out", "stopped"])
+        .current_dir(d)
+        .env("XDG_RUNTIME_DIR", d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first epoch is logged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(d.join("stopped/metrics.csv")).map_or(0, |t| t.lines().count())
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "no epoch finished");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = run.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted at epoch") && err.contains("wgtrain train --resume stopped"),
+        "{err}"
+    );
+    // Resumed, it ends where an uninterrupted run does, bit for bit.
+    ok(wgtrain(
+        d,
+        &["train", "--resume", "stopped", "--device", "cpu", "--quiet"],
+    ));
+    ok(wgtrain(d, &[&args[..], &["--out", "straight"]].concat()));
+    assert_eq!(
+        tensors(&d.join("stopped/model.safetensors")),
+        tensors(&d.join("straight/model.safetensors"))
+    );
+    assert_eq!(
+        tensors(&d.join("stopped/last.safetensors")),
+        tensors(&d.join("straight/last.safetensors"))
+    );
+}

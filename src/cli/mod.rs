@@ -150,6 +150,40 @@ macro_rules! on_device {
 }
 pub(crate) use on_device;
 
+/// Ctrl-C presses so far.
+static INTERRUPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether the user pressed Ctrl-C (training stops after the current step).
+pub fn interrupted() -> bool {
+    INTERRUPTS.load(std::sync::atomic::Ordering::Relaxed) > 0
+}
+
+/// Ctrl-C during training: the first stops after the current step (the run
+/// is saved and can be resumed), a second aborts at once. Exit status 130
+/// either way, as for any program stopped by SIGINT.
+pub fn catch_interrupts() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            eprintln!("\nstopping after this step to save the run (Ctrl-C again to abort now)");
+        } else {
+            eprintln!("\naborted");
+            std::process::exit(130);
+        }
+    });
+}
+
+/// The error a run stopped by Ctrl-C ends with: the program exits 130.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// A model argument: a run directory (its model.safetensors) or a file.
 pub fn model_path(p: &Path) -> PathBuf {
     if p.is_dir() {

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
+use wgtrain::models::Model;
+use wgtrain::optim::Optimizer;
 use wgtrain::run::checkpoint::{self, ModelMeta, ResumeMeta};
 use wgtrain::run::fit::snapshot;
-use wgtrain::run::{EpochEnd, EpochStats, Evaluation, Hooks, StepProgress};
+use wgtrain::run::{EpochEnd, EpochStats, Evaluation, Hooks, StepProgress, TrainState};
 use wgtrain::tensor::HostTensor;
 use wgtrain::{Device, Error, Result};
 
@@ -110,21 +112,32 @@ impl<'a, D: Device> RunHooks<'a, D> {
     /// Writes the best parameters (if newer than the file) and the
     /// resumable state, refusing non-finite weights.
     fn save(&mut self, end: &EpochEnd<'_, D>) -> Result<()> {
-        let state = end.state;
+        self.save_state(end.state, end.model, end.optimizer, end.best)
+    }
+
+    /// [`RunHooks::save`] from the parts, also inside an epoch (Ctrl-C):
+    /// the state then says which step comes next.
+    pub fn save_state(
+        &mut self,
+        state: &TrainState,
+        model: &Model<D>,
+        optimizer: &dyn Optimizer<D>,
+        best: Option<&[HostTensor]>,
+    ) -> Result<()> {
         if self.best_saved != Some(state.best_epoch) {
-            if let Some(best) = end.best {
+            if let Some(best) = best {
                 check_finite(best, state.best_epoch)?;
                 checkpoint::save(&self.out.join("model.safetensors"), &self.meta, best, None)?;
                 self.best_saved = Some(state.best_epoch);
             }
         }
-        let params = snapshot(self.dev, end.model)?;
+        let params = snapshot(self.dev, model)?;
         check_finite(&params, state.epoch)?;
         let resume = ResumeMeta {
             state: state.clone(),
-            optimizer_steps: end.optimizer.steps(),
+            optimizer_steps: optimizer.steps(),
         };
-        let opt = end.optimizer.state(self.dev, &end.model.params())?;
+        let opt = optimizer.state(self.dev, &model.params())?;
         checkpoint::save(
             &self.out.join("last.safetensors"),
             &self.meta,
@@ -164,6 +177,10 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
                 p.samples as f64 / p.elapsed.max(1e-9)
             ));
         }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        super::interrupted()
     }
 
     fn on_epoch(&mut self, end: &EpochEnd<'_, D>) -> Result<()> {

@@ -10,7 +10,7 @@ use wgtrain::models::{format_layers, parse_layers, Preset};
 use wgtrain::optim::{OptimizerKind, Schedule};
 use wgtrain::run::checkpoint::{self, ModelMeta};
 use wgtrain::run::fit::restore;
-use wgtrain::run::{Experiment, ExperimentConfig, RunDir};
+use wgtrain::run::{Experiment, ExperimentConfig, FitEnd, RunDir};
 use wgtrain::{Device, Error};
 
 use super::report::{self, RunHooks};
@@ -471,7 +471,26 @@ fn train_on<D: Device + 'static>(
         wgtrain::profile::enable();
     }
     let started = Instant::now();
-    if let Err(e) = exp.run(dev, &mut hooks, args.stop_after_epochs) {
+    super::catch_interrupts();
+    let ended = exp.run(dev, &mut hooks, args.stop_after_epochs);
+    if let Ok(FitEnd::Interrupted) = ended {
+        hooks.finish();
+        hooks.save_state(
+            &exp.state,
+            &exp.model,
+            exp.optimizer.as_ref(),
+            exp.best.as_deref(),
+        )?;
+        return Err(super::Interrupted(format!(
+            "interrupted at epoch {}, step {}: the run is saved in {}; continue it with `wgtrain train --resume {}`",
+            exp.state.epoch + 1,
+            exp.state.step,
+            out.display(),
+            out.display()
+        ))
+        .into());
+    }
+    if let Err(e) = ended {
         hooks.finish();
         // Keep the best model, and say what is really on disk.
         let best = hooks.save_best(exp.best.as_deref(), exp.state.best_epoch);

@@ -6,7 +6,8 @@
 use super::config::ExperimentConfig;
 use super::evaluate::{evaluate, identity_order, Evaluation};
 use super::fit::{
-    fit, restore, snapshot, EpochEnd, EpochStats, Hooks, StepProgress, TrainData, TrainState,
+    fit, restore, snapshot, EpochEnd, EpochStats, FitEnd, Hooks, StepProgress, TrainData,
+    TrainState,
 };
 use crate::data::{prepare, DeviceData, PrepareOptions, Prepared};
 use crate::device::Device;
@@ -105,7 +106,7 @@ impl<D: Device + 'static> Experiment<D> {
         dev: &D,
         hooks: &mut dyn Hooks<D>,
         stop_after: Option<usize>,
-    ) -> Result<()> {
+    ) -> Result<FitEnd> {
         let mut keeper = KeepBest {
             dev,
             inner: hooks,
@@ -118,7 +119,7 @@ impl<D: Device + 'static> Experiment<D> {
         };
         let mut cfg = self.config.train_config(self.train.len());
         cfg.stop_at_epoch = stop_after.map(|n| self.state.epoch.saturating_add(n));
-        let stopped_early = fit(
+        let end = fit(
             dev,
             &mut self.model,
             self.optimizer.as_mut(),
@@ -128,12 +129,17 @@ impl<D: Device + 'static> Experiment<D> {
             &mut keeper,
         );
         self.best = keeper.best;
-        let finished =
-            stopped_early? || self.state.epoch >= self.config.epochs || stop_after.is_none();
+        let end = end?;
+        // The best parameters replace the latest only when the run is over:
+        // a run stopped partway (stop_after, Ctrl-C) keeps its latest, to
+        // save and continue.
+        let finished = end == FitEnd::EarlyStopped
+            || (end == FitEnd::Finished
+                && (self.state.epoch >= self.config.epochs || stop_after.is_none()));
         if let (true, Some(best)) = (finished, &self.best) {
             restore(dev, &mut self.model, best)?;
         }
-        Ok(())
+        Ok(end)
     }
 
     /// The current model on a split: "train", "val" or "test".
@@ -177,6 +183,10 @@ struct KeepBest<'a, D: Device> {
 impl<D: Device> Hooks<D> for KeepBest<'_, D> {
     fn on_step(&mut self, p: &StepProgress) {
         self.inner.on_step(p);
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.inner.should_stop()
     }
 
     fn on_epoch(&mut self, end: &EpochEnd<'_, D>) -> Result<()> {

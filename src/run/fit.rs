@@ -103,6 +103,26 @@ pub struct TrainState {
     pub best_epoch: usize,
     /// The latest epoch's figures.
     pub last: Option<EpochStats>,
+    /// Steps already taken in epoch `epoch + 1` when the run was
+    /// interrupted inside it (0 at an epoch boundary); a resumed run
+    /// continues from the next step with the same batches.
+    #[serde(default)]
+    pub step: usize,
+    /// The interrupted epoch's summed loss read-backs and samples so far.
+    #[serde(default)]
+    pub partial: (f64, usize),
+}
+
+/// How a call of [`fit`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FitEnd {
+    /// Every epoch asked for (or up to `stop_at_epoch`) ran.
+    Finished,
+    /// Early stopping: `patience` epochs without a better validation metric.
+    EarlyStopped,
+    /// [`Hooks::should_stop`] asked to stop; the state says where, and
+    /// continuing from it is exact.
+    Interrupted,
 }
 
 impl TrainState {
@@ -169,6 +189,11 @@ pub trait Hooks<D: Device> {
     fn on_epoch(&mut self, _end: &EpochEnd<'_, D>) -> Result<()> {
         Ok(())
     }
+    /// Asked after every step: `true` stops the run there (Ctrl-C), with
+    /// [`FitEnd::Interrupted`].
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// Hooks that do nothing.
@@ -195,8 +220,8 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<f32> {
     idx.into_iter().map(|i| i as f32).collect()
 }
 
-/// Trains from `state` (fresh or resumed) until `cfg.epochs` or early stop;
-/// returns whether early stopping ended it. Stops with an error if the loss
+/// Trains from `state` (fresh, resumed, or interrupted inside an epoch)
+/// until `cfg.epochs`, early stopping or an interruption; returns which. Stops with an error if the loss
 /// becomes NaN or infinite; the last checkpoint written by `hooks` is then
 /// the last good one.
 pub fn fit<D: Device>(
@@ -207,7 +232,7 @@ pub fn fit<D: Device>(
     cfg: &TrainConfig,
     state: &mut TrainState,
     hooks: &mut dyn Hooks<D>,
-) -> Result<bool> {
+) -> Result<FitEnd> {
     let base_lr = optimizer.learning_rate();
     let result = fit_epochs(dev, model, optimizer, data, cfg, state, hooks);
     optimizer.set_learning_rate(base_lr);
@@ -222,7 +247,7 @@ fn fit_epochs<D: Device>(
     cfg: &TrainConfig,
     state: &mut TrainState,
     hooks: &mut dyn Hooks<D>,
-) -> Result<bool> {
+) -> Result<FitEnd> {
     cfg.validate(data.train.len())?;
     let n = data.train.len();
     let steps = n.div_ceil(cfg.batch_size);
@@ -243,14 +268,19 @@ fn fit_epochs<D: Device>(
     let last = cfg.stop_at_epoch.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     while state.epoch < last {
         if patience_exhausted(cfg, state) {
-            return Ok(true);
+            return Ok(FitEnd::EarlyStopped);
+        }
+        if state.step == 0 && hooks.should_stop() {
+            return Ok(FitEnd::Interrupted);
         }
         let epoch = state.epoch + 1;
         let started = Instant::now();
         let order = dev.upload(&epoch_order(n, cfg.seed, epoch), [n])?;
         let mut running: Option<D::Tensor> = None;
-        let (mut pending, mut loss_total, mut samples) = (0usize, 0.0f64, 0usize);
-        for step in 0..steps {
+        // An interrupted epoch continues where it stopped.
+        let first = state.step.min(steps);
+        let (mut pending, mut loss_total, mut samples) = (0usize, state.partial.0, state.partial.1);
+        for step in first..steps {
             let start = step * cfg.batch_size;
             let count = cfg.batch_size.min(n - start);
             let (x, y) = data.train.batch(dev, &order, start, count)?;
@@ -270,7 +300,8 @@ fn fit_epochs<D: Device>(
             });
             pending += 1;
             samples += count;
-            let read_now = pending == cfg.log_every || step + 1 == steps;
+            let interrupt = step + 1 < steps && hooks.should_stop();
+            let read_now = pending == cfg.log_every || step + 1 == steps || interrupt;
             let mut mean = None;
             if read_now {
                 let sum = dev.download(running.as_ref().expect("set above"))?[0] as f64;
@@ -294,7 +325,14 @@ fn fit_epochs<D: Device>(
                 loss: mean,
                 elapsed: started.elapsed().as_secs_f64(),
             });
+            if interrupt {
+                state.step = step + 1;
+                state.partial = (loss_total, samples);
+                return Ok(FitEnd::Interrupted);
+            }
         }
+        state.step = 0;
+        state.partial = (0.0, 0);
         let seconds = started.elapsed().as_secs_f64();
         let val = match (data.val, &val_order) {
             (Some(v), Some(order)) => {
@@ -349,7 +387,11 @@ fn fit_epochs<D: Device>(
             best: None,
         })?;
     }
-    Ok(patience_exhausted(cfg, state))
+    Ok(if patience_exhausted(cfg, state) {
+        FitEnd::EarlyStopped
+    } else {
+        FitEnd::Finished
+    })
 }
 
 /// Losses are of standardised targets (regression) or of probabilities

@@ -20,7 +20,8 @@ pub use config::{output_for, ExperimentConfig};
 pub use evaluate::{class_scores, evaluate, identity_order, ClassScores, Evaluation};
 pub use experiment::Experiment;
 pub use fit::{
-    fit, EpochEnd, EpochStats, Hooks, Silent, StepProgress, TrainConfig, TrainData, TrainState,
+    fit, EpochEnd, EpochStats, FitEnd, Hooks, Silent, StepProgress, TrainConfig, TrainData,
+    TrainState,
 };
 pub use held_out::{eval_dataset, Split};
 pub use predict::{predict, Predictions};
