@@ -118,6 +118,7 @@ fn train_writes_a_run_directory_and_json() {
             "config.toml",
             "last.safetensors",
             "loss.svg",
+            "metric.svg",
             "metrics.csv",
             "model.safetensors",
             "summary.json"
@@ -130,6 +131,8 @@ fn train_writes_a_run_directory_and_json() {
     );
     let svg = std::fs::read_to_string(w.path().join("r/loss.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("validation"));
+    let metric = std::fs::read_to_string(w.path().join("r/metric.svg")).unwrap();
+    assert!(metric.contains("accuracy"));
 }
 
 #[test]

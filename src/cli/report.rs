@@ -55,7 +55,14 @@ impl<'a, D: Device> RunHooks<'a, D> {
     ) -> Result<Self> {
         let epochs = meta.experiment.epochs;
         let metrics = out.join("metrics.csv");
-        let mut plot = LossSeries::default();
+        let mut plot = LossSeries {
+            metric: match meta.task {
+                wgtrain::data::Task::Classification => "accuracy",
+                wgtrain::data::Task::Regression => "R²",
+                wgtrain::data::Task::Text => "bits per character",
+            },
+            ..LossSeries::default()
+        };
         match resumed_at {
             Some((epoch, _)) => resume_metrics(&metrics, &metrics_header(&meta), epoch, &mut plot)?,
             None => checkpoint::write_atomically(&metrics, metrics_header(&meta).as_bytes())?,
@@ -203,6 +210,7 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
             stats.epoch,
             stats.train_loss,
             stats.val.as_ref().map(|v| v.loss),
+            stats.val.as_ref().and_then(metric_value),
         );
         if end.ending || self.last_save.elapsed() >= self.save_every {
             self.save(end)?;
@@ -279,7 +287,7 @@ fn resume_metrics(path: &Path, header: &str, epoch: usize, plot: &mut LossSeries
         }
         let num = |i: usize| cells.get(i).and_then(|c| c.parse::<f64>().ok());
         if let Some(train) = num(1) {
-            plot.push(e, train, num(2));
+            plot.push(e, train, num(2), num(3));
         }
         kept += line;
         kept.push('\n');
@@ -292,19 +300,22 @@ fn resume_metrics(path: &Path, header: &str, epoch: usize, plot: &mut LossSeries
 /// often.
 #[derive(Default)]
 struct LossSeries {
-    points: Vec<(f64, f64, Option<f64>)>,
+    /// (epoch, train loss, validation loss, validation metric).
+    points: Vec<(f64, f64, Option<f64>, Option<f64>)>,
     stride: usize,
+    /// The validation metric's name (`accuracy`), for its plot.
+    metric: &'static str,
 }
 
 impl LossSeries {
     const CAP: usize = 1000;
 
-    fn push(&mut self, epoch: usize, train: f64, val: Option<f64>) {
+    fn push(&mut self, epoch: usize, train: f64, val: Option<f64>, metric: Option<f64>) {
         let stride = self.stride.max(1);
         if !epoch.is_multiple_of(stride) && epoch != 1 {
             return;
         }
-        self.points.push((epoch as f64, train, val));
+        self.points.push((epoch as f64, train, val, metric));
         if self.points.len() >= 2 * Self::CAP {
             let mut i = 0;
             self.points.retain(|_| {
@@ -316,7 +327,56 @@ impl LossSeries {
     }
 }
 
+/// loss.svg (training and validation loss; a log axis when they span more
+/// than two decades) and, with validation, metric.svg (its metric per epoch).
 fn plot_loss(path: &Path, series: &LossSeries) -> Result<()> {
+    let pts = &series.points;
+    let train: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
+    let val: Vec<(f64, f64)> = pts.iter().filter_map(|p| p.2.map(|v| (p.0, v))).collect();
+    let positive: Vec<f64> = train
+        .iter()
+        .chain(&val)
+        .map(|p| p.1)
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let (lo, hi) = positive
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+    let log = hi > 100.0 * lo;
+    let y = |v: f64| if log { v.log10() } else { v };
+    let lines = [
+        (
+            "train",
+            train.iter().map(|&(e, v)| (e, y(v))).collect::<Vec<_>>(),
+        ),
+        ("validation", val.iter().map(|&(e, v)| (e, y(v))).collect()),
+    ];
+    let label = if log { "loss (log scale)" } else { "loss" };
+    line_chart(path, "loss per epoch", label, &lines, log)?;
+    let metric: Vec<(f64, f64)> = pts.iter().filter_map(|p| p.3.map(|v| (p.0, v))).collect();
+    if !metric.is_empty() {
+        let metric_path = path.with_file_name("metric.svg");
+        let lines = [(series.metric, metric)];
+        line_chart(
+            &metric_path,
+            "validation metric per epoch",
+            series.metric,
+            &lines,
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+/// One SVG chart of `lines` (name, points) over whole epochs; with `log`,
+/// the values are log10 and labelled as powers of ten.
+fn line_chart(
+    path: &Path,
+    caption: &str,
+    y_desc: &str,
+    lines: &[(&str, Vec<(f64, f64)>)],
+    log: bool,
+) -> Result<()> {
     use plotters::prelude::*;
     let mut svg = String::new();
     {
@@ -324,44 +384,52 @@ fn plot_loss(path: &Path, series: &LossSeries) -> Result<()> {
         let err =
             |e: &dyn std::fmt::Display| Error::Config(format!("{}: plotting: {e}", path.display()));
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let train: Vec<(f64, f64)> = series.points.iter().map(|p| (p.0, p.1)).collect();
-        let val: Vec<(f64, f64)> = series
-            .points
-            .iter()
-            .filter_map(|p| p.2.map(|v| (p.0, v)))
-            .collect();
-        let finite = |p: &&(f64, f64)| p.1.is_finite();
-        let max = train
-            .iter()
-            .chain(&val)
-            .filter(finite)
-            .map(|p| p.1)
-            .fold(0.0f64, f64::max);
-        let epochs = series.points.last().map_or(2.0, |p| p.0.max(2.0));
+        let all = || lines.iter().flat_map(|l| &l.1).filter(|p| p.1.is_finite());
+        let epochs = all().map(|p| p.0).fold(2.0f64, f64::max);
+        let (lo, hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+            (l.min(p.1), h.max(p.1))
+        });
+        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+        let pad = ((hi - lo) * 0.05).max(1e-6);
+        let bottom = if log || lo < 0.0 {
+            lo - pad
+        } else {
+            0.0f64.min(lo)
+        };
         let mut chart = ChartBuilder::on(&root)
-            .caption("loss per epoch", ("sans-serif", 20))
+            .caption(caption, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(1.0..epochs, 0.0..(max * 1.05).max(1e-6))
+            .y_label_area_size(64)
+            .build_cartesian_2d(1.0..epochs, bottom..hi + pad)
             .map_err(|e| err(&e))?;
+        let x_fmt = |x: &f64| format!("{x:.0}");
+        let y_fmt = |v: &f64| {
+            if log {
+                format!("{:.0e}", 10f64.powf(*v))
+            } else {
+                format!("{v:.3}")
+            }
+        };
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .y_desc("loss")
+            .y_desc(y_desc)
+            // Whole epochs only: at most one tick per epoch.
+            .x_labels((epochs as usize).clamp(2, 10))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
             .draw()
             .map_err(|e| err(&e))?;
-        chart
-            .draw_series(LineSeries::new(train, &BLUE))
-            .map_err(|e| err(&e))?
-            .label("train")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        if !val.is_empty() {
+        for ((name, points), color) in lines.iter().zip([BLUE, RED]) {
+            if points.is_empty() {
+                continue;
+            }
             chart
-                .draw_series(LineSeries::new(val, &RED))
+                .draw_series(LineSeries::new(points.iter().copied(), &color))
                 .map_err(|e| err(&e))?
-                .label("validation")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
         chart
             .configure_series_labels()

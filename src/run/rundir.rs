@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// The files a run leaves; `--overwrite` removes these, and only these.
-pub const RUN_FILES: [&str; 6] = [
+pub const RUN_FILES: [&str; 7] = [
     "model.safetensors",
     "last.safetensors",
     "config.toml",
     "metrics.csv",
     "loss.svg",
+    "metric.svg",
     "summary.json",
 ];
 
