@@ -1590,3 +1590,23 @@ fn ctrl_c_saves_the_run_and_resume_finishes_it_exactly() {
         tensors(&d.join("straight/last.safetensors"))
     );
 }
+
+#[test]
+fn devices_and_check_speak_json() {
+    let Some(_) = common::gpu() else { return };
+    let w = workdir();
+    let j = json(&ok(wgtrain(w.path(), &["devices", "--json"])));
+    let adapters = j["adapters"].as_array().unwrap();
+    assert!(!adapters.is_empty() && adapters[0]["name"].as_str().is_some());
+    assert!(j["chosen"].as_str().is_some());
+    let c = json(&ok(wgtrain(
+        w.path(),
+        &["check", "--json", "--filter", "fill"],
+    )));
+    let checks = c["checks"].as_array().unwrap();
+    assert_eq!(c["total"].as_u64().unwrap() as usize, checks.len());
+    assert_eq!(c["passed"], c["total"]);
+    assert!(checks
+        .iter()
+        .all(|k| k["op"] == "fill" && k["pass"] == true));
+}

@@ -13,16 +13,24 @@ pub struct CheckArgs {
     /// Print only failures and the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Print one JSON object (every check with its errors) instead of the
+    /// table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let gpu = GpuDevice::new()?;
     let cpu = CpuDevice::new();
-    println!("checking {} against the CPU reference", gpu.name());
-    println!(
-        "{:<28} {:<34} {:>11} {:>11}  result",
-        "op", "shape", "max abs err", "max rel err"
-    );
+    let table = !args.json;
+    if table {
+        println!("checking {} against the CPU reference", gpu.name());
+        println!(
+            "{:<28} {:<34} {:>11} {:>11}  result",
+            "op", "shape", "max abs err", "max rel err"
+        );
+    }
+    let mut rows = Vec::new();
     let selected: Vec<_> = cases()
         .into_iter()
         .filter(|c| args.filter.as_deref().is_none_or(|f| c.op.contains(f)))
@@ -56,16 +64,37 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             if !o.passed() {
                 failed += 1;
             }
-            if !args.quiet || !o.passed() {
-                print_row(&format!("{}{suffix}", o.case.op), &o);
+            let op = format!("{}{suffix}", o.case.op);
+            if table && (!args.quiet || !o.passed()) {
+                print_row(&op, &o);
             }
+            rows.push(serde_json::json!({
+                "op": op,
+                "shape": o.case.shape,
+                "pass": o.passed(),
+                "max_abs": o.result.as_ref().ok().map(|c| c.max_abs),
+                "max_rel": o.result.as_ref().ok().map(|c| c.max_rel),
+                "error": o.result.as_ref().err(),
+            }));
         }
     }
-    println!(
-        "\n{} of {total} checks passed on {}",
-        total - failed,
-        gpu.name()
-    );
+    if table {
+        println!(
+            "\n{} of {total} checks passed on {}",
+            total - failed,
+            gpu.name()
+        );
+    } else {
+        println!(
+            "{}",
+            serde_json::json!({
+                "adapter": gpu.name(),
+                "passed": total - failed,
+                "total": total,
+                "checks": rows,
+            })
+        );
+    }
     if failed > 0 {
         anyhow::bail!("{failed} of {total} GPU checks disagree with the CPU reference");
     }

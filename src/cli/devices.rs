@@ -1,9 +1,25 @@
 //! `wgtrain devices`: the adapters wgpu sees, and the one wgtrain would use.
 
+use clap::Args;
+use serde_json::json;
 use wgtrain::device::gpu::list_adapters;
 
-pub fn run() -> anyhow::Result<()> {
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let (adapters, chosen) = list_adapters()?;
+    if args.json {
+        println!(
+            "{}",
+            json!({ "adapters": adapters, "chosen": chosen.map(|i| &adapters[i].name) })
+        );
+        return Ok(());
+    }
     if adapters.is_empty() {
         println!("no GPU adapters found; wgtrain will train on the CPU");
         println!("(on Linux without a GPU: apt-get install mesa-vulkan-drivers for the lavapipe software adapter)");

@@ -42,7 +42,7 @@ pub enum Command {
     /// T1–T5) on the CPU and/or GPU device.
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees and say which one wgtrain would use.
-    Devices,
+    Devices(devices::DevicesArgs),
     /// Run every GPU operation against the CPU reference on random inputs and
     /// print a table of errors; exits non-zero if any operation disagrees.
     Check(check::CheckArgs),
@@ -61,7 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Devices => devices::run(),
+        Command::Devices(args) => devices::run(args),
         Command::Check(args) => check::run(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

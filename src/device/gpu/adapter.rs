@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 
 /// What `wgtrain devices` prints about one adapter.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct AdapterSummary {
     /// The adapter's name as the driver reports it.
     pub name: String,
