@@ -1610,3 +1610,41 @@ fn devices_and_check_speak_json() {
         .iter()
         .all(|k| k["op"] == "fill" && k["pass"] == true));
 }
+
+#[test]
+fn verbosity_and_early_stopping_say_what_happens() {
+    let w = workdir();
+    let d = w.path();
+    let o = ok(wgtrain(
+        d,
+        &[
+            "-vv", "train", "logistic", "--data", "iris", "--epochs", "2", "--device", "cpu",
+            "--out", "v", "--quiet",
+        ],
+    ));
+    assert!(
+        stderr(&o).contains("saved v after epoch 2"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ok(wgtrain(
+        d,
+        &[
+            "train",
+            "logistic",
+            "--data",
+            "iris",
+            "--patience",
+            "5",
+            "--device",
+            "cpu",
+            "--out",
+            "es",
+        ],
+    ));
+    assert!(
+        stdout(&o).contains("early stopping after epoch") && stdout(&o).contains("is kept"),
+        "{}",
+        stdout(&o)
+    );
+}

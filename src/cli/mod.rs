@@ -26,6 +26,25 @@ use wgtrain::{CpuDevice, Error, GpuDevice};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More messages on stderr: -v shows warnings from wgpu and the driver,
+    /// -vv wgtrain's own progress notes too. RUST_LOG overrides (e.g.
+    /// RUST_LOG=wgpu_core=info).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// Logging for `-v`: off by default (wgpu's warnings are noise to most
+/// users), warnings at -v, info at -vv; RUST_LOG, when set, decides.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "off",
+        1 => "warn",
+        2 => "info",
+        _ => "debug",
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .try_init();
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,6 +74,7 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(cli.verbose);
     match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),

@@ -95,9 +95,12 @@ impl<'a, D: Device> RunHooks<'a, D> {
         if self.quiet {
             return;
         }
+        // Epoch lines go to standard output (a redirected log keeps them),
+        // with the progress bar on the terminal's stderr out of their way;
+        // under --json, stdout is the JSON's.
         match (&self.bar, self.json) {
-            (Some(b), _) => b.println(line),
-            (None, true) => eprintln!("{line}"),
+            (_, true) => eprintln!("{line}"),
+            (Some(b), false) => b.suspend(|| println!("{line}")),
             (None, false) => println!("{line}"),
         }
     }
@@ -152,6 +155,12 @@ impl<'a, D: Device> RunHooks<'a, D> {
             Some((&resume, &opt)),
         )?;
         self.saved_epoch = Some(state.epoch);
+        log::info!(
+            "saved {} after epoch {} (step {} of the next)",
+            self.out.display(),
+            state.epoch,
+            state.step
+        );
         plot_loss(&self.out.join("loss.svg"), &self.plot)?;
         self.last_save = Instant::now();
         Ok(())
@@ -166,9 +175,11 @@ impl<D: Device> Hooks<D> for RunHooks<'_, D> {
         let bar = self.bar.get_or_insert_with(|| {
             let b = ProgressBar::new(p.steps as u64);
             b.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} steps, eta {eta}  {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             b
         });

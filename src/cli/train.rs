@@ -511,6 +511,14 @@ fn train_on<D: Device + 'static>(
         };
         return Err(anyhow::anyhow!("{e}{kept}"));
     }
+    if let Ok(FitEnd::EarlyStopped) = ended {
+        say(format!(
+            "early stopping after epoch {}: {} epochs without a better validation metric (--patience); epoch {} is kept",
+            exp.state.epoch,
+            exp.config.patience.unwrap_or(0),
+            exp.state.best_epoch
+        ));
+    }
     let seconds = started.elapsed().as_secs_f64();
     hooks.finish();
     if args.profile {
