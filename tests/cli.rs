@@ -1648,3 +1648,70 @@ fn verbosity_and_early_stopping_say_what_happens() {
         stdout(&o)
     );
 }
+
+#[test]
+fn export_to_pytorch_names_and_layouts() {
+    let w = workdir();
+    let d = w.path();
+    ok(wgtrain(
+        d,
+        &[
+            "train",
+            "--layers",
+            "dense:5,relu",
+            "--data",
+            "iris",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            "m",
+            "--quiet",
+        ],
+    ));
+    ok(wgtrain(
+        d,
+        &[
+            "export",
+            "--model",
+            "m",
+            "--format",
+            "pytorch",
+            "--output",
+            "m.pt.safetensors",
+        ],
+    ));
+    let bytes = std::fs::read(d.join("m.pt.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = st.names();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "0.bias",
+            "0.weight",
+            "2.bias",
+            "2.weight",
+            "input.mean",
+            "input.std"
+        ]
+    );
+    // nn.Linear's [out, in]: wgtrain's [in, out] transposed.
+    let ours = tensors(&d.join("m/model.safetensors"));
+    let w0 = &ours.iter().find(|t| t.0 == "layers.0.weight").unwrap();
+    assert_eq!(w0.1, [4, 5]);
+    let pt = st.tensor("0.weight").unwrap();
+    assert_eq!(pt.shape(), [5, 4]);
+    let pt: Vec<f32> = pt
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    for i in 0..4 {
+        for j in 0..5 {
+            assert_eq!(pt[j * 4 + i], w0.2[i * 5 + j]);
+        }
+    }
+    assert_eq!(st.tensor("2.weight").unwrap().shape(), [3, 5]);
+}

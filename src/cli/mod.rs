@@ -5,6 +5,7 @@ mod bench;
 mod check;
 mod devices;
 mod eval;
+mod export;
 mod predict;
 mod report;
 mod sample;
@@ -55,6 +56,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Predictions of a trained model for CSV rows or IDX images.
     Predict(predict::PredictArgs),
+    /// Write a trained model in another tool's layout (PyTorch state_dict).
+    Export(export::ExportArgs),
     /// Generate text with a trained rnn model.
     Sample(sample::SampleArgs),
     /// Measure the benches/WORKLOADS.md workloads (kernels K1–K4, training steps
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Devices(args) => devices::run(args),
         Command::Check(args) => check::run(args),

@@ -98,6 +98,16 @@ pub fn save(
         info.insert("wgtrain.resume".to_string(), to_json(r)?);
         tensors.extend(opt);
     }
+    write_safetensors(path, &tensors, info)
+}
+
+/// Writes f32 `tensors` and string metadata `info` as one safetensors file,
+/// atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[&HostTensor],
+    info: HashMap<String, String>,
+) -> Result<()> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect())

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod evaluate;
 pub mod experiment;
+pub mod export;
 pub mod fit;
 pub mod held_out;
 pub mod predict;

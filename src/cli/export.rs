@@ -1,0 +1,38 @@
+//! `wgtrain export`: a trained model in the layout another tool loads.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use wgtrain::run::export::export_pytorch;
+
+use super::load_model_file;
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory or a model .safetensors file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The target layout.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Where to write it.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// What `export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// safetensors with PyTorch `state_dict` names and layouts for an
+    /// `nn.Sequential` of the same layers (README: "Export").
+    Pytorch,
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let (_, ck) = load_model_file(&args.model)?;
+    match args.format {
+        ExportFormat::Pytorch => export_pytorch(&ck, &args.output)?,
+    }
+    println!("wrote {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Export to the layouts other tools load. `pytorch`: a safetensors file
+//! whose tensors have PyTorch's `state_dict` names and layouts for an
+//! `nn.Sequential` of the same layers at the same indices: `i.weight`
+//! `[out, in]` and `i.bias` for a dense layer (`nn.Linear`), `i.weight`
+//! `[out, in, k, k]` for a convolution (`nn.Conv2d`), and
+//! `i.weight_ih_l0` `[H, I]`, `i.weight_hh_l0` `[H, H]`, `i.bias_ih_l0`,
+//! `i.bias_hh_l0` for a recurrent layer (`nn.RNN`, tanh). The standardisation
+//! travels as `input.mean` / `input.std` (and `target.mean` / `target.std`
+//! for regression), to apply before the network (and after, inverted).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::checkpoint::{write_safetensors, Checkpoint};
+use crate::data::Normalizer;
+use crate::error::{Error, Result};
+use crate::models::{format_layers, LayerSpec};
+use crate::tensor::HostTensor;
+
+fn transposed(t: &HostTensor, name: String) -> HostTensor {
+    let (r, c) = (t.shape[0], t.shape[1]);
+    let mut values = vec![0.0; t.values.len()];
+    for i in 0..r {
+        for j in 0..c {
+            values[j * r + i] = t.values[i * c + j];
+        }
+    }
+    HostTensor {
+        name,
+        shape: vec![c, r],
+        values,
+    }
+}
+
+/// The checkpoint's tensors in PyTorch's names and layouts, and the
+/// metadata that says how to rebuild the module (`layers`, `classes`).
+pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<String, String>)> {
+    let get = |name: String| {
+        ck.params
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Config(format!("checkpoint lacks tensor '{name}'")))
+    };
+    let mut out = Vec::new();
+    for (i, layer) in ck.meta.model.layers.iter().enumerate() {
+        match layer {
+            LayerSpec::Dense { .. } => {
+                out.push(transposed(
+                    get(format!("layers.{i}.weight"))?,
+                    format!("{i}.weight"),
+                ));
+                out.push(HostTensor {
+                    name: format!("{i}.bias"),
+                    ..get(format!("layers.{i}.bias"))?.clone()
+                });
+            }
+            LayerSpec::Conv2d { .. } => {
+                for p in ["weight", "bias"] {
+                    out.push(HostTensor {
+                        name: format!("{i}.{p}"),
+                        ..get(format!("layers.{i}.{p}"))?.clone()
+                    });
+                }
+            }
+            LayerSpec::Rnn { hidden } => {
+                // h_t = tanh(x·W + h·U + b) is PyTorch's
+                // tanh(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh) with W_ih = Wᵀ, W_hh = Uᵀ.
+                let w = get(format!("layers.{i}.input_weight"))?;
+                out.push(transposed(w, format!("{i}.weight_ih_l0")));
+                let u = get(format!("layers.{i}.recurrent_weight"))?;
+                out.push(transposed(u, format!("{i}.weight_hh_l0")));
+                out.push(HostTensor {
+                    name: format!("{i}.bias_ih_l0"),
+                    ..get(format!("layers.{i}.bias"))?.clone()
+                });
+                out.push(HostTensor {
+                    name: format!("{i}.bias_hh_l0"),
+                    shape: vec![*hidden],
+                    values: vec![0.0; *hidden],
+                });
+            }
+            _ => {}
+        }
+    }
+    let stat = |name: &str, v: Vec<f32>| HostTensor {
+        name: name.into(),
+        shape: vec![v.len()],
+        values: v,
+    };
+    match &ck.meta.normalizer {
+        Normalizer::Identity => {}
+        Normalizer::PerFeature { mean, std } => {
+            out.push(stat("input.mean", mean.clone()));
+            out.push(stat("input.std", std.clone()));
+        }
+        Normalizer::Global { mean, std } => {
+            out.push(stat("input.mean", vec![*mean]));
+            out.push(stat("input.std", vec![*std]));
+        }
+    }
+    if let Some(s) = &ck.meta.target_scaler {
+        out.push(stat("target.mean", s.mean.clone()));
+        out.push(stat("target.std", s.std.clone()));
+    }
+    let mut info = HashMap::new();
+    info.insert("format".into(), "pytorch".into());
+    info.insert("layers".into(), format_layers(&ck.meta.model.layers));
+    info.insert("task".into(), ck.meta.task.name().into());
+    info.insert(
+        "classes".into(),
+        serde_json::to_string(&ck.meta.class_names).unwrap_or_default(),
+    );
+    info.insert(
+        "features".into(),
+        serde_json::to_string(&ck.meta.feature_names).unwrap_or_default(),
+    );
+    Ok((out, info))
+}
+
+/// Writes [`pytorch_tensors`] to `path` as safetensors.
+pub fn export_pytorch(ck: &Checkpoint, path: &Path) -> Result<()> {
+    let (tensors, info) = pytorch_tensors(ck)?;
+    let refs: Vec<&HostTensor> = tensors.iter().collect();
+    write_safetensors(path, &refs, info)
+}
