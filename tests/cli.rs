@@ -819,30 +819,35 @@ fn bad_architectures_and_configs() {
         args.extend(extra);
         wgtrain(d, &args)
     };
-    fails_with(
-        train(&["--layers", "dense:8,swish", "--data", "iris"]),
-        &["layer 1", "unknown layer 'swish'"],
-    );
-    fails_with(
-        train(&["--layers", "conv2d:4:3", "--data", "iris"]),
-        &["layer 0 (conv2d:4:3:1:1)", "takes an image", "[4]"],
-    );
-    fails_with(
-        train(&["--layers", "conv2d:4:3,dense:8", "--data", "digits"]),
-        &["layer 1 (dense:8)", "flatten", "[4, 8, 8]"],
-    );
-    fails_with(
-        train(&["--layers", "dense:0", "--data", "iris"]),
-        &["dense:0", "units must be at least 1"],
-    );
-    fails_with(
-        train(&["--layers", "maxpool:16,flatten", "--data", "digits"]),
-        &["layer 0 (maxpool:16:16)", "at least 16×16", "[1, 8, 8]"],
-    );
-    fails_with(
-        train(&["--layers", "rnn:8", "--data", "iris"]),
-        &["layer 0 (rnn:8)", "sequence"],
-    );
+    let cases: [(&[&str], &[&str]); 6] = [
+        (
+            &["--layers", "dense:8,swish", "--data", "iris"],
+            &["layer 1", "unknown layer 'swish'"],
+        ),
+        (
+            &["--layers", "conv2d:4:3", "--data", "iris"],
+            &["layer 0 (conv2d:4:3:1:1)", "takes an image", "[4]"],
+        ),
+        (
+            &["--layers", "conv2d:4:3,dense:8", "--data", "digits"],
+            &["layer 1 (dense:8)", "flatten", "[4, 8, 8]"],
+        ),
+        (
+            &["--layers", "dense:0", "--data", "iris"],
+            &["dense:0", "units must be at least 1"],
+        ),
+        (
+            &["--layers", "maxpool:16,flatten", "--data", "digits"],
+            &["layer 0 (maxpool:16:16)", "at least 16×16", "[1, 8, 8]"],
+        ),
+        (
+            &["--layers", "rnn:8", "--data", "iris"],
+            &["layer 0 (rnn:8)", "sequence"],
+        ),
+    ];
+    for (args, expect) in cases {
+        fails_with(train(args), expect);
+    }
     fails_with(train(&["--layers", "dense:8"]), &["--data is needed"]);
     fails_with(train(&[]), &["a preset", "--layers", "--config"]);
     fails_with(
