@@ -215,10 +215,9 @@ fn cpu_rnn_austen_span() {
     // The first 200,000 characters for 20 epochs (the full text reaches 2.19
     // bits/char in 20 epochs, README): well below a bigram model on the
     // held-out last 10% of the span.
-    let dir = std::env::temp_dir().join(format!("wgtrain-learning-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let text = include_str!("../data/text/pride_and_prejudice.txt");
-    let path = dir.join("austen-200k.txt");
+    let path = dir.path().join("austen-200k.txt");
     std::fs::write(&path, &text[..200_000]).unwrap();
     let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
     c.epochs = 20;
@@ -286,10 +285,9 @@ fn gpu_rnn_austen_span() {
     // bigram model of the same training text on the held-out part (measured
     // 3.40 against 3.55; unigram 4.55).
     let Some(gpu) = common::gpu() else { return };
-    let dir = std::env::temp_dir().join(format!("wgtrain-learning-gpu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let text = include_str!("../data/text/pride_and_prejudice.txt");
-    let path = dir.join("austen-40k.txt");
+    let path = dir.path().join("austen-40k.txt");
     std::fs::write(&path, &text[..40_000]).unwrap();
     let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
     c.layers = Preset::Rnn.layers(Some(&[64]), None).unwrap();
