@@ -22,7 +22,7 @@ Layer lists (--layers, or `layers` in a config file): comma-separated layers,
 each a name and colon-separated numbers. The output layer is added from the
 data (classes, targets or vocabulary); token ids are one-hot encoded first.
   dense:UNITS                             fully connected (on the last dimension)
-  conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]  stride 1; padding KERNEL/2 for odd kernels
+  conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]  padding KERNEL/2 for odd kernels (stride 1 only, for now)
   maxpool:SIZE[:STRIDE]                   max over SIZE×SIZE windows (stride SIZE)
   flatten                                 [C, H, W] -> [C·H·W]
   rnn:HIDDEN                              Elman recurrent layer over a sequence
@@ -31,8 +31,11 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
 Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
 
 Presets: linear (flatten), logistic (flatten), mlp (flatten,dense:256,tanh,dense:128,tanh),
-cnn (conv2d:8:3,tanh,maxpool:2,conv2d:16:3,tanh,maxpool:2,flatten), rnn (one_hot,rnn:128);
-each with its own training defaults (--print-config shows them).";
+cnn (conv2d:8:3,tanh,maxpool:2,conv2d:16:3,tanh,maxpool:2,flatten), rnn (one_hot,rnn:128).
+Training defaults (epochs / batch size / learning rate, optimizer; --print-config shows all):
+  linear 2000 / full / 0.3, momentum     logistic 200 / 32 / 0.05, adam
+  mlp 40 / 32 / 0.002, adam              cnn 40 / 32 / 0.003, adam
+  rnn 20 / 64 / 0.003, adam              custom (--layers) 20 / 32 / 0.001, adam";
 
 #[derive(Args, Debug)]
 #[command(after_help = LAYERS_HELP)]
@@ -603,7 +606,7 @@ fn train_on<D: Device + 'static>(
         );
     } else if !args.json {
         println!(
-            "model, config.toml, metrics.csv, loss.svg and summary.json in {}",
+            "model, config.toml, metrics.csv, plots and summary.json in {}",
             out.display()
         );
     }
@@ -611,4 +614,31 @@ fn train_on<D: Device + 'static>(
         println!("{summary}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults `--help` lists are the ones the presets use.
+    #[test]
+    fn help_lists_the_real_defaults() {
+        let configs = Preset::ALL
+            .into_iter()
+            .map(|p| (p.name(), ExperimentConfig::preset(p)))
+            .chain([(
+                "custom (--layers)",
+                ExperimentConfig::custom(Vec::new(), "x"),
+            )]);
+        for (name, c) in configs {
+            let batch = c.batch_size.map_or("full".to_string(), |b| b.to_string());
+            let line = format!(
+                "{name} {} / {batch} / {}, {}",
+                c.epochs,
+                c.optim.lr,
+                c.optim.kind.name()
+            );
+            assert!(LAYERS_HELP.contains(&line), "--help lacks '{line}'");
+        }
+    }
 }
