@@ -21,6 +21,38 @@ fn wgtrain(dir: &Path, args: &[&str]) -> Output {
         .expect("wgtrain runs")
 }
 
+/// Starts wgtrain in `dir` in the background (stdout discarded; stderr
+/// kept when `keep_stderr`), for tests that act while it runs.
+fn spawn(dir: &Path, args: &[&str], keep_stderr: bool) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(if keep_stderr {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .expect("wgtrain starts")
+}
+
+/// Polls `ready` until it holds, failing with `what` after `seconds`.
+fn wait_until(what: &str, seconds: u64, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Data rows of a run's metrics.csv so far (epochs finished).
+fn epochs_logged(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .map_or(0, |t| t.lines().count().saturating_sub(1))
+}
+
 fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
@@ -972,8 +1004,9 @@ fn a_second_process_on_a_busy_run_directory_is_refused() {
     let w = workdir();
     let d = w.path();
     // A run long enough to still hold its directory while we try.
-    let mut busy = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args([
+    let mut busy = spawn(
+        d,
+        &[
             "train",
             "linear",
             "--epochs",
@@ -983,20 +1016,14 @@ fn a_second_process_on_a_busy_run_directory_is_refused() {
             "--out",
             "busy",
             "--quiet",
-        ])
-        .current_dir(d)
-        .env("XDG_RUNTIME_DIR", d)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        false,
+    );
     let lock = d.join("busy/.wgtrain.lock");
     let pid = busy.id().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_to_string(&lock).unwrap_or_default() != pid {
-        assert!(std::time::Instant::now() < deadline, "the run never locked");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the run locks its directory", 60, || {
+        std::fs::read_to_string(&lock).unwrap_or_default() == pid
+    });
     let second = wgtrain(
         d,
         &[
@@ -1296,8 +1323,9 @@ fn rss(pid: u32) -> u64 {
 fn memory_stays_flat(device: &str, warm_epochs: usize, more_epochs: usize) {
     let w = workdir();
     let d = w.path();
-    let mut run = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args([
+    let mut run = spawn(
+        d,
+        &[
             "train",
             "linear",
             "--epochs",
@@ -1309,28 +1337,12 @@ fn memory_stays_flat(device: &str, warm_epochs: usize, more_epochs: usize) {
             "--save-every",
             "0.05",
             "--quiet",
-        ])
-        .current_dir(d)
-        .env("XDG_RUNTIME_DIR", d)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let epochs = || {
-        std::fs::read_to_string(d.join("long/metrics.csv"))
-            .map_or(0, |t| t.lines().count().saturating_sub(1))
-    };
-    let wait_for = |n: usize| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while epochs() < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "only {} epochs",
-                epochs()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
+        ],
+        false,
+    );
+    let run_dir = d.join("long");
+    let epochs = || epochs_logged(&run_dir);
+    let wait_for = |n: usize| wait_until(&format!("{n} epochs on {device}"), 120, || epochs() >= n);
     wait_for(warm_epochs);
     let (e1, r1) = (epochs(), rss(run.id()));
     let ck1 = std::fs::metadata(d.join("long/last.safetensors")).map_or(0, |m| m.len());
@@ -1551,23 +1563,10 @@ fn ctrl_c_saves_the_run_and_resume_finishes_it_exactly() {
         "cpu",
         "--quiet",
     ];
-    let run = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(args)
-        .args(["--out", "stopped"])
-        .current_dir(d)
-        .env("XDG_RUNTIME_DIR", d)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = spawn(d, &[&args[..], &["--out", "stopped"]].concat(), true);
     // Interrupt once the first epoch is logged.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_to_string(d.join("stopped/metrics.csv")).map_or(0, |t| t.lines().count())
-        < 2
-    {
-        assert!(std::time::Instant::now() < deadline, "no epoch finished");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let stopped = d.join("stopped");
+    wait_until("a first epoch", 120, || epochs_logged(&stopped) >= 1);
     let kill = Command::new("kill")
         .args(["-INT", &run.id().to_string()])
         .status()
