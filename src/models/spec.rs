@@ -33,6 +33,14 @@ use crate::loss::Loss;
 /// crafted checkpoint fails with a message instead of exhausting memory.
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
 
+/// Most layers a model may have: a list, or a checkpoint, asking for more
+/// is a mistake, not an architecture.
+pub const MAX_LAYERS: usize = 1024;
+
+/// Most parameters a whole model may have (2³⁰ f32 = 4 GiB): many tensors
+/// each under [`MAX_TENSOR_ELEMENTS`] must not add up to more.
+pub const MAX_MODEL_PARAMS: usize = 1 << 30;
+
 /// The shape of one sample as it flows between layers (the batch is not
 /// part of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -682,7 +690,19 @@ impl ModelSpec {
         if self.input.numel() == 0 {
             return Err(Error::Config(format!("the input {} is empty", self.input)));
         }
+        if self.layers.len() > MAX_LAYERS {
+            return Err(Error::Config(format!(
+                "{} layers are over the limit of {MAX_LAYERS}",
+                self.layers.len()
+            )));
+        }
         let shapes = self.shapes()?;
+        let params = self.param_count()?;
+        if params > MAX_MODEL_PARAMS {
+            return Err(Error::Config(format!(
+                "the model would have {params} parameters, over the limit of {MAX_MODEL_PARAMS}"
+            )));
+        }
         let last = shapes.last().copied().unwrap_or(self.input);
         let width = self.output.width();
         let ok = match (self.output, last) {
@@ -722,7 +742,7 @@ impl ModelSpec {
             .iter()
             .enumerate()
             .map(|(i, l)| l.param_count(if i == 0 { self.input } else { shapes[i - 1] }))
-            .sum())
+            .fold(0usize, usize::saturating_add))
     }
 
     /// Whether the input is token ids, laid out time-major inside the model.
@@ -815,6 +835,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("output layer") && e.contains("flatten"), "{e}");
+    }
+
+    #[test]
+    fn whole_models_are_capped_too() {
+        let flat = FeatureShape::Flat { features: 16_000 };
+        let out = Output::Classes { classes: 3 };
+        // Each 16,000×16,000 weight is under the per-tensor cap; five are not.
+        let wide = parse_layers(&["dense:16000"; 5].join(",")).unwrap();
+        let e = ModelSpec::new(&wide, flat, out).unwrap_err().to_string();
+        assert!(e.contains("over the limit of 1073741824"), "{e}");
+        let deep = parse_layers(&vec!["relu"; 2000].join(",")).unwrap();
+        let e = ModelSpec::new(&deep, flat, out).unwrap_err().to_string();
+        assert!(e.contains("2001 layers are over the limit"), "{e}");
     }
 
     #[test]
