@@ -1,5 +1,5 @@
 #![warn(missing_docs)]
-//! wgtrain: train classic neural models on any GPU through wgpu compute
+//! wgtrain: train classic neural models on a GPU through wgpu compute
 //! shaders, with an ndarray CPU reference that every GPU result is checked
 //! against.
 //!

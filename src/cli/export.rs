@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use wgtrain::run::export::export_pytorch;
+use wgtrain::run::onnx::export_onnx;
 
 use super::load_model_file;
 
@@ -12,7 +13,7 @@ pub struct ExportArgs {
     /// A run directory or a model .safetensors file.
     #[arg(long)]
     pub model: PathBuf,
-    /// The target layout.
+    /// The target format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Where to write it.
@@ -23,6 +24,9 @@ pub struct ExportArgs {
 /// What `export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
+    /// An ONNX model (opset 14) that takes the raw inputs `predict` takes
+    /// and outputs what it prints; runs in onnxruntime (README: "Export").
+    Onnx,
     /// safetensors with PyTorch `state_dict` names and layouts for an
     /// `nn.Sequential` of the same layers (README: "Export").
     Pytorch,
@@ -31,6 +35,7 @@ pub enum ExportFormat {
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let (_, ck) = load_model_file(&args.model)?;
     match args.format {
+        ExportFormat::Onnx => export_onnx(&ck, &args.output)?,
         ExportFormat::Pytorch => export_pytorch(&ck, &args.output)?,
     }
     println!("wrote {}", args.output.display());

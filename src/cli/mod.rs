@@ -21,7 +21,7 @@ use wgtrain::{CpuDevice, Error, GpuDevice};
 #[command(
     name = "wgtrain",
     version,
-    about = "Train neural models on any GPU through wgpu compute shaders, checked against a CPU reference",
+    about = "Train neural models on a GPU through wgpu compute shaders, checked against a CPU reference",
     after_help = "GPU selection: WGTRAIN_ADAPTER=<name substring>, WGTRAIN_BACKENDS=vulkan,metal,dx12,gl"
 )]
 pub struct Cli {

@@ -12,6 +12,7 @@ pub mod experiment;
 pub mod export;
 pub mod fit;
 pub mod held_out;
+pub mod onnx;
 pub mod predict;
 pub mod rundir;
 

@@ -1,0 +1,347 @@
+//! Export to ONNX, so a model trained here runs in onnxruntime and any
+//! other ONNX runtime without wgtrain.
+//!
+//! The graph takes the raw inputs `wgtrain predict` takes and gives what it
+//! prints:
+//!
+//! - input `input`: `float32 [batch, features]` for tabular models,
+//!   `float32 [batch, channels, height, width]` (pixel values 0–255) for
+//!   image models, `int64 [batch, steps]` token ids for text models (the
+//!   vocabulary is in the metadata property `vocab`, a JSON string).
+//! - The stored standardisation is the graph's first nodes.
+//! - output `probabilities` for classifiers (`[batch, classes]`, two
+//!   columns for a two-class model), `prediction` for regression
+//!   (`[batch, targets]`, in target units), `probabilities` for text models
+//!   (`[batch, steps, vocab]`: step `t`'s distribution of the next token,
+//!   from a zero initial state, as `wgtrain eval` scores a window).
+//!
+//! Layers map one to one: dense → `MatMul` + `Add` (on the last dimension,
+//! as here), conv2d → `Conv`, maxpool → `MaxPool`, flatten → `Flatten`,
+//! one_hot → `OneHot`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
+//! `[hidden, input]` layout, the bias in `Wb`), activations → their ONNX
+//! operators. Opset 14, IR version 8. `scripts/check_onnx.py` checks an
+//! exported file in onnxruntime against `wgtrain predict`/`eval` (CI).
+
+mod proto;
+
+use std::path::Path;
+
+use prost::Message;
+
+use self::proto::*;
+use super::checkpoint::{write_atomically, Checkpoint};
+use crate::data::Normalizer;
+use crate::device::Activation;
+use crate::error::{Error, Result};
+use crate::models::{format_layers, FeatureShape, LayerSpec, Output};
+use crate::tensor::HostTensor;
+
+/// The ONNX operator set the graph is written for.
+pub const OPSET: i64 = 14;
+/// The ONNX IR version that goes with [`OPSET`].
+const IR_VERSION: i64 = 8;
+
+/// A graph under construction: nodes in order, constants, fresh names.
+struct Graph {
+    nodes: Vec<NodeProto>,
+    constants: Vec<TensorProto>,
+}
+
+fn int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i,
+        r#type: attribute_type::INT,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, ints: &[usize]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: ints.iter().map(|&v| v as i64).collect(),
+        r#type: attribute_type::INTS,
+        ..Default::default()
+    }
+}
+
+impl Graph {
+    /// A float constant of `shape`.
+    fn constant(&mut self, name: &str, shape: &[usize], values: &[f32]) -> String {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_constant(name, shape, data_type::FLOAT, bytes)
+    }
+
+    /// An int64 constant of `shape`.
+    fn constant_i64(&mut self, name: &str, shape: &[usize], values: &[i64]) -> String {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_constant(name, shape, data_type::INT64, bytes)
+    }
+
+    /// `raw_data` is little-endian, whatever the host.
+    fn push_constant(&mut self, name: &str, shape: &[usize], ty: i32, raw_data: Vec<u8>) -> String {
+        self.constants.push(TensorProto {
+            dims: shape.iter().map(|&d| d as i64).collect(),
+            data_type: ty,
+            name: name.into(),
+            raw_data,
+        });
+        name.into()
+    }
+
+    /// Appends `op(inputs)` with `attrs`; returns its output's name.
+    fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+        let output = format!("{}_{}", op.to_lowercase(), self.nodes.len());
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.clone()],
+            name: output.clone(),
+            op_type: op.into(),
+            attribute: attrs,
+        });
+        output
+    }
+}
+
+fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| match d {
+            Some(v) => Dimension {
+                dim_value: Some(*v as i64),
+                dim_param: None,
+            },
+            None => Dimension {
+                dim_value: None,
+                dim_param: Some("batch".into()),
+            },
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type,
+                shape: Some(TensorShapeProto { dim }),
+            }),
+        }),
+    }
+}
+
+/// `[rows, cols]` → `[cols, rows]`.
+fn transposed(t: &HostTensor) -> Vec<f32> {
+    let (r, c) = (t.shape[0], t.shape[1]);
+    let mut out = vec![0.0; t.values.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = t.values[i * c + j];
+        }
+    }
+    out
+}
+
+/// The checkpoint's model as an ONNX model (see the module docs).
+pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
+    let spec = &ck.meta.model;
+    let get = |name: String| {
+        ck.params
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Config(format!("checkpoint lacks tensor '{name}'")))
+    };
+    let mut g = Graph {
+        nodes: Vec::new(),
+        constants: Vec::new(),
+    };
+    let tokens = matches!(spec.input, FeatureShape::Tokens { .. });
+    let mut input_dims = vec![None];
+    input_dims.extend(spec.input.dims().into_iter().map(Some));
+    let input = value_info(
+        "input",
+        if tokens {
+            data_type::INT64
+        } else {
+            data_type::FLOAT
+        },
+        &input_dims,
+    );
+
+    let mut x = "input".to_string();
+    match &ck.meta.normalizer {
+        Normalizer::Identity => {}
+        Normalizer::PerFeature { mean, std } => {
+            let m = g.constant("input.mean", &[mean.len()], mean);
+            let s = g.constant("input.std", &[std.len()], std);
+            x = g.node("Sub", &[&x, &m], vec![]);
+            x = g.node("Div", &[&x, &s], vec![]);
+        }
+        Normalizer::Global { .. } => {
+            // The same `x·scale + shift` the device applies to stored bytes,
+            // so the two agree to the last bit.
+            let (scale, shift) = ck.meta.normalizer.affine();
+            let a = g.constant("input.scale", &[], &[scale]);
+            let b = g.constant("input.shift", &[], &[shift]);
+            x = g.node("Mul", &[&x, &a], vec![]);
+            x = g.node("Add", &[&x, &b], vec![]);
+        }
+    }
+
+    for (i, layer) in spec.layers.iter().enumerate() {
+        x = match *layer {
+            LayerSpec::Dense { .. } => {
+                let w = get(format!("layers.{i}.weight"))?;
+                let b = get(format!("layers.{i}.bias"))?;
+                let w = g.constant(&format!("{i}.weight"), &w.shape, &w.values);
+                let b = g.constant(&format!("{i}.bias"), &b.shape, &b.values);
+                let y = g.node("MatMul", &[&x, &w], vec![]);
+                g.node("Add", &[&y, &b], vec![])
+            }
+            LayerSpec::Conv2d {
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                let w = get(format!("layers.{i}.weight"))?;
+                let b = get(format!("layers.{i}.bias"))?;
+                let w = g.constant(&format!("{i}.weight"), &w.shape, &w.values);
+                let b = g.constant(&format!("{i}.bias"), &b.shape, &b.values);
+                let attrs = vec![
+                    ints("kernel_shape", &[kernel, kernel]),
+                    ints("strides", &[stride, stride]),
+                    ints("pads", &[padding; 4]),
+                ];
+                g.node("Conv", &[&x, &w, &b], attrs)
+            }
+            LayerSpec::MaxPool { size, stride } => {
+                let attrs = vec![
+                    ints("kernel_shape", &[size, size]),
+                    ints("strides", &[stride, stride]),
+                ];
+                g.node("MaxPool", &[&x], attrs)
+            }
+            LayerSpec::Flatten => g.node("Flatten", &[&x], vec![int("axis", 1)]),
+            LayerSpec::Activation(a) => {
+                let op = match a {
+                    Activation::Identity => "Identity",
+                    Activation::Tanh => "Tanh",
+                    Activation::Sigmoid => "Sigmoid",
+                    Activation::Relu => "Relu",
+                };
+                g.node(op, &[&x], vec![])
+            }
+            LayerSpec::OneHot { depth } => {
+                let depth = depth
+                    .ok_or_else(|| Error::Config(format!("layer {i} (one_hot) has no depth")))?;
+                let d = g.constant_i64(&format!("{i}.depth"), &[], &[depth as i64]);
+                let v = g.constant(&format!("{i}.values"), &[2], &[0.0, 1.0]);
+                g.node("OneHot", &[&x, &d, &v], vec![int("axis", -1)])
+            }
+            LayerSpec::Rnn { hidden } => {
+                // ONNX's RNN reads [steps, batch, input] and writes
+                // [steps, directions, batch, hidden].
+                let w = get(format!("layers.{i}.input_weight"))?;
+                let u = get(format!("layers.{i}.recurrent_weight"))?;
+                let b = get(format!("layers.{i}.bias"))?;
+                let inputs = w.shape[0];
+                let w = g.constant(&format!("{i}.W"), &[1, hidden, inputs], &transposed(w));
+                let r = g.constant(&format!("{i}.R"), &[1, hidden, hidden], &transposed(u));
+                let mut bias = b.values.clone();
+                bias.resize(2 * hidden, 0.0);
+                let b = g.constant(&format!("{i}.B"), &[1, 2 * hidden], &bias);
+                let perm = || ints("perm", &[1, 0, 2]);
+                let steps_first = g.node("Transpose", &[&x], vec![perm()]);
+                let attrs = vec![int("hidden_size", hidden as i64)];
+                let y = g.node("RNN", &[&steps_first, &w, &r, &b], attrs);
+                let axes = g.constant_i64(&format!("{i}.axes"), &[1], &[1]);
+                let y = g.node("Squeeze", &[&y, &axes], vec![]);
+                g.node("Transpose", &[&y], vec![perm()])
+            }
+        };
+    }
+
+    let (name, dims) = match spec.output {
+        Output::Regression { targets } => {
+            if let Some(s) = &ck.meta.target_scaler {
+                let std = g.constant("target.std", &[s.std.len()], &s.std);
+                let mean = g.constant("target.mean", &[s.mean.len()], &s.mean);
+                x = g.node("Mul", &[&x, &std], vec![]);
+                x = g.node("Add", &[&x, &mean], vec![]);
+            }
+            ("prediction", vec![None, Some(targets)])
+        }
+        Output::Classes { classes: 2 } => {
+            // One logit z: p(class 1) = σ(z), p(class 0) = 1 − σ(z).
+            let p = g.node("Sigmoid", &[&x], vec![]);
+            let one = g.constant("one", &[], &[1.0]);
+            let q = g.node("Sub", &[&one, &p], vec![]);
+            x = g.node("Concat", &[&q, &p], vec![int("axis", 1)]);
+            ("probabilities", vec![None, Some(2)])
+        }
+        Output::Classes { classes } => {
+            x = g.node("Softmax", &[&x], vec![int("axis", -1)]);
+            ("probabilities", vec![None, Some(classes)])
+        }
+        Output::NextToken { vocab } => {
+            x = g.node("Softmax", &[&x], vec![int("axis", -1)]);
+            let steps = spec.input.dims()[0];
+            ("probabilities", vec![None, Some(steps), Some(vocab)])
+        }
+    };
+    // Name the result: the last node's output becomes the graph's.
+    if let Some(last) = g.nodes.last_mut() {
+        last.output = vec![name.into()];
+    } else {
+        g.node("Identity", &[&x], vec![]);
+        g.nodes.last_mut().expect("just pushed").output = vec![name.into()];
+    }
+
+    let meta = &ck.meta;
+    let props_layers = format_layers(&spec.layers);
+    let mut props = vec![
+        ("layers", props_layers.clone()),
+        ("task", meta.task.name().to_string()),
+        ("features", json(&meta.feature_names)),
+        ("classes", json(&meta.class_names)),
+        ("target", meta.target_name.clone()),
+    ];
+    if let Some(vocab) = &meta.vocab {
+        props.push(("vocab", json(&vocab.iter().collect::<String>())));
+    }
+    let model = ModelProto {
+        ir_version: IR_VERSION,
+        producer_name: "wgtrain".into(),
+        producer_version: meta.wgtrain_version.clone(),
+        doc_string: format!("wgtrain {} model: {}", meta.task.name(), props_layers),
+        graph: Some(GraphProto {
+            node: g.nodes,
+            name: "wgtrain".into(),
+            initializer: g.constants,
+            input: vec![input],
+            output: vec![value_info(name, data_type::FLOAT, &dims)],
+        }),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        metadata_props: props
+            .into_iter()
+            .map(|(k, v)| StringStringEntryProto {
+                key: k.into(),
+                value: v,
+            })
+            .collect(),
+    };
+    Ok(model.encode_to_vec())
+}
+
+/// JSON text of names and vocabularies (which always serialise).
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Writes [`onnx_model`] to `path` (atomically).
+pub fn export_onnx(ck: &Checkpoint, path: &Path) -> Result<()> {
+    write_atomically(path, &onnx_model(ck)?)
+}
