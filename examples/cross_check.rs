@@ -15,7 +15,7 @@ fn losses<D: Device + 'static>(dev: &D) -> wgtrain::Result<Vec<f32>> {
     let mut config = ExperimentConfig::from_toml(include_str!("mnist_cnn.toml"), None)?;
     config.max_train_samples = Some(STEPS * 64);
     config.batch_size = Some(64);
-    config.epochs = 1;
+    config.epochs = Some(1);
     // Validation runs once, after the steps compared: keep it small.
     config.val_fraction = 0.01;
     config.log_every = 1;

@@ -24,7 +24,7 @@ fn main() -> wgtrain::Result<()> {
     // The architecture is data: a layer list, the output layer from the data.
     let mut config =
         ExperimentConfig::custom(parse_layers("dense:64,relu,dense:64,relu")?, "spirals");
-    config.epochs = 150;
+    config.epochs = Some(150);
     config.optim = OptimConfig::new(OptimizerKind::AdamW, 1e-2);
     config.optim.weight_decay = 1e-4;
 

@@ -7,9 +7,11 @@ use wgtrain::prelude::*;
 fn main() -> wgtrain::Result<()> {
     let mut config = ExperimentConfig::from_toml(include_str!("mnist_cnn.toml"), None)?;
     if let Some(epochs) = std::env::args().nth(1) {
-        config.epochs = epochs
-            .parse()
-            .map_err(|_| Error::Config(format!("'{epochs}' is not a number of epochs")))?;
+        config.epochs = Some(
+            epochs
+                .parse()
+                .map_err(|_| Error::Config(format!("'{epochs}' is not a number of epochs")))?,
+        );
     }
     match GpuDevice::new() {
         Ok(gpu) => train(&gpu, config),

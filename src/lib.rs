@@ -22,7 +22,7 @@
 //! # fn main() -> wgtrain::Result<()> {
 //! let dev = CpuDevice::new();
 //! let mut config = ExperimentConfig::custom(parse_layers("dense:64,relu")?, "iris");
-//! config.epochs = 50;
+//! config.epochs = Some(50);
 //! let mut run = Experiment::new(&dev, config)?;
 //! run.run(&dev, &mut Silent, None)?;
 //! let test = run.evaluate(&dev, "test")?.expect("iris has a test split");

@@ -149,7 +149,7 @@ fn cpu_mlp_digits() {
 #[test]
 fn cpu_mlp_mnist() {
     let mut c = cfg(Preset::Mlp, "data/mnist");
-    c.epochs = 10;
+    c.epochs = Some(10);
     accuracy_at_least(&CpuDevice, c, 0.975);
 }
 
@@ -220,7 +220,7 @@ fn cpu_rnn_austen_span() {
     let path = dir.path().join("austen-200k.txt");
     std::fs::write(&path, &text[..200_000]).unwrap();
     let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
-    c.epochs = 20;
+    c.epochs = Some(20);
     let (unigram, bigram) = text_baselines(&text[..200_000], c.val_fraction);
     let (_, held_out) = run(&CpuDevice, c);
     let bpc = held_out.bits_per_char.unwrap();
@@ -249,7 +249,7 @@ fn gpu_logistic_regression_breast_cancer_and_iris() {
 fn gpu_mlp_digits() {
     let Some(gpu) = common::gpu() else { return };
     let mut c = cfg(Preset::Mlp, "digits");
-    c.epochs = 6;
+    c.epochs = Some(6);
     accuracy_at_least(&gpu, c, 0.95);
 }
 
@@ -259,7 +259,7 @@ fn gpu_mlp_mnist_subset() {
     let Some(gpu) = common::gpu() else { return };
     let mut c = cfg(Preset::Mlp, "data/mnist");
     c.max_train_samples = Some(3000);
-    c.epochs = 8;
+    c.epochs = Some(8);
     accuracy_at_least(&gpu, c, 0.90);
 }
 
@@ -267,7 +267,7 @@ fn gpu_mlp_mnist_subset() {
 fn gpu_cnn_digits() {
     let Some(gpu) = common::gpu() else { return };
     let mut c = cfg(Preset::Cnn, "digits");
-    c.epochs = 10;
+    c.epochs = Some(10);
     accuracy_at_least(&gpu, c, 0.93);
 }
 
@@ -275,7 +275,7 @@ fn gpu_cnn_digits() {
 fn gpu_custom_relu_cnn_digits() {
     let Some(gpu) = common::gpu() else { return };
     let mut c = custom_cnn();
-    c.epochs = 4;
+    c.epochs = Some(4);
     accuracy_at_least(&gpu, c, 0.93);
 }
 
@@ -292,7 +292,7 @@ fn gpu_rnn_austen_span() {
     let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
     c.layers = Preset::Rnn.layers(Some(&[64]), None).unwrap();
     c.seq_len = 16;
-    c.epochs = 6;
+    c.epochs = Some(6);
     c.batch_size = Some(32);
     let (unigram, bigram) = text_baselines(&text[..40_000], c.val_fraction);
     let (_, held_out) = run(&gpu, c);

@@ -5,6 +5,8 @@ use wgtrain::check::{cases, check_case, Outcome};
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::{CpuDevice, Device, GpuDevice};
 
+use super::summary::{CheckRow, CheckSummary};
+
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Only run ops whose name contains this text (e.g. "matmul").
@@ -68,14 +70,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             if table && (!args.quiet || !o.passed()) {
                 print_row(&op, &o);
             }
-            rows.push(serde_json::json!({
-                "op": op,
-                "shape": o.case.shape,
-                "pass": o.passed(),
-                "max_abs": o.result.as_ref().ok().map(|c| c.max_abs),
-                "max_rel": o.result.as_ref().ok().map(|c| c.max_rel),
-                "error": o.result.as_ref().err(),
-            }));
+            rows.push(CheckRow {
+                pass: o.passed(),
+                max_abs: o.result.as_ref().ok().map(|c| c.max_abs),
+                max_rel: o.result.as_ref().ok().map(|c| c.max_rel),
+                error: o.result.as_ref().err().cloned(),
+                shape: o.case.shape.clone(),
+                op,
+            });
         }
     }
     if table {
@@ -85,15 +87,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             gpu.name()
         );
     } else {
-        println!(
-            "{}",
-            serde_json::json!({
-                "adapter": gpu.name(),
-                "passed": total - failed,
-                "total": total,
-                "checks": rows,
-            })
-        );
+        let summary = CheckSummary {
+            adapter: gpu.name().to_string(),
+            passed: total - failed,
+            total,
+            checks: rows,
+        };
+        println!("{}", serde_json::to_string(&summary)?);
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {total} GPU checks disagree with the CPU reference");

@@ -1,7 +1,7 @@
 //! `wgtrain devices`: the adapters wgpu sees, and the one wgtrain would use.
 
+use super::summary::DevicesSummary;
 use clap::Args;
-use serde_json::json;
 use wgtrain::device::gpu::list_adapters;
 
 #[derive(Args, Debug)]
@@ -16,7 +16,10 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({ "adapters": adapters, "chosen": chosen.map(|i| &adapters[i].name) })
+            serde_json::to_string(&DevicesSummary {
+                adapters: &adapters,
+                chosen: chosen.map(|i| adapters[i].name.as_str()),
+            })?
         );
         return Ok(());
     }

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
 use wgtrain::models::format_layers;
 use wgtrain::run::{eval_dataset, Split};
 use wgtrain::Error;
 
-use super::report::{confusion_table, evaluation_json};
+use super::report::confusion_table;
+use super::summary::EvalSummary;
 use super::{choose_device, load_model_file, on_device, DeviceArg};
 
 #[derive(Args, Debug)]
@@ -66,18 +66,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let e = on_device!(chosen, |dev| ck.evaluate(&dev, &ds, args.batch_size)?);
     let params: usize = ck.params.iter().map(|t| t.values.len()).sum();
     if args.json {
-        let summary = json!({
-            "command": "eval",
-            "model": ck.meta.experiment.name(),
-            "layers": format_layers(&ck.meta.model.layers),
-            "device": device,
-            "adapter": adapter,
-            "params": params,
-            "data": spec,
-            "split": what,
-            "test": evaluation_json(&e),
-        });
-        println!("{summary}");
+        let summary = EvalSummary {
+            command: "eval",
+            model: ck.meta.experiment.name(),
+            layers: format_layers(&ck.meta.model.layers),
+            device,
+            adapter,
+            params,
+            data: spec,
+            split: what,
+            test: (&e).into(),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
             "{} ({} model: {}; {params} parameters)",

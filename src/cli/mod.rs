@@ -9,6 +9,7 @@ mod export;
 mod predict;
 mod report;
 mod sample;
+mod summary;
 mod train;
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
 use wgtrain::models::Model;
 use wgtrain::optim::Optimizer;
 use wgtrain::run::checkpoint::{self, ModelMeta, ResumeMeta};
@@ -53,7 +52,8 @@ impl<'a, D: Device> RunHooks<'a, D> {
         save_every: Duration,
         resumed_at: Option<(usize, usize)>,
     ) -> Result<Self> {
-        let epochs = meta.experiment.epochs;
+        // Resolved when the run was set up.
+        let epochs = meta.experiment.epochs.unwrap_or_default();
         let metrics = out.join("metrics.csv");
         let mut plot = LossSeries {
             metric: match meta.task {
@@ -453,29 +453,7 @@ fn line_chart(
     checkpoint::write_atomically(path, svg.as_bytes())
 }
 
-/// An evaluation as the `test` object of the JSON summary.
-pub fn evaluation_json(e: &Evaluation) -> Value {
-    let mut v = json!({ "loss": e.loss, "samples": e.samples });
-    for (k, val) in [
-        ("accuracy", e.accuracy),
-        ("r2", e.r2),
-        ("rmse", e.rmse),
-        ("bits_per_char", e.bits_per_char),
-    ] {
-        if let Some(x) = val {
-            v[k] = json!(x);
-        }
-    }
-    if let Some(cm) = &e.confusion {
-        let (classes, macro_f1) = wgtrain::run::class_scores(cm);
-        v["confusion"] = json!(cm);
-        v["per_class"] = json!(classes);
-        v["macro_f1"] = json!(macro_f1);
-    }
-    v
-}
-
-pub fn write_summary(out: &Path, summary: &Value) -> Result<()> {
+pub fn write_summary(out: &Path, summary: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(summary).map_err(|e| Error::Config(e.to_string()))?;
     checkpoint::write_atomically(&out.join("summary.json"), text.as_bytes())
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::summary::{SplitSizes, TrainSummary};
 use clap::{Args, ValueEnum};
-use serde_json::json;
 use wgtrain::data::Task;
 use wgtrain::models::{format_layers, parse_layers, Preset};
 use wgtrain::optim::{OptimizerKind, Schedule};
@@ -32,10 +32,12 @@ Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,
 
 Presets: linear (flatten), logistic (flatten), mlp (flatten,dense:256,tanh,dense:128,tanh),
 cnn (conv2d:8:3,tanh,maxpool:2,conv2d:16:3,tanh,maxpool:2,flatten), rnn (one_hot,rnn:128).
-Training defaults (epochs / batch size / learning rate, optimizer; --print-config shows all):
+Training defaults (epochs on the built-in data / batch size / learning rate, optimizer; --print-config
+shows all). Epochs scale with the data: × √(built-in training samples / yours), 5 to 4× the count.
+Early stopping after 10 epochs without a better validation metric or loss (not linear, which has no validation split):
   linear 2000 / full / 0.3, momentum     logistic 200 / 32 / 0.05, adam
   mlp 40 / 32 / 0.002, adam              cnn 40 / 32 / 0.003, adam
-  rnn 20 / 64 / 0.003, adam              custom (--layers) 20 / 32 / 0.001, adam";
+  rnn 20 / 64 / 0.003, adam              custom (--layers) 20 for 10,000 samples / 32 / 0.001, adam";
 
 #[derive(Args, Debug)]
 #[command(after_help = LAYERS_HELP)]
@@ -64,12 +66,14 @@ pub struct TrainArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// Passes over the training split.
-    #[arg(long)]
-    pub epochs: Option<usize>,
+    /// Passes over the training split, or `auto` (the default): the
+    /// preset's count scaled to the data's size (README: "Training
+    /// defaults").
+    #[arg(long, value_parser = count_or("auto"))]
+    pub epochs: Option<Count>,
     /// Samples per step, or `full` for the whole training split.
-    #[arg(long, value_parser = parse_batch)]
-    pub batch_size: Option<BatchArg>,
+    #[arg(long, value_parser = count_or("full"))]
+    pub batch_size: Option<Count>,
     /// Base learning rate.
     #[arg(long, value_parser = parse_finite, allow_negative_numbers = true)]
     pub lr: Option<f32>,
@@ -111,9 +115,10 @@ pub struct TrainArgs {
     /// classification).
     #[arg(long, value_enum)]
     pub task: Option<TaskArg>,
-    /// Stop after this many epochs without a better validation metric.
-    #[arg(long)]
-    pub patience: Option<usize>,
+    /// Stop after this many epochs without a better validation metric or loss
+    /// (default 10; the best epoch is kept), or `off`.
+    #[arg(long, value_parser = count_or("off"))]
+    pub patience: Option<Count>,
     /// Seed for weights, splits and shuffles.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -153,20 +158,21 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// A count flag's value: a number, or its word (`full`, `auto`, `off`) for
+/// `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BatchArg {
-    Full,
-    Size(usize),
-}
+pub struct Count(pub Option<usize>);
 
-fn parse_batch(s: &str) -> Result<BatchArg, String> {
-    if s == "full" {
-        return Ok(BatchArg::Full);
-    }
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1 (or `full`)".into()),
-        Ok(n) => Ok(BatchArg::Size(n)),
-        Err(_) => Err(format!("'{s}' is not a number or `full`")),
+fn count_or(word: &'static str) -> impl Fn(&str) -> Result<Count, String> + Clone {
+    move |s| {
+        if s == word {
+            return Ok(Count(None));
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err(format!("must be at least 1 (or `{word}`)")),
+            Ok(n) => Ok(Count(Some(n))),
+            Err(_) => Err(format!("'{s}' is not a number or `{word}`")),
+        }
     }
 }
 
@@ -282,22 +288,18 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
     macro_rules! set {
         ($($field:ident),*) => { $(if let Some(v) = args.$field.clone() { c.$field = v; })* };
     }
-    set!(
-        epochs,
-        seq_len,
-        val_fraction,
-        test_fraction,
-        seed,
-        log_every
-    );
+    set!(seq_len, val_fraction, test_fraction, seed, log_every);
     c.target = args.target.clone().or(c.target);
-    c.patience = args.patience.or(c.patience);
-    c.max_train_samples = args.max_train_samples.or(c.max_train_samples);
-    match args.batch_size {
-        Some(BatchArg::Full) => c.batch_size = None,
-        Some(BatchArg::Size(n)) => c.batch_size = Some(n),
-        None => {}
+    for (flag, setting) in [
+        (args.epochs, &mut c.epochs),
+        (args.patience, &mut c.patience),
+        (args.batch_size, &mut c.batch_size),
+    ] {
+        if let Some(Count(v)) = flag {
+            *setting = v;
+        }
     }
+    c.max_train_samples = args.max_train_samples.or(c.max_train_samples);
     if let Some(o) = args.optimizer {
         c.optim.kind = match o {
             OptimizerArg::Sgd => OptimizerKind::Sgd,
@@ -347,7 +349,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 fn train_on<D: Device + 'static>(
     dev: &D,
     args: &TrainArgs,
-    device: &str,
+    device: &'static str,
     adapter: Option<String>,
     describe: &str,
 ) -> anyhow::Result<()> {
@@ -376,13 +378,22 @@ fn train_on<D: Device + 'static>(
                 ))
                 .into());
             }
-            if let Some(e) = args.epochs {
-                config.epochs = e;
+            match args.epochs {
+                Some(Count(Some(e))) => config.epochs = Some(e),
+                Some(Count(None)) => {
+                    return Err(Error::Config(
+                        "--resume keeps the run's epoch count unless --epochs gives a number"
+                            .into(),
+                    )
+                    .into())
+                }
+                None => {}
             }
             (config, Some(rundir), Some(last))
         }
         None => (config_from(args)?, None, None),
     };
+    let auto_epochs = config.epochs.is_none();
     let mut exp = Experiment::new(dev, config)?;
     // The directory only once the run is known to start.
     let rundir = match (rundir, &args.out) {
@@ -454,6 +465,24 @@ fn train_on<D: Device + 'static>(
         "layers: {} (output layer from the data)",
         format_layers(&exp.model.spec.layers)
     ));
+    let epochs = exp.config.epochs.unwrap_or_default();
+    let plural = if epochs == 1 { "" } else { "s" };
+    let how_many = if auto_epochs {
+        format!(
+            "{epochs} epoch{plural} (auto: scaled to {} training samples; --epochs to choose)",
+            exp.prepared.train.len()
+        )
+    } else {
+        format!("{epochs} epoch{plural}")
+    };
+    let stopping = match exp.config.patience {
+        _ if exp.prepared.val.is_empty() => "no early stopping (no validation split)".to_string(),
+        Some(p) => format!(
+            "early stopping after {p} epochs without a better validation metric or loss (--patience off to train all)"
+        ),
+        None => "no early stopping (--patience off)".to_string(),
+    };
+    say(format!("{how_many}, {stopping}"));
     if resume.is_some() {
         say(format!(
             "resuming {} after epoch {}",
@@ -514,11 +543,12 @@ fn train_on<D: Device + 'static>(
         };
         return Err(anyhow::anyhow!("{e}{kept}"));
     }
-    if let Ok(FitEnd::EarlyStopped) = ended {
+    let early_stopped = matches!(ended, Ok(FitEnd::EarlyStopped));
+    if early_stopped {
         say(format!(
-            "early stopping after epoch {}: {} epochs without a better validation metric (--patience); epoch {} is kept",
+            "early stopping after epoch {}: {} epochs without a better validation metric or loss (--patience); epoch {} is kept",
             exp.state.epoch,
-            exp.config.patience.unwrap_or(0),
+            exp.config.patience.unwrap_or_default(),
             exp.state.best_epoch
         ));
     }
@@ -574,26 +604,36 @@ fn train_on<D: Device + 'static>(
             }
         }
     }
-    let mut summary = json!({
-        "command": "train",
-        "model": exp.config.name(),
-        "layers": format_layers(&exp.model.spec.layers),
-        "device": device,
-        "adapter": adapter,
-        "params": exp.model.param_count(),
-        "epochs": exp.state.epoch,
-        "best_epoch": exp.state.best_epoch,
-        "seconds": seconds,
-        "samples_per_sec": samples_per_sec,
-        "train_loss": last.map(|h| h.train_loss),
-        "val_loss": last.and_then(|h| h.val.as_ref().map(|v| v.loss)),
-        "out": out.display().to_string(),
-    });
-    if let Some(t) = &test {
-        summary["test"] = report::evaluation_json(t);
-        summary["test_split"] = json!(test_split);
-        summary["baselines"] = json!(baselines);
-    }
+    let summary = TrainSummary {
+        command: "train",
+        model: exp.config.name(),
+        layers: format_layers(&exp.model.spec.layers),
+        device,
+        adapter,
+        params: exp.model.param_count(),
+        samples: SplitSizes {
+            train: exp.prepared.train.len(),
+            val: exp.prepared.val.len(),
+            test: exp.prepared.test.len(),
+        },
+        max_epochs: exp.config.epochs.unwrap_or_default(),
+        patience: exp.config.patience.filter(|_| !exp.prepared.val.is_empty()),
+        epochs: exp.state.epoch,
+        best_epoch: exp.state.best_epoch,
+        ended: if early_stopped {
+            "early_stopped"
+        } else {
+            "finished"
+        },
+        seconds,
+        samples_per_sec,
+        train_loss: last.map(|h| h.train_loss),
+        val_loss: last.and_then(|h| h.val.as_ref().map(|v| v.loss)),
+        out: out.display().to_string(),
+        test_split: test.is_some().then_some(test_split),
+        test: test.as_ref().map(Into::into),
+        baselines: test.is_some().then_some(baselines),
+    };
     report::write_summary(&out, &summary)?;
     if quiet && !args.json {
         println!(
@@ -611,7 +651,7 @@ fn train_on<D: Device + 'static>(
         );
     }
     if args.json {
-        println!("{summary}");
+        println!("{}", serde_json::to_string(&summary)?);
     }
     Ok(())
 }
@@ -632,9 +672,16 @@ mod tests {
             )]);
         for (name, c) in configs {
             let batch = c.batch_size.map_or("full".to_string(), |b| b.to_string());
+            let (epochs, reference) = c.epoch_reference();
+            let epochs = if c.preset.is_none() {
+                let r = reference.to_string();
+                let (head, tail) = r.split_at(r.len() - 3);
+                format!("{epochs} for {head},{tail} samples")
+            } else {
+                epochs.to_string()
+            };
             let line = format!(
-                "{name} {} / {batch} / {}, {}",
-                c.epochs,
+                "{name} {epochs} / {batch} / {}, {}",
                 c.optim.lr,
                 c.optim.kind.name()
             );

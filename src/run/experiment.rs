@@ -72,6 +72,9 @@ impl<D: Device + 'static> Experiment<D> {
                 prepared.train = prepared.train.subset(&keep);
             }
         }
+        // Resolved here, so the run's config (config.toml, checkpoints)
+        // says how many epochs it made.
+        config.epochs = Some(config.epochs_for(prepared.train.len()));
         config
             .train_config(prepared.train.len())
             .validate(prepared.train.len())?;
@@ -135,7 +138,8 @@ impl<D: Device + 'static> Experiment<D> {
         // save and continue.
         let finished = end == FitEnd::EarlyStopped
             || (end == FitEnd::Finished
-                && (self.state.epoch >= self.config.epochs || stop_after.is_none()));
+                && (self.state.epoch >= self.config.epochs_for(self.prepared.train.len())
+                    || stop_after.is_none()));
         if let (true, Some(best)) = (finished, &self.best) {
             restore(dev, &mut self.model, best)?;
         }

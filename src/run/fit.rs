@@ -33,7 +33,7 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Samples per step.
     pub batch_size: usize,
-    /// Stop after this many epochs without a better validation metric.
+    /// Stop after this many epochs without a better validation metric or loss.
     pub patience: Option<usize>,
     /// Seeds the shuffles (with the epoch number).
     pub seed: u64,
@@ -111,6 +111,13 @@ pub struct TrainState {
     /// The interrupted epoch's summed loss read-backs and samples so far.
     #[serde(default)]
     pub partial: (f64, usize),
+    /// The lowest validation loss so far.
+    #[serde(default)]
+    pub best_val_loss: Option<f64>,
+    /// The last epoch that beat the best score or the lowest validation
+    /// loss: early stopping counts its patience from here.
+    #[serde(default)]
+    pub last_progress: usize,
 }
 
 /// How a call of [`fit`] ended.
@@ -118,7 +125,7 @@ pub struct TrainState {
 pub enum FitEnd {
     /// Every epoch asked for (or up to `stop_at_epoch`) ran.
     Finished,
-    /// Early stopping: `patience` epochs without a better validation metric.
+    /// Early stopping: `patience` epochs without a better validation metric or loss.
     EarlyStopped,
     /// [`Hooks::should_stop`] asked to stop; the state says where, and
     /// continuing from it is exact.
@@ -126,14 +133,23 @@ pub enum FitEnd {
 }
 
 impl TrainState {
-    fn epochs_since_best(&self) -> usize {
-        self.epoch.saturating_sub(self.best_epoch)
+    /// Epochs in which neither the validation metric nor the validation
+    /// loss improved. Both count: a small validation split's accuracy is
+    /// coarse and noisy (an underfit epoch can match or beat later ones by
+    /// one sample), while a falling loss says the model is still learning.
+    fn epochs_without_progress(&self) -> usize {
+        self.epoch
+            .saturating_sub(self.best_epoch.max(self.last_progress))
     }
 
     /// Checks a state read from a checkpoint.
     pub fn validate(&self) -> Result<()> {
         let last = self.last.as_ref().map_or(0, |l| l.epoch);
-        if self.best_epoch > self.epoch || last != self.epoch || self.epoch > MAX_EPOCHS {
+        if self.best_epoch > self.epoch
+            || self.last_progress > self.epoch
+            || last != self.epoch
+            || self.epoch > MAX_EPOCHS
+        {
             return Err(Error::Config(format!(
                 "inconsistent training state: epoch {}, best epoch {}, last recorded epoch {last}",
                 self.epoch, self.best_epoch
@@ -373,6 +389,16 @@ fn fit_epochs<D: Device>(
             state.best_score = Some(score);
             state.best_epoch = epoch;
         }
+        let val_loss = stats.val.as_ref().map(|v| v.loss).filter(|l| !l.is_nan());
+        if let Some(l) = val_loss {
+            if state.best_val_loss.is_none_or(|b| l < b) {
+                state.best_val_loss = Some(l);
+                state.last_progress = epoch;
+            }
+        }
+        if improved {
+            state.last_progress = epoch;
+        }
         state.epoch = epoch;
         state.last = Some(stats.clone());
         optimizer.set_learning_rate(base_lr);
@@ -408,7 +434,7 @@ fn diverged(mean_loss: f64) -> bool {
 /// Whether early stopping ends the run at this point.
 fn patience_exhausted(cfg: &TrainConfig, state: &TrainState) -> bool {
     cfg.patience
-        .is_some_and(|p| state.epoch > 0 && state.epochs_since_best() >= p)
+        .is_some_and(|p| state.epoch > 0 && state.epochs_without_progress() >= p)
 }
 
 /// Parameter values copied to the host, by name (a snapshot of the best
