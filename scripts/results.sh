@@ -17,13 +17,13 @@ runs=(
   "logistic|train logistic"
   "logistic|train logistic --data iris"
   "mlp|train mlp"
-  "mlp|train mlp --data mnist --epochs 10"
-  "cnn|train cnn --data mnist --epochs 8"
+  "mlp|train mlp --data mnist"
+  "cnn|train cnn --data mnist"
   "rnn|train rnn"
   "custom|train --config examples/mnist_cnn.toml"
 )
 
-echo "| command | device | data | test metric | baselines on the same split | epochs | train time | samples/s |"
+echo "| command | device | data | test metric | baselines on the same split | epochs run (kept) | train time | samples/s |"
 echo "|---|---|---|---|---|---|---|---|"
 i=0
 for r in "${runs[@]}"; do
@@ -56,6 +56,6 @@ def fmt(b):
         return f"{b['name']} {v:.3f}"
     return f"{b['name']} {b['metric'].upper() if b['metric'] == 'rmse' else 'R²'} {v:.4f}"
 base = "; ".join(fmt(b) for b in j.get("baselines", []))
-print(f"| `wgtrain {cmd}` | {adapter} | {j['test_split']} split, {t['samples']} samples | {metric} | {base} | {j['epochs']} | {j['seconds']:.1f} s | {j['samples_per_sec']:.0f} |")
+print(f"| `wgtrain {cmd}` | {adapter} | {j['test_split']} split, {t['samples']} samples | {metric} | {base} | {j['epochs']} of {j['max_epochs']}{', stopped early' if j['ended'] == 'early_stopped' else ''} (best {j['best_epoch']}) | {j['seconds']:.1f} s | {j['samples_per_sec']:.0f} |")
 PY
 done

@@ -1,0 +1,136 @@
+//! One value in, one value out: activations and their derivatives,
+//! arithmetic, scaling and fills.
+
+use super::{random, Case, ChaCha8Rng, Check, Tolerance};
+use crate::device::{Activation, Binary, Device};
+use crate::error::Result;
+
+/// `act(x)` over `n` values.
+#[derive(Clone, Debug)]
+pub struct ActivationForward {
+    n: usize,
+    act: Activation,
+}
+
+impl Check for ActivationForward {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        // Spread 6 reaches the saturated tails of tanh and sigmoid.
+        let x = random(dev, rng, [self.n], 6.0)?;
+        Ok(vec![dev.activation(&x, self.act)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::TRANSCENDENTAL
+    }
+}
+
+/// `dy · act'(x)`, from the activation's output `y`.
+#[derive(Clone, Debug)]
+pub struct ActivationBackward {
+    n: usize,
+    act: Activation,
+}
+
+impl Check for ActivationBackward {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let x = random(dev, rng, [self.n], 3.0)?;
+        let y = dev.activation(&x, self.act)?;
+        let dy = random(dev, rng, [self.n], 1.0)?;
+        Ok(vec![dev.activation_backward(&y, &dy, self.act)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::TRANSCENDENTAL
+    }
+}
+
+/// `a op b`, elementwise.
+#[derive(Clone, Debug)]
+pub struct BinaryOp {
+    n: usize,
+    op: Binary,
+}
+
+impl Check for BinaryOp {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let a = random(dev, rng, [self.n], 1.0)?;
+        let b = random(dev, rng, [self.n], 1.0)?;
+        Ok(vec![dev.binary(&a, &b, self.op)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::ROUNDING
+    }
+}
+
+/// `s·a`.
+#[derive(Clone, Debug)]
+pub struct Scale(usize);
+
+impl Check for Scale {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let a = random(dev, rng, [self.0], 1.0)?;
+        Ok(vec![dev.scale(&a, -0.37)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::ROUNDING
+    }
+}
+
+/// `s·a + b`.
+#[derive(Clone, Debug)]
+pub struct Axpy(usize);
+
+impl Check for Axpy {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let a = random(dev, rng, [self.0], 1.0)?;
+        let b = random(dev, rng, [self.0], 1.0)?;
+        Ok(vec![dev.axpy(1.7, &a, &b)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::ROUNDING
+    }
+}
+
+/// A constant, and zeros.
+#[derive(Clone, Debug)]
+pub struct Fill(usize);
+
+impl Check for Fill {
+    fn run<D: Device>(&self, dev: &D, _: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        Ok(vec![dev.full([self.0], 2.5)?, dev.zeros([self.0])?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::EXACT
+    }
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    // 1 element, a partial workgroup, several, and many workgroups.
+    for n in [1, 17, 1000, 70_001] {
+        let shape = format!("[{n}]");
+        for act in Activation::ALL {
+            v.push(Case::new(
+                format!("{act:?}"),
+                &shape,
+                ActivationForward { n, act },
+            ));
+            v.push(Case::new(
+                format!("{act:?} backward"),
+                &shape,
+                ActivationBackward { n, act },
+            ));
+        }
+        for op in [Binary::Add, Binary::Sub, Binary::Mul] {
+            v.push(Case::new(format!("{op:?}"), &shape, BinaryOp { n, op }));
+        }
+        v.push(Case::new("scale", &shape, Scale(n)));
+        v.push(Case::new("axpy", &shape, Axpy(n)));
+        v.push(Case::new("fill", &shape, Fill(n)));
+    }
+    v
+}

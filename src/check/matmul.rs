@@ -1,0 +1,99 @@
+//! Matrix products: every transpose layout, and the fused bias + activation
+//! epilogue.
+
+use super::{random, Case, ChaCha8Rng, Check, Tolerance};
+use crate::device::{Activation, Device, MatmulSpec};
+use crate::error::Result;
+
+/// `op(A)·op(B)` (+ bias, activation) for `[m, k]·[k, n]`.
+#[derive(Clone, Debug)]
+pub struct Matmul {
+    m: usize,
+    k: usize,
+    n: usize,
+    spec: MatmulSpec,
+    bias: bool,
+}
+
+impl Check for Matmul {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let Matmul {
+            m,
+            k,
+            n,
+            spec,
+            bias,
+        } = *self;
+        let a = random(dev, rng, if spec.trans_a { [k, m] } else { [m, k] }, 1.0)?;
+        let b = random(dev, rng, if spec.trans_b { [n, k] } else { [k, n] }, 1.0)?;
+        let bias = if bias {
+            Some(random(dev, rng, [n], 1.0)?)
+        } else {
+            None
+        };
+        Ok(vec![dev.matmul(&a, &b, bias.as_ref(), spec)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::sum_of(self.k)
+    }
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    let t = |b| if b { "ᵀ" } else { "" };
+    // Every transpose combination on awkward shapes.
+    for (m, k, n) in [
+        (1, 1, 1),
+        (1, 7, 5),
+        (3, 5, 7),
+        (17, 129, 33),
+        (64, 64, 64),
+        (130, 257, 67),
+        // Multiples of 4 (the vec4 kernel), with a last block of rows that
+        // overlaps the one before (12, 36), and one too short for it (4).
+        (12, 16, 20),
+        (36, 8, 44),
+        (4, 8, 12),
+    ] {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            let spec = MatmulSpec {
+                trans_a,
+                trans_b,
+                act: Activation::Identity,
+            };
+            v.push(Case::new(
+                format!("matmul A{}·B{}", t(trans_a), t(trans_b)),
+                format!("{m}×{k}·{k}×{n}"),
+                Matmul {
+                    m,
+                    k,
+                    n,
+                    spec,
+                    bias: false,
+                },
+            ));
+        }
+    }
+    for act in Activation::ALL {
+        for (m, k, n, trans_a) in [(5, 3, 9, false), (33, 70, 19, true)] {
+            let spec = MatmulSpec {
+                trans_a,
+                trans_b: false,
+                act,
+            };
+            v.push(Case::new(
+                format!("matmul+bias+{act:?}"),
+                format!("{m}×{k}·{k}×{n}"),
+                Matmul {
+                    m,
+                    k,
+                    n,
+                    spec,
+                    bias: true,
+                },
+            ));
+        }
+    }
+    v
+}
