@@ -30,6 +30,8 @@ def main(exported, inputs, predictions):
         "tanh": np.tanh,
         "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
         "identity": lambda v: v,
+        "leaky_relu": lambda v: np.where(v > 0, v, 0.01 * v),
+        "softplus": lambda v: np.logaddexp(0, v),
     }
     for i, layer in enumerate(layers):
         kind = layer.split(":")[0]
@@ -37,6 +39,8 @@ def main(exported, inputs, predictions):
             x = x @ t[f"{i}.weight"].T.astype(np.float64) + t[f"{i}.bias"]
         elif kind in acts:
             x = acts[kind](x)
+        elif kind == "dropout":
+            pass  # training only
         elif kind == "flatten":
             x = x.reshape(len(x), -1)
         else:

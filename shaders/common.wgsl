@@ -33,6 +33,13 @@ fn activate(v: f32, act: u32) -> f32 {
         case 1u: { return tanh_stable(v); }
         case 2u: { return sigmoid_stable(v); }
         case 3u: { return max(v, 0.0); }
+        case 4u: { return select(0.01 * v, v, v > 0.0); }
+        // max(x, 0) + ln(1 + e^−|x|): no overflow for large |x|; for tiny
+        // e = e^−|x|, ln(1 + e) ≈ e − e²/2 keeps the digits 1 + e would lose.
+        case 5u: {
+            let e = exp(-abs(v));
+            return max(v, 0.0) + select(log(1.0 + e), e - 0.5 * e * e, e < 1e-3);
+        }
         default: { return v; }
     }
 }
@@ -43,6 +50,9 @@ fn activation_grad_from_output(y: f32, act: u32) -> f32 {
         case 1u: { return 1.0 - y * y; }
         case 2u: { return y * (1.0 - y); }
         case 3u: { return select(0.0, 1.0, y > 0.0); }
+        case 4u: { return select(0.01, 1.0, y > 0.0); }
+        // softplus: e^y = 1 + e^x, so σ(x) = 1 − e^−y (≈ y − y²/2 for tiny y).
+        case 5u: { return select(1.0 - exp(-y), y - 0.5 * y * y, y < 1e-3); }
         default: { return 1.0; }
     }
 }

@@ -364,6 +364,38 @@ fn resume_ends_where_an_uninterrupted_run_would() {
 }
 
 #[test]
+fn resume_with_dropout_draws_the_same_masks() {
+    // The masks come from the optimizer's step count, which the checkpoint
+    // keeps: stopping and resuming must not change a single one.
+    let w = workdir();
+    let run = |layers: &str, out: &str, extra: &[&str]| {
+        let args = [
+            "train", "--layers", layers, "--data", "digits", "--epochs", "3",
+        ];
+        let common = ["--device", "cpu", "--json", "--quiet", "--out", out];
+        json(&ok(wgtrain(
+            w.path(),
+            &[&args[..], &common, extra].concat(),
+        )))
+    };
+    let layers = "flatten,dense:32,relu,dropout:0.5";
+    let full = run(layers, "full", &[]);
+    run(layers, "half", &["--stop-after-epochs", "1"]);
+    let resumed = json(&ok(wgtrain(
+        w.path(),
+        &[
+            "train", "--resume", "half", "--device", "cpu", "--json", "--quiet",
+        ],
+    )));
+    assert_eq!(full["train_loss"], resumed["train_loss"]);
+    assert_eq!(full["test"], resumed["test"]);
+    // And the masks matter: without dropout the run is another one.
+    let none = run("flatten,dense:32,relu,dropout:0", "none", &[]);
+    assert_ne!(full["train_loss"], none["train_loss"]);
+    assert_eq!(full["layers"], "flatten,dense:32,relu,dropout:0.5,dense:10");
+}
+
+#[test]
 fn sample_generates_from_a_prompt() {
     let w = workdir();
     let text = include_str!("../data/text/pride_and_prejudice.txt");

@@ -1,7 +1,8 @@
 //! The CPU reference against small examples worked out by hand, so the
 //! reference itself is checked and not only the GPU against it.
 
-use wgtrain::device::{Activation, AdamStep, Binary, MatmulSpec, Reduce};
+use wgtrain::device::dropout::pcg;
+use wgtrain::device::{Activation, AdamStep, Binary, DropoutMask, MatmulSpec, Reduce};
 use wgtrain::{CpuDevice, Device, Shape};
 
 fn dev() -> CpuDevice {
@@ -172,6 +173,20 @@ fn activations_and_their_derivatives() {
         .activation_backward(&th, &dy, Activation::Tanh)
         .unwrap();
     assert_close(&get(&dth), &[0.07065082, 1.0, 0.009866]);
+    // leaky ReLU: slope 0.01 below zero, in both directions.
+    let lr = dev().activation(&x, Activation::LeakyRelu).unwrap();
+    assert_close(&get(&lr), &[-0.02, 0.0, 3.0]);
+    let dlr = dev()
+        .activation_backward(&lr, &dy, Activation::LeakyRelu)
+        .unwrap();
+    assert_close(&get(&dlr), &[0.01, 0.01, 1.0]);
+    // softplus ln(1 + eˣ), and its derivative σ(x) from the output.
+    let sp = dev().activation(&x, Activation::Softplus).unwrap();
+    assert_close(&get(&sp), &[0.12692801, std::f32::consts::LN_2, 3.0485873]);
+    let dsp = dev()
+        .activation_backward(&sp, &dy, Activation::Softplus)
+        .unwrap();
+    assert_close(&get(&dsp), &[0.11920292, 0.5, 0.95257413]);
 }
 
 #[test]
@@ -369,4 +384,42 @@ fn memory_ops_by_hand() {
     assert_eq!(get(&d.add(&a, &b).unwrap()), [4., 7.]);
     assert_eq!(get(&d.sub(&a, &b).unwrap()), [-2., -3.]);
     assert_eq!(get(&d.mul(&a, &b).unwrap()), [3., 10.]);
+}
+
+#[test]
+fn dropout_masks_by_hand() {
+    // pcg(0..4), computed by hand from the definition (Python's integers,
+    // reduced mod 2³²).
+    let want = [129708002, 2831084092, 2055130248, 2131687100];
+    assert_eq!((0..4).map(pcg).collect::<Vec<_>>(), want);
+    // seed 7, step 3, rate 0.5: key pcg(7 ^ pcg(3)) = 3952640559; an element
+    // is kept (×2) where pcg(i ^ key) ≥ 2³¹.
+    let m = DropoutMask {
+        rate: 0.5,
+        seed: 7,
+        step: 3,
+    };
+    assert_eq!(m.key(), 3952640559);
+    let mask = get(&dev().dropout_mask([8].into(), &m).unwrap());
+    assert_eq!(mask, [2., 0., 0., 2., 0., 2., 2., 0.]);
+    // Over many elements the dropped fraction is the rate, and the kept
+    // ones are scaled so the mean stays 1.
+    let m = DropoutMask {
+        rate: 0.3,
+        seed: 1,
+        step: 0,
+    };
+    let mask = get(&dev().dropout_mask([100_000].into(), &m).unwrap());
+    let dropped = mask.iter().filter(|&&v| v == 0.0).count() as f64 / 1e5;
+    assert!((dropped - 0.3).abs() < 0.005, "dropped {dropped}");
+    assert!(mask.iter().all(|&v| v == 0.0 || v == 1.0 / 0.7));
+    // Another step draws another mask; rate 0 keeps everything.
+    let other = get(&dev()
+        .dropout_mask([100_000].into(), &DropoutMask { step: 1, ..m })
+        .unwrap());
+    assert_ne!(mask, other);
+    let none = DropoutMask { rate: 0.0, ..m };
+    assert!(get(&dev().dropout_mask([1000].into(), &none).unwrap())
+        .iter()
+        .all(|&v| v == 1.0));
 }

@@ -56,8 +56,10 @@ fn check_layer(mut layer: Box<dyn Layer<CpuDevice>>, x_shape: Shape, seed: u64, 
         .map(|p| (p.name.clone(), get(p.grad.as_ref().unwrap())))
         .collect();
 
+    // Training mode, as the analytic pass: a dropout layer draws the same
+    // mask again (same step), so the function differentiated is the same.
     let objective = |layer: &mut Box<dyn Layer<CpuDevice>>, x: &[f32]| -> f32 {
-        let y = get(&layer.forward(&dev, &put(x, &x_shape), false).unwrap());
+        let y = get(&layer.forward(&dev, &put(x, &x_shape), true).unwrap());
         y.iter().zip(&r).map(|(a, b)| (a * b) as f64).sum::<f64>() as f32
     };
     let mut failures = Vec::new();
@@ -98,9 +100,15 @@ fn check_layer(mut layer: Box<dyn Layer<CpuDevice>>, x_shape: Shape, seed: u64, 
 
 #[test]
 fn dense_with_each_activation() {
-    for (i, act) in [Activation::Identity, Activation::Tanh, Activation::Sigmoid]
-        .into_iter()
-        .enumerate()
+    for (i, act) in [
+        Activation::Identity,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::LeakyRelu,
+        Activation::Softplus,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let rng = &mut ChaCha8Rng::seed_from_u64(i as u64);
         let layer = Dense::new(&CpuDevice, "dense.0", 5, 3, act, rng).unwrap();
@@ -156,9 +164,14 @@ fn max_pool_and_activations() {
         let num = (f(&p) - f(&m)) / (2.0 * EPS);
         assert!(close(dx[i], num), "pool dx[{i}]: {} vs {num}", dx[i]);
     }
-    for (i, act) in [Activation::Tanh, Activation::Sigmoid]
-        .into_iter()
-        .enumerate()
+    for (i, act) in [
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::LeakyRelu,
+        Activation::Softplus,
+    ]
+    .into_iter()
+    .enumerate()
     {
         check_layer(
             Box::new(Act::new(act)),
@@ -234,7 +247,8 @@ fn every_model_end_to_end() {
                     let mut v = original.clone();
                     v[i] += d;
                     model.params_mut()[pi].value = put(&v, &shape);
-                    let logits = model.forward(&dev, &xt, false).unwrap();
+                    // Training mode: dropout's mask as in the analytic pass.
+                    let logits = model.forward(&dev, &xt, true).unwrap();
                     let targets = model.arrange_targets(&dev, &yt).unwrap();
                     let l = get(&model.loss().apply(&dev, &logits, &targets).unwrap().loss)[0];
                     model.params_mut()[pi].value = put(&original, &shape);

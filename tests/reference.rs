@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::device::reference::{self as naive, sum_tolerance, UNIT_ROUNDOFF};
-use wgtrain::device::{Activation, AdamStep, MatmulSpec, Reduce};
+use wgtrain::device::{Activation, AdamStep, DropoutMask, MatmulSpec, Reduce};
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
 fn random(seed: u64, n: usize) -> Vec<f32> {
@@ -69,6 +69,7 @@ trait DynDevice {
         dh: &[f32],
     ) -> [Vec<f32>; 3];
     fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4];
+    fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32>;
 }
 
 impl<D: Device> DynDevice for D {
@@ -200,6 +201,11 @@ impl<D: Device> DynDevice for D {
             self.download(&m3).unwrap(),
         ]
     }
+
+    fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32> {
+        let m = self.dropout_mask([n].into(), mask).unwrap();
+        self.download(&m).unwrap()
+    }
 }
 
 /// Every element within its own bound; `what` names the failure.
@@ -232,7 +238,9 @@ fn within(
 fn act_bound(act: Activation, y: f32, sum_err: f64) -> f64 {
     match act {
         Activation::Identity | Activation::Relu => sum_err,
-        Activation::Tanh | Activation::Sigmoid => {
+        // One multiply below zero.
+        Activation::LeakyRelu => sum_err + UNIT_ROUNDOFF * y.abs() as f64,
+        Activation::Tanh | Activation::Sigmoid | Activation::Softplus => {
             sum_err + 1e-6 + 4.0 * UNIT_ROUNDOFF * y.abs() as f64
         }
     }
@@ -243,7 +251,7 @@ proptest! {
 
     #[test]
     fn matmul_every_layout_and_epilogue(m in 1usize..=40, k in 1usize..=70, n in 1usize..=40,
-                                        ta: bool, tb: bool, bias: bool, act in 0usize..4,
+                                        ta: bool, tb: bool, bias: bool, act in 0usize..6,
                                         aligned: bool, seed: u64) {
         // Half the cases aligned (m, n, k multiples of 4, m ≥ 8): the shapes
         // the vec4 kernels take; the others mostly ragged.
@@ -433,6 +441,16 @@ proptest! {
                 })();
                 checked?;
             }
+        }
+    }
+
+    #[test]
+    fn dropout_masks_are_the_definition_exactly(n in 1usize..=3000, rate in 0.0f32..0.95,
+                                                seed: u32, step: u32) {
+        let want = naive::dropout_mask(n, rate, seed, step);
+        let mask = DropoutMask { rate, seed, step };
+        for (name, d) in devices() {
+            prop_assert_eq!(&d.dropout(n, &mask), &want, "{}", name);
         }
     }
 

@@ -171,7 +171,7 @@ macro_rules! kinds {
 use conv::{ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
 use elementwise::{ActivationBackward, ActivationForward, Axpy, BinaryOp, Fill, Scale};
 use matmul::Matmul;
-use movement::{Gather, GatherU8, OneHot, Reshape, SliceConcat, Transpose};
+use movement::{DropoutMaskOf, Gather, GatherU8, OneHot, Reshape, SliceConcat, Transpose};
 use optim::{Adam, ClipFactor, Momentum, Sgd};
 use reductions::{Argmax, Bce, CountEqual, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols, SumRows};
 use rnn::{RnnBackward, RnnForward};
@@ -204,6 +204,7 @@ kinds!(
     OneHot,
     SliceConcat,
     Reshape,
+    DropoutMaskOf,
     RnnForward,
     RnnBackward,
     Sgd,
@@ -278,8 +279,18 @@ impl Case {
     }
 }
 
-/// Every case, group by group in the order of [`GROUPS`]. Seeds are the
-/// case's position.
+/// A case's seed: a hash (FNV-1a) of its name and shapes, so adding or
+/// moving a case leaves every other case's inputs as they were.
+fn seed_of(op: &str, shape: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in op.bytes().chain([0]).chain(shape.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Every case, group by group in the order of [`GROUPS`], each seeded by
+/// its name and shapes.
 pub fn cases() -> Vec<Case> {
     let groups: [fn() -> Vec<Case>; 7] = [
         matmul::cases,
@@ -294,8 +305,8 @@ pub fn cases() -> Vec<Case> {
     for (name, make) in GROUPS.into_iter().zip(groups) {
         all.extend(make().into_iter().map(|c| Case { group: name, ..c }));
     }
-    for (i, c) in all.iter_mut().enumerate() {
-        c.seed = i as u64;
+    for c in &mut all {
+        c.seed = seed_of(&c.op, &c.shape);
     }
     all
 }

@@ -4,7 +4,7 @@
 use rand::Rng;
 
 use super::{ints, random, Case, ChaCha8Rng, Check, Tolerance};
-use crate::device::Device;
+use crate::device::{Device, DropoutMask};
 use crate::error::Result;
 use crate::tensor::Shape;
 
@@ -117,6 +117,23 @@ impl Check for SliceConcat {
     }
 }
 
+/// An inverted-dropout mask (an integer hash of each index: exact).
+#[derive(Clone, Debug)]
+pub struct DropoutMaskOf {
+    shape: Shape,
+    mask: DropoutMask,
+}
+
+impl Check for DropoutMaskOf {
+    fn run<D: Device>(&self, dev: &D, _: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        Ok(vec![dev.dropout_mask(self.shape.clone(), &self.mask)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::EXACT
+    }
+}
+
 /// `[n, 6]` reshaped twice, with `synchronize` between: data and shapes.
 #[derive(Clone, Debug)]
 pub struct Reshape(usize);
@@ -186,6 +203,20 @@ pub(super) fn cases() -> Vec<Case> {
     ));
     for n in [1, 17, 1000, 70_001] {
         v.push(Case::new("reshape", format!("[{n}, 6]"), Reshape(n)));
+    }
+    for (shape, rate, seed, step) in [
+        (Shape::new([1]), 0.5, 1, 0),
+        (Shape::new([7, 33]), 0.1, 42, 7),
+        (Shape::new([300, 257]), 0.9, u32::MAX, u32::MAX),
+    ] {
+        v.push(Case::new(
+            "dropout mask",
+            format!("{shape} rate {rate} seed {seed} step {step}"),
+            DropoutMaskOf {
+                shape,
+                mask: DropoutMask { rate, seed, step },
+            },
+        ));
     }
     v
 }

@@ -27,7 +27,7 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
   flatten                                 [C, H, W] -> [C·H·W]
   rnn:HIDDEN                              Elman recurrent layer over a sequence
   one_hot[:DEPTH]                         token ids -> one-hot vectors
-  tanh, relu, sigmoid, identity           activations
+  tanh, relu, sigmoid, identity           activations; also leaky_relu (slope 0.01), softplus
 Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
 
 Presets: linear (flatten), logistic (flatten), mlp (flatten,dense:256,tanh,dense:128,tanh),

@@ -16,6 +16,7 @@
 //!   metrics can stay on the device until somebody downloads them.
 
 pub mod cpu;
+pub mod dropout;
 pub mod gpu;
 pub mod reference;
 
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Shape;
 
 pub use cpu::CpuDevice;
+pub use dropout::DropoutMask;
 pub use gpu::GpuDevice;
 
 /// A device-resident tensor handle.
@@ -44,15 +46,24 @@ pub enum Activation {
     Sigmoid,
     /// `f(x) = max(x, 0)`.
     Relu,
+    /// `f(x) = x` for `x > 0`, else `0.01·x` (PyTorch's default slope).
+    LeakyRelu,
+    /// `f(x) = ln(1 + eˣ)`, a smooth ReLU.
+    Softplus,
 }
+
+/// The slope of [`Activation::LeakyRelu`] below zero.
+pub const LEAKY_SLOPE: f32 = 0.01;
 
 impl Activation {
     /// Every activation, in the order of their codes.
-    pub const ALL: [Activation; 4] = [
+    pub const ALL: [Activation; 6] = [
         Activation::Identity,
         Activation::Tanh,
         Activation::Sigmoid,
         Activation::Relu,
+        Activation::LeakyRelu,
+        Activation::Softplus,
     ];
 
     /// The name used in layer lists and files (`relu`).
@@ -62,6 +73,8 @@ impl Activation {
             Activation::Tanh => "tanh",
             Activation::Sigmoid => "sigmoid",
             Activation::Relu => "relu",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Softplus => "softplus",
         }
     }
 
@@ -77,6 +90,8 @@ impl Activation {
             Activation::Tanh => 1,
             Activation::Sigmoid => 2,
             Activation::Relu => 3,
+            Activation::LeakyRelu => 4,
+            Activation::Softplus => 5,
         }
     }
 
@@ -88,10 +103,16 @@ impl Activation {
             Activation::Tanh => cpu::math::tanh(x),
             Activation::Sigmoid => sigmoid(x),
             Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu => leaky_relu(x),
+            Activation::Softplus => softplus(x),
         }
     }
 
-    /// Derivative expressed through the output `y = f(x)`.
+    /// Derivative expressed through the output `y = f(x)`: every activation
+    /// here is monotone, so `y` determines it (softplus: `eʸ = 1 + eˣ`, so
+    /// `σ(x) = 1 − e⁻ʸ`). An activation whose derivative `y` does not
+    /// determine (GELU) needs its input kept instead, which layers do not do
+    /// yet.
     #[inline(always)]
     pub fn derivative_from_output(self, y: f32) -> f32 {
         match self {
@@ -105,8 +126,30 @@ impl Activation {
                     0.0
                 }
             }
+            Activation::LeakyRelu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    LEAKY_SLOPE
+                }
+            }
+            Activation::Softplus => -(-y).exp_m1(),
         }
     }
+}
+
+/// `x` above zero, [`LEAKY_SLOPE`]`·x` below.
+pub fn leaky_relu(x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        LEAKY_SLOPE * x
+    }
+}
+
+/// `ln(1 + eˣ)` without overflow: `max(x, 0) + ln(1 + e^−|x|)`.
+pub fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// Numerically stable logistic function.
@@ -437,6 +480,10 @@ pub trait Device {
     fn transpose(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Class ids `[M]` → one-hot rows `[M, depth]`.
     fn one_hot(&self, idx: &Self::Tensor, depth: usize) -> Result<Self::Tensor>;
+    /// An inverted-dropout mask of `shape`: each element `0` or
+    /// `1/(1 − rate)`, decided by a hash of its index ([`DropoutMask`]), so
+    /// every device draws the same mask.
+    fn dropout_mask(&self, shape: Shape, mask: &DropoutMask) -> Result<Self::Tensor>;
 
     // ---- recurrence -----------------------------------------------------
     /// Elman recurrence over a whole sequence: given the input projections

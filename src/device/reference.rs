@@ -446,3 +446,27 @@ pub fn adam(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: f32, hp: 
             - hp.lr as f64 * hp.decoupled_decay as f64 * w) as f32;
     }
 }
+
+/// An inverted-dropout mask of `n` elements, written from the definition in
+/// [`crate::device::dropout`] with 64-bit arithmetic reduced mod 2³² and a
+/// real-valued threshold, independently of the devices' wrapping u32 code.
+pub fn dropout_mask(n: usize, rate: f32, seed: u32, step: u32) -> Vec<f32> {
+    const M: u64 = 0xffff_ffff;
+    let pcg = |v: u64| {
+        let state = (v * 747_796_405 + 2_891_336_453) & M;
+        let word = (((state >> ((state >> 28) + 4)) ^ state) * 277_803_737) & M;
+        (word >> 22) ^ word
+    };
+    let key = pcg(u64::from(seed) ^ pcg(u64::from(step)));
+    let cut = (f64::from(rate) * 4_294_967_296.0).round();
+    let scale = 1.0 / (1.0 - rate);
+    (0..n as u64)
+        .map(|i| {
+            if pcg(i ^ key) as f64 >= cut {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}

@@ -13,13 +13,13 @@ pub use presets::Preset;
 pub use sample::sample_text;
 pub use spec::{format_layers, parse_layers, FeatureShape, LayerSpec, ModelSpec, Output};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::nn::{Act, Conv2d, Dense, Flatten, Layer, MaxPool2d, OneHot, Param, Rnn};
+use crate::nn::{Act, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d, OneHot, Param, Rnn};
 use crate::profile::{self, Phase};
 
 /// A model on a device: its architecture and its layers.
@@ -27,6 +27,8 @@ pub struct Model<D: Device> {
     /// The architecture it was built from.
     pub spec: ModelSpec,
     layers: Vec<Box<dyn Layer<D>>>,
+    /// The training step of the next `loss_and_grads`.
+    step: u64,
 }
 
 /// Builds the layer for `spec.layers[i]`. A dense layer directly followed by
@@ -93,6 +95,8 @@ fn build_layer<D: Device + 'static>(
             })?))
         }
         LayerSpec::Rnn { hidden } => Box::new(Rnn::new(dev, &name, last_dim, hidden, rng)?),
+        // Its own seed, drawn here so masks differ between layers.
+        LayerSpec::Dropout { rate } => Box::new(Dropout::new(rate, rng.random())),
     };
     Ok((layer, false))
 }
@@ -115,6 +119,7 @@ impl<D: Device + 'static> Model<D> {
         Ok(Model {
             spec: spec.clone(),
             layers,
+            step: 0,
         })
     }
 }
@@ -157,6 +162,10 @@ impl<D: Device> Model<D> {
     /// Forward, loss and backward for one batch; gradients land in the
     /// parameters. Returns the mean loss as a `[1]` tensor on the device.
     pub fn loss_and_grads(&mut self, dev: &D, x: &D::Tensor, y: &D::Tensor) -> Result<D::Tensor> {
+        for l in &mut self.layers {
+            l.set_step(self.step);
+        }
+        self.step += 1;
         profile::phase(Phase::Forward);
         let logits = self.forward(dev, x, true)?;
         profile::phase(Phase::Loss);
@@ -192,6 +201,14 @@ impl<D: Device> Model<D> {
     /// Trainable scalars.
     pub fn param_count(&self) -> usize {
         self.params().iter().map(|p| p.numel()).sum()
+    }
+
+    /// Sets the training step the next [`Model::loss_and_grads`] belongs to
+    /// (dropout draws its mask from it); the training loop sets it from the
+    /// optimizer's count, which checkpoints keep, so a resumed run draws
+    /// the same masks. Each `loss_and_grads` advances it by one.
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
     }
 
     /// Makes recurrent layers carry their state from one forward call to the

@@ -12,7 +12,8 @@
 //! | `flatten` | `[C, H, W]` → `[C·H·W]` (features stay as they are) |
 //! | `rnn:HIDDEN` | Elman recurrent layer over a sequence |
 //! | `one_hot[:DEPTH]` | token ids → one-hot vectors (depth: the vocabulary) |
-//! | `tanh`, `relu`, `sigmoid`, `identity` | elementwise activation |
+//! | `dropout:RATE` | in training, zero each value with probability `RATE` (in `[0, 1)`) and scale the rest by `1/(1 − RATE)`; nothing in evaluation |
+//! | `tanh`, `relu`, `sigmoid`, `leaky_relu` (slope 0.01), `softplus`, `identity` | elementwise activation |
 //!
 //! The output layer is never written: [`ModelSpec::new`] appends a dense
 //! layer as wide as the data needs (classes, targets, vocabulary), and puts
@@ -140,7 +141,7 @@ impl fmt::Display for FeatureShape {
 /// One layer of an architecture. Serialised as its grammar form
 /// (`conv2d:16:3:1:1`), so config files and checkpoint metadata read like
 /// the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerSpec {
     /// `y = x·W + b` on the last dimension.
     Dense {
@@ -179,10 +180,19 @@ pub enum LayerSpec {
         /// State size.
         hidden: usize,
     },
+    /// Inverted dropout (training only).
+    Dropout {
+        /// Fraction of values zeroed, in `[0, 1)`.
+        rate: f32,
+    },
 }
 
+// A rate is finite (checked where one is made: parsing and
+// `ModelSpec::validate`), so equality is an equivalence.
+impl Eq for LayerSpec {}
+
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, tanh, relu, sigmoid, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, dropout, tanh, relu, sigmoid, leaky_relu, softplus, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -194,6 +204,7 @@ impl LayerSpec {
             LayerSpec::Activation(a) => a.name(),
             LayerSpec::Flatten => "flatten",
             LayerSpec::OneHot { .. } => "one_hot",
+            LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Rnn { .. } => "rnn",
         }
     }
@@ -262,6 +273,10 @@ impl LayerSpec {
                 needs("numbers (token ids need `one_hot` first)")
             }
             (LayerSpec::Activation(_), shape) => Ok(shape),
+            (LayerSpec::Dropout { .. }, Tokens { .. }) => {
+                needs("numbers (token ids need `one_hot` first)")
+            }
+            (LayerSpec::Dropout { .. }, shape) => Ok(shape),
             (
                 LayerSpec::Flatten,
                 Image {
@@ -338,6 +353,13 @@ impl LayerSpec {
                 tensor(&[last, hidden])?;
                 tensor(&[hidden, hidden])
             }
+            LayerSpec::Dropout { rate } => {
+                if (0.0..1.0).contains(&rate) {
+                    Ok(())
+                } else {
+                    Err(format!("rate {rate} is not in [0, 1)"))
+                }
+            }
             LayerSpec::Activation(_) | LayerSpec::Flatten => Ok(()),
         }
     }
@@ -363,6 +385,20 @@ impl LayerSpec {
         let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let args: Vec<&str> = parts.map(str::trim).collect();
         let bad = |usage: &str| Err(Error::Config(format!("layer '{text}': expected {usage}")));
+        if name == "dropout" {
+            // The one layer whose number is a fraction.
+            let rate = match &args[..] {
+                [r] => r.parse::<f32>().ok().filter(|r| r.is_finite()),
+                _ => None,
+            };
+            let Some(rate) = rate else {
+                return bad("dropout:RATE with RATE a number in [0, 1)");
+            };
+            let spec = LayerSpec::Dropout { rate };
+            spec.check_sizes(FeatureShape::Flat { features: 1 })
+                .map_err(|m| Error::Config(format!("layer '{text}': {m}")))?;
+            return Ok(spec);
+        }
         let mut nums = Vec::with_capacity(args.len());
         for a in &args {
             match a.parse::<usize>() {
@@ -449,6 +485,7 @@ impl fmt::Display for LayerSpec {
             LayerSpec::OneHot { depth: None } => f.write_str("one_hot"),
             LayerSpec::OneHot { depth: Some(d) } => write!(f, "one_hot:{d}"),
             LayerSpec::Rnn { hidden } => write!(f, "rnn:{hidden}"),
+            LayerSpec::Dropout { rate } => write!(f, "dropout:{rate}"),
         }
     }
 }

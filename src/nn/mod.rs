@@ -5,11 +5,13 @@
 mod activation;
 mod conv;
 mod dense;
+mod dropout;
 mod rnn;
 
 pub use activation::{Act, Flatten, OneHot};
 pub use conv::{Conv2d, MaxPool2d};
 pub use dense::Dense;
+pub use dropout::Dropout;
 pub use rnn::Rnn;
 
 use rand::Rng;
@@ -71,6 +73,9 @@ pub trait Layer<D: Device> {
     /// forget it and start every sequence from zeros again. Other layers
     /// have no state.
     fn set_carry_state(&mut self, _on: bool) {}
+    /// The training step the next forward pass belongs to (dropout draws
+    /// its mask from it). Other layers ignore it.
+    fn set_step(&mut self, _step: u64) {}
 }
 
 /// What a layer cached in `forward`, or a clear error if `backward` comes
@@ -94,7 +99,10 @@ pub fn init_weights(
     act: Activation,
 ) -> Vec<f32> {
     let bound = match act {
-        Activation::Relu => (6.0 / fan_in as f64).sqrt(),
+        // He-uniform for the rectifiers, Glorot-uniform otherwise.
+        Activation::Relu | Activation::LeakyRelu | Activation::Softplus => {
+            (6.0 / fan_in as f64).sqrt()
+        }
         _ => (6.0 / (fan_in + fan_out) as f64).sqrt(),
     } as f32;
     (0..n).map(|_| rng.random_range(-bound..=bound)).collect()

@@ -68,7 +68,9 @@ pub struct ExperimentConfig {
     /// `None` (`"off"` in files) trains every epoch. On by default
     /// ([`DEFAULT_PATIENCE`]); without a validation split it has nothing to
     /// watch and does nothing.
-    #[serde(with = "patience")]
+    /// A checkpoint's metadata from before early stopping was on by default
+    /// has no key here, and meant off.
+    #[serde(default, with = "patience")]
     pub patience: Option<usize>,
     /// Seeds the weights, the splits and the shuffles.
     pub seed: u64,

@@ -300,6 +300,9 @@ fn fit_epochs<D: Device>(
             let start = step * cfg.batch_size;
             let count = cfg.batch_size.min(n - start);
             let (x, y) = data.train.batch(dev, &order, start, count)?;
+            // The optimizer's step count is saved with the run, so a resumed
+            // run's dropout masks are the uninterrupted run's.
+            model.set_step(optimizer.steps());
             let loss = model.loss_and_grads(dev, &x, &y)?;
             optimizer.set_learning_rate(cfg.schedule.lr(
                 base_lr,

@@ -100,7 +100,7 @@ impl Case {
 }
 
 /// A small instance of each preset, and custom stacks that between them use
-/// every layer kind, every activation, odd and even kernels, padding 0 and
+/// every layer kind (dropout included), every activation, odd and even kernels, padding 0 and
 /// "same", overlapping-free pools of 3, two-class (BCE) heads, several
 /// regression targets, an explicit one-hot and stacked recurrent layers.
 pub fn small_models() -> Vec<Case> {
@@ -213,6 +213,17 @@ pub fn small_models() -> Vec<Case> {
         Shape::new([2, 1, 9, 9]),
         x,
         vec![1., 0.],
+    );
+    let x = random(rng, 40, 1.0);
+    let y = random(rng, 8, 1.0);
+    add(
+        "dropout-leaky-softplus",
+        parse_layers("dense:16,leaky_relu,dropout:0.3,dense:8,softplus,dropout:0.5").unwrap(),
+        flat(5),
+        Output::Regression { targets: 1 },
+        Shape::new([8, 5]),
+        x,
+        y,
     );
     let (x, y) = (tokens(6, 4, rng), tokens(6, 4, rng));
     add(

@@ -14,8 +14,8 @@ use rayon::prelude::*;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use super::{
-    pool_geom, rnn_geom, same_shape, Activation, AdamStep, Binary, ConvGeom, Device, LossGrad,
-    MatmulSpec, Reduce, Tensor,
+    pool_geom, rnn_geom, same_shape, Activation, AdamStep, Binary, ConvGeom, Device, DropoutMask,
+    LossGrad, MatmulSpec, Reduce, Tensor, LEAKY_SLOPE,
 };
 use crate::error::{Error, Result};
 use crate::profile;
@@ -147,6 +147,8 @@ fn activate_in_place(data: &mut [f32], act: Activation) {
         Activation::Tanh => apply(data, math::tanh),
         Activation::Sigmoid => apply(data, math::sigmoid),
         Activation::Relu => apply(data, |v| v.max(0.0)),
+        Activation::LeakyRelu => apply(data, super::leaky_relu),
+        Activation::Softplus => apply(data, super::softplus),
     }
 }
 
@@ -538,6 +540,8 @@ impl Device for CpuDevice {
             Activation::Tanh => y.zip(dy, |y, g| g * (1.0 - y * y)),
             Activation::Sigmoid => y.zip(dy, |y, g| g * y * (1.0 - y)),
             Activation::Relu => y.zip(dy, |y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::LeakyRelu => y.zip(dy, |y, g| if y > 0.0 { g } else { g * LEAKY_SLOPE }),
+            Activation::Softplus => y.zip(dy, |y, g| -g * (-y).exp_m1()),
         })
     }
 
@@ -776,6 +780,15 @@ impl Device for CpuDevice {
             out[row * depth + index(i, depth, "one_hot")?] = 1.0;
         }
         CpuTensor::new(out, [m, depth])
+    }
+
+    fn dropout_mask(&self, shape: Shape, mask: &DropoutMask) -> Result<CpuTensor> {
+        let _t = profile::op_timer("dropout_mask");
+        let n = u32::try_from(shape.numel())
+            .map_err(|_| Error::shape("dropout_mask", format!("{shape}: over 2³² elements")))?;
+        let key = mask.key();
+        let data = (0..n).map(|i| mask.value(key, i)).collect();
+        CpuTensor::new(data, shape)
     }
 
     fn rnn_forward(&self, xw: &CpuTensor, u: &CpuTensor, h0: &CpuTensor) -> Result<CpuTensor> {

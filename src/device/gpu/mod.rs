@@ -14,7 +14,9 @@ pub use adapter::{list_adapters, AdapterSummary};
 pub use context::GpuStats;
 
 use self::context::{Context, PooledBuffer};
-use super::{Activation, AdamStep, Binary, Device, LossGrad, MatmulSpec, Reduce, Tensor};
+use super::{
+    Activation, AdamStep, Binary, Device, DropoutMask, LossGrad, MatmulSpec, Reduce, Tensor,
+};
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
 
@@ -403,6 +405,10 @@ impl Device for GpuDevice {
 
     fn one_hot(&self, idx: &GpuTensor, depth: usize) -> Result<GpuTensor> {
         kernels::data::one_hot(self, idx, depth)
+    }
+
+    fn dropout_mask(&self, shape: Shape, mask: &DropoutMask) -> Result<GpuTensor> {
+        kernels::dropout::mask(self, shape, mask)
     }
 
     fn rnn_forward(&self, xw: &GpuTensor, u: &GpuTensor, h0: &GpuTensor) -> Result<GpuTensor> {

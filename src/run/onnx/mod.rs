@@ -19,7 +19,8 @@
 //! as here), conv2d → `Conv`, maxpool → `MaxPool`, flatten → `Flatten`,
 //! one_hot → `OneHot`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
 //! `[hidden, input]` layout, the bias in `Wb`), activations → their ONNX
-//! operators. Opset 14, IR version 8. `scripts/check_onnx.py` checks an
+//! operators; dropout, a training-time layer, adds nothing. Opset 14, IR
+//! version 8. `scripts/check_onnx.py` checks an
 //! exported file in onnxruntime against `wgtrain predict`/`eval` (CI).
 
 mod proto;
@@ -31,7 +32,7 @@ use prost::Message;
 use self::proto::*;
 use super::checkpoint::{write_atomically, Checkpoint};
 use crate::data::Normalizer;
-use crate::device::Activation;
+use crate::device::{Activation, LEAKY_SLOPE};
 use crate::error::{Error, Result};
 use crate::models::{format_layers, FeatureShape, LayerSpec, Output};
 use crate::tensor::HostTensor;
@@ -52,6 +53,15 @@ fn int(name: &str, i: i64) -> AttributeProto {
         name: name.into(),
         i,
         r#type: attribute_type::INT,
+        ..Default::default()
+    }
+}
+
+fn float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f,
+        r#type: attribute_type::FLOAT,
         ..Default::default()
     }
 }
@@ -228,9 +238,17 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                     Activation::Tanh => "Tanh",
                     Activation::Sigmoid => "Sigmoid",
                     Activation::Relu => "Relu",
+                    Activation::LeakyRelu => "LeakyRelu",
+                    Activation::Softplus => "Softplus",
                 };
-                g.node(op, &[&x], vec![])
+                let attrs = match a {
+                    Activation::LeakyRelu => vec![float("alpha", LEAKY_SLOPE)],
+                    _ => vec![],
+                };
+                g.node(op, &[&x], attrs)
             }
+            // Training only: nothing at inference.
+            LayerSpec::Dropout { .. } => x,
             LayerSpec::OneHot { depth } => {
                 let depth = depth
                     .ok_or_else(|| Error::Config(format!("layer {i} (one_hot) has no depth")))?;

@@ -74,6 +74,7 @@ pub struct NodeProto {
 
 /// `AttributeProto.type`: which value field is set.
 pub mod attribute_type {
+    pub const FLOAT: i32 = 1;
     pub const INT: i32 = 2;
     pub const INTS: i32 = 7;
 }

@@ -4,6 +4,7 @@
 
 pub(super) mod conv2d;
 pub(super) mod data;
+pub(super) mod dropout;
 pub(super) mod elementwise;
 pub(super) mod matmul;
 pub(super) mod optim;
