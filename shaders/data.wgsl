@@ -73,3 +73,26 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>,
     let r = e % p.count;
     out[e] = src[r * p.row_len + c];
 }
+
+// out[v, c] = Σ src[r, c] over the rows r with idx[r] == v (src_rows = the
+// rows of out, count = the rows of src): the gradient of a row gather (an
+// embedding). One invocation per output element, summing in row order like
+// the CPU: deterministic, no atomics. Work is rows·count·row_len, fine for
+// vocabularies of thousands.
+@compute @workgroup_size(256)
+fn scatter_add_rows(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    if (e >= p.src_rows * p.row_len) {
+        return;
+    }
+    let v = e / p.row_len;
+    let col = e % p.row_len;
+    var s = 0.0;
+    for (var r = 0u; r < p.count; r++) {
+        if (u32(idx[r]) == v) {
+            s += src[r * p.row_len + col];
+        }
+    }
+    out[e] = s;
+}

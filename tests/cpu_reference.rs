@@ -3,7 +3,7 @@
 
 use wgtrain::device::dropout::pcg;
 use wgtrain::device::{Activation, AdamStep, Binary, DropoutMask, MatmulSpec, Reduce};
-use wgtrain::{CpuDevice, Device, Shape};
+use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
 fn dev() -> CpuDevice {
     CpuDevice::new()
@@ -422,4 +422,17 @@ fn dropout_masks_by_hand() {
     assert!(get(&dev().dropout_mask([1000].into(), &none).unwrap())
         .iter()
         .all(|&v| v == 1.0));
+}
+
+#[test]
+fn scatter_add_rows_by_hand() {
+    // Rows 0 and 2 go to id 2, row 1 to id 0; id 1 gets nothing.
+    let dy = t(&[1., 2., 3., 4., 5., 6.], &[3, 2]);
+    let ids = t(&[2., 0., 2.], &[3]);
+    let out = dev().scatter_add_rows(&dy, &ids, 3).unwrap();
+    assert_eq!(out.shape().dims(), [3, 2]);
+    assert_eq!(get(&out), [3., 4., 0., 0., 6., 8.]);
+    // An id outside the table is an error, not a silent drop.
+    let bad = t(&[3., 0., 2.], &[3]);
+    assert!(dev().scatter_add_rows(&dy, &bad, 3).is_err());
 }

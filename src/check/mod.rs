@@ -171,7 +171,9 @@ macro_rules! kinds {
 use conv::{ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
 use elementwise::{ActivationBackward, ActivationForward, Axpy, BinaryOp, Fill, Scale};
 use matmul::Matmul;
-use movement::{DropoutMaskOf, Gather, GatherU8, OneHot, Reshape, SliceConcat, Transpose};
+use movement::{
+    DropoutMaskOf, Gather, GatherU8, OneHot, Reshape, ScatterAddRows, SliceConcat, Transpose,
+};
 use optim::{Adam, ClipFactor, Momentum, Sgd};
 use reductions::{Argmax, Bce, CountEqual, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols, SumRows};
 use rnn::{RnnBackward, RnnForward};
@@ -205,6 +207,7 @@ kinds!(
     SliceConcat,
     Reshape,
     DropoutMaskOf,
+    ScatterAddRows,
     RnnForward,
     RnnBackward,
     Sgd,

@@ -134,6 +134,28 @@ impl Check for DropoutMaskOf {
     }
 }
 
+/// The gradient of a row gather: `n` rows of `dim` summed into `rows` by id.
+#[derive(Clone, Debug)]
+pub struct ScatterAddRows {
+    n: usize,
+    dim: usize,
+    rows: usize,
+}
+
+impl Check for ScatterAddRows {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let dy = random(dev, rng, [self.n, self.dim], 1.0)?;
+        let idx = dev.upload(&ints(rng, self.n, self.rows), [self.n])?;
+        Ok(vec![dev.scatter_add_rows(&dy, &idx, self.rows)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        // Both devices sum in index order; allowed the sum's bound anyway,
+        // since a compiler may reorder.
+        Tolerance::sum_of(self.n)
+    }
+}
+
 /// `[n, 6]` reshaped twice, with `synchronize` between: data and shapes.
 #[derive(Clone, Debug)]
 pub struct Reshape(usize);
@@ -203,6 +225,14 @@ pub(super) fn cases() -> Vec<Case> {
     ));
     for n in [1, 17, 1000, 70_001] {
         v.push(Case::new("reshape", format!("[{n}, 6]"), Reshape(n)));
+    }
+    // One id (all rows into one), a few, and ids that never occur.
+    for (n, dim, rows) in [(1, 1, 1), (9, 3, 2), (2048, 64, 75), (70, 5, 300)] {
+        v.push(Case::new(
+            "scatter add rows",
+            format!("{n}×{dim} into {rows} rows"),
+            ScatterAddRows { n, dim, rows },
+        ));
     }
     for (shape, rate, seed, step) in [
         (Shape::new([1]), 0.5, 1, 0),

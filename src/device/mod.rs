@@ -484,6 +484,16 @@ pub trait Device {
     /// `1/(1 − rate)`, decided by a hash of its index ([`DropoutMask`]), so
     /// every device draws the same mask.
     fn dropout_mask(&self, shape: Shape, mask: &DropoutMask) -> Result<Self::Tensor>;
+    /// The gradient of a row gather (an embedding lookup): `dy [N, D]` and
+    /// ids `idx [N]` → `[rows, D]` with `out[v] = Σ dy[i]` over the `i` with
+    /// `idx[i] = v`, summed in index order on every device (no atomics, so
+    /// the result is deterministic).
+    fn scatter_add_rows(
+        &self,
+        dy: &Self::Tensor,
+        idx: &Self::Tensor,
+        rows: usize,
+    ) -> Result<Self::Tensor>;
 
     // ---- recurrence -----------------------------------------------------
     /// Elman recurrence over a whole sequence: given the input projections

@@ -470,3 +470,15 @@ pub fn dropout_mask(n: usize, rate: f32, seed: u32, step: u32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// `out[v] = Σ dy[i]` over the rows `i` with `ids[i] = v`: `dy` is `[N, dim]`,
+/// the result `[rows, dim]`. f64 sums.
+pub fn scatter_add_rows(dy: &[f32], ids: &[usize], rows: usize, dim: usize) -> Vec<f32> {
+    let mut out = vec![0.0f64; rows * dim];
+    for (i, &v) in ids.iter().enumerate() {
+        for c in 0..dim {
+            out[v * dim + c] += dy[i * dim + c] as f64;
+        }
+    }
+    out.iter().map(|&v| v as f32).collect()
+}

@@ -19,7 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::nn::{Act, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d, OneHot, Param, Rnn};
+use crate::nn::{
+    Act, Conv2d, Dense, Dropout, Embedding, Flatten, Layer, MaxPool2d, OneHot, Param, Rnn,
+};
 use crate::profile::{self, Phase};
 
 /// A model on a device: its architecture and its layers.
@@ -95,6 +97,12 @@ fn build_layer<D: Device + 'static>(
             })?))
         }
         LayerSpec::Rnn { hidden } => Box::new(Rnn::new(dev, &name, last_dim, hidden, rng)?),
+        LayerSpec::Embedding { dim, vocab } => {
+            let vocab = vocab.ok_or_else(|| {
+                Error::Config(format!("layer {i} (embedding) has no vocabulary size"))
+            })?;
+            Box::new(Embedding::new(dev, &name, vocab, dim, rng)?)
+        }
         // Its own seed, drawn here so masks differ between layers.
         LayerSpec::Dropout { rate } => Box::new(Dropout::new(rate, rng.random())),
     };

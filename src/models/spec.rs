@@ -12,6 +12,7 @@
 //! | `flatten` | `[C, H, W]` → `[C·H·W]` (features stay as they are) |
 //! | `rnn:HIDDEN` | Elman recurrent layer over a sequence |
 //! | `one_hot[:DEPTH]` | token ids → one-hot vectors (depth: the vocabulary) |
+//! | `embedding:DIM[:VOCAB]` | token ids → learned vectors of `DIM` (vocab: the data's) |
 //! | `dropout:RATE` | in training, zero each value with probability `RATE` (in `[0, 1)`) and scale the rest by `1/(1 − RATE)`; nothing in evaluation |
 //! | `tanh`, `relu`, `sigmoid`, `leaky_relu` (slope 0.01), `softplus`, `identity` | elementwise activation |
 //!
@@ -180,6 +181,13 @@ pub enum LayerSpec {
         /// State size.
         hidden: usize,
     },
+    /// Token ids to learned vectors (rows of a `[vocab, dim]` table).
+    Embedding {
+        /// Length of the vectors.
+        dim: usize,
+        /// Rows of the table; `None` until the vocabulary is known.
+        vocab: Option<usize>,
+    },
     /// Inverted dropout (training only).
     Dropout {
         /// Fraction of values zeroed, in `[0, 1)`.
@@ -192,7 +200,7 @@ pub enum LayerSpec {
 impl Eq for LayerSpec {}
 
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, dropout, tanh, relu, sigmoid, leaky_relu, softplus, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, embedding, dropout, tanh, relu, sigmoid, leaky_relu, softplus, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -205,6 +213,7 @@ impl LayerSpec {
             LayerSpec::Flatten => "flatten",
             LayerSpec::OneHot { .. } => "one_hot",
             LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Embedding { .. } => "embedding",
             LayerSpec::Rnn { .. } => "rnn",
         }
     }
@@ -294,6 +303,10 @@ impl LayerSpec {
                 features: depth.ok_or("has no depth yet")?,
             }),
             (LayerSpec::OneHot { .. }, _) => needs("token ids"),
+            (LayerSpec::Embedding { dim, .. }, Tokens { len }) => {
+                Ok(Sequence { len, features: dim })
+            }
+            (LayerSpec::Embedding { .. }, _) => needs("token ids"),
             (LayerSpec::Rnn { hidden }, Sequence { len, .. }) => Ok(Sequence {
                 len,
                 features: hidden,
@@ -348,6 +361,11 @@ impl LayerSpec {
                 positive("stride", stride)
             }
             LayerSpec::OneHot { depth } => positive("depth", depth.unwrap_or(1)),
+            LayerSpec::Embedding { dim, vocab } => {
+                positive("dim", dim)?;
+                positive("vocab", vocab.unwrap_or(1))?;
+                tensor(&[vocab.unwrap_or(1), dim])
+            }
             LayerSpec::Rnn { hidden } => {
                 positive("hidden", hidden)?;
                 tensor(&[last, hidden])?;
@@ -374,6 +392,7 @@ impl LayerSpec {
                 channels, kernel, ..
             } => channels * input.dims()[0] * kernel * kernel + channels,
             LayerSpec::Rnn { hidden } => last * hidden + hidden * hidden + hidden,
+            LayerSpec::Embedding { dim, vocab } => vocab.unwrap_or(0) * dim,
             _ => 0,
         }
     }
@@ -437,6 +456,12 @@ impl LayerSpec {
             ("one_hot", &[]) => LayerSpec::OneHot { depth: None },
             ("one_hot", &[depth]) => LayerSpec::OneHot { depth: Some(depth) },
             ("one_hot", _) => return bad("one_hot[:DEPTH]"),
+            ("embedding", &[dim]) => LayerSpec::Embedding { dim, vocab: None },
+            ("embedding", &[dim, vocab]) => LayerSpec::Embedding {
+                dim,
+                vocab: Some(vocab),
+            },
+            ("embedding", _) => return bad("embedding:DIM[:VOCAB]"),
             (other, &[]) => match Activation::from_name(other) {
                 Some(a) => LayerSpec::Activation(a),
                 None if other.is_empty() => {
@@ -486,6 +511,11 @@ impl fmt::Display for LayerSpec {
             LayerSpec::OneHot { depth: Some(d) } => write!(f, "one_hot:{d}"),
             LayerSpec::Rnn { hidden } => write!(f, "rnn:{hidden}"),
             LayerSpec::Dropout { rate } => write!(f, "dropout:{rate}"),
+            LayerSpec::Embedding { dim, vocab: None } => write!(f, "embedding:{dim}"),
+            LayerSpec::Embedding {
+                dim,
+                vocab: Some(v),
+            } => write!(f, "embedding:{dim}:{v}"),
         }
     }
 }
@@ -679,15 +709,24 @@ impl ModelSpec {
     pub fn new(hidden: &[LayerSpec], input: FeatureShape, output: Output) -> Result<Self> {
         let mut layers = Vec::with_capacity(hidden.len() + 2);
         let tokens = matches!(input, FeatureShape::Tokens { .. });
-        if tokens && !matches!(hidden.first(), Some(LayerSpec::OneHot { .. })) {
+        let encodes_tokens = matches!(
+            hidden.first(),
+            Some(LayerSpec::OneHot { .. } | LayerSpec::Embedding { .. })
+        );
+        if tokens && !encodes_tokens {
             layers.push(LayerSpec::OneHot { depth: None });
         }
         layers.extend_from_slice(hidden);
         for l in &mut layers {
-            if let (LayerSpec::OneHot { depth: d @ None }, Output::NextToken { vocab }) =
-                (&mut *l, output)
-            {
-                *d = Some(vocab);
+            match (&mut *l, output) {
+                (LayerSpec::OneHot { depth: d @ None }, Output::NextToken { vocab })
+                | (
+                    LayerSpec::Embedding {
+                        vocab: d @ None, ..
+                    },
+                    Output::NextToken { vocab },
+                ) => *d = Some(vocab),
+                _ => {}
             }
         }
         layers.push(LayerSpec::Dense {

@@ -6,12 +6,14 @@ mod activation;
 mod conv;
 mod dense;
 mod dropout;
+mod embedding;
 mod rnn;
 
 pub use activation::{Act, Flatten, OneHot};
 pub use conv::{Conv2d, MaxPool2d};
 pub use dense::Dense;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
 pub use rnn::Rnn;
 
 use rand::Rng;

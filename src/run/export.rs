@@ -2,7 +2,8 @@
 //! whose tensors have PyTorch's `state_dict` names and layouts for an
 //! `nn.Sequential` of the same layers at the same indices: `i.weight`
 //! `[out, in]` and `i.bias` for a dense layer (`nn.Linear`), `i.weight`
-//! `[out, in, k, k]` for a convolution (`nn.Conv2d`), and
+//! `[out, in, k, k]` for a convolution (`nn.Conv2d`), `i.weight` `[vocab,
+//! dim]` for an embedding (`nn.Embedding`), and
 //! `i.weight_ih_l0` `[H, I]`, `i.weight_hh_l0` `[H, H]`, `i.bias_ih_l0`,
 //! `i.bias_hh_l0` for a recurrent layer (`nn.RNN`, tanh). The standardisation
 //! travels as `input.mean` / `input.std` (and `target.mean` / `target.std`
@@ -54,7 +55,8 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
                     ..get(format!("layers.{i}.bias"))?.clone()
                 });
             }
-            LayerSpec::Conv2d { .. } => {
+            // nn.Embedding's weight is [vocab, dim], as here.
+            LayerSpec::Conv2d { .. } | LayerSpec::Embedding { .. } => {
                 for p in ["weight", "bias"] {
                     out.push(HostTensor {
                         name: format!("{i}.{p}"),

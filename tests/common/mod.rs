@@ -225,6 +225,16 @@ pub fn small_models() -> Vec<Case> {
         x,
         y,
     );
+    let (x, y) = (tokens(8, 6, rng), tokens(8, 6, rng));
+    add(
+        "embedding-rnn",
+        parse_layers("embedding:3,rnn:4").unwrap(),
+        FeatureShape::Tokens { len: 4 },
+        Output::NextToken { vocab: 6 },
+        Shape::new([2, 4]),
+        x,
+        y,
+    );
     let (x, y) = (tokens(6, 4, rng), tokens(6, 4, rng));
     add(
         "stacked-rnn",

@@ -791,6 +791,28 @@ impl Device for CpuDevice {
         CpuTensor::new(data, shape)
     }
 
+    fn scatter_add_rows(&self, dy: &CpuTensor, idx: &CpuTensor, rows: usize) -> Result<CpuTensor> {
+        let _t = profile::op_timer("scatter_add_rows");
+        let n = idx.shape.numel();
+        if dy.shape.rank() != 2 || dy.shape.dim(0) != n {
+            return Err(Error::shape(
+                "scatter_add_rows",
+                format!("a gradient of {} for {n} ids", dy.shape),
+            ));
+        }
+        let dim = dy.shape.dim(1);
+        let mut out = vec![0.0f32; rows * dim];
+        // Row by row in index order: the order the GPU sums in too.
+        for (r, &i) in idx.data.iter().enumerate() {
+            let v = index(i, rows, "scatter_add_rows")?;
+            let src = &dy.data[r * dim..(r + 1) * dim];
+            for (o, g) in out[v * dim..(v + 1) * dim].iter_mut().zip(src) {
+                *o += g;
+            }
+        }
+        CpuTensor::new(out, [rows, dim])
+    }
+
     fn rnn_forward(&self, xw: &CpuTensor, u: &CpuTensor, h0: &CpuTensor) -> Result<CpuTensor> {
         let _t = profile::op_timer("rnn_forward");
         let (t, b, h) = rnn_geom(&xw.shape, &u.shape)?;

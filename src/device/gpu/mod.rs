@@ -411,6 +411,10 @@ impl Device for GpuDevice {
         kernels::dropout::mask(self, shape, mask)
     }
 
+    fn scatter_add_rows(&self, dy: &GpuTensor, idx: &GpuTensor, rows: usize) -> Result<GpuTensor> {
+        kernels::data::scatter_add_rows(self, dy, idx, rows)
+    }
+
     fn rnn_forward(&self, xw: &GpuTensor, u: &GpuTensor, h0: &GpuTensor) -> Result<GpuTensor> {
         kernels::rnn::forward(self, xw, u, h0)
     }

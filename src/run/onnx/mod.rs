@@ -17,7 +17,7 @@
 //!
 //! Layers map one to one: dense → `MatMul` + `Add` (on the last dimension,
 //! as here), conv2d → `Conv`, maxpool → `MaxPool`, flatten → `Flatten`,
-//! one_hot → `OneHot`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
+//! one_hot → `OneHot`, embedding → `Gather`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
 //! `[hidden, input]` layout, the bias in `Wb`), activations → their ONNX
 //! operators; dropout, a training-time layer, adds nothing. Opset 14, IR
 //! version 8. `scripts/check_onnx.py` checks an
@@ -249,6 +249,11 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
             }
             // Training only: nothing at inference.
             LayerSpec::Dropout { .. } => x,
+            LayerSpec::Embedding { .. } => {
+                let w = get(format!("layers.{i}.weight"))?;
+                let w = g.constant(&format!("{i}.weight"), &w.shape, &w.values);
+                g.node("Gather", &[&w, &x], vec![int("axis", 0)])
+            }
             LayerSpec::OneHot { depth } => {
                 let depth = depth
                     .ok_or_else(|| Error::Config(format!("layer {i} (one_hot) has no depth")))?;

@@ -158,3 +158,35 @@ pub(crate) fn transpose(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
     );
     Ok(out)
 }
+
+/// `out[v, :] = Σ dy[r, :]` over the rows `r` with `idx[r] = v`, in row order.
+pub(crate) fn scatter_add_rows(
+    dev: &GpuDevice,
+    dy: &GpuTensor,
+    idx: &GpuTensor,
+    rows: usize,
+) -> Result<GpuTensor> {
+    let entry = "scatter_add_rows";
+    let n = idx.shape().numel();
+    if dy.shape().rank() != 2 || dy.shape().dim(0) != n {
+        return Err(Error::shape(
+            entry,
+            format!("a gradient of {} for {n} ids", dy.shape()),
+        ));
+    }
+    let dim = dy.shape().dim(1);
+    let out = dev.empty([rows, dim])?;
+    let p = Params {
+        count: u32_of(entry, n)?,
+        row_len: u32_of(entry, dim)?,
+        start: 0,
+        src_rows: u32_of(entry, rows)?,
+        scale: 1.0,
+        shift: 0.0,
+    };
+    u32_of(entry, (rows * dim).max(n * dim))?;
+    let grid = dev.ctx.grid_1d(entry, rows * dim)?;
+    let bindings = [(0, dy.buf()), (1, idx.buf()), (2, out.buf())];
+    launch(dev, shader!("data"), entry, &[], &bindings, &p, grid);
+    Ok(out)
+}
