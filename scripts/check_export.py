@@ -39,6 +39,10 @@ def main(exported, inputs, predictions):
             x = x @ t[f"{i}.weight"].T.astype(np.float64) + t[f"{i}.bias"]
         elif kind in acts:
             x = acts[kind](x)
+        elif kind == "layernorm":
+            mu = x.mean(axis=-1, keepdims=True)
+            var = x.var(axis=-1, keepdims=True)
+            x = (x - mu) / np.sqrt(var + 1e-5) * t[f"{i}.weight"] + t[f"{i}.bias"]
         elif kind == "dropout":
             pass  # training only
         elif kind == "flatten":

@@ -396,6 +396,92 @@ fn resume_with_dropout_draws_the_same_masks() {
 }
 
 #[test]
+fn bench_compares_with_a_baseline() {
+    let w = workdir();
+    let args = [
+        "bench",
+        "--device",
+        "cpu",
+        "--workloads",
+        "K4,T1",
+        "--quick",
+    ];
+    let o = ok(wgtrain(w.path(), &[&args[..], &["--json"]].concat()));
+    let lines = stdout(&o);
+    let records: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line a record"))
+        .collect();
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["K4", "T1"]);
+    std::fs::write(w.path().join("base.jsonl"), &lines).unwrap();
+    // The same machine again: a verdict for each workload.
+    let o = ok(wgtrain(
+        w.path(),
+        &[&args[..], &["--baseline", "base.jsonl"]].concat(),
+    ));
+    let out = stdout(&o);
+    let table = out
+        .split("against the baseline")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no comparison table:\n{out}"));
+    for id in ids {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no comparison for {id}:\n{table}"));
+        assert!(
+            ["faster", "SLOWER", "within noise"]
+                .iter()
+                .any(|v| row.ends_with(v)),
+            "{row}"
+        );
+    }
+    // A baseline 1000× faster than this machine: every workload is slower
+    // beyond noise, which --fail-on-regression turns into a failure.
+    let fast: String = records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            for k in ["median", "min", "max"] {
+                r[k] = serde_json::json!(r[k].as_f64().unwrap() * 1000.0);
+            }
+            format!("{r}\n")
+        })
+        .collect();
+    std::fs::write(w.path().join("fast.jsonl"), fast).unwrap();
+    let o = ok(wgtrain(
+        w.path(),
+        &[&args[..], &["--baseline", "fast.jsonl"]].concat(),
+    ));
+    assert_eq!(stdout(&o).matches("SLOWER").count(), 2, "{}", stdout(&o));
+    fails_with(
+        wgtrain(
+            w.path(),
+            &[
+                &args[..],
+                &["--baseline", "fast.jsonl", "--fail-on-regression"],
+            ]
+            .concat(),
+        ),
+        &["slower than the baseline", "K4", "T1"],
+    );
+    // A malformed baseline is refused before anything is measured.
+    std::fs::write(
+        w.path().join("bad.jsonl"),
+        format!("{}\n{{oops\n", records[0]),
+    )
+    .unwrap();
+    fails_with(
+        wgtrain(
+            w.path(),
+            &[&args[..], &["--baseline", "bad.jsonl"]].concat(),
+        ),
+        &["bad.jsonl", "line 2"],
+    );
+}
+
+#[test]
 fn sample_generates_from_a_prompt() {
     let w = workdir();
     let text = include_str!("../data/text/pride_and_prejudice.txt");

@@ -436,3 +436,22 @@ fn scatter_add_rows_by_hand() {
     let bad = t(&[3., 0., 2.], &[3]);
     assert!(dev().scatter_add_rows(&dy, &bad, 3).is_err());
 }
+
+#[test]
+fn layer_norm_by_hand() {
+    // Row [0, 1, 2]: mean 1, variance 2/3, rstd √1.5 = 1.2247449, so
+    // x̂ = [−1.2247449, 0, 1.2247449]; y = x̂·gamma + beta.
+    let x = t(&[0., 1., 2.], &[1, 3]);
+    let gamma = t(&[2., 1., 0.5], &[3]);
+    let beta = t(&[0., 10., -1.], &[3]);
+    let (y, stats) = dev().layer_norm(&x, &gamma, &beta, 0.0).unwrap();
+    assert_close(&get(&y), &[-2.4494897, 10.0, -0.38762756]);
+    assert_close(&get(&stats), &[1.0, 1.2247449]);
+    // dy = [1, 0, 0.5]: ĝ = dy·gamma = [2, 0, 0.25]; dx = rstd·(ĝ − mean(ĝ)
+    // − x̂·mean(ĝ·x̂)) (checked against finite differences in numpy).
+    let dy = t(&[1., 0., 0.5], &[1, 3]);
+    let (dx, dg, db) = dev().layer_norm_backward(&dy, &x, &stats, &gamma).unwrap();
+    assert_close(&get(&dx), &[0.45927933, -0.91855865, 0.45927933]);
+    assert_close(&get(&dg), &[-1.2247449, 0.0, 0.61237244]);
+    assert_close(&get(&db), &[1.0, 0.0, 0.5]);
+}

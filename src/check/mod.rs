@@ -175,7 +175,9 @@ use movement::{
     DropoutMaskOf, Gather, GatherU8, OneHot, Reshape, ScatterAddRows, SliceConcat, Transpose,
 };
 use optim::{Adam, ClipFactor, Momentum, Sgd};
-use reductions::{Argmax, Bce, CountEqual, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols, SumRows};
+use reductions::{
+    Argmax, Bce, CountEqual, LayerNorm, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols, SumRows,
+};
 use rnn::{RnnBackward, RnnForward};
 
 kinds!(
@@ -200,6 +202,7 @@ kinds!(
     Bce,
     Argmax,
     CountEqual,
+    LayerNorm,
     Gather,
     GatherU8,
     Transpose,

@@ -167,6 +167,35 @@ impl Check for Bce {
     }
 }
 
+/// Layer normalisation of `[r, c]` forward and back: `y`, the statistics,
+/// `dx`, `dgamma`, `dbeta`.
+#[derive(Clone, Debug)]
+pub struct LayerNorm(usize, usize);
+
+impl Check for LayerNorm {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let (r, c) = (self.0, self.1);
+        // An offset and a spread per row, as real activations have.
+        let x = random(dev, rng, [r, c], 3.0)?;
+        let gamma = random(dev, rng, [c], 1.0)?;
+        let beta = random(dev, rng, [c], 1.0)?;
+        let (y, stats) = dev.layer_norm(&x, &gamma, &beta, 1e-5)?;
+        let dy = random(dev, rng, [r, c], 1.0)?;
+        let (dx, dgamma, dbeta) = dev.layer_norm_backward(&dy, &x, &stats, &gamma)?;
+        Ok(vec![y, stats, dx, dgamma, dbeta])
+    }
+
+    fn tolerance(&self, output: usize) -> Tolerance {
+        match output {
+            // Per-row sums of c terms, then a division by the spread: the
+            // sum's bound relative to values of order 1.
+            0..=2 => Tolerance::sum_of(2 * self.1),
+            // Sums over the rows.
+            _ => Tolerance::sum_of(2 * self.0),
+        }
+    }
+}
+
 /// The index of each row's maximum.
 #[derive(Clone, Debug)]
 pub struct Argmax(usize, usize);
@@ -247,5 +276,12 @@ pub(super) fn cases() -> Vec<Case> {
         v.push(Case::new("argmax rows", format!("{r}×{c}"), Argmax(r, c)));
     }
     v.push(Case::new("count equal", "[1000]", CountEqual(1000)));
+    for (r, c) in [(1, 2), (3, 5), (17, 64), (70, 257)] {
+        v.push(Case::new(
+            "layer norm fwd+bwd",
+            format!("{r}×{c}"),
+            LayerNorm(r, c),
+        ));
+    }
     v
 }

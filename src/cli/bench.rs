@@ -1,7 +1,9 @@
 //! `wgtrain bench`: the benches/WORKLOADS.md workloads on the CPU and GPU devices.
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
-use serde_json::json;
+use wgtrain::bench::baseline::{compare, read_records, Record, Verdict};
 use wgtrain::bench::{run as measure, workloads, Budget, Unit, Workload};
 use wgtrain::{CpuDevice, Device, Error, GpuDevice};
 
@@ -23,6 +25,13 @@ pub struct BenchArgs {
     /// (forward, backward, optimizer, host waits; GPU time per kernel).
     #[arg(long)]
     pub profile: bool,
+    /// An earlier `bench --json` output: mark each workload faster, slower
+    /// or within noise (the repetitions' ranges overlap) against it.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: exit non-zero when a workload is slower beyond noise.
+    #[arg(long, requires = "baseline")]
+    pub fail_on_regression: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -58,6 +67,8 @@ fn selected(filter: Option<&str>) -> anyhow::Result<Vec<Workload>> {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let list = selected(args.workloads.as_deref())?;
+    // Read before measuring: a bad file should not cost a benchmark run.
+    let baseline = args.baseline.as_deref().map(read_records).transpose()?;
     let budget = if args.quick {
         Budget::QUICK
     } else {
@@ -69,26 +80,91 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "workload", "what", "device", "median", "min", "max", "unit"
         );
     }
+    let mut records = Vec::new();
     if matches!(args.device, BenchDevice::Cpu | BenchDevice::All) {
-        bench_on(&CpuDevice::new(), "cpu", None, &list, budget, &args, None)?;
+        let dev = CpuDevice::new();
+        records.extend(bench_on(&dev, "cpu", None, &list, budget, &args, None)?);
     }
     if matches!(args.device, BenchDevice::Gpu | BenchDevice::All) {
         let gpu = GpuDevice::new()?;
         let adapter = gpu.adapter_info().name.clone();
         let peak = gpu.measure_peak_gflops()?;
         let peak_note = Some(peak);
+        let record = Record {
+            id: "peak".into(),
+            device: "gpu".into(),
+            adapter: Some(adapter.clone()),
+            median: peak,
+            min: peak,
+            max: peak,
+            unit: Unit::GflopPerSec.label().into(),
+            peak_fraction: None,
+        };
         if args.json {
-            println!(
-                "{}",
-                json!({"id": "peak", "device": "gpu", "adapter": adapter, "median": peak, "min": peak, "max": peak, "unit": "GFLOP/s"})
-            );
+            println!("{}", serde_json::to_string(&record)?);
         } else {
             println!(
                 "{:<9} {:<44} {:<6} {:>11.2} {:>11} {:>11}  {:<9} {adapter}",
                 "peak", "FP32 FMA peak (register-only kernel)", "gpu", peak, "-", "-", "GFLOP/s"
             );
         }
-        bench_on(&gpu, "gpu", Some(adapter), &list, budget, &args, peak_note)?;
+        records.push(record);
+        records.extend(bench_on(
+            &gpu,
+            "gpu",
+            Some(adapter),
+            &list,
+            budget,
+            &args,
+            peak_note,
+        )?);
+    }
+    if let Some(base) = baseline {
+        report_changes(&base, &records, &args)?;
+    }
+    Ok(())
+}
+
+/// Prints each workload against the baseline (on stderr under --json, so
+/// standard output stays a file of records), and fails on a slowdown when
+/// asked.
+fn report_changes(base: &[Record], now: &[Record], args: &BenchArgs) -> anyhow::Result<()> {
+    let changes = compare(base, now);
+    let mut text = format!(
+        "\n{:<9} {:<6} {:>11} {:>11} {:>7}  against the baseline\n",
+        "workload", "device", "before", "after", "ratio"
+    );
+    for c in &changes {
+        let verdict = match c.verdict {
+            Verdict::Faster => "faster",
+            Verdict::Slower => "SLOWER",
+            Verdict::WithinNoise => "within noise",
+        };
+        text += &format!(
+            "{:<9} {:<6} {:>11.4} {:>11.4} {:>6.2}×  {verdict}\n",
+            c.id, c.device, c.before, c.after, c.ratio
+        );
+    }
+    let missing = now.len() - changes.len();
+    if missing > 0 {
+        text += &format!("({missing} workload(s) not in the baseline)\n");
+    }
+    if args.json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    let slower: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.verdict == Verdict::Slower)
+        .map(|c| c.id.as_str())
+        .collect();
+    if args.fail_on_regression && !slower.is_empty() {
+        return Err(Error::Config(format!(
+            "slower than the baseline beyond noise: {}",
+            slower.join(", ")
+        ))
+        .into());
     }
     Ok(())
 }
@@ -101,8 +177,9 @@ fn bench_on<D: Device + 'static>(
     budget: Budget,
     args: &BenchArgs,
     peak: Option<f64>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Record>> {
     let as_json = args.json;
+    let mut records = Vec::with_capacity(list.len());
     for w in list {
         let m = measure(dev, w, budget, args.profile)?;
         // Matmul throughput as a share of the measured FMA peak.
@@ -110,15 +187,18 @@ fn bench_on<D: Device + 'static>(
             (Some(p), Unit::GflopPerSec) => Some(m.median / p),
             _ => None,
         };
+        let record = Record {
+            id: w.id.into(),
+            device: device.into(),
+            adapter: adapter.clone(),
+            median: m.median,
+            min: m.min,
+            max: m.max,
+            unit: w.unit.label().into(),
+            peak_fraction: of_peak,
+        };
         if as_json {
-            let mut row = json!({
-                "id": w.id, "device": device, "adapter": adapter,
-                "median": m.median, "min": m.min, "max": m.max, "unit": w.unit.label(),
-            });
-            if let Some(f) = of_peak {
-                row["peak_fraction"] = json!(f);
-            }
-            println!("{row}");
+            println!("{}", serde_json::to_string(&record)?);
         } else {
             let fmt = |v: f64| match w.unit {
                 Unit::GflopPerSec | Unit::GbPerSec => format!("{v:.2}"),
@@ -142,6 +222,7 @@ fn bench_on<D: Device + 'static>(
         if args.profile && m.steps > 0 && !as_json {
             print!("{}", wgtrain::profile::report().table(m.steps));
         }
+        records.push(record);
     }
-    Ok(())
+    Ok(records)
 }

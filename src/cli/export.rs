@@ -24,7 +24,7 @@ pub struct ExportArgs {
 /// What `export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
-    /// An ONNX model (opset 14) that takes the raw inputs `predict` takes
+    /// An ONNX model (opset 17) that takes the raw inputs `predict` takes
     /// and outputs what it prints; runs in onnxruntime (README: "Export").
     Onnx,
     /// safetensors with PyTorch `state_dict` names and layouts for an

@@ -29,6 +29,7 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
   one_hot[:DEPTH]                         token ids -> one-hot vectors
   embedding:DIM[:VOCAB]                   token ids -> learned vectors of DIM
   dropout:RATE                            zero a RATE fraction in training (inverted dropout)
+  layernorm                               normalise each sample's features, learned scale and shift
   tanh, relu, sigmoid, identity           activations; also leaky_relu (slope 0.01), softplus
 Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
 

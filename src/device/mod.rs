@@ -430,6 +430,28 @@ pub trait Device {
     fn sum_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `[R,C]` → `[R]`: the sum of each row.
     fn sum_cols(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Layer normalisation of each row of `x` (`[R, C]`; a row is everything
+    /// after the first dimension): `y = (x − μ)/√(σ² + eps)·gamma + beta`
+    /// with the row's mean μ and biased variance σ², `gamma` and `beta`
+    /// `[C]`. Returns `y` and the statistics `[R, 2]`, `(μ, 1/√(σ² + eps))`
+    /// per row, that [`Device::layer_norm_backward`] takes.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// The gradients of [`Device::layer_norm`] given `dy`: `(dx, dgamma,
+    /// dbeta)`, with `dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `ĝ = dy·gamma`,
+    /// `x̂ = (x − μ)·rstd`; `dgamma = Σ_rows dy·x̂`, `dbeta = Σ_rows dy`.
+    fn layer_norm_backward(
+        &self,
+        dy: &Self::Tensor,
+        x: &Self::Tensor,
+        stats: &Self::Tensor,
+        gamma: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
     /// Any shape → `[1]`.
     fn reduce(&self, x: &Self::Tensor, op: Reduce) -> Result<Self::Tensor>;
     /// Softmax within each row (everything after the first dimension); same shape.

@@ -482,3 +482,43 @@ pub fn scatter_add_rows(dy: &[f32], ids: &[usize], rows: usize, dim: usize) -> V
     }
     out.iter().map(|&v| v as f32).collect()
 }
+
+/// Layer normalisation of `rows` rows of `cols`, from the definition, in
+/// f64: `(y, dx, dgamma, dbeta)` for the upstream gradient `dy`.
+#[allow(clippy::type_complexity)]
+pub fn layer_norm(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    cols: usize,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rows = x.len() / cols;
+    let (mut y, mut dx) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+    let (mut dg, mut db) = (vec![0.0f64; cols], vec![0.0f64; cols]);
+    for r in 0..rows {
+        let row: Vec<f64> = x[r * cols..(r + 1) * cols]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let n = cols as f64;
+        let mean = row.iter().sum::<f64>() / n;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let rstd = 1.0 / (var + eps as f64).sqrt();
+        let xhat: Vec<f64> = row.iter().map(|v| (v - mean) * rstd).collect();
+        let g: Vec<f64> = (0..cols)
+            .map(|j| dy[r * cols + j] as f64 * gamma[j] as f64)
+            .collect();
+        let m1 = g.iter().sum::<f64>() / n;
+        let m2 = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / n;
+        for j in 0..cols {
+            y[r * cols + j] = (xhat[j] * gamma[j] as f64 + beta[j] as f64) as f32;
+            dx[r * cols + j] = (rstd * (g[j] - m1 - xhat[j] * m2)) as f32;
+            dg[j] += dy[r * cols + j] as f64 * xhat[j];
+            db[j] += dy[r * cols + j] as f64;
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (y, dx, f(dg), f(db))
+}

@@ -20,7 +20,8 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
-    Act, Conv2d, Dense, Dropout, Embedding, Flatten, Layer, MaxPool2d, OneHot, Param, Rnn,
+    Act, Conv2d, Dense, Dropout, Embedding, Flatten, Layer, LayerNorm, MaxPool2d, OneHot, Param,
+    Rnn,
 };
 use crate::profile::{self, Phase};
 
@@ -91,6 +92,7 @@ fn build_layer<D: Device + 'static>(
         }
         LayerSpec::Activation(a) => Box::new(Act::new(a)),
         LayerSpec::Flatten => Box::new(Flatten::new()),
+        LayerSpec::LayerNorm => Box::new(LayerNorm::new(dev, &name, last_dim)?),
         LayerSpec::OneHot { depth } => {
             Box::new(OneHot::new(depth.ok_or_else(|| {
                 Error::Config(format!("layer {i} (one_hot) has no depth"))

@@ -13,6 +13,7 @@
 //! | `rnn:HIDDEN` | Elman recurrent layer over a sequence |
 //! | `one_hot[:DEPTH]` | token ids → one-hot vectors (depth: the vocabulary) |
 //! | `embedding:DIM[:VOCAB]` | token ids → learned vectors of `DIM` (vocab: the data's) |
+//! | `layernorm` | each sample's (each step's) features to mean 0, variance 1, then a learned scale and shift |
 //! | `dropout:RATE` | in training, zero each value with probability `RATE` (in `[0, 1)`) and scale the rest by `1/(1 − RATE)`; nothing in evaluation |
 //! | `tanh`, `relu`, `sigmoid`, `leaky_relu` (slope 0.01), `softplus`, `identity` | elementwise activation |
 //!
@@ -188,6 +189,9 @@ pub enum LayerSpec {
         /// Rows of the table; `None` until the vocabulary is known.
         vocab: Option<usize>,
     },
+    /// Layer normalisation over the last dimension, with a learned scale
+    /// and shift.
+    LayerNorm,
     /// Inverted dropout (training only).
     Dropout {
         /// Fraction of values zeroed, in `[0, 1)`.
@@ -200,7 +204,7 @@ pub enum LayerSpec {
 impl Eq for LayerSpec {}
 
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, embedding, dropout, tanh, relu, sigmoid, leaky_relu, softplus, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -214,6 +218,7 @@ impl LayerSpec {
             LayerSpec::OneHot { .. } => "one_hot",
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Embedding { .. } => "embedding",
+            LayerSpec::LayerNorm => "layernorm",
             LayerSpec::Rnn { .. } => "rnn",
         }
     }
@@ -286,6 +291,9 @@ impl LayerSpec {
                 needs("numbers (token ids need `one_hot` first)")
             }
             (LayerSpec::Dropout { .. }, shape) => Ok(shape),
+            (LayerSpec::LayerNorm, Flat { features }) => Ok(Flat { features }),
+            (LayerSpec::LayerNorm, shape @ Sequence { .. }) => Ok(shape),
+            (LayerSpec::LayerNorm, _) => needs("features or a sequence"),
             (
                 LayerSpec::Flatten,
                 Image {
@@ -378,7 +386,7 @@ impl LayerSpec {
                     Err(format!("rate {rate} is not in [0, 1)"))
                 }
             }
-            LayerSpec::Activation(_) | LayerSpec::Flatten => Ok(()),
+            LayerSpec::Activation(_) | LayerSpec::Flatten | LayerSpec::LayerNorm => Ok(()),
         }
     }
 
@@ -393,6 +401,7 @@ impl LayerSpec {
             } => channels * input.dims()[0] * kernel * kernel + channels,
             LayerSpec::Rnn { hidden } => last * hidden + hidden * hidden + hidden,
             LayerSpec::Embedding { dim, vocab } => vocab.unwrap_or(0) * dim,
+            LayerSpec::LayerNorm => 2 * last,
             _ => 0,
         }
     }
@@ -451,6 +460,7 @@ impl LayerSpec {
             ("maxpool", &[size, stride]) => LayerSpec::MaxPool { size, stride },
             ("maxpool", _) => return bad("maxpool:SIZE[:STRIDE]"),
             ("flatten", &[]) => LayerSpec::Flatten,
+            ("layernorm", &[]) => LayerSpec::LayerNorm,
             ("rnn", &[hidden]) => LayerSpec::Rnn { hidden },
             ("rnn", _) => return bad("rnn:HIDDEN"),
             ("one_hot", &[]) => LayerSpec::OneHot { depth: None },
@@ -476,7 +486,8 @@ impl LayerSpec {
                 }
             },
             (other, _)
-                if ["flatten"].contains(&other) || Activation::from_name(other).is_some() =>
+                if ["flatten", "layernorm"].contains(&other)
+                    || Activation::from_name(other).is_some() =>
             {
                 return bad(&format!("`{other}` without numbers"))
             }
@@ -507,6 +518,7 @@ impl fmt::Display for LayerSpec {
             LayerSpec::MaxPool { size, stride } => write!(f, "maxpool:{size}:{stride}"),
             LayerSpec::Activation(a) => f.write_str(a.name()),
             LayerSpec::Flatten => f.write_str("flatten"),
+            LayerSpec::LayerNorm => f.write_str("layernorm"),
             LayerSpec::OneHot { depth: None } => f.write_str("one_hot"),
             LayerSpec::OneHot { depth: Some(d) } => write!(f, "one_hot:{d}"),
             LayerSpec::Rnn { hidden } => write!(f, "rnn:{hidden}"),

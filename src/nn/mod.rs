@@ -7,6 +7,7 @@ mod conv;
 mod dense;
 mod dropout;
 mod embedding;
+mod norm;
 mod rnn;
 
 pub use activation::{Act, Flatten, OneHot};
@@ -14,6 +15,7 @@ pub use conv::{Conv2d, MaxPool2d};
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use norm::{LayerNorm, LAYER_NORM_EPS};
 pub use rnn::Rnn;
 
 use rand::Rng;

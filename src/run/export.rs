@@ -3,7 +3,8 @@
 //! `nn.Sequential` of the same layers at the same indices: `i.weight`
 //! `[out, in]` and `i.bias` for a dense layer (`nn.Linear`), `i.weight`
 //! `[out, in, k, k]` for a convolution (`nn.Conv2d`), `i.weight` `[vocab,
-//! dim]` for an embedding (`nn.Embedding`), and
+//! dim]` for an embedding (`nn.Embedding`), `i.weight`, `i.bias` for a
+//! layer norm (`nn.LayerNorm`, eps 1e-5), and
 //! `i.weight_ih_l0` `[H, I]`, `i.weight_hh_l0` `[H, H]`, `i.bias_ih_l0`,
 //! `i.bias_hh_l0` for a recurrent layer (`nn.RNN`, tanh). The standardisation
 //! travels as `input.mean` / `input.std` (and `target.mean` / `target.std`
@@ -56,7 +57,7 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
                 });
             }
             // nn.Embedding's weight is [vocab, dim], as here.
-            LayerSpec::Conv2d { .. } | LayerSpec::Embedding { .. } => {
+            LayerSpec::Conv2d { .. } | LayerSpec::Embedding { .. } | LayerSpec::LayerNorm => {
                 for p in ["weight", "bias"] {
                     out.push(HostTensor {
                         name: format!("{i}.{p}"),

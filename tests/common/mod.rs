@@ -218,7 +218,8 @@ pub fn small_models() -> Vec<Case> {
     let y = random(rng, 8, 1.0);
     add(
         "dropout-leaky-softplus",
-        parse_layers("dense:16,leaky_relu,dropout:0.3,dense:8,softplus,dropout:0.5").unwrap(),
+        parse_layers("dense:16,leaky_relu,dropout:0.3,layernorm,dense:8,softplus,dropout:0.5")
+            .unwrap(),
         flat(5),
         Output::Regression { targets: 1 },
         Shape::new([8, 5]),
@@ -228,7 +229,7 @@ pub fn small_models() -> Vec<Case> {
     let (x, y) = (tokens(8, 6, rng), tokens(8, 6, rng));
     add(
         "embedding-rnn",
-        parse_layers("embedding:3,rnn:4").unwrap(),
+        parse_layers("embedding:3,rnn:4,layernorm").unwrap(),
         FeatureShape::Tokens { len: 4 },
         Output::NextToken { vocab: 6 },
         Shape::new([2, 4]),

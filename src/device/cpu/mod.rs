@@ -6,6 +6,7 @@
 //! painfully slow on machines without a GPU.
 
 pub mod math;
+mod norm;
 
 use std::sync::Arc;
 
@@ -789,6 +790,28 @@ impl Device for CpuDevice {
         let key = mask.key();
         let data = (0..n).map(|i| mask.value(key, i)).collect();
         CpuTensor::new(data, shape)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        eps: f32,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("layer_norm");
+        norm::forward(x, gamma, beta, eps)
+    }
+
+    fn layer_norm_backward(
+        &self,
+        dy: &CpuTensor,
+        x: &CpuTensor,
+        stats: &CpuTensor,
+        gamma: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("layer_norm_backward");
+        norm::backward(dy, x, stats, gamma)
     }
 
     fn scatter_add_rows(&self, dy: &CpuTensor, idx: &CpuTensor, rows: usize) -> Result<CpuTensor> {

@@ -411,6 +411,26 @@ impl Device for GpuDevice {
         kernels::dropout::mask(self, shape, mask)
     }
 
+    fn layer_norm(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        eps: f32,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        kernels::norm::forward(self, x, gamma, beta, eps)
+    }
+
+    fn layer_norm_backward(
+        &self,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        stats: &GpuTensor,
+        gamma: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
+        kernels::norm::backward(self, dy, x, stats, gamma)
+    }
+
     fn scatter_add_rows(&self, dy: &GpuTensor, idx: &GpuTensor, rows: usize) -> Result<GpuTensor> {
         kernels::data::scatter_add_rows(self, dy, idx, rows)
     }

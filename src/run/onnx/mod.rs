@@ -19,7 +19,8 @@
 //! as here), conv2d → `Conv`, maxpool → `MaxPool`, flatten → `Flatten`,
 //! one_hot → `OneHot`, embedding → `Gather`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
 //! `[hidden, input]` layout, the bias in `Wb`), activations → their ONNX
-//! operators; dropout, a training-time layer, adds nothing. Opset 14, IR
+//! operators, layernorm → `LayerNormalization`; dropout, a training-time
+//! layer, adds nothing. Opset 17, IR
 //! version 8. `scripts/check_onnx.py` checks an
 //! exported file in onnxruntime against `wgtrain predict`/`eval` (CI).
 
@@ -35,10 +36,11 @@ use crate::data::Normalizer;
 use crate::device::{Activation, LEAKY_SLOPE};
 use crate::error::{Error, Result};
 use crate::models::{format_layers, FeatureShape, LayerSpec, Output};
+use crate::nn::LAYER_NORM_EPS;
 use crate::tensor::HostTensor;
 
 /// The ONNX operator set the graph is written for.
-pub const OPSET: i64 = 14;
+pub const OPSET: i64 = 17;
 /// The ONNX IR version that goes with [`OPSET`].
 const IR_VERSION: i64 = 8;
 
@@ -249,6 +251,14 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
             }
             // Training only: nothing at inference.
             LayerSpec::Dropout { .. } => x,
+            LayerSpec::LayerNorm => {
+                let w = get(format!("layers.{i}.weight"))?;
+                let b = get(format!("layers.{i}.bias"))?;
+                let w = g.constant(&format!("{i}.weight"), &w.shape, &w.values);
+                let b = g.constant(&format!("{i}.bias"), &b.shape, &b.values);
+                let attrs = vec![int("axis", -1), float("epsilon", LAYER_NORM_EPS)];
+                g.node("LayerNormalization", &[&x, &w, &b], attrs)
+            }
             LayerSpec::Embedding { .. } => {
                 let w = get(format!("layers.{i}.weight"))?;
                 let w = g.constant(&format!("{i}.weight"), &w.shape, &w.values);

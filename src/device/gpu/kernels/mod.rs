@@ -7,6 +7,7 @@ pub(super) mod data;
 pub(super) mod dropout;
 pub(super) mod elementwise;
 pub(super) mod matmul;
+pub(super) mod norm;
 pub(super) mod optim;
 pub(super) mod peak;
 pub(super) mod pool;

@@ -7,6 +7,8 @@
 //! and seeded (these measure speed; accuracy is measured on real data
 //! elsewhere).
 
+pub mod baseline;
+
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};

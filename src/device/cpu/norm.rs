@@ -1,0 +1,95 @@
+//! Layer normalisation on the CPU: one row at a time, two passes (mean,
+//! then variance about it), sums in f32 in index order as on the GPU.
+
+use super::CpuTensor;
+use crate::device::{same_shape, Tensor};
+use crate::error::{Error, Result};
+
+fn check_params(op: &'static str, x: &CpuTensor, params: &[&CpuTensor]) -> Result<usize> {
+    let cols = x.shape().row_len();
+    for p in params {
+        if p.shape().numel() != cols {
+            return Err(Error::shape(
+                op,
+                format!("a parameter of {} for rows of {cols}", p.shape()),
+            ));
+        }
+    }
+    Ok(cols)
+}
+
+/// Mean and `1/√(variance + eps)` of one row.
+fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+pub(super) fn forward(
+    x: &CpuTensor,
+    gamma: &CpuTensor,
+    beta: &CpuTensor,
+    eps: f32,
+) -> Result<(CpuTensor, CpuTensor)> {
+    let cols = check_params("layer_norm", x, &[gamma, beta])?;
+    let rows = x.shape().rows();
+    let mut y = vec![0.0f32; x.data.len()];
+    let mut stats = vec![0.0f32; 2 * rows];
+    for (r, (row, out)) in x.data.chunks(cols).zip(y.chunks_mut(cols)).enumerate() {
+        let (mean, rstd) = row_stats(row, eps);
+        stats[2 * r] = mean;
+        stats[2 * r + 1] = rstd;
+        for (j, (o, &v)) in out.iter_mut().zip(row).enumerate() {
+            *o = (v - mean) * rstd * gamma.data[j] + beta.data[j];
+        }
+    }
+    Ok((
+        CpuTensor::new(y, x.shape().clone())?,
+        CpuTensor::new(stats, [rows, 2])?,
+    ))
+}
+
+pub(super) fn backward(
+    dy: &CpuTensor,
+    x: &CpuTensor,
+    stats: &CpuTensor,
+    gamma: &CpuTensor,
+) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+    same_shape("layer_norm_backward", x.shape(), dy.shape())?;
+    let cols = check_params("layer_norm_backward", x, &[gamma])?;
+    let rows = x.shape().rows();
+    if stats.shape().numel() != 2 * rows {
+        return Err(Error::shape(
+            "layer_norm_backward",
+            format!("statistics {} for {rows} rows", stats.shape()),
+        ));
+    }
+    let n = cols as f32;
+    let mut dx = vec![0.0f32; x.data.len()];
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; cols], vec![0.0f32; cols]);
+    for r in 0..rows {
+        let (mean, rstd) = (stats.data[2 * r], stats.data[2 * r + 1]);
+        let row = &x.data[r * cols..(r + 1) * cols];
+        let g = &dy.data[r * cols..(r + 1) * cols];
+        let xhat = |j: usize| (row[j] - mean) * rstd;
+        // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·gamma.
+        let (mut m1, mut m2) = (0.0f32, 0.0f32);
+        for (j, (&gj, &gamma_j)) in g.iter().zip(gamma.data.iter()).enumerate() {
+            let gh = gj * gamma_j;
+            m1 += gh;
+            m2 += gh * xhat(j);
+        }
+        let (m1, m2) = (m1 / n, m2 / n);
+        for j in 0..cols {
+            dx[r * cols + j] = rstd * (g[j] * gamma.data[j] - m1 - xhat(j) * m2);
+            dgamma[j] += g[j] * xhat(j);
+            dbeta[j] += g[j];
+        }
+    }
+    Ok((
+        CpuTensor::new(dx, x.shape().clone())?,
+        CpuTensor::new(dgamma, [cols])?,
+        CpuTensor::new(dbeta, [cols])?,
+    ))
+}
