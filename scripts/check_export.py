@@ -32,6 +32,7 @@ def main(exported, inputs, predictions):
         "identity": lambda v: v,
         "leaky_relu": lambda v: np.where(v > 0, v, 0.01 * v),
         "softplus": lambda v: np.logaddexp(0, v),
+        "gelu": lambda v: 0.5 * v * (1 + np.tanh(0.7978845608 * (v + 0.044715 * v**3))),
     }
     for i, layer in enumerate(layers):
         kind = layer.split(":")[0]

@@ -40,8 +40,23 @@ fn activate(v: f32, act: u32) -> f32 {
             let e = exp(-abs(v));
             return max(v, 0.0) + select(log(1.0 + e), e - 0.5 * e * e, e < 1e-3);
         }
+        case 6u: { return gelu(v); }
         default: { return v; }
     }
+}
+
+// GELU, tanh approximation (src/device/mod.rs `gelu`).
+fn gelu(v: f32) -> f32 {
+    return 0.5 * v * (1.0 + tanh_stable(0.7978846 * (v + 0.044715 * v * v * v)));
+}
+
+// f'(x) from the input x (every activation; GELU needs it).
+fn activation_grad_from_input(x: f32, act: u32) -> f32 {
+    if (act == 6u) {
+        let t = tanh_stable(0.7978846 * (x + 0.044715 * x * x * x));
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978846 * (1.0 + 3.0 * 0.044715 * x * x);
+    }
+    return activation_grad_from_output(activate(x, act), act);
 }
 
 // f'(x) written through the output y = f(x).

@@ -44,6 +44,19 @@ fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
+// x holds the forward input, y the incoming gradient.
+@compute @workgroup_size(256)
+fn activation_backward_x(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i < p.n4) {
+        let v = x[i];
+        let d = vec4<f32>(activation_grad_from_input(v.x, p.op), activation_grad_from_input(v.y, p.op),
+                          activation_grad_from_input(v.z, p.op), activation_grad_from_input(v.w, p.op));
+        out[i] = y[i] * d;
+    }
+}
+
 @compute @workgroup_size(256)
 fn binary(@builtin(global_invocation_id) gid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -455,3 +455,31 @@ fn layer_norm_by_hand() {
     assert_close(&get(&dg), &[-1.2247449, 0.0, 0.61237244]);
     assert_close(&get(&db), &[1.0, 0.0, 0.5]);
 }
+
+#[test]
+fn gelu_and_its_derivative_from_the_input() {
+    // ½x(1 + tanh(√(2/π)(x + 0.044715x³))) and its derivative, at −2, 0, 3
+    // (Python's math, checked against finite differences).
+    let x = t(&[-2., 0., 3.], &[3]);
+    let y = dev().activation(&x, Activation::Gelu).unwrap();
+    assert_close(&get(&y), &[-0.045402306, 0.0, 2.9963626]);
+    let dy = t(&[1., 1., 2.], &[3]);
+    let dx = dev()
+        .activation_backward_from_input(&x, &dy, Activation::Gelu)
+        .unwrap();
+    assert_close(&get(&dx), &[-0.08609926, 0.5, 2.0231683]);
+    // The same op for an activation the output determines agrees with the
+    // output-based one.
+    let th = dev().activation(&x, Activation::Tanh).unwrap();
+    let from_y = dev()
+        .activation_backward(&th, &dy, Activation::Tanh)
+        .unwrap();
+    let from_x = dev()
+        .activation_backward_from_input(&x, &dy, Activation::Tanh)
+        .unwrap();
+    assert_close(&get(&from_x), &get(&from_y));
+    // And GELU refuses the output-based one.
+    assert!(dev()
+        .activation_backward(&y, &dy, Activation::Gelu)
+        .is_err());
+}

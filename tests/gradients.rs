@@ -169,6 +169,7 @@ fn max_pool_and_activations() {
         Activation::Sigmoid,
         Activation::LeakyRelu,
         Activation::Softplus,
+        Activation::Gelu,
     ]
     .into_iter()
     .enumerate()

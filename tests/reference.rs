@@ -240,7 +240,7 @@ fn act_bound(act: Activation, y: f32, sum_err: f64) -> f64 {
         Activation::Identity | Activation::Relu => sum_err,
         // One multiply below zero.
         Activation::LeakyRelu => sum_err + UNIT_ROUNDOFF * y.abs() as f64,
-        Activation::Tanh | Activation::Sigmoid | Activation::Softplus => {
+        Activation::Tanh | Activation::Sigmoid | Activation::Softplus | Activation::Gelu => {
             sum_err + 1e-6 + 4.0 * UNIT_ROUNDOFF * y.abs() as f64
         }
     }
@@ -251,7 +251,7 @@ proptest! {
 
     #[test]
     fn matmul_every_layout_and_epilogue(m in 1usize..=40, k in 1usize..=70, n in 1usize..=40,
-                                        ta: bool, tb: bool, bias: bool, act in 0usize..6,
+                                        ta: bool, tb: bool, bias: bool, act in 0usize..7,
                                         aligned: bool, seed: u64) {
         // Half the cases aligned (m, n, k multiples of 4, m ≥ 8): the shapes
         // the vec4 kernels take; the others mostly ragged.

@@ -44,6 +44,25 @@ impl Check for ActivationBackward {
     }
 }
 
+/// `dy · act'(x)`, from the activation's input `x`.
+#[derive(Clone, Debug)]
+pub struct ActivationBackwardFromInput {
+    n: usize,
+    act: Activation,
+}
+
+impl Check for ActivationBackwardFromInput {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let x = random(dev, rng, [self.n], 4.0)?;
+        let dy = random(dev, rng, [self.n], 1.0)?;
+        Ok(vec![dev.activation_backward_from_input(&x, &dy, self.act)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::TRANSCENDENTAL
+    }
+}
+
 /// `a op b`, elementwise.
 #[derive(Clone, Debug)]
 pub struct BinaryOp {
@@ -119,10 +138,17 @@ pub(super) fn cases() -> Vec<Case> {
                 &shape,
                 ActivationForward { n, act },
             ));
+            if !act.keeps_input() {
+                v.push(Case::new(
+                    format!("{act:?} backward"),
+                    &shape,
+                    ActivationBackward { n, act },
+                ));
+            }
             v.push(Case::new(
-                format!("{act:?} backward"),
+                format!("{act:?} backward from input"),
                 &shape,
-                ActivationBackward { n, act },
+                ActivationBackwardFromInput { n, act },
             ));
         }
         for op in [Binary::Add, Binary::Sub, Binary::Mul] {

@@ -169,7 +169,9 @@ macro_rules! kinds {
 }
 
 use conv::{ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
-use elementwise::{ActivationBackward, ActivationForward, Axpy, BinaryOp, Fill, Scale};
+use elementwise::{
+    ActivationBackward, ActivationBackwardFromInput, ActivationForward, Axpy, BinaryOp, Fill, Scale,
+};
 use matmul::Matmul;
 use movement::{
     DropoutMaskOf, Gather, GatherU8, OneHot, Reshape, ScatterAddRows, SliceConcat, Transpose,
@@ -189,6 +191,7 @@ kinds!(
     MaxPool,
     ActivationForward,
     ActivationBackward,
+    ActivationBackwardFromInput,
     BinaryOp,
     Scale,
     Axpy,

@@ -25,12 +25,13 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
   conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]  padding KERNEL/2 for odd kernels (stride 1 only, for now)
   maxpool:SIZE[:STRIDE]                   max over SIZE×SIZE windows (stride SIZE)
   flatten                                 [C, H, W] -> [C·H·W]
+  global_avgpool                          [C, H, W] -> [C], each channel's mean
   rnn:HIDDEN                              Elman recurrent layer over a sequence
   one_hot[:DEPTH]                         token ids -> one-hot vectors
   embedding:DIM[:VOCAB]                   token ids -> learned vectors of DIM
   dropout:RATE                            zero a RATE fraction in training (inverted dropout)
   layernorm                               normalise each sample's features, learned scale and shift
-  tanh, relu, sigmoid, identity           activations; also leaky_relu (slope 0.01), softplus
+  tanh, relu, sigmoid, identity           activations; also leaky_relu (slope 0.01), softplus, gelu
 Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
 
 Presets: linear (flatten), logistic (flatten), mlp (flatten,dense:256,tanh,dense:128,tanh),

@@ -50,6 +50,10 @@ pub enum Activation {
     LeakyRelu,
     /// `f(x) = ln(1 + eˣ)`, a smooth ReLU.
     Softplus,
+    /// `f(x) = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))`, GELU in the tanh
+    /// approximation (PyTorch's `GELU(approximate="tanh")`). Not monotone,
+    /// so its derivative needs the input: see [`Activation::keeps_input`].
+    Gelu,
 }
 
 /// The slope of [`Activation::LeakyRelu`] below zero.
@@ -57,13 +61,14 @@ pub const LEAKY_SLOPE: f32 = 0.01;
 
 impl Activation {
     /// Every activation, in the order of their codes.
-    pub const ALL: [Activation; 6] = [
+    pub const ALL: [Activation; 7] = [
         Activation::Identity,
         Activation::Tanh,
         Activation::Sigmoid,
         Activation::Relu,
         Activation::LeakyRelu,
         Activation::Softplus,
+        Activation::Gelu,
     ];
 
     /// The name used in layer lists and files (`relu`).
@@ -75,6 +80,7 @@ impl Activation {
             Activation::Relu => "relu",
             Activation::LeakyRelu => "leaky_relu",
             Activation::Softplus => "softplus",
+            Activation::Gelu => "gelu",
         }
     }
 
@@ -92,6 +98,7 @@ impl Activation {
             Activation::Relu => 3,
             Activation::LeakyRelu => 4,
             Activation::Softplus => 5,
+            Activation::Gelu => 6,
         }
     }
 
@@ -105,6 +112,27 @@ impl Activation {
             Activation::Relu => x.max(0.0),
             Activation::LeakyRelu => leaky_relu(x),
             Activation::Softplus => softplus(x),
+            Activation::Gelu => gelu(x),
+        }
+    }
+
+    /// Whether the derivative needs the input rather than the output
+    /// (GELU): layers keep `x` for these and call
+    /// [`Device::activation_backward_from_input`], and a dense layer does
+    /// not fuse them (it keeps only its output).
+    pub fn keeps_input(self) -> bool {
+        matches!(self, Activation::Gelu)
+    }
+
+    /// `f'(x)`, from the input.
+    pub fn derivative_at(self, x: f32) -> f32 {
+        match self {
+            Activation::Gelu => {
+                let (k, c) = (GELU_K, 0.044715f32);
+                let t = cpu::math::tanh(k * (x + c * x * x * x));
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * c * x * x)
+            }
+            other => other.derivative_from_output(other.apply(x)),
         }
     }
 
@@ -134,8 +162,18 @@ impl Activation {
                 }
             }
             Activation::Softplus => -(-y).exp_m1(),
+            // Not a function of the output ([`Activation::keeps_input`]).
+            Activation::Gelu => f32::NAN,
         }
     }
+}
+
+/// √(2/π), GELU's tanh approximation's scale.
+pub const GELU_K: f32 = 0.797_884_6;
+
+/// GELU, tanh approximation: `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + cpu::math::tanh(GELU_K * (x + 0.044715 * x * x * x)))
 }
 
 /// `x` above zero, [`LEAKY_SLOPE`]`·x` below.
@@ -403,6 +441,14 @@ pub trait Device {
     fn activation_backward(
         &self,
         y: &Self::Tensor,
+        dy: &Self::Tensor,
+        act: Activation,
+    ) -> Result<Self::Tensor>;
+    /// `dy · act'(x)` from the activation's input `x` (every activation;
+    /// the only way for those that [`Activation::keeps_input`]).
+    fn activation_backward_from_input(
+        &self,
+        x: &Self::Tensor,
         dy: &Self::Tensor,
         act: Activation,
     ) -> Result<Self::Tensor>;

@@ -20,8 +20,8 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
-    Act, Conv2d, Dense, Dropout, Embedding, Flatten, Layer, LayerNorm, MaxPool2d, OneHot, Param,
-    Rnn,
+    Act, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Layer, LayerNorm, MaxPool2d,
+    OneHot, Param, Rnn,
 };
 use crate::profile::{self, Phase};
 
@@ -48,8 +48,10 @@ fn build_layer<D: Device + 'static>(
     rng: &mut ChaCha8Rng,
 ) -> Result<(Box<dyn Layer<D>>, bool)> {
     let name = format!("layers.{i}");
+    // A dense layer keeps only its output, so it fuses the activations
+    // whose derivative that gives (not GELU, which then runs on its own).
     let next_act = match spec.layers.get(i + 1) {
-        Some(LayerSpec::Activation(a)) => Some(*a),
+        Some(LayerSpec::Activation(a)) if !a.keeps_input() => Some(*a),
         _ => None,
     };
     let last_dim = *input.dims().last().expect("shapes have a dimension");
@@ -92,6 +94,7 @@ fn build_layer<D: Device + 'static>(
         }
         LayerSpec::Activation(a) => Box::new(Act::new(a)),
         LayerSpec::Flatten => Box::new(Flatten::new()),
+        LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
         LayerSpec::LayerNorm => Box::new(LayerNorm::new(dev, &name, last_dim)?),
         LayerSpec::OneHot { depth } => {
             Box::new(OneHot::new(depth.ok_or_else(|| {

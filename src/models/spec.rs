@@ -9,13 +9,14 @@
 //! | `dense:UNITS` | fully connected, on the last dimension |
 //! | `conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]` | 2-d convolution; stride 1, padding `KERNEL/2` ("same") for odd kernels and 0 for even ones |
 //! | `maxpool:SIZE[:STRIDE]` | max over `SIZE×SIZE` windows; stride `SIZE` |
+//! | `global_avgpool` | `[C, H, W]` → `[C]`: each channel's mean |
 //! | `flatten` | `[C, H, W]` → `[C·H·W]` (features stay as they are) |
 //! | `rnn:HIDDEN` | Elman recurrent layer over a sequence |
 //! | `one_hot[:DEPTH]` | token ids → one-hot vectors (depth: the vocabulary) |
 //! | `embedding:DIM[:VOCAB]` | token ids → learned vectors of `DIM` (vocab: the data's) |
 //! | `layernorm` | each sample's (each step's) features to mean 0, variance 1, then a learned scale and shift |
 //! | `dropout:RATE` | in training, zero each value with probability `RATE` (in `[0, 1)`) and scale the rest by `1/(1 − RATE)`; nothing in evaluation |
-//! | `tanh`, `relu`, `sigmoid`, `leaky_relu` (slope 0.01), `softplus`, `identity` | elementwise activation |
+//! | `tanh`, `relu`, `sigmoid`, `leaky_relu` (slope 0.01), `softplus`, `gelu` (tanh approximation), `identity` | elementwise activation |
 //!
 //! The output layer is never written: [`ModelSpec::new`] appends a dense
 //! layer as wide as the data needs (classes, targets, vocabulary), and puts
@@ -172,6 +173,8 @@ pub enum LayerSpec {
     Activation(Activation),
     /// Images to feature vectors.
     Flatten,
+    /// Each channel of an image to its mean: `[C, H, W]` → `[C]`.
+    GlobalAvgPool,
     /// Token ids to one-hot vectors.
     OneHot {
         /// Length of the vectors; `None` until the vocabulary is known.
@@ -204,7 +207,7 @@ pub enum LayerSpec {
 impl Eq for LayerSpec {}
 
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, flatten, rnn, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, global_avgpool, flatten, rnn, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -219,6 +222,7 @@ impl LayerSpec {
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Embedding { .. } => "embedding",
             LayerSpec::LayerNorm => "layernorm",
+            LayerSpec::GlobalAvgPool => "global_avgpool",
             LayerSpec::Rnn { .. } => "rnn",
         }
     }
@@ -305,6 +309,8 @@ impl LayerSpec {
                 features: channels * height * width,
             }),
             (LayerSpec::Flatten, Flat { features }) => Ok(Flat { features }),
+            (LayerSpec::GlobalAvgPool, Image { channels, .. }) => Ok(Flat { features: channels }),
+            (LayerSpec::GlobalAvgPool, _) => needs("an image [channels, height, width]"),
             (LayerSpec::Flatten, _) => needs("an image or features"),
             (LayerSpec::OneHot { depth }, Tokens { len }) => Ok(Sequence {
                 len,
@@ -386,7 +392,10 @@ impl LayerSpec {
                     Err(format!("rate {rate} is not in [0, 1)"))
                 }
             }
-            LayerSpec::Activation(_) | LayerSpec::Flatten | LayerSpec::LayerNorm => Ok(()),
+            LayerSpec::Activation(_)
+            | LayerSpec::Flatten
+            | LayerSpec::LayerNorm
+            | LayerSpec::GlobalAvgPool => Ok(()),
         }
     }
 
@@ -461,6 +470,7 @@ impl LayerSpec {
             ("maxpool", _) => return bad("maxpool:SIZE[:STRIDE]"),
             ("flatten", &[]) => LayerSpec::Flatten,
             ("layernorm", &[]) => LayerSpec::LayerNorm,
+            ("global_avgpool", &[]) => LayerSpec::GlobalAvgPool,
             ("rnn", &[hidden]) => LayerSpec::Rnn { hidden },
             ("rnn", _) => return bad("rnn:HIDDEN"),
             ("one_hot", &[]) => LayerSpec::OneHot { depth: None },
@@ -486,7 +496,7 @@ impl LayerSpec {
                 }
             },
             (other, _)
-                if ["flatten", "layernorm"].contains(&other)
+                if ["flatten", "layernorm", "global_avgpool"].contains(&other)
                     || Activation::from_name(other).is_some() =>
             {
                 return bad(&format!("`{other}` without numbers"))
@@ -519,6 +529,7 @@ impl fmt::Display for LayerSpec {
             LayerSpec::Activation(a) => f.write_str(a.name()),
             LayerSpec::Flatten => f.write_str("flatten"),
             LayerSpec::LayerNorm => f.write_str("layernorm"),
+            LayerSpec::GlobalAvgPool => f.write_str("global_avgpool"),
             LayerSpec::OneHot { depth: None } => f.write_str("one_hot"),
             LayerSpec::OneHot { depth: Some(d) } => write!(f, "one_hot:{d}"),
             LayerSpec::Rnn { hidden } => write!(f, "rnn:{hidden}"),

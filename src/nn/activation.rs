@@ -9,13 +9,15 @@ use crate::tensor::Shape;
 /// `y = act(x)` elementwise.
 pub struct Act<D: Device> {
     act: Activation,
-    y: Option<D::Tensor>,
+    /// The output, or the input for an activation that
+    /// [`Activation::keeps_input`].
+    kept: Option<D::Tensor>,
 }
 
 impl<D: Device> Act<D> {
     /// An activation layer applying `act`.
     pub fn new(act: Activation) -> Self {
-        Act { act, y: None }
+        Act { act, kept: None }
     }
 }
 
@@ -23,7 +25,11 @@ impl<D: Device> Layer<D> for Act<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
         let y = dev.activation(x, self.act)?;
         if train {
-            self.y = Some(y.clone());
+            self.kept = Some(if self.act.keeps_input() {
+                x.clone()
+            } else {
+                y.clone()
+            });
         }
         Ok(y)
     }
@@ -32,8 +38,12 @@ impl<D: Device> Layer<D> for Act<D> {
         if !need_dx {
             return Ok(None);
         }
-        let y = cached(&self.y, "activation")?;
-        Ok(Some(dev.activation_backward(y, dy, self.act)?))
+        let kept = cached(&self.kept, "activation")?;
+        Ok(Some(if self.act.keeps_input() {
+            dev.activation_backward_from_input(kept, dy, self.act)?
+        } else {
+            dev.activation_backward(kept, dy, self.act)?
+        }))
     }
 }
 

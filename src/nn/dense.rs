@@ -22,7 +22,9 @@ pub struct Dense<D: Device> {
 
 impl<D: Device> Dense<D> {
     /// A layer from `inputs` to `outputs` features with activation `act`: weights
-    /// initialised by `init_weights`, bias zero.
+    /// initialised by `init_weights`, bias zero. `act` must be one whose
+    /// derivative the output gives (not [`Activation::keeps_input`]: a
+    /// dense layer keeps only its output).
     pub fn new(
         dev: &D,
         name: &str,
@@ -31,6 +33,12 @@ impl<D: Device> Dense<D> {
         act: Activation,
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
+        if act.keeps_input() {
+            return Err(crate::error::Error::Config(format!(
+                "{name}: a dense layer cannot fuse {} (its derivative needs the input)",
+                act.name()
+            )));
+        }
         let w = init_weights(rng, inputs * outputs, inputs, outputs, act);
         Ok(Dense {
             weight: Param::new(

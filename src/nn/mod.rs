@@ -8,6 +8,7 @@ mod dense;
 mod dropout;
 mod embedding;
 mod norm;
+mod pool_global;
 mod rnn;
 
 pub use activation::{Act, Flatten, OneHot};
@@ -16,6 +17,7 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use norm::{LayerNorm, LAYER_NORM_EPS};
+pub use pool_global::GlobalAvgPool;
 pub use rnn::Rnn;
 
 use rand::Rng;
@@ -104,7 +106,7 @@ pub fn init_weights(
 ) -> Vec<f32> {
     let bound = match act {
         // He-uniform for the rectifiers, Glorot-uniform otherwise.
-        Activation::Relu | Activation::LeakyRelu | Activation::Softplus => {
+        Activation::Relu | Activation::LeakyRelu | Activation::Softplus | Activation::Gelu => {
             (6.0 / fan_in as f64).sqrt()
         }
         _ => (6.0 / (fan_in + fan_out) as f64).sqrt(),

@@ -218,8 +218,10 @@ pub fn small_models() -> Vec<Case> {
     let y = random(rng, 8, 1.0);
     add(
         "dropout-leaky-softplus",
-        parse_layers("dense:16,leaky_relu,dropout:0.3,layernorm,dense:8,softplus,dropout:0.5")
-            .unwrap(),
+        parse_layers(
+            "dense:16,leaky_relu,dropout:0.3,layernorm,dense:8,softplus,dropout:0.5,dense:6,gelu",
+        )
+        .unwrap(),
         flat(5),
         Output::Regression { targets: 1 },
         Shape::new([8, 5]),
@@ -245,6 +247,18 @@ pub fn small_models() -> Vec<Case> {
         Shape::new([2, 3]),
         x,
         y,
+    );
+    // Later cases draw after the earlier ones, so earlier inputs stay as
+    // they were when a case is added here.
+    let x = random(rng, 2 * 2 * 36, 1.0);
+    add(
+        "global-avgpool",
+        parse_layers("conv2d:3:3,tanh,global_avgpool,dense:4,tanh").unwrap(),
+        image(2, 6),
+        Output::Classes { classes: 3 },
+        Shape::new([2, 2, 6, 6]),
+        x,
+        vec![2., 0.],
     );
     v
 }

@@ -150,7 +150,16 @@ fn activate_in_place(data: &mut [f32], act: Activation) {
         Activation::Relu => apply(data, |v| v.max(0.0)),
         Activation::LeakyRelu => apply(data, super::leaky_relu),
         Activation::Softplus => apply(data, super::softplus),
+        Activation::Gelu => apply(data, super::gelu),
     }
+}
+
+/// The error for an activation whose derivative the output does not give.
+pub(crate) fn needs_input(act: Activation) -> Error {
+    Error::Config(format!(
+        "{}'s derivative needs its input: use activation_backward_from_input",
+        act.name()
+    ))
 }
 
 fn from_array2(a: Array2<f32>) -> CpuTensor {
@@ -543,7 +552,19 @@ impl Device for CpuDevice {
             Activation::Relu => y.zip(dy, |y, g| if y > 0.0 { g } else { 0.0 }),
             Activation::LeakyRelu => y.zip(dy, |y, g| if y > 0.0 { g } else { g * LEAKY_SLOPE }),
             Activation::Softplus => y.zip(dy, |y, g| -g * (-y).exp_m1()),
+            Activation::Gelu => return Err(needs_input(act)),
         })
+    }
+
+    fn activation_backward_from_input(
+        &self,
+        x: &CpuTensor,
+        dy: &CpuTensor,
+        act: Activation,
+    ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("activation_backward_from_input");
+        same_shape("activation_backward_from_input", &x.shape, &dy.shape)?;
+        Ok(x.zip(dy, |x, g| g * act.derivative_at(x)))
     }
 
     fn binary(&self, a: &CpuTensor, b: &CpuTensor, op: Binary) -> Result<CpuTensor> {

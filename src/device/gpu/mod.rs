@@ -321,6 +321,15 @@ impl Device for GpuDevice {
         kernels::elementwise::activation_backward(self, y, dy, act)
     }
 
+    fn activation_backward_from_input(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        act: Activation,
+    ) -> Result<GpuTensor> {
+        kernels::elementwise::activation_backward_from_input(self, x, dy, act)
+    }
+
     fn binary(&self, a: &GpuTensor, b: &GpuTensor, op: Binary) -> Result<GpuTensor> {
         kernels::elementwise::binary(self, a, b, op)
     }

@@ -19,7 +19,8 @@
 //! as here), conv2d → `Conv`, maxpool → `MaxPool`, flatten → `Flatten`,
 //! one_hot → `OneHot`, embedding → `Gather`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
 //! `[hidden, input]` layout, the bias in `Wb`), activations → their ONNX
-//! operators, layernorm → `LayerNormalization`; dropout, a training-time
+//! operators, layernorm → `LayerNormalization`, global_avgpool →
+//! `GlobalAveragePool` + `Flatten`; dropout, a training-time
 //! layer, adds nothing. Opset 17, IR
 //! version 8. `scripts/check_onnx.py` checks an
 //! exported file in onnxruntime against `wgtrain predict`/`eval` (CI).
@@ -33,7 +34,7 @@ use prost::Message;
 use self::proto::*;
 use super::checkpoint::{write_atomically, Checkpoint};
 use crate::data::Normalizer;
-use crate::device::{Activation, LEAKY_SLOPE};
+use crate::device::{Activation, GELU_K, LEAKY_SLOPE};
 use crate::error::{Error, Result};
 use crate::models::{format_layers, FeatureShape, LayerSpec, Output};
 use crate::nn::LAYER_NORM_EPS;
@@ -234,6 +235,10 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                 g.node("MaxPool", &[&x], attrs)
             }
             LayerSpec::Flatten => g.node("Flatten", &[&x], vec![int("axis", 1)]),
+            LayerSpec::GlobalAvgPool => {
+                let y = g.node("GlobalAveragePool", &[&x], vec![]);
+                g.node("Flatten", &[&y], vec![int("axis", 1)])
+            }
             LayerSpec::Activation(a) => {
                 let op = match a {
                     Activation::Identity => "Identity",
@@ -242,6 +247,23 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                     Activation::Relu => "Relu",
                     Activation::LeakyRelu => "LeakyRelu",
                     Activation::Softplus => "Softplus",
+                    // Opset 17 has no Gelu: ½x(1 + tanh(k(x + c·x³))).
+                    Activation::Gelu => {
+                        let c = g.constant(&format!("{i}.c"), &[], &[0.044715]);
+                        let k = g.constant(&format!("{i}.k"), &[], &[GELU_K]);
+                        let half = g.constant(&format!("{i}.half"), &[], &[0.5]);
+                        let one = g.constant(&format!("{i}.one"), &[], &[1.0]);
+                        let x2 = g.node("Mul", &[&x, &x], vec![]);
+                        let x3 = g.node("Mul", &[&x2, &x], vec![]);
+                        let cx3 = g.node("Mul", &[&x3, &c], vec![]);
+                        let inner = g.node("Add", &[&x, &cx3], vec![]);
+                        let scaled = g.node("Mul", &[&inner, &k], vec![]);
+                        let t = g.node("Tanh", &[&scaled], vec![]);
+                        let t1 = g.node("Add", &[&t, &one], vec![]);
+                        let hx = g.node("Mul", &[&x, &half], vec![]);
+                        x = g.node("Mul", &[&hx, &t1], vec![]);
+                        continue;
+                    }
                 };
                 let attrs = match a {
                     Activation::LeakyRelu => vec![float("alpha", LEAKY_SLOPE)],

@@ -78,12 +78,33 @@ pub(crate) fn activation_backward(
     act: Activation,
 ) -> Result<GpuTensor> {
     same_shape("activation_backward", y.shape(), dy.shape())?;
+    if act.keeps_input() {
+        return Err(crate::device::cpu::needs_input(act));
+    }
     run(
         dev,
         "activation_backward",
         Some(y),
         Some(dy),
         y.shape().clone(),
+        act.code(),
+        0.0,
+    )
+}
+
+pub(crate) fn activation_backward_from_input(
+    dev: &GpuDevice,
+    x: &GpuTensor,
+    dy: &GpuTensor,
+    act: Activation,
+) -> Result<GpuTensor> {
+    same_shape("activation_backward_from_input", x.shape(), dy.shape())?;
+    run(
+        dev,
+        "activation_backward_x",
+        Some(x),
+        Some(dy),
+        x.shape().clone(),
         act.code(),
         0.0,
     )
