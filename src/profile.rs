@@ -200,6 +200,14 @@ impl Report {
             s.push('\n');
         }
         if has_device {
+            // Per-step launch overhead is what small models pay for: the
+            // count says how many launches a step makes (dispatches on the
+            // GPU, operations on the CPU).
+            let calls: u64 = self.kernels.iter().map(|k| k.1).sum();
+            s += &format!(
+                "{:.0} device operations per step (GPU: compute dispatches)\n",
+                calls as f64 / steps
+            );
             s += &format!(
                 "device time measured with {}; busiest kernels:\n",
                 self.device_clock.unwrap_or("?")
@@ -244,5 +252,23 @@ impl Drop for OpTimer {
                 "wall time per CPU operation",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_counts_operations_per_step() {
+        let r = Report {
+            host: vec![(Phase::Forward, 0.2)],
+            device: vec![(Phase::Forward, 0.1)],
+            kernels: vec![("matmul", 30, 0.06), ("activation", 10, 0.04)],
+            device_clock: Some("timestamp queries"),
+        };
+        let t = r.table(10);
+        assert!(t.contains("4 device operations per step"), "{t}");
+        assert!(t.contains("3 calls/step"), "{t}");
     }
 }
