@@ -483,3 +483,17 @@ fn gelu_and_its_derivative_from_the_input() {
         .activation_backward(&y, &dy, Activation::Gelu)
         .is_err());
 }
+
+#[test]
+fn avg_pool_by_hand() {
+    // One 3×3 plane pooled 2×2: the last row and column are dropped.
+    let x = t(&[1., 2., 9., 3., 6., 9., 9., 9., 9.], &[1, 1, 3, 3]);
+    let y = dev().avg_pool2d(&x, 2).unwrap();
+    assert_eq!(y.shape().dims(), [1, 1, 1, 1]);
+    assert_eq!(get(&y), [3.]);
+    let dy = t(&[8.], &[1, 1, 1, 1]);
+    let dx = dev()
+        .avg_pool2d_backward(&dy, &Shape::new([1, 1, 3, 3]), 2)
+        .unwrap();
+    assert_eq!(get(&dx), [2., 2., 0., 2., 2., 0., 0., 0., 0.]);
+}

@@ -70,6 +70,7 @@ trait DynDevice {
     ) -> [Vec<f32>; 3];
     fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4];
     fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32>;
+    fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], k: usize) -> [Vec<f32>; 2];
 }
 
 impl<D: Device> DynDevice for D {
@@ -200,6 +201,14 @@ impl<D: Device> DynDevice for D {
             self.download(&p3).unwrap(),
             self.download(&m3).unwrap(),
         ]
+    }
+
+    fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], k: usize) -> [Vec<f32>; 2] {
+        let xt = self.upload(x, xs).unwrap();
+        let y = self.avg_pool2d(&xt, k).unwrap();
+        let dyt = self.upload(dy, y.shape().clone()).unwrap();
+        let dx = self.avg_pool2d_backward(&dyt, &xs.into(), k).unwrap();
+        [self.download(&y).unwrap(), self.download(&dx).unwrap()]
     }
 
     fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32> {
@@ -441,6 +450,29 @@ proptest! {
                 })();
                 checked?;
             }
+        }
+    }
+
+    #[test]
+    fn avg_pool_forward_and_backward(nb in 1usize..=3, c in 1usize..=4, h in 1usize..=13,
+                                     w in 1usize..=13, k in 1usize..=4, seed: u64) {
+        prop_assume!(h >= k && w >= k);
+        let xs = [nb, c, h, w];
+        let x = random(seed, nb * c * h * w);
+        let dy = random(seed ^ 5, nb * c * (h / k) * (w / k));
+        let (y, dx) = naive::avg_pool(&x, &dy, (nb * c, h, w), k);
+        // A sum of k² values of magnitude ≤ 1 scaled by 1/k² (its bound
+        // scaled alike, for Σ|x|/k² ≤ 1), then the rounding of 1/k² and of
+        // the product; the gradient is those two roundings alone.
+        let terms = k * k;
+        for (name, d) in devices() {
+            let [gy, gdx] = d.avg_pool(&x, &dy, xs, k);
+            within(&format!("{name} avg_pool2d"), &gy, &y, |i| {
+                sum_tolerance(terms, 1.0) + 3.0 * UNIT_ROUNDOFF * y[i].abs() as f64
+            })?;
+            within(&format!("{name} avg_pool2d_backward"), &gdx, &dx, |i| {
+                3.0 * UNIT_ROUNDOFF * dx[i].abs() as f64
+            })?;
         }
     }
 

@@ -135,6 +135,28 @@ impl Check for MaxPool {
     }
 }
 
+/// Average pooling over `k×k` windows: the means and the gradient spread
+/// back over each window.
+#[derive(Clone, Debug)]
+pub struct AvgPool {
+    shape: Shape,
+    k: usize,
+}
+
+impl Check for AvgPool {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let x = random(dev, rng, &self.shape, 1.0)?;
+        let y = dev.avg_pool2d(&x, self.k)?;
+        let dy = random(dev, rng, y.shape(), 1.0)?;
+        let dx = dev.avg_pool2d_backward(&dy, &self.shape, self.k)?;
+        Ok(vec![y, dx])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::sum_of(self.k * self.k)
+    }
+}
+
 pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     // C_in 1 and 3, odd sizes, padding 0..2, kernels 1..5.
@@ -179,7 +201,15 @@ pub(super) fn cases() -> Vec<Case> {
         v.push(Case::new(
             format!("max pool {k}×{k} fwd+bwd"),
             shape.to_string(),
-            MaxPool { shape, k },
+            MaxPool {
+                shape: shape.clone(),
+                k,
+            },
+        ));
+        v.push(Case::new(
+            format!("avg pool {k}×{k} fwd+bwd"),
+            shape.to_string(),
+            AvgPool { shape, k },
         ));
     }
     v

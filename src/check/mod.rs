@@ -168,7 +168,7 @@ macro_rules! kinds {
     };
 }
 
-use conv::{ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
+use conv::{AvgPool, ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
 use elementwise::{
     ActivationBackward, ActivationBackwardFromInput, ActivationForward, Axpy, BinaryOp, Fill, Scale,
 };
@@ -189,6 +189,7 @@ kinds!(
     ConvWeightGrad,
     ChannelSum,
     MaxPool,
+    AvgPool,
     ActivationForward,
     ActivationBackward,
     ActivationBackwardFromInput,

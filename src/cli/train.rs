@@ -24,6 +24,7 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
   dense:UNITS                             fully connected (on the last dimension)
   conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]  padding KERNEL/2 for odd kernels (stride 1 only, for now)
   maxpool:SIZE[:STRIDE]                   max over SIZE×SIZE windows (stride SIZE)
+  avgpool:SIZE[:STRIDE]                   mean over SIZE×SIZE windows (stride SIZE)
   flatten                                 [C, H, W] -> [C·H·W]
   global_avgpool                          [C, H, W] -> [C], each channel's mean
   rnn:HIDDEN                              Elman recurrent layer over a sequence

@@ -434,6 +434,20 @@ pub trait Device {
         k: usize,
     ) -> Result<Self::Tensor>;
 
+    /// Mean over non-overlapping `k×k` windows of `[N, C, H, W]` →
+    /// `[N, C, H/k, W/k]` (rows and columns past the last whole window are
+    /// dropped, as in [`Device::max_pool2d`]).
+    fn avg_pool2d(&self, x: &Self::Tensor, k: usize) -> Result<Self::Tensor>;
+    /// The gradient of [`Device::avg_pool2d`] for an input of `x_shape`:
+    /// each window's `dy/k²` on every element of it; zeros for the dropped
+    /// rows and columns.
+    fn avg_pool2d_backward(
+        &self,
+        dy: &Self::Tensor,
+        x_shape: &Shape,
+        k: usize,
+    ) -> Result<Self::Tensor>;
+
     // ---- elementwise ----------------------------------------------------
     /// `f(x)` elementwise; same shape as `x`.
     fn activation(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;

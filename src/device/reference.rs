@@ -522,3 +522,33 @@ pub fn layer_norm(
     let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
     (y, dx, f(dg), f(db))
 }
+
+/// Mean over non-overlapping `k×k` windows of `[n·c planes, h, w]`, and the
+/// gradient for `dy`: `(y, dx)`. f64 sums.
+pub fn avg_pool(
+    x: &[f32],
+    dy: &[f32],
+    (nc, h, w): (usize, usize, usize),
+    k: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (ho, wo) = (h / k, w / k);
+    let (mut y, mut dx) = (vec![0.0f32; nc * ho * wo], vec![0.0f32; nc * h * w]);
+    let area = (k * k) as f64;
+    for p in 0..nc {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let o = (p * ho + oy) * wo + ox;
+                let mut s = 0.0f64;
+                for i in 0..k {
+                    for j in 0..k {
+                        let e = (p * h + oy * k + i) * w + ox * k + j;
+                        s += x[e] as f64;
+                        dx[e] = (dy[o] as f64 / area) as f32;
+                    }
+                }
+                y[o] = (s / area) as f32;
+            }
+        }
+    }
+    (y, dx)
+}

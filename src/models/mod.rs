@@ -20,8 +20,8 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
-    Act, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Layer, LayerNorm, MaxPool2d,
-    OneHot, Param, Rnn,
+    Act, AvgPool2d, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Layer, LayerNorm,
+    MaxPool2d, OneHot, Param, Rnn,
 };
 use crate::profile::{self, Phase};
 
@@ -91,6 +91,14 @@ fn build_layer<D: Device + 'static>(
                 )));
             }
             Box::new(MaxPool2d::new(size))
+        }
+        LayerSpec::AvgPool { size, stride } => {
+            if stride != size {
+                return Err(Error::Config(format!(
+                    "layer {i} (avgpool): stride {stride} ≠ size {size} is not supported yet (non-overlapping windows only)"
+                )));
+            }
+            Box::new(AvgPool2d::new(size))
         }
         LayerSpec::Activation(a) => Box::new(Act::new(a)),
         LayerSpec::Flatten => Box::new(Flatten::new()),

@@ -9,6 +9,7 @@
 //! | `dense:UNITS` | fully connected, on the last dimension |
 //! | `conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]` | 2-d convolution; stride 1, padding `KERNEL/2` ("same") for odd kernels and 0 for even ones |
 //! | `maxpool:SIZE[:STRIDE]` | max over `SIZE×SIZE` windows; stride `SIZE` |
+//! | `avgpool:SIZE[:STRIDE]` | mean over `SIZE×SIZE` windows; stride `SIZE` |
 //! | `global_avgpool` | `[C, H, W]` → `[C]`: each channel's mean |
 //! | `flatten` | `[C, H, W]` → `[C·H·W]` (features stay as they are) |
 //! | `rnn:HIDDEN` | Elman recurrent layer over a sequence |
@@ -169,6 +170,13 @@ pub enum LayerSpec {
         /// Step between windows.
         stride: usize,
     },
+    /// Mean over `size×size` windows, `stride` apart.
+    AvgPool {
+        /// Side of the window.
+        size: usize,
+        /// Step between windows.
+        stride: usize,
+    },
     /// An elementwise activation.
     Activation(Activation),
     /// Images to feature vectors.
@@ -207,7 +215,7 @@ pub enum LayerSpec {
 impl Eq for LayerSpec {}
 
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, global_avgpool, flatten, rnn, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, avgpool, global_avgpool, flatten, rnn, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -216,6 +224,7 @@ impl LayerSpec {
             LayerSpec::Dense { .. } => "dense",
             LayerSpec::Conv2d { .. } => "conv2d",
             LayerSpec::MaxPool { .. } => "maxpool",
+            LayerSpec::AvgPool { .. } => "avgpool",
             LayerSpec::Activation(a) => a.name(),
             LayerSpec::Flatten => "flatten",
             LayerSpec::OneHot { .. } => "one_hot",
@@ -270,7 +279,7 @@ impl LayerSpec {
             }
             (LayerSpec::Conv2d { .. }, _) => needs("an image [channels, height, width]"),
             (
-                LayerSpec::MaxPool { size, stride },
+                LayerSpec::MaxPool { size, stride } | LayerSpec::AvgPool { size, stride },
                 Image {
                     channels,
                     height,
@@ -286,7 +295,9 @@ impl LayerSpec {
                     width: (width - size) / stride + 1,
                 })
             }
-            (LayerSpec::MaxPool { .. }, _) => needs("an image [channels, height, width]"),
+            (LayerSpec::MaxPool { .. } | LayerSpec::AvgPool { .. }, _) => {
+                needs("an image [channels, height, width]")
+            }
             (LayerSpec::Activation(_), Tokens { .. }) => {
                 needs("numbers (token ids need `one_hot` first)")
             }
@@ -370,7 +381,7 @@ impl LayerSpec {
                 let ci = input.dims()[0];
                 tensor(&[channels, ci, kernel, kernel])
             }
-            LayerSpec::MaxPool { size, stride } => {
+            LayerSpec::MaxPool { size, stride } | LayerSpec::AvgPool { size, stride } => {
                 positive("size", size)?;
                 positive("stride", stride)
             }
@@ -468,6 +479,9 @@ impl LayerSpec {
             ("maxpool", &[size]) => LayerSpec::MaxPool { size, stride: size },
             ("maxpool", &[size, stride]) => LayerSpec::MaxPool { size, stride },
             ("maxpool", _) => return bad("maxpool:SIZE[:STRIDE]"),
+            ("avgpool", &[size]) => LayerSpec::AvgPool { size, stride: size },
+            ("avgpool", &[size, stride]) => LayerSpec::AvgPool { size, stride },
+            ("avgpool", _) => return bad("avgpool:SIZE[:STRIDE]"),
             ("flatten", &[]) => LayerSpec::Flatten,
             ("layernorm", &[]) => LayerSpec::LayerNorm,
             ("global_avgpool", &[]) => LayerSpec::GlobalAvgPool,
@@ -526,6 +540,7 @@ impl fmt::Display for LayerSpec {
                 padding,
             } => write!(f, "conv2d:{channels}:{kernel}:{stride}:{padding}"),
             LayerSpec::MaxPool { size, stride } => write!(f, "maxpool:{size}:{stride}"),
+            LayerSpec::AvgPool { size, stride } => write!(f, "avgpool:{size}:{stride}"),
             LayerSpec::Activation(a) => f.write_str(a.name()),
             LayerSpec::Flatten => f.write_str("flatten"),
             LayerSpec::LayerNorm => f.write_str("layernorm"),

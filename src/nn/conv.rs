@@ -105,6 +105,36 @@ impl<D: Device> MaxPool2d<D> {
     }
 }
 
+/// Mean over non-overlapping `k×k` windows (stride `k`).
+pub struct AvgPool2d {
+    k: usize,
+    x_shape: Option<Shape>,
+}
+
+impl AvgPool2d {
+    /// Pooling over `k×k` windows (stride `k`).
+    pub fn new(k: usize) -> Self {
+        AvgPool2d { k, x_shape: None }
+    }
+}
+
+impl<D: Device> Layer<D> for AvgPool2d {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
+        if train {
+            self.x_shape = Some(x.shape().clone());
+        }
+        dev.avg_pool2d(x, self.k)
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        if !need_dx {
+            return Ok(None);
+        }
+        let shape = cached(&self.x_shape, "avg_pool2d")?;
+        Ok(Some(dev.avg_pool2d_backward(dy, shape, self.k)?))
+    }
+}
+
 impl<D: Device> Layer<D> for MaxPool2d<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
         let (y, argmax) = dev.max_pool2d(x, self.k)?;

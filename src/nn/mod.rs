@@ -12,7 +12,7 @@ mod pool_global;
 mod rnn;
 
 pub use activation::{Act, Flatten, OneHot};
-pub use conv::{Conv2d, MaxPool2d};
+pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;

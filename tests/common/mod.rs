@@ -253,7 +253,7 @@ pub fn small_models() -> Vec<Case> {
     let x = random(rng, 2 * 2 * 36, 1.0);
     add(
         "global-avgpool",
-        parse_layers("conv2d:3:3,tanh,global_avgpool,dense:4,tanh").unwrap(),
+        parse_layers("conv2d:3:3,tanh,avgpool:2,global_avgpool,dense:4,tanh").unwrap(),
         image(2, 6),
         Output::Classes { classes: 3 },
         Shape::new([2, 2, 6, 6]),

@@ -531,6 +531,50 @@ impl Device for CpuDevice {
         CpuTensor::new(dx, x_shape.clone())
     }
 
+    fn avg_pool2d(&self, x: &CpuTensor, k: usize) -> Result<CpuTensor> {
+        let _t = profile::op_timer("avg_pool2d");
+        let (n, c, h, w, ho, wo) = pool_geom(&x.shape, k)?;
+        let inv = 1.0 / (k * k) as f32;
+        let mut y = vec![0.0f32; n * c * ho * wo];
+        for (nc, out) in y.chunks_mut(ho * wo).enumerate() {
+            let src = &x.data[nc * h * w..(nc + 1) * h * w];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    // Row by row in order, as the GPU sums.
+                    let mut s = 0.0f32;
+                    for i in 0..k {
+                        let row = (oy * k + i) * w + ox * k;
+                        for &v in &src[row..row + k] {
+                            s += v;
+                        }
+                    }
+                    out[oy * wo + ox] = s * inv;
+                }
+            }
+        }
+        CpuTensor::new(y, [n, c, ho, wo])
+    }
+
+    fn avg_pool2d_backward(&self, dy: &CpuTensor, x_shape: &Shape, k: usize) -> Result<CpuTensor> {
+        let _t = profile::op_timer("avg_pool2d_backward");
+        let (n, c, h, w, ho, wo) = pool_geom(x_shape, k)?;
+        same_shape(
+            "avg_pool2d_backward",
+            &dy.shape,
+            &Shape::new([n, c, ho, wo]),
+        )?;
+        let inv = 1.0 / (k * k) as f32;
+        let mut dx = vec![0.0f32; x_shape.numel()];
+        for (nc, plane) in dx.chunks_mut(h * w).enumerate() {
+            for iy in 0..ho * k {
+                for ix in 0..wo * k {
+                    plane[iy * w + ix] = dy.data[(nc * ho + iy / k) * wo + ix / k] * inv;
+                }
+            }
+        }
+        CpuTensor::new(dx, x_shape.clone())
+    }
+
     fn activation(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
         let _t = profile::op_timer("activation");
         Ok(x.activate(act))

@@ -308,6 +308,14 @@ impl Device for GpuDevice {
         kernels::pool::backward(self, dy, argmax, x_shape, k)
     }
 
+    fn avg_pool2d(&self, x: &GpuTensor, k: usize) -> Result<GpuTensor> {
+        kernels::pool::avg_forward(self, x, k)
+    }
+
+    fn avg_pool2d_backward(&self, dy: &GpuTensor, x_shape: &Shape, k: usize) -> Result<GpuTensor> {
+        kernels::pool::avg_backward(self, dy, x_shape, k)
+    }
+
     fn activation(&self, x: &GpuTensor, act: Activation) -> Result<GpuTensor> {
         kernels::elementwise::activation(self, x, act)
     }

@@ -16,7 +16,7 @@
 //!   from a zero initial state, as `wgtrain eval` scores a window).
 //!
 //! Layers map one to one: dense → `MatMul` + `Add` (on the last dimension,
-//! as here), conv2d → `Conv`, maxpool → `MaxPool`, flatten → `Flatten`,
+//! as here), conv2d → `Conv`, maxpool → `MaxPool`, avgpool → `AveragePool`, flatten → `Flatten`,
 //! one_hot → `OneHot`, embedding → `Gather`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
 //! `[hidden, input]` layout, the bias in `Wb`), activations → their ONNX
 //! operators, layernorm → `LayerNormalization`, global_avgpool →
@@ -233,6 +233,13 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                     ints("strides", &[stride, stride]),
                 ];
                 g.node("MaxPool", &[&x], attrs)
+            }
+            LayerSpec::AvgPool { size, stride } => {
+                let attrs = vec![
+                    ints("kernel_shape", &[size, size]),
+                    ints("strides", &[stride, stride]),
+                ];
+                g.node("AveragePool", &[&x], attrs)
             }
             LayerSpec::Flatten => g.node("Flatten", &[&x], vec![int("axis", 1)]),
             LayerSpec::GlobalAvgPool => {

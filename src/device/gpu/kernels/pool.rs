@@ -72,3 +72,43 @@ pub(crate) fn backward(
     );
     Ok(dx)
 }
+
+pub(crate) fn avg_forward(dev: &GpuDevice, x: &GpuTensor, k: usize) -> Result<GpuTensor> {
+    let (p, out_shape) = params(x.shape(), k)?;
+    let y = dev.empty(out_shape.clone())?;
+    let grid = dev.ctx.grid_1d("avg_pool2d", out_shape.numel())?;
+    let bindings = [(0, x.buf()), (2, y.buf())];
+    launch(
+        dev,
+        shader!("pool"),
+        "avg_pool_forward",
+        &[],
+        &bindings,
+        &p,
+        grid,
+    );
+    Ok(y)
+}
+
+pub(crate) fn avg_backward(
+    dev: &GpuDevice,
+    dy: &GpuTensor,
+    x_shape: &Shape,
+    k: usize,
+) -> Result<GpuTensor> {
+    let (p, pooled) = params(x_shape, k)?;
+    same_shape("avg_pool2d_backward", dy.shape(), &pooled)?;
+    let dx = dev.empty(x_shape.clone())?;
+    let grid = dev.ctx.grid_1d("avg_pool2d_backward", x_shape.numel())?;
+    let bindings = [(0, dy.buf()), (2, dx.buf())];
+    launch(
+        dev,
+        shader!("pool"),
+        "avg_pool_backward",
+        &[],
+        &bindings,
+        &p,
+        grid,
+    );
+    Ok(dx)
+}
