@@ -77,8 +77,9 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>,
 // out[v, c] = Σ src[r, c] over the rows r with idx[r] == v (src_rows = the
 // rows of out, count = the rows of src): the gradient of a row gather (an
 // embedding). One invocation per output element, summing in row order like
-// the CPU: deterministic, no atomics. Work is rows·count·row_len, fine for
-// vocabularies of thousands.
+// the CPU: deterministic, no atomics. Work is rows·count·row_len: fine for
+// character vocabularies (75 rows); a vocabulary of thousands wants ids
+// sorted once so each output reads only its own rows (not done yet).
 @compute @workgroup_size(256)
 fn scatter_add_rows(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {

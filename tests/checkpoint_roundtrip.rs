@@ -164,6 +164,21 @@ fn every_model_exports_to_onnx_with_its_weights() {
         };
         let bytes =
             wgtrain::run::onnx::onnx_model(&ck).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        // The PyTorch layout too: one tensor per trained one, plus the
+        // recurrent layers' second bias.
+        let (torch, _) = wgtrain::run::export::pytorch_tensors(&ck)
+            .unwrap_or_else(|e| panic!("{}: pytorch: {e}", case.name));
+        let rnn = case
+            .spec
+            .layers
+            .iter()
+            .filter(|l| l.kind() == "rnn")
+            .count();
+        let layer_tensors = torch
+            .iter()
+            .filter(|t| !t.name.starts_with("input.") && !t.name.starts_with("target."))
+            .count();
+        assert_eq!(layer_tensors, ck.params.len() + rnn, "{}", case.name);
         // Dense and conv tensors keep their layout; a recurrent layer's
         // weights are transposed (checked numerically in CI), its bias not.
         for t in ck

@@ -80,12 +80,12 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         })?;
         let finite = [r.median, r.min, r.max]
             .iter()
-            .all(|v| v.is_finite() && *v >= 0.0);
+            .all(|v| v.is_finite() && *v > 0.0);
         if !finite || r.min > r.max {
             return Err(Error::data(
                 path,
                 format!(
-                    "line {}: median/min/max must be finite, ≥ 0 and min ≤ max",
+                    "line {}: median/min/max must be finite, > 0 and min ≤ max",
                     i + 1
                 ),
             ));
@@ -98,18 +98,23 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
     Ok(out)
 }
 
-/// Each workload of `current` that `baseline` also has (same id, device
-/// and unit), in `current`'s order. The verdict compares the repetitions'
-/// ranges, `[min, max]`: a change is claimed only when the ranges do not
-/// overlap, so the noise the runs themselves show is never called a
-/// change.
+/// Each workload of `current` that `baseline` also has (same id, device,
+/// adapter and unit), in `current`'s order. The verdict compares the
+/// repetitions' ranges, `[min, max]`: a change is claimed only when the
+/// ranges do not overlap, so the noise the runs themselves show is never
+/// called a change. The GPU's `peak` is one measurement, with no range to
+/// judge by, and is left out.
 pub fn compare(baseline: &[Record], current: &[Record]) -> Vec<Change> {
     current
         .iter()
+        .filter(|now| now.id != "peak")
         .filter_map(|now| {
-            let old = baseline
-                .iter()
-                .find(|b| b.id == now.id && b.device == now.device && b.unit == now.unit)?;
+            let old = baseline.iter().find(|b| {
+                b.id == now.id
+                    && b.device == now.device
+                    && b.adapter == now.adapter
+                    && b.unit == now.unit
+            })?;
             let verdict = if now.min > old.max {
                 Verdict::Faster
             } else if now.max < old.min {

@@ -130,6 +130,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// asked.
 fn report_changes(base: &[Record], now: &[Record], args: &BenchArgs) -> anyhow::Result<()> {
     let changes = compare(base, now);
+    if changes.is_empty() {
+        return Err(Error::Config(
+            "no workload of this run is in the baseline (same ids, device and adapter): nothing to compare"
+                .into(),
+        )
+        .into());
+    }
     let mut text = format!(
         "\n{:<9} {:<6} {:>11} {:>11} {:>7}  against the baseline\n",
         "workload", "device", "before", "after", "ratio"
@@ -145,7 +152,7 @@ fn report_changes(base: &[Record], now: &[Record], args: &BenchArgs) -> anyhow::
             c.id, c.device, c.before, c.after, c.ratio
         );
     }
-    let missing = now.len() - changes.len();
+    let missing = now.iter().filter(|r| r.id != "peak").count() - changes.len();
     if missing > 0 {
         text += &format!("({missing} workload(s) not in the baseline)\n");
     }

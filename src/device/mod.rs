@@ -779,25 +779,33 @@ impl ConvGeom {
     }
 }
 
-/// Validates pooling input and returns `(n, c, h, w, ho, wo)`.
+/// Validates max-pooling input and returns `(n, c, h, w, ho, wo)`.
 pub(crate) fn pool_geom(x: &Shape, k: usize) -> Result<(usize, usize, usize, usize, usize, usize)> {
-    let Some((n, c, h, w)) = x.as_nchw() else {
-        return Err(Error::shape(
-            "max_pool2d",
-            format!("input must be 4-d, got {x}"),
-        ));
-    };
-    if k == 0 || h < k || w < k {
-        return Err(Error::shape(
-            "max_pool2d",
-            format!("window {k} does not fit input {x}"),
-        ));
-    }
+    let g = window_geom("max_pool2d", x, k)?;
     // Arg-max positions are kept as f32, exact up to 2^24.
     if x.numel() > 1 << 24 {
         return Err(Error::shape(
             "max_pool2d",
             format!("input {x} has more than 2^24 elements; pool a smaller batch"),
+        ));
+    }
+    Ok(g)
+}
+
+/// Validates a `[N, C, H, W]` input for non-overlapping `k×k` windows and
+/// returns `(n, c, h, w, ho, wo)`; `op` names the operation in errors.
+pub(crate) fn window_geom(
+    op: &'static str,
+    x: &Shape,
+    k: usize,
+) -> Result<(usize, usize, usize, usize, usize, usize)> {
+    let Some((n, c, h, w)) = x.as_nchw() else {
+        return Err(Error::shape(op, format!("input must be 4-d, got {x}")));
+    };
+    if k == 0 || h < k || w < k {
+        return Err(Error::shape(
+            op,
+            format!("window {k} does not fit input {x}"),
         ));
     }
     Ok((n, c, h, w, h / k, w / k))

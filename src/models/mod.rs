@@ -48,17 +48,20 @@ fn build_layer<D: Device + 'static>(
     rng: &mut ChaCha8Rng,
 ) -> Result<(Box<dyn Layer<D>>, bool)> {
     let name = format!("layers.{i}");
-    // A dense layer keeps only its output, so it fuses the activations
-    // whose derivative that gives (not GELU, which then runs on its own).
-    let next_act = match spec.layers.get(i + 1) {
-        Some(LayerSpec::Activation(a)) if !a.keeps_input() => Some(*a),
+    // The activation that follows picks the initialisation; a dense layer
+    // fuses it only when its derivative comes from the output (a dense
+    // layer keeps only that), so GELU then runs as a layer of its own.
+    let follows = match spec.layers.get(i + 1) {
+        Some(LayerSpec::Activation(a)) => Some(*a),
         _ => None,
     };
+    let next_act = follows.filter(|a| !a.keeps_input());
     let last_dim = *input.dims().last().expect("shapes have a dimension");
     let layer: Box<dyn Layer<D>> = match spec.layers[i] {
         LayerSpec::Dense { units } => {
             let act = next_act.unwrap_or(Activation::Identity);
-            let dense = Dense::new(dev, &name, last_dim, units, act, rng)?;
+            let init = follows.unwrap_or(Activation::Identity);
+            let dense = Dense::with_init(dev, &name, (last_dim, units), act, init, rng)?;
             return Ok((Box::new(dense), next_act.is_some()));
         }
         LayerSpec::Conv2d {
@@ -72,7 +75,7 @@ fn build_layer<D: Device + 'static>(
                     "layer {i} (conv2d): stride {stride} is not supported yet (stride 1 only; downsample with maxpool)"
                 )));
             }
-            let init = next_act.unwrap_or(Activation::Identity);
+            let init = follows.unwrap_or(Activation::Identity);
             let ci = input.dims()[0];
             Box::new(Conv2d::new(
                 dev,

@@ -810,6 +810,22 @@ impl ModelSpec {
                 self.layers.len()
             )));
         }
+        // Token ids index the one-hot depth or the embedding table: one
+        // smaller than the vocabulary would be indexed out of range.
+        if let Output::NextToken { vocab } = self.output {
+            for (i, l) in self.layers.iter().enumerate() {
+                let rows = match *l {
+                    LayerSpec::OneHot { depth } => depth,
+                    LayerSpec::Embedding { vocab, .. } => vocab,
+                    _ => None,
+                };
+                if let Some(rows) = rows.filter(|&r| r < vocab) {
+                    return Err(Error::Config(format!(
+                        "layer {i} ({l}) has room for {rows} token ids, but the vocabulary has {vocab}"
+                    )));
+                }
+            }
+        }
         let shapes = self.shapes()?;
         let params = self.param_count()?;
         if params > MAX_MODEL_PARAMS {
@@ -909,6 +925,32 @@ mod tests {
             let e = parse_layers(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn token_tables_must_hold_the_vocabulary() {
+        let tokens = FeatureShape::Tokens { len: 4 };
+        let out = Output::NextToken { vocab: 58 };
+        for list in ["embedding:8:10,rnn:4", "one_hot:10,rnn:4"] {
+            let e = ModelSpec::new(&parse_layers(list).unwrap(), tokens, out)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("room for 10 token ids") && e.contains("58"),
+                "{e}"
+            );
+        }
+        // Larger is fine (unused rows), and the default is the vocabulary.
+        ModelSpec::new(&parse_layers("embedding:8:60,rnn:4").unwrap(), tokens, out).unwrap();
+        let spec =
+            ModelSpec::new(&parse_layers("embedding:8,rnn:4").unwrap(), tokens, out).unwrap();
+        assert_eq!(
+            spec.layers[0],
+            LayerSpec::Embedding {
+                dim: 8,
+                vocab: Some(58)
+            }
+        );
     }
 
     #[test]

@@ -33,13 +33,26 @@ impl<D: Device> Dense<D> {
         act: Activation,
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
+        Self::with_init(dev, name, (inputs, outputs), act, act, rng)
+    }
+
+    /// [`Dense::new`] with weights drawn for the activation `init` (the one
+    /// that follows, when it is not fused: GELU).
+    pub fn with_init(
+        dev: &D,
+        name: &str,
+        (inputs, outputs): (usize, usize),
+        act: Activation,
+        init: Activation,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
         if act.keeps_input() {
             return Err(crate::error::Error::Config(format!(
                 "{name}: a dense layer cannot fuse {} (its derivative needs the input)",
                 act.name()
             )));
         }
-        let w = init_weights(rng, inputs * outputs, inputs, outputs, act);
+        let w = init_weights(rng, inputs * outputs, inputs, outputs, init);
         Ok(Dense {
             weight: Param::new(
                 format!("{name}.weight"),

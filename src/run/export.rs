@@ -56,8 +56,12 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
                     ..get(format!("layers.{i}.bias"))?.clone()
                 });
             }
-            // nn.Embedding's weight is [vocab, dim], as here.
-            LayerSpec::Conv2d { .. } | LayerSpec::Embedding { .. } | LayerSpec::LayerNorm => {
+            // nn.Embedding's weight is [vocab, dim], as here; no bias.
+            LayerSpec::Embedding { .. } => out.push(HostTensor {
+                name: format!("{i}.weight"),
+                ..get(format!("layers.{i}.weight"))?.clone()
+            }),
+            LayerSpec::Conv2d { .. } | LayerSpec::LayerNorm => {
                 for p in ["weight", "bias"] {
                     out.push(HostTensor {
                         name: format!("{i}.{p}"),

@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use super::{
-    pool_geom, rnn_geom, same_shape, Activation, AdamStep, Binary, ConvGeom, Device, DropoutMask,
-    LossGrad, MatmulSpec, Reduce, Tensor, LEAKY_SLOPE,
+    pool_geom, rnn_geom, same_shape, window_geom, Activation, AdamStep, Binary, ConvGeom, Device,
+    DropoutMask, LossGrad, MatmulSpec, Reduce, Tensor, LEAKY_SLOPE,
 };
 use crate::error::{Error, Result};
 use crate::profile;
@@ -533,7 +533,7 @@ impl Device for CpuDevice {
 
     fn avg_pool2d(&self, x: &CpuTensor, k: usize) -> Result<CpuTensor> {
         let _t = profile::op_timer("avg_pool2d");
-        let (n, c, h, w, ho, wo) = pool_geom(&x.shape, k)?;
+        let (n, c, h, w, ho, wo) = window_geom("avg_pool2d", &x.shape, k)?;
         let inv = 1.0 / (k * k) as f32;
         let mut y = vec![0.0f32; n * c * ho * wo];
         for (nc, out) in y.chunks_mut(ho * wo).enumerate() {
@@ -557,7 +557,7 @@ impl Device for CpuDevice {
 
     fn avg_pool2d_backward(&self, dy: &CpuTensor, x_shape: &Shape, k: usize) -> Result<CpuTensor> {
         let _t = profile::op_timer("avg_pool2d_backward");
-        let (n, c, h, w, ho, wo) = pool_geom(x_shape, k)?;
+        let (n, c, h, w, ho, wo) = window_geom("avg_pool2d_backward", x_shape, k)?;
         same_shape(
             "avg_pool2d_backward",
             &dy.shape,

@@ -2,7 +2,7 @@
 
 use super::{launch, u32_of};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{pool_geom, same_shape, Tensor};
+use crate::device::{pool_geom, same_shape, window_geom, Tensor};
 use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
@@ -18,9 +18,15 @@ struct Params {
     k: u32,
 }
 
-fn params(x_shape: &Shape, k: usize) -> Result<(Params, Shape)> {
-    let (n, c, h, w, ho, wo) = pool_geom(x_shape, k)?;
-    u32_of("max_pool2d", x_shape.numel())?;
+/// The kernels' parameters for pooling an input of `x_shape` (max pooling
+/// has the arg-max's size limit, `op` names the operation in errors).
+fn params(op: &'static str, x_shape: &Shape, k: usize) -> Result<(Params, Shape)> {
+    let (n, c, h, w, ho, wo) = if op.starts_with("max") {
+        pool_geom(x_shape, k)?
+    } else {
+        window_geom(op, x_shape, k)?
+    };
+    u32_of(op, x_shape.numel())?;
     let p = Params {
         nc: (n * c) as u32,
         h: h as u32,
@@ -33,7 +39,7 @@ fn params(x_shape: &Shape, k: usize) -> Result<(Params, Shape)> {
 }
 
 pub(crate) fn forward(dev: &GpuDevice, x: &GpuTensor, k: usize) -> Result<(GpuTensor, GpuTensor)> {
-    let (p, out_shape) = params(x.shape(), k)?;
+    let (p, out_shape) = params("max_pool2d", x.shape(), k)?;
     let y = dev.empty(out_shape.clone())?;
     let arg = dev.empty(out_shape.clone())?;
     let grid = dev.ctx.grid_1d("max_pool2d", out_shape.numel())?;
@@ -57,7 +63,7 @@ pub(crate) fn backward(
     k: usize,
 ) -> Result<GpuTensor> {
     same_shape("max_pool2d_backward", dy.shape(), argmax.shape())?;
-    let (p, pooled) = params(x_shape, k)?;
+    let (p, pooled) = params("max_pool2d_backward", x_shape, k)?;
     same_shape("max_pool2d_backward", dy.shape(), &pooled)?;
     let dx = dev.empty(x_shape.clone())?;
     let grid = dev.ctx.grid_1d("max_pool2d_backward", x_shape.numel())?;
@@ -74,7 +80,7 @@ pub(crate) fn backward(
 }
 
 pub(crate) fn avg_forward(dev: &GpuDevice, x: &GpuTensor, k: usize) -> Result<GpuTensor> {
-    let (p, out_shape) = params(x.shape(), k)?;
+    let (p, out_shape) = params("avg_pool2d", x.shape(), k)?;
     let y = dev.empty(out_shape.clone())?;
     let grid = dev.ctx.grid_1d("avg_pool2d", out_shape.numel())?;
     let bindings = [(0, x.buf()), (2, y.buf())];
@@ -96,7 +102,7 @@ pub(crate) fn avg_backward(
     x_shape: &Shape,
     k: usize,
 ) -> Result<GpuTensor> {
-    let (p, pooled) = params(x_shape, k)?;
+    let (p, pooled) = params("avg_pool2d_backward", x_shape, k)?;
     same_shape("avg_pool2d_backward", dy.shape(), &pooled)?;
     let dx = dev.empty(x_shape.clone())?;
     let grid = dev.ctx.grid_1d("avg_pool2d_backward", x_shape.numel())?;
