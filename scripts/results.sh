@@ -21,6 +21,8 @@ runs=(
   "cnn|train cnn --data mnist"
   "rnn|train rnn"
   "custom|train --config examples/mnist_cnn.toml"
+  "text-layers|train rnn --layers embedding:32,rnn:128"
+  "text-layers|train rnn --layers embedding:32,rnn:128,dropout:0.2"
 )
 
 echo "| command | device | data | test metric | baselines on the same split | epochs run (kept) | train time | samples/s |"
@@ -34,7 +36,10 @@ for r in "${runs[@]}"; do
   if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$model" ]; then continue; fi
   # The custom MNIST CNN is run on the CPU only (253 s there; on a software
   # adapter it would be far longer, not measured).
-  if [ "$model" = custom ] && [ "$device" = gpu ] && [ -z "${ONLY:-}" ]; then continue; fi
+  # The text-layer variants of the RNN likewise (about 9 minutes each there).
+  if [ "$model" = custom ] || [ "$model" = text-layers ]; then
+    if [ "$device" = gpu ] && [ -z "${ONLY:-}" ]; then continue; fi
+  fi
   # shellcheck disable=SC2086
   json=$($bin $cmd --device "$device" --out "$dir" --json --quiet | tail -n 1)
   python3 - "$cmd" "$json" <<'PY'
