@@ -159,7 +159,7 @@ impl Check for AvgPool {
 
 pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    // C_in 1 and 3, odd sizes, padding 0..2, kernels 1..5.
+    // C_in 1 to 3, odd sizes, padding 0..3, kernels 1 to 7.
     for (n, ci, h, w, co, k, pad) in [
         (1, 1, 5, 5, 1, 3, 1),
         (2, 3, 7, 9, 4, 3, 1),
@@ -167,6 +167,9 @@ pub(super) fn cases() -> Vec<Case> {
         (3, 3, 6, 5, 2, 2, 0),
         (1, 2, 4, 4, 3, 1, 0),
         (2, 3, 5, 7, 2, 5, 2),
+        // The largest kernels the grammar is checked for: 6 (even) and 7.
+        (2, 2, 9, 8, 3, 6, 0),
+        (1, 3, 11, 10, 9, 7, 3),
     ] {
         let s = ConvShape {
             n,
