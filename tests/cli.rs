@@ -466,6 +466,23 @@ fn bench_compares_with_a_baseline() {
         ),
         &["slower than the baseline", "K4", "T1"],
     );
+    // A full run's baseline is not compared with a --quick run.
+    let full: String = records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["reps"] = serde_json::json!(10);
+            format!("{r}\n")
+        })
+        .collect();
+    std::fs::write(w.path().join("full.jsonl"), full).unwrap();
+    fails_with(
+        wgtrain(
+            w.path(),
+            &[&args[..], &["--baseline", "full.jsonl"]].concat(),
+        ),
+        &["nothing to compare"],
+    );
     // A malformed baseline is refused before anything is measured.
     std::fs::write(
         w.path().join("bad.jsonl"),

@@ -30,6 +30,10 @@ pub struct Record {
     /// Matmul workloads on a GPU: the share of the measured FP32 peak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_fraction: Option<f64>,
+    /// Timed repetitions (10 for a full run, 3 for `--quick`, whose training
+    /// workloads also run fewer steps); 0 when not recorded.
+    #[serde(default)]
+    pub reps: usize,
 }
 
 /// How a workload's new figures compare with its baseline's.
@@ -99,7 +103,8 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
 }
 
 /// Each workload of `current` that `baseline` also has (same id, device,
-/// adapter and unit), in `current`'s order. The verdict compares the
+/// adapter, unit and repetitions: a `--quick` run is not compared with a
+/// full one), in `current`'s order. The verdict compares the
 /// repetitions' ranges, `[min, max]`: a change is claimed only when the
 /// ranges do not overlap, so the noise the runs themselves show is never
 /// called a change. The GPU's `peak` is one measurement, with no range to
@@ -114,6 +119,7 @@ pub fn compare(baseline: &[Record], current: &[Record]) -> Vec<Change> {
                     && b.device == now.device
                     && b.adapter == now.adapter
                     && b.unit == now.unit
+                    && b.reps == now.reps
             })?;
             let verdict = if now.min > old.max {
                 Verdict::Faster
@@ -148,6 +154,7 @@ mod tests {
             max,
             unit: "GFLOP/s".into(),
             peak_fraction: None,
+            reps: 3,
         }
     }
 

@@ -99,6 +99,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             max: peak,
             unit: Unit::GflopPerSec.label().into(),
             peak_fraction: None,
+            reps: 1,
         };
         if args.json {
             println!("{}", serde_json::to_string(&record)?);
@@ -132,7 +133,7 @@ fn report_changes(base: &[Record], now: &[Record], args: &BenchArgs) -> anyhow::
     let changes = compare(base, now);
     if changes.is_empty() {
         return Err(Error::Config(
-            "no workload of this run is in the baseline (same ids, device and adapter): nothing to compare"
+            "no workload of this run is in the baseline (same ids, device, adapter and --quick or not): nothing to compare"
                 .into(),
         )
         .into());
@@ -203,6 +204,7 @@ fn bench_on<D: Device + 'static>(
             max: m.max,
             unit: w.unit.label().into(),
             peak_fraction: of_peak,
+            reps: m.reps,
         };
         if as_json {
             println!("{}", serde_json::to_string(&record)?);
