@@ -108,6 +108,30 @@ impl From<&Shape> for Shape {
     }
 }
 
+impl HostTensor {
+    /// The matrix `[rows, cols]` as `[cols, rows]`, named `name`; an error
+    /// for a tensor that is not 2-d (files are untrusted).
+    pub fn transposed(&self, name: String) -> crate::error::Result<HostTensor> {
+        let &[r, c] = self.shape.as_slice() else {
+            return Err(crate::error::Error::Config(format!(
+                "tensor '{}' of shape {:?} is not a matrix",
+                self.name, self.shape
+            )));
+        };
+        let mut values = vec![0.0; self.values.len()];
+        for i in 0..r {
+            for j in 0..c {
+                values[j * r + i] = self.values[i * c + j];
+            }
+        }
+        Ok(HostTensor {
+            name,
+            shape: vec![c, r],
+            values,
+        })
+    }
+}
+
 /// A tensor copied to the host, with its name and shape (checkpoints,
 /// snapshots of the best parameters, optimizer state).
 #[derive(Clone, Debug, PartialEq)]

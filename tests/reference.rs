@@ -70,6 +70,10 @@ trait DynDevice {
     ) -> [Vec<f32>; 3];
     fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4];
     fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32>;
+    fn scatter(&self, dy: &[f32], ids: &[f32], dim: usize, rows: usize) -> Vec<f32>;
+    fn layer_norm(&self, x: &[f32], dy: &[f32], g: &[f32], b: &[f32], cols: usize)
+        -> [Vec<f32>; 4];
+    fn act_from_input(&self, x: &[f32], dy: &[f32], act: Activation) -> Vec<f32>;
     fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], k: usize) -> [Vec<f32>; 2];
 }
 
@@ -209,6 +213,41 @@ impl<D: Device> DynDevice for D {
         let dyt = self.upload(dy, y.shape().clone()).unwrap();
         let dx = self.avg_pool2d_backward(&dyt, &xs.into(), k).unwrap();
         [self.download(&y).unwrap(), self.download(&dx).unwrap()]
+    }
+
+    fn scatter(&self, dy: &[f32], ids: &[f32], dim: usize, rows: usize) -> Vec<f32> {
+        let n = ids.len();
+        let dyt = self.upload(dy, [n, dim]).unwrap();
+        let idt = self.upload(ids, [n]).unwrap();
+        self.download(&self.scatter_add_rows(&dyt, &idt, rows).unwrap())
+            .unwrap()
+    }
+
+    fn layer_norm(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        g: &[f32],
+        b: &[f32],
+        cols: usize,
+    ) -> [Vec<f32>; 4] {
+        let shape = [x.len() / cols, cols];
+        let xt = self.upload(x, shape).unwrap();
+        let (gt, bt) = (
+            self.upload(g, [cols]).unwrap(),
+            self.upload(b, [cols]).unwrap(),
+        );
+        let (y, stats) = self.layer_norm(&xt, &gt, &bt, 1e-5).unwrap();
+        let dyt = self.upload(dy, shape).unwrap();
+        let (dx, dg, db) = self.layer_norm_backward(&dyt, &xt, &stats, &gt).unwrap();
+        [&y, &dx, &dg, &db].map(|t| self.download(t).unwrap())
+    }
+
+    fn act_from_input(&self, x: &[f32], dy: &[f32], act: Activation) -> Vec<f32> {
+        let n = x.len();
+        let (xt, dyt) = (self.upload(x, [n]).unwrap(), self.upload(dy, [n]).unwrap());
+        let dx = self.activation_backward_from_input(&xt, &dyt, act).unwrap();
+        self.download(&dx).unwrap()
     }
 
     fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32> {
@@ -472,6 +511,72 @@ proptest! {
             })?;
             within(&format!("{name} avg_pool2d_backward"), &gdx, &dx, |i| {
                 3.0 * UNIT_ROUNDOFF * dx[i].abs() as f64
+            })?;
+        }
+    }
+
+    #[test]
+    fn scatter_add_rows_sums_each_id(n in 1usize..=300, dim in 1usize..=9, rows in 1usize..=40,
+                                     seed: u64) {
+        let dy = random(seed, n * dim);
+        let ids: Vec<usize> = random(seed ^ 3, n).iter().map(|v| ((v + 1.0) * 0.5 * rows as f32) as usize % rows).collect();
+        let want = naive::scatter_add_rows(&dy, &ids, rows, dim);
+        // Each output sums at most n terms of magnitude ≤ 1.
+        let count = |v: usize| ids.iter().filter(|&&i| i == v).count();
+        let idf: Vec<f32> = ids.iter().map(|&i| i as f32).collect();
+        for (name, d) in devices() {
+            let got = d.scatter(&dy, &idf, dim, rows);
+            within(&format!("{name} scatter_add_rows"), &got, &want, |i| {
+                let k = count(i / dim);
+                sum_tolerance(k, k as f64)
+            })?;
+        }
+    }
+
+    #[test]
+    fn layer_norm_forward_and_backward(r in 1usize..=20, c in 2usize..=70, seed: u64) {
+        let x: Vec<f32> = random(seed, r * c).iter().map(|v| 3.0 * v + 1.0).collect();
+        let dy = random(seed ^ 1, r * c);
+        let (g, b) = (random(seed ^ 2, c), random(seed ^ 3, c));
+        let (y, dx, dg, db) = naive::layer_norm(&x, &dy, &g, &b, c, 1e-5);
+        // Row statistics are sums of c terms of |x| ≤ 4, off by about
+        // 2(c + 2)·u·4 in absolute terms; divided by the row's spread (×
+        // rstd) that moves every normalised value and gradient.
+        let rstd: Vec<f64> = x
+            .chunks(c)
+            .map(|row| {
+                let m = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+                let var = row.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / c as f64;
+                1.0 / (var + 1e-5).sqrt()
+            })
+            .collect();
+        let row_bound = |i: usize, w: f32| {
+            8.0 * (c as f64 + 2.0) * UNIT_ROUNDOFF * (1.0 + w.abs() as f64) * (1.0 + 4.0 * rstd[i / c])
+        };
+        for (name, d) in devices() {
+            let [gy, gdx, gdg, gdb] = d.layer_norm(&x, &dy, &g, &b, c);
+            within(&format!("{name} layer_norm y"), &gy, &y, |i| row_bound(i, y[i]))?;
+            within(&format!("{name} layer_norm dx"), &gdx, &dx, |i| row_bound(i, dx[i]))?;
+            // Column sums over the rows of dy·x̂, each x̂ off as above.
+            let worst = (0..r).map(|row| row_bound(row * c, 1.0)).fold(0.0, f64::max);
+            within(&format!("{name} layer_norm dgamma"), &gdg, &dg, |_| {
+                sum_tolerance(r, 4.0 * r as f64) + r as f64 * worst
+            })?;
+            within(&format!("{name} layer_norm dbeta"), &gdb, &db, |_| sum_tolerance(r, r as f64))?;
+        }
+    }
+
+    #[test]
+    fn activation_derivatives_from_the_input(n in 1usize..=200, act in 0usize..7, seed: u64) {
+        let act = Activation::ALL[act];
+        let x: Vec<f32> = random(seed, n).iter().map(|v| 4.0 * v).collect();
+        let dy = random(seed ^ 1, n);
+        let want = naive::activation_backward_from_input(&x, &dy, act);
+        for (name, d) in devices() {
+            let got = d.act_from_input(&x, &dy, act);
+            // The devices' exp/tanh differ from libm's by a few ulp.
+            within(&format!("{name} {act:?} from input"), &got, &want, |i| {
+                1e-6 + 16.0 * UNIT_ROUNDOFF * want[i].abs() as f64
             })?;
         }
     }

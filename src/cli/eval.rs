@@ -8,7 +8,7 @@ use wgtrain::run::{eval_dataset, Split};
 use wgtrain::Error;
 
 use super::report::confusion_table;
-use super::summary::EvalSummary;
+use super::summary::{EvalSummary, RunInfo};
 use super::{choose_device, load_model_file, on_device, DeviceArg};
 
 #[derive(Args, Debug)]
@@ -68,11 +68,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.json {
         let summary = EvalSummary {
             command: "eval",
-            model: ck.meta.experiment.name(),
-            layers: format_layers(&ck.meta.model.layers),
-            device,
-            adapter,
-            params,
+            run: RunInfo {
+                model: ck.meta.experiment.name(),
+                layers: format_layers(&ck.meta.model.layers),
+                device,
+                adapter,
+                params,
+            },
             data: spec,
             split: what,
             test: (&e).into(),

@@ -8,11 +8,9 @@ use serde::Serialize;
 use wgtrain::device::gpu::AdapterSummary;
 use wgtrain::run::{class_scores, Baseline, ClassScores, Evaluation};
 
-/// `wgtrain train --json`, and the run directory's summary.json.
+/// What both summaries say first: the model and where it ran.
 #[derive(Serialize)]
-pub struct TrainSummary {
-    /// Always `"train"`.
-    pub command: &'static str,
+pub struct RunInfo {
     /// The preset, or `custom`.
     pub model: &'static str,
     /// The layer list, output layer included.
@@ -23,6 +21,16 @@ pub struct TrainSummary {
     pub adapter: Option<String>,
     /// Trainable numbers.
     pub params: usize,
+}
+
+/// `wgtrain train --json`, and the run directory's summary.json.
+#[derive(Serialize)]
+pub struct TrainSummary {
+    /// Always `"train"`.
+    pub command: &'static str,
+    /// The model and where it ran.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Samples in each split.
     pub samples: SplitSizes,
     /// The epoch count the run was set up with (resolved from `auto`).
@@ -73,16 +81,9 @@ pub struct SplitSizes {
 pub struct EvalSummary {
     /// Always `"eval"`.
     pub command: &'static str,
-    /// The preset, or `custom`.
-    pub model: &'static str,
-    /// The layer list, output layer included.
-    pub layers: String,
-    /// `cpu` or `gpu`.
-    pub device: &'static str,
-    /// The GPU adapter's name; `null` on the CPU.
-    pub adapter: Option<String>,
-    /// Trainable numbers.
-    pub params: usize,
+    /// The model and where it ran.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// The dataset, as given.
     pub data: String,
     /// Which samples of it, in words.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::summary::{SplitSizes, TrainSummary};
+use super::summary::{RunInfo, SplitSizes, TrainSummary};
 use clap::{Args, ValueEnum};
 use wgtrain::data::Task;
 use wgtrain::models::{format_layers, parse_layers, Preset};
@@ -611,11 +611,13 @@ fn train_on<D: Device + 'static>(
     }
     let summary = TrainSummary {
         command: "train",
-        model: exp.config.name(),
-        layers: format_layers(&exp.model.spec.layers),
-        device,
-        adapter,
-        params: exp.model.param_count(),
+        run: RunInfo {
+            model: exp.config.name(),
+            layers: format_layers(&exp.model.spec.layers),
+            device,
+            adapter,
+            params: exp.model.param_count(),
+        },
         samples: SplitSizes {
             train: exp.prepared.train.len(),
             val: exp.prepared.val.len(),

@@ -251,6 +251,35 @@ pub fn activation_backward(y: &[f32], dy: &[f32], act: Activation) -> Vec<f32> {
         .collect()
 }
 
+/// `dy · f'(x)` from the input, each derivative written out in f64 from its
+/// definition (not through the devices' `Activation::derivative_at`).
+pub fn activation_backward_from_input(x: &[f32], dy: &[f32], act: Activation) -> Vec<f32> {
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let d = |x: f64| match act {
+        Activation::Identity => 1.0,
+        Activation::Tanh => 1.0 - x.tanh().powi(2),
+        Activation::Sigmoid => sigmoid(x) * (1.0 - sigmoid(x)),
+        Activation::Relu => f64::from(u8::from(x > 0.0)),
+        Activation::LeakyRelu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.01
+            }
+        }
+        Activation::Softplus => sigmoid(x),
+        Activation::Gelu => {
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            let t = (k * (x + 0.044715 * x.powi(3))).tanh();
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * x * x)
+        }
+    };
+    x.iter()
+        .zip(dy)
+        .map(|(&x, &g)| (g as f64 * d(x as f64)) as f32)
+        .collect()
+}
+
 /// `[r, c]` → per-column sums `[c]`, per-row sums `[r]`, with magnitudes.
 pub fn sum_rows_cols(x: &[f32], (r, c): (usize, usize)) -> [(Vec<f32>, Vec<f64>, usize); 2] {
     let mut cols = (vec![0.0f64; c], vec![0.0f64; c]);

@@ -288,6 +288,14 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 }
 
 impl Checkpoint {
+    /// The parameter tensor called `name`, or an error naming it.
+    pub fn tensor(&self, name: &str) -> Result<&HostTensor> {
+        self.params
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Config(format!("checkpoint lacks tensor '{name}'")))
+    }
+
     /// The model on `dev` with this checkpoint's weights.
     pub fn model<D: Device + 'static>(&self, dev: &D) -> Result<Model<D>> {
         // The architecture must account for the tensors exactly before

@@ -15,42 +15,19 @@ use std::path::Path;
 
 use super::checkpoint::{write_safetensors, Checkpoint};
 use crate::data::Normalizer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::{format_layers, LayerSpec};
 use crate::tensor::HostTensor;
-
-fn transposed(t: &HostTensor, name: String) -> HostTensor {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let mut values = vec![0.0; t.values.len()];
-    for i in 0..r {
-        for j in 0..c {
-            values[j * r + i] = t.values[i * c + j];
-        }
-    }
-    HostTensor {
-        name,
-        shape: vec![c, r],
-        values,
-    }
-}
 
 /// The checkpoint's tensors in PyTorch's names and layouts, and the
 /// metadata that says how to rebuild the module (`layers`, `classes`).
 pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<String, String>)> {
-    let get = |name: String| {
-        ck.params
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| Error::Config(format!("checkpoint lacks tensor '{name}'")))
-    };
+    let get = |name: String| ck.tensor(&name);
     let mut out = Vec::new();
     for (i, layer) in ck.meta.model.layers.iter().enumerate() {
         match layer {
             LayerSpec::Dense { .. } => {
-                out.push(transposed(
-                    get(format!("layers.{i}.weight"))?,
-                    format!("{i}.weight"),
-                ));
+                out.push(get(format!("layers.{i}.weight"))?.transposed(format!("{i}.weight"))?);
                 out.push(HostTensor {
                     name: format!("{i}.bias"),
                     ..get(format!("layers.{i}.bias"))?.clone()
@@ -73,9 +50,9 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
                 // h_t = tanh(x·W + h·U + b) is PyTorch's
                 // tanh(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh) with W_ih = Wᵀ, W_hh = Uᵀ.
                 let w = get(format!("layers.{i}.input_weight"))?;
-                out.push(transposed(w, format!("{i}.weight_ih_l0")));
+                out.push(w.transposed(format!("{i}.weight_ih_l0"))?);
                 let u = get(format!("layers.{i}.recurrent_weight"))?;
-                out.push(transposed(u, format!("{i}.weight_hh_l0")));
+                out.push(u.transposed(format!("{i}.weight_hh_l0"))?);
                 out.push(HostTensor {
                     name: format!("{i}.bias_ih_l0"),
                     ..get(format!("layers.{i}.bias"))?.clone()

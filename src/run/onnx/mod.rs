@@ -142,27 +142,10 @@ fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoPr
     }
 }
 
-/// `[rows, cols]` → `[cols, rows]`.
-fn transposed(t: &HostTensor) -> Vec<f32> {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let mut out = vec![0.0; t.values.len()];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = t.values[i * c + j];
-        }
-    }
-    out
-}
-
 /// The checkpoint's model as an ONNX model (see the module docs).
 pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
     let spec = &ck.meta.model;
-    let get = |name: String| {
-        ck.params
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| Error::Config(format!("checkpoint lacks tensor '{name}'")))
-    };
+    let get = |name: String| ck.tensor(&name);
     let mut g = Graph {
         nodes: Vec::new(),
         constants: Vec::new(),
@@ -306,9 +289,11 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                 let w = get(format!("layers.{i}.input_weight"))?;
                 let u = get(format!("layers.{i}.recurrent_weight"))?;
                 let b = get(format!("layers.{i}.bias"))?;
-                let inputs = w.shape[0];
-                let w = g.constant(&format!("{i}.W"), &[1, hidden, inputs], &transposed(w));
-                let r = g.constant(&format!("{i}.R"), &[1, hidden, hidden], &transposed(u));
+                // [hidden, inputs] and [hidden, hidden], with a direction axis.
+                let (w, u) = (w.transposed(String::new())?, u.transposed(String::new())?);
+                let with_dir = |t: &HostTensor| [&[1][..], &t.shape].concat();
+                let w = g.constant(&format!("{i}.W"), &with_dir(&w), &w.values);
+                let r = g.constant(&format!("{i}.R"), &with_dir(&u), &u.values);
                 let mut bias = b.values.clone();
                 bias.resize(2 * hidden, 0.0);
                 let b = g.constant(&format!("{i}.B"), &[1, 2 * hidden], &bias);
