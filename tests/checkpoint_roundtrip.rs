@@ -165,14 +165,14 @@ fn every_model_exports_to_onnx_with_its_weights() {
         let bytes =
             wgtrain::run::onnx::onnx_model(&ck).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         // The PyTorch layout too: one tensor per trained one, plus the
-        // recurrent layers' second bias.
+        // second bias of the Elman and LSTM layers (the GRU trains both).
         let (torch, _) = wgtrain::run::export::pytorch_tensors(&ck)
             .unwrap_or_else(|e| panic!("{}: pytorch: {e}", case.name));
         let rnn = case
             .spec
             .layers
             .iter()
-            .filter(|l| l.kind() == "rnn")
+            .filter(|l| ["rnn", "lstm"].contains(&l.kind()))
             .count();
         let layer_tensors = torch
             .iter()
@@ -180,12 +180,16 @@ fn every_model_exports_to_onnx_with_its_weights() {
             .count();
         assert_eq!(layer_tensors, ck.params.len() + rnn, "{}", case.name);
         // Dense and conv tensors keep their layout; a recurrent layer's
-        // weights are transposed (checked numerically in CI), its bias not.
-        for t in ck
-            .params
-            .iter()
-            .filter(|t| t.name.ends_with(".weight") || t.name.ends_with(".bias"))
-        {
+        // weights are transposed (checked numerically in CI), its bias not,
+        // except that LSTM and GRU gate blocks are reordered to ONNX's.
+        let gated: Vec<String> = (case.spec.layers.iter().enumerate())
+            .filter(|(_, l)| ["lstm", "gru"].contains(&l.kind()))
+            .map(|(i, _)| format!("layers.{i}."))
+            .collect();
+        for t in ck.params.iter().filter(|t| {
+            (t.name.ends_with(".weight") || t.name.ends_with(".bias"))
+                && !gated.iter().any(|g| t.name.starts_with(g))
+        }) {
             let raw: &[u8] = bytemuck::cast_slice(&t.values);
             assert!(
                 bytes.windows(raw.len()).any(|w| w == raw),

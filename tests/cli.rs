@@ -629,7 +629,7 @@ fn bad_settings() {
     let o = wgtrain(d, &["train", "transformer"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains(
-        "unknown model 'transformer' (presets: linear, logistic, mlp, cnn, rnn; or give --layers)"
+        "unknown model 'transformer' (presets: linear, logistic, mlp, cnn, rnn, lstm, gru; or give --layers)"
     ));
     let o = wgtrain(d, &["train", "mlp", "--batch-size", "0"]);
     assert!(!o.status.success() && stderr(&o).contains("at least 1"));

@@ -288,6 +288,69 @@ fn rnn_two_steps_by_hand() {
     assert_close(&get(&dh0), &[da1 * 2.0]);
 }
 
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[test]
+fn lstm_two_steps_by_hand() {
+    // H = 1, B = 1, gates i, f, g, o; h0 = 0.5, c0 = -1.
+    let xw = [0.1f32, 0.2, -0.3, 0.4, -0.5, 0.6, 0.7, -0.8];
+    let uv = [0.5f32, -0.25, 1.0, 0.75];
+    let (mut h, mut c) = (0.5f32, -1.0f32);
+    let (mut hs, mut cs, mut gates) = (vec![], vec![], vec![]);
+    for step in xw.chunks(4) {
+        let a: Vec<f32> = step.iter().zip(&uv).map(|(x, u)| x + h * u).collect();
+        let (i, f, g, o) = (sigmoid(a[0]), sigmoid(a[1]), a[2].tanh(), sigmoid(a[3]));
+        c = f * c + i * g;
+        h = o * c.tanh();
+        hs.push(h);
+        cs.push(c);
+        gates.extend([i, f, g, o]);
+    }
+    let (h_out, c_out, g_out) = dev()
+        .lstm_forward(
+            &t(&xw, &[2, 1, 4]),
+            &t(&uv, &[1, 4]),
+            &t(&[0.5], &[1, 1]),
+            &t(&[-1.0], &[1, 1]),
+        )
+        .unwrap();
+    assert_close(&get(&h_out), &hs);
+    assert_close(&get(&c_out), &cs);
+    assert_close(&get(&g_out), &gates);
+}
+
+#[test]
+fn gru_two_steps_by_hand() {
+    // H = 1, B = 1, gates r, z, n; h0 = 0.5; the recurrent bias b_hn = 0.3
+    // is scaled by r with the recurrent product.
+    let xw = [0.1f32, 0.2, -0.3, 0.4, -0.5, 0.6];
+    let uv = [0.5f32, -0.25, 1.0];
+    let ub = [0.1f32, -0.2, 0.3];
+    let mut h = 0.5f32;
+    let (mut hs, mut gates) = (vec![], vec![]);
+    for x in xw.chunks(3) {
+        let r = sigmoid(x[0] + h * uv[0] + ub[0]);
+        let z = sigmoid(x[1] + h * uv[1] + ub[1]);
+        let hn = h * uv[2] + ub[2];
+        let n = (x[2] + r * hn).tanh();
+        h = (1.0 - z) * n + z * h;
+        hs.push(h);
+        gates.extend([r, z, n, hn]);
+    }
+    let (h_out, g_out) = dev()
+        .gru_forward(
+            &t(&xw, &[2, 1, 3]),
+            &t(&uv, &[1, 3]),
+            &t(&ub, &[3]),
+            &t(&[0.5], &[1, 1]),
+        )
+        .unwrap();
+    assert_close(&get(&h_out), &hs);
+    assert_close(&get(&g_out), &gates);
+}
+
 #[test]
 fn optimizer_steps_by_hand() {
     let g = t(&[1.0], &[1]);

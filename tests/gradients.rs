@@ -16,7 +16,7 @@ use wgtrain::device::cpu::CpuTensor;
 use wgtrain::device::Activation;
 use wgtrain::loss::Loss;
 use wgtrain::models::Model;
-use wgtrain::nn::{Act, Conv2d, Dense, Flatten, Layer, MaxPool2d, Rnn};
+use wgtrain::nn::{Act, Conv2d, Dense, Flatten, Gru, Layer, Lstm, MaxPool2d, Rnn};
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
 const EPS: f32 = 1e-2;
@@ -191,6 +191,120 @@ fn rnn_through_several_time_steps() {
     let rng = &mut ChaCha8Rng::seed_from_u64(11);
     let layer = Rnn::new(&CpuDevice, "rnn", 3, 4, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([5, 2, 3]), 12, 1.0);
+}
+
+#[test]
+fn lstm_and_gru_through_several_time_steps() {
+    let rng = &mut ChaCha8Rng::seed_from_u64(14);
+    let lstm = Lstm::new(&CpuDevice, "lstm", 3, 4, rng).unwrap();
+    check_layer(Box::new(lstm), Shape::new([5, 2, 3]), 15, 1.0);
+    let gru = Gru::new(&CpuDevice, "gru", 3, 4, rng).unwrap();
+    check_layer(Box::new(gru), Shape::new([5, 2, 3]), 16, 1.0);
+}
+
+/// `Σ f(xw) ⊙ r`'s derivative in each input, by central differences.
+fn numeric_grad(xw: &[f32], r: &[f32], f: impl Fn(&[f32]) -> Vec<f32>) -> Vec<f32> {
+    let objective =
+        |v: &[f32]| -> f32 { f(v).iter().zip(r).map(|(a, b)| (a * b) as f64).sum::<f64>() as f32 };
+    (0..xw.len())
+        .map(|i| {
+            let (mut p, mut m) = (xw.to_vec(), xw.to_vec());
+            p[i] += EPS;
+            m[i] -= EPS;
+            (objective(&p) - objective(&m)) / (2.0 * EPS)
+        })
+        .collect()
+}
+
+fn assert_grads(what: &str, analytic: &[f32], numeric: &[f32]) {
+    let bad: Vec<String> = analytic
+        .iter()
+        .zip(numeric)
+        .enumerate()
+        .filter(|(_, (a, n))| !close(**a, **n))
+        .map(|(i, (a, n))| format!("{what}[{i}]: analytic {a} numeric {n}"))
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn gated_recurrences_from_a_carried_state() {
+    // The device ops directly, from nonzero initial states (what a layer
+    // carrying its state between calls starts from): the gradient of
+    // Σ h ⊙ r in the input projections xw (and, for the GRU, in the
+    // recurrent bias, whose gradient is the column sums of dhu).
+    let dev = CpuDevice;
+    let rng = &mut ChaCha8Rng::seed_from_u64(21);
+    let (t, b, h) = (4, 2, 3);
+    let state = Shape::new([b, h]);
+    let h0 = put(&random(rng, b * h, 1.0), &state);
+    let c0 = put(&random(rng, b * h, 1.5), &state);
+    let r = random(rng, t * b * h, 1.0);
+    let dh = put(&r, &Shape::new([t, b, h]));
+
+    let xw_shape = Shape::new([t, b, 4 * h]);
+    let u = put(&random(rng, 4 * h * h, 0.6), &Shape::new([h, 4 * h]));
+    let xw = random(rng, t * b * 4 * h, 1.0);
+    let lstm = |v: &[f32]| dev.lstm_forward(&put(v, &xw_shape), &u, &h0, &c0).unwrap();
+    let (_, cs, gates) = lstm(&xw);
+    let da = get(&dev.lstm_backward(&gates, &cs, &c0, &u, &dh).unwrap());
+    assert_grads("lstm da", &da, &numeric_grad(&xw, &r, |v| get(&lstm(v).0)));
+
+    let xw_shape = Shape::new([t, b, 3 * h]);
+    let u = put(&random(rng, 3 * h * h, 0.6), &Shape::new([h, 3 * h]));
+    let ub = random(rng, 3 * h, 0.5);
+    let xw = random(rng, t * b * 3 * h, 1.0);
+    let gru = |v: &[f32], ub: &[f32]| {
+        dev.gru_forward(&put(v, &xw_shape), &u, &put(ub, &Shape::new([3 * h])), &h0)
+            .unwrap()
+    };
+    let (hs, gates) = gru(&xw, &ub);
+    let hs_flat = get(&hs);
+    let h_prev: Vec<f32> = get(&h0)
+        .into_iter()
+        .chain(hs_flat[..(t - 1) * b * h].iter().copied())
+        .collect();
+    let h_prev = put(&h_prev, &Shape::new([t, b, h]));
+    let (dxw, dhu) = dev.gru_backward(&gates, &h_prev, &u, &dh).unwrap();
+    let num = numeric_grad(&xw, &r, |v| get(&gru(v, &ub).0));
+    assert_grads("gru dxw", &get(&dxw), &num);
+    let dhu = get(&dhu);
+    let dub: Vec<f32> = (0..3 * h)
+        .map(|j| (0..t * b).map(|n| dhu[n * 3 * h + j]).sum())
+        .collect();
+    let num = numeric_grad(&ub, &r, |v| get(&gru(&xw, v).0));
+    assert_grads("gru d(recurrent bias)", &dub, &num);
+}
+
+#[test]
+fn recurrent_layers_carry_their_state_between_calls() {
+    // With the state carried, two calls over halves of a sequence give the
+    // states of one call over all of it (what sampling relies on).
+    let dev = CpuDevice;
+    let rng = &mut ChaCha8Rng::seed_from_u64(22);
+    let x = random(rng, 6 * 2 * 3, 1.0);
+    let layers: Vec<Box<dyn Layer<CpuDevice>>> = vec![
+        Box::new(Rnn::new(&dev, "rnn", 3, 4, rng).unwrap()),
+        Box::new(Lstm::new(&dev, "lstm", 3, 4, rng).unwrap()),
+        Box::new(Gru::new(&dev, "gru", 3, 4, rng).unwrap()),
+    ];
+    for mut layer in layers {
+        layer.set_carry_state(true);
+        let whole = get(&layer
+            .forward(&dev, &put(&x, &Shape::new([6, 2, 3])), false)
+            .unwrap());
+        layer.set_carry_state(true);
+        let half = Shape::new([3, 2, 3]);
+        let mut parts = get(&layer.forward(&dev, &put(&x[..18], &half), false).unwrap());
+        parts.extend(get(&layer
+            .forward(&dev, &put(&x[18..], &half), false)
+            .unwrap()));
+        assert_eq!(parts, whole);
+        // Without carrying, the second half starts from zeros again.
+        layer.set_carry_state(false);
+        let fresh = get(&layer.forward(&dev, &put(&x[18..], &half), false).unwrap());
+        assert_ne!(fresh[..], whole[24..]);
+    }
 }
 
 #[test]

@@ -230,6 +230,32 @@ fn cpu_rnn_austen_span() {
     );
 }
 
+#[test]
+fn cpu_lstm_and_gru_austen_span() {
+    // The gated cells, small: 60,000 characters, hidden 64, 10 epochs at a
+    // learning rate of 0.01; each
+    // must land well below the bigram model on the held-out part.
+    let dir = tempfile::tempdir().unwrap();
+    let text = include_str!("../data/text/pride_and_prejudice.txt");
+    let path = dir.path().join("austen-60k.txt");
+    std::fs::write(&path, &text[..60_000]).unwrap();
+    for preset in [Preset::Lstm, Preset::Gru] {
+        let mut c = cfg(preset, path.to_str().unwrap());
+        c.layers = preset.layers(Some(&[64]), None).unwrap();
+        c.epochs = Some(10);
+        c.batch_size = Some(32);
+        c.optim.lr = 1e-2;
+        let (unigram, bigram) = text_baselines(&text[..60_000], c.val_fraction);
+        let (_, held_out) = run(&CpuDevice, c);
+        let bpc = held_out.bits_per_char.unwrap();
+        eprintln!("{preset}: {bpc:.3} bits/char (bigram {bigram:.3})");
+        assert!(
+            bpc < bigram - 0.3,
+            "{preset}: held-out {bpc:.3} bits/char; unigram {unigram:.3}, bigram {bigram:.3}"
+        );
+    }
+}
+
 // ---- GPU: the same code on the adapter; subsets sized for lavapipe --------
 
 #[test]

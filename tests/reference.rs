@@ -69,6 +69,18 @@ trait DynDevice {
         dh: &[f32],
     ) -> [Vec<f32>; 3];
     fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4];
+    fn lstm(
+        &self,
+        inputs: [&[f32]; 5],
+        dims: (usize, usize, usize),
+        back: [&[f32]; 2],
+    ) -> [Vec<f32>; 4];
+    fn gru(
+        &self,
+        inputs: [&[f32]; 5],
+        dims: (usize, usize, usize),
+        back: [&[f32]; 2],
+    ) -> [Vec<f32>; 4];
     fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32>;
     fn scatter(&self, dy: &[f32], ids: &[f32], dim: usize, rows: usize) -> Vec<f32>;
     fn layer_norm(&self, x: &[f32], dy: &[f32], g: &[f32], b: &[f32], cols: usize)
@@ -181,6 +193,56 @@ impl<D: Device> DynDevice for D {
             self.download(&da).unwrap(),
             self.download(&dh0).unwrap(),
         ]
+    }
+
+    /// Forward from `xw, u, h0, c0` and, separately, backward from the
+    /// reference's gates and cell states `back` (so the backward pass is
+    /// judged on exactly the reference's inputs) with `dh`.
+    fn lstm(
+        &self,
+        [xw, u, h0, c0, dh]: [&[f32]; 5],
+        (t, b, h): (usize, usize, usize),
+        [gates, cs]: [&[f32]; 2],
+    ) -> [Vec<f32>; 4] {
+        let seq = |v: &[f32], n: usize| self.upload(v, [t, b, n]).unwrap();
+        let ut = self.upload(u, [h, 4 * h]).unwrap();
+        let c0t = self.upload(c0, [b, h]).unwrap();
+        let (hs, c, g) = self
+            .lstm_forward(
+                &seq(xw, 4 * h),
+                &ut,
+                &self.upload(h0, [b, h]).unwrap(),
+                &c0t,
+            )
+            .unwrap();
+        let da = self
+            .lstm_backward(&seq(gates, 4 * h), &seq(cs, h), &c0t, &ut, &seq(dh, h))
+            .unwrap();
+        [&hs, &c, &g, &da].map(|x| self.download(x).unwrap())
+    }
+
+    /// Forward from `xw, u, ub, h0`; backward from the reference's gates and
+    /// previous states `back`, with `dh`.
+    fn gru(
+        &self,
+        [xw, u, ub, h0, dh]: [&[f32]; 5],
+        (t, b, h): (usize, usize, usize),
+        [gates, h_prev]: [&[f32]; 2],
+    ) -> [Vec<f32>; 4] {
+        let seq = |v: &[f32], n: usize| self.upload(v, [t, b, n]).unwrap();
+        let ut = self.upload(u, [h, 3 * h]).unwrap();
+        let (hs, g) = self
+            .gru_forward(
+                &seq(xw, 3 * h),
+                &ut,
+                &self.upload(ub, [3 * h]).unwrap(),
+                &self.upload(h0, [b, h]).unwrap(),
+            )
+            .unwrap();
+        let (dxw, dhu) = self
+            .gru_backward(&seq(gates, 4 * h), &seq(h_prev, h), &ut, &seq(dh, h))
+            .unwrap();
+        [&hs, &g, &dxw, &dhu].map(|x| self.download(x).unwrap())
     }
 
     fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4] {
@@ -489,6 +551,45 @@ proptest! {
                 })();
                 checked?;
             }
+        }
+    }
+
+    #[test]
+    fn lstm_and_gru_forward_and_backward_through_time(t in 1usize..=5, b in 1usize..=4, h in 1usize..=7, seed: u64) {
+        let scaled = |s: u64, n: usize| -> Vec<f32> {
+            random(s, n).iter().map(|v| v / (h as f32).sqrt()).collect()
+        };
+        let (h0, c0, dh) = (random(seed ^ 2, b * h), random(seed ^ 4, b * h), random(seed ^ 3, t * b * h));
+        // Each gate pre-activation is a sum of h + 1 terms of magnitude ≤ 2
+        // (|U| ≤ 1/√h, states ≤ 1 or, for c, ≤ 1 + t); the gate functions
+        // have slopes ≤ 1, and errors carry through at most t steps, each
+        // scaling them by at most 4·‖U‖ ≤ 4 (four gate blocks).
+        let step = sum_tolerance(h + 1, 2.0 * (h + t) as f64) + 1e-6;
+        let bound = step * (t as f64 + 1.0) * 4.0;
+        let xw = random(seed, t * b * 4 * h);
+        let u = scaled(seed ^ 1, 4 * h * h);
+        let (hs, cs, gates) = naive::lstm_forward(&xw, &u, &h0, &c0, (t, b, h));
+        let da = naive::lstm_backward(&gates, &cs, &c0, &u, &dh, (t, b, h));
+        let xw3 = random(seed ^ 5, t * b * 3 * h);
+        let u3 = scaled(seed ^ 6, 3 * h * h);
+        let ub = random(seed ^ 7, 3 * h);
+        let (ghs, ggates) = naive::gru_forward(&xw3, &u3, &ub, &h0, (t, b, h));
+        let h_prev: Vec<f32> = h0.iter().chain(&ghs[..(t - 1) * b * h]).copied().collect();
+        let (dxw, dhu) = naive::gru_backward(&ggates, &h_prev, &u3, &dh, (t, b, h));
+        for (name, d) in devices() {
+            let [l_hs, l_cs, l_gates, l_da] = d.lstm([&xw, &u, &h0, &c0, &dh], (t, b, h), [&gates, &cs]);
+            let [g_hs, g_gates, g_dxw, g_dhu] = d.gru([&xw3, &u3, &ub, &h0, &dh], (t, b, h), [&ggates, &h_prev]);
+            let checked: Result<(), TestCaseError> = (|| {
+                within(&format!("{name} lstm h"), &l_hs, &hs, |_| bound)?;
+                within(&format!("{name} lstm c"), &l_cs, &cs, |_| bound)?;
+                within(&format!("{name} lstm gates"), &l_gates, &gates, |_| bound)?;
+                within(&format!("{name} lstm da"), &l_da, &da, |_| bound * h as f64)?;
+                within(&format!("{name} gru h"), &g_hs, &ghs, |_| bound)?;
+                within(&format!("{name} gru gates"), &g_gates, &ggates, |_| bound)?;
+                within(&format!("{name} gru dxw"), &g_dxw, &dxw, |_| bound * h as f64)?;
+                within(&format!("{name} gru dhu"), &g_dhu, &dhu, |_| bound * h as f64)
+            })();
+            checked?;
         }
     }
 

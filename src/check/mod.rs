@@ -180,7 +180,7 @@ use optim::{Adam, ClipFactor, Momentum, Sgd};
 use reductions::{
     Argmax, Bce, CountEqual, LayerNorm, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols, SumRows,
 };
-use rnn::{RnnBackward, RnnForward};
+use rnn::{GatedBackward, GatedForward, RnnBackward, RnnForward};
 
 kinds!(
     Matmul,
@@ -217,6 +217,8 @@ kinds!(
     ScatterAddRows,
     RnnForward,
     RnnBackward,
+    GatedForward,
+    GatedBackward,
     Sgd,
     Momentum,
     Adam,

@@ -1,4 +1,7 @@
-//! The Elman recurrence over a sequence, forward and back through time.
+//! The recurrences over a sequence (Elman, LSTM, GRU), forward and back
+//! through time.
+
+use rand::Rng;
 
 use super::{random, Case, ChaCha8Rng, Check, Tolerance};
 use crate::device::Device;
@@ -52,6 +55,117 @@ impl Check for RnnBackward {
     }
 }
 
+/// Which gated recurrence a case runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Gated {
+    /// [`Device::lstm_forward`] / [`Device::lstm_backward`].
+    Lstm,
+    /// [`Device::gru_forward`] / [`Device::gru_backward`].
+    Gru,
+}
+
+/// A gated recurrence forward over `T` steps of a batch of `B`, hidden
+/// size `H`: the states (and the LSTM's cell states) and the gates kept for
+/// the backward pass.
+#[derive(Clone, Debug)]
+pub struct GatedForward {
+    cell: Gated,
+    t: usize,
+    b: usize,
+    h: usize,
+}
+
+impl Check for GatedForward {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let GatedForward { cell, t, b, h } = *self;
+        let h0 = random(dev, rng, [b, h], 1.0)?;
+        Ok(match cell {
+            Gated::Lstm => {
+                let xw = random(dev, rng, [t, b, 4 * h], 1.0)?;
+                let u = random(dev, rng, [h, 4 * h], 0.5)?;
+                let c0 = random(dev, rng, [b, h], 1.0)?;
+                let (hs, cs, gates) = dev.lstm_forward(&xw, &u, &h0, &c0)?;
+                vec![hs, cs, gates]
+            }
+            Gated::Gru => {
+                let xw = random(dev, rng, [t, b, 3 * h], 1.0)?;
+                let u = random(dev, rng, [h, 3 * h], 0.5)?;
+                let ub = random(dev, rng, [3 * h], 0.5)?;
+                let (hs, gates) = dev.gru_forward(&xw, &u, &ub, &h0)?;
+                vec![hs, gates]
+            }
+        })
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::RECURRENCE
+    }
+}
+
+/// Gate values as the forward pass leaves them: sigmoid gates in (0, 1),
+/// tanh ones in (−1, 1); `tanh_blocks` lists the latter.
+fn gate_values<D: Device>(
+    dev: &D,
+    rng: &mut ChaCha8Rng,
+    (t, b, h): (usize, usize, usize),
+    blocks: usize,
+    tanh_blocks: &[usize],
+) -> Result<D::Tensor> {
+    let mut v = Vec::with_capacity(t * b * blocks * h);
+    for _ in 0..t * b {
+        for k in 0..blocks {
+            for _ in 0..h {
+                v.push(if tanh_blocks.contains(&k) {
+                    rng.random_range(-0.99f32..=0.99)
+                } else {
+                    rng.random_range(0.01f32..=0.99)
+                });
+            }
+        }
+    }
+    dev.upload(&v, [t, b, blocks * h])
+}
+
+/// Backpropagation through a gated recurrence: the LSTM's gate
+/// pre-activation gradients, or the GRU's input- and recurrent-side ones.
+#[derive(Clone, Debug)]
+pub struct GatedBackward {
+    cell: Gated,
+    t: usize,
+    b: usize,
+    h: usize,
+}
+
+impl Check for GatedBackward {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let GatedBackward { cell, t, b, h } = *self;
+        let dh = random(dev, rng, [t, b, h], 1.0)?;
+        Ok(match cell {
+            Gated::Lstm => {
+                // Blocks i, f, g, o: g is the tanh one.
+                let gates = gate_values(dev, rng, (t, b, h), 4, &[2])?;
+                let cs = random(dev, rng, [t, b, h], 2.0)?;
+                let c0 = random(dev, rng, [b, h], 2.0)?;
+                let u = random(dev, rng, [h, 4 * h], 0.5)?;
+                vec![dev.lstm_backward(&gates, &cs, &c0, &u, &dh)?]
+            }
+            Gated::Gru => {
+                // Blocks r, z, n and the recurrent candidate term (any
+                // value; drawn in (−1, 1) like n).
+                let gates = gate_values(dev, rng, (t, b, h), 4, &[2, 3])?;
+                let h_prev = random(dev, rng, [t, b, h], 0.99)?;
+                let u = random(dev, rng, [h, 3 * h], 0.5)?;
+                let (dxw, dhu) = dev.gru_backward(&gates, &h_prev, &u, &dh)?;
+                vec![dxw, dhu]
+            }
+        })
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::RECURRENCE
+    }
+}
+
 pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     // Hidden sizes 1, 5, 17 take the scalar kernels; 8 and 12 the vec4 ones
@@ -64,6 +178,23 @@ pub(super) fn cases() -> Vec<Case> {
             shape,
             RnnBackward { t, b, h },
         ));
+    }
+    // Batch × hidden 1 (one invocation), a few odd sizes, and 9 × 33 = 297
+    // units: more than one workgroup of 256.
+    for (t, b, h) in [(1, 1, 1), (3, 2, 5), (6, 3, 17), (4, 9, 33)] {
+        let shape = format!("T{t} B{b} H{h}");
+        for (cell, name) in [(Gated::Lstm, "lstm"), (Gated::Gru, "gru")] {
+            v.push(Case::new(
+                format!("{name} forward"),
+                &shape,
+                GatedForward { cell, t, b, h },
+            ));
+            v.push(Case::new(
+                format!("{name} backward (BPTT)"),
+                &shape,
+                GatedBackward { cell, t, b, h },
+            ));
+        }
     }
     v
 }

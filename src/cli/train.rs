@@ -28,6 +28,7 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
   flatten                                 [C, H, W] -> [C·H·W]
   global_avgpool                          [C, H, W] -> [C], each channel's mean
   rnn:HIDDEN                              Elman recurrent layer over a sequence
+  lstm:HIDDEN, gru:HIDDEN                 LSTM / GRU layer (PyTorch's equations); stack them freely
   one_hot[:DEPTH]                         token ids -> one-hot vectors
   embedding:DIM[:VOCAB]                   token ids -> learned vectors of DIM
   dropout:RATE                            zero a RATE fraction in training (inverted dropout)
@@ -36,18 +37,20 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
 Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
 
 Presets: linear (flatten), logistic (flatten), mlp (flatten,dense:256,tanh,dense:128,tanh),
-cnn (conv2d:8:3,tanh,maxpool:2,conv2d:16:3,tanh,maxpool:2,flatten), rnn (one_hot,rnn:128).
+cnn (conv2d:8:3,tanh,maxpool:2,conv2d:16:3,tanh,maxpool:2,flatten), rnn (one_hot,rnn:128),
+lstm (one_hot,lstm:256), gru (one_hot,gru:256); --hidden 256,256 stacks two recurrent layers.
 Training defaults (epochs on the built-in data / batch size / learning rate, optimizer; --print-config
 shows all). Epochs scale with the data: × √(built-in training samples / yours), 5 to 4× the count.
 Early stopping after 10 epochs without a better validation metric or loss (not linear, which has no validation split):
   linear 2000 / full / 0.3, momentum     logistic 200 / 32 / 0.05, adam
   mlp 40 / 32 / 0.002, adam              cnn 40 / 32 / 0.003, adam
-  rnn 20 / 64 / 0.003, adam              custom (--layers) 20 for 10,000 samples / 32 / 0.001, adam";
+  rnn 20 / 64 / 0.003, adam              custom (--layers) 20 for 10,000 samples / 32 / 0.001, adam
+  lstm 20 / 64 / 0.003, adam             gru 20 / 64 / 0.003, adam";
 
 #[derive(Args, Debug)]
 #[command(after_help = LAYERS_HELP)]
 pub struct TrainArgs {
-    /// A preset: linear, logistic, mlp, cnn or rnn. Optional with --layers
+    /// A preset: linear, logistic, mlp, cnn, rnn, lstm or gru. Optional with --layers
     /// or --config.
     #[arg(value_parser = parse_preset)]
     pub model: Option<Preset>,
@@ -96,13 +99,14 @@ pub struct TrainArgs {
     /// Learning-rate schedule over the run.
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
-    /// Hidden layer sizes (mlp: e.g. 256,128; rnn: one size).
+    /// Hidden layer sizes (mlp: e.g. 256,128; rnn, lstm, gru: one
+    /// recurrent layer per size).
     #[arg(long, value_parser = parse_sizes)]
     pub hidden: Option<Sizes>,
     /// Channels of each conv stage (cnn), e.g. 8,16.
     #[arg(long, value_parser = parse_sizes)]
     pub channels: Option<Sizes>,
-    /// Characters per training sequence (rnn).
+    /// Characters per training sequence (rnn, lstm, gru).
     #[arg(long)]
     pub seq_len: Option<usize>,
     /// Fraction of samples held out for validation (early stopping, model
@@ -252,7 +256,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
         (None, Some(preset)) => ExperimentConfig::preset(preset),
         (None, None) if args.layers.is_some() => ExperimentConfig::custom(Vec::new(), ""),
         (None, None) => return Err(Error::Config(
-            "say what to train: a preset (linear, logistic, mlp, cnn, rnn), --layers or --config"
+            "say what to train: a preset (linear, logistic, mlp, cnn, rnn, lstm, gru), --layers or --config"
                 .into(),
         )
         .into()),

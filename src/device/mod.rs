@@ -599,6 +599,61 @@ pub trait Device {
         dh: &Self::Tensor,
     ) -> Result<(Self::Tensor, Self::Tensor)>;
 
+    /// LSTM recurrence over a whole sequence, in PyTorch's gate order
+    /// `i, f, g, o` (see `src/nn/gated.rs` for the equations). Given the
+    /// input projections `xw [T,B,4H]` (`x_t·W + b`, one matmul for all
+    /// steps), the recurrent weights `u [H,4H]` and the initial state
+    /// `h0, c0 [B,H]`, returns every hidden state `h [T,B,H]`, every cell
+    /// state `c [T,B,H]` and the activated gates `[T,B,4H]` (what the
+    /// backward pass needs).
+    fn lstm_forward(
+        &self,
+        xw: &Self::Tensor,
+        u: &Self::Tensor,
+        h0: &Self::Tensor,
+        c0: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Backpropagation through time for [`Device::lstm_forward`]: given its
+    /// gates and cell states, the initial cell state `c0`, `u`, and the loss
+    /// gradient reaching each hidden state from outside the recurrence
+    /// `dh [T,B,H]`, returns the gradient with respect to each gate
+    /// pre-activation `da [T,B,4H]` (for `W`, `U`, `b` and the input alike).
+    fn lstm_backward(
+        &self,
+        gates: &Self::Tensor,
+        c: &Self::Tensor,
+        c0: &Self::Tensor,
+        u: &Self::Tensor,
+        dh: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+    /// GRU recurrence over a whole sequence, in PyTorch's gate order
+    /// `r, z, n` and with its recurrent bias inside the reset product (see
+    /// `src/nn/gated.rs`). Given `xw [T,B,3H]` (`x_t·W + b`), the recurrent
+    /// weights `u [H,3H]` and bias `ub [3H]`, and `h0 [B,H]`, returns every
+    /// state `h [T,B,H]` and, for the backward pass, `[T,B,4H]` holding
+    /// `r, z, n` and the recurrent candidate term `h_{t−1}·U_n + b_hn`.
+    fn gru_forward(
+        &self,
+        xw: &Self::Tensor,
+        u: &Self::Tensor,
+        ub: &Self::Tensor,
+        h0: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// Backpropagation through time for [`Device::gru_forward`]: given its
+    /// gates, the state before each step `h_prev [T,B,H]` (`h0`, then
+    /// `h_0 … h_{T−2}`), `u`, and the loss gradient reaching each state from
+    /// outside the recurrence `dh [T,B,H]`, returns the gradients with
+    /// respect to the input projections `dxw [T,B,3H]` and to the recurrent
+    /// products `h_{t−1}·U + b_h`, `dhu [T,B,3H]` (they differ in the
+    /// candidate third, which the reset gate scales on the recurrent side).
+    fn gru_backward(
+        &self,
+        gates: &Self::Tensor,
+        h_prev: &Self::Tensor,
+        u: &Self::Tensor,
+        dh: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+
     // ---- optimizer updates (in place) ----------------------------------
     // `grad_scale` is a `[1]` tensor multiplying every gradient (global-norm
     // clipping computes it on the device); weight decay adds `wd · p` (L2).
@@ -809,6 +864,47 @@ pub(crate) fn window_geom(
         ));
     }
     Ok((n, c, h, w, h / k, w / k))
+}
+
+/// Validates the operands of a gated recurrence with `gates` gate blocks
+/// (`xw [T,B,G·H]`-like `seq`, `u [H,G·H]`) and returns `(t, b, h)`.
+pub(crate) fn gated_geom(
+    op: &'static str,
+    seq: &Shape,
+    u: &Shape,
+    gates: usize,
+) -> Result<(usize, usize, usize)> {
+    match (seq.dims(), u.dims()) {
+        ([t, b, gh], [h, gh2]) if gh == gh2 && *gh == gates * h && *h > 0 => Ok((*t, *b, *h)),
+        _ => Err(Error::shape(
+            op,
+            format!(
+                "expected a sequence [T,B,{gates}H] and recurrent weights [H,{gates}H], got {seq} and {u}"
+            ),
+        )),
+    }
+}
+
+/// Validates the operands of [`Device::gru_backward`] (gates `[T,B,4H]`,
+/// `u [H,3H]`, `h_prev` and `dh [T,B,H]`) and returns `(t, b, h)`.
+pub(crate) fn gru_backward_geom(
+    gates: &Shape,
+    h_prev: &Shape,
+    u: &Shape,
+    dh: &Shape,
+) -> Result<(usize, usize, usize)> {
+    let (t, b, h) = match (dh.dims(), u.dims()) {
+        ([t, b, h], [h1, gh]) if h == h1 && *gh == 3 * h && *h > 0 => (*t, *b, *h),
+        _ => {
+            return Err(Error::shape(
+                "gru_backward",
+                format!("expected dh [T,B,H] and recurrent weights [H,3H], got {dh} and {u}"),
+            ))
+        }
+    };
+    same_shape("gru_backward", gates, &Shape::new([t, b, 4 * h]))?;
+    same_shape("gru_backward", h_prev, dh)?;
+    Ok((t, b, h))
 }
 
 /// Validates rnn operands and returns `(t, b, h)`.

@@ -442,6 +442,181 @@ pub fn rnn_backward(
     )
 }
 
+fn sig(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// `Σ_i h[row, i]·U[i, col]` for `U [hd, cols]`.
+fn times_u(h: &[f64], row: usize, u: &[f32], cols: usize, col: usize, hd: usize) -> f64 {
+    (0..hd).map(|i| h[row * hd + i] * at(u, cols, i, col)).sum()
+}
+
+/// `Σ_k d[row, k]·U[j, k]` for `d [·, cols]`, `U [hd, cols]`: the gradient
+/// reaching state unit `j` through the gates.
+fn times_ut(d: &[f64], row: usize, u: &[f32], cols: usize, j: usize) -> f64 {
+    (0..cols)
+        .map(|k| d[row * cols + k] * at(u, cols, j, k))
+        .sum()
+}
+
+/// The LSTM over `xw [t, b, 4hd]` (gates i, f, g, o) from `h0, c0 [b, hd]`:
+/// every state `h`, every cell state `c` (`[t, b, hd]`) and the activated
+/// gates `[t, b, 4hd]`, as [`Device::lstm_forward`](super::Device::lstm_forward).
+pub fn lstm_forward(
+    xw: &[f32],
+    u: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    (t, b, hd): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let g4 = 4 * hd;
+    let (mut hs, mut cs, mut gates) = (Vec::new(), Vec::new(), Vec::new());
+    let mut h: Vec<f64> = h0.iter().map(|&v| v as f64).collect();
+    let mut c: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
+    for s in 0..t {
+        let mut hn = vec![0.0; b * hd];
+        let mut step_gates = vec![0.0; b * g4];
+        for i in 0..b {
+            let a = |k: usize| at(xw, g4, s * b + i, k) + times_u(&h, i, u, g4, k, hd);
+            for j in 0..hd {
+                let (ig, fg) = (sig(a(j)), sig(a(hd + j)));
+                let (gg, og) = (a(2 * hd + j).tanh(), sig(a(3 * hd + j)));
+                c[i * hd + j] = fg * c[i * hd + j] + ig * gg;
+                hn[i * hd + j] = og * c[i * hd + j].tanh();
+                for (k, v) in [ig, fg, gg, og].into_iter().enumerate() {
+                    step_gates[i * g4 + k * hd + j] = v;
+                }
+            }
+        }
+        h = hn;
+        hs.extend(to_f32(&h));
+        cs.extend(to_f32(&c));
+        gates.extend(to_f32(&step_gates));
+    }
+    (hs, cs, gates)
+}
+
+/// Backpropagation through time for [`lstm_forward`]: the gradient of every
+/// gate pre-activation `[t, b, 4hd]` given the outside gradient `dh`.
+pub fn lstm_backward(
+    gates: &[f32],
+    c: &[f32],
+    c0: &[f32],
+    u: &[f32],
+    dh: &[f32],
+    (t, b, hd): (usize, usize, usize),
+) -> Vec<f32> {
+    let g4 = 4 * hd;
+    let mut da = vec![0.0f64; t * b * g4];
+    let mut dc_next = vec![0.0f64; b * hd]; // dL/dc_s through c_{s+1}
+    for s in (0..t).rev() {
+        for i in 0..b {
+            let row = s * b + i;
+            for j in 0..hd {
+                let g = |k: usize| at(gates, g4, row, k * hd + j);
+                let (ig, fg, gg, og) = (g(0), g(1), g(2), g(3));
+                let c_prev = if s == 0 {
+                    c0[i * hd + j] as f64
+                } else {
+                    at(c, hd, row - b, j)
+                };
+                let tc = at(c, hd, row, j).tanh();
+                let mut dhv = at(dh, hd, row, j);
+                if s + 1 < t {
+                    dhv += times_ut(&da, row + b, u, g4, j);
+                }
+                let dc = dhv * og * (1.0 - tc * tc) + dc_next[i * hd + j];
+                da[row * g4 + j] = dc * gg * ig * (1.0 - ig);
+                da[row * g4 + hd + j] = dc * c_prev * fg * (1.0 - fg);
+                da[row * g4 + 2 * hd + j] = dc * ig * (1.0 - gg * gg);
+                da[row * g4 + 3 * hd + j] = dhv * tc * og * (1.0 - og);
+                dc_next[i * hd + j] = dc * fg;
+            }
+        }
+    }
+    to_f32(&da)
+}
+
+/// The GRU over `xw [t, b, 3hd]` (gates r, z, n) with recurrent bias
+/// `ub [3hd]` from `h0 [b, hd]`: every state `[t, b, hd]` and the gates kept
+/// for the backward pass `[t, b, 4hd]` (r, z, n, `h·U_n + b_hn`), as
+/// [`Device::gru_forward`](super::Device::gru_forward).
+pub fn gru_forward(
+    xw: &[f32],
+    u: &[f32],
+    ub: &[f32],
+    h0: &[f32],
+    (t, b, hd): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
+    let g3 = 3 * hd;
+    let (mut hs, mut gates) = (Vec::new(), Vec::new());
+    let mut h: Vec<f64> = h0.iter().map(|&v| v as f64).collect();
+    for s in 0..t {
+        let mut hn = vec![0.0; b * hd];
+        let mut step_gates = vec![0.0; b * 4 * hd];
+        for i in 0..b {
+            let x = |k: usize| at(xw, g3, s * b + i, k);
+            let rec = |k: usize| times_u(&h, i, u, g3, k, hd) + ub[k] as f64;
+            for j in 0..hd {
+                let r = sig(x(j) + rec(j));
+                let z = sig(x(hd + j) + rec(hd + j));
+                let cand = rec(2 * hd + j);
+                let n = (x(2 * hd + j) + r * cand).tanh();
+                hn[i * hd + j] = (1.0 - z) * n + z * h[i * hd + j];
+                for (k, v) in [r, z, n, cand].into_iter().enumerate() {
+                    step_gates[i * 4 * hd + k * hd + j] = v;
+                }
+            }
+        }
+        h = hn;
+        hs.extend(to_f32(&h));
+        gates.extend(to_f32(&step_gates));
+    }
+    (hs, gates)
+}
+
+/// Backpropagation through time for [`gru_forward`]: given the state before
+/// each step `h_prev [t, b, hd]`, the gradients with respect to the input
+/// projections and to the recurrent products, both `[t, b, 3hd]`.
+pub fn gru_backward(
+    gates: &[f32],
+    h_prev: &[f32],
+    u: &[f32],
+    dh: &[f32],
+    (t, b, hd): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
+    let g3 = 3 * hd;
+    let mut dxw = vec![0.0f64; t * b * g3];
+    let mut dhu = vec![0.0f64; t * b * g3];
+    let mut direct = vec![0.0f64; b * hd]; // dL/dh_s through h_{s+1} = … + z·h_s
+    for s in (0..t).rev() {
+        for i in 0..b {
+            let row = s * b + i;
+            for j in 0..hd {
+                let g = |k: usize| at(gates, 4 * hd, row, k * hd + j);
+                let (r, z, n, cand) = (g(0), g(1), g(2), g(3));
+                let mut dhv = at(dh, hd, row, j);
+                if s + 1 < t {
+                    dhv += times_ut(&dhu, row + b, u, g3, j) + direct[i * hd + j];
+                }
+                let dn = dhv * (1.0 - z) * (1.0 - n * n);
+                let dz = dhv * (at(h_prev, hd, row, j) - n) * z * (1.0 - z);
+                let dr = dn * cand * r * (1.0 - r);
+                for (k, (x, hu)) in [(dr, dr), (dz, dz), (dn, dn * r)].into_iter().enumerate() {
+                    dxw[row * g3 + k * hd + j] = x;
+                    dhu[row * g3 + k * hd + j] = hu;
+                }
+                direct[i * hd + j] = dhv * z;
+            }
+        }
+    }
+    (to_f32(&dxw), to_f32(&dhu))
+}
+
 /// `p -= lr·(s·g + wd·p)`.
 pub fn sgd(p: &mut [f32], g: &[f32], s: f32, lr: f32, wd: f32) {
     for (p, &g) in p.iter_mut().zip(g) {

@@ -11,7 +11,7 @@ pub mod spec;
 
 pub use presets::Preset;
 pub use sample::sample_text;
-pub use spec::{format_layers, parse_layers, FeatureShape, LayerSpec, ModelSpec, Output};
+pub use spec::{format_layers, parse_layers, Cell, FeatureShape, LayerSpec, ModelSpec, Output};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,8 +20,8 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
-    Act, AvgPool2d, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Layer, LayerNorm,
-    MaxPool2d, OneHot, Param, Rnn,
+    Act, AvgPool2d, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Gru, Layer,
+    LayerNorm, Lstm, MaxPool2d, OneHot, Param, Rnn,
 };
 use crate::profile::{self, Phase};
 
@@ -112,7 +112,11 @@ fn build_layer<D: Device + 'static>(
                 Error::Config(format!("layer {i} (one_hot) has no depth"))
             })?))
         }
-        LayerSpec::Rnn { hidden } => Box::new(Rnn::new(dev, &name, last_dim, hidden, rng)?),
+        LayerSpec::Recurrent { cell, hidden } => match cell {
+            Cell::Elman => Box::new(Rnn::new(dev, &name, last_dim, hidden, rng)?),
+            Cell::Lstm => Box::new(Lstm::new(dev, &name, last_dim, hidden, rng)?),
+            Cell::Gru => Box::new(Gru::new(dev, &name, last_dim, hidden, rng)?),
+        },
         LayerSpec::Embedding { dim, vocab } => {
             let vocab = vocab.ok_or_else(|| {
                 Error::Config(format!("layer {i} (embedding) has no vocabulary size"))

@@ -1,4 +1,5 @@
-//! The five classic families, each a named layer list. A preset is only a
+//! The five classic families and the gated recurrent cells, each a named
+//! layer list. A preset is only a
 //! starting point: `wgtrain train mlp` is `--layers flatten,dense:256,tanh,dense:128,tanh`
 //! with the MLP's training defaults (see `run::ExperimentConfig::preset`).
 //!
@@ -8,11 +9,13 @@
 //! | logistic | `flatten` | BCE (2 classes) or softmax CE |
 //! | mlp | `flatten`, then `dense:H,tanh` per hidden size | softmax CE (MSE for regression) |
 //! | cnn | `conv2d:C:3,tanh,maxpool:2` per stage, `flatten` | softmax CE |
-//! | rnn | `one_hot,rnn:H` | softmax CE per step |
+//! | rnn | `one_hot,rnn:H` (one `rnn:H` per hidden size) | softmax CE per step |
+//! | lstm | `one_hot,lstm:H` (likewise) | softmax CE per step |
+//! | gru | `one_hot,gru:H` (likewise) | softmax CE per step |
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::LayerSpec;
+use super::spec::{Cell, LayerSpec};
 use crate::device::Activation;
 use crate::error::{Error, Result};
 
@@ -30,16 +33,22 @@ pub enum Preset {
     Cnn,
     /// A character-level Elman network predicting the next character.
     Rnn,
+    /// The same with LSTM cells.
+    Lstm,
+    /// The same with GRU cells.
+    Gru,
 }
 
 impl Preset {
     /// Every preset, in the order the README lists them.
-    pub const ALL: [Preset; 5] = [
+    pub const ALL: [Preset; 7] = [
         Preset::Linear,
         Preset::Logistic,
         Preset::Mlp,
         Preset::Cnn,
         Preset::Rnn,
+        Preset::Lstm,
+        Preset::Gru,
     ];
 
     /// The name on the command line.
@@ -50,15 +59,28 @@ impl Preset {
             Preset::Mlp => "mlp",
             Preset::Cnn => "cnn",
             Preset::Rnn => "rnn",
+            Preset::Lstm => "lstm",
+            Preset::Gru => "gru",
+        }
+    }
+
+    /// The recurrence of a character-model preset (`rnn`, `lstm`, `gru`).
+    pub fn cell(self) -> Option<Cell> {
+        match self {
+            Preset::Rnn => Some(Cell::Elman),
+            Preset::Lstm => Some(Cell::Lstm),
+            Preset::Gru => Some(Cell::Gru),
+            _ => None,
         }
     }
 
     /// The preset's default hidden sizes (`--hidden`): MLP layer widths, or
-    /// the RNN's state size.
+    /// the recurrent layers' state sizes.
     pub fn default_hidden(self) -> Vec<usize> {
         match self {
             Preset::Mlp => vec![256, 128],
             Preset::Rnn => vec![128],
+            Preset::Lstm | Preset::Gru => vec![256],
             _ => vec![],
         }
     }
@@ -91,7 +113,7 @@ impl Preset {
         if !channels.is_empty() && self != Preset::Cnn {
             return misplaced("channels");
         }
-        if !hidden.is_empty() && !matches!(self, Preset::Mlp | Preset::Rnn) {
+        if !hidden.is_empty() && self != Preset::Mlp && self.cell().is_none() {
             return misplaced("hidden");
         }
         let tanh = LayerSpec::Activation(Activation::Tanh);
@@ -130,13 +152,21 @@ impl Preset {
                 l.push(LayerSpec::Flatten);
                 l
             }
-            Preset::Rnn => {
-                let &[hidden] = hidden else {
+            Preset::Rnn | Preset::Lstm | Preset::Gru => {
+                let cell = self.cell().expect("a recurrent preset");
+                if hidden.is_empty() {
                     return Err(Error::Config(format!(
-                        "the rnn preset takes one hidden size, got {hidden:?}"
+                        "the {self} preset needs at least one hidden size"
                     )));
-                };
-                vec![LayerSpec::OneHot { depth: None }, LayerSpec::Rnn { hidden }]
+                }
+                // One recurrent layer per size, stacked.
+                std::iter::once(LayerSpec::OneHot { depth: None })
+                    .chain(
+                        hidden
+                            .iter()
+                            .map(|&hidden| LayerSpec::Recurrent { cell, hidden }),
+                    )
+                    .collect()
             }
         })
     }
@@ -156,7 +186,7 @@ impl std::str::FromStr for Preset {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 Error::Config(format!(
-                "unknown model '{s}' (presets: linear, logistic, mlp, cnn, rnn; or give --layers)"
+                "unknown model '{s}' (presets: linear, logistic, mlp, cnn, rnn, lstm, gru; or give --layers)"
             ))
             })
     }

@@ -188,8 +188,10 @@ pub enum LayerSpec {
         /// Length of the vectors; `None` until the vocabulary is known.
         depth: Option<usize>,
     },
-    /// Elman recurrent layer: `h_t = tanh(x_t·W + h_{t−1}·U + b)`.
-    Rnn {
+    /// A recurrent layer over a sequence, returning every state.
+    Recurrent {
+        /// Which recurrence.
+        cell: Cell,
         /// State size.
         hidden: usize,
     },
@@ -210,12 +212,50 @@ pub enum LayerSpec {
     },
 }
 
+/// The recurrences a [`LayerSpec::Recurrent`] layer can run (equations in
+/// `src/nn/rnn.rs` and `src/nn/gated.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// Elman: `h_t = tanh(x_t·W + h_{t−1}·U + b)` (`rnn:H`).
+    Elman,
+    /// Long short-term memory, PyTorch's gates `i, f, g, o` (`lstm:H`).
+    Lstm,
+    /// Gated recurrent unit, PyTorch's gates `r, z, n` (`gru:H`).
+    Gru,
+}
+
+impl Cell {
+    /// The layer's name in the grammar.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cell::Elman => "rnn",
+            Cell::Lstm => "lstm",
+            Cell::Gru => "gru",
+        }
+    }
+
+    /// Gate blocks side by side in the weight matrices (`W [I, gates·H]`).
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Elman => 1,
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Cell> {
+        [Cell::Elman, Cell::Lstm, Cell::Gru]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+}
+
 // A rate is finite (checked where one is made: parsing and
 // `ModelSpec::validate`), so equality is an equivalence.
 impl Eq for LayerSpec {}
 
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, avgpool, global_avgpool, flatten, rnn, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, avgpool, global_avgpool, flatten, rnn, lstm, gru, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -232,7 +272,7 @@ impl LayerSpec {
             LayerSpec::Embedding { .. } => "embedding",
             LayerSpec::LayerNorm => "layernorm",
             LayerSpec::GlobalAvgPool => "global_avgpool",
-            LayerSpec::Rnn { .. } => "rnn",
+            LayerSpec::Recurrent { cell, .. } => cell.name(),
         }
     }
 
@@ -332,14 +372,14 @@ impl LayerSpec {
                 Ok(Sequence { len, features: dim })
             }
             (LayerSpec::Embedding { .. }, _) => needs("token ids"),
-            (LayerSpec::Rnn { hidden }, Sequence { len, .. }) => Ok(Sequence {
+            (LayerSpec::Recurrent { hidden, .. }, Sequence { len, .. }) => Ok(Sequence {
                 len,
                 features: hidden,
             }),
-            (LayerSpec::Rnn { .. }, Tokens { .. }) => {
-                needs("a sequence of vectors (token ids need `one_hot` first)")
+            (LayerSpec::Recurrent { .. }, Tokens { .. }) => {
+                needs("a sequence of vectors (token ids need `one_hot` or `embedding` first)")
             }
-            (LayerSpec::Rnn { .. }, _) => needs("a sequence"),
+            (LayerSpec::Recurrent { .. }, _) => needs("a sequence"),
         }
     }
 
@@ -391,10 +431,10 @@ impl LayerSpec {
                 positive("vocab", vocab.unwrap_or(1))?;
                 tensor(&[vocab.unwrap_or(1), dim])
             }
-            LayerSpec::Rnn { hidden } => {
+            LayerSpec::Recurrent { cell, hidden } => {
                 positive("hidden", hidden)?;
-                tensor(&[last, hidden])?;
-                tensor(&[hidden, hidden])
+                tensor(&[last, cell.gates(), hidden])?;
+                tensor(&[hidden, cell.gates(), hidden])
             }
             LayerSpec::Dropout { rate } => {
                 if (0.0..1.0).contains(&rate) {
@@ -419,7 +459,11 @@ impl LayerSpec {
             LayerSpec::Conv2d {
                 channels, kernel, ..
             } => channels * input.dims()[0] * kernel * kernel + channels,
-            LayerSpec::Rnn { hidden } => last * hidden + hidden * hidden + hidden,
+            LayerSpec::Recurrent { cell, hidden } => {
+                // W, U and b per gate block; the GRU's recurrent bias too.
+                let biases = if cell == Cell::Gru { 2 } else { 1 };
+                cell.gates() * (last * hidden + hidden * hidden + biases * hidden)
+            }
             LayerSpec::Embedding { dim, vocab } => vocab.unwrap_or(0) * dim,
             LayerSpec::LayerNorm => 2 * last,
             _ => 0,
@@ -485,8 +529,11 @@ impl LayerSpec {
             ("flatten", &[]) => LayerSpec::Flatten,
             ("layernorm", &[]) => LayerSpec::LayerNorm,
             ("global_avgpool", &[]) => LayerSpec::GlobalAvgPool,
-            ("rnn", &[hidden]) => LayerSpec::Rnn { hidden },
-            ("rnn", _) => return bad("rnn:HIDDEN"),
+            (name, &[hidden]) if Cell::from_name(name).is_some() => LayerSpec::Recurrent {
+                cell: Cell::from_name(name).expect("matched by the guard"),
+                hidden,
+            },
+            (name, _) if Cell::from_name(name).is_some() => return bad(&format!("{name}:HIDDEN")),
             ("one_hot", &[]) => LayerSpec::OneHot { depth: None },
             ("one_hot", &[depth]) => LayerSpec::OneHot { depth: Some(depth) },
             ("one_hot", _) => return bad("one_hot[:DEPTH]"),
@@ -547,7 +594,7 @@ impl fmt::Display for LayerSpec {
             LayerSpec::GlobalAvgPool => f.write_str("global_avgpool"),
             LayerSpec::OneHot { depth: None } => f.write_str("one_hot"),
             LayerSpec::OneHot { depth: Some(d) } => write!(f, "one_hot:{d}"),
-            LayerSpec::Rnn { hidden } => write!(f, "rnn:{hidden}"),
+            LayerSpec::Recurrent { cell, hidden } => write!(f, "{}:{hidden}", cell.name()),
             LayerSpec::Dropout { rate } => write!(f, "dropout:{rate}"),
             LayerSpec::Embedding { dim, vocab: None } => write!(f, "embedding:{dim}"),
             LayerSpec::Embedding {

@@ -72,23 +72,55 @@ impl<D: Device> Rnn<D> {
     }
 }
 
+/// `(T, B, I)` of a time-major sequence, or a shape error naming `layer`.
+pub(super) fn sequence_dims<T: Tensor>(
+    layer: &'static str,
+    x: &T,
+) -> Result<(usize, usize, usize)> {
+    match x.shape().dims()[..] {
+        [t, b, i] => Ok((t, b, i)),
+        _ => Err(Error::shape(
+            layer,
+            format!("input must be [T,B,I], got {}", x.shape()),
+        )),
+    }
+}
+
+/// The inputs as rows `[T·B, I]`, and their projections `x·W + b` for all
+/// steps in one matmul, as `[T, B, N]`.
+pub(super) fn project_inputs<D: Device>(
+    dev: &D,
+    x: &D::Tensor,
+    weight: &Param<D>,
+    bias: &Param<D>,
+) -> Result<(D::Tensor, D::Tensor)> {
+    let (t, b, i) = sequence_dims("recurrent layer", x)?;
+    let x2 = dev.reshape(x, [t * b, i])?;
+    let xw = dev.matmul(&x2, &weight.value, Some(&bias.value), MatmulSpec::NN)?;
+    let n = xw.shape().dim(1);
+    Ok((x2, dev.reshape(&xw, [t, b, n])?))
+}
+
+/// The state before each step as rows `[T·B, H]`: `h0`, then every state
+/// but the last (`H_prev` in `dU = H_prevᵀ·dA`).
+pub(super) fn previous_states<D: Device>(
+    dev: &D,
+    h0: &D::Tensor,
+    hs: &D::Tensor,
+) -> Result<D::Tensor> {
+    let (t, b, h) = sequence_dims("recurrent layer", hs)?;
+    if t == 1 {
+        return Ok(h0.clone());
+    }
+    let hs2 = dev.reshape(hs, [t * b, h])?;
+    dev.concat_rows(h0, &dev.slice_rows(&hs2, 0, (t - 1) * b)?)
+}
+
 impl<D: Device> Layer<D> for Rnn<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let [t, b, i] = x.shape().dims()[..] else {
-            return Err(Error::shape(
-                "rnn",
-                format!("input must be [T,B,I], got {}", x.shape()),
-            ));
-        };
+        let (t, b, _) = sequence_dims("rnn", x)?;
         let h = self.hidden;
-        let x2 = dev.reshape(x, [t * b, i])?;
-        let xw = dev.matmul(
-            &x2,
-            &self.input_weight.value,
-            Some(&self.bias.value),
-            MatmulSpec::NN,
-        )?;
-        let xw = dev.reshape(&xw, [t, b, h])?;
+        let (x2, xw) = project_inputs(dev, x, &self.input_weight, &self.bias)?;
         let h0 = match self.state.take() {
             Some(s) if s.shape().dims() == [b, h] => s,
             _ => dev.zeros([b, h])?,
@@ -110,20 +142,12 @@ impl<D: Device> Layer<D> for Rnn<D> {
 
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
         let c = cached(&self.cache, "rnn")?;
-        let (t, b, h) = match c.hs.shape().dims()[..] {
-            [t, b, h] => (t, b, h),
-            _ => unreachable!("cached states are [T,B,H]"),
-        };
+        let (t, b, h) = sequence_dims("rnn", &c.hs)?;
         let dh = dev.reshape(dy, [t, b, h])?;
         let (da, _dh0) = dev.rnn_backward(&c.hs, &self.recurrent_weight.value, &dh)?;
         let da = dev.reshape(&da, [t * b, h])?;
-        // dU = Σ_t h_{t-1}ᵀ·da_t = H_prevᵀ·DA with H_prev = [h0; h_0 .. h_{T-2}].
-        let hs2 = dev.reshape(&c.hs, [t * b, h])?;
-        let h_prev = if t > 1 {
-            dev.concat_rows(&c.h0, &dev.slice_rows(&hs2, 0, (t - 1) * b)?)?
-        } else {
-            c.h0.clone()
-        };
+        // dU = Σ_t h_{t-1}ᵀ·da_t = H_prevᵀ·DA.
+        let h_prev = previous_states(dev, &c.h0, &c.hs)?;
         self.recurrent_weight.grad = Some(dev.matmul(&h_prev, &da, None, MatmulSpec::TN)?);
         self.input_weight.grad = Some(dev.matmul(&c.x, &da, None, MatmulSpec::TN)?);
         self.bias.grad = Some(dev.sum_rows(&da)?);
@@ -131,8 +155,7 @@ impl<D: Device> Layer<D> for Rnn<D> {
             return Ok(None);
         }
         let dx = dev.matmul(&da, &self.input_weight.value, None, MatmulSpec::NT)?;
-        let i = c.x.shape().dim(1);
-        Ok(Some(dev.reshape(&dx, [t, b, i])?))
+        Ok(Some(dev.reshape(&dx, [t, b, c.x.shape().dim(1)])?))
     }
 
     fn params(&self) -> Vec<&Param<D>> {

@@ -124,7 +124,7 @@ impl ExperimentConfig {
             Preset::Logistic => ("breast-cancer", Task::Classification, Some(32), 0.05),
             Preset::Mlp => ("digits", Task::Classification, Some(32), 2e-3),
             Preset::Cnn => ("digits", Task::Classification, Some(32), 3e-3),
-            Preset::Rnn => ("austen", Task::Text, Some(64), 3e-3),
+            Preset::Rnn | Preset::Lstm | Preset::Gru => ("austen", Task::Text, Some(64), 3e-3),
         };
         let mut c = ExperimentConfig::custom(layers, data);
         c.preset = Some(preset);
@@ -138,7 +138,7 @@ impl ExperimentConfig {
             c.val_fraction = 0.0;
             c.patience = None;
         }
-        if preset == Preset::Rnn {
+        if preset.cell().is_some() {
             // Recurrent gradients occasionally spike; clipping keeps one bad
             // batch from undoing an epoch.
             c.optim.clip_norm = Some(5.0);
@@ -157,7 +157,7 @@ impl ExperimentConfig {
             Some(Preset::Linear) => (2000, 354),
             Some(Preset::Logistic) => (200, 399),
             Some(Preset::Mlp) | Some(Preset::Cnn) => (40, 1259),
-            Some(Preset::Rnn) => (20, 17_119),
+            Some(Preset::Rnn | Preset::Lstm | Preset::Gru) => (20, 17_119),
             None => (20, 10_000),
         }
     }

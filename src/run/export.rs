@@ -16,7 +16,7 @@ use std::path::Path;
 use super::checkpoint::{write_safetensors, Checkpoint};
 use crate::data::Normalizer;
 use crate::error::Result;
-use crate::models::{format_layers, LayerSpec};
+use crate::models::{format_layers, Cell, LayerSpec};
 use crate::tensor::HostTensor;
 
 /// The checkpoint's tensors in PyTorch's names and layouts, and the
@@ -46,9 +46,12 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
                     });
                 }
             }
-            LayerSpec::Rnn { hidden } => {
-                // h_t = tanh(x·W + h·U + b) is PyTorch's
-                // tanh(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh) with W_ih = Wᵀ, W_hh = Uᵀ.
+            LayerSpec::Recurrent { cell, hidden } => {
+                // nn.RNN/nn.LSTM/nn.GRU hold W_ih = Wᵀ and W_hh = Uᵀ
+                // ([gates·hidden, in]); wgtrain's gate blocks are already in
+                // PyTorch's order (LSTM i, f, g, o; GRU r, z, n). Their two
+                // biases add, except the GRU's b_hn (inside the reset
+                // product), which wgtrain keeps as its recurrent bias.
                 let w = get(format!("layers.{i}.input_weight"))?;
                 out.push(w.transposed(format!("{i}.weight_ih_l0"))?);
                 let u = get(format!("layers.{i}.recurrent_weight"))?;
@@ -57,10 +60,17 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
                     name: format!("{i}.bias_ih_l0"),
                     ..get(format!("layers.{i}.bias"))?.clone()
                 });
-                out.push(HostTensor {
-                    name: format!("{i}.bias_hh_l0"),
-                    shape: vec![*hidden],
-                    values: vec![0.0; *hidden],
+                let gh = cell.gates() * hidden;
+                out.push(match cell {
+                    Cell::Gru => HostTensor {
+                        name: format!("{i}.bias_hh_l0"),
+                        ..get(format!("layers.{i}.recurrent_bias"))?.clone()
+                    },
+                    Cell::Elman | Cell::Lstm => HostTensor {
+                        name: format!("{i}.bias_hh_l0"),
+                        shape: vec![gh],
+                        values: vec![0.0; gh],
+                    },
                 });
             }
             _ => {}

@@ -129,7 +129,9 @@ pub fn small_models() -> Vec<Case> {
     };
     let preset = |p: Preset, sizes: &[usize]| match p {
         Preset::Cnn => p.layers(None, Some(sizes)).unwrap(),
-        Preset::Mlp | Preset::Rnn => p.layers(Some(sizes), None).unwrap(),
+        Preset::Mlp | Preset::Rnn | Preset::Lstm | Preset::Gru => {
+            p.layers(Some(sizes), None).unwrap()
+        }
         _ => p.layers(None, None).unwrap(),
     };
     let x = random(rng, 20, 1.0);
@@ -259,6 +261,30 @@ pub fn small_models() -> Vec<Case> {
         Shape::new([2, 2, 6, 6]),
         x,
         vec![2., 0.],
+    );
+    // The gated presets, stacked two deep, and both cells over a numeric
+    // sequence with an embedding-free input.
+    for (name, p) in [("lstm", Preset::Lstm), ("gru", Preset::Gru)] {
+        let (x, y) = (tokens(12, 5, rng), tokens(12, 5, rng));
+        add(
+            name,
+            preset(p, &[4, 3]),
+            FeatureShape::Tokens { len: 4 },
+            Output::NextToken { vocab: 5 },
+            Shape::new([3, 4]),
+            x,
+            y,
+        );
+    }
+    let (x, y) = (tokens(8, 6, rng), tokens(8, 6, rng));
+    add(
+        "embedding-gru-lstm",
+        parse_layers("embedding:3,gru:5,dropout:0.2,lstm:4").unwrap(),
+        FeatureShape::Tokens { len: 4 },
+        Output::NextToken { vocab: 6 },
+        Shape::new([2, 4]),
+        x,
+        y,
     );
     v
 }

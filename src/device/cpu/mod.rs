@@ -5,6 +5,7 @@
 //! convolutions are written as im2col + that product so the reference is not
 //! painfully slow on machines without a GPU.
 
+mod gated;
 pub mod math;
 mod norm;
 
@@ -949,6 +950,51 @@ impl Device for CpuDevice {
         let mut da = from_array2(da);
         da.shape = xw_shape(t, b, hd);
         Ok((da, from_array2(carry)))
+    }
+
+    fn lstm_forward(
+        &self,
+        xw: &CpuTensor,
+        u: &CpuTensor,
+        h0: &CpuTensor,
+        c0: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("lstm_forward");
+        gated::lstm_forward(xw, u, h0, c0)
+    }
+
+    fn lstm_backward(
+        &self,
+        gates: &CpuTensor,
+        c: &CpuTensor,
+        c0: &CpuTensor,
+        u: &CpuTensor,
+        dh: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("lstm_backward");
+        gated::lstm_backward(gates, c, c0, u, dh)
+    }
+
+    fn gru_forward(
+        &self,
+        xw: &CpuTensor,
+        u: &CpuTensor,
+        ub: &CpuTensor,
+        h0: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("gru_forward");
+        gated::gru_forward(xw, u, ub, h0)
+    }
+
+    fn gru_backward(
+        &self,
+        gates: &CpuTensor,
+        h_prev: &CpuTensor,
+        u: &CpuTensor,
+        dh: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("gru_backward");
+        gated::gru_backward(gates, h_prev, u, dh)
     }
 
     fn sgd_update(

@@ -465,6 +465,47 @@ impl Device for GpuDevice {
         kernels::rnn::backward(self, h, u, dh)
     }
 
+    fn lstm_forward(
+        &self,
+        xw: &GpuTensor,
+        u: &GpuTensor,
+        h0: &GpuTensor,
+        c0: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
+        kernels::gated::lstm_forward(self, xw, u, h0, c0)
+    }
+
+    fn lstm_backward(
+        &self,
+        gates: &GpuTensor,
+        c: &GpuTensor,
+        c0: &GpuTensor,
+        u: &GpuTensor,
+        dh: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        kernels::gated::lstm_backward(self, gates, c, c0, u, dh)
+    }
+
+    fn gru_forward(
+        &self,
+        xw: &GpuTensor,
+        u: &GpuTensor,
+        ub: &GpuTensor,
+        h0: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        kernels::gated::gru_forward(self, xw, u, ub, h0)
+    }
+
+    fn gru_backward(
+        &self,
+        gates: &GpuTensor,
+        h_prev: &GpuTensor,
+        u: &GpuTensor,
+        dh: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        kernels::gated::gru_backward(self, gates, h_prev, u, dh)
+    }
+
     fn sgd_update(
         &self,
         param: &mut GpuTensor,

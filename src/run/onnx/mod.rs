@@ -17,8 +17,10 @@
 //!
 //! Layers map one to one: dense → `MatMul` + `Add` (on the last dimension,
 //! as here), conv2d → `Conv`, maxpool → `MaxPool`, avgpool → `AveragePool`, flatten → `Flatten`,
-//! one_hot → `OneHot`, embedding → `Gather`, rnn → `RNN` (tanh, `W = Wᵢₕ`, `R = Wₕₕ` in ONNX's
-//! `[hidden, input]` layout, the bias in `Wb`), activations → their ONNX
+//! one_hot → `OneHot`, embedding → `Gather`, rnn/lstm/gru → `RNN`/`LSTM`/`GRU`
+//! (`W = Wᵢₕ`, `R = Wₕₕ` in ONNX's `[gates·hidden, input]` layout with the
+//! gate blocks reordered to ONNX's, the bias in `Wb`, a GRU's recurrent bias
+//! in `Rb` with `linear_before_reset = 1`), activations → their ONNX
 //! operators, layernorm → `LayerNormalization`, global_avgpool →
 //! `GlobalAveragePool` + `Flatten`; dropout, a training-time
 //! layer, adds nothing. Opset 17, IR
@@ -36,7 +38,7 @@ use super::checkpoint::{write_atomically, Checkpoint};
 use crate::data::Normalizer;
 use crate::device::{Activation, GELU_K, LEAKY_SLOPE};
 use crate::error::{Error, Result};
-use crate::models::{format_layers, FeatureShape, LayerSpec, Output};
+use crate::models::{format_layers, Cell, FeatureShape, LayerSpec, Output};
 use crate::nn::LAYER_NORM_EPS;
 use crate::tensor::HostTensor;
 
@@ -44,6 +46,17 @@ use crate::tensor::HostTensor;
 pub const OPSET: i64 = 17;
 /// The ONNX IR version that goes with [`OPSET`].
 const IR_VERSION: i64 = 8;
+
+/// `values` (gate blocks of equal size, in wgtrain's order) with the blocks
+/// rearranged: block `k` of the result is block `order[k]` of `values`.
+fn gate_blocks(values: &[f32], order: &[usize]) -> Vec<f32> {
+    let n = values.len() / order.len();
+    order
+        .iter()
+        .flat_map(|&k| &values[k * n..(k + 1) * n])
+        .copied()
+        .collect()
+}
 
 /// A graph under construction: nodes in order, constants, fresh names.
 struct Graph {
@@ -283,24 +296,47 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                 let v = g.constant(&format!("{i}.values"), &[2], &[0.0, 1.0]);
                 g.node("OneHot", &[&x, &d, &v], vec![int("axis", -1)])
             }
-            LayerSpec::Rnn { hidden } => {
-                // ONNX's RNN reads [steps, batch, input] and writes
-                // [steps, directions, batch, hidden].
-                let w = get(format!("layers.{i}.input_weight"))?;
-                let u = get(format!("layers.{i}.recurrent_weight"))?;
-                let b = get(format!("layers.{i}.bias"))?;
-                // [hidden, inputs] and [hidden, hidden], with a direction axis.
-                let (w, u) = (w.transposed(String::new())?, u.transposed(String::new())?);
+            LayerSpec::Recurrent { cell, hidden } => {
+                // ONNX's RNN, LSTM and GRU read [steps, batch, input] and
+                // write [steps, directions, batch, hidden]; their weights are
+                // [directions, gates·hidden, input] with the gate blocks in
+                // ONNX's order (LSTM i, o, f, c; GRU z, r, h).
+                let (op, order): (&str, &[usize]) = match cell {
+                    Cell::Elman => ("RNN", &[0]),
+                    Cell::Lstm => ("LSTM", &[0, 3, 1, 2]),
+                    Cell::Gru => ("GRU", &[1, 0, 2]),
+                };
+                let w = get(format!("layers.{i}.input_weight"))?.transposed(String::new())?;
+                let u = get(format!("layers.{i}.recurrent_weight"))?.transposed(String::new())?;
                 let with_dir = |t: &HostTensor| [&[1][..], &t.shape].concat();
-                let w = g.constant(&format!("{i}.W"), &with_dir(&w), &w.values);
-                let r = g.constant(&format!("{i}.R"), &with_dir(&u), &u.values);
-                let mut bias = b.values.clone();
-                bias.resize(2 * hidden, 0.0);
-                let b = g.constant(&format!("{i}.B"), &[1, 2 * hidden], &bias);
+                let w = g.constant(
+                    &format!("{i}.W"),
+                    &with_dir(&w),
+                    &gate_blocks(&w.values, order),
+                );
+                let r = g.constant(
+                    &format!("{i}.R"),
+                    &with_dir(&u),
+                    &gate_blocks(&u.values, order),
+                );
+                let gh = cell.gates() * hidden;
+                let mut bias = gate_blocks(&get(format!("layers.{i}.bias"))?.values, order);
+                match cell {
+                    Cell::Gru => bias.extend(gate_blocks(
+                        &get(format!("layers.{i}.recurrent_bias"))?.values,
+                        order,
+                    )),
+                    Cell::Elman | Cell::Lstm => bias.resize(2 * gh, 0.0),
+                }
+                let b = g.constant(&format!("{i}.B"), &[1, 2 * gh], &bias);
                 let perm = || ints("perm", &[1, 0, 2]);
                 let steps_first = g.node("Transpose", &[&x], vec![perm()]);
-                let attrs = vec![int("hidden_size", hidden as i64)];
-                let y = g.node("RNN", &[&steps_first, &w, &r, &b], attrs);
+                let mut attrs = vec![int("hidden_size", hidden as i64)];
+                if cell == Cell::Gru {
+                    // b_hn inside the reset product, as PyTorch and wgtrain.
+                    attrs.push(int("linear_before_reset", 1));
+                }
+                let y = g.node(op, &[&steps_first, &w, &r, &b], attrs);
                 let axes = g.constant_i64(&format!("{i}.axes"), &[1], &[1]);
                 let y = g.node("Squeeze", &[&y, &axes], vec![]);
                 g.node("Transpose", &[&y], vec![perm()])

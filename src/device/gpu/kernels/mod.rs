@@ -6,6 +6,7 @@ pub(super) mod conv2d;
 pub(super) mod data;
 pub(super) mod dropout;
 pub(super) mod elementwise;
+pub(super) mod gated;
 pub(super) mod matmul;
 pub(super) mod norm;
 pub(super) mod optim;
