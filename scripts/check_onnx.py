@@ -3,7 +3,9 @@
 wgtrain, against wgtrain's own output on the same inputs:
 
 - tabular models: INPUT.csv (columns matched by the feature names in the
-  model's metadata) vs `wgtrain predict` CSV output, within 1e-4;
+  model's metadata; for sequence models each row's columns as the steps,
+  for time-series models every window of consecutive rows) vs
+  `wgtrain predict` CSV output, within 1e-4;
 - image models: INPUT IDX file (raw pixel bytes) vs `wgtrain predict`
   CSV output, within 1e-4;
 - text models: INPUT text file, scored in non-overlapping windows from a
@@ -77,6 +79,14 @@ def main(model, inputs, wgtrain_output):
             with open(inputs) as fh:
                 rows = list(csv.DictReader(fh))
             x = np.array([[float(r[name]) for name in features] for r in rows], dtype=np.float32)
+            if len(shape) == 2 and shape[0] * shape[1] == len(features):
+                # `--sequence`: each row's columns are the steps.
+                x = x.reshape([-1] + shape)
+            elif len(shape) == 2:
+                # `--window`: every window of consecutive rows, the last one
+                # included, as `wgtrain predict` reads a series.
+                w = shape[0]
+                x = np.stack([x[i : i + w] for i in range(len(x) - w + 1)])
         else:
             x = read_idx(inputs).astype(np.float32).reshape([-1] + shape)
         (out,) = session.run(None, {"input": x})

@@ -985,6 +985,186 @@ fn a_custom_architecture_trains_saves_and_evaluates() {
     assert_eq!(e["layers"], j["layers"]);
 }
 
+/// The baseline named `name`'s value of `metric` in a summary.
+fn baseline(j: &Value, name: &str, metric: &str) -> f64 {
+    j["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name && b["metric"] == metric)
+        .unwrap_or_else(|| panic!("no baseline {name} {metric} in {j}"))["value"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn a_time_series_trains_in_windows_forecasts_and_evaluates() {
+    let w = workdir();
+    let d = w.path();
+    let sun = "data/timeseries/sunspots_yearly.csv";
+    let j = json(&ok(wgtrain(
+        d,
+        &[
+            "train",
+            "--layers",
+            "gru:8",
+            "--data",
+            sun,
+            "--window",
+            "24",
+            "--test-fraction",
+            "0.2",
+            "--epochs",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            "s",
+            "--json",
+        ],
+    )));
+    // 309 years give 285 windows of 24 and the year after: the last 20 %
+    // (57) test, in time order; a many-to-one read-out is added.
+    assert_eq!(j["layers"], "gru:8,last,dense:1");
+    assert_eq!(j["samples"]["test"], 57);
+    // data/README.md's figure for "same as last year" on these windows.
+    let last = baseline(&j, "same as last value", "rmse");
+    assert!((last - 33.0).abs() < 0.05, "{last}");
+    assert!(baseline(&j, "least squares over the window", "rmse") < last);
+    // eval on the checkpoint scores the same test windows; predict
+    // forecasts after every window, the file's last one included.
+    let e = json(&ok(wgtrain(
+        d,
+        &["eval", "--model", "s", "--device", "cpu", "--json"],
+    )));
+    assert_eq!(e["test"]["rmse"], j["test"]["rmse"]);
+    let p = ok(wgtrain(
+        d,
+        &["predict", "--model", "s", "--input", sun, "--device", "cpu"],
+    ));
+    assert_eq!(stdout(&p).lines().count(), 1 + 309 - 24 + 1);
+
+    // Gaps: an error naming the first, unless a policy is chosen; with
+    // --relative the model forecasts changes, and predictions come back
+    // in the series' units.
+    let co2 = "data/timeseries/co2_weekly.csv";
+    let base = [
+        "train", "--layers", "lstm:4", "--data", co2, "--window", "8", "--epochs", "1",
+    ];
+    fails_with(
+        wgtrain(d, &base),
+        &[
+            "line 8, column 'co2_ppmv': empty cell",
+            "59 in all",
+            "--missing",
+        ],
+    );
+    let j = json(&ok(wgtrain(
+        d,
+        &[
+            &base[..],
+            &[
+                "--missing",
+                "interpolate",
+                "--relative",
+                "--out",
+                "c",
+                "--json",
+            ],
+        ]
+        .concat(),
+    )));
+    assert!(j["baselines"].to_string().contains("same as last value"));
+    let p = stdout(&ok(wgtrain(
+        d,
+        &["predict", "--model", "c", "--input", co2, "--device", "cpu"],
+    )));
+    let first: f64 = p.lines().nth(1).unwrap().parse().unwrap();
+    assert!((300.0..340.0).contains(&first), "{first}");
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "export", "--model", "c", "--format", "onnx", "--output", "c.onnx",
+            ],
+        ),
+        &["--relative", "ONNX"],
+    );
+    for (args, expect) in [
+        (&["--window", "4", "--sequence"][..], "choose one"),
+        (&["--relative"][..], "apply to a time series"),
+        (&["--window", "0"][..], "--window must be at least 1"),
+        (&["--window", "400"][..], "too short for --window 400"),
+        (
+            &["--window", "4", "--features", "year,nope"][..],
+            "no column named 'nope'",
+        ),
+        (
+            &["--window", "4", "--features", "year", "--relative"][..],
+            "needs regression with the target among --features",
+        ),
+    ] {
+        let mut a = vec![
+            "train", "--layers", "lstm:4", "--data", sun, "--epochs", "1",
+        ];
+        a.extend_from_slice(args);
+        fails_with(wgtrain(d, &a), &[expect]);
+    }
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "train", "--layers", "lstm:4", "--data", "iris", "--window", "4",
+            ],
+        ),
+        &["--window reads a time series from a CSV file"],
+    );
+}
+
+#[test]
+fn table_rows_as_sequences() {
+    // Iris' four measurements as a sequence of four steps, classified by a
+    // GRU from its last state.
+    let w = workdir();
+    let d = w.path();
+    let j = json(&ok(wgtrain(
+        d,
+        &[
+            "train",
+            "--layers",
+            "gru:16",
+            "--data",
+            "iris",
+            "--sequence",
+            "--epochs",
+            "60",
+            "--lr",
+            "0.01",
+            "--device",
+            "cpu",
+            "--out",
+            "i",
+            "--json",
+        ],
+    )));
+    assert_eq!(j["layers"], "gru:16,last,dense:3");
+    let acc = j["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.85, "test accuracy {acc}");
+    let p = ok(wgtrain(
+        d,
+        &[
+            "predict",
+            "--model",
+            "i",
+            "--input",
+            "data/tabular/iris.csv",
+            "--device",
+            "cpu",
+        ],
+    ));
+    assert_eq!(stdout(&p).lines().count(), 151);
+}
+
 #[test]
 fn a_printed_config_repeats_the_run_bit_for_bit() {
     let w = workdir();

@@ -6,7 +6,10 @@ use std::path::Path;
 use wgtrain::data::idx::{parse_idx, read_idx};
 use wgtrain::data::tabular::parse_csv;
 use wgtrain::data::Task;
-use wgtrain::data::{prepare, split_dataset, Features, PrepareOptions, Targets, TextCorpus};
+use wgtrain::data::{
+    prepare, split_dataset, Features, Layout, Missing, PrepareOptions, SeriesOptions, Targets,
+    TextCorpus,
+};
 
 fn opts(task: Task) -> PrepareOptions {
     PrepareOptions {
@@ -16,6 +19,7 @@ fn opts(task: Task) -> PrepareOptions {
         test_fraction: 0.2,
         seq_len: 32,
         seed: 1,
+        series: Default::default(),
     }
 }
 
@@ -286,4 +290,50 @@ fn multi_member_gzip_is_one_stream() {
     two.extend(gz(&idx[6..]));
     let a = parse_idx(&two, Path::new("two.gz")).unwrap();
     assert_eq!((a.dims, a.data), (vec![4], vec![1, 2, 3, 4]));
+}
+
+#[test]
+fn time_series_windows_split_in_time_order() {
+    // 309 yearly values in windows of 24: 285 windows; the last 20 % (57)
+    // test and the 10 % before them (29) validate, never shuffled.
+    let mut o = opts(Task::Regression);
+    o.series = SeriesOptions {
+        layout: Layout::Window(24),
+        ..Default::default()
+    };
+    let p = prepare("data/timeseries/sunspots_yearly.csv", &o).unwrap();
+    assert_eq!((p.train.len(), p.val.len(), p.test.len()), (199, 29, 57));
+    assert_eq!(p.train.sample_shape, [24, 1]);
+    assert_eq!(p.last_value_feature, Some(0));
+    let Targets::Values { values, .. } = &p.test.targets else {
+        panic!("values")
+    };
+    // The first test window forecasts 1952 (31.5), the last one 2008 (2.9).
+    assert_eq!((values[0], values[56]), (31.5, 2.9));
+    // Each test window ends with the year before its target.
+    let Features::F32(x) = &p.test.features else {
+        panic!("f32")
+    };
+    let Targets::Values { values: val, .. } = &p.val.targets else {
+        panic!("values")
+    };
+    assert_eq!(x[23], val[28]);
+
+    // CO2: 59 empty weeks (data/README.md) are an error, dropped or filled.
+    o.series.layout = Layout::Window(4);
+    let co2 = "data/timeseries/co2_weekly.csv";
+    let e = error_of(prepare(co2, &o));
+    assert!(e.contains("59 in all"), "{e}");
+    o.series.missing = Missing::Drop;
+    let dropped = prepare(co2, &o).unwrap();
+    o.series.missing = Missing::Interpolate;
+    let filled = prepare(co2, &o).unwrap();
+    let windows = |p: &wgtrain::data::Prepared| p.train.len() + p.val.len() + p.test.len();
+    assert_eq!(windows(&dropped), 2284 - 59 - 4);
+    assert_eq!(windows(&filled), 2284 - 4);
+    assert!(
+        filled.warnings[0].contains("59 empty cells filled"),
+        "{:?}",
+        filled.warnings
+    );
 }

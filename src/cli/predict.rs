@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use wgtrain::data::idx::read_idx;
 use wgtrain::data::limits::{read_capped, MAX_FILE_BYTES};
+use wgtrain::data::series::prediction_windows;
 use wgtrain::data::{Features, Normalizer, Task};
 use wgtrain::run::checkpoint::{self, Checkpoint};
 use wgtrain::run::Predictions;
@@ -91,14 +92,37 @@ fn feature_columns(
         .collect())
 }
 
-/// Reads the input samples: `(features, samples)`.
-fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)> {
+/// Reads the input samples: `(features, samples, offsets)`, where a
+/// relative forecasting model's predictions get `offsets` (each window's
+/// last value) added back.
+fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize, Vec<f32>)> {
     let width = ck.meta.model.input.numel();
     let is_csv = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     if !path.exists() {
         return Err(Error::data(path, "no such file").into());
+    }
+    let exp = &ck.meta.experiment;
+    if let (true, Some(window)) = (is_csv, exp.window) {
+        // A forecasting model: every window of the series, the last one
+        // included (its prediction is the row after the file's last).
+        let bytes = read_capped(path, MAX_FILE_BYTES)?;
+        let names = &ck.meta.feature_names;
+        let relative = match exp.relative {
+            true => Some(
+                names
+                    .iter()
+                    .position(|c| *c == ck.meta.target_name)
+                    .ok_or_else(|| {
+                        Error::Config("a relative model without its target column".into())
+                    })?,
+            ),
+            false => None,
+        };
+        let (values, n, offsets) =
+            prediction_windows(&bytes, path, names, window, exp.missing, relative)?;
+        return Ok((Features::F32(values), n, offsets));
     }
     if is_csv {
         let bytes = read_capped(path, MAX_FILE_BYTES)?;
@@ -144,7 +168,7 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)>
         if n == 0 {
             return Err(Error::data(path, "no rows to predict").into());
         }
-        Ok((Features::F32(values), n))
+        Ok((Features::F32(values), n, Vec::new()))
     } else {
         let images = read_idx(path)?;
         let n = images.dims.first().copied().unwrap_or(0);
@@ -163,7 +187,7 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize)>
             )
             .into());
         }
-        Ok((Features::U8(images.data), n))
+        Ok((Features::U8(images.data), n, Vec::new()))
     }
 }
 
@@ -178,14 +202,19 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()).into());
     }
-    let (features, n) = read_input(&ck, &args.input)?;
+    let (features, n, offsets) = read_input(&ck, &args.input)?;
     let chosen = choose_device(args.device, true)?;
-    let predictions = on_device!(chosen, |dev| ck.predict(
+    let mut predictions = on_device!(chosen, |dev| ck.predict(
         &dev,
         &features,
         n,
         args.batch_size
     )?);
+    if let Predictions::Values { values, .. } = &mut predictions {
+        for (v, o) in values.iter_mut().zip(&offsets) {
+            *v += o;
+        }
+    }
     let text = format_predictions(&predictions, &ck.meta.class_names);
     match args
         .output

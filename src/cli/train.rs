@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::summary::{RunInfo, SplitSizes, TrainSummary};
 use clap::{Args, ValueEnum};
-use wgtrain::data::Task;
+use wgtrain::data::{Missing, Task};
 use wgtrain::models::{format_layers, parse_layers, Preset};
 use wgtrain::optim::{OptimizerKind, Schedule};
 use wgtrain::run::checkpoint::{self, ModelMeta};
@@ -120,6 +120,30 @@ pub struct TrainArgs {
     /// CSV target column (default: the last column).
     #[arg(long)]
     pub target: Option<String>,
+    /// Read the CSV as a time series: each sample is N consecutive rows of
+    /// --features, its target the target column in the next row (regression
+    /// unless --task says otherwise). Split in time order: the last
+    /// fractions validate and test.
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Read each CSV row's feature columns, in order, as one sequence (one
+    /// value per step) for a recurrent model.
+    #[arg(long)]
+    pub sequence: bool,
+    /// Time series: the columns read at each step, comma-separated (default:
+    /// the target column alone).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// Time series: an empty cell is an error (`error`, the default), or its
+    /// row is left out (`drop`), or it is filled linearly from its
+    /// neighbours (`interpolate`).
+    #[arg(long, value_parser = parse_missing)]
+    pub missing: Option<Missing>,
+    /// Time series: forecast the change from each window's last value of
+    /// the target (which must be among --features), so a trend beyond the
+    /// training range needs no extrapolation.
+    #[arg(long)]
+    pub relative: bool,
     /// What a CSV's target is (default: regression for linear, else
     /// classification).
     #[arg(long, value_enum)]
@@ -171,6 +195,10 @@ pub struct TrainArgs {
 /// `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Count(pub Option<usize>);
+
+fn parse_missing(s: &str) -> Result<Missing, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
 
 fn count_or(word: &'static str) -> impl Fn(&str) -> Result<Count, String> + Clone {
     move |s| {
@@ -230,6 +258,11 @@ fn settings_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--val-fraction", args.val_fraction.is_some()),
         ("--test-fraction", args.test_fraction.is_some()),
         ("--target", args.target.is_some()),
+        ("--window", args.window.is_some()),
+        ("--sequence", args.sequence),
+        ("--features", args.features.is_some()),
+        ("--missing", args.missing.is_some()),
+        ("--relative", args.relative),
         ("--task", args.task.is_some()),
         ("--patience", args.patience.is_some()),
         ("--seed", args.seed.is_some()),
@@ -299,6 +332,11 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
     }
     set!(seq_len, val_fraction, test_fraction, seed, log_every);
     c.target = args.target.clone().or(c.target);
+    c.window = args.window.or(c.window);
+    c.sequence |= args.sequence;
+    c.features = args.features.clone().or(c.features.take());
+    c.missing = args.missing.unwrap_or(c.missing);
+    c.relative |= args.relative;
     for (flag, setting) in [
         (args.epochs, &mut c.epochs),
         (args.patience, &mut c.patience),

@@ -16,6 +16,10 @@ pub const MAX_FILE_BYTES: u64 = 2 << 30;
 /// character on the host, more on the device).
 pub const MAX_TEXT_BYTES: u64 = 256 << 20;
 
+/// Most values the windows of a time series may hold in all (samples ×
+/// window × columns; 256 Mi floats, 1 GiB).
+pub const MAX_SERIES_VALUES: usize = 1 << 28;
+
 /// Most classes a label may imply (a label is at most this minus one).
 pub const MAX_CLASSES: usize = 65_536;
 

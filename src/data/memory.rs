@@ -139,6 +139,7 @@ impl Prepared {
             target_scaler,
             vocab: None,
             warnings,
+            last_value_feature: None,
         })
     }
 }

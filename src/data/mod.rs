@@ -1,4 +1,5 @@
-//! Datasets: loaders for MNIST-format IDX files, CSV tables and UTF-8 text,
+//! Datasets: loaders for MNIST-format IDX files, CSV tables (and the
+//! sequences in them, see [`series`]) and UTF-8 text,
 //! the built-in datasets compiled into the binary, seeded splits, and
 //! normalisation with training-split statistics.
 //!
@@ -11,12 +12,14 @@ pub mod idx;
 pub mod limits;
 mod memory;
 pub mod normalize;
+pub mod series;
 pub mod spec;
 pub mod tabular;
 pub mod text;
 
 pub use device::DeviceData;
 pub use normalize::{Normalizer, TargetScaler};
+pub use series::{Layout, Missing, SeriesOptions};
 pub use spec::{prepare, DataSource, PrepareOptions, Prepared};
 pub use text::TextCorpus;
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::builtin::{self, Builtin};
 use super::idx::{find_idx_files, parse_idx, read_idx, IdxArray};
 use super::limits::{read_capped, MAX_FILE_BYTES, MAX_TEXT_BYTES};
+use super::series::{parse_windows, Layout, SeriesOptions};
 use super::tabular::parse_csv;
 use super::Task;
 use super::{split_dataset, Dataset, Features, Normalizer, TargetScaler, Targets, TextCorpus};
@@ -102,8 +103,11 @@ pub struct PrepareOptions {
     pub test_fraction: f64,
     /// Text: characters per training sequence.
     pub seq_len: usize,
-    /// Seed of the shuffles that split the samples (text splits are contiguous).
+    /// Seed of the shuffles that split the samples (text and time-series
+    /// splits are contiguous).
     pub seed: u64,
+    /// How a CSV file's rows become samples (a table by default).
+    pub series: SeriesOptions,
 }
 
 /// Splits ready for training, with the transforms fitted on `train`.
@@ -123,8 +127,13 @@ pub struct Prepared {
     pub target_scaler: Option<TargetScaler>,
     /// Text only: the character of each token id.
     pub vocab: Option<Vec<char>>,
-    /// What the user should know about the data (classes without samples).
+    /// What the user should know about the data (classes without samples,
+    /// gaps filled in a series).
     pub warnings: Vec<String>,
+    /// Time-series windows whose steps include the target column: its
+    /// position among a step's features (the "same as last value"
+    /// baseline reads it).
+    pub last_value_feature: Option<usize>,
 }
 
 /// Raw contents of a source, before splitting. (Made once per run, so the
@@ -259,8 +268,21 @@ pub fn load(source: &DataSource, task: Task, target: Option<&str>) -> Result<Loa
 pub fn prepare(spec: &str, opts: &PrepareOptions) -> Result<Prepared> {
     check_fractions(opts.val_fraction, opts.test_fraction)?;
     let source = DataSource::parse(spec)?;
+    if let Layout::Window(window) = opts.series.layout {
+        return prepare_windows(&source, opts, window);
+    }
     let name = source.describe();
-    let (train, val, test, vocab) = match load(&source, opts.task, opts.target.as_deref())? {
+    let loaded = match (
+        load(&source, opts.task, opts.target.as_deref())?,
+        opts.series.layout,
+    ) {
+        (Loaded::Samples { all, test }, Layout::Sequence) => Loaded::Samples {
+            all: as_sequences(all)?,
+            test: test.map(as_sequences).transpose()?,
+        },
+        (loaded, _) => loaded,
+    };
+    let (train, val, test, vocab) = match loaded {
         Loaded::Samples {
             all,
             test: Some(test),
@@ -316,6 +338,68 @@ pub fn prepare(spec: &str, opts: &PrepareOptions) -> Result<Prepared> {
         target_scaler,
         vocab,
         warnings,
+        last_value_feature: None,
+    })
+}
+
+/// A table's rows as sequences: the feature columns, in order, are the
+/// steps, one value each (`--sequence`). Fails for data that is not a table.
+pub fn as_sequences(mut ds: Dataset) -> Result<Dataset> {
+    match (&ds.features, &ds.sample_shape[..]) {
+        (Features::F32(_), &[len]) => {
+            ds.sample_shape = vec![len, 1];
+            Ok(ds)
+        }
+        _ => Err(Error::data(
+            &ds.name,
+            "--sequence reads the columns of a CSV table as steps; this data is not a table",
+        )),
+    }
+}
+
+/// A time series in windows of `window` rows, split in time order: the
+/// first windows train, the next validate, the last test.
+fn prepare_windows(source: &DataSource, opts: &PrepareOptions, window: usize) -> Result<Prepared> {
+    let DataSource::Csv(path) = source else {
+        return Err(Error::Config(format!(
+            "--window reads a time series from a CSV file; {} is not one",
+            source.describe()
+        )));
+    };
+    let bytes = read_capped(path, MAX_FILE_BYTES)?;
+    let w = parse_windows(
+        &bytes,
+        path,
+        opts.target.as_deref(),
+        &opts.series,
+        window,
+        opts.task,
+    )?;
+    let n = w.dataset.len();
+    let n_test = (n as f64 * opts.test_fraction).round() as usize;
+    let n_val = (n as f64 * opts.val_fraction).round() as usize;
+    let n_train = n.saturating_sub(n_val + n_test);
+    let short = |count: usize, frac: f64| frac > 0.0 && count == 0;
+    if n_train == 0 || short(n_val, opts.val_fraction) || short(n_test, opts.test_fraction) {
+        return Err(Error::data(
+            path,
+            format!("{n} windows are too few for these split fractions"),
+        ));
+    }
+    let part = |r: std::ops::Range<usize>| w.dataset.subset(&r.collect::<Vec<_>>());
+    let train = part(0..n_train);
+    let mut warnings = w.notes;
+    warnings.extend(check_classes_present(&train)?);
+    Ok(Prepared {
+        source: source.describe(),
+        val: part(n_train..n_train + n_val),
+        test: part(n_train + n_val..n),
+        normalizer: Normalizer::fit(&train),
+        target_scaler: TargetScaler::fit(&train),
+        train,
+        vocab: None,
+        warnings,
+        last_value_feature: w.target_feature,
     })
 }
 

@@ -20,8 +20,8 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
-    Act, AvgPool2d, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Gru, Layer,
-    LayerNorm, Lstm, MaxPool2d, OneHot, Param, Rnn,
+    Act, AvgPool2d, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Gru, LastStep,
+    Layer, LayerNorm, Lstm, MaxPool2d, OneHot, Param, Rnn,
 };
 use crate::profile::{self, Phase};
 
@@ -105,6 +105,7 @@ fn build_layer<D: Device + 'static>(
         }
         LayerSpec::Activation(a) => Box::new(Act::new(a)),
         LayerSpec::Flatten => Box::new(Flatten::new()),
+        LayerSpec::Last => Box::new(LastStep::new()),
         LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
         LayerSpec::LayerNorm => Box::new(LayerNorm::new(dev, &name, last_dim)?),
         LayerSpec::OneHot { depth } => {
@@ -152,6 +153,24 @@ impl<D: Device + 'static> Model<D> {
     }
 }
 
+/// Sequences stored one per row, `[B, len·features]`, as the recurrent
+/// layers read them: time-major `[len, B, features]`.
+fn time_major<D: Device>(dev: &D, x: &D::Tensor, len: usize, features: usize) -> Result<D::Tensor> {
+    let b = x.shape().rows();
+    if features == 1 {
+        let x = dev.reshape(x, [b, len])?;
+        return dev.reshape(&dev.transpose(&x)?, [len, b, 1]);
+    }
+    // Row (t, b) of the result is row b·len + t of the steps.
+    let steps = dev.reshape(x, [b * len, features])?;
+    let order: Vec<f32> = (0..len)
+        .flat_map(|t| (0..b).map(move |i| (i * len + t) as f32))
+        .collect();
+    let idx = dev.upload(&order, [len * b])?;
+    let rows = dev.gather_rows(&steps, &idx, 0, len * b)?;
+    dev.reshape(&rows, [len, b, features])
+}
+
 impl<D: Device> Model<D> {
     /// The loss this model trains with.
     pub fn loss(&self) -> Loss {
@@ -161,10 +180,10 @@ impl<D: Device> Model<D> {
     /// Logits for a batch as a matrix: `[B, width]`, or `[T·B, vocab]`
     /// (time-major) for token input `[B, T]`.
     pub fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let mut h = if self.spec.is_sequence() {
-            dev.transpose(x)?
-        } else {
-            x.clone()
+        let mut h = match self.spec.input {
+            FeatureShape::Tokens { .. } => dev.transpose(x)?,
+            FeatureShape::Sequence { len, features } => time_major(dev, x, len, features)?,
+            _ => x.clone(),
         };
         for layer in &mut self.layers {
             h = layer.forward(dev, &h, train)?;
@@ -179,7 +198,7 @@ impl<D: Device> Model<D> {
 
     /// Targets in the layout of [`Model::forward`]'s logits.
     pub fn arrange_targets(&self, dev: &D, y: &D::Tensor) -> Result<D::Tensor> {
-        if self.spec.is_sequence() {
+        if self.spec.predicts_every_step() {
             let t = dev.transpose(y)?;
             dev.reshape(&t, [t.shape().numel()])
         } else {

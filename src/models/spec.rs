@@ -86,6 +86,7 @@ impl FeatureShape {
         let shape = match (dims, tokens) {
             (&[len], true) => FeatureShape::Tokens { len },
             (&[features], false) => FeatureShape::Flat { features },
+            (&[len, features], false) => FeatureShape::Sequence { len, features },
             (&[channels, height, width], false) => FeatureShape::Image {
                 channels,
                 height,
@@ -205,6 +206,10 @@ pub enum LayerSpec {
     /// Layer normalisation over the last dimension, with a learned scale
     /// and shift.
     LayerNorm,
+    /// The last step of a sequence, `[T, F]` → `[F]`: a recurrent model that
+    /// predicts one value per sample reads its final state. Added before the
+    /// output layer when a sequence model's data has one target per sample.
+    Last,
     /// Inverted dropout (training only).
     Dropout {
         /// Fraction of values zeroed, in `[0, 1)`.
@@ -255,7 +260,7 @@ impl Cell {
 impl Eq for LayerSpec {}
 
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, avgpool, global_avgpool, flatten, rnn, lstm, gru, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, avgpool, global_avgpool, flatten, rnn, lstm, gru, last, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -267,6 +272,7 @@ impl LayerSpec {
             LayerSpec::AvgPool { .. } => "avgpool",
             LayerSpec::Activation(a) => a.name(),
             LayerSpec::Flatten => "flatten",
+            LayerSpec::Last => "last",
             LayerSpec::OneHot { .. } => "one_hot",
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Embedding { .. } => "embedding",
@@ -363,6 +369,8 @@ impl LayerSpec {
             (LayerSpec::GlobalAvgPool, Image { channels, .. }) => Ok(Flat { features: channels }),
             (LayerSpec::GlobalAvgPool, _) => needs("an image [channels, height, width]"),
             (LayerSpec::Flatten, _) => needs("an image or features"),
+            (LayerSpec::Last, Sequence { features, .. }) => Ok(Flat { features }),
+            (LayerSpec::Last, _) => needs("a sequence"),
             (LayerSpec::OneHot { depth }, Tokens { len }) => Ok(Sequence {
                 len,
                 features: depth.ok_or("has no depth yet")?,
@@ -445,6 +453,7 @@ impl LayerSpec {
             }
             LayerSpec::Activation(_)
             | LayerSpec::Flatten
+            | LayerSpec::Last
             | LayerSpec::LayerNorm
             | LayerSpec::GlobalAvgPool => Ok(()),
         }
@@ -527,6 +536,7 @@ impl LayerSpec {
             ("avgpool", &[size, stride]) => LayerSpec::AvgPool { size, stride },
             ("avgpool", _) => return bad("avgpool:SIZE[:STRIDE]"),
             ("flatten", &[]) => LayerSpec::Flatten,
+            ("last", &[]) => LayerSpec::Last,
             ("layernorm", &[]) => LayerSpec::LayerNorm,
             ("global_avgpool", &[]) => LayerSpec::GlobalAvgPool,
             (name, &[hidden]) if Cell::from_name(name).is_some() => LayerSpec::Recurrent {
@@ -557,7 +567,7 @@ impl LayerSpec {
                 }
             },
             (other, _)
-                if ["flatten", "layernorm", "global_avgpool"].contains(&other)
+                if ["flatten", "last", "layernorm", "global_avgpool"].contains(&other)
                     || Activation::from_name(other).is_some() =>
             {
                 return bad(&format!("`{other}` without numbers"))
@@ -590,6 +600,7 @@ impl fmt::Display for LayerSpec {
             LayerSpec::AvgPool { size, stride } => write!(f, "avgpool:{size}:{stride}"),
             LayerSpec::Activation(a) => f.write_str(a.name()),
             LayerSpec::Flatten => f.write_str("flatten"),
+            LayerSpec::Last => f.write_str("last"),
             LayerSpec::LayerNorm => f.write_str("layernorm"),
             LayerSpec::GlobalAvgPool => f.write_str("global_avgpool"),
             LayerSpec::OneHot { depth: None } => f.write_str("one_hot"),
@@ -802,6 +813,17 @@ impl ModelSpec {
             layers.push(LayerSpec::OneHot { depth: None });
         }
         layers.extend_from_slice(hidden);
+        // Many-to-one: a sequence model with one target per sample reads
+        // its last step.
+        let mut shape = Ok(input);
+        for l in &layers {
+            shape = shape.and_then(|s| l.output_shape(s));
+        }
+        if matches!(shape, Ok(FeatureShape::Sequence { .. }))
+            && !matches!(output, Output::NextToken { .. })
+        {
+            layers.push(LayerSpec::Last);
+        }
         for l in &mut layers {
             match (&mut *l, output) {
                 (LayerSpec::OneHot { depth: d @ None }, Output::NextToken { vocab })
@@ -922,9 +944,10 @@ impl ModelSpec {
             .fold(0usize, usize::saturating_add))
     }
 
-    /// Whether the input is token ids, laid out time-major inside the model.
-    pub fn is_sequence(&self) -> bool {
-        matches!(self.input, FeatureShape::Tokens { .. })
+    /// Whether the model predicts every step (next-token models) rather
+    /// than one output per sample.
+    pub fn predicts_every_step(&self) -> bool {
+        matches!(self.output, Output::NextToken { .. })
     }
 
     /// The loss this model trains with.

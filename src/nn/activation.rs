@@ -79,6 +79,50 @@ impl<D: Device> Layer<D> for Flatten {
     }
 }
 
+/// The last step of a time-major sequence: `[T, B, F]` → `[B, F]`.
+#[derive(Default)]
+pub struct LastStep {
+    shape: Option<Shape>,
+}
+
+impl LastStep {
+    /// A many-to-one read-out.
+    pub fn new() -> Self {
+        LastStep { shape: None }
+    }
+}
+
+impl<D: Device> Layer<D> for LastStep {
+    fn forward(&mut self, dev: &D, x: &D::Tensor, _train: bool) -> Result<D::Tensor> {
+        let [t, b, f] = x.shape().dims()[..] else {
+            return Err(Error::shape(
+                "last",
+                format!("input must be [T,B,F], got {}", x.shape()),
+            ));
+        };
+        self.shape = Some(x.shape().clone());
+        let rows = dev.reshape(x, [t * b, f])?;
+        dev.slice_rows(&rows, (t - 1) * b, b)
+    }
+
+    fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
+        if !need_dx {
+            return Ok(None);
+        }
+        let shape = cached(&self.shape, "last")?.clone();
+        let [t, b, f] = shape.dims()[..] else {
+            unreachable!("checked in forward")
+        };
+        // The earlier steps get no gradient from here.
+        let dx = if t > 1 {
+            dev.concat_rows(&dev.zeros([(t - 1) * b, f])?, dy)?
+        } else {
+            dy.clone()
+        };
+        Ok(Some(dev.reshape(&dx, shape)?))
+    }
+}
+
 /// Token ids of any shape `[..]` → one-hot `[.., depth]`. Only ever the first
 /// layer: ids have no gradient.
 pub struct OneHot {

@@ -12,7 +12,7 @@ mod norm;
 mod pool_global;
 mod rnn;
 
-pub use activation::{Act, Flatten, OneHot};
+pub use activation::{Act, Flatten, LastStep, OneHot};
 pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use dense::Dense;
 pub use dropout::Dropout;

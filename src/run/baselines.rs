@@ -1,8 +1,9 @@
 //! Simple predictors fitted on the training split and scored on the same
 //! held-out split as the model, so that a model's figure can be read against
 //! what needs no learning at all: the majority class for classifiers, the
-//! training mean and least squares for regression, unigram, bigram and
-//! trigram counts for text.
+//! training mean and least squares for regression (for a time series: the
+//! last value of each window, and least squares over the window), unigram,
+//! bigram and trigram counts for text.
 
 use std::collections::HashMap;
 
@@ -100,15 +101,43 @@ pub fn baselines(prepared: &Prepared, held_out: &Dataset) -> Vec<Baseline> {
                     value: rmse_mean,
                 },
             ];
-            if let Some(pred) = least_squares(train, held_out, &prepared.normalizer) {
-                let (r2, rmse) = r2_rmse(&pred, test);
+            // A time series: the last value of the window, and a linear
+            // model over the whole window (least squares on its values).
+            let windows = train.sample_shape.len() == 2;
+            if let (Some(k), Features::F32(x), 1) =
+                (prepared.last_value_feature, &held_out.features, d)
+            {
+                let (w, f) = (held_out.sample_shape[0], held_out.sample_shape[1]);
+                let last: Vec<f32> = x
+                    .chunks(w * f)
+                    .map(|window| window[(w - 1) * f + k])
+                    .collect();
+                let (r2, rmse) = r2_rmse(&last, test);
                 out.push(Baseline {
-                    name: "least squares".into(),
+                    name: "same as last value".into(),
                     metric: "r2",
                     value: r2,
                 });
                 out.push(Baseline {
-                    name: "least squares".into(),
+                    name: "same as last value".into(),
+                    metric: "rmse",
+                    value: rmse,
+                });
+            }
+            if let Some(pred) = least_squares(train, held_out, &prepared.normalizer) {
+                let (r2, rmse) = r2_rmse(&pred, test);
+                let name = if windows {
+                    "least squares over the window"
+                } else {
+                    "least squares"
+                };
+                out.push(Baseline {
+                    name: name.into(),
+                    metric: "r2",
+                    value: r2,
+                });
+                out.push(Baseline {
+                    name: name.into(),
                     metric: "rmse",
                     value: rmse,
                 });

@@ -224,8 +224,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         (None, crate::models::Output::NextToken { .. }) => false,
         _ => true,
     };
-    let names_ok = (meta.feature_names.is_empty()
-        || meta.feature_names.len() == meta.model.input.numel())
+    // A time series names the columns of one step; other data every value.
+    let named = match (meta.experiment.window, meta.model.input) {
+        (Some(_), crate::models::FeatureShape::Sequence { features, .. }) => features,
+        _ => meta.model.input.numel(),
+    };
+    let names_ok = (meta.feature_names.is_empty() || meta.feature_names.len() == named)
         && (meta.class_names.is_empty() || meta.class_names.len() == meta.model.output.size());
     if !names_ok {
         return Err(Error::data(

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::data::{DataSource, Prepared, Task};
+use crate::data::{DataSource, Layout, Missing, Prepared, SeriesOptions, Task};
 use crate::error::{Error, Result};
 use crate::models::spec::layer_list;
 use crate::models::{FeatureShape, LayerSpec, ModelSpec, Output, Preset};
@@ -46,6 +46,25 @@ pub struct ExperimentConfig {
     pub target: Option<String>,
     /// Text: characters per training sequence.
     pub seq_len: usize,
+    /// A CSV time series: each sample is this many consecutive rows, its
+    /// target the target column in the next row; split in time order
+    /// ([`crate::data::series`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+    /// A CSV whose feature columns, in order, are one sequence per row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sequence: bool,
+    /// Time series: the columns read at each step (default: the target
+    /// column alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    /// Time series: what to do with empty cells.
+    #[serde(default, skip_serializing_if = "Missing::is_default")]
+    pub missing: Missing,
+    /// Time series: forecast the change from each window's last value
+    /// ([`SeriesOptions::relative`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relative: bool,
     /// Fraction held out for validation (model selection, early stopping).
     pub val_fraction: f64,
     /// Fraction held out for the final test (unless the data has its own).
@@ -97,6 +116,11 @@ impl ExperimentConfig {
             task: None,
             target: None,
             seq_len: 32,
+            window: None,
+            sequence: false,
+            features: None,
+            missing: Missing::Error,
+            relative: false,
             val_fraction: 0.1,
             test_fraction: 0.2,
             max_train_samples: None,
@@ -237,12 +261,42 @@ impl ExperimentConfig {
         ))
     }
 
-    /// The task: as set, or as the data implies.
+    /// The task: as set, or as the data implies (a time series forecasts
+    /// values: regression).
     pub fn resolved_task(&self) -> Result<Task> {
         match self.task {
             Some(t) => Ok(t),
+            None if self.window.is_some() => Ok(Task::Regression),
             None => Ok(DataSource::parse(&self.data)?.default_task()),
         }
+    }
+
+    /// How the data's rows become samples: `window`, `sequence`,
+    /// `features` and `missing` checked together.
+    pub fn series_options(&self) -> Result<SeriesOptions> {
+        let layout = match (self.window, self.sequence) {
+            (Some(_), true) => {
+                return Err(Error::Config(
+                    "--window and --sequence are two ways to read a CSV file: choose one".into(),
+                ))
+            }
+            (Some(w), false) => Layout::Window(w),
+            (None, true) => Layout::Sequence,
+            (None, false) => Layout::Rows,
+        };
+        if !matches!(layout, Layout::Window(_))
+            && (self.features.is_some() || self.missing != Missing::Error || self.relative)
+        {
+            return Err(Error::Config(
+                "--features, --missing and --relative apply to a time series (--window)".into(),
+            ));
+        }
+        Ok(SeriesOptions {
+            layout,
+            features: self.features.clone(),
+            missing: self.missing,
+            relative: self.relative,
+        })
     }
 
     /// The loop's settings for a training split of `train_len` samples.

@@ -52,6 +52,7 @@ impl<D: Device + 'static> Experiment<D> {
                 test_fraction: config.test_fraction,
                 seq_len: config.seq_len,
                 seed: config.seed,
+                series: config.series_options()?,
             },
         )?;
         Self::from_prepared(dev, config, prepared)

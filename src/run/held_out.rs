@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::checkpoint::Checkpoint;
-use crate::data::spec::{load, Loaded};
+use crate::data::spec::{as_sequences, load, Loaded};
 use crate::data::{
     prepare, DataSource, Dataset, Features, PrepareOptions, Targets, Task, TextCorpus,
 };
@@ -47,6 +47,7 @@ pub fn eval_dataset(ck: &Checkpoint, spec: &str, split: Split) -> Result<(Datase
                     test_fraction: exp.test_fraction,
                     seq_len: exp.seq_len,
                     seed: exp.seed,
+                    series: exp.series_options()?,
                 },
             )?;
             if task == Task::Text && p.vocab.as_deref() != ck.meta.vocab.as_deref() {
@@ -62,6 +63,22 @@ pub fn eval_dataset(ck: &Checkpoint, spec: &str, split: Split) -> Result<(Datase
             };
             (ds, format!("{name} of {spec}"))
         }
+        Split::All | Split::Auto if exp.window.is_some() => {
+            // Every window of the series, in time order.
+            let p = prepare(
+                spec,
+                &PrepareOptions {
+                    task,
+                    target: exp.target.clone(),
+                    val_fraction: 0.0,
+                    test_fraction: 0.0,
+                    seq_len: exp.seq_len,
+                    seed: exp.seed,
+                    series: exp.series_options()?,
+                },
+            )?;
+            (p.train, format!("all windows of {spec}"))
+        }
         Split::All | Split::Auto => {
             let source = DataSource::parse(spec)?;
             let target = exp.target.clone().or_else(|| target_by_name(ck, &source));
@@ -72,6 +89,9 @@ pub fn eval_dataset(ck: &Checkpoint, spec: &str, split: Split) -> Result<(Datase
                 Loaded::Samples { mut all, test } => {
                     if let (Split::All, Some(t)) = (split, test) {
                         append(&mut all, t);
+                    }
+                    if exp.sequence {
+                        all = as_sequences(all)?;
                     }
                     (all, format!("all of {spec}"))
                 }

@@ -90,7 +90,7 @@ impl Case {
     pub fn batch<D: Device>(&self, dev: &D) -> (D::Tensor, D::Tensor) {
         let x = dev.upload(&self.x, self.x_shape.clone()).unwrap();
         let rows = self.x_shape.rows();
-        let y = if self.spec.is_sequence() {
+        let y = if self.spec.predicts_every_step() {
             dev.upload(&self.y, [rows, self.y.len() / rows]).unwrap()
         } else {
             dev.upload(&self.y, [self.y.len()]).unwrap()
@@ -276,6 +276,36 @@ pub fn small_models() -> Vec<Case> {
             y,
         );
     }
+    // Numeric sequences, many-to-one (a `last` read-out is added): several
+    // values per step (the gathered time-major layout) and one (the
+    // transposed one).
+    let x = random(rng, 3 * 4 * 3, 1.0);
+    let y = random(rng, 3 * 2, 1.0);
+    add(
+        "sequence-lstm-gru",
+        parse_layers("lstm:5,gru:4").unwrap(),
+        FeatureShape::Sequence {
+            len: 4,
+            features: 3,
+        },
+        Output::Regression { targets: 2 },
+        Shape::new([3, 4, 3]),
+        x,
+        y,
+    );
+    let x = random(rng, 4 * 5, 1.0);
+    add(
+        "sequence-rnn",
+        parse_layers("rnn:4").unwrap(),
+        FeatureShape::Sequence {
+            len: 5,
+            features: 1,
+        },
+        Output::Classes { classes: 3 },
+        Shape::new([4, 5, 1]),
+        x,
+        vec![0., 2., 1., 2.],
+    );
     let (x, y) = (tokens(8, 6, rng), tokens(8, 6, rng));
     add(
         "embedding-gru-lstm",

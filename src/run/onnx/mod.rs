@@ -180,8 +180,11 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
     match &ck.meta.normalizer {
         Normalizer::Identity => {}
         Normalizer::PerFeature { mean, std } => {
-            let m = g.constant("input.mean", &[mean.len()], mean);
-            let s = g.constant("input.std", &[std.len()], std);
+            // Shaped like a sample, so a sequence's [steps, features]
+            // statistics broadcast over the batch.
+            let dims = spec.input.dims();
+            let m = g.constant("input.mean", &dims, mean);
+            let s = g.constant("input.std", &dims, std);
             x = g.node("Sub", &[&x, &m], vec![]);
             x = g.node("Div", &[&x, &s], vec![]);
         }
@@ -196,8 +199,23 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
         }
     }
 
+    if ck.meta.experiment.relative {
+        return Err(Error::Config(
+            "a --relative forecasting model does not export to ONNX yet (its inputs are taken relative to each window's last value outside the network)".into(),
+        ));
+    }
+    let shapes = spec.shapes()?;
     for (i, layer) in spec.layers.iter().enumerate() {
         x = match *layer {
+            LayerSpec::Last => {
+                // Between layers the graph is batch-major [batch, steps, F].
+                let before = if i == 0 { spec.input } else { shapes[i - 1] };
+                let FeatureShape::Sequence { len, .. } = before else {
+                    return Err(Error::Config(format!("layer {i} (last) follows {before}")));
+                };
+                let t = g.constant_i64(&format!("{i}.last"), &[], &[len as i64 - 1]);
+                g.node("Gather", &[&x, &t], vec![int("axis", 1)])
+            }
             LayerSpec::Dense { .. } => {
                 let w = get(format!("layers.{i}.weight"))?;
                 let b = get(format!("layers.{i}.bias"))?;
