@@ -44,6 +44,9 @@ def main(exported, inputs, predictions):
             mu = x.mean(axis=-1, keepdims=True)
             var = x.var(axis=-1, keepdims=True)
             x = (x - mu) / np.sqrt(var + 1e-5) * t[f"{i}.weight"] + t[f"{i}.bias"]
+        elif kind == "batchnorm":
+            mu, var = t[f"{i}.running_mean"], t[f"{i}.running_var"]
+            x = (x - mu) / np.sqrt(var + 1e-5) * t[f"{i}.weight"] + t[f"{i}.bias"]
         elif kind == "dropout":
             pass  # training only
         elif kind == "flatten":

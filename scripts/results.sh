@@ -20,9 +20,15 @@ runs=(
   "mlp|train mlp --data mnist"
   "cnn|train cnn --data mnist"
   "rnn|train rnn"
+  "lstm|train lstm"
+  "gru|train gru"
+  "rnn64|train rnn --seq-len 64 --batch-size 32"
   "custom|train --config examples/mnist_cnn.toml"
+  "custom-bn|train --config examples/mnist_cnn_bn.toml"
   "text-layers|train rnn --layers embedding:32,rnn:128"
   "text-layers|train rnn --layers embedding:32,rnn:128,dropout:0.2"
+  "series|train --layers lstm:32 --data data/timeseries/sunspots_yearly.csv --window 24 --test-fraction 0.2"
+  "series|train --layers lstm:32 --data data/timeseries/co2_weekly.csv --window 52 --missing interpolate --relative --test-fraction 0.2"
 )
 
 echo "| command | device | data | test metric | baselines on the same split | epochs run (kept) | train time | samples/s |"
@@ -36,8 +42,8 @@ for r in "${runs[@]}"; do
   if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$model" ]; then continue; fi
   # The custom MNIST CNN is run on the CPU only (253 s there; on a software
   # adapter it would be far longer, not measured).
-  # The text-layer variants of the RNN likewise (about 9 minutes each there).
-  if [ "$model" = custom ] || [ "$model" = text-layers ]; then
+  # The text-layer variants of the RNN and the batch-normalised CNN likewise.
+  if [ "$model" = custom ] || [ "$model" = custom-bn ] || [ "$model" = text-layers ]; then
     if [ "$device" = gpu ] && [ -z "${ONLY:-}" ]; then continue; fi
   fi
   # shellcheck disable=SC2086
@@ -49,7 +55,7 @@ t = j.get("test", {})
 if "accuracy" in t:
     metric = f"accuracy {100 * t['accuracy']:.2f}%"
 elif "r2" in t:
-    metric = f"R² {t['r2']:.4f}, RMSE {t['rmse']:.2f}"
+    metric = f"R² {t['r2']:.4f}, RMSE {t['rmse']:.4g}"
 else:
     metric = f"{t['bits_per_char']:.3f} bits/char"
 adapter = j["adapter"] or "cpu"

@@ -352,6 +352,41 @@ fn gru_two_steps_by_hand() {
 }
 
 #[test]
+fn batch_norm_by_hand() {
+    // One channel of three values 0, 1, 5: mean 2, variance 14/3.
+    let x = t(&[0.0, 1.0, 5.0], &[3, 1]);
+    let stats = dev().channel_stats(&x).unwrap();
+    assert_close(&get(&stats), &[2.0, 14.0 / 3.0]);
+    let (gamma, beta, eps) = (t(&[2.0], &[1]), t(&[0.5], &[1]), 1e-5f32);
+    let r = 1.0 / (14.0f32 / 3.0 + eps).sqrt();
+    let y = get(&dev().batch_norm(&x, &stats, &gamma, &beta, eps).unwrap());
+    assert_close(
+        &y,
+        &[-2.0 * r * 2.0 + 0.5, -r * 2.0 + 0.5, 3.0 * r * 2.0 + 0.5],
+    );
+    // dy = (1, 0, 0): dbeta = 1, dgamma = x̂₀ = −2r, and
+    // dx = γ·r·(dy − 1/3 − x̂·(−2r)/3).
+    let dy = t(&[1.0, 0.0, 0.0], &[3, 1]);
+    let (dx, dg, db) = dev()
+        .batch_norm_backward(&dy, &x, &stats, &gamma, eps)
+        .unwrap();
+    assert_close(&get(&db), &[1.0]);
+    assert_close(&get(&dg), &[-2.0 * r]);
+    let xhat = [-2.0 * r, -r, 3.0 * r];
+    let want: Vec<f32> = [1.0, 0.0, 0.0]
+        .iter()
+        .zip(xhat)
+        .map(|(g, xh)| 2.0 * r * (g - 1.0 / 3.0 + xh * 2.0 * r / 3.0))
+        .collect();
+    assert_close(&get(&dx), &want);
+    // Channels are the second dimension: [N=2, C=2, S=2].
+    let x = t(&[1., 2., 10., 20., 3., 4., 30., 40.], &[2, 2, 2]);
+    let s = get(&dev().channel_stats(&x).unwrap());
+    assert_close(&s[..2], &[2.5, 25.0]);
+    assert_close(&s[2..], &[1.25, 125.0]);
+}
+
+#[test]
 fn optimizer_steps_by_hand() {
     let g = t(&[1.0], &[1]);
     let one = t(&[1.0], &[1]);

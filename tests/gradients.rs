@@ -16,7 +16,7 @@ use wgtrain::device::cpu::CpuTensor;
 use wgtrain::device::Activation;
 use wgtrain::loss::Loss;
 use wgtrain::models::Model;
-use wgtrain::nn::{Act, Conv2d, Dense, Flatten, Gru, Layer, Lstm, MaxPool2d, Rnn};
+use wgtrain::nn::{Act, BatchNorm, Conv2d, Dense, Flatten, Gru, Layer, Lstm, MaxPool2d, Rnn};
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
 const EPS: f32 = 1e-2;
@@ -305,6 +305,41 @@ fn recurrent_layers_carry_their_state_between_calls() {
         let fresh = get(&layer.forward(&dev, &put(&x[18..], &half), false).unwrap());
         assert_ne!(fresh[..], whole[24..]);
     }
+}
+
+#[test]
+fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
+    let dev = CpuDevice;
+    let rng = &mut ChaCha8Rng::seed_from_u64(23);
+    let mut bn = BatchNorm::new(&dev, "bn", 3).unwrap();
+    // Three channels with means near 5, −2 and 0.
+    let x: Vec<f32> = (0..8 * 3)
+        .map(|i| [5.0, -2.0, 0.0][i % 3] + rng.random_range(-1.0f32..1.0))
+        .collect();
+    let xt = put(&x, &Shape::new([8, 3]));
+    let y = get(&bn.forward(&dev, &xt, true).unwrap());
+    // Training: each channel of the output has mean 0 (gamma 1, beta 0).
+    for ch in 0..3 {
+        let mean: f32 = y.iter().skip(ch).step_by(3).sum::<f32>() / 8.0;
+        assert!(mean.abs() < 1e-5, "channel {ch}: mean {mean}");
+    }
+    // The running mean moved a tenth of the way to the batch's.
+    let batch_mean: Vec<f32> = (0..3)
+        .map(|ch| x.iter().skip(ch).step_by(3).sum::<f32>() / 8.0)
+        .collect();
+    let rm = get(&bn.running_mean.value);
+    for ch in 0..3 {
+        assert!((rm[ch] - 0.1 * batch_mean[ch]).abs() < 1e-6, "{rm:?}");
+    }
+    // Evaluation normalises with the running averages: another output.
+    let e = get(&bn.forward(&dev, &xt, false).unwrap());
+    let rv = get(&bn.running_var.value);
+    for (i, (&v, &o)) in x.iter().zip(&e).enumerate() {
+        let ch = i % 3;
+        let want = (v - rm[ch]) / (rv[ch] + 1e-5).sqrt();
+        assert!((o - want).abs() < 1e-5, "{i}: {o} vs {want}");
+    }
+    assert_ne!(y, e);
 }
 
 #[test]

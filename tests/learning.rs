@@ -244,6 +244,7 @@ fn cpu_lstm_and_gru_austen_span() {
         c.layers = preset.layers(Some(&[64]), None).unwrap();
         c.epochs = Some(10);
         c.batch_size = Some(32);
+        c.seq_len = 32;
         c.optim.lr = 1e-2;
         let (unigram, bigram) = text_baselines(&text[..60_000], c.val_fraction);
         let (_, held_out) = run(&CpuDevice, c);

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use wgtrain::data::idx::parse_idx;
+use wgtrain::data::series::{parse_windows, Missing, SeriesOptions};
 use wgtrain::data::tabular::parse_csv;
 use wgtrain::data::{Task, TextCorpus};
 use wgtrain::run::checkpoint;
@@ -129,6 +130,24 @@ proptest! {
                 let (r, peak) = peak_of(|| parse_csv(&input, Path::new("fuzz.csv"), None, task));
                 if let Ok(ds) = r {
                     prop_assert!(!ds.is_empty());
+                }
+                prop_assert!(peak <= bound(input.len()), "{} bytes allocated for {} of input", peak, input.len());
+            }
+        }
+    }
+
+    #[test]
+    fn series_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                          edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6)) {
+        let valid = b"t,v\n1,10\n2,\n3,30\n4,40\n5,\n6,60\n".to_vec();
+        for input in [bytes.clone(), mutate(valid, &edits)] {
+            for missing in [Missing::Error, Missing::Drop, Missing::Interpolate] {
+                let opts = SeriesOptions { missing, relative: missing == Missing::Drop, ..Default::default() };
+                let (r, peak) = peak_of(|| {
+                    parse_windows(&input, Path::new("fuzz.csv"), None, &opts, 3, Task::Regression)
+                });
+                if let Ok(w) = r {
+                    prop_assert!(!w.dataset.is_empty());
                 }
                 prop_assert!(peak <= bound(input.len()), "{} bytes allocated for {} of input", peak, input.len());
             }

@@ -86,6 +86,14 @@ trait DynDevice {
     fn layer_norm(&self, x: &[f32], dy: &[f32], g: &[f32], b: &[f32], cols: usize)
         -> [Vec<f32>; 4];
     fn act_from_input(&self, x: &[f32], dy: &[f32], act: Activation) -> Vec<f32>;
+    fn batch_norm(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        g: &[f32],
+        b: &[f32],
+        shape: [usize; 4],
+    ) -> [Vec<f32>; 5];
     fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], k: usize) -> [Vec<f32>; 2];
 }
 
@@ -243,6 +251,26 @@ impl<D: Device> DynDevice for D {
             .gru_backward(&seq(gates, 4 * h), &seq(h_prev, h), &ut, &seq(dh, h))
             .unwrap();
         [&hs, &g, &dxw, &dhu].map(|x| self.download(x).unwrap())
+    }
+
+    fn batch_norm(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        g: &[f32],
+        b: &[f32],
+        shape: [usize; 4],
+    ) -> [Vec<f32>; 5] {
+        let c = shape[1];
+        let xt = self.upload(x, shape).unwrap();
+        let (gt, bt) = (self.upload(g, [c]).unwrap(), self.upload(b, [c]).unwrap());
+        let stats = self.channel_stats(&xt).unwrap();
+        let y = self.batch_norm(&xt, &stats, &gt, &bt, 1e-5).unwrap();
+        let dyt = self.upload(dy, shape).unwrap();
+        let (dx, dg, db) = self
+            .batch_norm_backward(&dyt, &xt, &stats, &gt, 1e-5)
+            .unwrap();
+        [&stats, &y, &dx, &dg, &db].map(|t| self.download(t).unwrap())
     }
 
     fn optim(&self, p: &[f32], g: &[f32], hp: &AdamStep) -> [Vec<f32>; 4] {
@@ -588,6 +616,38 @@ proptest! {
                 within(&format!("{name} gru gates"), &g_gates, &ggates, |_| bound)?;
                 within(&format!("{name} gru dxw"), &g_dxw, &dxw, |_| bound * h as f64)?;
                 within(&format!("{name} gru dhu"), &g_dhu, &dhu, |_| bound * h as f64)
+            })();
+            checked?;
+        }
+    }
+
+    #[test]
+    fn batch_norm_forward_and_backward(n in 1usize..=5, c in 1usize..=4, h in 1usize..=9, w in 1usize..=9, seed: u64) {
+        let shape = [n, c, h, w];
+        let len = n * c * h * w;
+        // An offset per element, as activations have: the two-pass
+        // variance must not cancel.
+        let x: Vec<f32> = random(seed, len).iter().map(|v| 3.0 * v + 1.0).collect();
+        let dy = random(seed ^ 1, len);
+        let (g, b) = (random(seed ^ 2, c), random(seed ^ 3, c));
+        let (stats, y, dx, dg, db) = naive::batch_norm(&x, &dy, &g, &b, (n, c, h * w), 1e-5);
+        // Each output rests on sums over a channel's M = n·h·w values of
+        // magnitude ≤ 4, then a division by the spread: relative to the
+        // outputs' order-1 scale, a sum's bound over M terms, a few times
+        // (mean, variance, then the gradient sums). A constant channel
+        // (M = 1) has variance 0, and x̂ is then rounding noise times rstd.
+        let m = n * h * w;
+        prop_assume!(m > 1);
+        let rstd_max = stats[c..].iter().map(|&v| 1.0 / ((v as f64) + 1e-5).sqrt()).fold(0.0, f64::max);
+        let bound = 8.0 * sum_tolerance(m, 4.0 * m as f64) * rstd_max.max(1.0) * rstd_max.max(1.0) + 1e-6;
+        for (name, d) in devices() {
+            let [gs, gy, gdx, gdg, gdb] = d.batch_norm(&x, &dy, &g, &b, shape);
+            let checked: Result<(), TestCaseError> = (|| {
+                within(&format!("{name} channel_stats"), &gs, &stats, |_| bound * 4.0)?;
+                within(&format!("{name} batch_norm"), &gy, &y, |_| bound)?;
+                within(&format!("{name} batch_norm dx"), &gdx, &dx, |_| bound * 4.0)?;
+                within(&format!("{name} batch_norm dgamma"), &gdg, &dg, |_| bound * m as f64)?;
+                within(&format!("{name} batch_norm dbeta"), &gdb, &db, |_| sum_tolerance(m, m as f64))
             })();
             checked?;
         }

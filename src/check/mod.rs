@@ -178,7 +178,8 @@ use movement::{
 };
 use optim::{Adam, ClipFactor, Momentum, Sgd};
 use reductions::{
-    Argmax, Bce, CountEqual, LayerNorm, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols, SumRows,
+    Argmax, BatchNorm, Bce, CountEqual, LayerNorm, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols,
+    SumRows,
 };
 use rnn::{GatedBackward, GatedForward, RnnBackward, RnnForward};
 
@@ -207,6 +208,7 @@ kinds!(
     Argmax,
     CountEqual,
     LayerNorm,
+    BatchNorm,
     Gather,
     GatherU8,
     Transpose,

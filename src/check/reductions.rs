@@ -196,6 +196,33 @@ impl Check for LayerNorm {
     }
 }
 
+/// Batch normalisation of `[N, C, S…]` with its own statistics: the
+/// statistics, the output, and the three gradients.
+#[derive(Clone, Debug)]
+pub struct BatchNorm(Vec<usize>);
+
+impl Check for BatchNorm {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let shape = self.0.clone();
+        let c = shape[1];
+        let x = random(dev, rng, shape.clone(), 3.0)?;
+        let gamma = random(dev, rng, [c], 1.0)?;
+        let beta = random(dev, rng, [c], 1.0)?;
+        let stats = dev.channel_stats(&x)?;
+        let y = dev.batch_norm(&x, &stats, &gamma, &beta, 1e-5)?;
+        let dy = random(dev, rng, shape, 1.0)?;
+        let (dx, dgamma, dbeta) = dev.batch_norm_backward(&dy, &x, &stats, &gamma, 1e-5)?;
+        Ok(vec![stats, y, dx, dgamma, dbeta])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        // Every output rests on sums over a channel's N·S values (of
+        // magnitude ≤ 3, then divided by the spread).
+        let m = self.0[0] * self.0[2..].iter().product::<usize>();
+        Tolerance::sum_of(3 * m)
+    }
+}
+
 /// The index of each row's maximum.
 #[derive(Clone, Debug)]
 pub struct Argmax(usize, usize);
@@ -282,6 +309,18 @@ pub(super) fn cases() -> Vec<Case> {
             format!("{r}×{c}"),
             LayerNorm(r, c),
         ));
+    }
+    // Features [N, C]; images [N, C, H, W] with a channel of more values
+    // than a workgroup's 64 (strided partial sums) and one of fewer.
+    for shape in [
+        vec![2, 3],
+        vec![33, 5],
+        vec![4, 3, 5, 7],
+        vec![2, 9, 3, 3],
+        vec![5, 2, 17, 17],
+    ] {
+        let name = format!("{shape:?}");
+        v.push(Case::new("batch norm fwd+bwd", name, BatchNorm(shape)));
     }
     v
 }

@@ -33,6 +33,8 @@ data (classes, targets or vocabulary); token ids are one-hot encoded first.
   embedding:DIM[:VOCAB]                   token ids -> learned vectors of DIM
   dropout:RATE                            zero a RATE fraction in training (inverted dropout)
   layernorm                               normalise each sample's features, learned scale and shift
+  batchnorm                               normalise each channel over the batch (running averages for eval)
+  last                                    a sequence's last step (added when one output per sample is needed)
   tanh, relu, sigmoid, identity           activations; also leaky_relu (slope 0.01), softplus, gelu
 Example: --layers conv2d:16:3,relu,maxpool:2,conv2d:32:3,relu,maxpool:2,flatten,dense:128,relu
 
@@ -45,7 +47,7 @@ Early stopping after 10 epochs without a better validation metric or loss (not l
   linear 2000 / full / 0.3, momentum     logistic 200 / 32 / 0.05, adam
   mlp 40 / 32 / 0.002, adam              cnn 40 / 32 / 0.003, adam
   rnn 20 / 64 / 0.003, adam              custom (--layers) 20 for 10,000 samples / 32 / 0.001, adam
-  lstm 20 / 64 / 0.003, adam             gru 20 / 64 / 0.003, adam";
+  lstm 20 / 32 / 0.003, adam             gru 20 / 32 / 0.003, adam (both --seq-len 64)";
 
 #[derive(Args, Debug)]
 #[command(after_help = LAYERS_HELP)]

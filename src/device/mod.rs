@@ -512,6 +512,36 @@ pub trait Device {
         stats: &Self::Tensor,
         gamma: &Self::Tensor,
     ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Batch statistics per channel of `x` viewed as `[N, C, S]` (`C` the
+    /// second dimension, `S` the product of the rest; `[N, C]` features
+    /// have `S = 1`): `[2, C]`, the means, then the biased variances (about
+    /// the mean, two passes), over the `N·S` values of each channel.
+    fn channel_stats(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Batch normalisation with statistics `stats [2, C]` (means, then
+    /// variances, as [`Device::channel_stats`] gives or running averages):
+    /// `y = (x − mean[c])/√(var[c] + eps)·gamma[c] + beta[c]` for `x` viewed
+    /// as `[N, C, S]`.
+    fn batch_norm(
+        &self,
+        x: &Self::Tensor,
+        stats: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    /// The gradients of [`Device::batch_norm`] in training, where `stats`
+    /// are `x`'s own batch statistics: `(dx, dgamma, dbeta)` with
+    /// `dgamma = Σ dy·x̂`, `dbeta = Σ dy` per channel (over `N·S = M`
+    /// values), `x̂ = (x − mean)·rstd`, and
+    /// `dx = gamma·rstd·(dy − dbeta/M − x̂·dgamma/M)`.
+    fn batch_norm_backward(
+        &self,
+        dy: &Self::Tensor,
+        x: &Self::Tensor,
+        stats: &Self::Tensor,
+        gamma: &Self::Tensor,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
     /// Any shape → `[1]`.
     fn reduce(&self, x: &Self::Tensor, op: Reduce) -> Result<Self::Tensor>;
     /// Softmax within each row (everything after the first dimension); same shape.
@@ -905,6 +935,37 @@ pub(crate) fn gru_backward_geom(
     same_shape("gru_backward", gates, &Shape::new([t, b, 4 * h]))?;
     same_shape("gru_backward", h_prev, dh)?;
     Ok((t, b, h))
+}
+
+/// `x` viewed as `[N, C, S]` for batch normalisation: `(n, c, s)`, after
+/// checking that `stats` is `[2, C]` and each of `params` has `C` values.
+pub(crate) fn channel_geom(
+    op: &'static str,
+    x: &Shape,
+    stats: Option<&Shape>,
+    params: &[&Shape],
+) -> Result<(usize, usize, usize)> {
+    let dims = x.dims();
+    if dims.len() < 2 || x.numel() == 0 {
+        return Err(Error::shape(
+            op,
+            format!("input must be [N, C, ...] and non-empty, got {x}"),
+        ));
+    }
+    let (n, c) = (dims[0], dims[1]);
+    let s = x.numel() / (n * c);
+    if let Some(st) = stats {
+        same_shape(op, st, &Shape::new([2, c]))?;
+    }
+    for p in params {
+        if p.numel() != c {
+            return Err(Error::shape(
+                op,
+                format!("a parameter of {p} for {c} channels"),
+            ));
+        }
+    }
+    Ok((n, c, s))
 }
 
 /// Validates rnn operands and returns `(t, b, h)`.

@@ -727,6 +727,52 @@ pub fn layer_norm(
     (y, dx, f(dg), f(db))
 }
 
+/// Batch normalisation of `x` viewed as `[n, c, s]` with its own batch
+/// statistics, from the definition, in f64: `(stats [2, c], y, dx, dgamma,
+/// dbeta)` for the upstream gradient `dy`, the gradients by differentiating
+/// through the statistics (`dx_i = rstd·(g_i − mean(g) − x̂_i·mean(g·x̂))`
+/// with `g = dy·gamma`).
+#[allow(clippy::type_complexity)]
+pub fn batch_norm(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    (n, c, s): (usize, usize, usize),
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let at = |i: usize, ch: usize, k: usize| (i * c + ch) * s + k;
+    let m = (n * s) as f64;
+    let mut stats = vec![0.0f32; 2 * c];
+    let (mut y, mut dx) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+    let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
+    for ch in 0..c {
+        let idx: Vec<usize> = (0..n)
+            .flat_map(|i| (0..s).map(move |k| at(i, ch, k)))
+            .collect();
+        let mean = idx.iter().map(|&e| x[e] as f64).sum::<f64>() / m;
+        let var = idx
+            .iter()
+            .map(|&e| (x[e] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / m;
+        let rstd = 1.0 / (var + eps as f64).sqrt();
+        let xhat = |e: usize| (x[e] as f64 - mean) * rstd;
+        let g = |e: usize| dy[e] as f64 * gamma[ch] as f64;
+        let m1 = idx.iter().map(|&e| g(e)).sum::<f64>() / m;
+        let m2 = idx.iter().map(|&e| g(e) * xhat(e)).sum::<f64>() / m;
+        for &e in &idx {
+            y[e] = (xhat(e) * gamma[ch] as f64 + beta[ch] as f64) as f32;
+            dx[e] = (rstd * (g(e) - m1 - xhat(e) * m2)) as f32;
+        }
+        dg[ch] = idx.iter().map(|&e| dy[e] as f64 * xhat(e)).sum::<f64>() as f32;
+        db[ch] = idx.iter().map(|&e| dy[e] as f64).sum::<f64>() as f32;
+        stats[ch] = mean as f32;
+        stats[c + ch] = var as f32;
+    }
+    (stats, y, dx, dg, db)
+}
+
 /// Mean over non-overlapping `k×k` windows of `[n·c planes, h, w]`, and the
 /// gradient for `dy`: `(y, dx)`. f64 sums.
 pub fn avg_pool(

@@ -20,10 +20,11 @@ use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
-    Act, AvgPool2d, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool, Gru, LastStep,
-    Layer, LayerNorm, Lstm, MaxPool2d, OneHot, Param, Rnn,
+    Act, AvgPool2d, BatchNorm, Buffer, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool,
+    Gru, LastStep, Layer, LayerNorm, Lstm, MaxPool2d, OneHot, Param, Rnn,
 };
 use crate::profile::{self, Phase};
+use crate::tensor::Shape;
 
 /// A model on a device: its architecture and its layers.
 pub struct Model<D: Device> {
@@ -108,6 +109,8 @@ fn build_layer<D: Device + 'static>(
         LayerSpec::Last => Box::new(LastStep::new()),
         LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
         LayerSpec::LayerNorm => Box::new(LayerNorm::new(dev, &name, last_dim)?),
+        // Channels: the features of [C], the planes of [C, H, W].
+        LayerSpec::BatchNorm => Box::new(BatchNorm::new(dev, &name, input.dims()[0])?),
         LayerSpec::OneHot { depth } => {
             Box::new(OneHot::new(depth.ok_or_else(|| {
                 Error::Config(format!("layer {i} (one_hot) has no depth"))
@@ -245,6 +248,11 @@ impl<D: Device> Model<D> {
             .collect()
     }
 
+    /// Every buffer (state saved but not trained), in layer order.
+    pub fn buffers(&self) -> Vec<&Buffer<D>> {
+        self.layers.iter().flat_map(|l| l.buffers()).collect()
+    }
+
     /// Trainable scalars.
     pub fn param_count(&self) -> usize {
         self.params().iter().map(|p| p.numel()).sum()
@@ -266,23 +274,30 @@ impl<D: Device> Model<D> {
         }
     }
 
-    /// Replaces every parameter's value (checkpoint loading), by name. Every
-    /// parameter must be present with its exact shape.
+    /// Replaces every parameter's and buffer's value (checkpoint loading),
+    /// by name. Every one must be present with its exact shape.
     pub fn set_params(&mut self, mut values: Vec<(String, D::Tensor)>) -> Result<()> {
-        for p in self.params_mut() {
+        let mut take = |name: &str, want: &Shape| -> Result<D::Tensor> {
             let i = values
                 .iter()
-                .position(|(n, _)| *n == p.name)
-                .ok_or_else(|| Error::Config(format!("checkpoint has no tensor '{}'", p.name)))?;
-            let (name, v) = values.swap_remove(i);
-            if v.shape() != p.value.shape() {
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| Error::Config(format!("checkpoint has no tensor '{name}'")))?;
+            let (_, v) = values.swap_remove(i);
+            if v.shape() != want {
                 return Err(Error::Config(format!(
-                    "checkpoint tensor '{name}' has shape {}, the model expects {}",
-                    v.shape(),
-                    p.value.shape()
+                    "checkpoint tensor '{name}' has shape {}, the model expects {want}",
+                    v.shape()
                 )));
             }
-            p.value = v;
+            Ok(v)
+        };
+        for layer in &mut self.layers {
+            for p in layer.params_mut() {
+                p.value = take(&p.name, p.value.shape())?;
+            }
+            for b in layer.buffers_mut() {
+                b.value = take(&b.name, b.value.shape())?;
+            }
         }
         Ok(())
     }

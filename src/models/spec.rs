@@ -206,6 +206,9 @@ pub enum LayerSpec {
     /// Layer normalisation over the last dimension, with a learned scale
     /// and shift.
     LayerNorm,
+    /// Batch normalisation per channel (features, or image planes), with
+    /// running statistics for evaluation.
+    BatchNorm,
     /// The last step of a sequence, `[T, F]` → `[F]`: a recurrent model that
     /// predicts one value per sample reads its final state. Added before the
     /// output layer when a sequence model's data has one target per sample.
@@ -260,7 +263,7 @@ impl Cell {
 impl Eq for LayerSpec {}
 
 /// The layer names the grammar knows, for messages.
-const KNOWN: &str = "dense, conv2d, maxpool, avgpool, global_avgpool, flatten, rnn, lstm, gru, last, one_hot, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
+const KNOWN: &str = "dense, conv2d, maxpool, avgpool, global_avgpool, flatten, rnn, lstm, gru, last, one_hot, batchnorm, embedding, layernorm, dropout, tanh, relu, sigmoid, leaky_relu, softplus, gelu, identity";
 
 impl LayerSpec {
     /// The layer's name in the grammar (`conv2d`, `relu`).
@@ -277,6 +280,7 @@ impl LayerSpec {
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::Embedding { .. } => "embedding",
             LayerSpec::LayerNorm => "layernorm",
+            LayerSpec::BatchNorm => "batchnorm",
             LayerSpec::GlobalAvgPool => "global_avgpool",
             LayerSpec::Recurrent { cell, .. } => cell.name(),
         }
@@ -355,6 +359,8 @@ impl LayerSpec {
             (LayerSpec::LayerNorm, Flat { features }) => Ok(Flat { features }),
             (LayerSpec::LayerNorm, shape @ Sequence { .. }) => Ok(shape),
             (LayerSpec::LayerNorm, _) => needs("features or a sequence"),
+            (LayerSpec::BatchNorm, shape @ (Flat { .. } | Image { .. })) => Ok(shape),
+            (LayerSpec::BatchNorm, _) => needs("features or an image"),
             (
                 LayerSpec::Flatten,
                 Image {
@@ -454,6 +460,7 @@ impl LayerSpec {
             LayerSpec::Activation(_)
             | LayerSpec::Flatten
             | LayerSpec::Last
+            | LayerSpec::BatchNorm
             | LayerSpec::LayerNorm
             | LayerSpec::GlobalAvgPool => Ok(()),
         }
@@ -475,6 +482,17 @@ impl LayerSpec {
             }
             LayerSpec::Embedding { dim, vocab } => vocab.unwrap_or(0) * dim,
             LayerSpec::LayerNorm => 2 * last,
+            // Scale and shift per channel.
+            LayerSpec::BatchNorm => 2 * input.dims()[0],
+            _ => 0,
+        }
+    }
+
+    /// Numbers of saved but untrained state this layer has for an input of
+    /// `input` (batch normalisation's running mean and variance).
+    pub fn buffer_count(&self, input: FeatureShape) -> usize {
+        match *self {
+            LayerSpec::BatchNorm => 2 * input.dims()[0],
             _ => 0,
         }
     }
@@ -538,6 +556,7 @@ impl LayerSpec {
             ("flatten", &[]) => LayerSpec::Flatten,
             ("last", &[]) => LayerSpec::Last,
             ("layernorm", &[]) => LayerSpec::LayerNorm,
+            ("batchnorm", &[]) => LayerSpec::BatchNorm,
             ("global_avgpool", &[]) => LayerSpec::GlobalAvgPool,
             (name, &[hidden]) if Cell::from_name(name).is_some() => LayerSpec::Recurrent {
                 cell: Cell::from_name(name).expect("matched by the guard"),
@@ -567,7 +586,14 @@ impl LayerSpec {
                 }
             },
             (other, _)
-                if ["flatten", "last", "layernorm", "global_avgpool"].contains(&other)
+                if [
+                    "flatten",
+                    "last",
+                    "layernorm",
+                    "batchnorm",
+                    "global_avgpool",
+                ]
+                .contains(&other)
                     || Activation::from_name(other).is_some() =>
             {
                 return bad(&format!("`{other}` without numbers"))
@@ -602,6 +628,7 @@ impl fmt::Display for LayerSpec {
             LayerSpec::Flatten => f.write_str("flatten"),
             LayerSpec::Last => f.write_str("last"),
             LayerSpec::LayerNorm => f.write_str("layernorm"),
+            LayerSpec::BatchNorm => f.write_str("batchnorm"),
             LayerSpec::GlobalAvgPool => f.write_str("global_avgpool"),
             LayerSpec::OneHot { depth: None } => f.write_str("one_hot"),
             LayerSpec::OneHot { depth: Some(d) } => write!(f, "one_hot:{d}"),
@@ -931,9 +958,9 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Trainable numbers of the whole model, computed from the spec alone:
-    /// a checkpoint's tensors must hold exactly this many before a model is
-    /// built from it.
+    /// Trainable numbers of the whole model, computed from the spec alone
+    /// (with the buffers, [`ModelSpec::state_count`], what a checkpoint's
+    /// tensors must hold exactly before a model is built from it).
     pub fn param_count(&self) -> Result<usize> {
         let shapes = self.shapes()?;
         Ok(self
@@ -942,6 +969,16 @@ impl ModelSpec {
             .enumerate()
             .map(|(i, l)| l.param_count(if i == 0 { self.input } else { shapes[i - 1] }))
             .fold(0usize, usize::saturating_add))
+    }
+
+    /// Every number a checkpoint of this model holds: the parameters and
+    /// the buffers ([`LayerSpec::buffer_count`]).
+    pub fn state_count(&self) -> Result<usize> {
+        let shapes = self.shapes()?;
+        let buffers = (self.layers.iter().enumerate())
+            .map(|(i, l)| l.buffer_count(if i == 0 { self.input } else { shapes[i - 1] }))
+            .fold(0usize, usize::saturating_add);
+        Ok(self.param_count()?.saturating_add(buffers))
     }
 
     /// Whether the model predicts every step (next-token models) rather

@@ -18,7 +18,7 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use gated::{Gru, Lstm};
-pub use norm::{LayerNorm, LAYER_NORM_EPS};
+pub use norm::{BatchNorm, LayerNorm, BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, LAYER_NORM_EPS};
 pub use pool_global::GlobalAvgPool;
 pub use rnn::Rnn;
 
@@ -58,6 +58,22 @@ impl<D: Device> Param<D> {
     }
 }
 
+/// A layer's state that is not trained by gradients but saved with it
+/// (batch normalisation's running averages).
+pub struct Buffer<D: Device> {
+    /// Stable name from the layer's position, as for [`Param`]
+    /// (`layers.2.running_mean`).
+    pub name: String,
+    /// The current values.
+    pub value: D::Tensor,
+}
+
+impl<D: Device> Buffer<D> {
+    fn new(name: String, value: D::Tensor) -> Self {
+        Buffer { name, value }
+    }
+}
+
 /// One step of a network. `forward` with `train = true` keeps what
 /// `backward` needs; `backward` stores parameter gradients in the layer's
 /// [`Param`]s and returns the input gradient only when asked (the first layer
@@ -74,6 +90,14 @@ pub trait Layer<D: Device> {
     }
     /// The same parameters, mutably (for the optimizer).
     fn params_mut(&mut self) -> Vec<&mut Param<D>> {
+        Vec::new()
+    }
+    /// State saved with the parameters but not trained (none by default).
+    fn buffers(&self) -> Vec<&Buffer<D>> {
+        Vec::new()
+    }
+    /// The same state, mutably (for loading a checkpoint).
+    fn buffers_mut(&mut self) -> Vec<&mut Buffer<D>> {
         Vec::new()
     }
     /// Recurrent layers: carry the last state into the next forward call

@@ -304,7 +304,7 @@ impl Checkpoint {
     pub fn model<D: Device + 'static>(&self, dev: &D) -> Result<Model<D>> {
         // The architecture must account for the tensors exactly before
         // anything is allocated for it: metadata never sizes memory alone.
-        let expected = self.meta.model.param_count()?;
+        let expected = self.meta.model.state_count()?;
         let held: usize = self.params.iter().map(|t| t.values.len()).sum();
         if expected != held {
             return Err(Error::Config(format!(

@@ -38,6 +38,17 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
                 name: format!("{i}.weight"),
                 ..get(format!("layers.{i}.weight"))?.clone()
             }),
+            // nn.BatchNorm1d/2d: weight, bias, running_mean, running_var
+            // (PyTorch's num_batches_tracked is not written: load with
+            // strict=False).
+            LayerSpec::BatchNorm => {
+                for p in ["weight", "bias", "running_mean", "running_var"] {
+                    out.push(HostTensor {
+                        name: format!("{i}.{p}"),
+                        ..get(format!("layers.{i}.{p}"))?.clone()
+                    });
+                }
+            }
             LayerSpec::Conv2d { .. } | LayerSpec::LayerNorm => {
                 for p in ["weight", "bias"] {
                     out.push(HostTensor {

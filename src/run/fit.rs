@@ -440,17 +440,18 @@ fn patience_exhausted(cfg: &TrainConfig, state: &TrainState) -> bool {
         .is_some_and(|p| state.epoch > 0 && state.epochs_without_progress() >= p)
 }
 
-/// Parameter values copied to the host, by name (a snapshot of the best
-/// model, independent of later in-place updates).
+/// Parameter and buffer values copied to the host, by name (a snapshot of
+/// the best model, independent of later in-place updates).
 pub fn snapshot<D: Device>(dev: &D, model: &Model<D>) -> Result<Vec<HostTensor>> {
-    model
-        .params()
-        .iter()
-        .map(|p| {
+    let params = model.params().into_iter().map(|p| (&p.name, &p.value));
+    let buffers = model.buffers().into_iter().map(|b| (&b.name, &b.value));
+    params
+        .chain(buffers)
+        .map(|(name, value)| {
             Ok(HostTensor {
-                name: p.name.clone(),
-                shape: p.value.shape().dims().to_vec(),
-                values: dev.download(&p.value)?,
+                name: name.clone(),
+                shape: value.shape().dims().to_vec(),
+                values: dev.download(value)?,
             })
         })
         .collect()

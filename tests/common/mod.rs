@@ -276,6 +276,33 @@ pub fn small_models() -> Vec<Case> {
             y,
         );
     }
+    // Batch normalisation of features and of image planes (finite
+    // differences through the batch statistics of training mode). Each
+    // follows an activation: a bias right before batch normalisation has a
+    // gradient of exactly zero, which Adam would turn into noise-sized
+    // steps that differ between devices; and no max-pool follows, whose
+    // kinks the normalisation would move.
+    let x = random(rng, 6 * 5, 1.0);
+    let y = random(rng, 6 * 2, 1.0);
+    add(
+        "batchnorm-dense",
+        parse_layers("dense:6,relu,batchnorm,dense:4,tanh,batchnorm").unwrap(),
+        flat(5),
+        Output::Regression { targets: 2 },
+        Shape::new([6, 5]),
+        x,
+        y,
+    );
+    let x = random(rng, 3 * 2 * 36, 1.0);
+    add(
+        "batchnorm-conv",
+        parse_layers("conv2d:3:3,tanh,batchnorm,avgpool:2,flatten").unwrap(),
+        image(2, 6),
+        Output::Classes { classes: 3 },
+        Shape::new([3, 2, 6, 6]),
+        x,
+        vec![2., 0., 1.],
+    );
     // Numeric sequences, many-to-one (a `last` read-out is added): several
     // values per step (the gathered time-major layout) and one (the
     // transposed one).

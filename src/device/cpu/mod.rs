@@ -858,6 +858,35 @@ impl Device for CpuDevice {
         CpuTensor::new(data, shape)
     }
 
+    fn channel_stats(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("channel_stats");
+        norm::channel_stats(x)
+    }
+
+    fn batch_norm(
+        &self,
+        x: &CpuTensor,
+        stats: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        let _t = profile::op_timer("batch_norm");
+        norm::batch_norm(x, stats, gamma, beta, eps)
+    }
+
+    fn batch_norm_backward(
+        &self,
+        dy: &CpuTensor,
+        x: &CpuTensor,
+        stats: &CpuTensor,
+        gamma: &CpuTensor,
+        eps: f32,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        let _t = profile::op_timer("batch_norm_backward");
+        norm::batch_norm_backward(dy, x, stats, gamma, eps)
+    }
+
     fn layer_norm(
         &self,
         x: &CpuTensor,

@@ -1,8 +1,9 @@
 //! Layer normalisation on the CPU: one row at a time, two passes (mean,
-//! then variance about it), sums in f32 in index order as on the GPU.
+//! then variance about it), sums in f32 in index order as on the GPU. Batch
+//! normalisation: the same per channel of `[N, C, S]`.
 
 use super::CpuTensor;
-use crate::device::{same_shape, Tensor};
+use crate::device::{channel_geom, same_shape, Tensor};
 use crate::error::{Error, Result};
 
 fn check_params(op: &'static str, x: &CpuTensor, params: &[&CpuTensor]) -> Result<usize> {
@@ -91,5 +92,95 @@ pub(super) fn backward(
         CpuTensor::new(dx, x.shape().clone())?,
         CpuTensor::new(dgamma, [cols])?,
         CpuTensor::new(dbeta, [cols])?,
+    ))
+}
+
+/// The values of channel `ch` of `x` viewed as `[n, c, s]`, in index order.
+fn channel(
+    x: &[f32],
+    (n, c, s): (usize, usize, usize),
+    ch: usize,
+) -> impl Iterator<Item = f32> + '_ {
+    (0..n).flat_map(move |i| x[(i * c + ch) * s..(i * c + ch + 1) * s].iter().copied())
+}
+
+pub(super) fn channel_stats(x: &CpuTensor) -> Result<CpuTensor> {
+    let (n, c, s) = channel_geom("channel_stats", x.shape(), None, &[])?;
+    let m = (n * s) as f32;
+    let mut out = vec![0.0f32; 2 * c];
+    for ch in 0..c {
+        let mean = channel(&x.data, (n, c, s), ch).sum::<f32>() / m;
+        let var = channel(&x.data, (n, c, s), ch)
+            .map(|v| (v - mean) * (v - mean))
+            .sum::<f32>()
+            / m;
+        out[ch] = mean;
+        out[c + ch] = var;
+    }
+    CpuTensor::new(out, [2, c])
+}
+
+pub(super) fn batch_norm(
+    x: &CpuTensor,
+    stats: &CpuTensor,
+    gamma: &CpuTensor,
+    beta: &CpuTensor,
+    eps: f32,
+) -> Result<CpuTensor> {
+    let (_, c, s) = channel_geom(
+        "batch_norm",
+        x.shape(),
+        Some(stats.shape()),
+        &[gamma.shape(), beta.shape()],
+    )?;
+    let st = &stats.data;
+    let y = x
+        .data
+        .iter()
+        .enumerate()
+        .map(|(e, &v)| {
+            let ch = (e / s) % c;
+            let rstd = 1.0 / (st[c + ch] + eps).sqrt();
+            (v - st[ch]) * rstd * gamma.data[ch] + beta.data[ch]
+        })
+        .collect();
+    CpuTensor::new(y, x.shape().clone())
+}
+
+pub(super) fn batch_norm_backward(
+    dy: &CpuTensor,
+    x: &CpuTensor,
+    stats: &CpuTensor,
+    gamma: &CpuTensor,
+    eps: f32,
+) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+    same_shape("batch_norm_backward", x.shape(), dy.shape())?;
+    let (n, c, s) = channel_geom(
+        "batch_norm_backward",
+        x.shape(),
+        Some(stats.shape()),
+        &[gamma.shape()],
+    )?;
+    let st = &stats.data;
+    let rstd: Vec<f32> = (0..c).map(|ch| 1.0 / (st[c + ch] + eps).sqrt()).collect();
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
+    for ch in 0..c {
+        for (g, v) in channel(&dy.data, (n, c, s), ch).zip(channel(&x.data, (n, c, s), ch)) {
+            dgamma[ch] += g * (v - st[ch]) * rstd[ch];
+            dbeta[ch] += g;
+        }
+    }
+    let m = (n * s) as f32;
+    let dx = (x.data.iter().zip(dy.data.iter()).enumerate())
+        .map(|(e, (&v, &g))| {
+            let ch = (e / s) % c;
+            let xhat = (v - st[ch]) * rstd[ch];
+            gamma.data[ch] * rstd[ch] * (g - dbeta[ch] / m - xhat * dgamma[ch] / m)
+        })
+        .collect();
+    Ok((
+        CpuTensor::new(dx, x.shape().clone())?,
+        CpuTensor::new(dgamma, [c])?,
+        CpuTensor::new(dbeta, [c])?,
     ))
 }

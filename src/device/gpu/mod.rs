@@ -438,6 +438,32 @@ impl Device for GpuDevice {
         kernels::norm::forward(self, x, gamma, beta, eps)
     }
 
+    fn channel_stats(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        kernels::batchnorm::channel_stats(self, x)
+    }
+
+    fn batch_norm(
+        &self,
+        x: &GpuTensor,
+        stats: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        eps: f32,
+    ) -> Result<GpuTensor> {
+        kernels::batchnorm::batch_norm(self, x, stats, gamma, beta, eps)
+    }
+
+    fn batch_norm_backward(
+        &self,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        stats: &GpuTensor,
+        gamma: &GpuTensor,
+        eps: f32,
+    ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
+        kernels::batchnorm::batch_norm_backward(self, dy, x, stats, gamma, eps)
+    }
+
     fn layer_norm_backward(
         &self,
         dy: &GpuTensor,

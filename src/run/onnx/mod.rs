@@ -21,7 +21,8 @@
 //! (`W = Wᵢₕ`, `R = Wₕₕ` in ONNX's `[gates·hidden, input]` layout with the
 //! gate blocks reordered to ONNX's, the bias in `Wb`, a GRU's recurrent bias
 //! in `Rb` with `linear_before_reset = 1`), activations → their ONNX
-//! operators, layernorm → `LayerNormalization`, global_avgpool →
+//! operators, layernorm → `LayerNormalization`, batchnorm →
+//! `BatchNormalization` (the running statistics), global_avgpool →
 //! `GlobalAveragePool` + `Flatten`; dropout, a training-time
 //! layer, adds nothing. Opset 17, IR
 //! version 8. `scripts/check_onnx.py` checks an
@@ -39,7 +40,7 @@ use crate::data::Normalizer;
 use crate::device::{Activation, GELU_K, LEAKY_SLOPE};
 use crate::error::{Error, Result};
 use crate::models::{format_layers, Cell, FeatureShape, LayerSpec, Output};
-use crate::nn::LAYER_NORM_EPS;
+use crate::nn::{BATCH_NORM_EPS, LAYER_NORM_EPS};
 use crate::tensor::HostTensor;
 
 /// The ONNX operator set the graph is written for.
@@ -301,6 +302,17 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                 let b = g.constant(&format!("{i}.bias"), &b.shape, &b.values);
                 let attrs = vec![int("axis", -1), float("epsilon", LAYER_NORM_EPS)];
                 g.node("LayerNormalization", &[&x, &w, &b], attrs)
+            }
+            LayerSpec::BatchNorm => {
+                // Inference mode: the running statistics.
+                let mut inputs = vec![x.clone()];
+                for p in ["weight", "bias", "running_mean", "running_var"] {
+                    let t = get(format!("layers.{i}.{p}"))?;
+                    inputs.push(g.constant(&format!("{i}.{p}"), &t.shape, &t.values));
+                }
+                let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                let attrs = vec![float("epsilon", BATCH_NORM_EPS)];
+                g.node("BatchNormalization", &inputs, attrs)
             }
             LayerSpec::Embedding { .. } => {
                 let w = get(format!("layers.{i}.weight"))?;

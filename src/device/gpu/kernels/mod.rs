@@ -2,6 +2,7 @@
 //! function validates shapes, allocates its output from the pool, and records
 //! one or more dispatches; none of them waits for the GPU.
 
+pub(super) mod batchnorm;
 pub(super) mod conv2d;
 pub(super) mod data;
 pub(super) mod dropout;
