@@ -94,11 +94,14 @@ impl LastStep {
 
 impl<D: Device> Layer<D> for LastStep {
     fn forward(&mut self, dev: &D, x: &D::Tensor, _train: bool) -> Result<D::Tensor> {
-        let [t, b, f] = x.shape().dims()[..] else {
-            return Err(Error::shape(
-                "last",
-                format!("input must be [T,B,F], got {}", x.shape()),
-            ));
+        let (t, b, f) = match *x.shape().dims() {
+            [t, b, f] if t > 0 => (t, b, f),
+            _ => {
+                return Err(Error::shape(
+                    "last",
+                    format!("input must be [T,B,F] with T ≥ 1, got {}", x.shape()),
+                ))
+            }
         };
         self.shape = Some(x.shape().clone());
         let rows = dev.reshape(x, [t * b, f])?;

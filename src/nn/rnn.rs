@@ -78,10 +78,10 @@ pub(super) fn sequence_dims<T: Tensor>(
     x: &T,
 ) -> Result<(usize, usize, usize)> {
     match x.shape().dims()[..] {
-        [t, b, i] => Ok((t, b, i)),
+        [t, b, i] if t > 0 => Ok((t, b, i)),
         _ => Err(Error::shape(
             layer,
-            format!("input must be [T,B,I], got {}", x.shape()),
+            format!("input must be [T,B,I] with T ≥ 1, got {}", x.shape()),
         )),
     }
 }
