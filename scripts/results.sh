@@ -27,6 +27,8 @@ runs=(
   "custom-bn|train --config examples/mnist_cnn_bn.toml"
   "text-layers|train rnn --layers embedding:32,rnn:128"
   "text-layers|train rnn --layers embedding:32,rnn:128,dropout:0.2"
+  "gated-short|train lstm --hidden 64 --max-train-samples 2000 --epochs 6 --lr 0.01"
+  "gated-short|train gru --hidden 64 --max-train-samples 2000 --epochs 6 --lr 0.01"
   "series|train --layers lstm:32 --data data/timeseries/sunspots_yearly.csv --window 24 --test-fraction 0.2"
   "series|train --layers lstm:32 --data data/timeseries/co2_weekly.csv --window 52 --missing interpolate --relative --test-fraction 0.2"
 )
