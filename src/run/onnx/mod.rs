@@ -156,6 +156,36 @@ fn value_info(name: &str, elem_type: i32, dims: &[Option<usize>]) -> ValueInfoPr
     }
 }
 
+/// For a `--relative` forecaster (input `[batch, steps, features]`, the
+/// target column at position `k` among the features): the window's last
+/// value of that column as `[batch, 1]`, and that value in column `k` of
+/// every step (zeros elsewhere), `[batch, steps, features]`, to subtract.
+fn relative_base(g: &mut Graph, ck: &Checkpoint) -> Result<(String, String)> {
+    let meta = &ck.meta;
+    let k = meta
+        .feature_names
+        .iter()
+        .position(|c| *c == meta.target_name);
+    let (FeatureShape::Sequence { len, features }, Some(k)) = (meta.model.input, k) else {
+        return Err(Error::Config(
+            "a --relative model needs a time-series input with its target among the features"
+                .into(),
+        ));
+    };
+    let last = g.constant_i64("relative.last", &[], &[len as i64 - 1]);
+    let step = g.node("Gather", &["input", &last], vec![int("axis", 1)]);
+    let col = g.constant_i64("relative.column", &[1], &[k as i64]);
+    let base = g.node("Gather", &[&step, &col], vec![int("axis", 1)]);
+    let shape = g.constant_i64("relative.shape", &[3], &[-1, 1, 1]);
+    let base3 = g.node("Reshape", &[&base, &shape], vec![]);
+    let mask: Vec<f32> = (0..len * features)
+        .map(|i| if i % features == k { 1.0 } else { 0.0 })
+        .collect();
+    let mask = g.constant("relative.mask", &[len, features], &mask);
+    let offset = g.node("Mul", &[&base3, &mask], vec![]);
+    Ok((offset, base))
+}
+
 /// The checkpoint's model as an ONNX model (see the module docs).
 pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
     let spec = &ck.meta.model;
@@ -178,6 +208,15 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
     );
 
     let mut x = "input".to_string();
+    // A `--relative` forecaster: the window's target column taken relative
+    // to its last value, which is added back to the prediction.
+    let base = if ck.meta.experiment.relative {
+        let (offset, base) = relative_base(&mut g, ck)?;
+        x = g.node("Sub", &[&x, &offset], vec![]);
+        Some(base)
+    } else {
+        None
+    };
     match &ck.meta.normalizer {
         Normalizer::Identity => {}
         Normalizer::PerFeature { mean, std } => {
@@ -200,11 +239,6 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
         }
     }
 
-    if ck.meta.experiment.relative {
-        return Err(Error::Config(
-            "a --relative forecasting model does not export to ONNX yet (its inputs are taken relative to each window's last value outside the network)".into(),
-        ));
-    }
     let shapes = spec.shapes()?;
     for (i, layer) in spec.layers.iter().enumerate() {
         x = match *layer {
@@ -381,6 +415,9 @@ pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
                 let mean = g.constant("target.mean", &[s.mean.len()], &s.mean);
                 x = g.node("Mul", &[&x, &std], vec![]);
                 x = g.node("Add", &[&x, &mean], vec![]);
+            }
+            if let Some(b) = &base {
+                x = g.node("Add", &[&x, b], vec![]);
             }
             ("prediction", vec![None, Some(targets)])
         }
