@@ -1,6 +1,6 @@
 // LSTM and GRU recurrences, one fused dispatch per time step forward and
-// backward: each invocation owns one hidden unit j of one batch row b,
-// computes all of that unit's gate products with the previous state (the
+// backward: each invocation owns one hidden unit j of four batch rows,
+// computes all of that unit's gate products with the previous states (the
 // recurrent matmul over concatenated gates, restricted to its columns)
 // and applies the gate equations in the same pass, so a step is one
 // dispatch rather than a matmul plus a pointwise kernel. The input
@@ -29,178 +29,240 @@ var<immediate> p: Params;
 @group(0) @binding(11) var<storage, read> h_prev: array<f32>;     // [T,B,H]
 @group(0) @binding(12) var<storage, read_write> dxw: array<f32>;  // [T,B,3H]
 
-// Element `i` of batch row `b` of the state before step p.t.
-fn state_before(b: u32, i: u32) -> f32 {
-    if (p.t == 0u) {
-        return h0[b * p.hidden + i];
-    }
-    return hs[((p.t - 1u) * p.batch + b) * p.hidden + i];
+// Each invocation owns one hidden unit j of four batch rows (b0 .. b0+3,
+// clamped to the batch: rows past it are copies that write identical
+// values), so every recurrent weight it loads serves four rows: per term
+// of the recurrent sums, 4 state loads and one weight load per gate feed
+// 4 FMAs per gate, where one row per invocation loaded a weight per FMA.
+
+fn rows_of(e: u32) -> vec4<u32> {
+    let b0 = (e / p.hidden) * 4u;
+    let last = p.batch - 1u;
+    return vec4<u32>(min(b0, last), min(b0 + 1u, last), min(b0 + 2u, last), min(b0 + 3u, last));
 }
 
-// Σ_k next[k]·U[j, k] over the G·H gate columns of row j of U: the
-// gradient reaching h_t[b, j] through the gates of step t+1, whose
-// pre-activation gradients start at offset `next`.
-fn back_through_u(next: u32, j: u32, gh: u32) -> f32 {
-    var g = 0.0;
+// Invocations: ⌈B/4⌉ blocks of rows × H units.
+fn out_of_range(e: u32) -> bool {
+    return e >= ((p.batch + 3u) / 4u) * p.hidden;
+}
+
+// Element `i` of the state before step p.t, for four batch rows.
+fn state_before4(rows: vec4<u32>, i: u32) -> vec4<f32> {
+    if (p.t == 0u) {
+        return vec4<f32>(h0[rows.x * p.hidden + i], h0[rows.y * p.hidden + i],
+                         h0[rows.z * p.hidden + i], h0[rows.w * p.hidden + i]);
+    }
+    let base = (p.t - 1u) * p.batch;
+    return vec4<f32>(hs[(base + rows.x) * p.hidden + i], hs[(base + rows.y) * p.hidden + i],
+                     hs[(base + rows.z) * p.hidden + i], hs[(base + rows.w) * p.hidden + i]);
+}
+
+// `carry` of the four rows, read before any of them is written (the
+// clamped copies of the last row would otherwise read its new value).
+fn carry4(rows: vec4<u32>, j: u32) -> vec4<f32> {
+    if (p.t + 1u >= p.steps) {
+        return vec4<f32>(0.0);
+    }
+    let h = p.hidden;
+    return vec4<f32>(carry[rows.x * h + j], carry[rows.y * h + j],
+                     carry[rows.z * h + j], carry[rows.w * h + j]);
+}
+
+// Row r of the four: offset of its element (`width` values per row) at step t.
+fn at_row(rows: vec4<u32>, r: u32, t: u32, width: u32) -> u32 {
+    return (t * p.batch + rows[r]) * width;
+}
+
+// Σ_k da[t+1, row, k]·U[j, k] over the G·H gate columns of row j of U, for
+// four rows: the gradient reaching h_t through the gates of step t+1.
+fn back_through_u4(rows: vec4<u32>, j: u32, gh: u32) -> vec4<f32> {
+    let t1 = p.t + 1u;
+    let r0 = at_row(rows, 0u, t1, gh);
+    let r1 = at_row(rows, 1u, t1, gh);
+    let r2 = at_row(rows, 2u, t1, gh);
+    let r3 = at_row(rows, 3u, t1, gh);
+    var g = vec4<f32>(0.0);
     for (var k = 0u; k < gh; k++) {
-        g = fma(da[next + k], u[j * gh + k], g);
+        let w = u[j * gh + k];
+        g = fma(vec4<f32>(da[r0 + k], da[r1 + k], da[r2 + k], da[r3 + k]), vec4<f32>(w), g);
     }
     return g;
 }
 
+fn sigmoid4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(sigmoid_stable(v.x), sigmoid_stable(v.y), sigmoid_stable(v.z), sigmoid_stable(v.w));
+}
+
+fn tanh4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(tanh_stable(v.x), tanh_stable(v.y), tanh_stable(v.z), tanh_stable(v.w));
+}
+
 // i, f, g, o = σ, σ, tanh, σ of xw_t + h_{t−1}·U; c_t = f·c_{t−1} + i·g;
 // h_t = o·tanh(c_t).
-@compute @workgroup_size(256)
-fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_id(gid, nwg);
-    let h = p.hidden;
-    if (e >= p.batch * h) {
+@compute @workgroup_size(64)
+fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
         return;
     }
-    let b = e / h;
+    let h = p.hidden;
     let j = e % h;
-    let row = p.t * p.batch + b;
-    let x = row * 4u * h + j;
-    var ai = xw[x];
-    var af = xw[x + h];
-    var ag = xw[x + 2u * h];
-    var ao = xw[x + 3u * h];
+    let rows = rows_of(e);
+    var ai = vec4<f32>(0.0);
+    var af = vec4<f32>(0.0);
+    var ag = vec4<f32>(0.0);
+    var ao = vec4<f32>(0.0);
+    for (var r = 0u; r < 4u; r++) {
+        let x = at_row(rows, r, p.t, 4u * h) + j;
+        ai[r] = xw[x];
+        af[r] = xw[x + h];
+        ag[r] = xw[x + 2u * h];
+        ao[r] = xw[x + 3u * h];
+    }
     for (var i = 0u; i < h; i++) {
-        let s = state_before(b, i);
-        let r = i * 4u * h + j;
-        ai = fma(s, u[r], ai);
-        af = fma(s, u[r + h], af);
-        ag = fma(s, u[r + 2u * h], ag);
-        ao = fma(s, u[r + 3u * h], ao);
+        let s = state_before4(rows, i);
+        let w = i * 4u * h + j;
+        ai = fma(s, vec4<f32>(u[w]), ai);
+        af = fma(s, vec4<f32>(u[w + h]), af);
+        ag = fma(s, vec4<f32>(u[w + 2u * h]), ag);
+        ao = fma(s, vec4<f32>(u[w + 3u * h]), ao);
     }
-    let ig = sigmoid_stable(ai);
-    let fg = sigmoid_stable(af);
-    let gg = tanh_stable(ag);
-    let og = sigmoid_stable(ao);
-    var c_prev = 0.0;
-    if (p.t == 0u) {
-        c_prev = c0[e];
-    } else {
-        c_prev = cs[(row - p.batch) * h + j];
+    let ig = sigmoid4(ai);
+    let fg = sigmoid4(af);
+    let gg = tanh4(ag);
+    let og = sigmoid4(ao);
+    for (var r = 0u; r < 4u; r++) {
+        var c_prev = 0.0;
+        if (p.t == 0u) {
+            c_prev = c0[rows[r] * h + j];
+        } else {
+            c_prev = cs[at_row(rows, r, p.t - 1u, h) + j];
+        }
+        let c = fg[r] * c_prev + ig[r] * gg[r];
+        let o = at_row(rows, r, p.t, h) + j;
+        cs[o] = c;
+        hs[o] = og[r] * tanh_stable(c);
+        let x = at_row(rows, r, p.t, 4u * h) + j;
+        gates[x] = ig[r];
+        gates[x + h] = fg[r];
+        gates[x + 2u * h] = gg[r];
+        gates[x + 3u * h] = og[r];
     }
-    let c = fg * c_prev + ig * gg;
-    cs[row * h + j] = c;
-    hs[row * h + j] = og * tanh_stable(c);
-    gates[x] = ig;
-    gates[x + h] = fg;
-    gates[x + 2u * h] = gg;
-    gates[x + 3u * h] = og;
 }
 
 // dh = dy_t + da_{t+1}·Uᵀ; dc = dh·o·(1 − tanh²c_t) + dc_{t+1}·f_{t+1};
 // da = (dc·g·i(1−i), dc·c_{t−1}·f(1−f), dc·i·(1−g²), dh·tanh c_t·o(1−o)).
 // `carry` holds dc·f for the step before.
-@compute @workgroup_size(256)
-fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_id(gid, nwg);
-    let h = p.hidden;
-    if (e >= p.batch * h) {
+@compute @workgroup_size(64)
+fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
         return;
     }
-    let b = e / h;
+    let h = p.hidden;
     let j = e % h;
-    let row = p.t * p.batch + b;
-    let x = row * 4u * h + j;
-    var dh = dy[row * h + j];
-    var dc_next = 0.0;
+    let rows = rows_of(e);
+    var back = vec4<f32>(0.0);
     if (p.t + 1u < p.steps) {
-        dh += back_through_u((row + p.batch) * 4u * h, j, 4u * h);
-        dc_next = carry[e];
+        back = back_through_u4(rows, j, 4u * h);
     }
-    let ig = gates[x];
-    let fg = gates[x + h];
-    let gg = gates[x + 2u * h];
-    let og = gates[x + 3u * h];
-    var c_prev = 0.0;
-    if (p.t == 0u) {
-        c_prev = c0[e];
-    } else {
-        c_prev = cs[(row - p.batch) * h + j];
+    let dc_next = carry4(rows, j);
+    for (var r = 0u; r < 4u; r++) {
+        let b = rows[r];
+        let x = at_row(rows, r, p.t, 4u * h) + j;
+        let dh = dy[at_row(rows, r, p.t, h) + j] + back[r];
+        let ig = gates[x];
+        let fg = gates[x + h];
+        let gg = gates[x + 2u * h];
+        let og = gates[x + 3u * h];
+        var c_prev = 0.0;
+        if (p.t == 0u) {
+            c_prev = c0[b * h + j];
+        } else {
+            c_prev = cs[at_row(rows, r, p.t - 1u, h) + j];
+        }
+        let tc = tanh_stable(cs[at_row(rows, r, p.t, h) + j]);
+        let dc = dh * og * (1.0 - tc * tc) + dc_next[r];
+        da[x] = dc * gg * ig * (1.0 - ig);
+        da[x + h] = dc * c_prev * fg * (1.0 - fg);
+        da[x + 2u * h] = dc * ig * (1.0 - gg * gg);
+        da[x + 3u * h] = dh * tc * og * (1.0 - og);
+        carry[b * h + j] = dc * fg;
     }
-    let tc = tanh_stable(cs[row * h + j]);
-    let dc = dh * og * (1.0 - tc * tc) + dc_next;
-    da[x] = dc * gg * ig * (1.0 - ig);
-    da[x + h] = dc * c_prev * fg * (1.0 - fg);
-    da[x + 2u * h] = dc * ig * (1.0 - gg * gg);
-    da[x + 3u * h] = dh * tc * og * (1.0 - og);
-    carry[e] = dc * fg;
 }
 
 // r, z = σ(xw + h_{t−1}·U + b_h); n = tanh(xw_n + r·(h_{t−1}·U_n + b_hn));
 // h_t = (1 − z)·n + z·h_{t−1}. gates keeps r, z, n and h_{t−1}·U_n + b_hn.
-@compute @workgroup_size(256)
-fn gru_step_forward(@builtin(global_invocation_id) gid: vec3<u32>,
-                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_id(gid, nwg);
-    let h = p.hidden;
-    if (e >= p.batch * h) {
+@compute @workgroup_size(64)
+fn gru_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
         return;
     }
-    let b = e / h;
+    let h = p.hidden;
     let j = e % h;
-    let row = p.t * p.batch + b;
-    var ar = ub[j];
-    var az = ub[h + j];
-    var an = ub[2u * h + j];
+    let rows = rows_of(e);
+    var ar = vec4<f32>(ub[j]);
+    var az = vec4<f32>(ub[h + j]);
+    var an = vec4<f32>(ub[2u * h + j]);
     for (var i = 0u; i < h; i++) {
-        let s = state_before(b, i);
-        let r = i * 3u * h + j;
-        ar = fma(s, u[r], ar);
-        az = fma(s, u[r + h], az);
-        an = fma(s, u[r + 2u * h], an);
+        let s = state_before4(rows, i);
+        let w = i * 3u * h + j;
+        ar = fma(s, vec4<f32>(u[w]), ar);
+        az = fma(s, vec4<f32>(u[w + h]), az);
+        an = fma(s, vec4<f32>(u[w + 2u * h]), an);
     }
-    let x = row * 3u * h + j;
-    let rg = sigmoid_stable(xw[x] + ar);
-    let zg = sigmoid_stable(xw[x + h] + az);
-    let ng = tanh_stable(xw[x + 2u * h] + rg * an);
-    hs[row * h + j] = (1.0 - zg) * ng + zg * state_before(b, j);
-    let g = row * 4u * h + j;
-    gates[g] = rg;
-    gates[g + h] = zg;
-    gates[g + 2u * h] = ng;
-    gates[g + 3u * h] = an;
+    let prev = state_before4(rows, j);
+    for (var r = 0u; r < 4u; r++) {
+        let x = at_row(rows, r, p.t, 3u * h) + j;
+        let rg = sigmoid_stable(xw[x] + ar[r]);
+        let zg = sigmoid_stable(xw[x + h] + az[r]);
+        let ng = tanh_stable(xw[x + 2u * h] + rg * an[r]);
+        hs[at_row(rows, r, p.t, h) + j] = (1.0 - zg) * ng + zg * prev[r];
+        let g = at_row(rows, r, p.t, 4u * h) + j;
+        gates[g] = rg;
+        gates[g + h] = zg;
+        gates[g + 2u * h] = ng;
+        gates[g + 3u * h] = an[r];
+    }
 }
 
 // dh = dy_t + dhu_{t+1}·Uᵀ + dh_{t+1}·z_{t+1}; dn = dh·(1−z)·(1−n²);
 // dz = dh·(h_{t−1} − n)·z(1−z); dr = dn·(h_{t−1}·U_n + b_hn)·r(1−r).
 // dxw = (dr, dz, dn); dhu = (dr, dz, dn·r). `carry` holds dh·z for the step
 // before; `da` is dhu.
-@compute @workgroup_size(256)
-fn gru_step_backward(@builtin(global_invocation_id) gid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_id(gid, nwg);
-    let h = p.hidden;
-    if (e >= p.batch * h) {
+@compute @workgroup_size(64)
+fn gru_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
         return;
     }
-    let b = e / h;
+    let h = p.hidden;
     let j = e % h;
-    let row = p.t * p.batch + b;
-    var dh = dy[row * h + j];
+    let rows = rows_of(e);
+    var back = vec4<f32>(0.0);
     if (p.t + 1u < p.steps) {
-        dh += back_through_u((row + p.batch) * 3u * h, j, 3u * h) + carry[e];
+        back = back_through_u4(rows, j, 3u * h);
     }
-    let g = row * 4u * h + j;
-    let rg = gates[g];
-    let zg = gates[g + h];
-    let ng = gates[g + 2u * h];
-    let an = gates[g + 3u * h];
-    let dn = dh * (1.0 - zg) * (1.0 - ng * ng);
-    let dz = dh * (h_prev[row * h + j] - ng) * zg * (1.0 - zg);
-    let dr = dn * an * rg * (1.0 - rg);
-    let x = row * 3u * h + j;
-    dxw[x] = dr;
-    dxw[x + h] = dz;
-    dxw[x + 2u * h] = dn;
-    da[x] = dr;
-    da[x + h] = dz;
-    da[x + 2u * h] = dn * rg;
-    carry[e] = dh * zg;
+    let direct = carry4(rows, j);
+    for (var r = 0u; r < 4u; r++) {
+        let b = rows[r];
+        let dh = dy[at_row(rows, r, p.t, h) + j] + back[r] + direct[r];
+        let g = at_row(rows, r, p.t, 4u * h) + j;
+        let rg = gates[g];
+        let zg = gates[g + h];
+        let ng = gates[g + 2u * h];
+        let an = gates[g + 3u * h];
+        let dn = dh * (1.0 - zg) * (1.0 - ng * ng);
+        let dz = dh * (h_prev[at_row(rows, r, p.t, h) + j] - ng) * zg * (1.0 - zg);
+        let dr = dn * an * rg * (1.0 - rg);
+        let x = at_row(rows, r, p.t, 3u * h) + j;
+        dxw[x] = dr;
+        dxw[x + h] = dz;
+        dxw[x + 2u * h] = dn;
+        da[x] = dr;
+        da[x + h] = dz;
+        da[x + 2u * h] = dn * rg;
+        carry[b * h + j] = dh * zg;
+    }
 }

@@ -1204,6 +1204,27 @@ fn table_rows_as_sequences() {
         ],
     ));
     assert_eq!(stdout(&p).lines().count(), 151);
+    // Another table with the columns in another order and an id column:
+    // matched by name, and still read as sequences.
+    let table = std::fs::read_to_string(d.join("data/tabular/iris.csv")).unwrap();
+    let mut shuffled =
+        String::from("id,target,petal_width_cm,petal_length_cm,sepal_width_cm,sepal_length_cm\n");
+    for (n, line) in table.lines().skip(1).enumerate() {
+        let c: Vec<&str> = line.split(',').collect();
+        shuffled += &format!("{n},{},{},{},{},{}\n", c[4], c[3], c[2], c[1], c[0]);
+    }
+    std::fs::write(d.join("other.csv"), shuffled).unwrap();
+    let all = |data: &str| {
+        json(&ok(wgtrain(
+            d,
+            &[
+                "eval", "--model", "i", "--data", data, "--split", "all", "--device", "cpu",
+                "--json",
+            ],
+        )))["test"]["accuracy"]
+            .clone()
+    };
+    assert_eq!(all("other.csv"), all("data/tabular/iris.csv"));
 }
 
 #[test]

@@ -139,10 +139,14 @@ proptest! {
     #[test]
     fn series_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300),
                           edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6)) {
-        let valid = b"t,v\n1,10\n2,\n3,30\n4,40\n5,\n6,60\n".to_vec();
+        let valid = b"t,v\n1,10\n2,\n,30\n4,40\n5,\n6,60\n".to_vec();
         for input in [bytes.clone(), mutate(valid, &edits)] {
-            for missing in [Missing::Error, Missing::Drop, Missing::Interpolate] {
-                let opts = SeriesOptions { missing, relative: missing == Missing::Drop, ..Default::default() };
+            for (missing, both) in [(Missing::Error, false), (Missing::Drop, false), (Missing::Interpolate, false),
+                                    (Missing::Drop, true), (Missing::Interpolate, true)] {
+                // Both columns as features, gaps in either: what the
+                // target-only default never exercises.
+                let features = both.then(|| vec!["t".to_string(), "v".to_string()]);
+                let opts = SeriesOptions { missing, features, relative: missing == Missing::Drop, ..Default::default() };
                 let (r, peak) = peak_of(|| {
                     parse_windows(&input, Path::new("fuzz.csv"), None, &opts, 3, Task::Regression)
                 });

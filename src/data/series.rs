@@ -251,20 +251,10 @@ fn fill_gaps(
             }
         }
         Missing::Interpolate => {
-            // Keep the rows from the first at which every column has had a
-            // value to the last after which every column still has one.
-            let first = (0..names.len())
-                .filter_map(|c| rows.iter().position(|(_, r)| r[c].is_some()))
-                .max();
-            let last = (0..names.len())
-                .filter_map(|c| rows.iter().rposition(|(_, r)| r[c].is_some()))
-                .min();
-            let (Some(first), Some(last)) = (first, last) else {
-                return Err(Error::data(path, "a column used has no values at all"));
-            };
-            let kept = last.saturating_sub(first) + 1;
-            let trimmed = rows.len() - kept.min(rows.len());
-            rows = rows.into_iter().skip(first).take(kept).collect();
+            // Fill every interior gap of every column on the line between
+            // its neighbours, then leave out the rows at either end that a
+            // column still has no value for (its gaps before its first or
+            // after its last value).
             let mut filled = 0;
             for c in 0..names.len() {
                 let mut prev: Option<usize> = None;
@@ -282,6 +272,15 @@ fn fill_gaps(
                     }
                     prev = Some(r);
                 }
+            }
+            let before = rows.len();
+            rows.retain(|(_, cells)| cells.iter().all(Option::is_some));
+            let trimmed = before - rows.len();
+            if rows.is_empty() {
+                return Err(Error::data(
+                    path,
+                    "no row has a value in every column used, even after interpolation",
+                ));
             }
             if gaps > 0 {
                 notes.push(format!(
@@ -523,6 +522,40 @@ mod tests {
         // Rows 2..6 kept; 3 and 4 on the line from 20 to 50.
         assert_eq!(i.dataset.features, Features::F32(vec![20., 30., 40., 50.]));
         assert!(i.notes[0].contains("2 empty cells filled"), "{:?}", i.notes);
+    }
+
+    #[test]
+    fn interpolation_over_several_columns_trims_what_it_cannot_fill() {
+        // Column a lacks its first value, b its first and last: the first
+        // and last rows cannot be filled and are left out; b's interior
+        // gap is interpolated (20).
+        let opts = SeriesOptions {
+            layout: Layout::Window(1),
+            features: Some(vec!["a".into(), "b".into()]),
+            missing: Missing::Interpolate,
+            relative: false,
+        };
+        let csv = "a,b\n,\n2,10\n3,\n4,30\n5,\n";
+        let w = parse_windows(
+            csv.as_bytes(),
+            Path::new("s.csv"),
+            Some("b"),
+            &opts,
+            1,
+            Task::Regression,
+        )
+        .unwrap();
+        assert_eq!(w.dataset.features, Features::F32(vec![2., 10., 3., 20.]));
+        let none = "a,b\n1,\n,2\n";
+        let e = parse_windows(
+            none.as_bytes(),
+            Path::new("s.csv"),
+            Some("b"),
+            &opts,
+            1,
+            Task::Regression,
+        );
+        assert!(e.is_err());
     }
 
     #[test]

@@ -164,7 +164,13 @@ fn time_major<D: Device>(dev: &D, x: &D::Tensor, len: usize, features: usize) ->
         let x = dev.reshape(x, [b, len])?;
         return dev.reshape(&dev.transpose(&x)?, [len, b, 1]);
     }
-    // Row (t, b) of the result is row b·len + t of the steps.
+    // Row (t, b) of the result is row b·len + t of the steps; the indices
+    // travel as f32, exact below 2^24.
+    if b.saturating_mul(len) > 1 << 24 {
+        return Err(Error::Config(format!(
+            "a batch of {b} sequences of {len} steps is over 2^24 steps: use a smaller --batch-size"
+        )));
+    }
     let steps = dev.reshape(x, [b * len, features])?;
     let order: Vec<f32> = (0..len)
         .flat_map(|t| (0..b).map(move |i| (i * len + t) as f32))

@@ -118,13 +118,15 @@ impl<D: Device> Layer<D> for BatchNorm<D> {
         let stats = dev.channel_stats(x)?;
         let (g, b) = (&self.gamma.value, &self.beta.value);
         let y = dev.batch_norm(x, &stats, g, b, BATCH_NORM_EPS)?;
-        // The running variance is unbiased, as PyTorch keeps it.
+        // A channel of one value (a last batch of one sample) has no
+        // variance to learn from: its statistics stay out of the averages.
         let m = x.shape().numel() / c;
-        let unbias = if m > 1 {
-            m as f32 / (m - 1) as f32
-        } else {
-            1.0
-        };
+        self.cache = Some((x.clone(), stats.clone()));
+        if m < 2 {
+            return Ok(y);
+        }
+        // The running variance is unbiased, as PyTorch keeps it.
+        let unbias = m as f32 / (m - 1) as f32;
         let keep = 1.0 - BATCH_NORM_MOMENTUM;
         let mean = dev.reshape(&dev.slice_rows(&stats, 0, 1)?, [c])?;
         let var = dev.reshape(&dev.slice_rows(&stats, 1, 1)?, [c])?;
@@ -132,7 +134,6 @@ impl<D: Device> Layer<D> for BatchNorm<D> {
         self.running_mean.value = dev.axpy(BATCH_NORM_MOMENTUM, &mean, &rm)?;
         let rv = dev.scale(&self.running_var.value, keep)?;
         self.running_var.value = dev.axpy(BATCH_NORM_MOMENTUM * unbias, &var, &rv)?;
-        self.cache = Some((x.clone(), stats));
         Ok(y)
     }
 

@@ -4,11 +4,19 @@
 //! `[out, in]` and `i.bias` for a dense layer (`nn.Linear`), `i.weight`
 //! `[out, in, k, k]` for a convolution (`nn.Conv2d`), `i.weight` `[vocab,
 //! dim]` for an embedding (`nn.Embedding`), `i.weight`, `i.bias` for a
-//! layer norm (`nn.LayerNorm`, eps 1e-5), and
-//! `i.weight_ih_l0` `[H, I]`, `i.weight_hh_l0` `[H, H]`, `i.bias_ih_l0`,
-//! `i.bias_hh_l0` for a recurrent layer (`nn.RNN`, tanh). The standardisation
-//! travels as `input.mean` / `input.std` (and `target.mean` / `target.std`
-//! for regression), to apply before the network (and after, inverted).
+//! layer norm (`nn.LayerNorm`, eps 1e-5), `i.weight`, `i.bias`,
+//! `i.running_mean`, `i.running_var` for a batch norm (`nn.BatchNorm1d/2d`;
+//! no `num_batches_tracked`: load with `strict=False`), and
+//! `i.weight_ih_l0` `[G·H, I]`, `i.weight_hh_l0` `[G·H, H]`, `i.bias_ih_l0`,
+//! `i.bias_hh_l0` for a recurrent layer (`nn.RNN` with tanh, `nn.LSTM`,
+//! `nn.GRU`; G = 1, 4, 3 gate blocks in PyTorch's order). The
+//! standardisation travels as `input.mean` / `input.std` (flat, one value per
+//! number of a sample: `[steps·features]` for a sequence), and `target.mean`
+//! / `target.std` for regression, to apply before the network (and after,
+//! inverted). A time-series model's metadata adds `window` and, for a
+//! `--relative` one, `relative_to`: the feature whose last value in each
+//! window is subtracted from that feature's values and from the target
+//! before the network, and added back to its prediction.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -119,6 +127,13 @@ pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<Stri
         "features".into(),
         serde_json::to_string(&ck.meta.feature_names).unwrap_or_default(),
     );
+    let exp = &ck.meta.experiment;
+    if let Some(w) = exp.window {
+        info.insert("window".into(), w.to_string());
+    }
+    if exp.relative {
+        info.insert("relative_to".into(), ck.meta.target_name.clone());
+    }
     Ok((out, info))
 }
 

@@ -169,7 +169,11 @@ pub fn align_to_model(ck: &Checkpoint, mut ds: Dataset, spec: &str) -> Result<Da
                 .collect();
             ds.features = Features::F32(x);
         }
-        ds.sample_shape = vec![want.len()];
+        // A table's columns, or (`--sequence`) its columns as steps.
+        ds.sample_shape = match ds.sample_shape[..] {
+            [_, 1] => vec![want.len(), 1],
+            _ => vec![want.len()],
+        };
         ds.feature_names = want.clone();
     }
     let names = &ck.meta.class_names;

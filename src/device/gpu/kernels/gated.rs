@@ -1,5 +1,5 @@
 //! Launchers for shaders/gated.wgsl: LSTM and GRU, one fused dispatch per
-//! time step.
+//! time step, each invocation one hidden unit of four batch rows.
 
 use super::{launch, u32_of};
 use crate::device::gpu::context::PooledBuffer;
@@ -30,7 +30,9 @@ fn per_step(
 ) -> Result<()> {
     // The largest tensor a kernel indexes: the [T,B,4H] gates.
     u32_of(op, t * b * 4 * h)?;
-    let grid = dev.ctx.grid_1d(op, b * h)?;
+    // One invocation per hidden unit of four batch rows, 64 to a workgroup.
+    let invocations = u32_of(op, b.div_ceil(4) * h)?;
+    let grid = dev.ctx.check_grid(op, [invocations.div_ceil(64), 1, 1])?;
     let p = Params {
         t: 0,
         steps: t as u32,
