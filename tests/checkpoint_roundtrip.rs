@@ -203,3 +203,36 @@ fn every_model_exports_to_onnx_with_its_weights() {
         }
     }
 }
+
+#[test]
+fn a_negative_running_variance_is_refused() {
+    // Batch norm divides by √(running_var + eps): a file with a negative
+    // (or NaN) variance would make every prediction NaN, so it is refused.
+    let dev = CpuDevice;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::new(
+        &parse_layers("dense:4,relu,batchnorm").unwrap(),
+        wgtrain::models::FeatureShape::Flat { features: 3 },
+        Output::Classes { classes: 3 },
+    )
+    .unwrap();
+    let model = Model::new(&dev, &spec, 1).unwrap();
+    let good = snapshot(&dev, &model).unwrap();
+    for bad in [-1.0f32, f32::NAN] {
+        let mut params = good.clone();
+        let var = params
+            .iter_mut()
+            .find(|t| t.name.ends_with(".running_var"))
+            .unwrap();
+        var.values[1] = bad;
+        let path = dir.path().join("bn.safetensors");
+        checkpoint::save(&path, &meta(&spec), &params, None).unwrap();
+        let ck = checkpoint::load(&path).unwrap();
+        let e = ck.model(&dev).err().expect("refused").to_string();
+        assert!(e.contains("layers.2.running_var"), "{e}");
+    }
+    // The unchanged file loads.
+    let path = dir.path().join("good.safetensors");
+    checkpoint::save(&path, &meta(&spec), &good, None).unwrap();
+    assert!(checkpoint::load(&path).unwrap().model(&dev).is_ok());
+}

@@ -33,6 +33,9 @@ pub struct Model<D: Device> {
     layers: Vec<Box<dyn Layer<D>>>,
     /// The training step of the next `loss_and_grads`.
     step: u64,
+    /// Numeric sequences: the gather order that makes a batch time-major,
+    /// for the batch size it was made for (uploaded once, not every step).
+    time_order: Option<(usize, D::Tensor)>,
 }
 
 /// Builds the layer for `spec.layers[i]`. A dense layer directly followed by
@@ -152,13 +155,20 @@ impl<D: Device + 'static> Model<D> {
             spec: spec.clone(),
             layers,
             step: 0,
+            time_order: None,
         })
     }
 }
 
 /// Sequences stored one per row, `[B, len·features]`, as the recurrent
-/// layers read them: time-major `[len, B, features]`.
-fn time_major<D: Device>(dev: &D, x: &D::Tensor, len: usize, features: usize) -> Result<D::Tensor> {
+/// layers read them: time-major `[len, B, features]`. `order` caches the
+/// gather order per batch size.
+fn time_major<D: Device>(
+    dev: &D,
+    x: &D::Tensor,
+    (len, features): (usize, usize),
+    order: &mut Option<(usize, D::Tensor)>,
+) -> Result<D::Tensor> {
     let b = x.shape().rows();
     if features == 1 {
         let x = dev.reshape(x, [b, len])?;
@@ -171,11 +181,18 @@ fn time_major<D: Device>(dev: &D, x: &D::Tensor, len: usize, features: usize) ->
             "a batch of {b} sequences of {len} steps is over 2^24 steps: use a smaller --batch-size"
         )));
     }
+    let idx = match order {
+        Some((batch, idx)) if *batch == b => idx.clone(),
+        _ => {
+            let o: Vec<f32> = (0..len)
+                .flat_map(|t| (0..b).map(move |i| (i * len + t) as f32))
+                .collect();
+            let idx = dev.upload(&o, [len * b])?;
+            *order = Some((b, idx.clone()));
+            idx
+        }
+    };
     let steps = dev.reshape(x, [b * len, features])?;
-    let order: Vec<f32> = (0..len)
-        .flat_map(|t| (0..b).map(move |i| (i * len + t) as f32))
-        .collect();
-    let idx = dev.upload(&order, [len * b])?;
     let rows = dev.gather_rows(&steps, &idx, 0, len * b)?;
     dev.reshape(&rows, [len, b, features])
 }
@@ -191,7 +208,9 @@ impl<D: Device> Model<D> {
     pub fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
         let mut h = match self.spec.input {
             FeatureShape::Tokens { .. } => dev.transpose(x)?,
-            FeatureShape::Sequence { len, features } => time_major(dev, x, len, features)?,
+            FeatureShape::Sequence { len, features } => {
+                time_major(dev, x, (len, features), &mut self.time_order)?
+            }
             _ => x.clone(),
         };
         for layer in &mut self.layers {

@@ -30,9 +30,11 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::rnn::{previous_states, project_inputs, sequence_dims};
+use super::rnn::{
+    input_and_recurrent_grads, last_state, previous_states, project_inputs, sequence_dims,
+};
 use super::{cached, init_weights, Layer, Param};
-use crate::device::{Activation, Device, MatmulSpec, Tensor};
+use crate::device::{Activation, Device, Tensor};
 use crate::error::Result;
 
 /// Input weights (Glorot per gate block) and recurrent weights (uniform in
@@ -119,7 +121,7 @@ impl<D: Device> Lstm<D> {
 
 impl<D: Device> Layer<D> for Lstm<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let (t, b, _) = sequence_dims("lstm", x)?;
+        let (_, b, _) = sequence_dims("lstm", x)?;
         let h = self.hidden;
         let (x2, xw) = project_inputs(dev, x, &self.input_weight, &self.bias)?;
         let (h0, c0) = match self.state.take() {
@@ -128,8 +130,7 @@ impl<D: Device> Layer<D> for Lstm<D> {
         };
         let (hs, cs, gates) = dev.lstm_forward(&xw, &self.recurrent_weight.value, &h0, &c0)?;
         if self.carry_state {
-            let last = |s: &D::Tensor| dev.slice_rows(&dev.reshape(s, [t * b, h])?, (t - 1) * b, b);
-            self.state = Some((last(&hs)?, last(&cs)?));
+            self.state = Some((last_state(dev, &hs)?, last_state(dev, &cs)?));
         }
         if train {
             self.cache = Some(LstmCache {
@@ -151,14 +152,12 @@ impl<D: Device> Layer<D> for Lstm<D> {
         let da = dev.lstm_backward(&c.gates, &c.cs, &c.c0, &self.recurrent_weight.value, &dh)?;
         let da = dev.reshape(&da, [t * b, 4 * h])?;
         let h_prev = previous_states(dev, &c.h0, &c.hs)?;
-        self.recurrent_weight.grad = Some(dev.matmul(&h_prev, &da, None, MatmulSpec::TN)?);
-        self.input_weight.grad = Some(dev.matmul(&c.x, &da, None, MatmulSpec::TN)?);
-        self.bias.grad = Some(dev.sum_rows(&da)?);
-        if !need_dx {
-            return Ok(None);
-        }
-        let dx = dev.matmul(&da, &self.input_weight.value, None, MatmulSpec::NT)?;
-        Ok(Some(dev.reshape(&dx, [t, b, c.x.shape().dim(1)])?))
+        let params = (
+            &mut self.input_weight,
+            &mut self.recurrent_weight,
+            &mut self.bias,
+        );
+        input_and_recurrent_grads(dev, (t, b), (&c.x, &h_prev), (&da, &da), params, need_dx)
     }
 
     fn params(&self) -> Vec<&Param<D>> {
@@ -242,7 +241,7 @@ impl<D: Device> Gru<D> {
 
 impl<D: Device> Layer<D> for Gru<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let (t, b, _) = sequence_dims("gru", x)?;
+        let (_, b, _) = sequence_dims("gru", x)?;
         let h = self.hidden;
         let (x2, xw) = project_inputs(dev, x, &self.input_weight, &self.bias)?;
         let h0 = match self.state.take() {
@@ -256,8 +255,7 @@ impl<D: Device> Layer<D> for Gru<D> {
             &h0,
         )?;
         if self.carry_state {
-            let flat = dev.reshape(&hs, [t * b, h])?;
-            self.state = Some(dev.slice_rows(&flat, (t - 1) * b, b)?);
+            self.state = Some(last_state(dev, &hs)?);
         }
         if train {
             self.cache = Some(GruCache {
@@ -285,15 +283,13 @@ impl<D: Device> Layer<D> for Gru<D> {
             dev.reshape(&dxw, [t * b, 3 * h])?,
             dev.reshape(&dhu, [t * b, 3 * h])?,
         );
-        self.recurrent_weight.grad = Some(dev.matmul(&h_prev, &dhu, None, MatmulSpec::TN)?);
         self.recurrent_bias.grad = Some(dev.sum_rows(&dhu)?);
-        self.input_weight.grad = Some(dev.matmul(&c.x, &dxw, None, MatmulSpec::TN)?);
-        self.bias.grad = Some(dev.sum_rows(&dxw)?);
-        if !need_dx {
-            return Ok(None);
-        }
-        let dx = dev.matmul(&dxw, &self.input_weight.value, None, MatmulSpec::NT)?;
-        Ok(Some(dev.reshape(&dx, [t, b, c.x.shape().dim(1)])?))
+        let params = (
+            &mut self.input_weight,
+            &mut self.recurrent_weight,
+            &mut self.bias,
+        );
+        input_and_recurrent_grads(dev, (t, b), (&c.x, &h_prev), (&dxw, &dhu), params, need_dx)
     }
 
     fn params(&self) -> Vec<&Param<D>> {

@@ -116,9 +116,41 @@ pub(super) fn previous_states<D: Device>(
     dev.concat_rows(h0, &dev.slice_rows(&hs2, 0, (t - 1) * b)?)
 }
 
+/// The last state of `hs [T, B, H]`, `[B, H]` (what a layer carrying its
+/// state starts its next call from).
+pub(super) fn last_state<D: Device>(dev: &D, hs: &D::Tensor) -> Result<D::Tensor> {
+    let (t, b, h) = sequence_dims("recurrent layer", hs)?;
+    dev.slice_rows(&dev.reshape(hs, [t * b, h])?, (t - 1) * b, b)
+}
+
+/// The weight gradients every recurrent layer shares, given the gradients
+/// of its pre-activations as rows `[T·B, G·H]`: on the input side `d_input`
+/// (for `W`, `b` and the input), on the recurrent side `d_recurrent` (for
+/// `U`; the same tensor except in the GRU), the inputs as rows `x [T·B, I]`
+/// and the states before each step `h_prev [T·B, H]`. Stores them in the
+/// parameters and returns the input gradient `[T, B, I]` when `need_dx`.
+pub(super) fn input_and_recurrent_grads<D: Device>(
+    dev: &D,
+    (t, b): (usize, usize),
+    (x, h_prev): (&D::Tensor, &D::Tensor),
+    (d_input, d_recurrent): (&D::Tensor, &D::Tensor),
+    (input_weight, recurrent_weight, bias): (&mut Param<D>, &mut Param<D>, &mut Param<D>),
+    need_dx: bool,
+) -> Result<Option<D::Tensor>> {
+    // dU = Σ_t h_{t-1}ᵀ·da_t = H_prevᵀ·DA.
+    recurrent_weight.grad = Some(dev.matmul(h_prev, d_recurrent, None, MatmulSpec::TN)?);
+    input_weight.grad = Some(dev.matmul(x, d_input, None, MatmulSpec::TN)?);
+    bias.grad = Some(dev.sum_rows(d_input)?);
+    if !need_dx {
+        return Ok(None);
+    }
+    let dx = dev.matmul(d_input, &input_weight.value, None, MatmulSpec::NT)?;
+    Ok(Some(dev.reshape(&dx, [t, b, x.shape().dim(1)])?))
+}
+
 impl<D: Device> Layer<D> for Rnn<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let (t, b, _) = sequence_dims("rnn", x)?;
+        let (_, b, _) = sequence_dims("rnn", x)?;
         let h = self.hidden;
         let (x2, xw) = project_inputs(dev, x, &self.input_weight, &self.bias)?;
         let h0 = match self.state.take() {
@@ -127,8 +159,7 @@ impl<D: Device> Layer<D> for Rnn<D> {
         };
         let hs = dev.rnn_forward(&xw, &self.recurrent_weight.value, &h0)?;
         if self.carry_state {
-            let flat = dev.reshape(&hs, [t * b, h])?;
-            self.state = Some(dev.slice_rows(&flat, (t - 1) * b, b)?);
+            self.state = Some(last_state(dev, &hs)?);
         }
         if train {
             self.cache = Some(Cache {
@@ -146,16 +177,13 @@ impl<D: Device> Layer<D> for Rnn<D> {
         let dh = dev.reshape(dy, [t, b, h])?;
         let (da, _dh0) = dev.rnn_backward(&c.hs, &self.recurrent_weight.value, &dh)?;
         let da = dev.reshape(&da, [t * b, h])?;
-        // dU = Σ_t h_{t-1}ᵀ·da_t = H_prevᵀ·DA.
         let h_prev = previous_states(dev, &c.h0, &c.hs)?;
-        self.recurrent_weight.grad = Some(dev.matmul(&h_prev, &da, None, MatmulSpec::TN)?);
-        self.input_weight.grad = Some(dev.matmul(&c.x, &da, None, MatmulSpec::TN)?);
-        self.bias.grad = Some(dev.sum_rows(&da)?);
-        if !need_dx {
-            return Ok(None);
-        }
-        let dx = dev.matmul(&da, &self.input_weight.value, None, MatmulSpec::NT)?;
-        Ok(Some(dev.reshape(&dx, [t, b, c.x.shape().dim(1)])?))
+        let params = (
+            &mut self.input_weight,
+            &mut self.recurrent_weight,
+            &mut self.bias,
+        );
+        input_and_recurrent_grads(dev, (t, b), (&c.x, &h_prev), (&da, &da), params, need_dx)
     }
 
     fn params(&self) -> Vec<&Param<D>> {

@@ -311,6 +311,17 @@ impl Checkpoint {
                 "the checkpoint's architecture has {expected} parameters, its tensors hold {held}"
             )));
         }
+        // A variance read from a file must be one: a negative or NaN one
+        // would make every prediction NaN without a word.
+        if let Some(t) = self.params.iter().find(|t| {
+            t.name.ends_with(".running_var")
+                && t.values.iter().any(|v| !(*v >= 0.0 && v.is_finite()))
+        }) {
+            return Err(Error::Config(format!(
+                "checkpoint tensor '{}' holds a negative or non-finite variance",
+                t.name
+            )));
+        }
         let mut model = Model::new(dev, &self.meta.model, 0)?;
         restore(dev, &mut model, &self.params)?;
         Ok(model)
