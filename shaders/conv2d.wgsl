@@ -1,4 +1,4 @@
-// 2-D convolution, stride 1, zero padding, N×C×H×W activations and
+// 2-D convolution, any stride, zero padding, N×C×H×W activations and
 // Co×Ci×KH×KW weights: forward, input gradient, weight gradient, and the
 // per-channel sum that is the bias gradient.
 // Launchers: src/device/gpu/kernels/conv2d.rs
@@ -10,6 +10,12 @@
 // invocations share their 8 channels, so those loads are identical across a
 // SIMD group. The weight gradient sums over every output pixel: chunks of
 // `p.chunk` pixels give partial sums that reduce.wgsl's sum_rows adds up.
+//
+// The stride is an override constant, so the stride-1 pipelines compile to
+// the same code as before strides existed. The input gradient keeps its
+// 4-consecutive-pixel block at any stride: a lane whose pixel no window
+// starts on (not a multiple of the stride) reads 0, which costs stride²
+// times the FMAs but keeps one kernel and its load sharing for every stride.
 
 struct Params {
     n: u32,
@@ -27,6 +33,7 @@ struct Params {
 var<immediate> p: Params;
 
 override HAS_BIAS: bool = false;
+override STRIDE: u32 = 1u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;   // input (forward, weight grad) or dy
 @group(0) @binding(1) var<storage, read> wt: array<f32>;  // weights, or dy (weight grad)
@@ -39,10 +46,27 @@ fn x_at(row_base: u32, col: i32, width: u32) -> f32 {
     return select(0.0, x[row_base + u32(clamp(col, 0, i32(width) - 1))], inside);
 }
 
-// Four consecutive padded values of one row.
+// Four padded values of one row, STRIDE apart from `col` on.
 fn x4(row_base: u32, col: i32, width: u32) -> vec4<f32> {
-    return vec4<f32>(x_at(row_base, col, width), x_at(row_base, col + 1, width),
-                     x_at(row_base, col + 2, width), x_at(row_base, col + 3, width));
+    let s = i32(STRIDE);
+    return vec4<f32>(x_at(row_base, col, width), x_at(row_base, col + s, width),
+                     x_at(row_base, col + 2 * s, width), x_at(row_base, col + 3 * s, width));
+}
+
+// In the input gradient, where x holds dy: the value of the output row at
+// `row_base` whose window starts at column `col` of the padded input, or 0
+// where none does (col not a multiple of STRIDE, or off the row).
+fn dy_at(row_base: u32, col: i32, width: u32) -> f32 {
+    let s = i32(STRIDE);
+    let q = col / s;
+    let hit = col >= 0 && col - q * s == 0 && q < i32(width);
+    return select(0.0, x[row_base + u32(clamp(q, 0, i32(width) - 1))], hit);
+}
+
+// dy_at for four consecutive columns.
+fn dy4(row_base: u32, col: i32, width: u32) -> vec4<f32> {
+    return vec4<f32>(dy_at(row_base, col, width), dy_at(row_base, col + 1, width),
+                     dy_at(row_base, col + 2, width), dy_at(row_base, col + 3, width));
 }
 
 // Stores up to 4 pixels `v` at out[base + col0 ..], stopping at `width`.
@@ -89,13 +113,13 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var c = 0u; c < p.ci; c++) {
         let plane = (n * p.ci + c) * p.h * p.w;
         for (var ky = 0u; ky < p.kh; ky++) {
-            let iy = i32(oy + ky) - i32(p.pad);
+            let iy = i32(oy * STRIDE + ky) - i32(p.pad);
             if (iy < 0 || iy >= i32(p.h)) {
                 continue;
             }
             let row = plane + u32(iy) * p.w;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let xv = x4(row, i32(ox0 + kx) - i32(p.pad), p.w);
+                let xv = x4(row, i32(ox0 * STRIDE + kx) - i32(p.pad), p.w);
                 let t = c * taps + ky * p.kw + kx;
                 acc0 = fma(vec4<f32>(wt[w0 + t]), xv, acc0);
                 acc1 = fma(vec4<f32>(wt[w1 + t]), xv, acc1);
@@ -202,13 +226,15 @@ fn conv2d_input_grad(@builtin(global_invocation_id) gid: vec3<u32>,
         let plane = (n * p.co + co) * p.ho * p.wo;
         let wbase = co * p.ci * taps;
         for (var ky = 0u; ky < p.kh; ky++) {
-            let oy = i32(iy + p.pad) - i32(ky);
-            if (oy < 0 || oy >= i32(p.ho)) {
+            // The output row whose window puts tap ky on input row iy.
+            let sy = i32(iy + p.pad) - i32(ky);
+            let oy = sy / i32(STRIDE);
+            if (sy < 0 || sy - oy * i32(STRIDE) != 0 || oy >= i32(p.ho)) {
                 continue;
             }
             let row = plane + u32(oy) * p.wo;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let dv = x4(row, i32(ix0 + p.pad) - i32(kx), p.wo);
+                let dv = dy4(row, i32(ix0 + p.pad) - i32(kx), p.wo);
                 let t = wbase + ky * p.kw + kx;
                 acc0 = fma(vec4<f32>(wt[t + wc0]), dv, acc0);
                 acc1 = fma(vec4<f32>(wt[t + wc1]), dv, acc1);
@@ -300,8 +326,9 @@ fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
     let end = min(pixels, (chunk + 1u) * p.chunk);
     for (var q = chunk * p.chunk; q < end; q++) {
         let n = q / plane_out;
-        let oy = i32((q % plane_out) / p.wo);
-        let ox = i32(q % p.wo);
+        // The window's top-left corner in the unpadded input.
+        let oy = i32(((q % plane_out) / p.wo) * STRIDE);
+        let ox = i32((q % p.wo) * STRIDE);
         let xin = n * p.ci * p.h * p.w;
         let xv = vec4<f32>(
             x_pixel(xin + tc0, oy + ty0, ox + tx0),

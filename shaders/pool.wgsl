@@ -1,5 +1,7 @@
-// Max- and average pooling over non-overlapping k×k windows, and their
-// backward passes.
+// Max- and average pooling over k×k windows s pixels apart (overlapping
+// where s < k), and their backward passes. The backward passes gather: each
+// input element adds up the windows that cover it, in output order, so
+// overlapping windows need no atomics and the sums are deterministic.
 // Launchers: src/device/gpu/kernels/pool.rs
 
 struct Params {
@@ -9,6 +11,7 @@ struct Params {
     ho: u32,
     wo: u32,
     k: u32,
+    s: u32,
 }
 var<immediate> p: Params;
 
@@ -28,11 +31,11 @@ fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ox = o % p.wo;
     let oy = (o / p.wo) % p.ho;
     let nc = o / (p.wo * p.ho);
-    var best_i = (nc * p.h + oy * p.k) * p.w + ox * p.k;
+    var best_i = (nc * p.h + oy * p.s) * p.w + ox * p.s;
     var best = x[best_i];
     for (var i = 0u; i < p.k; i++) {
         for (var j = 0u; j < p.k; j++) {
-            let idx = (nc * p.h + oy * p.k + i) * p.w + ox * p.k + j;
+            let idx = (nc * p.h + oy * p.s + i) * p.w + ox * p.s + j;
             if (x[idx] > best) {
                 best = x[idx];
                 best_i = idx;
@@ -43,8 +46,16 @@ fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     out_arg[o] = f32(best_i);
 }
 
-// One invocation per input element: windows do not overlap, so each input
-// receives at most one output's gradient and no atomics are needed.
+// The outputs along one axis (of `outputs`) whose windows cover input
+// position i: first..last, empty where first >= last.
+fn covering(i: u32, outputs: u32) -> vec2<u32> {
+    let first = (max(i + 1u, p.k) - p.k + p.s - 1u) / p.s;
+    let last = min(i / p.s + 1u, outputs);
+    return vec2<u32>(first, last);
+}
+
+// One invocation per input element: the sum of dy over the windows whose
+// maximum it is.
 @compute @workgroup_size(256)
 fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -55,13 +66,15 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ix = i % p.w;
     let iy = (i / p.w) % p.h;
     let nc = i / (p.w * p.h);
-    let oy = iy / p.k;
-    let ox = ix / p.k;
+    let rows = covering(iy, p.ho);
+    let cols = covering(ix, p.wo);
     var g = 0.0;
-    if (oy < p.ho && ox < p.wo) {
-        let o = (nc * p.ho + oy) * p.wo + ox;
-        if (u32(arg[o]) == i) {
-            g = x[o];
+    for (var oy = rows.x; oy < rows.y; oy++) {
+        for (var ox = cols.x; ox < cols.y; ox++) {
+            let o = (nc * p.ho + oy) * p.wo + ox;
+            if (u32(arg[o]) == i) {
+                g += x[o];
+            }
         }
     }
     out[i] = g;
@@ -81,14 +94,14 @@ fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     var s = 0.0;
     for (var i = 0u; i < p.k; i++) {
         for (var j = 0u; j < p.k; j++) {
-            s += x[(nc * p.h + oy * p.k + i) * p.w + ox * p.k + j];
+            s += x[(nc * p.h + oy * p.s + i) * p.w + ox * p.s + j];
         }
     }
     out[o] = s * (1.0 / f32(p.k * p.k));
 }
 
-// One invocation per input element: its window's dy/k², or 0 past the last
-// whole window.
+// One invocation per input element: dy/k² of every window that covers it,
+// or 0 where none does.
 @compute @workgroup_size(256)
 fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -99,11 +112,14 @@ fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ix = i % p.w;
     let iy = (i / p.w) % p.h;
     let nc = i / (p.w * p.h);
-    let oy = iy / p.k;
-    let ox = ix / p.k;
+    let rows = covering(iy, p.ho);
+    let cols = covering(ix, p.wo);
+    let inv = 1.0 / f32(p.k * p.k);
     var g = 0.0;
-    if (oy < p.ho && ox < p.wo) {
-        g = x[(nc * p.ho + oy) * p.wo + ox] * (1.0 / f32(p.k * p.k));
+    for (var oy = rows.x; oy < rows.y; oy++) {
+        for (var ox = cols.x; ox < cols.y; ox++) {
+            g += x[(nc * p.ho + oy) * p.wo + ox] * inv;
+        }
     }
     out[i] = g;
 }

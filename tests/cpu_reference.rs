@@ -2,7 +2,9 @@
 //! reference itself is checked and not only the GPU against it.
 
 use wgtrain::device::dropout::pcg;
-use wgtrain::device::{Activation, AdamStep, Binary, DropoutMask, MatmulSpec, Reduce};
+use wgtrain::device::{
+    Activation, AdamStep, Binary, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Reduce,
+};
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
 fn dev() -> CpuDevice {
@@ -102,14 +104,14 @@ fn conv2d_by_hand() {
     let x = t(&[1., 2., 3., 4., 5., 6., 7., 8., 9.], &[1, 1, 3, 3]);
     let w = t(&[1., 1., 1., 1.], &[1, 1, 2, 2]);
     let b = t(&[0.5], &[1]);
-    let y = dev().conv2d(&x, &w, Some(&b), 0).unwrap();
+    let y = dev().conv2d(&x, &w, Some(&b), ConvStep::padded(0)).unwrap();
     assert_eq!(y.shape_dims(), [1, 1, 2, 2]);
     assert_eq!(get(&y), [12.5, 16.5, 24.5, 28.5]);
     // Padding 1 with a 3×3 centre-only kernel is the identity.
     let mut centre = [0.0f32; 9];
     centre[4] = 1.0;
     let id = dev()
-        .conv2d(&x, &t(&centre, &[1, 1, 3, 3]), None, 1)
+        .conv2d(&x, &t(&centre, &[1, 1, 3, 3]), None, ConvStep::padded(1))
         .unwrap();
     assert_eq!(get(&id), get(&x));
 }
@@ -121,9 +123,10 @@ fn conv2d_gradients_by_hand() {
     let dy = t(&[1., 0., 0., 0.], &[1, 1, 2, 2]);
     // Only the top-left output has gradient: dx is w placed at the top-left,
     // dw is the top-left input window.
-    let dx = dev().conv2d_input_grad(&dy, &w, 0).unwrap();
+    let step = ConvStep::padded(0);
+    let dx = dev().conv2d_input_grad(&dy, &w, x.shape(), step).unwrap();
     assert_eq!(get(&dx), [1., 2., 0., 3., 4., 0., 0., 0., 0.]);
-    let dw = dev().conv2d_weight_grad(&x, &dy, 0, (2, 2)).unwrap();
+    let dw = dev().conv2d_weight_grad(&x, &dy, step, (2, 2)).unwrap();
     assert_eq!(get(&dw), [1., 2., 4., 5.]);
     let ones = t(&[1.; 4], &[1, 1, 2, 2]);
     assert_eq!(get(&dev().channel_sum(&ones).unwrap()), [4.]);
@@ -137,13 +140,13 @@ fn max_pool_routes_gradient_to_the_maximum() {
         ],
         &[1, 1, 4, 4],
     );
-    let (y, arg) = dev().max_pool2d(&x, 2).unwrap();
+    let (y, arg) = dev().max_pool2d(&x, PoolWindow::tiled(2)).unwrap();
     assert_eq!(get(&y), [5., 8., 0., 9.]);
     // Ties (the all-zero window) pick the first position.
     assert_eq!(get(&arg), [1., 6., 8., 15.]);
     let dy = t(&[1., 2., 3., 4.], &[1, 1, 2, 2]);
     let dx = dev()
-        .max_pool2d_backward(&dy, &arg, &Shape::new([1, 1, 4, 4]), 2)
+        .max_pool2d_backward(&dy, &arg, &Shape::new([1, 1, 4, 4]), PoolWindow::tiled(2))
         .unwrap();
     let mut want = [0.0f32; 16];
     want[1] = 1.;
@@ -586,12 +589,68 @@ fn gelu_and_its_derivative_from_the_input() {
 fn avg_pool_by_hand() {
     // One 3×3 plane pooled 2×2: the last row and column are dropped.
     let x = t(&[1., 2., 9., 3., 6., 9., 9., 9., 9.], &[1, 1, 3, 3]);
-    let y = dev().avg_pool2d(&x, 2).unwrap();
+    let y = dev().avg_pool2d(&x, PoolWindow::tiled(2)).unwrap();
     assert_eq!(y.shape().dims(), [1, 1, 1, 1]);
     assert_eq!(get(&y), [3.]);
     let dy = t(&[8.], &[1, 1, 1, 1]);
     let dx = dev()
-        .avg_pool2d_backward(&dy, &Shape::new([1, 1, 3, 3]), 2)
+        .avg_pool2d_backward(&dy, &Shape::new([1, 1, 3, 3]), PoolWindow::tiled(2))
         .unwrap();
     assert_eq!(get(&dx), [2., 2., 0., 2., 2., 0., 0., 0., 0.]);
+}
+
+#[test]
+fn strided_conv2d_by_hand() {
+    // 4×4 input 1..16, 2×2 kernel of ones, stride 2: the sums of the four
+    // 2×2 blocks; each block's input gradient is its dy; the weight
+    // gradient for dy on the top-left output alone is that block.
+    let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+    let x = t(&x, &[1, 1, 4, 4]);
+    let w = t(&[1., 1., 1., 1.], &[1, 1, 2, 2]);
+    let step = ConvStep { stride: 2, pad: 0 };
+    let y = dev().conv2d(&x, &w, None, step).unwrap();
+    assert_eq!(y.shape_dims(), [1, 1, 2, 2]);
+    assert_eq!(get(&y), [14., 22., 46., 54.]);
+    let dy = t(&[1., 2., 3., 4.], &[1, 1, 2, 2]);
+    let dx = dev().conv2d_input_grad(&dy, &w, x.shape(), step).unwrap();
+    assert_eq!(
+        get(&dx),
+        [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]
+    );
+    let dy = t(&[1., 0., 0., 0.], &[1, 1, 2, 2]);
+    let dw = dev().conv2d_weight_grad(&x, &dy, step, (2, 2)).unwrap();
+    assert_eq!(get(&dw), [1., 2., 5., 6.]);
+    // A 5×5 input gives the same 2×2 output; its last row and column are in
+    // no window and get no gradient.
+    let x5 = t(&[1.0; 25], &[1, 1, 5, 5]);
+    let dy = t(&[1., 2., 3., 4.], &[1, 1, 2, 2]);
+    let dx = get(&dev().conv2d_input_grad(&dy, &w, x5.shape(), step).unwrap());
+    assert_eq!(&dx[..5], [1., 1., 2., 2., 0.]);
+    assert_eq!(&dx[20..], [0.; 5]);
+    // A gradient of the wrong size for this input is refused.
+    let x6 = Shape::new([1, 1, 6, 6]);
+    let err = dev().conv2d_input_grad(&dy, &w, &x6, step).unwrap_err();
+    assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+#[test]
+fn overlapping_pools_by_hand() {
+    // 2×2 windows with stride 1 over a 3×3 plane whose centre is the
+    // maximum of all four windows: its gradient is the sum of all four.
+    let x = t(&[1., 2., 3., 4., 9., 5., 6., 7., 8.], &[1, 1, 3, 3]);
+    let win = PoolWindow::new(2, 1);
+    let (y, arg) = dev().max_pool2d(&x, win).unwrap();
+    assert_eq!(get(&y), [9.; 4]);
+    assert_eq!(get(&arg), [4.; 4]);
+    let dy = t(&[1., 2., 3., 4.], &[1, 1, 2, 2]);
+    let dx = dev()
+        .max_pool2d_backward(&dy, &arg, x.shape(), win)
+        .unwrap();
+    assert_eq!(get(&dx), [0., 0., 0., 0., 10., 0., 0., 0., 0.]);
+    let y = dev().avg_pool2d(&x, win).unwrap();
+    assert_eq!(get(&y), [4., 4.75, 6.5, 7.25]);
+    let dy = t(&[4., 8., 12., 16.], &[1, 1, 2, 2]);
+    let dx = dev().avg_pool2d_backward(&dy, x.shape(), win).unwrap();
+    // Each window adds dy/4 = 1, 2, 3, 4 to its four pixels.
+    assert_eq!(get(&dx), [1., 3., 2., 4., 10., 6., 3., 7., 4.]);
 }

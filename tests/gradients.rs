@@ -13,10 +13,12 @@ mod common;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgtrain::device::cpu::CpuTensor;
-use wgtrain::device::Activation;
+use wgtrain::device::{Activation, ConvStep, PoolWindow};
 use wgtrain::loss::Loss;
 use wgtrain::models::Model;
-use wgtrain::nn::{Act, BatchNorm, Conv2d, Dense, Flatten, Gru, Layer, Lstm, MaxPool2d, Rnn};
+use wgtrain::nn::{
+    Act, AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, Gru, Layer, Lstm, MaxPool2d, Rnn,
+};
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
 const EPS: f32 = 1e-2;
@@ -128,12 +130,46 @@ fn conv2d_with_padding_at_the_borders() {
     // Padding 1 on a 5×4 input: every border pixel's gradient passes through
     // the zero padding logic; C_in 2 and C_out 3 exercise channel indexing.
     let rng = &mut ChaCha8Rng::seed_from_u64(5);
-    let layer = Conv2d::new(&CpuDevice, "conv.0", (2, 3), 3, 1, Activation::Tanh, rng).unwrap();
+    let step = ConvStep::padded(1);
+    let layer = Conv2d::new(&CpuDevice, "conv.0", (2, 3), 3, step, Activation::Tanh, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([2, 2, 5, 4]), 6, 1.0);
     let rng = &mut ChaCha8Rng::seed_from_u64(7);
-    let layer = Conv2d::new(&CpuDevice, "conv.1", (1, 2), 3, 0, Activation::Relu, rng).unwrap();
+    let step = ConvStep::padded(0);
+    let layer = Conv2d::new(&CpuDevice, "conv.1", (1, 2), 3, step, Activation::Relu, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([1, 1, 4, 5]), 8, 1.0);
 }
+
+#[test]
+fn conv2d_with_strides() {
+    // Stride 2 over 7×6 with padding 1 (the last column is cut), and
+    // stride 3 with a 2×2 kernel (pixels no window touches get 0).
+    for (i, (kernel, stride, pad, hw)) in [(3, 2, 1, (7, 6)), (2, 3, 0, (8, 7)), (5, 2, 2, (6, 5))]
+        .into_iter()
+        .enumerate()
+    {
+        let rng = &mut ChaCha8Rng::seed_from_u64(20 + i as u64);
+        let step = ConvStep { stride, pad };
+        let layer = Conv2d::new(
+            &CpuDevice,
+            "conv.0",
+            (2, 3),
+            kernel,
+            step,
+            Activation::Tanh,
+            rng,
+        )
+        .unwrap();
+        check_layer(
+            Box::new(layer),
+            Shape::new([2, 2, hw.0, hw.1]),
+            30 + i as u64,
+            1.0,
+        );
+    }
+}
+
+/// A pooling op on the CPU device, for the finite differences.
+type PoolOp = fn(&CpuDevice, &CpuTensor, PoolWindow) -> CpuTensor;
 
 #[test]
 fn max_pool_and_activations() {
@@ -148,21 +184,49 @@ fn max_pool_and_activations() {
     let values: Vec<f32> = order.iter().map(|&o| o as f32 * 0.05 - 2.0).collect();
     let shape = Shape::new([2, 2, 5, 7]);
     let dev = CpuDevice;
-    let mut pool: Box<dyn Layer<CpuDevice>> = Box::new(MaxPool2d::new(2));
-    let y = pool.forward(&dev, &put(&values, &shape), true).unwrap();
-    let r = put(&vec![1.0; y.shape().numel()], y.shape());
-    let dx = get(&pool.backward(&dev, &r, true).unwrap().unwrap());
-    for i in 0..n {
-        let (mut p, mut m) = (values.clone(), values.clone());
-        p[i] += EPS;
-        m[i] -= EPS;
-        let f = |v: &[f32]| {
-            get(&dev.max_pool2d(&put(v, &shape), 2).unwrap().0)
-                .iter()
-                .sum::<f32>()
-        };
-        let num = (f(&p) - f(&m)) / (2.0 * EPS);
-        assert!(close(dx[i], num), "pool dx[{i}]: {} vs {num}", dx[i]);
+    // Tiled, overlapping (an input can be the maximum of several windows)
+    // and gapped windows; max and average.
+    for win in [
+        PoolWindow::tiled(2),
+        PoolWindow::new(3, 2),
+        PoolWindow::new(2, 1),
+        PoolWindow::new(2, 3),
+    ] {
+        let pools: [(Box<dyn Layer<CpuDevice>>, PoolOp); 2] = [
+            (Box::new(MaxPool2d::new(win)), |d, x, w| {
+                d.max_pool2d(x, w).unwrap().0
+            }),
+            (Box::new(AvgPool2d::new(win)), |d, x, w| {
+                d.avg_pool2d(x, w).unwrap()
+            }),
+        ];
+        for (mut pool, pooled) in pools {
+            // A weighted sum of the outputs, so each window's gradient differs.
+            let y = pool.forward(&dev, &put(&values, &shape), true).unwrap();
+            let weights: Vec<f32> = (0..y.shape().numel())
+                .map(|j| 1.0 + 0.25 * (j % 5) as f32)
+                .collect();
+            let r = put(&weights, y.shape());
+            let dx = get(&pool.backward(&dev, &r, true).unwrap().unwrap());
+            for i in 0..n {
+                let (mut p, mut m) = (values.clone(), values.clone());
+                p[i] += EPS;
+                m[i] -= EPS;
+                let f = |v: &[f32]| {
+                    get(&pooled(&dev, &put(v, &shape), win))
+                        .iter()
+                        .zip(&weights)
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>()
+                };
+                let num = (f(&p) - f(&m)) / (2.0 * EPS);
+                assert!(
+                    close(dx[i], num),
+                    "{win:?} pool dx[{i}]: {} vs {num}",
+                    dx[i]
+                );
+            }
+        }
     }
     for (i, act) in [
         Activation::Tanh,

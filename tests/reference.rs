@@ -12,7 +12,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::device::reference::{self as naive, sum_tolerance, UNIT_ROUNDOFF};
-use wgtrain::device::{Activation, AdamStep, DropoutMask, MatmulSpec, Reduce};
+use wgtrain::device::{
+    Activation, AdamStep, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Reduce,
+};
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
 fn random(seed: u64, n: usize) -> Vec<f32> {
@@ -48,10 +50,15 @@ trait DynDevice {
         x: (&[f32], [usize; 4]),
         w: (&[f32], [usize; 4]),
         bias: Option<&[f32]>,
-        pad: usize,
+        step: ConvStep,
         dy: &[f32],
     ) -> [(Vec<f32>, Vec<usize>); 4];
-    fn pool(&self, x: (&[f32], [usize; 4]), k: usize, dy_seed: u64) -> [(Vec<f32>, Vec<usize>); 3];
+    fn pool(
+        &self,
+        x: (&[f32], [usize; 4]),
+        win: PoolWindow,
+        dy_seed: u64,
+    ) -> [(Vec<f32>, Vec<usize>); 3];
     fn reduce(&self, x: &[f32], shape: [usize; 2]) -> [Vec<f32>; 5];
     fn losses(
         &self,
@@ -94,7 +101,7 @@ trait DynDevice {
         b: &[f32],
         shape: [usize; 4],
     ) -> [Vec<f32>; 5];
-    fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], k: usize) -> [Vec<f32>; 2];
+    fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], win: PoolWindow) -> [Vec<f32>; 2];
 }
 
 impl<D: Device> DynDevice for D {
@@ -117,31 +124,36 @@ impl<D: Device> DynDevice for D {
         x: (&[f32], [usize; 4]),
         w: (&[f32], [usize; 4]),
         bias: Option<&[f32]>,
-        pad: usize,
+        step: ConvStep,
         dy: &[f32],
     ) -> [(Vec<f32>, Vec<usize>); 4] {
         let xt = self.upload(x.0, x.1).unwrap();
         let wt = self.upload(w.0, w.1).unwrap();
         let bt = bias.map(|b| self.upload(b, [b.len()]).unwrap());
-        let y = self.conv2d(&xt, &wt, bt.as_ref(), pad).unwrap();
+        let y = self.conv2d(&xt, &wt, bt.as_ref(), step).unwrap();
         let dyt = self.upload(dy, y.shape().clone()).unwrap();
-        let dx = self.conv2d_input_grad(&dyt, &wt, pad).unwrap();
+        let dx = self.conv2d_input_grad(&dyt, &wt, xt.shape(), step).unwrap();
         let dw = self
-            .conv2d_weight_grad(&xt, &dyt, pad, (w.1[2], w.1[3]))
+            .conv2d_weight_grad(&xt, &dyt, step, (w.1[2], w.1[3]))
             .unwrap();
         let db = self.channel_sum(&dyt).unwrap();
         let get = |t: &D::Tensor| (self.download(t).unwrap(), t.shape().dims().to_vec());
         [get(&y), get(&dx), get(&dw), get(&db)]
     }
 
-    fn pool(&self, x: (&[f32], [usize; 4]), k: usize, dy_seed: u64) -> [(Vec<f32>, Vec<usize>); 3] {
+    fn pool(
+        &self,
+        x: (&[f32], [usize; 4]),
+        win: PoolWindow,
+        dy_seed: u64,
+    ) -> [(Vec<f32>, Vec<usize>); 3] {
         let xt = self.upload(x.0, x.1).unwrap();
-        let (y, arg) = self.max_pool2d(&xt, k).unwrap();
+        let (y, arg) = self.max_pool2d(&xt, win).unwrap();
         let dy = self
             .upload(&random(dy_seed, y.shape().numel()), y.shape().clone())
             .unwrap();
         let dx = self
-            .max_pool2d_backward(&dy, &arg, &Shape::new(x.1), k)
+            .max_pool2d_backward(&dy, &arg, &Shape::new(x.1), win)
             .unwrap();
         let get = |t: &D::Tensor| (self.download(t).unwrap(), t.shape().dims().to_vec());
         [get(&y), get(&arg), get(&dx)]
@@ -297,11 +309,11 @@ impl<D: Device> DynDevice for D {
         ]
     }
 
-    fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], k: usize) -> [Vec<f32>; 2] {
+    fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], win: PoolWindow) -> [Vec<f32>; 2] {
         let xt = self.upload(x, xs).unwrap();
-        let y = self.avg_pool2d(&xt, k).unwrap();
+        let y = self.avg_pool2d(&xt, win).unwrap();
         let dyt = self.upload(dy, y.shape().clone()).unwrap();
-        let dx = self.avg_pool2d_backward(&dyt, &xs.into(), k).unwrap();
+        let dx = self.avg_pool2d_backward(&dyt, &xs.into(), win).unwrap();
         [self.download(&y).unwrap(), self.download(&dx).unwrap()]
     }
 
@@ -424,23 +436,25 @@ proptest! {
     #[test]
     fn conv2d_forward_and_both_gradients(nb in 1usize..=3, ci in 1usize..=5, co in 1usize..=9,
                                          h in 1usize..=11, w in 1usize..=11, kh in 1usize..=5,
-                                         pad in 0usize..=2, bias: bool, seed: u64) {
+                                         pad in 0usize..=2, stride in 1usize..=3, bias: bool,
+                                         seed: u64) {
         prop_assume!(h + 2 * pad >= kh && w + 2 * pad >= kh);
+        let step = ConvStep { stride, pad };
         let kw = kh;
         let xs = [nb, ci, h, w];
         let x = random(seed, nb * ci * h * w);
         let wt = random(seed ^ 1, co * ci * kh * kw);
         let bv = random(seed ^ 2, co);
         let bias = bias.then_some(&bv[..]);
-        let (y, ym, yk) = naive::conv2d(&x, xs, &wt, [co, kh, kw], bias, pad);
-        let (ho, wo) = (h + 2 * pad + 1 - kh, w + 2 * pad + 1 - kw);
+        let (y, ym, yk) = naive::conv2d(&x, xs, &wt, [co, kh, kw], bias, step);
+        let (ho, wo) = ((h + 2 * pad - kh) / stride + 1, (w + 2 * pad - kw) / stride + 1);
         let dy = random(seed ^ 3, nb * co * ho * wo);
-        let (dx, dxm, dxk) = naive::conv2d_input_grad(&dy, xs, &wt, [co, kh, kw], pad);
-        let (dw, dwm, dwk) = naive::conv2d_weight_grad(&x, xs, &dy, [co, kh, kw], pad);
+        let (dx, dxm, dxk) = naive::conv2d_input_grad(&dy, xs, &wt, [co, kh, kw], step);
+        let (dw, dwm, dwk) = naive::conv2d_weight_grad(&x, xs, &dy, [co, kh, kw], step);
         let (db, dbm, dbk) = naive::channel_sum(&dy, [nb, co, ho, wo]);
         for (name, d) in devices() {
             {
-                let [(gy, sy), (gdx, sdx), (gdw, sdw), (gdb, sdb)] = d.conv((&x, xs), (&wt, [co, ci, kh, kw]), bias, pad, &dy);
+                let [(gy, sy), (gdx, sdx), (gdw, sdw), (gdb, sdb)] = d.conv((&x, xs), (&wt, [co, ci, kh, kw]), bias, step, &dy);
                 let checked: Result<(), TestCaseError> = (|| {
                     prop_assert_eq!(sy, vec![nb, co, ho, wo]);
                     prop_assert_eq!(sdx, xs.to_vec());
@@ -458,22 +472,24 @@ proptest! {
 
     #[test]
     fn max_pool_is_exact_ties_included(nb in 1usize..=3, c in 1usize..=4, h in 1usize..=13,
-                                       w in 1usize..=13, k in 1usize..=4, ties: bool, seed: u64) {
+                                       w in 1usize..=13, k in 1usize..=4, stride in 1usize..=4,
+                                       ties: bool, seed: u64) {
         prop_assume!(h >= k && w >= k);
         let xs = [nb, c, h, w];
+        let win = PoolWindow::new(k, stride);
         // With ties, values come from a tiny set: the first maximum must win.
         let x: Vec<f32> = random(seed, nb * c * h * w)
             .iter()
             .map(|&v| if ties { (v * 2.0).round() } else { v })
             .collect();
-        let (y, arg) = naive::max_pool2d(&x, xs, k);
+        let (y, arg) = naive::max_pool2d(&x, xs, win);
         let dy = random(seed ^ 5, y.len());
         let dx = naive::max_pool2d_backward(&dy, &arg, x.len());
         for (name, d) in devices() {
             {
-                let [(gy, sy), (garg, _), (gdx, sdx)] = d.pool((&x, xs), k, seed ^ 5);
+                let [(gy, sy), (garg, _), (gdx, sdx)] = d.pool((&x, xs), win, seed ^ 5);
                 let checked: Result<(), TestCaseError> = (|| {
-                    prop_assert_eq!(sy, vec![nb, c, h / k, w / k], "{}", name);
+                    prop_assert_eq!(sy, vec![nb, c, (h - k) / stride + 1, (w - k) / stride + 1], "{}", name);
                     prop_assert_eq!(&gy, &y, "{} max_pool2d", name);
                     prop_assert_eq!(&garg, &arg, "{} argmax", name);
                     prop_assert_eq!(sdx, xs.to_vec());
@@ -655,23 +671,30 @@ proptest! {
 
     #[test]
     fn avg_pool_forward_and_backward(nb in 1usize..=3, c in 1usize..=4, h in 1usize..=13,
-                                     w in 1usize..=13, k in 1usize..=4, seed: u64) {
+                                     w in 1usize..=13, k in 1usize..=4, stride in 1usize..=4,
+                                     seed: u64) {
         prop_assume!(h >= k && w >= k);
         let xs = [nb, c, h, w];
+        let win = PoolWindow::new(k, stride);
         let x = random(seed, nb * c * h * w);
-        let dy = random(seed ^ 5, nb * c * (h / k) * (w / k));
-        let (y, dx) = naive::avg_pool(&x, &dy, (nb * c, h, w), k);
+        let (ho, wo) = ((h - k) / stride + 1, (w - k) / stride + 1);
+        let dy = random(seed ^ 5, nb * c * ho * wo);
+        let (y, dx) = naive::avg_pool(&x, &dy, (nb * c, h, w), win);
         // A sum of k² values of magnitude ≤ 1 scaled by 1/k² (its bound
         // scaled alike, for Σ|x|/k² ≤ 1), then the rounding of 1/k² and of
-        // the product; the gradient is those two roundings alone.
+        // the product. The gradient adds the dy/k² of the ⌈k/stride⌉² (at
+        // most) windows over an element: that sum's rounding, on a
+        // magnitude of at most covers/k², and the two of each term.
         let terms = k * k;
+        let covers = k.div_ceil(stride).pow(2);
         for (name, d) in devices() {
-            let [gy, gdx] = d.avg_pool(&x, &dy, xs, k);
+            let [gy, gdx] = d.avg_pool(&x, &dy, xs, win);
             within(&format!("{name} avg_pool2d"), &gy, &y, |i| {
                 sum_tolerance(terms, 1.0) + 3.0 * UNIT_ROUNDOFF * y[i].abs() as f64
             })?;
             within(&format!("{name} avg_pool2d_backward"), &gdx, &dx, |i| {
-                3.0 * UNIT_ROUNDOFF * dx[i].abs() as f64
+                sum_tolerance(covers, covers as f64 / terms as f64)
+                    + 3.0 * UNIT_ROUNDOFF * dx[i].abs() as f64
             })?;
         }
     }

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::{Dataset, DeviceData, Features, Normalizer, Targets, Task};
-use crate::device::{Activation, Device, MatmulSpec};
+use crate::device::{Activation, ConvStep, Device, MatmulSpec, Tensor};
 use crate::error::{Error, Result};
 use crate::models::{FeatureShape, Model, ModelSpec, Output, Preset};
 use crate::optim::{OptimConfig, OptimizerKind};
@@ -346,9 +346,10 @@ fn prepare<'a, D: Device + 'static>(
             let b = dev.upload(&random(rng, co), [co])?;
             let dy = dev.upload(&random(rng, batch * co * hw * hw), [batch, co, hw, hw])?;
             let rep: Rep = Box::new(move || {
-                dev.conv2d(&x, &wt, Some(&b), 1)?;
-                dev.conv2d_input_grad(&dy, &wt, 1)?;
-                dev.conv2d_weight_grad(&x, &dy, 1, (3, 3))?;
+                let step = ConvStep::padded(1);
+                dev.conv2d(&x, &wt, Some(&b), step)?;
+                dev.conv2d_input_grad(&dy, &wt, x.shape(), step)?;
+                dev.conv2d_weight_grad(&x, &dy, step, (3, 3))?;
                 dev.channel_sum(&dy)?;
                 Ok(batch as f64)
             });

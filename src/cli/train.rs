@@ -22,9 +22,9 @@ Layer lists (--layers, or `layers` in a config file): comma-separated layers,
 each a name and colon-separated numbers. The output layer is added from the
 data (classes, targets or vocabulary); token ids are one-hot encoded first.
   dense:UNITS                             fully connected (on the last dimension)
-  conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]  padding KERNEL/2 for odd kernels (stride 1 only, for now)
-  maxpool:SIZE[:STRIDE]                   max over SIZE×SIZE windows (stride SIZE)
-  avgpool:SIZE[:STRIDE]                   mean over SIZE×SIZE windows (stride SIZE)
+  conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]  stride 1 and padding KERNEL/2 (odd kernels) by default
+  maxpool:SIZE[:STRIDE]                   max over SIZE×SIZE windows, STRIDE apart (default SIZE)
+  avgpool:SIZE[:STRIDE]                   mean over SIZE×SIZE windows, STRIDE apart (default SIZE)
   flatten                                 [C, H, W] -> [C·H·W]
   global_avgpool                          [C, H, W] -> [C], each channel's mean
   rnn:HIDDEN                              Elman recurrent layer over a sequence

@@ -394,58 +394,66 @@ pub trait Device {
         spec: MatmulSpec,
     ) -> Result<Self::Tensor>;
 
-    // ---- convolution and pooling (N×C×H×W, stride 1, zero padding) --------
-    /// `x [N,Ci,H,W] ⊛ w [Co,Ci,KH,KW] + bias [Co]` → `[N,Co,H+2p-KH+1,W+2p-KW+1]`.
+    // ---- convolution and pooling (N×C×H×W, zero padding) -----------------
+    /// `x [N,Ci,H,W] ⊛ w [Co,Ci,KH,KW] + bias [Co]` → `[N,Co,Ho,Wo]` with
+    /// `Ho = (H + 2·pad − KH) / stride + 1` (floor), likewise `Wo`.
     fn conv2d(
         &self,
         x: &Self::Tensor,
         w: &Self::Tensor,
         bias: Option<&Self::Tensor>,
-        pad: usize,
+        step: ConvStep,
     ) -> Result<Self::Tensor>;
-    /// Gradient with respect to the input, given the output gradient.
+    /// Gradient with respect to the input of shape `x_shape`, given the
+    /// output gradient (the input's size is not implied by the output's
+    /// once the stride exceeds 1).
     fn conv2d_input_grad(
         &self,
         dy: &Self::Tensor,
         w: &Self::Tensor,
-        pad: usize,
+        x_shape: &Shape,
+        step: ConvStep,
     ) -> Result<Self::Tensor>;
     /// Gradient with respect to the weights `[Co,Ci,kh,kw]`.
     fn conv2d_weight_grad(
         &self,
         x: &Self::Tensor,
         dy: &Self::Tensor,
-        pad: usize,
+        step: ConvStep,
         kernel: (usize, usize),
     ) -> Result<Self::Tensor>;
     /// Per-channel sum of `[N,C,H,W]` → `[C]` (the conv bias gradient).
     fn channel_sum(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Max over non-overlapping `k×k` windows (floor for ragged edges).
-    /// Returns the pooled tensor and, per output, the flat index into `x` of
-    /// the maximum (first one on ties), which the backward pass needs.
-    fn max_pool2d(&self, x: &Self::Tensor, k: usize) -> Result<(Self::Tensor, Self::Tensor)>;
-    /// Routes `dy` back to the arg-max positions of the `k×k` pooling of an
-    /// input of `x_shape`; zeros elsewhere.
+    /// Max over the windows of `win` (rows and columns past the last whole
+    /// window are dropped). Returns the pooled tensor and, per output, the
+    /// flat index into `x` of the maximum (first one on ties), which the
+    /// backward pass needs.
+    fn max_pool2d(&self, x: &Self::Tensor, win: PoolWindow)
+        -> Result<(Self::Tensor, Self::Tensor)>;
+    /// Routes `dy` back to the arg-max positions of the pooling of an input
+    /// of `x_shape`; where windows overlap, an input that is the maximum of
+    /// several receives their sum (added in output order); zeros elsewhere.
     fn max_pool2d_backward(
         &self,
         dy: &Self::Tensor,
         argmax: &Self::Tensor,
         x_shape: &Shape,
-        k: usize,
+        win: PoolWindow,
     ) -> Result<Self::Tensor>;
 
-    /// Mean over non-overlapping `k×k` windows of `[N, C, H, W]` →
-    /// `[N, C, H/k, W/k]` (rows and columns past the last whole window are
-    /// dropped, as in [`Device::max_pool2d`]).
-    fn avg_pool2d(&self, x: &Self::Tensor, k: usize) -> Result<Self::Tensor>;
+    /// Mean over the windows of `win` of `[N, C, H, W]` →
+    /// `[N, C, (H − size)/stride + 1, (W − size)/stride + 1]` (rows and
+    /// columns past the last whole window are dropped, as in
+    /// [`Device::max_pool2d`]).
+    fn avg_pool2d(&self, x: &Self::Tensor, win: PoolWindow) -> Result<Self::Tensor>;
     /// The gradient of [`Device::avg_pool2d`] for an input of `x_shape`:
-    /// each window's `dy/k²` on every element of it; zeros for the dropped
-    /// rows and columns.
+    /// every element gets `dy/size²` of each window that covers it (added in
+    /// output order); zeros for elements no window covers.
     fn avg_pool2d_backward(
         &self,
         dy: &Self::Tensor,
         x_shape: &Shape,
-        k: usize,
+        win: PoolWindow,
     ) -> Result<Self::Tensor>;
 
     // ---- elementwise ----------------------------------------------------
@@ -733,20 +741,65 @@ pub(crate) fn same_shape(op: &'static str, a: &Shape, b: &Shape) -> Result<()> {
     }
 }
 
-/// Output geometry of a stride-1 convolution.
-pub(crate) fn conv_out(size: usize, pad: usize, k: usize) -> Result<usize> {
-    (size + 2 * pad)
+/// How a convolution's window moves over its input: `stride` pixels at a
+/// time on both axes, over the input with `pad` zeros added on every side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvStep {
+    /// Pixels between neighbouring windows (≥ 1).
+    pub stride: usize,
+    /// Zeros added on each border.
+    pub pad: usize,
+}
+
+impl ConvStep {
+    /// Stride 1 with `pad` zeros on each border.
+    pub fn padded(pad: usize) -> Self {
+        ConvStep { stride: 1, pad }
+    }
+}
+
+/// A pooling window: `size×size` pixels, moved `stride` pixels at a time
+/// (overlapping where `stride < size`); no padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolWindow {
+    /// The window's side.
+    pub size: usize,
+    /// Pixels between neighbouring windows (≥ 1).
+    pub stride: usize,
+}
+
+impl PoolWindow {
+    /// Non-overlapping `size×size` windows (stride `size`).
+    pub fn tiled(size: usize) -> Self {
+        PoolWindow { size, stride: size }
+    }
+
+    /// Windows of `size` moved `stride` at a time.
+    pub fn new(size: usize, stride: usize) -> Self {
+        PoolWindow { size, stride }
+    }
+}
+
+/// Output size along one axis of a convolution: `(size + 2·pad − k)/stride + 1`.
+pub(crate) fn conv_out(size: usize, step: ConvStep, k: usize) -> Result<usize> {
+    if step.stride == 0 {
+        return Err(Error::shape("conv2d", "stride 0".to_string()));
+    }
+    (size + 2 * step.pad)
         .checked_sub(k)
-        .map(|d| d + 1)
+        .map(|d| d / step.stride + 1)
         .ok_or_else(|| {
             Error::shape(
                 "conv2d",
-                format!("kernel {k} larger than padded input {}", size + 2 * pad),
+                format!(
+                    "kernel {k} larger than padded input {}",
+                    size + 2 * step.pad
+                ),
             )
         })
 }
 
-/// Validates conv2d operands and returns `(n, ci, h, w, co, kh, kw, ho, wo)`.
+/// The sizes of one convolution, validated against its operands.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvGeom {
     pub n: usize,
@@ -759,10 +812,12 @@ pub(crate) struct ConvGeom {
     pub ho: usize,
     pub wo: usize,
     pub pad: usize,
+    pub stride: usize,
 }
 
 impl ConvGeom {
-    pub fn forward(x: &Shape, w: &Shape, pad: usize) -> Result<Self> {
+    /// Geometry from the input's and the weights' shapes.
+    pub fn forward(x: &Shape, w: &Shape, step: ConvStep) -> Result<Self> {
         let (Some((n, ci, h, wd)), Some((co, ci2, kh, kw))) = (x.as_nchw(), w.as_nchw()) else {
             return Err(Error::shape(
                 "conv2d",
@@ -783,74 +838,51 @@ impl ConvGeom {
             co,
             kh,
             kw,
-            ho: conv_out(h, pad, kh)?,
-            wo: conv_out(wd, pad, kw)?,
-            pad,
+            ho: conv_out(h, step, kh)?,
+            wo: conv_out(wd, step, kw)?,
+            pad: step.pad,
+            stride: step.stride,
         })
     }
 
-    /// Geometry recovered from the output gradient and the weights.
-    pub fn from_output(dy: &Shape, w: &Shape, pad: usize) -> Result<Self> {
-        let (Some((n, co, ho, wo)), Some((co2, ci, kh, kw))) = (dy.as_nchw(), w.as_nchw()) else {
-            return Err(Error::shape(
-                "conv2d_input_grad",
-                format!("gradient and weight must be 4-d, got {dy} and {w}"),
-            ));
-        };
-        if co != co2 || ho + kh < 1 + 2 * pad || wo + kw < 1 + 2 * pad {
-            return Err(Error::shape(
-                "conv2d_input_grad",
-                format!("gradient {dy} does not fit weight {w} with padding {pad}"),
-            ));
-        }
-        Ok(ConvGeom {
-            n,
-            ci,
-            h: ho + kh - 1 - 2 * pad,
-            w: wo + kw - 1 - 2 * pad,
-            co,
-            kh,
-            kw,
-            ho,
-            wo,
-            pad,
-        })
-    }
-
-    /// Geometry for the weight gradient from the input and output gradient.
-    pub fn from_input_and_output(
+    /// Geometry of a gradient pass: the forward geometry of `x` and `w`,
+    /// with `dy` checked against its output; `op` names the pass in errors.
+    pub fn backward(
+        op: &'static str,
         x: &Shape,
+        w: &Shape,
         dy: &Shape,
-        pad: usize,
-        (kh, kw): (usize, usize),
+        step: ConvStep,
     ) -> Result<Self> {
-        let (Some((n, ci, h, wd)), Some((n2, co, ho, wo))) = (x.as_nchw(), dy.as_nchw()) else {
+        let g = Self::forward(x, w, step).map_err(|e| match e {
+            Error::Shape { detail, .. } => Error::shape(op, detail),
+            e => e,
+        })?;
+        if *dy != g.out_shape() {
             return Err(Error::shape(
-                "conv2d_weight_grad",
-                format!("input and gradient must be 4-d, got {x} and {dy}"),
-            ));
-        };
-        let g = ConvGeom {
-            n,
-            ci,
-            h,
-            w: wd,
-            co,
-            kh,
-            kw,
-            ho: conv_out(h, pad, kh)?,
-            wo: conv_out(wd, pad, kw)?,
-            pad,
-        };
-        if n != n2 || g.ho != ho || g.wo != wo {
-            return Err(Error::shape(
-                "conv2d_weight_grad",
+                op,
                 format!(
-                    "gradient {dy} does not match input {x} with a {kh}×{kw} kernel, padding {pad}"
+                    "gradient {dy} does not match input {x} and weight {w} with stride {}, padding {} (expected {})",
+                    step.stride,
+                    step.pad,
+                    g.out_shape()
                 ),
             ));
         }
         Ok(g)
+    }
+
+    /// Geometry of the weight gradient of a `kernel`-sized convolution,
+    /// from its input and its output gradient.
+    pub fn weight_grad(
+        x: &Shape,
+        dy: &Shape,
+        step: ConvStep,
+        (kh, kw): (usize, usize),
+    ) -> Result<Self> {
+        let channels = |s: &Shape| s.as_nchw().map_or(0, |d| d.1);
+        let w = Shape::new([channels(dy), channels(x), kh, kw]);
+        Self::backward("conv2d_weight_grad", x, &w, dy, step)
     }
 
     pub fn out_shape(&self) -> Shape {
@@ -865,8 +897,11 @@ impl ConvGeom {
 }
 
 /// Validates max-pooling input and returns `(n, c, h, w, ho, wo)`.
-pub(crate) fn pool_geom(x: &Shape, k: usize) -> Result<(usize, usize, usize, usize, usize, usize)> {
-    let g = window_geom("max_pool2d", x, k)?;
+pub(crate) fn pool_geom(
+    x: &Shape,
+    win: PoolWindow,
+) -> Result<(usize, usize, usize, usize, usize, usize)> {
+    let g = window_geom("max_pool2d", x, win)?;
     // Arg-max positions are kept as f32, exact up to 2^24.
     if x.numel() > 1 << 24 {
         return Err(Error::shape(
@@ -877,23 +912,24 @@ pub(crate) fn pool_geom(x: &Shape, k: usize) -> Result<(usize, usize, usize, usi
     Ok(g)
 }
 
-/// Validates a `[N, C, H, W]` input for non-overlapping `k×k` windows and
-/// returns `(n, c, h, w, ho, wo)`; `op` names the operation in errors.
+/// Validates a `[N, C, H, W]` input for the windows of `win` and returns
+/// `(n, c, h, w, ho, wo)`; `op` names the operation in errors.
 pub(crate) fn window_geom(
     op: &'static str,
     x: &Shape,
-    k: usize,
+    win: PoolWindow,
 ) -> Result<(usize, usize, usize, usize, usize, usize)> {
     let Some((n, c, h, w)) = x.as_nchw() else {
         return Err(Error::shape(op, format!("input must be 4-d, got {x}")));
     };
-    if k == 0 || h < k || w < k {
+    let PoolWindow { size: k, stride } = win;
+    if k == 0 || stride == 0 || h < k || w < k {
         return Err(Error::shape(
             op,
-            format!("window {k} does not fit input {x}"),
+            format!("window {k} with stride {stride} does not fit input {x}"),
         ));
     }
-    Ok((n, c, h, w, h / k, w / k))
+    Ok((n, c, h, w, (h - k) / stride + 1, (w - k) / stride + 1))
 }
 
 /// Validates the operands of a gated recurrence with `gates` gate blocks

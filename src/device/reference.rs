@@ -9,7 +9,7 @@
 //! its terms, from which a per-element tolerance follows (see
 //! [`sum_tolerance`]).
 
-use super::{Activation, AdamStep, MatmulSpec};
+use super::{Activation, AdamStep, ConvStep, MatmulSpec, PoolWindow};
 
 /// f32's unit roundoff, 2⁻²⁴.
 pub const UNIT_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
@@ -81,21 +81,22 @@ pub fn matmul(
 }
 
 /// Output side of a stride-1 convolution.
-fn out_size(size: usize, pad: usize, k: usize) -> usize {
-    size + 2 * pad + 1 - k
+fn out_size(size: usize, step: ConvStep, k: usize) -> usize {
+    (size + 2 * step.pad - k) / step.stride + 1
 }
 
 /// Calls `f(y, x, w)` with the flat indices of every (output, input,
-/// weight) triple of a stride-1 convolution of `x [n, ci, h, w]` by
-/// `[co, ci, kh, kw]` weights with zero padding `pad`: the one loop nest the
-/// forward pass and both gradients share. Padding taps are skipped.
+/// weight) triple of a convolution of `x [n, ci, h, w]` by `[co, ci, kh,
+/// kw]` weights moved as `step` says: the one loop nest the forward pass and
+/// both gradients share. Padding taps are skipped.
 fn conv_taps(
     [n, ci, h, w]: [usize; 4],
     [co, kh, kw]: [usize; 3],
-    pad: usize,
+    step: ConvStep,
     mut f: impl FnMut(usize, usize, usize),
 ) {
-    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
+    let (ho, wo) = (out_size(h, step, kh), out_size(w, step, kw));
+    let (s, pad) = (step.stride, step.pad);
     for b in 0..n {
         for o in 0..co {
             for r in 0..ho {
@@ -104,7 +105,8 @@ fn conv_taps(
                     for i in 0..ci {
                         for u in 0..kh {
                             for v in 0..kw {
-                                let (yy, xx) = ((r + u).checked_sub(pad), (c + v).checked_sub(pad));
+                                let (yy, xx) =
+                                    ((r * s + u).checked_sub(pad), (c * s + v).checked_sub(pad));
                                 let (Some(yy), Some(xx)) = (yy, xx) else {
                                     continue;
                                 };
@@ -128,22 +130,22 @@ fn accumulate(out: &mut [f64], mag: &mut [f64], at: usize, term: f64) {
     mag[at] += term.abs();
 }
 
-/// `x [n, ci, h, w] ⊛ wt [co, ci, kh, kw] + bias`, stride 1, zero padding
-/// `pad`. Returns `(y [n, co, ho, wo], magnitude, terms)`.
+/// `x [n, ci, h, w] ⊛ wt [co, ci, kh, kw] + bias`, stride and zero padding
+/// from `step`. Returns `(y [n, co, ho, wo], magnitude, terms)`.
 pub fn conv2d(
     x: &[f32],
     xs @ [n, ci, h, w]: [usize; 4],
     wt: &[f32],
     ks @ [co, kh, kw]: [usize; 3],
     bias: Option<&[f32]>,
-    pad: usize,
+    step: ConvStep,
 ) -> (Vec<f32>, Vec<f64>, usize) {
-    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
+    let (ho, wo) = (out_size(h, step, kh), out_size(w, step, kw));
     let (mut y, mut mag) = (
         vec![0.0f64; n * co * ho * wo],
         vec![0.0f64; n * co * ho * wo],
     );
-    conv_taps(xs, ks, pad, |yi, xi, wi| {
+    conv_taps(xs, ks, step, |yi, xi, wi| {
         accumulate(&mut y, &mut mag, yi, x[xi] as f64 * wt[wi] as f64)
     });
     if let Some(bias) = bias {
@@ -164,10 +166,10 @@ pub fn conv2d_input_grad(
     xs @ [n, ci, h, w]: [usize; 4],
     wt: &[f32],
     ks @ [co, kh, kw]: [usize; 3],
-    pad: usize,
+    step: ConvStep,
 ) -> (Vec<f32>, Vec<f64>, usize) {
     let (mut dx, mut mag) = (vec![0.0f64; n * ci * h * w], vec![0.0f64; n * ci * h * w]);
-    conv_taps(xs, ks, pad, |yi, xi, wi| {
+    conv_taps(xs, ks, step, |yi, xi, wi| {
         accumulate(&mut dx, &mut mag, xi, dy[yi] as f64 * wt[wi] as f64)
     });
     (dx.iter().map(|&v| v as f32).collect(), mag, co * kh * kw)
@@ -180,14 +182,14 @@ pub fn conv2d_weight_grad(
     xs @ [n, ci, h, w]: [usize; 4],
     dy: &[f32],
     ks @ [co, kh, kw]: [usize; 3],
-    pad: usize,
+    step: ConvStep,
 ) -> (Vec<f32>, Vec<f64>, usize) {
-    let (ho, wo) = (out_size(h, pad, kh), out_size(w, pad, kw));
+    let (ho, wo) = (out_size(h, step, kh), out_size(w, step, kw));
     let (mut dw, mut mag) = (
         vec![0.0f64; co * ci * kh * kw],
         vec![0.0f64; co * ci * kh * kw],
     );
-    conv_taps(xs, ks, pad, |yi, xi, wi| {
+    conv_taps(xs, ks, step, |yi, xi, wi| {
         accumulate(&mut dw, &mut mag, wi, dy[yi] as f64 * x[xi] as f64)
     });
     (dw.iter().map(|&v| v as f32).collect(), mag, n * ho * wo)
@@ -208,10 +210,14 @@ pub fn channel_sum(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<f64>, 
     (s.iter().map(|&v| v as f32).collect(), g, n * h * w)
 }
 
-/// Max over non-overlapping `k×k` windows (floor at ragged edges), and the
+/// Max over the `k×k` windows of `win` (floor at ragged edges), and the
 /// flat index into `x` of each maximum (the first on ties). Exact.
-pub fn max_pool2d(x: &[f32], [n, c, h, w]: [usize; 4], k: usize) -> (Vec<f32>, Vec<f32>) {
-    let (ho, wo) = (h / k, w / k);
+pub fn max_pool2d(x: &[f32], [n, c, h, w]: [usize; 4], win: PoolWindow) -> (Vec<f32>, Vec<f32>) {
+    let PoolWindow {
+        size: k,
+        stride: st,
+    } = win;
+    let (ho, wo) = ((h - k) / st + 1, (w - k) / st + 1);
     let (mut y, mut arg) = (Vec::new(), Vec::new());
     for plane in 0..n * c {
         for r in 0..ho {
@@ -219,7 +225,7 @@ pub fn max_pool2d(x: &[f32], [n, c, h, w]: [usize; 4], k: usize) -> (Vec<f32>, V
                 let mut best = (f32::NEG_INFINITY, usize::MAX);
                 for u in 0..k {
                     for v in 0..k {
-                        let i = plane * h * w + (r * k + u) * w + col * k + v;
+                        let i = plane * h * w + (r * st + u) * w + col * st + v;
                         if best.1 == usize::MAX || x[i] > best.0 {
                             best = (x[i], i);
                         }
@@ -234,7 +240,8 @@ pub fn max_pool2d(x: &[f32], [n, c, h, w]: [usize; 4], k: usize) -> (Vec<f32>, V
 }
 
 /// Routes `dy` to the arg-max positions of a pooled input of `numel`
-/// elements; zeros elsewhere. Exact (each input gets at most one term).
+/// elements, in output order; zeros elsewhere. Exact where windows do not
+/// overlap (each input gets at most one term).
 pub fn max_pool2d_backward(dy: &[f32], argmax: &[f32], numel: usize) -> Vec<f32> {
     let mut dx = vec![0.0; numel];
     for (&g, &i) in dy.iter().zip(argmax) {
@@ -773,16 +780,20 @@ pub fn batch_norm(
     (stats, y, dx, dg, db)
 }
 
-/// Mean over non-overlapping `k×k` windows of `[n·c planes, h, w]`, and the
+/// Mean over the `k×k` windows of `win` over `[n·c planes, h, w]`, and the
 /// gradient for `dy`: `(y, dx)`. f64 sums.
 pub fn avg_pool(
     x: &[f32],
     dy: &[f32],
     (nc, h, w): (usize, usize, usize),
-    k: usize,
+    win: PoolWindow,
 ) -> (Vec<f32>, Vec<f32>) {
-    let (ho, wo) = (h / k, w / k);
-    let (mut y, mut dx) = (vec![0.0f32; nc * ho * wo], vec![0.0f32; nc * h * w]);
+    let PoolWindow {
+        size: k,
+        stride: st,
+    } = win;
+    let (ho, wo) = ((h - k) / st + 1, (w - k) / st + 1);
+    let (mut y, mut dx64) = (vec![0.0f32; nc * ho * wo], vec![0.0f64; nc * h * w]);
     let area = (k * k) as f64;
     for p in 0..nc {
         for oy in 0..ho {
@@ -791,14 +802,14 @@ pub fn avg_pool(
                 let mut s = 0.0f64;
                 for i in 0..k {
                     for j in 0..k {
-                        let e = (p * h + oy * k + i) * w + ox * k + j;
+                        let e = (p * h + oy * st + i) * w + ox * st + j;
                         s += x[e] as f64;
-                        dx[e] = (dy[o] as f64 / area) as f32;
+                        dx64[e] += dy[o] as f64 / area;
                     }
                 }
                 y[o] = (s / area) as f32;
             }
         }
     }
-    (y, dx)
+    (y, dx64.iter().map(|&v| v as f32).collect())
 }

@@ -16,7 +16,7 @@ pub use spec::{format_layers, parse_layers, Cell, FeatureShape, LayerSpec, Model
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::device::{Activation, Device, Tensor};
+use crate::device::{Activation, ConvStep, Device, PoolWindow, Tensor};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
@@ -74,11 +74,6 @@ fn build_layer<D: Device + 'static>(
             stride,
             padding,
         } => {
-            if stride != 1 {
-                return Err(Error::Config(format!(
-                    "layer {i} (conv2d): stride {stride} is not supported yet (stride 1 only; downsample with maxpool)"
-                )));
-            }
             let init = follows.unwrap_or(Activation::Identity);
             let ci = input.dims()[0];
             Box::new(Conv2d::new(
@@ -86,26 +81,19 @@ fn build_layer<D: Device + 'static>(
                 &name,
                 (ci, channels),
                 kernel,
-                padding,
+                ConvStep {
+                    stride,
+                    pad: padding,
+                },
                 init,
                 rng,
             )?)
         }
         LayerSpec::MaxPool { size, stride } => {
-            if stride != size {
-                return Err(Error::Config(format!(
-                    "layer {i} (maxpool): stride {stride} ≠ size {size} is not supported yet (non-overlapping windows only)"
-                )));
-            }
-            Box::new(MaxPool2d::new(size))
+            Box::new(MaxPool2d::new(PoolWindow::new(size, stride)))
         }
         LayerSpec::AvgPool { size, stride } => {
-            if stride != size {
-                return Err(Error::Config(format!(
-                    "layer {i} (avgpool): stride {stride} ≠ size {size} is not supported yet (non-overlapping windows only)"
-                )));
-            }
-            Box::new(AvgPool2d::new(size))
+            Box::new(AvgPool2d::new(PoolWindow::new(size, stride)))
         }
         LayerSpec::Activation(a) => Box::new(Act::new(a)),
         LayerSpec::Flatten => Box::new(Flatten::new()),

@@ -7,9 +7,9 @@
 //! | layer | meaning |
 //! |---|---|
 //! | `dense:UNITS` | fully connected, on the last dimension |
-//! | `conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]` | 2-d convolution; stride 1, padding `KERNEL/2` ("same") for odd kernels and 0 for even ones |
-//! | `maxpool:SIZE[:STRIDE]` | max over `SIZE×SIZE` windows; stride `SIZE` |
-//! | `avgpool:SIZE[:STRIDE]` | mean over `SIZE×SIZE` windows; stride `SIZE` |
+//! | `conv2d:CHANNELS:KERNEL[:STRIDE[:PADDING]]` | 2-d convolution; stride 1 and padding `KERNEL/2` ("same") for odd kernels, 0 for even ones, by default |
+//! | `maxpool:SIZE[:STRIDE]` | max over `SIZE×SIZE` windows `STRIDE` apart (default `SIZE`; smaller overlaps) |
+//! | `avgpool:SIZE[:STRIDE]` | mean over `SIZE×SIZE` windows `STRIDE` apart (default `SIZE`) |
 //! | `global_avgpool` | `[C, H, W]` → `[C]`: each channel's mean |
 //! | `flatten` | `[C, H, W]` → `[C·H·W]` (features stay as they are) |
 //! | `rnn:HIDDEN` | Elman recurrent layer over a sequence |

@@ -1,33 +1,34 @@
-//! Convolution (stride 1, zero padding, bias) and max-pooling layers.
+//! Convolution (stride, zero padding, bias) and max- and average-pooling
+//! layers.
 
 use rand_chacha::ChaCha8Rng;
 
 use super::{cached, init_weights, Layer, Param};
-use crate::device::{Activation, Device, Tensor};
+use crate::device::{Activation, ConvStep, Device, PoolWindow, Tensor};
 use crate::error::Result;
 use crate::tensor::Shape;
 
-/// `y = x ⊛ W + b` over `[N, C, H, W]` images, stride 1.
+/// `y = x ⊛ W + b` over `[N, C, H, W]` images.
 pub struct Conv2d<D: Device> {
     /// Kernels `[out, in, k, k]`; named `{name}.weight`.
     pub weight: Param<D>, // [out, in, k, k]
     /// One bias per output channel, `[out]`; named `{name}.bias`.
     pub bias: Param<D>, // [out]
     kernel: usize,
-    pad: usize,
+    step: ConvStep,
     x: Option<D::Tensor>,
 }
 
 impl<D: Device> Conv2d<D> {
-    /// A `kernel×kernel` convolution from `inputs` to `outputs` channels, zero padding
-    /// `pad` on each side. Weights are initialised for the activation `init_for` that
+    /// A `kernel×kernel` convolution from `inputs` to `outputs` channels, moved
+    /// as `step` says (stride, zero padding on each side). Weights are initialised for the activation `init_for` that
     /// follows (see `init_weights`); the bias starts at zero.
     pub fn new(
         dev: &D,
         name: &str,
         (inputs, outputs): (usize, usize),
         kernel: usize,
-        pad: usize,
+        step: ConvStep,
         init_for: Activation,
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
@@ -48,7 +49,7 @@ impl<D: Device> Conv2d<D> {
             ),
             bias: Param::new(format!("{name}.bias"), dev.zeros([outputs])?, false),
             kernel,
-            pad,
+            step,
             x: None,
         })
     }
@@ -56,7 +57,7 @@ impl<D: Device> Conv2d<D> {
 
 impl<D: Device> Layer<D> for Conv2d<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let y = dev.conv2d(x, &self.weight.value, Some(&self.bias.value), self.pad)?;
+        let y = dev.conv2d(x, &self.weight.value, Some(&self.bias.value), self.step)?;
         if train {
             self.x = Some(x.clone());
         }
@@ -66,7 +67,7 @@ impl<D: Device> Layer<D> for Conv2d<D> {
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
         let x = cached(&self.x, "conv2d")?;
         let k = (self.kernel, self.kernel);
-        self.weight.grad = Some(dev.conv2d_weight_grad(x, dy, self.pad, k)?);
+        self.weight.grad = Some(dev.conv2d_weight_grad(x, dy, self.step, k)?);
         self.bias.grad = Some(dev.channel_sum(dy)?);
         if !need_dx {
             return Ok(None);
@@ -74,7 +75,8 @@ impl<D: Device> Layer<D> for Conv2d<D> {
         Ok(Some(dev.conv2d_input_grad(
             dy,
             &self.weight.value,
-            self.pad,
+            x.shape(),
+            self.step,
         )?))
     }
 
@@ -87,34 +89,34 @@ impl<D: Device> Layer<D> for Conv2d<D> {
     }
 }
 
-/// Max over non-overlapping `k×k` windows.
+/// Max over `size×size` windows `stride` apart.
 pub struct MaxPool2d<D: Device> {
-    k: usize,
+    win: PoolWindow,
     argmax: Option<D::Tensor>,
     x_shape: Option<Shape>,
 }
 
 impl<D: Device> MaxPool2d<D> {
-    /// Pooling over `k×k` windows (stride `k`).
-    pub fn new(k: usize) -> Self {
+    /// Pooling over the windows of `win`.
+    pub fn new(win: PoolWindow) -> Self {
         MaxPool2d {
-            k,
+            win,
             argmax: None,
             x_shape: None,
         }
     }
 }
 
-/// Mean over non-overlapping `k×k` windows (stride `k`).
+/// Mean over `size×size` windows `stride` apart.
 pub struct AvgPool2d {
-    k: usize,
+    win: PoolWindow,
     x_shape: Option<Shape>,
 }
 
 impl AvgPool2d {
-    /// Pooling over `k×k` windows (stride `k`).
-    pub fn new(k: usize) -> Self {
-        AvgPool2d { k, x_shape: None }
+    /// Pooling over the windows of `win`.
+    pub fn new(win: PoolWindow) -> Self {
+        AvgPool2d { win, x_shape: None }
     }
 }
 
@@ -123,7 +125,7 @@ impl<D: Device> Layer<D> for AvgPool2d {
         if train {
             self.x_shape = Some(x.shape().clone());
         }
-        dev.avg_pool2d(x, self.k)
+        dev.avg_pool2d(x, self.win)
     }
 
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
@@ -131,13 +133,13 @@ impl<D: Device> Layer<D> for AvgPool2d {
             return Ok(None);
         }
         let shape = cached(&self.x_shape, "avg_pool2d")?;
-        Ok(Some(dev.avg_pool2d_backward(dy, shape, self.k)?))
+        Ok(Some(dev.avg_pool2d_backward(dy, shape, self.win)?))
     }
 }
 
 impl<D: Device> Layer<D> for MaxPool2d<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let (y, argmax) = dev.max_pool2d(x, self.k)?;
+        let (y, argmax) = dev.max_pool2d(x, self.win)?;
         if train {
             self.argmax = Some(argmax);
             self.x_shape = Some(x.shape().clone());
@@ -151,6 +153,6 @@ impl<D: Device> Layer<D> for MaxPool2d<D> {
         }
         let argmax = cached(&self.argmax, "max_pool2d")?;
         let shape = cached(&self.x_shape, "max_pool2d")?;
-        Ok(Some(dev.max_pool2d_backward(dy, argmax, shape, self.k)?))
+        Ok(Some(dev.max_pool2d_backward(dy, argmax, shape, self.win)?))
     }
 }

@@ -343,5 +343,19 @@ pub fn small_models() -> Vec<Case> {
         x,
         y,
     );
+    // Overlapping max pooling (first, so that no weight moves an arg-max
+    // within the finite differences' step), a strided convolution (the
+    // padded input's last column in no window) and overlapping average
+    // pooling.
+    let x = random(rng, 2 * 2 * 169, 1.0);
+    add(
+        "strided-conv-overlapping-pools",
+        parse_layers("maxpool:3:2,conv2d:4:3:2:1,tanh,avgpool:2:1,flatten,dense:3,tanh").unwrap(),
+        image(2, 13),
+        Output::Classes { classes: 3 },
+        Shape::new([2, 2, 13, 13]),
+        x,
+        vec![1., 2.],
+    );
     v
 }

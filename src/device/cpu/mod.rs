@@ -16,8 +16,8 @@ use rayon::prelude::*;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use super::{
-    pool_geom, rnn_geom, same_shape, window_geom, Activation, AdamStep, Binary, ConvGeom, Device,
-    DropoutMask, LossGrad, MatmulSpec, Reduce, Tensor, LEAKY_SLOPE,
+    pool_geom, rnn_geom, same_shape, window_geom, Activation, AdamStep, Binary, ConvGeom, ConvStep,
+    Device, DropoutMask, LossGrad, MatmulSpec, PoolWindow, Reduce, Tensor, LEAKY_SLOPE,
 };
 use crate::error::{Error, Result};
 use crate::profile;
@@ -211,8 +211,16 @@ impl CpuDevice {
         let plane = g.ho * g.wo;
         let src = &x[img * g.ci * g.h * g.w..(img + 1) * g.ci * g.h * g.w];
         let mut cols = vec![0.0f32; g.ci * g.kh * g.kw * plane];
+        let s = g.stride;
         for_each_window_run(g, |row, out, inp, len| {
-            cols[row * plane + out..row * plane + out + len].copy_from_slice(&src[inp..inp + len]);
+            let dst = &mut cols[row * plane + out..row * plane + out + len];
+            if s == 1 {
+                dst.copy_from_slice(&src[inp..inp + len]);
+            } else {
+                for (d, v) in dst.iter_mut().zip(src[inp..].iter().step_by(s)) {
+                    *d = *v;
+                }
+            }
         });
         Array2::from_shape_vec((g.ci * g.kh * g.kw, plane), cols).expect("sized above")
     }
@@ -221,29 +229,39 @@ impl CpuDevice {
 /// The copies between an image `[Ci, H, W]` and its im2col matrix
 /// `[Ci·KH·KW, Ho·Wo]`: for each tap row and output row, the run of output
 /// columns whose input pixels lie inside the image (the rest is padding).
-/// Calls `f(tap_row, column_offset, input_offset, len)`.
+/// Calls `f(tap_row, column_offset, input_offset, len)`; the run's input
+/// pixels are `g.stride` apart.
 fn for_each_window_run(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let s = g.stride;
     for c in 0..g.ci {
         for i in 0..g.kh {
             for j in 0..g.kw {
                 let row = (c * g.kh + i) * g.kw + j;
-                // ox + j - pad must lie in 0..w.
-                let lo = g.pad.saturating_sub(j);
-                let hi = g.wo.min((g.w + g.pad).saturating_sub(j));
+                // ox·s + j − pad must lie in 0..w.
+                let lo = g.pad.saturating_sub(j).div_ceil(s);
+                let hi = g.wo.min((g.w + g.pad).saturating_sub(j).div_ceil(s));
                 if lo >= hi {
                     continue;
                 }
                 for oy in 0..g.ho {
-                    let iy = oy + i;
+                    let iy = oy * s + i;
                     if iy < g.pad || iy - g.pad >= g.h {
                         continue;
                     }
-                    let inp = (c * g.h + iy - g.pad) * g.w + lo + j - g.pad;
+                    let inp = (c * g.h + iy - g.pad) * g.w + lo * s + j - g.pad;
                     f(row, oy * g.wo + lo, inp, hi - lo);
                 }
             }
         }
     }
+}
+
+/// The windows of `win` along one axis (of `outputs`) that cover input
+/// position `i`: those `o` with `o·stride ≤ i < o·stride + size`.
+fn window_range(i: usize, win: PoolWindow, outputs: usize) -> std::ops::Range<usize> {
+    let first = (i + 1).saturating_sub(win.size).div_ceil(win.stride);
+    let last = (i / win.stride + 1).min(outputs);
+    first..last.max(first)
 }
 
 impl Device for CpuDevice {
@@ -361,10 +379,10 @@ impl Device for CpuDevice {
         x: &CpuTensor,
         w: &CpuTensor,
         bias: Option<&CpuTensor>,
-        pad: usize,
+        step: ConvStep,
     ) -> Result<CpuTensor> {
         let _t = profile::op_timer("conv2d");
-        let g = ConvGeom::forward(&x.shape, &w.shape, pad)?;
+        let g = ConvGeom::forward(&x.shape, &w.shape, step)?;
         if let Some(b) = bias {
             if b.shape.numel() != g.co {
                 return Err(Error::shape(
@@ -392,9 +410,15 @@ impl Device for CpuDevice {
         CpuTensor::new(out, g.out_shape())
     }
 
-    fn conv2d_input_grad(&self, dy: &CpuTensor, w: &CpuTensor, pad: usize) -> Result<CpuTensor> {
+    fn conv2d_input_grad(
+        &self,
+        dy: &CpuTensor,
+        w: &CpuTensor,
+        x_shape: &Shape,
+        step: ConvStep,
+    ) -> Result<CpuTensor> {
         let _t = profile::op_timer("conv2d_input_grad");
-        let g = ConvGeom::from_output(&dy.shape, &w.shape, pad)?;
+        let g = ConvGeom::backward("conv2d_input_grad", x_shape, &w.shape, &dy.shape, step)?;
         let wm = ArrayView2::from_shape((g.co, g.ci * g.kh * g.kw), &w.data[..]).unwrap();
         let plane = g.ho * g.wo;
         let mut dx = vec![0.0f32; g.n * g.ci * g.h * g.w];
@@ -409,10 +433,11 @@ impl Device for CpuDevice {
                 // col2im of Wᵀ·dy: add each column entry back onto its pixel.
                 let cols = wm.t().dot(&dyi);
                 let cols = cols.as_slice().expect("a fresh product is contiguous");
+                let s = g.stride;
                 for_each_window_run(&g, |row, out, inp, len| {
                     let src = &cols[row * plane + out..row * plane + out + len];
-                    for (d, s) in dx[inp..inp + len].iter_mut().zip(src) {
-                        *d += s;
+                    for (d, v) in dx[inp..].iter_mut().step_by(s).zip(src) {
+                        *d += v;
                     }
                 });
             });
@@ -423,11 +448,11 @@ impl Device for CpuDevice {
         &self,
         x: &CpuTensor,
         dy: &CpuTensor,
-        pad: usize,
+        step: ConvStep,
         kernel: (usize, usize),
     ) -> Result<CpuTensor> {
         let _t = profile::op_timer("conv2d_weight_grad");
-        let g = ConvGeom::from_input_and_output(&x.shape, &dy.shape, pad, kernel)?;
+        let g = ConvGeom::weight_grad(&x.shape, &dy.shape, step, kernel)?;
         let plane = g.ho * g.wo;
         // Partial sums over fixed groups of images, computed in parallel and
         // added in order: the result does not depend on thread scheduling.
@@ -471,9 +496,10 @@ impl Device for CpuDevice {
         CpuTensor::new(out.into_iter().map(|v| v as f32).collect(), [c])
     }
 
-    fn max_pool2d(&self, x: &CpuTensor, k: usize) -> Result<(CpuTensor, CpuTensor)> {
+    fn max_pool2d(&self, x: &CpuTensor, win: PoolWindow) -> Result<(CpuTensor, CpuTensor)> {
         let _t = profile::op_timer("max_pool2d");
-        let (n, c, h, w, ho, wo) = pool_geom(&x.shape, k)?;
+        let (n, c, h, w, ho, wo) = pool_geom(&x.shape, win)?;
+        let PoolWindow { size: k, stride: s } = win;
         let (plane_in, plane_out) = (h * w, ho * wo);
         let mut y = vec![0.0f32; n * c * plane_out];
         let mut arg = vec![0.0f32; n * c * plane_out];
@@ -485,7 +511,7 @@ impl Device for CpuDevice {
                 let src = &x.data[nc * plane_in..(nc + 1) * plane_in];
                 for oy in 0..ho {
                     for ox in 0..wo {
-                        let first = oy * k * w + ox * k;
+                        let first = oy * s * w + ox * s;
                         let (mut best, mut best_i) = (src[first], first);
                         for i in 0..k {
                             let row = first + i * w;
@@ -514,16 +540,18 @@ impl Device for CpuDevice {
         dy: &CpuTensor,
         argmax: &CpuTensor,
         x_shape: &Shape,
-        k: usize,
+        win: PoolWindow,
     ) -> Result<CpuTensor> {
         let _t = profile::op_timer("max_pool2d_backward");
         same_shape("max_pool2d_backward", &dy.shape, &argmax.shape)?;
-        let (n, c, _, _, ho, wo) = pool_geom(x_shape, k)?;
+        let (n, c, _, _, ho, wo) = pool_geom(x_shape, win)?;
         same_shape(
             "max_pool2d_backward",
             &dy.shape,
             &Shape::new([n, c, ho, wo]),
         )?;
+        // In output order, so an input that is the maximum of several
+        // overlapping windows sums them in the order the GPU does.
         let mut dx = vec![0.0f32; x_shape.numel()];
         for (&g, &a) in dy.data.iter().zip(argmax.data.iter()) {
             let i = index(a, dx.len(), "max_pool2d_backward")?;
@@ -532,9 +560,13 @@ impl Device for CpuDevice {
         CpuTensor::new(dx, x_shape.clone())
     }
 
-    fn avg_pool2d(&self, x: &CpuTensor, k: usize) -> Result<CpuTensor> {
+    fn avg_pool2d(&self, x: &CpuTensor, win: PoolWindow) -> Result<CpuTensor> {
         let _t = profile::op_timer("avg_pool2d");
-        let (n, c, h, w, ho, wo) = window_geom("avg_pool2d", &x.shape, k)?;
+        let (n, c, h, w, ho, wo) = window_geom("avg_pool2d", &x.shape, win)?;
+        let PoolWindow {
+            size: k,
+            stride: st,
+        } = win;
         let inv = 1.0 / (k * k) as f32;
         let mut y = vec![0.0f32; n * c * ho * wo];
         for (nc, out) in y.chunks_mut(ho * wo).enumerate() {
@@ -544,7 +576,7 @@ impl Device for CpuDevice {
                     // Row by row in order, as the GPU sums.
                     let mut s = 0.0f32;
                     for i in 0..k {
-                        let row = (oy * k + i) * w + ox * k;
+                        let row = (oy * st + i) * w + ox * st;
                         for &v in &src[row..row + k] {
                             s += v;
                         }
@@ -556,20 +588,34 @@ impl Device for CpuDevice {
         CpuTensor::new(y, [n, c, ho, wo])
     }
 
-    fn avg_pool2d_backward(&self, dy: &CpuTensor, x_shape: &Shape, k: usize) -> Result<CpuTensor> {
+    fn avg_pool2d_backward(
+        &self,
+        dy: &CpuTensor,
+        x_shape: &Shape,
+        win: PoolWindow,
+    ) -> Result<CpuTensor> {
         let _t = profile::op_timer("avg_pool2d_backward");
-        let (n, c, h, w, ho, wo) = window_geom("avg_pool2d_backward", x_shape, k)?;
+        let (n, c, h, w, ho, wo) = window_geom("avg_pool2d_backward", x_shape, win)?;
         same_shape(
             "avg_pool2d_backward",
             &dy.shape,
             &Shape::new([n, c, ho, wo]),
         )?;
-        let inv = 1.0 / (k * k) as f32;
+        let inv = 1.0 / (win.size * win.size) as f32;
         let mut dx = vec![0.0f32; x_shape.numel()];
         for (nc, plane) in dx.chunks_mut(h * w).enumerate() {
-            for iy in 0..ho * k {
-                for ix in 0..wo * k {
-                    plane[iy * w + ix] = dy.data[(nc * ho + iy / k) * wo + ix / k] * inv;
+            let dy = &dy.data[nc * ho * wo..(nc + 1) * ho * wo];
+            for iy in 0..h {
+                let rows = window_range(iy, win, ho);
+                for ix in 0..w {
+                    // Each covering window in output order, as the GPU adds.
+                    let mut g = 0.0f32;
+                    for oy in rows.clone() {
+                        for ox in window_range(ix, win, wo) {
+                            g += dy[oy * wo + ox] * inv;
+                        }
+                    }
+                    plane[iy * w + ix] = g;
                 }
             }
         }

@@ -15,7 +15,8 @@ pub use context::GpuStats;
 
 use self::context::{Context, PooledBuffer};
 use super::{
-    Activation, AdamStep, Binary, Device, DropoutMask, LossGrad, MatmulSpec, Reduce, Tensor,
+    Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad, MatmulSpec, PoolWindow,
+    Reduce, Tensor,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
@@ -271,31 +272,37 @@ impl Device for GpuDevice {
         x: &GpuTensor,
         w: &GpuTensor,
         bias: Option<&GpuTensor>,
-        pad: usize,
+        step: ConvStep,
     ) -> Result<GpuTensor> {
-        kernels::conv2d::forward(self, x, w, bias, pad)
+        kernels::conv2d::forward(self, x, w, bias, step)
     }
 
-    fn conv2d_input_grad(&self, dy: &GpuTensor, w: &GpuTensor, pad: usize) -> Result<GpuTensor> {
-        kernels::conv2d::input_grad(self, dy, w, pad)
+    fn conv2d_input_grad(
+        &self,
+        dy: &GpuTensor,
+        w: &GpuTensor,
+        x_shape: &Shape,
+        step: ConvStep,
+    ) -> Result<GpuTensor> {
+        kernels::conv2d::input_grad(self, dy, w, x_shape, step)
     }
 
     fn conv2d_weight_grad(
         &self,
         x: &GpuTensor,
         dy: &GpuTensor,
-        pad: usize,
+        step: ConvStep,
         kernel: (usize, usize),
     ) -> Result<GpuTensor> {
-        kernels::conv2d::weight_grad(self, x, dy, pad, kernel)
+        kernels::conv2d::weight_grad(self, x, dy, step, kernel)
     }
 
     fn channel_sum(&self, x: &GpuTensor) -> Result<GpuTensor> {
         kernels::conv2d::channel_sum(self, x)
     }
 
-    fn max_pool2d(&self, x: &GpuTensor, k: usize) -> Result<(GpuTensor, GpuTensor)> {
-        kernels::pool::forward(self, x, k)
+    fn max_pool2d(&self, x: &GpuTensor, win: PoolWindow) -> Result<(GpuTensor, GpuTensor)> {
+        kernels::pool::forward(self, x, win)
     }
 
     fn max_pool2d_backward(
@@ -303,17 +310,22 @@ impl Device for GpuDevice {
         dy: &GpuTensor,
         argmax: &GpuTensor,
         x_shape: &Shape,
-        k: usize,
+        win: PoolWindow,
     ) -> Result<GpuTensor> {
-        kernels::pool::backward(self, dy, argmax, x_shape, k)
+        kernels::pool::backward(self, dy, argmax, x_shape, win)
     }
 
-    fn avg_pool2d(&self, x: &GpuTensor, k: usize) -> Result<GpuTensor> {
-        kernels::pool::avg_forward(self, x, k)
+    fn avg_pool2d(&self, x: &GpuTensor, win: PoolWindow) -> Result<GpuTensor> {
+        kernels::pool::avg_forward(self, x, win)
     }
 
-    fn avg_pool2d_backward(&self, dy: &GpuTensor, x_shape: &Shape, k: usize) -> Result<GpuTensor> {
-        kernels::pool::avg_backward(self, dy, x_shape, k)
+    fn avg_pool2d_backward(
+        &self,
+        dy: &GpuTensor,
+        x_shape: &Shape,
+        win: PoolWindow,
+    ) -> Result<GpuTensor> {
+        kernels::pool::avg_backward(self, dy, x_shape, win)
     }
 
     fn activation(&self, x: &GpuTensor, act: Activation) -> Result<GpuTensor> {

@@ -2,9 +2,10 @@
 
 use super::{launch, u32_of};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{ConvGeom, Device, Tensor};
+use crate::device::{ConvGeom, ConvStep, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::shader;
+use crate::tensor::Shape;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -39,6 +40,7 @@ impl Params {
             "conv2d",
             g.n * g.ci.max(g.co) * g.h.max(g.ho) * g.w.max(g.wo),
         )?;
+        c(g.stride)?; // passed as an override constant, read as u32
         Ok(Params {
             n: c(g.n)?,
             ci: c(g.ci)?,
@@ -60,9 +62,9 @@ pub(crate) fn forward(
     x: &GpuTensor,
     w: &GpuTensor,
     bias: Option<&GpuTensor>,
-    pad: usize,
+    step: ConvStep,
 ) -> Result<GpuTensor> {
-    let g = ConvGeom::forward(x.shape(), w.shape(), pad)?;
+    let g = ConvGeom::forward(x.shape(), w.shape(), step)?;
     if let Some(b) = bias {
         if b.shape().numel() != g.co {
             return Err(Error::shape(
@@ -79,7 +81,7 @@ pub(crate) fn forward(
         dev,
         shader!("conv2d"),
         "conv2d_forward",
-        &[("HAS_BIAS", has_bias)],
+        &[("HAS_BIAS", has_bias), ("STRIDE", g.stride as f64)],
         &[(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())],
         &Params::new(&g)?,
         grid,
@@ -91,9 +93,10 @@ pub(crate) fn input_grad(
     dev: &GpuDevice,
     dy: &GpuTensor,
     w: &GpuTensor,
-    pad: usize,
+    x_shape: &Shape,
+    step: ConvStep,
 ) -> Result<GpuTensor> {
-    let g = ConvGeom::from_output(dy.shape(), w.shape(), pad)?;
+    let g = ConvGeom::backward("conv2d_input_grad", x_shape, w.shape(), dy.shape(), step)?;
     let out = dev.empty(g.in_shape())?;
     let grid = dev
         .ctx
@@ -102,7 +105,7 @@ pub(crate) fn input_grad(
         dev,
         shader!("conv2d"),
         "conv2d_input_grad",
-        &[],
+        &[("STRIDE", g.stride as f64)],
         &[(0, dy.buf()), (1, w.buf()), (3, out.buf())],
         &Params::new(&g)?,
         grid,
@@ -114,10 +117,10 @@ pub(crate) fn weight_grad(
     dev: &GpuDevice,
     x: &GpuTensor,
     dy: &GpuTensor,
-    pad: usize,
+    step: ConvStep,
     kernel: (usize, usize),
 ) -> Result<GpuTensor> {
-    let g = ConvGeom::from_input_and_output(x.shape(), dy.shape(), pad, kernel)?;
+    let g = ConvGeom::weight_grad(x.shape(), dy.shape(), step, kernel)?;
     let taps = g.ci * g.kh * g.kw;
     let chunks = (g.n * g.ho * g.wo).div_ceil(WEIGHT_GRAD_CHUNK as usize);
     let partial = dev.empty([chunks, g.co * taps])?;
@@ -127,7 +130,7 @@ pub(crate) fn weight_grad(
         dev,
         shader!("conv2d"),
         "conv2d_weight_grad",
-        &[],
+        &[("STRIDE", g.stride as f64)],
         &[(0, x.buf()), (1, dy.buf()), (3, partial.buf())],
         &Params::new(&g)?,
         grid,
@@ -155,6 +158,7 @@ pub(crate) fn channel_sum(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
         ho: h,
         wo: w,
         pad: 0,
+        stride: 1,
     };
     let grid = dev.ctx.check_grid("channel_sum", [c as u32, 1, 1])?;
     launch(

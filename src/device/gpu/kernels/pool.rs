@@ -2,7 +2,7 @@
 
 use super::{launch, u32_of};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{pool_geom, same_shape, window_geom, Tensor};
+use crate::device::{pool_geom, same_shape, window_geom, PoolWindow, Tensor};
 use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
@@ -16,30 +16,37 @@ struct Params {
     ho: u32,
     wo: u32,
     k: u32,
+    s: u32,
 }
 
 /// The kernels' parameters for pooling an input of `x_shape` (max pooling
 /// has the arg-max's size limit, `op` names the operation in errors).
-fn params(op: &'static str, x_shape: &Shape, k: usize) -> Result<(Params, Shape)> {
+fn params(op: &'static str, x_shape: &Shape, win: PoolWindow) -> Result<(Params, Shape)> {
     let (n, c, h, w, ho, wo) = if op.starts_with("max") {
-        pool_geom(x_shape, k)?
+        pool_geom(x_shape, win)?
     } else {
-        window_geom(op, x_shape, k)?
+        window_geom(op, x_shape, win)?
     };
     u32_of(op, x_shape.numel())?;
+    // The window fits the input, so its size and stride fit u32 too.
     let p = Params {
         nc: (n * c) as u32,
         h: h as u32,
         w: w as u32,
         ho: ho as u32,
         wo: wo as u32,
-        k: k as u32,
+        k: win.size as u32,
+        s: u32_of(op, win.stride)?,
     };
     Ok((p, Shape::new([n, c, ho, wo])))
 }
 
-pub(crate) fn forward(dev: &GpuDevice, x: &GpuTensor, k: usize) -> Result<(GpuTensor, GpuTensor)> {
-    let (p, out_shape) = params("max_pool2d", x.shape(), k)?;
+pub(crate) fn forward(
+    dev: &GpuDevice,
+    x: &GpuTensor,
+    win: PoolWindow,
+) -> Result<(GpuTensor, GpuTensor)> {
+    let (p, out_shape) = params("max_pool2d", x.shape(), win)?;
     let y = dev.empty(out_shape.clone())?;
     let arg = dev.empty(out_shape.clone())?;
     let grid = dev.ctx.grid_1d("max_pool2d", out_shape.numel())?;
@@ -60,10 +67,10 @@ pub(crate) fn backward(
     dy: &GpuTensor,
     argmax: &GpuTensor,
     x_shape: &Shape,
-    k: usize,
+    win: PoolWindow,
 ) -> Result<GpuTensor> {
     same_shape("max_pool2d_backward", dy.shape(), argmax.shape())?;
-    let (p, pooled) = params("max_pool2d_backward", x_shape, k)?;
+    let (p, pooled) = params("max_pool2d_backward", x_shape, win)?;
     same_shape("max_pool2d_backward", dy.shape(), &pooled)?;
     let dx = dev.empty(x_shape.clone())?;
     let grid = dev.ctx.grid_1d("max_pool2d_backward", x_shape.numel())?;
@@ -79,8 +86,8 @@ pub(crate) fn backward(
     Ok(dx)
 }
 
-pub(crate) fn avg_forward(dev: &GpuDevice, x: &GpuTensor, k: usize) -> Result<GpuTensor> {
-    let (p, out_shape) = params("avg_pool2d", x.shape(), k)?;
+pub(crate) fn avg_forward(dev: &GpuDevice, x: &GpuTensor, win: PoolWindow) -> Result<GpuTensor> {
+    let (p, out_shape) = params("avg_pool2d", x.shape(), win)?;
     let y = dev.empty(out_shape.clone())?;
     let grid = dev.ctx.grid_1d("avg_pool2d", out_shape.numel())?;
     let bindings = [(0, x.buf()), (2, y.buf())];
@@ -100,9 +107,9 @@ pub(crate) fn avg_backward(
     dev: &GpuDevice,
     dy: &GpuTensor,
     x_shape: &Shape,
-    k: usize,
+    win: PoolWindow,
 ) -> Result<GpuTensor> {
-    let (p, pooled) = params("avg_pool2d_backward", x_shape, k)?;
+    let (p, pooled) = params("avg_pool2d_backward", x_shape, win)?;
     same_shape("avg_pool2d_backward", dy.shape(), &pooled)?;
     let dx = dev.empty(x_shape.clone())?;
     let grid = dev.ctx.grid_1d("avg_pool2d_backward", x_shape.numel())?;
