@@ -25,6 +25,7 @@ runs=(
   "rnn64|train rnn --seq-len 64 --batch-size 32"
   "custom|train --config examples/mnist_cnn.toml"
   "custom-bn|train --config examples/mnist_cnn_bn.toml"
+  "custom-strided|train --config examples/mnist_strided.toml"
   "text-layers|train rnn --layers embedding:32,rnn:128"
   "text-layers|train rnn --layers embedding:32,rnn:128,dropout:0.2"
   "gated-short|train lstm --hidden 64 --max-train-samples 2000 --epochs 6 --lr 0.01"
@@ -44,8 +45,9 @@ for r in "${runs[@]}"; do
   if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$model" ]; then continue; fi
   # The custom MNIST CNN is run on the CPU only (253 s there; on a software
   # adapter it would be far longer, not measured).
-  # The text-layer variants of the RNN and the batch-normalised CNN likewise.
-  if [ "$model" = custom ] || [ "$model" = custom-bn ] || [ "$model" = text-layers ]; then
+  # The text-layer variants of the RNN and the other custom CNNs likewise.
+  if [ "$model" = custom ] || [ "$model" = custom-bn ] || [ "$model" = custom-strided ] ||
+    [ "$model" = text-layers ]; then
     if [ "$device" = gpu ] && [ -z "${ONLY:-}" ]; then continue; fi
   fi
   # shellcheck disable=SC2086

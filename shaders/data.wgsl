@@ -76,10 +76,12 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>,
 
 // out[v, c] = Σ src[r, c] over the rows r with idx[r] == v (src_rows = the
 // rows of out, count = the rows of src): the gradient of a row gather (an
-// embedding). One invocation per output element, summing in row order like
-// the CPU: deterministic, no atomics. Work is rows·count·row_len: fine for
-// character vocabularies (75 rows); a vocabulary of thousands wants ids
-// sorted once so each output reads only its own rows (not done yet).
+// embedding). Every path sums each output in row order r, as the CPU does:
+// deterministic, no atomics.
+//
+// Direct: one invocation per output element, reading every id. Work is
+// rows·count·row_len, which is fine for character vocabularies (tens of
+// rows) and needs no scratch.
 @compute @workgroup_size(256)
 fn scatter_add_rows(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -94,6 +96,81 @@ fn scatter_add_rows(@builtin(global_invocation_id) gid: vec3<u32>,
         if (u32(idx[r]) == v) {
             s += src[r * p.row_len + col];
         }
+    }
+    out[e] = s;
+}
+
+// Sorted, for large vocabularies: sort_ids orders the pairs (id, r) once,
+// then scatter_add_sorted has each output element binary-search its id's run
+// and add only those rows. Work: a sort of count pairs plus count·row_len
+// adds and rows·row_len searches, instead of rows·count·row_len. The
+// launcher picks the path by vocabulary size (SORTED_SCATTER_MIN_ROWS).
+@group(0) @binding(3) var<storage, read_write> keys: array<vec2<u32>>;
+@group(0) @binding(4) var<storage, read> sorted: array<vec2<u32>>;
+
+// The pairs' count rounded up to a power of two (the bitonic network's size).
+fn padded_count() -> u32 {
+    return 1u << (32u - countLeadingZeros(max(p.count, 1u) - 1u));
+}
+
+// One workgroup: a bitonic sort of (id, r) in `keys`, padded with ids of
+// 0xffffffff that sort last. Pairs are unique (r is), so the order is total
+// and within one id the rows stay in order r.
+@compute @workgroup_size(256)
+fn sort_ids(@builtin(local_invocation_index) lid: u32) {
+    let n = padded_count();
+    for (var i = lid; i < n; i += 256u) {
+        keys[i] = select(vec2<u32>(0xffffffffu, i), vec2<u32>(u32(idx[i]), i), i < p.count);
+    }
+    storageBarrier();
+    for (var k = 2u; k <= n; k <<= 1u) {
+        for (var j = k >> 1u; j > 0u; j >>= 1u) {
+            for (var i = lid; i < n; i += 256u) {
+                let l = i ^ j;
+                if (l > i) {
+                    let a = keys[i];
+                    let b = keys[l];
+                    let b_first = b.x < a.x || (b.x == a.x && b.y < a.y);
+                    // Ascending where bit k of i is clear, descending elsewhere.
+                    if (b_first == ((i & k) == 0u)) {
+                        keys[i] = b;
+                        keys[l] = a;
+                    }
+                }
+            }
+            storageBarrier();
+        }
+    }
+}
+
+// The first position in the sorted pairs whose id is at least v.
+fn lower_bound(v: u32) -> u32 {
+    var lo = 0u;
+    var hi = p.count;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        if (sorted[mid].x < v) {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+@compute @workgroup_size(256)
+fn scatter_add_sorted(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    if (e >= p.src_rows * p.row_len) {
+        return;
+    }
+    let v = e / p.row_len;
+    let col = e % p.row_len;
+    var s = 0.0;
+    let end = lower_bound(v + 1u);
+    for (var j = lower_bound(v); j < end; j++) {
+        s += src[sorted[j].y * p.row_len + col];
     }
     out[e] = s;
 }

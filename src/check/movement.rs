@@ -226,8 +226,18 @@ pub(super) fn cases() -> Vec<Case> {
     for n in [1, 17, 1000, 70_001] {
         v.push(Case::new("reshape", format!("[{n}, 6]"), Reshape(n)));
     }
-    // One id (all rows into one), a few, and ids that never occur.
-    for (n, dim, rows) in [(1, 1, 1), (9, 3, 2), (2048, 64, 75), (70, 5, 300)] {
+    // One id (all rows into one), a few, and ids that never occur; from 64
+    // rows on, the GPU's sorted path (its ids padded to a power of two).
+    for (n, dim, rows) in [
+        (1, 1, 1),
+        (9, 3, 2),
+        (500, 3, 63),
+        (2048, 64, 75),
+        (70, 5, 300),
+        (1, 4, 64),
+        (257, 7, 256),
+        (3000, 33, 5000),
+    ] {
         v.push(Case::new(
             "scatter add rows",
             format!("{n}×{dim} into {rows} rows"),
