@@ -161,3 +161,60 @@ fn the_buffer_pool_stays_under_its_cap_when_shapes_keep_changing() {
     let b = gpu.add(&a, &a).unwrap();
     assert_eq!(gpu.download(&b).unwrap(), [2.0, 4.0, 6.0]);
 }
+
+#[test]
+fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
+    use wgtrain::device::gpu::tune::MatmulVariant;
+    use wgtrain::{CpuDevice, GpuDevice};
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    let a: Vec<f32> = (0..16 * 24).map(|i| (i % 7) as f32 - 3.0).collect();
+    let b: Vec<f32> = (0..24 * 8).map(|i| (i % 5) as f32 - 2.0).collect();
+    let want = CpuDevice
+        .download(
+            &CpuDevice
+                .matmul(
+                    &CpuDevice.upload(&a, [16, 24]).unwrap(),
+                    &CpuDevice.upload(&b, [24, 8]).unwrap(),
+                    None,
+                    MatmulSpec::NN,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+    let product = |dev: &GpuDevice| {
+        let (at, bt) = (
+            dev.upload(&a, [16, 24]).unwrap(),
+            dev.upload(&b, [24, 8]).unwrap(),
+        );
+        let before = dev.stats().dispatches;
+        let c = dev.matmul(&at, &bt, None, MatmulSpec::NN).unwrap();
+        let dispatches = dev.stats().dispatches - before;
+        (dev.download(&c).unwrap(), dispatches)
+    };
+    // Sizes multiples of 4: three candidates, each a warm-up and two timed
+    // launches, then the product itself.
+    let tuned = gpu.with_tuning(Some(cache.clone()));
+    let (c, dispatches) = product(&tuned);
+    assert_eq!(c, want, "small integers: exact on every kernel");
+    assert_eq!(dispatches, 3 * 3 + 1);
+    assert_eq!(product(&tuned).1, 1, "the class is tuned once per process");
+    let table = tuned.tuner().unwrap().table();
+    let (class, t) = table.iter().next().unwrap();
+    assert_eq!(table.len(), 1);
+    assert_eq!(class, "NN m≤16 k≤32 n≤8 aligned");
+    assert_eq!(t.micros.len(), 3);
+    assert!(MatmulVariant::candidates(true).contains(&t.kernel));
+    // Another device reads the cache file and times nothing.
+    let again = gpu.with_tuning(Some(cache.clone()));
+    let (c, dispatches) = product(&again);
+    assert_eq!((c, dispatches), (want.clone(), 1));
+    assert_eq!(again.tuner().unwrap().table()[class].kernel, t.kernel);
+    // A forced kernel family is not tuned.
+    let forced = gpu.with_matmul_kernel(wgtrain::device::gpu::MatmulKernel::Tiled);
+    assert!(forced.tuner().is_none());
+    assert_eq!(product(&forced), (want, 1));
+}

@@ -41,7 +41,7 @@ pub enum BenchDevice {
     All,
 }
 
-fn selected(filter: Option<&str>) -> anyhow::Result<Vec<Workload>> {
+pub(crate) fn selected(filter: Option<&str>) -> anyhow::Result<Vec<Workload>> {
     let all = workloads();
     let Some(f) = filter else { return Ok(all) };
     let wanted: Vec<&str> = f

@@ -11,6 +11,7 @@ mod report;
 mod sample;
 mod summary;
 mod train;
+mod tune;
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees and say which one wgtrain would use.
     Devices(devices::DevicesArgs),
+    /// Time the GPU's matmul kernels on the benchmark workloads' shapes and
+    /// cache the fastest per shape class (training tunes new shapes on first
+    /// use; WGTRAIN_TUNE=0 turns tuning off); prints the table.
+    Tune(tune::TuneArgs),
     /// Run every GPU operation against the CPU reference on random inputs and
     /// print a table of errors; exits non-zero if any operation disagrees.
     Check(check::CheckArgs),
@@ -87,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Check(args) => check::run(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -557,7 +557,8 @@ impl LayerSpec {
             ("last", &[]) => LayerSpec::Last,
             ("layernorm", &[]) => LayerSpec::LayerNorm,
             ("batchnorm", &[]) => LayerSpec::BatchNorm,
-            ("global_avgpool", &[]) => LayerSpec::GlobalAvgPool,
+            // The spelling too, as an alias.
+            ("global_avgpool" | "globalavgpool", &[]) => LayerSpec::GlobalAvgPool,
             (name, &[hidden]) if Cell::from_name(name).is_some() => LayerSpec::Recurrent {
                 cell: Cell::from_name(name).expect("matched by the guard"),
                 hidden,
@@ -592,6 +593,7 @@ impl LayerSpec {
                     "layernorm",
                     "batchnorm",
                     "global_avgpool",
+                    "globalavgpool",
                 ]
                 .contains(&other)
                     || Activation::from_name(other).is_some() =>
@@ -1016,6 +1018,9 @@ mod tests {
         );
         assert_eq!(parse_layers(&format_layers(&l)).unwrap(), l);
         assert_eq!(parse_layers(" ").unwrap(), vec![]);
+        // Overlapping pools keep their stride; `globalavgpool` is an alias.
+        let l = parse_layers("maxpool:3:2,avgpool:2:1,globalavgpool").unwrap();
+        assert_eq!(format_layers(&l), "maxpool:3:2,avgpool:2:1,global_avgpool");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod adapter;
 pub(crate) mod context;
 mod kernels;
+pub mod tune;
 
 use std::sync::Arc;
 
@@ -85,7 +86,11 @@ pub struct GpuDevice {
     ctx: Arc<Context>,
     /// Bound where a kernel's optional input is absent (it is never read).
     placeholder: Arc<PooledBuffer>,
+    /// The fixed rule's kernel family, used where tuning is off.
     matmul_kernel: MatmulKernel,
+    /// The matmul autotuner (see [`tune`]); `None` where tuning is off or a
+    /// kernel is forced.
+    tuner: Option<Arc<tune::Tuner>>,
 }
 
 impl GpuDevice {
@@ -95,18 +100,24 @@ impl GpuDevice {
         let adapter = adapter::select_adapter()?;
         let ctx = Arc::new(Context::new(&adapter)?);
         let placeholder = Arc::new(ctx.alloc(16)?);
-        let matmul_kernel = match std::env::var("WGTRAIN_MATMUL").as_deref() {
-            Ok("tiled") => MatmulKernel::Tiled,
-            Ok("blocked") => MatmulKernel::Blocked,
-            _ => match ctx.info.device_type {
-                wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => MatmulKernel::Blocked,
-                _ => MatmulKernel::Tiled,
-            },
+        let forced = match std::env::var("WGTRAIN_MATMUL").as_deref() {
+            Ok("tiled") => Some(MatmulKernel::Tiled),
+            Ok("blocked") => Some(MatmulKernel::Blocked),
+            _ => None,
+        };
+        let matmul_kernel = forced.unwrap_or(match ctx.info.device_type {
+            wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => MatmulKernel::Blocked,
+            _ => MatmulKernel::Tiled,
+        });
+        let tuner = match forced {
+            Some(_) => None,
+            None => tune::Tuner::open(&ctx.info).map(Arc::new),
         };
         Ok(GpuDevice {
             ctx,
             placeholder,
             matmul_kernel,
+            tuner,
         })
     }
 
@@ -125,16 +136,33 @@ impl GpuDevice {
         self.ctx.stats()
     }
 
-    /// The matmul kernel family this device launches.
+    /// The matmul kernel family the fixed rule picks for this adapter (what
+    /// runs where tuning is off).
     pub fn matmul_kernel(&self) -> MatmulKernel {
         self.matmul_kernel
     }
 
-    /// The same device using a different matmul kernel (for tests and
-    /// benchmarks that compare the two).
+    /// The same device using a different matmul kernel family, untuned (for
+    /// tests and benchmarks that compare the two).
     pub fn with_matmul_kernel(&self, kernel: MatmulKernel) -> Self {
         GpuDevice {
             matmul_kernel: kernel,
+            tuner: None,
+            ..self.clone()
+        }
+    }
+
+    /// The matmul autotuner, where tuning is on: its cache file and the
+    /// table of what it has tuned.
+    pub fn tuner(&self) -> Option<&tune::Tuner> {
+        self.tuner.as_deref()
+    }
+
+    /// The same device with a fresh matmul autotuner whose table lives in
+    /// `cache` (none: in memory only), whatever `WGTRAIN_TUNE` says.
+    pub fn with_tuning(&self, cache: Option<std::path::PathBuf>) -> Self {
+        GpuDevice {
+            tuner: Some(Arc::new(tune::Tuner::with_cache(&self.ctx.info, cache))),
             ..self.clone()
         }
     }

@@ -1,0 +1,88 @@
+//! `wgtrain tune`: tunes the GPU's matmul kernels ahead of training, on the
+//! shapes of the benchmark workloads, and prints the table.
+
+use clap::Args;
+use wgtrain::bench::{Budget, Prepared};
+use wgtrain::{Error, GpuDevice};
+
+use super::bench::selected;
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// Comma-separated workload ids or groups whose shapes to tune (K1,
+    /// T3, ...). Default: all. A model's other shapes are tuned on their
+    /// first use in training.
+    #[arg(long)]
+    pub workloads: Option<String>,
+    /// Forget this adapter's cached table first and time everything again.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Print the table as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let chosen = selected(args.workloads.as_deref())?;
+    let mut dev = GpuDevice::new()?;
+    let Some(path) = dev.tuner().map(|t| t.path().cloned()) else {
+        return Err(Error::Config(
+            "matmul tuning is off (WGTRAIN_TUNE=0, or WGTRAIN_MATMUL forces a kernel)".into(),
+        )
+        .into());
+    };
+    if args.fresh {
+        if let Some(p) = &path {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Config(format!("cannot remove {}: {e}", p.display())).into())
+                }
+                _ => {}
+            }
+        }
+        dev = GpuDevice::new()?;
+    }
+    // One repetition of each workload: its first matmul of every shape
+    // class is timed with each kernel.
+    for w in &chosen {
+        Prepared::new(&dev, w, Budget::QUICK)?.run_once()?;
+    }
+    let tuner = dev.tuner().expect("tuning was on above");
+    let table = tuner.table();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "adapter": dev.adapter_info().name,
+                "cache": path,
+                "classes": table,
+            })
+        );
+        return Ok(());
+    }
+    println!("matmul kernels tuned on {}:", dev.adapter_info().name);
+    println!(
+        "{:<40} {:<8} {:>12} {:>12} {:>12}",
+        "shape class", "kernel", "vec4 µs", "blocked µs", "tiled µs"
+    );
+    for (class, t) in &table {
+        let us = |k: &str| {
+            t.micros
+                .get(k)
+                .map_or("–".to_string(), |v| format!("{v:.0}"))
+        };
+        println!(
+            "{:<40} {:<8} {:>12} {:>12} {:>12}",
+            class,
+            t.kernel.name(),
+            us("vec4"),
+            us("blocked"),
+            us("tiled")
+        );
+    }
+    match path {
+        Some(p) => println!("cached in {}", p.display()),
+        None => println!("no cache directory: the table lasts for this process only"),
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! Autotuning of the matmul kernel: the first matmul of each shape class
+//! (operand layout, epilogue, every size rounded up to a power of two,
+//! whether the vec4 kernel applies) times every kernel that can compute it
+//! on the real operands and keeps the fastest. Winners are kept for the
+//! process and in a cache file per adapter, driver and wgtrain version, so a
+//! later run skips the timing and launches the same kernels.
+//!
+//! Kernels differ in summation order, so two runs are bit-identical only
+//! when they make the same choices: the same seed, device and cache file.
+//! `WGTRAIN_TUNE=0` turns tuning off (the fixed rule: the barrier-free
+//! kernels on software adapters, the tiled one elsewhere), as does forcing a
+//! kernel (`WGTRAIN_MATMUL`, [`super::GpuDevice::with_matmul_kernel`]).
+//! `WGTRAIN_TUNE_CACHE=FILE` puts the cache elsewhere than the user's cache
+//! directory. `wgtrain tune` tunes ahead and prints the table.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// One matmul kernel of shaders/matmul.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulVariant {
+    /// `matmul_vec4`: 8×4 register blocks, vec4 loads; sizes multiples of 4.
+    Vec4,
+    /// `matmul_blocked`: 4×4 register blocks, scalar loads; any size.
+    Blocked,
+    /// `matmul_tiled`: 64×64 shared-memory tiles; any size.
+    Tiled,
+}
+
+impl MatmulVariant {
+    /// The kernels that can compute a product whose sizes are (`aligned`)
+    /// or are not multiples of 4.
+    pub fn candidates(aligned: bool) -> &'static [MatmulVariant] {
+        if aligned {
+            &[
+                MatmulVariant::Vec4,
+                MatmulVariant::Blocked,
+                MatmulVariant::Tiled,
+            ]
+        } else {
+            &[MatmulVariant::Blocked, MatmulVariant::Tiled]
+        }
+    }
+
+    /// The kernel's name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::Vec4 => "vec4",
+            MatmulVariant::Blocked => "blocked",
+            MatmulVariant::Tiled => "tiled",
+        }
+    }
+}
+
+/// What tuning found for one shape class.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tuned {
+    /// The fastest kernel.
+    pub kernel: MatmulVariant,
+    /// Each candidate's best time, in microseconds.
+    pub micros: BTreeMap<String, f64>,
+}
+
+/// The cache file: the adapter it was measured on and its table.
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    wgtrain: String,
+    adapter: String,
+    driver: String,
+    entries: BTreeMap<String, Tuned>,
+}
+
+/// Cache files larger than this are not read (they are written by wgtrain
+/// and hold a few hundred entries at most).
+const MAX_CACHE_BYTES: u64 = 1 << 20;
+
+/// The shape class a matmul is tuned for.
+pub fn shape_class(
+    (m, k, n): (usize, usize, usize),
+    trans_a: bool,
+    trans_b: bool,
+    epilogue: bool,
+) -> String {
+    let layout = match (trans_a, trans_b) {
+        (false, false) => "NN",
+        (true, false) => "TN",
+        (false, true) => "NT",
+        (true, true) => "TT",
+    };
+    let aligned = m % 4 == 0 && n % 4 == 0 && k % 4 == 0 && m >= 8;
+    format!(
+        "{layout} m≤{} k≤{} n≤{}{}{}",
+        m.next_power_of_two(),
+        k.next_power_of_two(),
+        n.next_power_of_two(),
+        if aligned { " aligned" } else { "" },
+        if epilogue { " +bias" } else { "" },
+    )
+}
+
+/// The tuned choices of one device (shared by its clones).
+pub struct Tuner {
+    path: Option<PathBuf>,
+    identity: (String, String, String),
+    table: Mutex<BTreeMap<String, Tuned>>,
+}
+
+impl Tuner {
+    /// The tuner for the adapter `info`, with its cache file read; `None`
+    /// where `WGTRAIN_TUNE` turns tuning off.
+    pub fn open(info: &wgpu::AdapterInfo) -> Option<Tuner> {
+        if matches!(
+            std::env::var("WGTRAIN_TUNE").as_deref(),
+            Ok("0" | "off" | "false" | "no")
+        ) {
+            return None;
+        }
+        let path = match std::env::var_os("WGTRAIN_TUNE_CACHE") {
+            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            _ => dirs::cache_dir().map(|d| d.join("wgtrain").join(cache_name(&identity_of(info)))),
+        };
+        Some(Tuner::with_cache(info, path))
+    }
+
+    /// A tuner for the adapter `info` keeping its table in `path` (none:
+    /// for this process only), whatever the environment says.
+    pub fn with_cache(info: &wgpu::AdapterInfo, path: Option<PathBuf>) -> Tuner {
+        let identity = identity_of(info);
+        let table = path
+            .as_ref()
+            .and_then(|p| read_cache(p, &identity))
+            .unwrap_or_default();
+        Tuner {
+            path,
+            identity,
+            table: Mutex::new(table),
+        }
+    }
+
+    /// The cache file, if there is one.
+    pub fn path(&self) -> Option<&PathBuf> {
+        self.path.as_ref()
+    }
+
+    /// Everything tuned so far (from the cache file and this process).
+    pub fn table(&self) -> BTreeMap<String, Tuned> {
+        self.lock().clone()
+    }
+
+    /// The kernel for shape class `key`: the cached winner, else the
+    /// fastest of `candidates` by `time` (one launch's wall time in
+    /// seconds, the GPU idle before and after), which is then cached.
+    pub fn choose(
+        &self,
+        key: &str,
+        candidates: &[MatmulVariant],
+        mut time: impl FnMut(MatmulVariant) -> Result<f64>,
+    ) -> Result<MatmulVariant> {
+        if let Some(t) = self.lock().get(key) {
+            if candidates.contains(&t.kernel) {
+                return Ok(t.kernel);
+            }
+        }
+        let mut micros = BTreeMap::new();
+        let mut best: Option<(MatmulVariant, f64)> = None;
+        for &v in candidates {
+            // A warm-up (pipeline creation, caches), then the best of two.
+            time(v)?;
+            let t = time(v)?.min(time(v)?);
+            micros.insert(v.name().to_string(), t * 1e6);
+            if best.is_none_or(|(_, b)| t < b) {
+                best = Some((v, t));
+            }
+        }
+        let kernel = best.map_or(candidates[0], |(v, _)| v);
+        self.lock()
+            .insert(key.to_string(), Tuned { kernel, micros });
+        self.save();
+        Ok(kernel)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Tuned>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the table, merged with what another process may have added
+    /// meanwhile, to a temporary file renamed over the cache: a reader sees
+    /// the old file or the new one, never half of one. A cache that cannot
+    /// be written only costs the next run its tuning again.
+    fn save(&self) {
+        let Some(path) = &self.path else { return };
+        let Some(dir) = path.parent() else { return };
+        let mut entries = read_cache(path, &self.identity).unwrap_or_default();
+        entries.extend(self.table());
+        let file = CacheFile {
+            wgtrain: self.identity.0.clone(),
+            adapter: self.identity.1.clone(),
+            driver: self.identity.2.clone(),
+            entries,
+        };
+        let _ = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
+            tmp.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        })();
+    }
+}
+
+/// What a table is valid for: (wgtrain version, adapter, driver and API).
+fn identity_of(info: &wgpu::AdapterInfo) -> (String, String, String) {
+    (
+        env!("CARGO_PKG_VERSION").to_string(),
+        info.name.clone(),
+        format!("{} {} ({:?})", info.driver, info.driver_info, info.backend),
+    )
+}
+
+/// A file name per (wgtrain version, adapter, driver).
+fn cache_name((version, adapter, driver): &(String, String, String)) -> String {
+    // FNV-1a: stable across runs and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{version}\n{adapter}\n{driver}").bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    format!("tune-{h:016x}.json")
+}
+
+/// The cache's entries, if the file exists, is small, parses, and was
+/// written for this adapter, driver and version. Anything else (a missing,
+/// damaged or foreign file) reads as empty: tuning then runs again.
+fn read_cache(
+    path: &PathBuf,
+    identity: &(String, String, String),
+) -> Option<BTreeMap<String, Tuned>> {
+    if std::fs::metadata(path).ok()?.len() > MAX_CACHE_BYTES {
+        return None;
+    }
+    let file: CacheFile = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let ours = (file.wgtrain, file.adapter, file.driver) == *identity;
+    ours.then_some(file.entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuner(path: PathBuf) -> Tuner {
+        Tuner {
+            path: Some(path),
+            identity: ("v".into(), "adapter".into(), "driver".into()),
+            table: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    #[test]
+    fn picks_the_fastest_and_remembers_it_across_tuners() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tune.json");
+        let t = tuner(path.clone());
+        let speed = |v| match v {
+            MatmulVariant::Vec4 => 3e-3,
+            MatmulVariant::Blocked => 1e-3,
+            MatmulVariant::Tiled => 2e-3,
+        };
+        let mut timed = 0;
+        let key = shape_class((64, 64, 64), false, false, true);
+        let got = t
+            .choose(&key, MatmulVariant::candidates(true), |v| {
+                timed += 1;
+                Ok(speed(v))
+            })
+            .unwrap();
+        assert_eq!(got, MatmulVariant::Blocked);
+        assert_eq!(timed, 9, "a warm-up and two timings of each of three");
+        // A second tuner over the same file times nothing.
+        let t2 = tuner(path.clone());
+        *t2.lock() = read_cache(&path, &t2.identity).unwrap();
+        let again = t2
+            .choose(&key, MatmulVariant::candidates(true), |_| {
+                panic!("timed a cached class")
+            })
+            .unwrap();
+        assert_eq!(again, MatmulVariant::Blocked);
+        // Another adapter's tuner ignores the file.
+        let other = ("v".into(), "another adapter".into(), "driver".into());
+        assert!(read_cache(&path, &other).is_none());
+    }
+
+    #[test]
+    fn a_damaged_cache_reads_as_empty_and_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tune.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        let t = tuner(path.clone());
+        assert!(read_cache(&path, &t.identity).is_none());
+        t.choose("NN m≤8 k≤8 n≤8", &[MatmulVariant::Tiled], |_| Ok(1.0))
+            .unwrap();
+        let table = read_cache(&path, &t.identity).unwrap();
+        assert_eq!(table["NN m≤8 k≤8 n≤8"].kernel, MatmulVariant::Tiled);
+    }
+
+    #[test]
+    fn shape_classes_round_up_to_powers_of_two() {
+        assert_eq!(
+            shape_class((100, 784, 10), true, false, false),
+            "TN m≤128 k≤1024 n≤16"
+        );
+        assert_eq!(
+            shape_class((128, 64, 256), false, true, true),
+            "NT m≤128 k≤64 n≤256 aligned +bias"
+        );
+    }
+}
