@@ -14,8 +14,9 @@
 // The stride is an override constant, so the stride-1 pipelines compile to
 // the same code as before strides existed. The input gradient keeps its
 // 4-consecutive-pixel block at any stride: a lane whose pixel no window
-// starts on (not a multiple of the stride) reads 0, which costs stride²
-// times the FMAs but keeps one kernel and its load sharing for every stride.
+// starts on (not a multiple of the stride) reads 0, which costs stride
+// times the FMAs (rows no window starts on are skipped whole) but keeps one
+// kernel and its load sharing for every stride.
 
 struct Params {
     n: u32,

@@ -120,7 +120,11 @@ fn padded_count() -> u32 {
 fn sort_ids(@builtin(local_invocation_index) lid: u32) {
     let n = padded_count();
     for (var i = lid; i < n; i += 256u) {
-        keys[i] = select(vec2<u32>(0xffffffffu, i), vec2<u32>(u32(idx[i]), i), i < p.count);
+        var key = vec2<u32>(0xffffffffu, i);
+        if (i < p.count) {
+            key.x = u32(idx[i]);
+        }
+        keys[i] = key;
     }
     storageBarrier();
     for (var k = 2u; k <= n; k <<= 1u) {

@@ -49,7 +49,8 @@ fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
 // The outputs along one axis (of `outputs`) whose windows cover input
 // position i: first..last, empty where first >= last.
 fn covering(i: u32, outputs: u32) -> vec2<u32> {
-    let first = (max(i + 1u, p.k) - p.k + p.s - 1u) / p.s;
+    let d = max(i + 1u, p.k) - p.k;
+    let first = d / p.s + select(0u, 1u, d % p.s != 0u);
     let last = min(i / p.s + 1u, outputs);
     return vec2<u32>(first, last);
 }

@@ -197,6 +197,8 @@ pub(super) fn cases() -> Vec<Case> {
         (1, 3, 15, 13, 8, 7, 3, 2),
         (3, 2, 10, 11, 3, 4, 1, 3),
         (2, 4, 7, 7, 10, 2, 0, 2),
+        // A stride past the input (one window per axis), beyond u32.
+        (1, 2, 5, 4, 3, 3, 1, (u32::MAX as usize) + 9),
     ] {
         let s = ConvShape {
             n,
@@ -231,6 +233,7 @@ pub(super) fn cases() -> Vec<Case> {
         ([2, 3, 9, 8], 3, 2),
         ([1, 2, 7, 10], 3, 1),
         ([2, 2, 11, 9], 2, 3),
+        ([1, 2, 3, 4], 1, (u32::MAX as usize) + 9),
     ] {
         let shape = Shape::new(s);
         let win = PoolWindow::new(k, stride);

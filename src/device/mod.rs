@@ -880,9 +880,19 @@ impl ConvGeom {
         step: ConvStep,
         (kh, kw): (usize, usize),
     ) -> Result<Self> {
-        let channels = |s: &Shape| s.as_nchw().map_or(0, |d| d.1);
-        let w = Shape::new([channels(dy), channels(x), kh, kw]);
-        Self::backward("conv2d_weight_grad", x, &w, dy, step)
+        let (Some((_, ci, _, _)), Some((_, co, _, _))) = (x.as_nchw(), dy.as_nchw()) else {
+            return Err(Error::shape(
+                "conv2d_weight_grad",
+                format!("input and gradient must be 4-d, got {x} and {dy}"),
+            ));
+        };
+        Self::backward(
+            "conv2d_weight_grad",
+            x,
+            &Shape::new([co, ci, kh, kw]),
+            dy,
+            step,
+        )
     }
 
     pub fn out_shape(&self) -> Shape {

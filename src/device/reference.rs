@@ -80,7 +80,7 @@ pub fn matmul(
     (c, mag, k)
 }
 
-/// Output side of a stride-1 convolution.
+/// Output side of a convolution moved as `step` says.
 fn out_size(size: usize, step: ConvStep, k: usize) -> usize {
     (size + 2 * step.pad - k) / step.stride + 1
 }

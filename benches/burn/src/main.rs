@@ -85,10 +85,15 @@ fn matmul(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> impl Fn
             let b = if trans_b { b.clone().transpose() } else { b.clone() };
             a.matmul(b)
         };
+        // Enough products per repetition that one lasts min_rep_seconds,
+        // timed after a first product has compiled (and autotuned) the
+        // kernel, rounded as wgtrain rounds.
+        let _ = op();
+        dev.sync().expect("sync");
         let t = Instant::now();
         let _ = op();
         dev.sync().expect("sync");
-        let iters = ((budget.min_rep_seconds / t.elapsed().as_secs_f64()) as usize + 1).clamp(1, 1000);
+        let iters = ((budget.min_rep_seconds / t.elapsed().as_secs_f64()).ceil() as usize).clamp(1, 1000);
         let dev = dev.clone();
         Box::new(move || {
             for _ in 0..iters {

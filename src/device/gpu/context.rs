@@ -679,8 +679,10 @@ impl Context {
         self.check_errors()
     }
 
-    /// Copies the first `bytes` of `src` to the host. This is the only place
-    /// the host waits on the GPU.
+    /// Copies the first `bytes` of `src` to the host. Besides
+    /// [`Context::wait_idle`] (explicit synchronisation, and the matmul
+    /// autotuner's one timing of each new shape class), this is the only
+    /// place the host waits on the GPU.
     pub fn read(&self, src: &PooledBuffer, bytes: u64) -> Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());

@@ -6,7 +6,9 @@
 //! later run skips the timing and launches the same kernels.
 //!
 //! Kernels differ in summation order, so two runs are bit-identical only
-//! when they make the same choices: the same seed, device and cache file.
+//! when they make the same choices: the same seed and device, and a cache
+//! file that already holds every shape class the runs use (a class tuned
+//! afresh may pick another kernel, by timing).
 //! `WGTRAIN_TUNE=0` turns tuning off (the fixed rule: the barrier-free
 //! kernels on software adapters, the tiled one elsewhere), as does forcing a
 //! kernel (`WGTRAIN_MATMUL`, [`super::GpuDevice::with_matmul_kernel`]).
@@ -81,7 +83,8 @@ struct CacheFile {
 /// and hold a few hundred entries at most).
 const MAX_CACHE_BYTES: u64 = 1 << 20;
 
-/// The shape class a matmul is tuned for.
+/// The shape class a matmul is tuned for. The epilogue's bias is part of
+/// it; its activation (a few FMAs per output) is not.
 pub fn shape_class(
     (m, k, n): (usize, usize, usize),
     trans_a: bool,
@@ -156,14 +159,17 @@ impl Tuner {
 
     /// The kernel for shape class `key`: the cached winner, else the
     /// fastest of `candidates` by `time` (one launch's wall time in
-    /// seconds, the GPU idle before and after), which is then cached.
+    /// seconds, the GPU idle before and after), which is then cached. The
+    /// table stays locked while a class is timed, so threads sharing the
+    /// device never see two choices for one class.
     pub fn choose(
         &self,
         key: &str,
         candidates: &[MatmulVariant],
         mut time: impl FnMut(MatmulVariant) -> Result<f64>,
     ) -> Result<MatmulVariant> {
-        if let Some(t) = self.lock().get(key) {
+        let mut table = self.lock();
+        if let Some(t) = table.get(key) {
             if candidates.contains(&t.kernel) {
                 return Ok(t.kernel);
             }
@@ -180,8 +186,8 @@ impl Tuner {
             }
         }
         let kernel = best.map_or(candidates[0], |(v, _)| v);
-        self.lock()
-            .insert(key.to_string(), Tuned { kernel, micros });
+        table.insert(key.to_string(), Tuned { kernel, micros });
+        drop(table);
         self.save();
         Ok(kernel)
     }
@@ -192,11 +198,15 @@ impl Tuner {
 
     /// Writes the table, merged with what another process may have added
     /// meanwhile, to a temporary file renamed over the cache: a reader sees
-    /// the old file or the new one, never half of one. A cache that cannot
-    /// be written only costs the next run its tuning again.
+    /// the old file or the new one, never half of one. A file at the path
+    /// that is not a tune cache (of any adapter) is never replaced. A cache
+    /// that cannot be written only costs the next run its tuning again.
     fn save(&self) {
         let Some(path) = &self.path else { return };
         let Some(dir) = path.parent() else { return };
+        if path.exists() && !is_tune_cache(path) {
+            return;
+        }
         let mut entries = read_cache(path, &self.identity).unwrap_or_default();
         entries.extend(self.table());
         let file = CacheFile {
@@ -232,6 +242,15 @@ fn cache_name((version, adapter, driver): &(String, String, String)) -> String {
         h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
     }
     format!("tune-{h:016x}.json")
+}
+
+/// Whether the file at `path` is a tune cache (whatever its adapter).
+fn is_tune_cache(path: &PathBuf) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_CACHE_BYTES)
+        && std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<CacheFile>(&text).ok())
+            .is_some()
 }
 
 /// The cache's entries, if the file exists, is small, parses, and was
@@ -296,16 +315,34 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_cache_reads_as_empty_and_is_rewritten() {
+    fn other_files_are_read_as_empty_and_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tune.json");
-        std::fs::write(&path, "{ not json").unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "{ not a tune cache").unwrap();
         let t = tuner(path.clone());
         assert!(read_cache(&path, &t.identity).is_none());
-        t.choose("NN m≤8 k≤8 n≤8", &[MatmulVariant::Tiled], |_| Ok(1.0))
+        let got = t
+            .choose("NN m≤8 k≤8 n≤8", &[MatmulVariant::Tiled], |_| Ok(1.0))
             .unwrap();
-        let table = read_cache(&path, &t.identity).unwrap();
-        assert_eq!(table["NN m≤8 k≤8 n≤8"].kernel, MatmulVariant::Tiled);
+        assert_eq!(got, MatmulVariant::Tiled);
+        assert_eq!(t.table()["NN m≤8 k≤8 n≤8"].kernel, MatmulVariant::Tiled);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{ not a tune cache"
+        );
+        // Another adapter's cache is a tune cache: replaced, not merged.
+        let other = tuner(dir.path().join("tune.json"));
+        other
+            .choose("NN m≤8 k≤8 n≤8", &[MatmulVariant::Blocked], |_| {
+                Ok(1.0)
+            })
+            .unwrap();
+        let mut t2 = tuner(dir.path().join("tune.json"));
+        t2.identity.1 = "another adapter".into();
+        t2.choose("TN m≤8 k≤8 n≤8", &[MatmulVariant::Tiled], |_| Ok(1.0))
+            .unwrap();
+        let table = read_cache(&dir.path().join("tune.json"), &t2.identity).unwrap();
+        assert_eq!(table.len(), 1);
     }
 
     #[test]

@@ -32,6 +32,14 @@ fn blocked(channels: usize, rows: usize, cols: usize, n: usize) -> usize {
     n * channels.div_ceil(8) * rows * cols.div_ceil(4)
 }
 
+/// The stride as the kernels' override constant. A stride past the padded
+/// input's larger side gives the same single window per axis, so it is
+/// clamped there to stay a u32.
+fn stride_constant(g: &ConvGeom) -> Result<f64> {
+    let stride = g.stride.min(g.h.max(g.w) + 2 * g.pad);
+    Ok(u32_of("conv2d", stride)? as f64)
+}
+
 impl Params {
     fn new(g: &ConvGeom) -> Result<Self> {
         let c = |v| u32_of("conv2d", v);
@@ -40,7 +48,6 @@ impl Params {
             "conv2d",
             g.n * g.ci.max(g.co) * g.h.max(g.ho) * g.w.max(g.wo),
         )?;
-        c(g.stride)?; // passed as an override constant, read as u32
         Ok(Params {
             n: c(g.n)?,
             ci: c(g.ci)?,
@@ -81,7 +88,7 @@ pub(crate) fn forward(
         dev,
         shader!("conv2d"),
         "conv2d_forward",
-        &[("HAS_BIAS", has_bias), ("STRIDE", g.stride as f64)],
+        &[("HAS_BIAS", has_bias), ("STRIDE", stride_constant(&g)?)],
         &[(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())],
         &Params::new(&g)?,
         grid,
@@ -105,7 +112,7 @@ pub(crate) fn input_grad(
         dev,
         shader!("conv2d"),
         "conv2d_input_grad",
-        &[("STRIDE", g.stride as f64)],
+        &[("STRIDE", stride_constant(&g)?)],
         &[(0, dy.buf()), (1, w.buf()), (3, out.buf())],
         &Params::new(&g)?,
         grid,
@@ -130,7 +137,7 @@ pub(crate) fn weight_grad(
         dev,
         shader!("conv2d"),
         "conv2d_weight_grad",
-        &[("STRIDE", g.stride as f64)],
+        &[("STRIDE", stride_constant(&g)?)],
         &[(0, x.buf()), (1, dy.buf()), (3, partial.buf())],
         &Params::new(&g)?,
         grid,

@@ -186,7 +186,7 @@ pub(crate) fn scatter_add_rows(
     };
     u32_of(entry, (rows * dim).max(n * dim))?;
     let grid = dev.ctx.grid_1d(entry, rows * dim)?;
-    if rows < SORTED_SCATTER_MIN_ROWS {
+    if rows < SORTED_SCATTER_MIN_ROWS || n > SORTED_SCATTER_MAX_IDS {
         let bindings = [(0, dy.buf()), (1, idx.buf()), (2, out.buf())];
         launch(dev, shader!("data"), entry, &[], &bindings, &p, grid);
         return Ok(out);
@@ -228,3 +228,9 @@ pub(crate) fn scatter_add_rows(
 /// longer and the one-workgroup sort costs more, so this is a rule for the
 /// tuner of issue #13 to replace.
 pub(crate) const SORTED_SCATTER_MIN_ROWS: usize = 64;
+
+/// The sort runs in one workgroup, about n·log²n/512 compare-exchanges per
+/// invocation: 35 thousand at 2^16 ids, but 860 thousand at 2^20, where one
+/// dispatch could outlast a driver's watchdog. Batches with more ids than
+/// this take the direct kernel.
+pub(crate) const SORTED_SCATTER_MAX_IDS: usize = 1 << 16;

@@ -1,6 +1,8 @@
 //! Rust launchers, one module per WGSL file in `shaders/` (same name). Each
 //! function validates shapes, allocates its output from the pool, and records
-//! one or more dispatches; none of them waits for the GPU.
+//! one or more dispatches; none of them waits for the GPU, except a matmul
+//! of a shape class the autotuner has not seen yet (`super::tune`), which
+//! times each candidate kernel on an idle GPU once.
 
 pub(super) mod batchnorm;
 pub(super) mod conv2d;

@@ -28,7 +28,9 @@ fn params(op: &'static str, x_shape: &Shape, win: PoolWindow) -> Result<(Params,
         window_geom(op, x_shape, win)?
     };
     u32_of(op, x_shape.numel())?;
-    // The window fits the input, so its size and stride fit u32 too.
+    // The window fits the input, so its size fits u32; a stride past the
+    // input's larger side gives the same single window per axis, so it is
+    // clamped there (the kernels then never overflow u32).
     let p = Params {
         nc: (n * c) as u32,
         h: h as u32,
@@ -36,7 +38,7 @@ fn params(op: &'static str, x_shape: &Shape, win: PoolWindow) -> Result<(Params,
         ho: ho as u32,
         wo: wo as u32,
         k: win.size as u32,
-        s: u32_of(op, win.stride)?,
+        s: u32_of(op, win.stride.min(h.max(w)))?,
     };
     Ok((p, Shape::new([n, c, ho, wo])))
 }
