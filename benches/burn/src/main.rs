@@ -76,13 +76,35 @@ fn ints<const D: usize>(data: Vec<i64>, shape: [usize; D], dev: &Device) -> Tens
     Tensor::from_data(TensorData::new(data, shape), dev)
 }
 
-fn matmul(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> impl Fn(&Device, &mut ChaCha8Rng, Budget) -> Rep {
+fn matmul(
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+) -> impl Fn(&Device, &mut ChaCha8Rng, Budget) -> Rep {
     move |dev, rng, budget| {
-        let a = tensor(uniform(rng, m * k), if trans_a { [k, m] } else { [m, k] }, dev);
-        let b = tensor(uniform(rng, k * n), if trans_b { [n, k] } else { [k, n] }, dev);
+        let a = tensor(
+            uniform(rng, m * k),
+            if trans_a { [k, m] } else { [m, k] },
+            dev,
+        );
+        let b = tensor(
+            uniform(rng, k * n),
+            if trans_b { [n, k] } else { [k, n] },
+            dev,
+        );
         let op = move || {
-            let a = if trans_a { a.clone().transpose() } else { a.clone() };
-            let b = if trans_b { b.clone().transpose() } else { b.clone() };
+            let a = if trans_a {
+                a.clone().transpose()
+            } else {
+                a.clone()
+            };
+            let b = if trans_b {
+                b.clone().transpose()
+            } else {
+                b.clone()
+            };
             a.matmul(b)
         };
         // Enough products per repetition that one lasts min_rep_seconds,
@@ -93,7 +115,8 @@ fn matmul(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> impl Fn
         let t = Instant::now();
         let _ = op();
         dev.sync().expect("sync");
-        let iters = ((budget.min_rep_seconds / t.elapsed().as_secs_f64()).ceil() as usize).clamp(1, 1000);
+        let iters =
+            ((budget.min_rep_seconds / t.elapsed().as_secs_f64()).ceil() as usize).clamp(1, 1000);
         let dev = dev.clone();
         Box::new(move || {
             for _ in 0..iters {
@@ -115,7 +138,12 @@ fn conv(ci: usize, co: usize, hw: usize) -> impl Fn(&Device, &mut ChaCha8Rng, Bu
         Box::new(move || {
             // Forward, then the input, weight and bias gradients (through
             // Σ y·dy, whose gradient with respect to y is dy).
-            let y = conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+            let y = conv2d(
+                x.clone(),
+                w.clone(),
+                Some(b.clone()),
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            );
             let grads = (y * dy.clone()).sum().backward();
             let _ = (x.grad(&grads), w.grad(&grads), b.grad(&grads));
             64.0
@@ -198,8 +226,32 @@ impl Rnn {
     }
 }
 
-/// Forward, loss, backward and an SGD step (lr 0.01) per minibatch of a
-/// shuffled synthetic set; the loss read back every 50 steps.
+/// A repetition of `steps` training steps of `model`: the minibatch loss
+/// from `loss_of(model, step)`, backward, and an SGD step (lr 0.01); the
+/// loss read back every 50 steps and after the last.
+fn sgd_steps<M: Module + 'static>(
+    model: M,
+    steps: usize,
+    batch: usize,
+    mut loss_of: impl FnMut(&M, usize) -> Tensor<1> + 'static,
+) -> Rep {
+    let mut model = Some(model);
+    let mut optim = SgdConfig::new().init();
+    Box::new(move || {
+        for step in 0..steps {
+            let m = model.take().expect("put back after every step");
+            let loss = loss_of(&m, step);
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            model = Some(optim.step(0.01, m, grads));
+            if (step + 1) % 50 == 0 || step + 1 == steps {
+                let _: f32 = loss.into_scalar();
+            }
+        }
+        (steps * batch) as f64
+    })
+}
+
+/// The training workloads: minibatches of a shuffled synthetic set.
 fn train(kind: &'static str) -> impl Fn(&Device, &mut ChaCha8Rng, Budget) -> Rep {
     move |dev, rng, budget| {
         let dev = dev.clone().autodiff();
@@ -214,117 +266,98 @@ fn train(kind: &'static str) -> impl Fn(&Device, &mut ChaCha8Rng, Budget) -> Rep
         order.shuffle(rng);
         let batch_ids = move |step: usize| order[step * batch..(step + 1) * batch].to_vec();
         let labels = |classes: i64| (0..n as i64).map(|i| i % classes).collect::<Vec<_>>();
-        let mut optim = SgdConfig::new().init();
-        let lr = 0.01;
-        let finish = move |step: usize, loss: Tensor<1>| {
-            if (step + 1) % 50 == 0 || step + 1 == steps {
-                let _: f32 = loss.into_scalar();
-            }
-        };
+        let (d, ids) = (dev.clone(), batch_ids.clone());
+        let batch_of = move |step: usize| ints(ids(step), [batch], &d);
         match kind {
             "T1" | "T2" => {
                 let x = tensor(uniform(rng, n * 64), [n, 64], &dev);
                 let y_reg = tensor(uniform(rng, n), [n, 1], &dev);
                 let y_bin = ints(labels(2), [n, 1], &dev);
-                let mut model = Some(LinearConfig::new(64, 1).init(&dev));
-                let bce = BinaryCrossEntropyLossConfig::new().with_logits(true).init(&dev);
-                let dev2 = dev.clone();
-                Box::new(move || {
-                    for step in 0..steps {
-                        let idx = ints(batch_ids(step), [batch], &dev2);
-                        let m = model.take().unwrap();
-                        let z = m.forward(x.clone().select(0, idx.clone()));
-                        let loss = if kind == "T1" {
-                            MseLoss::new().forward(z, y_reg.clone().select(0, idx), Reduction::Mean)
-                        } else {
-                            bce.forward(z, y_bin.clone().select(0, idx))
-                        };
-                        let grads = GradientsParams::from_grads(loss.backward(), &m);
-                        model = Some(optim.step(lr, m, grads));
-                        finish(step, loss);
+                let bce = BinaryCrossEntropyLossConfig::new()
+                    .with_logits(true)
+                    .init(&dev);
+                let model = LinearConfig::new(64, 1).init(&dev);
+                sgd_steps(model, steps, batch, move |m: &Linear, step| {
+                    let idx = batch_of(step);
+                    let z = m.forward(x.clone().select(0, idx.clone()));
+                    if kind == "T1" {
+                        MseLoss::new().forward(z, y_reg.clone().select(0, idx), Reduction::Mean)
+                    } else {
+                        bce.forward(z, y_bin.clone().select(0, idx))
                     }
-                    (steps * batch) as f64
                 })
             }
             "T3" => {
-                // Bytes on the host, normalised while gathering as wgtrain does.
+                // Bytes on the host, normalised while gathering as wgtrain
+                // does on its device (see the module comment).
                 let x: Vec<u8> = (0..n * 784).map(|_| rng.random()).collect();
                 let y = labels(10);
-                let mut model = Some(Mlp {
+                let model = Mlp {
                     l1: LinearConfig::new(784, 256).init(&dev),
                     l2: LinearConfig::new(256, 128).init(&dev),
                     l3: LinearConfig::new(128, 10).init(&dev),
-                });
+                };
                 let ce = CrossEntropyLossConfig::new().init(&dev);
-                Box::new(move || {
-                    for step in 0..steps {
-                        let ids = batch_ids(step);
-                        let mut xb = Vec::with_capacity(batch * 784);
-                        for &i in &ids {
-                            let row = &x[i as usize * 784..(i as usize + 1) * 784];
-                            xb.extend(row.iter().map(|&v| (v as f32 - 127.5) / 73.7));
-                        }
-                        let yb: Vec<i64> = ids.iter().map(|&i| y[i as usize]).collect();
-                        let m = model.take().unwrap();
-                        let z = m.forward(tensor(xb, [batch, 784], &dev));
-                        let loss = ce.forward(z, ints(yb, [batch], &dev));
-                        let grads = GradientsParams::from_grads(loss.backward(), &m);
-                        model = Some(optim.step(lr, m, grads));
-                        finish(step, loss);
+                sgd_steps(model, steps, batch, move |m: &Mlp, step| {
+                    let ids = batch_ids(step);
+                    let mut xb = Vec::with_capacity(batch * 784);
+                    for &i in &ids {
+                        let row = &x[i as usize * 784..(i as usize + 1) * 784];
+                        xb.extend(row.iter().map(|&v| (v as f32 - 127.5) / 73.7));
                     }
-                    (steps * batch) as f64
+                    let yb: Vec<i64> = ids.iter().map(|&i| y[i as usize]).collect();
+                    let z = m.forward(tensor(xb, [batch, 784], &dev));
+                    ce.forward(z, ints(yb, [batch], &dev))
                 })
             }
             "T4" => {
-                let bytes: Vec<f32> =
-                    (0..n * 784).map(|_| (rng.random::<u8>() as f32 - 127.5) / 73.7).collect();
+                let bytes: Vec<f32> = (0..n * 784)
+                    .map(|_| (rng.random::<u8>() as f32 - 127.5) / 73.7)
+                    .collect();
                 let x = tensor(bytes, [n, 1, 28, 28], &dev);
                 let y = ints(labels(10), [n], &dev);
                 let pad = PaddingConfig2d::Explicit(1, 1, 1, 1);
-                let mut model = Some(Cnn {
-                    c1: Conv2dConfig::new([1, 8], [3, 3]).with_padding(pad.clone()).init(&dev),
-                    c2: Conv2dConfig::new([8, 16], [3, 3]).with_padding(pad).init(&dev),
+                let model = Cnn {
+                    c1: Conv2dConfig::new([1, 8], [3, 3])
+                        .with_padding(pad.clone())
+                        .init(&dev),
+                    c2: Conv2dConfig::new([8, 16], [3, 3])
+                        .with_padding(pad)
+                        .init(&dev),
                     pool: MaxPool2dConfig::new([2, 2]).init(),
                     out: LinearConfig::new(784, 10).init(&dev),
-                });
+                };
                 let ce = CrossEntropyLossConfig::new().init(&dev);
-                let dev2 = dev.clone();
-                Box::new(move || {
-                    for step in 0..steps {
-                        let idx = ints(batch_ids(step), [batch], &dev2);
-                        let m = model.take().unwrap();
-                        let z = m.forward(x.clone().select(0, idx.clone()));
-                        let loss = ce.forward(z, y.clone().select(0, idx));
-                        let grads = GradientsParams::from_grads(loss.backward(), &m);
-                        model = Some(optim.step(lr, m, grads));
-                        finish(step, loss);
-                    }
-                    (steps * batch) as f64
+                sgd_steps(model, steps, batch, move |m: &Cnn, step| {
+                    let idx = batch_of(step);
+                    let z = m.forward(x.clone().select(0, idx.clone()));
+                    ce.forward(z, y.clone().select(0, idx))
                 })
             }
             _ => {
                 let (seq, vocab, hidden) = (32, 64, 128);
-                let x = ints((0..n * seq).map(|_| rng.random_range(0..vocab as i64)).collect(), [n, seq], &dev);
-                let y = ints((0..n * seq).map(|_| rng.random_range(0..vocab as i64)).collect(), [n, seq], &dev);
-                let mut model = Some(Rnn {
+                let mut tokens = || {
+                    ints(
+                        (0..n * seq)
+                            .map(|_| rng.random_range(0..vocab as i64))
+                            .collect(),
+                        [n, seq],
+                        &dev,
+                    )
+                };
+                let (x, y) = (tokens(), tokens());
+                let model = Rnn {
                     input: LinearConfig::new(vocab, hidden).init(&dev),
-                    recurrent: LinearConfig::new(hidden, hidden).with_bias(false).init(&dev),
+                    recurrent: LinearConfig::new(hidden, hidden)
+                        .with_bias(false)
+                        .init(&dev),
                     out: LinearConfig::new(hidden, vocab).init(&dev),
-                });
+                };
                 let ce = CrossEntropyLossConfig::new().init(&dev);
-                let dev2 = dev.clone();
-                Box::new(move || {
-                    for step in 0..steps {
-                        let idx = ints(batch_ids(step), [batch], &dev2);
-                        let m = model.take().unwrap();
-                        let z = m.forward(x.clone().select(0, idx.clone()), vocab);
-                        let targets = y.clone().select(0, idx).reshape([batch * seq]);
-                        let loss = ce.forward(z, targets);
-                        let grads = GradientsParams::from_grads(loss.backward(), &m);
-                        model = Some(optim.step(lr, m, grads));
-                        finish(step, loss);
-                    }
-                    (steps * batch) as f64
+                sgd_steps(model, steps, batch, move |m: &Rnn, step| {
+                    let idx = batch_of(step);
+                    let z = m.forward(x.clone().select(0, idx.clone()), vocab);
+                    ce.forward(z, y.clone().select(0, idx).reshape([batch * seq]))
                 })
             }
         }
@@ -335,12 +368,36 @@ type Setup = Box<dyn Fn(&Device, &mut ChaCha8Rng, Budget) -> Rep>;
 
 fn workloads() -> Vec<(&'static str, &'static str, Setup)> {
     vec![
-        ("K1-256", "GFLOP/s", Box::new(matmul(256, 256, 256, false, false))),
-        ("K1-512", "GFLOP/s", Box::new(matmul(512, 512, 512, false, false))),
-        ("K1-1024", "GFLOP/s", Box::new(matmul(1024, 1024, 1024, false, false))),
-        ("K1-784", "GFLOP/s", Box::new(matmul(128, 784, 256, false, false))),
-        ("K2-TN", "GFLOP/s", Box::new(matmul(784, 128, 256, true, false))),
-        ("K2-NT", "GFLOP/s", Box::new(matmul(128, 256, 784, false, true))),
+        (
+            "K1-256",
+            "GFLOP/s",
+            Box::new(matmul(256, 256, 256, false, false)),
+        ),
+        (
+            "K1-512",
+            "GFLOP/s",
+            Box::new(matmul(512, 512, 512, false, false)),
+        ),
+        (
+            "K1-1024",
+            "GFLOP/s",
+            Box::new(matmul(1024, 1024, 1024, false, false)),
+        ),
+        (
+            "K1-784",
+            "GFLOP/s",
+            Box::new(matmul(128, 784, 256, false, false)),
+        ),
+        (
+            "K2-TN",
+            "GFLOP/s",
+            Box::new(matmul(784, 128, 256, true, false)),
+        ),
+        (
+            "K2-NT",
+            "GFLOP/s",
+            Box::new(matmul(128, 256, 784, false, true)),
+        ),
         ("K3-1x8", "images/s", Box::new(conv(1, 8, 28))),
         ("K3-8x16", "images/s", Box::new(conv(8, 16, 14))),
         ("K4", "GB/s", Box::new(elementwise)),
@@ -368,8 +425,17 @@ fn measure(setup: &Setup, unit: &str, dev: &Device, budget: Budget) -> (f64, f64
     }
     let mut rates: Vec<f64> = (0..budget.reps.max(1)).map(|_| timed()).collect();
     rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let scale = if unit == "GFLOP/s" || unit == "GB/s" { 1e-9 } else { 1.0 };
-    (rates[rates.len() / 2] * scale, rates[0] * scale, rates[rates.len() - 1] * scale, rates.len())
+    let scale = if unit == "GFLOP/s" || unit == "GB/s" {
+        1e-9
+    } else {
+        1.0
+    };
+    (
+        rates[rates.len() / 2] * scale,
+        rates[0] * scale,
+        rates[rates.len() - 1] * scale,
+        rates.len(),
+    )
 }
 
 /// The name of the adapter Burn's default wgpu device picks (wgpu's
@@ -396,18 +462,37 @@ fn main() {
         println!("usage: burn-bench [--quick] [--device cpu|gpu|all] [--workloads K1,T3]");
         return;
     }
-    let budget = if flag("--quick").is_some() { QUICK } else { FULL };
+    let budget = if flag("--quick").is_some() {
+        QUICK
+    } else {
+        FULL
+    };
     let device = value("--device").unwrap_or_else(|| "all".into());
     if !["cpu", "gpu", "all"].contains(&device.as_str()) {
         eprintln!("error: --device must be cpu, gpu or all, not {device}");
         std::process::exit(2);
     }
-    let wanted: Option<Vec<String>> = value("--workloads").map(|w| w.split(',').map(String::from).collect());
+    let wanted: Option<Vec<String>> =
+        value("--workloads").map(|w| w.split(',').map(String::from).collect());
+    let known = |w: &String| {
+        workloads()
+            .iter()
+            .any(|(id, _, _)| *id == w || id.starts_with(&format!("{w}-")))
+    };
+    if let Some(bad) = wanted.iter().flatten().find(|w| !known(w)) {
+        eprintln!("error: unknown workload '{bad}' (ids: K1-256 ... T5, or groups K1 ... T5)");
+        std::process::exit(2);
+    }
     #[allow(deprecated)] // burn-ndarray: the Burn CPU backend the README's columns name
     let mut backends = vec![("ndarray", "cpu", Device::ndarray(), None)];
     if device != "cpu" {
         match adapter_name() {
-            Some(name) => backends.push(("wgpu", "gpu", Device::wgpu(DeviceKind::DefaultDevice), Some(name))),
+            Some(name) => backends.push((
+                "wgpu",
+                "gpu",
+                Device::wgpu(DeviceKind::DefaultDevice),
+                Some(name),
+            )),
             None => eprintln!("note: no wgpu adapter: no Burn wgpu figures"),
         }
     }
@@ -417,7 +502,10 @@ fn main() {
     for (backend, kind, dev, adapter) in &backends {
         for (id, unit, setup) in workloads() {
             if let Some(w) = &wanted {
-                if !w.iter().any(|w| id == w || id.starts_with(&format!("{w}-"))) {
+                if !w
+                    .iter()
+                    .any(|w| id == w || id.starts_with(&format!("{w}-")))
+                {
                     continue;
                 }
             }
