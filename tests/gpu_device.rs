@@ -21,6 +21,14 @@ fn a_tensor_over_the_adapter_limits_is_a_clear_error() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a {too_many}-element tensor should exceed the limits"),
     }
+    // What streaming decides by: the largest tensor that can be made, and
+    // no larger (made only where that is small enough to be quick).
+    let most = gpu.max_tensor_bytes();
+    assert!(most <= limit && most > limit - 256, "{most} vs {limit}");
+    assert!(gpu.zeros([most as usize / 4 + 1]).is_err());
+    if most <= 256 << 20 {
+        gpu.zeros([most as usize / 4]).unwrap();
+    }
 }
 
 #[test]

@@ -550,8 +550,7 @@ fn train_rep<'a, D: Device + 'static>(
     let mut model = Model::new(dev, &config, 1)?;
     let mut optimizer = OptimConfig::new(OptimizerKind::Sgd, 0.01).build::<D>()?;
     let n = data.len();
-    let order: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    let order = dev.upload(&order, [n])?;
+    let mut order = data.in_order(dev, batch)?;
     if steps * batch > n {
         return Err(Error::Config(
             "benchmark dataset smaller than its steps".into(),
@@ -560,7 +559,7 @@ fn train_rep<'a, D: Device + 'static>(
     let rep: Rep = Box::new(move || {
         let mut running: Option<D::Tensor> = None;
         for step in 0..steps {
-            let (x, y) = data.batch(dev, &order, step * batch, batch)?;
+            let (x, y) = data.batch(dev, &mut order, step * batch, batch)?;
             let loss = model.loss_and_grads(dev, &x, &y)?;
             optimizer.step(dev, &mut model.params_mut())?;
             running = Some(match running {

@@ -163,6 +163,11 @@ pub struct TrainArgs {
     /// Read the training loss back from the device every N steps.
     #[arg(long)]
     pub log_every: Option<usize>,
+    /// Keep the data on the host and stream it to the device in chunks, the
+    /// next uploaded while the current one trains (automatic for data
+    /// larger than one device buffer; results are the same).
+    #[arg(long)]
+    pub stream: bool,
     /// Run directory (default: runs/<model>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -349,6 +354,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
         }
     }
     c.max_train_samples = args.max_train_samples.or(c.max_train_samples);
+    c.stream |= args.stream;
     if let Some(o) = args.optimizer {
         c.optim.kind = match o {
             OptimizerArg::Sgd => OptimizerKind::Sgd,
@@ -419,6 +425,8 @@ fn train_on<D: Device + 'static>(
             let rundir = RunDir::resume(dir)?;
             let last = checkpoint::load(&dir.join("last.safetensors"))?;
             let mut config = last.meta.experiment.clone();
+            // Where the data lives does not change the results.
+            config.stream |= args.stream;
             if let Some(p) = args.model.filter(|&p| config.preset != Some(p)) {
                 return Err(Error::Config(format!(
                     "{} holds a {} run, not {p}",
@@ -510,6 +518,9 @@ fn train_on<D: Device + 'static>(
         exp.prepared.test.len(),
         exp.model.param_count(),
     ));
+    if exp.streams_data() {
+        say("data: kept on the host, streamed to the device in chunks".into());
+    }
     say(format!(
         "layers: {} (output layer from the data)",
         format_layers(&exp.model.spec.layers)

@@ -1,11 +1,53 @@
-//! A split uploaded to a device once; minibatches are gathered there from an
-//! index tensor, so no sample crosses the bus during training.
+//! A split on a device. A resident split is uploaded once and its
+//! minibatches are gathered there from an index tensor, so no sample crosses
+//! the bus during training. A split too large for one device buffer stays on
+//! the host and is streamed in chunks ([`super::stream`]); both give the
+//! same batches, bit for bit.
 
-use super::{Dataset, Features, Normalizer, TargetScaler, Targets};
+use std::sync::Arc;
+
+use super::stream::{HostFeatures, HostRows, HostSplit, RowLayout, Stream};
+use super::{Dataset, Normalizer, TargetScaler};
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::profile::{self, Phase};
-use crate::tensor::Shape;
+
+/// Most samples of a resident split: sample indices travel to the device as
+/// f32, exact up to 2^24. A streamed split indexes only within a chunk, and
+/// may have up to 2^32 − 1.
+pub const MAX_RESIDENT_SAMPLES: usize = 1 << 24;
+
+/// A streamed split's chunk size unless asked otherwise (or half the
+/// device's largest tensor, when that is smaller).
+pub const DEFAULT_CHUNK_BYTES: u64 = 64 << 20;
+
+/// Where a split's samples live while a model uses them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Residency {
+    /// Resident when the features and the targets each fit the device's
+    /// largest tensor ([`Device::max_tensor_bytes`]) and there are at most
+    /// [`MAX_RESIDENT_SAMPLES`]; streamed in chunks of
+    /// [`DEFAULT_CHUNK_BYTES`] otherwise.
+    #[default]
+    Auto,
+    /// Uploaded whole; an error when it does not fit.
+    Resident,
+    /// Kept on the host and streamed in chunks of about `chunk_bytes` on
+    /// the device (at least one batch).
+    Streamed {
+        /// Device bytes of one chunk's features and targets.
+        chunk_bytes: u64,
+    },
+}
+
+impl Residency {
+    /// Streamed in chunks of the default size for `dev`.
+    pub fn streamed<D: Device>(dev: &D) -> Self {
+        Residency::Streamed {
+            chunk_bytes: DEFAULT_CHUNK_BYTES.min(dev.max_tensor_bytes() / 2),
+        }
+    }
+}
 
 enum DeviceFeatures<D: Device> {
     F32(D::Tensor),
@@ -17,65 +59,167 @@ enum DeviceFeatures<D: Device> {
     },
 }
 
-/// A split resident on a device: features `[n, ..sample_shape]` (f32, or raw
-/// bytes normalised while gathering) and f32 targets, `[n]` or `[n, k]` for `k`
-/// targets per sample (class ids as whole numbers).
-pub struct DeviceData<D: Device> {
+/// Rows on the device: features `[n, ..sample_shape]` and f32 targets, `[n]`
+/// or `[n, k]` for `k` targets per sample (class ids as whole numbers).
+pub(super) struct Rows<D: Device> {
     features: DeviceFeatures<D>,
     targets: D::Tensor,
+}
+
+impl<D: Device> Rows<D> {
+    /// Uploads host rows laid out as `layout`.
+    pub(super) fn upload(dev: &D, rows: &HostRows, layout: &RowLayout) -> Result<Self> {
+        let mut shape = vec![rows.len];
+        shape.extend_from_slice(&layout.sample_shape);
+        let features = match &rows.features {
+            HostFeatures::F32(v) => DeviceFeatures::F32(dev.upload(v, shape)?),
+            HostFeatures::U8(v) => DeviceFeatures::U8 {
+                bytes: dev.upload_u8(v, shape)?,
+                scale: layout.scale,
+                shift: layout.shift,
+            },
+        };
+        let y_shape = match layout.per {
+            1 => vec![rows.len],
+            per => vec![rows.len, per],
+        };
+        Ok(Rows {
+            features,
+            targets: dev.upload(&rows.targets, y_shape)?,
+        })
+    }
+
+    /// Features and targets of rows `idx[start .. start + count]`.
+    pub(super) fn gather(
+        &self,
+        dev: &D,
+        idx: &D::Tensor,
+        start: usize,
+        count: usize,
+    ) -> Result<(D::Tensor, D::Tensor)> {
+        let x = match &self.features {
+            DeviceFeatures::F32(t) => dev.gather_rows(t, idx, start, count)?,
+            DeviceFeatures::U8 {
+                bytes,
+                scale,
+                shift,
+            } => dev.gather_rows_u8(bytes, idx, start, count, *scale, *shift)?,
+        };
+        let y = dev.gather_rows(&self.targets, idx, start, count)?;
+        Ok((x, y))
+    }
+}
+
+enum Store<D: Device> {
+    Resident(Rows<D>),
+    Streamed {
+        split: Arc<HostSplit>,
+        chunk_bytes: u64,
+    },
+}
+
+/// A split ready for a device: features (f32 standardised on the host, or
+/// raw bytes normalised while gathering) and f32 targets, resident or
+/// streamed ([`Residency`]). Passes over it go through a [`SampleOrder`].
+pub struct DeviceData<D: Device> {
+    store: Store<D>,
     len: usize,
 }
 
+/// The order one pass visits a split's samples in (a shuffled epoch, or
+/// `0..n`), made by [`DeviceData::order`] for that split; a streamed split's
+/// order also carries the pass's chunks.
+pub struct SampleOrder<D: Device> {
+    kind: OrderKind<D>,
+    /// Samples in the split it was made for.
+    split_len: usize,
+    len: usize,
+}
+
+enum OrderKind<D: Device> {
+    Resident(D::Tensor),
+    Streamed(Box<Stream<D>>),
+}
+
+impl<D: Device> SampleOrder<D> {
+    /// Positions in the order.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the order is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Samples per chunk of a streamed split's pass; `None` when resident.
+    pub fn chunk_rows(&self) -> Option<usize> {
+        match &self.kind {
+            OrderKind::Resident(_) => None,
+            OrderKind::Streamed(s) => Some(s.chunk_rows()),
+        }
+    }
+}
+
 impl<D: Device> DeviceData<D> {
-    /// Uploads `ds`, standardising f32 features (and regression targets) on
-    /// the host first; bytes stay bytes.
+    /// `ds` on `dev`, resident when it fits ([`Residency::Auto`]).
     pub fn upload(
         dev: &D,
         ds: &Dataset,
         norm: &Normalizer,
         scaler: Option<&TargetScaler>,
     ) -> Result<Self> {
+        Self::upload_with(dev, ds, norm, scaler, Residency::Auto)
+    }
+
+    /// `ds` on `dev`, with f32 features (and regression targets)
+    /// standardised on the host first; bytes stay bytes. A streamed split
+    /// keeps that copy on the host.
+    pub fn upload_with(
+        dev: &D,
+        ds: &Dataset,
+        norm: &Normalizer,
+        scaler: Option<&TargetScaler>,
+        residency: Residency,
+    ) -> Result<Self> {
         let n = ds.len();
-        // Sample indices travel as f32, exact up to 2^24.
-        if n > 1 << 24 {
-            return Err(crate::error::Error::data(
+        if u32::try_from(n).is_err() {
+            return Err(Error::data(
                 &ds.name,
-                format!("{n} samples: at most 16,777,216 per split are supported"),
+                format!("{n} samples: at most {} per split are supported", u32::MAX),
             ));
         }
-        let width = ds.sample_len();
-        norm.check(width)?;
-        let mut shape = vec![n];
-        shape.extend_from_slice(&ds.sample_shape);
-        let features = match &ds.features {
-            Features::F32(v) => {
-                let mut v = v.clone();
-                norm.apply(&mut v, width);
-                DeviceFeatures::F32(dev.upload(&v, Shape::new(shape))?)
-            }
-            Features::U8(v) => {
-                let (scale, shift) = norm.affine();
-                DeviceFeatures::U8 {
-                    bytes: dev.upload_u8(v, Shape::new(shape))?,
-                    scale,
-                    shift,
+        let split = HostSplit::new(ds, norm, scaler)?;
+        let (feature_bytes, target_bytes) = split.bytes();
+        let limit = dev.max_tensor_bytes();
+        let fits = n <= MAX_RESIDENT_SAMPLES && feature_bytes <= limit && target_bytes <= limit;
+        let store = match residency {
+            Residency::Auto if !fits => {
+                let Residency::Streamed { chunk_bytes } = Residency::streamed(dev) else {
+                    unreachable!("streamed() is Streamed")
+                };
+                Store::Streamed {
+                    split: Arc::new(split),
+                    chunk_bytes,
                 }
             }
+            Residency::Auto | Residency::Resident => {
+                if n > MAX_RESIDENT_SAMPLES {
+                    return Err(Error::data(
+                        &ds.name,
+                        format!(
+                            "{n} samples: at most {MAX_RESIDENT_SAMPLES} per split can be resident on a device (streaming has no such limit)"
+                        ),
+                    ));
+                }
+                Store::Resident(Rows::upload(dev, &split.rows, &split.layout)?)
+            }
+            Residency::Streamed { chunk_bytes } => Store::Streamed {
+                split: Arc::new(split),
+                chunk_bytes,
+            },
         };
-        let mut y = ds.targets.as_f32();
-        if let Some(s) = scaler {
-            s.scale(&mut y);
-        }
-        let per = match &ds.targets {
-            Targets::Classes { per_sample, .. } => *per_sample,
-            Targets::Values { dims, .. } => *dims,
-        };
-        let y_shape = if per == 1 { vec![n] } else { vec![n, per] };
-        Ok(DeviceData {
-            features,
-            targets: dev.upload(&y, y_shape)?,
-            len: n,
-        })
+        Ok(DeviceData { store, len: n })
     }
 
     /// Number of samples.
@@ -88,25 +232,72 @@ impl<D: Device> DeviceData<D> {
         self.len == 0
     }
 
-    /// Features and targets of samples `idx[start .. start + count]`.
+    /// Whether the samples stay on the host and go to the device in chunks.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.store, Store::Streamed { .. })
+    }
+
+    /// A pass over the samples at `order` (each below [`DeviceData::len`]),
+    /// `batch` at a time: a streamed split's chunks hold whole batches of
+    /// this size.
+    pub fn order(&self, dev: &D, order: Vec<u32>, batch: usize) -> Result<SampleOrder<D>> {
+        if let Some(&i) = order.iter().find(|&&i| i as usize >= self.len) {
+            return Err(Error::Config(format!(
+                "a sample order names sample {i} of a split of {}",
+                self.len
+            )));
+        }
+        let len = order.len();
+        let kind =
+            match &self.store {
+                Store::Resident(_) => {
+                    let idx: Vec<f32> = order.iter().map(|&i| i as f32).collect();
+                    OrderKind::Resident(dev.upload(&idx, [len])?)
+                }
+                Store::Streamed { split, chunk_bytes } => OrderKind::Streamed(Box::new(
+                    Stream::new(dev, split.clone(), order.into(), batch, *chunk_bytes)?,
+                )),
+            };
+        Ok(SampleOrder {
+            kind,
+            split_len: self.len,
+            len,
+        })
+    }
+
+    /// A pass over every sample in order, `batch` at a time.
+    pub fn in_order(&self, dev: &D, batch: usize) -> Result<SampleOrder<D>> {
+        self.order(dev, (0..self.len as u32).collect(), batch)
+    }
+
+    /// Features and targets of the samples at positions `start .. start +
+    /// count` of `order`.
     pub fn batch(
         &self,
         dev: &D,
-        idx: &D::Tensor,
+        order: &mut SampleOrder<D>,
         start: usize,
         count: usize,
     ) -> Result<(D::Tensor, D::Tensor)> {
+        if order.split_len != self.len || start.checked_add(count).is_none_or(|e| e > order.len) {
+            return Err(Error::Config(format!(
+                "batch {start}..+{count} of an order of {} over {} samples, for a split of {}",
+                order.len, order.split_len, self.len
+            )));
+        }
         let left = profile::phase(Phase::Data);
-        let x = match &self.features {
-            DeviceFeatures::F32(t) => dev.gather_rows(t, idx, start, count)?,
-            DeviceFeatures::U8 {
-                bytes,
-                scale,
-                shift,
-            } => dev.gather_rows_u8(bytes, idx, start, count, *scale, *shift)?,
+        let out = match (&self.store, &mut order.kind) {
+            (Store::Resident(rows), OrderKind::Resident(idx)) => {
+                rows.gather(dev, idx, start, count)
+            }
+            (Store::Streamed { .. }, OrderKind::Streamed(stream)) => {
+                stream.batch(dev, start, count)
+            }
+            _ => Err(Error::Config(
+                "a sample order made for a different split".into(),
+            )),
         };
-        let y = dev.gather_rows(&self.targets, idx, start, count)?;
         profile::phase(left);
-        Ok((x, y))
+        out
     }
 }

@@ -14,10 +14,11 @@ mod memory;
 pub mod normalize;
 pub mod series;
 pub mod spec;
+mod stream;
 pub mod tabular;
 pub mod text;
 
-pub use device::DeviceData;
+pub use device::{DeviceData, Residency, SampleOrder, DEFAULT_CHUNK_BYTES, MAX_RESIDENT_SAMPLES};
 pub use normalize::{Normalizer, TargetScaler};
 pub use series::{Layout, Missing, SeriesOptions};
 pub use spec::{prepare, DataSource, PrepareOptions, Prepared};

@@ -362,6 +362,13 @@ pub trait Device {
     /// A short human-readable description (`cpu`, or the adapter's name).
     fn name(&self) -> String;
 
+    /// The most bytes one tensor may hold (on a GPU its largest storage
+    /// binding; unbounded by default). A split larger than this is streamed
+    /// in chunks ([`crate::data::DeviceData`]).
+    fn max_tensor_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
     // ---- memory -------------------------------------------------------
     /// Copies row-major `data` to the device; its length must be `shape`'s element count.
     fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<Self::Tensor>;

@@ -73,6 +73,12 @@ pub struct ExperimentConfig {
     /// tests on slow adapters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_train_samples: Option<usize>,
+    /// Keep every split on the host and stream it to the device in chunks,
+    /// even where it would fit ([`crate::data::Residency`]); a split too
+    /// large for one device buffer streams regardless. Results are the
+    /// same, bit for bit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
     /// Passes over the training split; `None` (`"auto"` in files) scales
     /// the defaults' count to the data ([`ExperimentConfig::epochs_for`]).
     /// A run resolves it, so its `config.toml` holds the number it used.
@@ -124,6 +130,7 @@ impl ExperimentConfig {
             val_fraction: 0.1,
             test_fraction: 0.2,
             max_train_samples: None,
+            stream: false,
             epochs: None,
             batch_size: Some(32),
             patience: Some(DEFAULT_PATIENCE),

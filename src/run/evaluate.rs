@@ -69,17 +69,17 @@ impl Evaluation {
 }
 
 /// Runs `model` over all of `data` in order, `batch_size` samples at a time.
-/// `order` is the identity index tensor `0..data.len()`. Regression
-/// predictions are unscaled with `scaler` before R² and RMSE.
+/// Regression predictions are unscaled with `scaler` before R² and RMSE.
 pub fn evaluate<D: Device>(
     dev: &D,
     model: &mut Model<D>,
     data: &DeviceData<D>,
-    order: &D::Tensor,
     batch_size: usize,
     scaler: Option<&TargetScaler>,
 ) -> Result<Evaluation> {
     let n = data.len();
+    let batch_size = batch_size.max(1);
+    let mut order = data.in_order(dev, batch_size)?;
     let output = model.spec.output;
     let loss_kind = model.loss();
     let classes = match output {
@@ -104,7 +104,7 @@ pub fn evaluate<D: Device>(
     let mut start = 0;
     while start < n {
         let count = batch_size.min(n - start);
-        let (x, y) = data.batch(dev, order, start, count)?;
+        let (x, y) = data.batch(dev, &mut order, start, count)?;
         let logits = model.forward(dev, &x, false)?;
         let targets = model.arrange_targets(dev, &y)?;
         let lg = loss_kind.apply(dev, &logits, &targets)?;
@@ -182,12 +182,6 @@ pub fn r2_rmse(pred: &[f32], truth: &[f32]) -> (f64, f64) {
         f64::NAN
     };
     (r2, (ss_res / n).sqrt())
-}
-
-/// The identity order `0..n` as an index tensor.
-pub fn identity_order<D: Device>(dev: &D, n: usize) -> Result<D::Tensor> {
-    let idx: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    dev.upload(&idx, [n])
 }
 
 /// Precision, recall and F1 of one class, from a confusion matrix.

@@ -4,12 +4,12 @@
 //! in-memory data ([`Experiment::from_prepared`]) all go through here.
 
 use super::config::ExperimentConfig;
-use super::evaluate::{evaluate, identity_order, Evaluation};
+use super::evaluate::{evaluate, Evaluation};
 use super::fit::{
     fit, restore, snapshot, EpochEnd, EpochStats, FitEnd, Hooks, StepProgress, TrainData,
     TrainState,
 };
-use crate::data::{prepare, DeviceData, PrepareOptions, Prepared};
+use crate::data::{prepare, DeviceData, PrepareOptions, Prepared, Residency};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -81,12 +81,18 @@ impl<D: Device + 'static> Experiment<D> {
             .validate(prepared.train.len())?;
         let spec = config.model_spec(&prepared)?;
         let model = Model::new(dev, &spec, config.seed)?;
+        let residency = if config.stream {
+            Residency::streamed(dev)
+        } else {
+            Residency::Auto
+        };
         let upload = |ds| {
-            DeviceData::upload(
+            DeviceData::upload_with(
                 dev,
                 ds,
                 &prepared.normalizer,
                 prepared.target_scaler.as_ref(),
+                residency,
             )
         };
         Ok(Experiment {
@@ -158,17 +164,23 @@ impl<D: Device + 'static> Experiment<D> {
         if data.is_empty() {
             return Ok(None);
         }
-        let order = identity_order(dev, data.len())?;
         let batch = self.config.batch_size.unwrap_or(data.len()).max(256);
         evaluate(
             dev,
             &mut self.model,
             data,
-            &order,
             batch,
             self.prepared.target_scaler.as_ref(),
         )
         .map(Some)
+    }
+
+    /// Whether any split stays on the host and is streamed to the device
+    /// ([`crate::data::Residency`]).
+    pub fn streams_data(&self) -> bool {
+        [&self.train, &self.val, &self.test]
+            .iter()
+            .any(|d| d.is_streamed())
     }
 
     /// The latest epoch's figures.

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{evaluate, identity_order, Evaluation};
+use super::evaluate::{evaluate, Evaluation};
 use crate::data::{DeviceData, TargetScaler};
 use crate::device::{Device, Tensor};
 use crate::error::{Error, Result};
@@ -228,12 +228,13 @@ pub struct TrainData<'a, D: Device> {
 
 /// The shuffled sample order of one epoch: a function of the seed and the
 /// epoch only, so a resumed run sees the same batches.
-pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<f32> {
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<u32> {
     let mut idx: Vec<usize> = (0..n).collect();
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     idx.shuffle(&mut rng);
-    idx.into_iter().map(|i| i as f32).collect()
+    // At most u32::MAX samples per split (DeviceData::upload_with).
+    idx.into_iter().map(|i| i as u32).collect()
 }
 
 /// Trains from `state` (fresh, resumed, or interrupted inside an epoch)
@@ -267,10 +268,6 @@ fn fit_epochs<D: Device>(
     cfg.validate(data.train.len())?;
     let n = data.train.len();
     let steps = n.div_ceil(cfg.batch_size);
-    let val_order = match data.val {
-        Some(v) if !v.is_empty() => Some(identity_order(dev, v.len())?),
-        _ => None,
-    };
     let eval_batch = cfg.batch_size.max(256);
     // The schedule sets the rate before every step, from the base rate the
     // optimizer came with; `fit` puts it back however the loop ends.
@@ -291,7 +288,9 @@ fn fit_epochs<D: Device>(
         }
         let epoch = state.epoch + 1;
         let started = Instant::now();
-        let order = dev.upload(&epoch_order(n, cfg.seed, epoch), [n])?;
+        let mut order = data
+            .train
+            .order(dev, epoch_order(n, cfg.seed, epoch), cfg.batch_size)?;
         let mut running: Option<D::Tensor> = None;
         // An interrupted epoch continues where it stopped.
         let first = state.step.min(steps);
@@ -299,7 +298,7 @@ fn fit_epochs<D: Device>(
         for step in first..steps {
             let start = step * cfg.batch_size;
             let count = cfg.batch_size.min(n - start);
-            let (x, y) = data.train.batch(dev, &order, start, count)?;
+            let (x, y) = data.train.batch(dev, &mut order, start, count)?;
             // The optimizer's step count is saved with the run, so a resumed
             // run's dropout masks are the uninterrupted run's.
             model.set_step(optimizer.steps());
@@ -353,10 +352,8 @@ fn fit_epochs<D: Device>(
         state.step = 0;
         state.partial = (0.0, 0);
         let seconds = started.elapsed().as_secs_f64();
-        let val = match (data.val, &val_order) {
-            (Some(v), Some(order)) => {
-                Some(evaluate(dev, model, v, order, eval_batch, data.scaler)?)
-            }
+        let val = match data.val {
+            Some(v) if !v.is_empty() => Some(evaluate(dev, model, v, eval_batch, data.scaler)?),
             _ => None,
         };
         let stats = EpochStats {

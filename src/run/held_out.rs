@@ -298,7 +298,6 @@ impl Checkpoint {
         let mut model = self.model(dev)?;
         let scaler = self.meta.target_scaler.as_ref();
         let data = crate::data::DeviceData::upload(dev, ds, &self.meta.normalizer, scaler)?;
-        let order = super::identity_order(dev, data.len())?;
-        super::evaluate(dev, &mut model, &data, &order, batch_size, scaler)
+        super::evaluate(dev, &mut model, &data, batch_size, scaler)
     }
 }

@@ -19,7 +19,7 @@ pub mod rundir;
 pub use baselines::{baselines, Baseline};
 pub use checkpoint::{Checkpoint, ModelMeta};
 pub use config::{output_for, ExperimentConfig};
-pub use evaluate::{class_scores, evaluate, identity_order, ClassScores, Evaluation};
+pub use evaluate::{class_scores, evaluate, ClassScores, Evaluation};
 pub use experiment::Experiment;
 pub use fit::{
     fit, EpochEnd, EpochStats, FitEnd, Hooks, Silent, StepProgress, TrainConfig, TrainData,

@@ -390,9 +390,16 @@ impl Context {
 
     // ---- buffers ----------------------------------------------------------
 
-    /// Checks a storage buffer request against the adapter's limits.
-    pub fn check_size(&self, what: &dyn Fn() -> String, bytes: u64) -> Result<()> {
-        let checks = [
+    /// The most bytes a tensor may hold: the smallest limit, rounded down
+    /// to [`Context::alloc`]'s 256-byte size classes.
+    pub fn max_tensor_bytes(&self) -> u64 {
+        let limit = self.size_limits().iter().map(|l| l.1).min().unwrap_or(0);
+        limit / 256 * 256
+    }
+
+    /// Each limit on one storage buffer, named.
+    fn size_limits(&self) -> [(&'static str, u64); 3] {
+        [
             // Kernels index elements with u32 arithmetic; 2^31 elements keeps
             // every index expression clear of overflow.
             ("32-bit index range of wgtrain's kernels", 1u64 << 33),
@@ -401,8 +408,12 @@ impl Context {
                 "adapter's max_storage_buffer_binding_size",
                 self.limits.max_storage_buffer_binding_size,
             ),
-        ];
-        for (limit_name, limit) in checks {
+        ]
+    }
+
+    /// Checks a storage buffer request against the adapter's limits.
+    pub fn check_size(&self, what: &dyn Fn() -> String, bytes: u64) -> Result<()> {
+        for (limit_name, limit) in self.size_limits() {
             if bytes > limit {
                 return Err(Error::TooLarge {
                     what: what(),

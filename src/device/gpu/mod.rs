@@ -197,6 +197,10 @@ impl Device for GpuDevice {
         format!("{} ({:?})", i.name, i.backend)
     }
 
+    fn max_tensor_bytes(&self) -> u64 {
+        self.ctx.max_tensor_bytes()
+    }
+
     fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<GpuTensor> {
         let shape = shape.into();
         if data.len() != shape.numel() {
