@@ -384,3 +384,40 @@ fn sgd_epoch<D: Device + 'static>(
         .collect();
     (params, data.is_streamed())
 }
+
+/// More samples than a resident split may index exactly (2^24, as f32)
+/// stream automatically, even where every tensor fits, and train.
+#[test]
+fn more_than_2_pow_24_samples_stream_and_train() {
+    let dev = CpuDevice::new();
+    let n = wgtrain::data::MAX_RESIDENT_SAMPLES + 5;
+    let rng = &mut ChaCha8Rng::seed_from_u64(8);
+    let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let y: Vec<f32> = x.iter().map(|v| 3.0 * v + 1.0).collect();
+    let ds = dataset(
+        "many",
+        vec![1],
+        Features::F32(x),
+        Targets::Values { values: y, dims: 1 },
+    );
+    let err = DeviceData::upload_with(&dev, &ds, &Normalizer::Identity, None, Residency::Resident)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("streaming has no such limit"),
+        "{err}"
+    );
+    let spec = ModelSpec::new(
+        &[],
+        FeatureShape::Flat { features: 1 },
+        Output::Regression { targets: 1 },
+    )
+    .unwrap();
+    let (params, streamed) = sgd_epoch(&dev, &ds, &spec, Residency::Auto);
+    assert!(streamed);
+    let (w, b) = (params[0][0], params[1][0]);
+    assert!(
+        (w - 3.0).abs() < 0.05 && (b - 1.0).abs() < 0.05,
+        "w {w}, b {b}"
+    );
+}
