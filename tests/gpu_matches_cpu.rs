@@ -1,5 +1,5 @@
 //! Every Device op on the GPU against the CPU reference, on the cases of
-//! `wgtrain::check` (awkward shapes, every transpose, both matmul kernels).
+//! `wgtrain::check` (awkward shapes, every transpose, every matmul kernel family).
 //! Tolerances are stated and justified on `wgtrain::check::Tolerance`.
 
 mod common;
@@ -17,19 +17,16 @@ fn check_group(group: &str) {
     assert!(!selected.is_empty(), "no cases in group {group:?}");
     let mut failures = Vec::new();
     for case in &selected {
-        let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
+        let mut outcomes: Vec<(String, Outcome)> = Vec::new();
         if case.is_matmul() {
-            for (name, kernel) in [
-                ("blocked", MatmulKernel::Blocked),
-                ("tiled", MatmulKernel::Tiled),
-            ] {
+            for kernel in MatmulKernel::ALL {
                 outcomes.push((
-                    name,
+                    format!("{kernel:?}"),
                     check_case(&cpu, &gpu.with_matmul_kernel(kernel), case),
                 ));
             }
         } else {
-            outcomes.push(("", check_case(&cpu, &gpu, case)));
+            outcomes.push((String::new(), check_case(&cpu, &gpu, case)));
         }
         for (variant, o) in outcomes {
             if !o.passed() {

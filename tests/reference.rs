@@ -1,6 +1,6 @@
 //! Three levels of truth, on random shapes: the naive reference
 //! (`wgtrain::device::reference`, direct loops in f64) checks `CpuDevice`,
-//! and the same cases check the GPU (both matmul kernels). Every element is
+//! and the same cases check the GPU (every matmul kernel family). Every element is
 //! held to its own bound, derived from its own accumulation
 //! (`reference::sum_tolerance`: the number of terms and the sum of their
 //! absolute values); exact ops are compared exactly; shapes always.
@@ -26,7 +26,7 @@ fn random(seed: u64, n: usize) -> Vec<f32> {
 fn devices() -> Vec<(String, Box<dyn DynDevice>)> {
     let mut v: Vec<(String, Box<dyn DynDevice>)> = vec![("cpu".into(), Box::new(CpuDevice))];
     if let Some(gpu) = common::gpu() {
-        for kernel in [MatmulKernel::Blocked, MatmulKernel::Tiled] {
+        for kernel in MatmulKernel::ALL {
             v.push((
                 format!("gpu {kernel:?}"),
                 Box::new(gpu.with_matmul_kernel(kernel)),

@@ -44,23 +44,27 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    // Both matmul kernels are checked: the one this adapter uses, and the other.
-    let other = match gpu.matmul_kernel() {
-        MatmulKernel::Blocked => MatmulKernel::Tiled,
-        MatmulKernel::Tiled => MatmulKernel::Blocked,
-    };
-    let gpu_other = gpu.with_matmul_kernel(other);
+    // Every matmul kernel family is checked, whichever this adapter uses.
+    let families: Vec<_> = MatmulKernel::ALL
+        .iter()
+        .map(|&k| {
+            (
+                format!(" [{k:?}]").to_lowercase(),
+                gpu.with_matmul_kernel(k),
+            )
+        })
+        .collect();
     let mut failed = 0;
     let mut total = 0;
     for case in &selected {
-        let mut outcomes = vec![(String::new(), check_case(&cpu, &gpu, case))];
-        if case.is_matmul() {
-            outcomes[0].0 = format!(" [{:?}]", gpu.matmul_kernel()).to_lowercase();
-            outcomes.push((
-                format!(" [{other:?}]").to_lowercase(),
-                check_case(&cpu, &gpu_other, case),
-            ));
-        }
+        let outcomes = if case.is_matmul() {
+            families
+                .iter()
+                .map(|(name, dev)| (name.clone(), check_case(&cpu, dev, case)))
+                .collect()
+        } else {
+            vec![(String::new(), check_case(&cpu, &gpu, case))]
+        };
         for (suffix, o) in outcomes {
             total += 1;
             if !o.passed() {

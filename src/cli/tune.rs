@@ -62,8 +62,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     println!("matmul kernels tuned on {}:", dev.adapter_info().name);
     println!(
-        "{:<40} {:<8} {:>12} {:>12} {:>12}",
-        "shape class", "kernel", "vec4 µs", "blocked µs", "tiled µs"
+        "{:<40} {:<8} {:>12} {:>12} {:>12} {:>12}",
+        "shape class", "kernel", "vec4 µs", "blocked µs", "tiled µs", "padded µs"
     );
     for (class, t) in &table {
         let us = |k: &str| {
@@ -72,12 +72,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
                 .map_or("–".to_string(), |v| format!("{v:.0}"))
         };
         println!(
-            "{:<40} {:<8} {:>12} {:>12} {:>12}",
+            "{:<40} {:<8} {:>12} {:>12} {:>12} {:>12}",
             class,
             t.kernel.name(),
             us("vec4"),
             us("blocked"),
-            us("tiled")
+            us("tiled"),
+            us("padded")
         );
     }
     match path {

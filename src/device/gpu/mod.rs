@@ -78,6 +78,18 @@ pub enum MatmulKernel {
     Blocked,
     /// Shared-memory 64×64 tiles: real GPUs.
     Tiled,
+    /// The vec4 kernel for every shape: sizes that are not multiples of 4
+    /// run on zero-padded copies (what tuning picks on lavapipe for them).
+    Padded,
+}
+
+impl MatmulKernel {
+    /// Every family, for checks that run each.
+    pub const ALL: [MatmulKernel; 3] = [
+        MatmulKernel::Blocked,
+        MatmulKernel::Tiled,
+        MatmulKernel::Padded,
+    ];
 }
 
 /// The wgpu device. Cheap to clone; clones share the queue and caches.
@@ -103,6 +115,7 @@ impl GpuDevice {
         let forced = match std::env::var("WGTRAIN_MATMUL").as_deref() {
             Ok("tiled") => Some(MatmulKernel::Tiled),
             Ok("blocked") => Some(MatmulKernel::Blocked),
+            Ok("padded") => Some(MatmulKernel::Padded),
             _ => None,
         };
         let matmul_kernel = forced.unwrap_or(match ctx.info.device_type {

@@ -34,6 +34,9 @@ pub enum MatmulVariant {
     Blocked,
     /// `matmul_tiled`: 64×64 shared-memory tiles; any size.
     Tiled,
+    /// `matmul_vec4` on copies zero-padded to multiples of 4, the result
+    /// cropped: sizes that are not multiples of 4.
+    Padded,
 }
 
 impl MatmulVariant {
@@ -47,7 +50,11 @@ impl MatmulVariant {
                 MatmulVariant::Tiled,
             ]
         } else {
-            &[MatmulVariant::Blocked, MatmulVariant::Tiled]
+            &[
+                MatmulVariant::Blocked,
+                MatmulVariant::Tiled,
+                MatmulVariant::Padded,
+            ]
         }
     }
 
@@ -57,6 +64,7 @@ impl MatmulVariant {
             MatmulVariant::Vec4 => "vec4",
             MatmulVariant::Blocked => "blocked",
             MatmulVariant::Tiled => "tiled",
+            MatmulVariant::Padded => "padded",
         }
     }
 }
@@ -97,7 +105,7 @@ pub fn shape_class(
         (false, true) => "NT",
         (true, true) => "TT",
     };
-    let aligned = m % 4 == 0 && n % 4 == 0 && k % 4 == 0 && m >= 8;
+    let aligned = crate::device::gpu::kernels::matmul::is_aligned(m, k, n);
     format!(
         "{layout} m≤{} k≤{} n≤{}{}{}",
         m.next_power_of_two(),
@@ -157,8 +165,9 @@ impl Tuner {
         self.lock().clone()
     }
 
-    /// The kernel for shape class `key`: the cached winner, else the
-    /// fastest of `candidates` by `time` (one launch's wall time in
+    /// The kernel for shape class `key`: the cached winner (when it timed
+    /// every one of `candidates`: a class tuned before a kernel existed is
+    /// tuned again), else the fastest of `candidates` by `time` (one launch's wall time in
     /// seconds, the GPU idle before and after), which is then cached. The
     /// table stays locked while a class is timed, so threads sharing the
     /// device never see two choices for one class.
@@ -170,7 +179,8 @@ impl Tuner {
     ) -> Result<MatmulVariant> {
         let mut table = self.lock();
         if let Some(t) = table.get(key) {
-            if candidates.contains(&t.kernel) {
+            let all_timed = candidates.iter().all(|c| t.micros.contains_key(c.name()));
+            if candidates.contains(&t.kernel) && all_timed {
                 return Ok(t.kernel);
             }
         }
@@ -289,6 +299,7 @@ mod tests {
             MatmulVariant::Vec4 => 3e-3,
             MatmulVariant::Blocked => 1e-3,
             MatmulVariant::Tiled => 2e-3,
+            MatmulVariant::Padded => 4e-3,
         };
         let mut timed = 0;
         let key = shape_class((64, 64, 64), false, false, true);
@@ -309,6 +320,29 @@ mod tests {
             })
             .unwrap();
         assert_eq!(again, MatmulVariant::Blocked);
+        // A class cached before a kernel existed (here `padded`) is tuned
+        // again, with every candidate.
+        let old = shape_class((75, 64, 64), false, false, false);
+        let micros = [("blocked", 1.0), ("tiled", 2.0)].map(|(k, v)| (k.to_string(), v));
+        t2.lock().insert(
+            old.clone(),
+            Tuned {
+                kernel: MatmulVariant::Blocked,
+                micros: micros.into(),
+            },
+        );
+        let mut timed = 0;
+        let faster_padded = |v| match v {
+            MatmulVariant::Padded => 5e-4,
+            v => speed(v),
+        };
+        let got = t2
+            .choose(&old, MatmulVariant::candidates(false), |v| {
+                timed += 1;
+                Ok(faster_padded(v))
+            })
+            .unwrap();
+        assert_eq!((got, timed), (MatmulVariant::Padded, 9));
         // Another adapter's tuner ignores the file.
         let other = ("v".into(), "another adapter".into(), "driver".into());
         assert!(read_cache(&path, &other).is_none());

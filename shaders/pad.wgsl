@@ -1,0 +1,46 @@
+// A row-major matrix copied into a larger one with zeros around it, and
+// back: the padded matmul (src/device/gpu/kernels/matmul.rs) runs the vec4
+// kernel on sizes rounded up to multiples of 4, so sizes such as a
+// vocabulary of 75 keep the fast path.
+
+struct Params {
+    rows: u32,     // the small matrix
+    cols: u32,
+    rows_p: u32,   // the padded matrix
+    cols_p: u32,
+}
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+
+// dst [rows_p, cols_p] = src [rows, cols] in the top-left corner, zeros
+// elsewhere (zeros in k add exactly nothing to a product).
+@compute @workgroup_size(256)
+fn pad(@builtin(global_invocation_id) gid: vec3<u32>,
+       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    if (e >= p.rows_p * p.cols_p) {
+        return;
+    }
+    let r = e / p.cols_p;
+    let c = e % p.cols_p;
+    var v = 0.0;
+    if (r < p.rows && c < p.cols) {
+        v = src[r * p.cols + c];
+    }
+    dst[e] = v;
+}
+
+// dst [rows, cols] = the top-left corner of src [rows_p, cols_p].
+@compute @workgroup_size(256)
+fn crop(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    if (e >= p.rows * p.cols) {
+        return;
+    }
+    let r = e / p.cols;
+    let c = e % p.cols;
+    dst[e] = src[r * p.cols_p + c];
+}
