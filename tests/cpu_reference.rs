@@ -449,6 +449,77 @@ fn optimizer_steps_by_hand() {
     );
 }
 
+/// The many-tensor updates, by hand: each tensor with its own decay, as the
+/// single-tensor examples above.
+#[test]
+fn many_tensor_optimizer_steps_by_hand() {
+    let d = dev();
+    let one = t(&[1.0], &[1]);
+    let g = [t(&[1.0], &[1]), t(&[1.0, 1.0], &[2])];
+    let g: Vec<_> = g.iter().collect();
+    let (mut a, mut b) = (t(&[2.0], &[1]), t(&[2.0, 2.0], &[2]));
+    // 2 - 0.1·(1 + 0.1·2) with decay 0.1; 2 - 0.1·1 without.
+    d.sgd_update_many(&mut [&mut a, &mut b], &g, &one, 0.1, &[0.1, 0.0])
+        .unwrap();
+    assert_close(&get(&a), &[1.88]);
+    assert_close(&get(&b), &[1.9, 1.9]);
+
+    let (mut a, mut b) = (t(&[2.0], &[1]), t(&[2.0, 2.0], &[2]));
+    let (mut va, mut vb) = (t(&[1.0], &[1]), t(&[0.0, 0.0], &[2]));
+    // v = 0.9·1 + 1 = 1.9, p = 2 - 0.1·1.9; v = 1, p = 1.9.
+    d.momentum_update_many(
+        &mut [&mut a, &mut b],
+        &mut [&mut va, &mut vb],
+        &g,
+        &one,
+        0.1,
+        0.9,
+        &[0.0, 0.0],
+    )
+    .unwrap();
+    assert_close(&get(&a), &[1.81]);
+    assert_close(&get(&vb), &[1.0, 1.0]);
+    assert_close(&get(&b), &[1.9, 1.9]);
+
+    // Adam's first step, and AdamW's decoupled decay on the second tensor.
+    let hp = AdamStep {
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled_decay: 0.0,
+        step: 1,
+    };
+    let adamw = AdamStep {
+        decoupled_decay: 0.1,
+        ..hp
+    };
+    let (mut a, mut b) = (t(&[2.0], &[1]), t(&[2.0, 2.0], &[2]));
+    let (mut ma, mut mb) = (t(&[0.0], &[1]), t(&[0.0, 0.0], &[2]));
+    let (mut va, mut vb) = (t(&[0.0], &[1]), t(&[0.0, 0.0], &[2]));
+    let half = t(&[0.5], &[1]);
+    d.adam_update_many(
+        &mut [&mut a, &mut b],
+        &mut [&mut ma, &mut mb],
+        &mut [&mut va, &mut vb],
+        &g,
+        &half,
+        &[hp, adamw],
+    )
+    .unwrap();
+    assert_close(&get(&a), &[1.99]);
+    assert_close(&get(&b), &[1.988, 1.988]);
+    // Lists of different lengths are a shape error.
+    let err = d
+        .sgd_update_many(&mut [&mut a], &g, &one, 0.1, &[0.0])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("1 tensors but a list of 2"),
+        "{err}"
+    );
+}
+
 #[test]
 fn memory_ops_by_hand() {
     let d = dev();

@@ -176,7 +176,7 @@ use matmul::Matmul;
 use movement::{
     DropoutMaskOf, Gather, GatherU8, OneHot, Reshape, ScatterAddRows, SliceConcat, Transpose,
 };
-use optim::{Adam, ClipFactor, Momentum, Sgd};
+use optim::{Adam, AdamMany, ClipFactor, Momentum, MomentumMany, Sgd, SgdMany};
 use reductions::{
     Argmax, BatchNorm, Bce, CountEqual, LayerNorm, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols,
     SumRows,
@@ -224,6 +224,9 @@ kinds!(
     Sgd,
     Momentum,
     Adam,
+    SgdMany,
+    MomentumMany,
+    AdamMany,
     ClipFactor,
 );
 

@@ -76,6 +76,128 @@ impl Check for Adam {
     }
 }
 
+/// Weight decay of tensor `i` of a many-tensor case: some tensors (biases)
+/// have none, the others each their own.
+fn decay_of(i: usize) -> f32 {
+    if i % 3 == 1 {
+        0.0
+    } else {
+        0.01 * (i + 1) as f32
+    }
+}
+
+/// One SGD step over tensors of these sizes at once (the GPU: four per
+/// dispatch, a lone last tensor by the single-tensor kernel).
+#[derive(Clone, Debug)]
+pub struct SgdMany(Vec<usize>);
+
+impl Check for SgdMany {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let mut ps = self
+            .0
+            .iter()
+            .map(|&n| random(dev, rng, [n], 1.0))
+            .collect::<Result<Vec<_>>>()?;
+        let gs = self
+            .0
+            .iter()
+            .map(|&n| random(dev, rng, [n], 1.0))
+            .collect::<Result<Vec<_>>>()?;
+        let wd: Vec<f32> = (0..ps.len()).map(decay_of).collect();
+        let s = dev.full([1], 0.5)?;
+        let mut refs: Vec<&mut D::Tensor> = ps.iter_mut().collect();
+        dev.sgd_update_many(&mut refs, &gs.iter().collect::<Vec<_>>(), &s, 0.1, &wd)?;
+        Ok(ps)
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::ROUNDING
+    }
+}
+
+/// One momentum step over tensors of these sizes at once: parameters, then
+/// velocities.
+#[derive(Clone, Debug)]
+pub struct MomentumMany(Vec<usize>);
+
+impl Check for MomentumMany {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let mut tensors = |scale| {
+            self.0
+                .iter()
+                .map(|&n| random(dev, rng, [n], scale))
+                .collect::<Result<Vec<_>>>()
+        };
+        let (mut ps, mut vs, gs) = (tensors(1.0)?, tensors(1.0)?, tensors(1.0)?);
+        let wd: Vec<f32> = (0..ps.len()).map(decay_of).collect();
+        let s = dev.full([1], 0.5)?;
+        let mut p_refs: Vec<&mut D::Tensor> = ps.iter_mut().collect();
+        let mut v_refs: Vec<&mut D::Tensor> = vs.iter_mut().collect();
+        let g_refs: Vec<&D::Tensor> = gs.iter().collect();
+        dev.momentum_update_many(&mut p_refs, &mut v_refs, &g_refs, &s, 0.1, 0.9, &wd)?;
+        ps.extend(vs);
+        Ok(ps)
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::ROUNDING
+    }
+}
+
+/// Three Adam steps over tensors of these sizes at once, each tensor with
+/// its own L2 and decoupled decay: parameters, then both moments.
+#[derive(Clone, Debug)]
+pub struct AdamMany(Vec<usize>);
+
+impl Check for AdamMany {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let zeros = |dev: &D| {
+            self.0
+                .iter()
+                .map(|&n| dev.zeros([n]))
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut ps = self
+            .0
+            .iter()
+            .map(|&n| random(dev, rng, [n], 1.0))
+            .collect::<Result<Vec<_>>>()?;
+        let (mut ms, mut vs) = (zeros(dev)?, zeros(dev)?);
+        let s = dev.full([1], 0.5)?;
+        for step in 1..=3 {
+            let gs = self
+                .0
+                .iter()
+                .map(|&n| random(dev, rng, [n], 1.0))
+                .collect::<Result<Vec<_>>>()?;
+            let hp: Vec<AdamStep> = (0..ps.len())
+                .map(|i| AdamStep {
+                    lr: 0.01,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: decay_of(i),
+                    decoupled_decay: 2.0 * decay_of(i + 1),
+                    step,
+                })
+                .collect();
+            let mut p_refs: Vec<&mut D::Tensor> = ps.iter_mut().collect();
+            let mut m_refs: Vec<&mut D::Tensor> = ms.iter_mut().collect();
+            let mut v_refs: Vec<&mut D::Tensor> = vs.iter_mut().collect();
+            let g_refs: Vec<&D::Tensor> = gs.iter().collect();
+            dev.adam_update_many(&mut p_refs, &mut m_refs, &mut v_refs, &g_refs, &s, &hp)?;
+        }
+        ps.extend(ms);
+        ps.extend(vs);
+        Ok(ps)
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        // As for one tensor: sqrt and division of small second moments.
+        Tolerance::TRANSCENDENTAL
+    }
+}
+
 /// The factor that scales gradients of squared norm `ss` to norm 5.
 #[derive(Clone, Debug)]
 pub struct ClipFactor(f32);
@@ -98,6 +220,21 @@ pub(super) fn cases() -> Vec<Case> {
         v.push(Case::new("sgd update", &shape, Sgd(n)));
         v.push(Case::new("momentum update", &shape, Momentum(n)));
         v.push(Case::new("adam update ×3", shape, Adam(n)));
+    }
+    // Four tensors and a lone fifth; a group of four and a group of two.
+    for sizes in [vec![1, 5, 1000, 3, 64], vec![7, 2, 130, 9, 33, 1]] {
+        let shape = format!("{sizes:?}");
+        v.push(Case::new(
+            "sgd update (many)",
+            &shape,
+            SgdMany(sizes.clone()),
+        ));
+        v.push(Case::new(
+            "momentum update (many)",
+            &shape,
+            MomentumMany(sizes.clone()),
+        ));
+        v.push(Case::new("adam update ×3 (many)", shape, AdamMany(sizes)));
     }
     for ss in [4.0, 100.0] {
         v.push(Case::new(

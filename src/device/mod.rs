@@ -735,8 +735,87 @@ pub trait Device {
         grad_scale: &Self::Tensor,
         hp: &AdamStep,
     ) -> Result<()>;
+    /// [`Device::sgd_update`] of every tensor of a model at once:
+    /// `params[i]` by `grads[i]` with `weight_decay[i]`, element for element
+    /// what the single-tensor op computes (the GPU updates several tensors
+    /// per dispatch).
+    fn sgd_update_many(
+        &self,
+        params: &mut [&mut Self::Tensor],
+        grads: &[&Self::Tensor],
+        grad_scale: &Self::Tensor,
+        lr: f32,
+        weight_decay: &[f32],
+    ) -> Result<()> {
+        same_count(
+            "sgd_update_many",
+            params.len(),
+            &[grads.len(), weight_decay.len()],
+        )?;
+        for ((p, g), &wd) in params.iter_mut().zip(grads).zip(weight_decay) {
+            self.sgd_update(p, g, grad_scale, lr, wd)?;
+        }
+        Ok(())
+    }
+    /// [`Device::momentum_update`] of every tensor at once (see
+    /// [`Device::sgd_update_many`]).
+    #[allow(clippy::too_many_arguments)]
+    fn momentum_update_many(
+        &self,
+        params: &mut [&mut Self::Tensor],
+        velocities: &mut [&mut Self::Tensor],
+        grads: &[&Self::Tensor],
+        grad_scale: &Self::Tensor,
+        lr: f32,
+        momentum: f32,
+        weight_decay: &[f32],
+    ) -> Result<()> {
+        same_count(
+            "momentum_update_many",
+            params.len(),
+            &[velocities.len(), grads.len(), weight_decay.len()],
+        )?;
+        for (((p, v), g), &wd) in params
+            .iter_mut()
+            .zip(velocities)
+            .zip(grads)
+            .zip(weight_decay)
+        {
+            self.momentum_update(p, v, g, grad_scale, lr, momentum, wd)?;
+        }
+        Ok(())
+    }
+    /// [`Device::adam_update`] of every tensor at once, each with its own
+    /// step settings (see [`Device::sgd_update_many`]).
+    fn adam_update_many(
+        &self,
+        params: &mut [&mut Self::Tensor],
+        m: &mut [&mut Self::Tensor],
+        v: &mut [&mut Self::Tensor],
+        grads: &[&Self::Tensor],
+        grad_scale: &Self::Tensor,
+        hp: &[AdamStep],
+    ) -> Result<()> {
+        same_count(
+            "adam_update_many",
+            params.len(),
+            &[m.len(), v.len(), grads.len(), hp.len()],
+        )?;
+        for ((((p, m), v), g), hp) in params.iter_mut().zip(m).zip(v).zip(grads).zip(hp) {
+            self.adam_update(p, m, v, g, grad_scale, hp)?;
+        }
+        Ok(())
+    }
     /// `min(1, max_norm / ‖g‖)` from the summed squares `‖g‖²` (shape `[1]`).
     fn clip_factor(&self, sum_squares: &Self::Tensor, max_norm: f32) -> Result<Self::Tensor>;
+}
+
+/// Checks that the lists of a many-tensor op are as long as its first.
+pub(crate) fn same_count(op: &'static str, n: usize, others: &[usize]) -> Result<()> {
+    match others.iter().find(|&&o| o != n) {
+        None => Ok(()),
+        Some(o) => Err(Error::shape(op, format!("{n} tensors but a list of {o}"))),
+    }
 }
 
 /// Checks that two tensors have the same shape.

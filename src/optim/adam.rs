@@ -2,7 +2,7 @@
 //! and second moments; weight decay either as an L2 term through the moments
 //! (Adam) or as a decoupled shrink `p -= lr·wd·p` (AdamW).
 
-use super::{grad_of, Common, Optimizer};
+use super::{decays, values_and_grads, Common, Optimizer};
 use crate::device::{AdamStep, Device};
 use crate::error::Result;
 use crate::nn::Param;
@@ -54,27 +54,33 @@ impl<D: Device> Optimizer<D> for Adam<D> {
         step: u64,
     ) -> Result<()> {
         let lr = self.common.lr;
+        let hps: Vec<AdamStep> = decays(params, self.weight_decay)
+            .into_iter()
+            .map(|wd| {
+                let (l2, decoupled) = if self.decoupled { (0.0, wd) } else { (wd, 0.0) };
+                AdamStep {
+                    lr,
+                    beta1: self.beta1,
+                    beta2: self.beta2,
+                    eps: self.eps,
+                    weight_decay: l2,
+                    decoupled_decay: decoupled,
+                    // β^t underflows to 0 long before t reaches u32::MAX.
+                    step: u32::try_from(step).unwrap_or(u32::MAX),
+                }
+            })
+            .collect();
         let slots = self.common.slots.get(dev, params)?;
-        for (p, slot) in params.iter_mut().zip(slots.iter_mut()) {
-            let wd = if p.decay { self.weight_decay } else { 0.0 };
-            let (l2, decoupled) = if self.decoupled { (0.0, wd) } else { (wd, 0.0) };
-            let hp = AdamStep {
-                lr,
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: self.eps,
-                weight_decay: l2,
-                decoupled_decay: decoupled,
-                // β^t underflows to 0 long before t reaches u32::MAX.
-                step: u32::try_from(step).unwrap_or(u32::MAX),
-            };
-            let g = grad_of(p)?.clone();
+        let (mut ms, mut vs) = (Vec::new(), Vec::new());
+        for slot in slots.iter_mut() {
             let [m, v] = &mut slot[..] else {
                 unreachable!("Adam has two slots")
             };
-            dev.adam_update(&mut p.value, m, v, &g, s, &hp)?;
+            ms.push(m);
+            vs.push(v);
         }
-        Ok(())
+        let (mut values, grads) = values_and_grads(params)?;
+        dev.adam_update_many(&mut values, &mut ms, &mut vs, &grads, s, &hps)
     }
 
     fn common(&self) -> &Common<D> {

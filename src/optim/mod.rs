@@ -239,8 +239,41 @@ impl OptimConfig {
 }
 
 /// The gradient of a parameter, or an error saying backward has not run.
+/// Parameter values to update in place, and their gradients.
+type ValuesAndGrads<'a, D> = (
+    Vec<&'a mut <D as Device>::Tensor>,
+    Vec<&'a <D as Device>::Tensor>,
+);
+
+/// Each parameter's value, to update in place, beside its gradient.
+pub(crate) fn values_and_grads<'a, D: Device>(
+    params: &'a mut [&mut Param<D>],
+) -> Result<ValuesAndGrads<'a, D>> {
+    let mut values = Vec::with_capacity(params.len());
+    let mut grads = Vec::with_capacity(params.len());
+    for p in params.iter_mut() {
+        let p: &mut Param<D> = p;
+        let Some(grad) = p.grad.as_ref() else {
+            return Err(no_gradient(p));
+        };
+        grads.push(grad);
+        values.push(&mut p.value);
+    }
+    Ok((values, grads))
+}
+
+/// Each parameter's weight decay: `decay` for weights, 0 for biases.
+pub(crate) fn decays<D: Device>(params: &[&mut Param<D>], decay: f32) -> Vec<f32> {
+    params
+        .iter()
+        .map(|p| if p.decay { decay } else { 0.0 })
+        .collect()
+}
+
+fn no_gradient<D: Device>(p: &Param<D>) -> Error {
+    Error::Config(format!("{} has no gradient: call backward first", p.name))
+}
+
 pub(crate) fn grad_of<D: Device>(p: &Param<D>) -> Result<&D::Tensor> {
-    p.grad
-        .as_ref()
-        .ok_or_else(|| Error::Config(format!("{} has no gradient: call backward first", p.name)))
+    p.grad.as_ref().ok_or_else(|| no_gradient(p))
 }

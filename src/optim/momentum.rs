@@ -1,6 +1,6 @@
 //! SGD with heavy-ball momentum: `v = μ·v + s·g + wd·p; p -= lr·v`.
 
-use super::{grad_of, Common, Optimizer};
+use super::{decays, values_and_grads, Common, Optimizer};
 use crate::device::Device;
 use crate::error::Result;
 use crate::nn::Param;
@@ -36,13 +36,19 @@ impl<D: Device> Optimizer<D> for Momentum<D> {
         _: u64,
     ) -> Result<()> {
         let lr = self.common.lr;
+        let decay = decays(params, self.weight_decay);
         let slots = self.common.slots.get(dev, params)?;
-        for (p, slot) in params.iter_mut().zip(slots.iter_mut()) {
-            let wd = if p.decay { self.weight_decay } else { 0.0 };
-            let g = grad_of(p)?.clone();
-            dev.momentum_update(&mut p.value, &mut slot[0], &g, s, lr, self.momentum, wd)?;
-        }
-        Ok(())
+        let mut velocities: Vec<_> = slots.iter_mut().map(|s| &mut s[0]).collect();
+        let (mut values, grads) = values_and_grads(params)?;
+        dev.momentum_update_many(
+            &mut values,
+            &mut velocities,
+            &grads,
+            s,
+            lr,
+            self.momentum,
+            &decay,
+        )
     }
 
     fn common(&self) -> &Common<D> {

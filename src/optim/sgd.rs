@@ -1,6 +1,6 @@
 //! Plain stochastic gradient descent: `p -= lr·(s·g + wd·p)`.
 
-use super::{grad_of, Common, Optimizer};
+use super::{decays, values_and_grads, Common, Optimizer};
 use crate::device::Device;
 use crate::error::Result;
 use crate::nn::Param;
@@ -34,12 +34,9 @@ impl<D: Device> Optimizer<D> for Sgd<D> {
         s: &D::Tensor,
         _: u64,
     ) -> Result<()> {
-        for p in params.iter_mut() {
-            let wd = if p.decay { self.weight_decay } else { 0.0 };
-            let g = grad_of(p)?.clone();
-            dev.sgd_update(&mut p.value, &g, s, self.common.lr, wd)?;
-        }
-        Ok(())
+        let decay = decays(params, self.weight_decay);
+        let (mut values, grads) = values_and_grads(params)?;
+        dev.sgd_update_many(&mut values, &grads, s, self.common.lr, &decay)
     }
 
     fn common(&self) -> &Common<D> {

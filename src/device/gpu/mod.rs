@@ -16,8 +16,8 @@ pub use context::GpuStats;
 
 use self::context::{Context, PooledBuffer};
 use super::{
-    Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad, MatmulSpec, PoolWindow,
-    Reduce, Tensor,
+    same_count, Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad, MatmulSpec,
+    PoolWindow, Reduce, Tensor,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
@@ -105,7 +105,51 @@ pub struct GpuDevice {
     tuner: Option<Arc<tune::Tuner>>,
 }
 
+/// The rates an SGD or momentum update shares across its tensors, in the
+/// form the many-tensor kernels take.
+fn shared_rates(lr: f32, momentum: f32) -> AdamStep {
+    AdamStep {
+        lr,
+        beta1: momentum,
+        beta2: 0.0,
+        eps: 0.0,
+        weight_decay: 0.0,
+        decoupled_decay: 0.0,
+        step: 1,
+    }
+}
+
 impl GpuDevice {
+    /// Records `entry` of shaders/optim_many.wgsl over `updates`, four
+    /// tensors per dispatch, each group at the rates of its tensors'
+    /// `rates`. A group of one tensor, a group whose tensors' rates differ
+    /// (decay aside), or an adapter with too few storage bindings per stage
+    /// takes `single(i)` for each of its tensors instead.
+    fn update_in_groups(
+        &self,
+        entry: &'static str,
+        updates: &[kernels::optim::Update<'_>],
+        scale: &GpuTensor,
+        rates: &[AdamStep],
+        mut single: impl FnMut(usize) -> Result<()>,
+    ) -> Result<()> {
+        let per_tensor = 2 + updates.first().map_or(0, |u| u.state.len());
+        let fits = kernels::optim::many_fits(self, per_tensor);
+        let shared = |a: &AdamStep, b: &AdamStep| {
+            (a.lr, a.beta1, a.beta2, a.eps, a.step) == (b.lr, b.beta1, b.beta2, b.eps, b.step)
+        };
+        for (g, group) in updates.chunks(kernels::optim::SLOTS).enumerate() {
+            let first = g * kernels::optim::SLOTS;
+            let r = &rates[first..first + group.len()];
+            if fits && group.len() > 1 && r.iter().all(|x| shared(x, &r[0])) {
+                kernels::optim::many(self, entry, group, scale, &r[0])?;
+            } else {
+                (first..first + group.len()).try_for_each(&mut single)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens the adapter chosen by [`list_adapters`]'s rules
     /// (`WGTRAIN_ADAPTER`, `WGTRAIN_BACKENDS`, else the most capable).
     pub fn new() -> Result<Self> {
@@ -632,6 +676,124 @@ impl Device for GpuDevice {
         hp: &AdamStep,
     ) -> Result<()> {
         kernels::optim::adam(self, param, m, v, grad, grad_scale, hp)
+    }
+
+    fn sgd_update_many(
+        &self,
+        params: &mut [&mut GpuTensor],
+        grads: &[&GpuTensor],
+        grad_scale: &GpuTensor,
+        lr: f32,
+        weight_decay: &[f32],
+    ) -> Result<()> {
+        same_count(
+            "sgd_update_many",
+            params.len(),
+            &[grads.len(), weight_decay.len()],
+        )?;
+        let updates = params
+            .iter()
+            .zip(grads)
+            .zip(weight_decay)
+            .map(|((p, g), &wd)| kernels::optim::Update {
+                param: p,
+                grad: g,
+                state: Vec::new(),
+                weight_decay: wd,
+                decoupled_decay: 0.0,
+            })
+            .collect::<Vec<_>>();
+        let rates = vec![shared_rates(lr, 0.0); updates.len()];
+        self.update_in_groups("sgd_many", &updates, grad_scale, &rates, |i| {
+            let u = &updates[i];
+            self.sgd_update(&mut u.param.clone(), u.grad, grad_scale, lr, u.weight_decay)
+        })
+    }
+
+    fn momentum_update_many(
+        &self,
+        params: &mut [&mut GpuTensor],
+        velocities: &mut [&mut GpuTensor],
+        grads: &[&GpuTensor],
+        grad_scale: &GpuTensor,
+        lr: f32,
+        momentum: f32,
+        weight_decay: &[f32],
+    ) -> Result<()> {
+        same_count(
+            "momentum_update_many",
+            params.len(),
+            &[velocities.len(), grads.len(), weight_decay.len()],
+        )?;
+        let updates = params
+            .iter()
+            .zip(velocities.iter())
+            .zip(grads)
+            .zip(weight_decay)
+            .map(|(((p, v), g), &wd)| kernels::optim::Update {
+                param: p,
+                grad: g,
+                state: vec![v],
+                weight_decay: wd,
+                decoupled_decay: 0.0,
+            })
+            .collect::<Vec<_>>();
+        let rates = vec![shared_rates(lr, momentum); updates.len()];
+        self.update_in_groups("momentum_many", &updates, grad_scale, &rates, |i| {
+            let u = &updates[i];
+            let mut v = u.state[0].clone();
+            self.momentum_update(
+                &mut u.param.clone(),
+                &mut v,
+                u.grad,
+                grad_scale,
+                lr,
+                momentum,
+                u.weight_decay,
+            )
+        })
+    }
+
+    fn adam_update_many(
+        &self,
+        params: &mut [&mut GpuTensor],
+        m: &mut [&mut GpuTensor],
+        v: &mut [&mut GpuTensor],
+        grads: &[&GpuTensor],
+        grad_scale: &GpuTensor,
+        hp: &[AdamStep],
+    ) -> Result<()> {
+        same_count(
+            "adam_update_many",
+            params.len(),
+            &[m.len(), v.len(), grads.len(), hp.len()],
+        )?;
+        let updates = params
+            .iter()
+            .zip(m.iter())
+            .zip(v.iter())
+            .zip(grads)
+            .zip(hp)
+            .map(|((((p, m), v), g), hp)| kernels::optim::Update {
+                param: p,
+                grad: g,
+                state: vec![m, v],
+                weight_decay: hp.weight_decay,
+                decoupled_decay: hp.decoupled_decay,
+            })
+            .collect::<Vec<_>>();
+        self.update_in_groups("adam_many", &updates, grad_scale, hp, |i| {
+            let u = &updates[i];
+            let (mut m, mut v) = (u.state[0].clone(), u.state[1].clone());
+            self.adam_update(
+                &mut u.param.clone(),
+                &mut m,
+                &mut v,
+                u.grad,
+                grad_scale,
+                &hp[i],
+            )
+        })
     }
 
     fn clip_factor(&self, sum_squares: &GpuTensor, max_norm: f32) -> Result<GpuTensor> {

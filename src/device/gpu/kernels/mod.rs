@@ -1,4 +1,6 @@
-//! Rust launchers, one module per WGSL file in `shaders/` (same name). Each
+//! Rust launchers, one module per WGSL file in `shaders/` (same name; the
+//! padded matmul's pad.wgsl is launched from matmul.rs, optim_many.wgsl from
+//! optim.rs). Each
 //! function validates shapes, allocates its output from the pool, and records
 //! one or more dispatches; none of them waits for the GPU, except a matmul
 //! of a shape class the autotuner has not seen yet (`super::tune`), which

@@ -1,6 +1,7 @@
 //! Launchers for shaders/optim.wgsl.
 
 use super::{launch, u32_of};
+use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::{GpuDevice, GpuTensor};
 use crate::device::{same_shape, AdamStep, Tensor};
 use crate::error::{Error, Result};
@@ -168,4 +169,120 @@ pub(crate) fn clip_factor(
         [1, 1, 1],
     );
     Ok(out)
+}
+
+// ---- shaders/optim_many.wgsl: up to four tensors per dispatch -------------
+
+/// Tensors per dispatch of the many-tensor kernels.
+pub(crate) const SLOTS: usize = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct ManyParams {
+    end: [u32; 4],
+    weight_decay: [f32; 4],
+    decoupled_decay: [f32; 4],
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    correction1: f32,
+    correction2: f32,
+    // WGSL rounds the struct up to a multiple of 16 bytes.
+    _pad: [f32; 2],
+}
+
+/// One tensor's update: the parameter, its gradient, the optimizer's state
+/// tensors (none, the velocity, or Adam's two moments), its L2 and
+/// decoupled decay.
+pub(crate) struct Update<'a> {
+    pub param: &'a GpuTensor,
+    pub grad: &'a GpuTensor,
+    pub state: Vec<&'a GpuTensor>,
+    pub weight_decay: f32,
+    pub decoupled_decay: f32,
+}
+
+/// Whether `entry` of optim_many.wgsl can run here: it binds the scale and
+/// four tensors of `per_tensor` buffers each.
+pub(crate) fn many_fits(dev: &GpuDevice, per_tensor: usize) -> bool {
+    let needed = 1 + SLOTS * per_tensor;
+    dev.ctx.limits.max_storage_buffers_per_shader_stage as usize >= needed
+}
+
+/// Records `entry` (`sgd_many`, `momentum_many`, `adam_many`) over up to
+/// [`SLOTS`] updates, which share `shared`'s rates; slots left empty bind
+/// spare buffers that nothing reads.
+pub(crate) fn many(
+    dev: &GpuDevice,
+    entry: &'static str,
+    updates: &[Update<'_>],
+    scale: &GpuTensor,
+    shared: &AdamStep,
+) -> Result<()> {
+    check_scale(scale)?;
+    if updates.is_empty() || updates.len() > SLOTS {
+        return Err(Error::shape(
+            entry,
+            format!("{} tensors in one dispatch (1 to {SLOTS})", updates.len()),
+        ));
+    }
+    let states = updates[0].state.len();
+    let mut p = ManyParams {
+        lr: shared.lr,
+        beta1: shared.beta1,
+        beta2: shared.beta2,
+        eps: shared.eps,
+        ..Default::default()
+    };
+    (p.correction1, p.correction2) = shared.corrections();
+    let mut total = 0usize;
+    for (s, u) in updates.iter().enumerate() {
+        same_shape(entry, u.param.shape(), u.grad.shape())?;
+        if u.state.len() != states {
+            return Err(Error::shape(entry, "tensors with different state"));
+        }
+        for t in &u.state {
+            same_shape(entry, u.param.shape(), t.shape())?;
+        }
+        total += u.param.shape().numel().div_ceil(4);
+        p.weight_decay[s] = u.weight_decay;
+        p.decoupled_decay[s] = u.decoupled_decay;
+    }
+    let total32 = u32_of(entry, total)?;
+    let mut ends = updates
+        .iter()
+        .scan(0u32, |end, u| {
+            *end += u.param.shape().numel().div_ceil(4) as u32;
+            Some(*end)
+        })
+        .collect::<Vec<_>>();
+    ends.resize(SLOTS, total32);
+    p.end.copy_from_slice(&ends);
+    // Bindings: 0 the scale, 1–4 parameters, 5–8 gradients, 9–12 and
+    // 13–16 the state tensors.
+    let spares = (updates.len()..SLOTS)
+        .map(|_| {
+            (0..2 + states)
+                .map(|_| dev.ctx.alloc(16))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut bindings = vec![(0, scale.buf())];
+    for slot in 0..SLOTS {
+        let bufs: Vec<&PooledBuffer> = match updates.get(slot) {
+            Some(u) => [u.param, u.grad]
+                .into_iter()
+                .chain(u.state.iter().copied())
+                .map(GpuTensor::buf)
+                .collect(),
+            None => spares[slot - updates.len()].iter().collect(),
+        };
+        for (kind, buf) in bufs.into_iter().enumerate() {
+            bindings.push((1 + (kind * SLOTS + slot) as u32, buf));
+        }
+    }
+    let grid = dev.ctx.grid_1d(entry, total)?;
+    launch(dev, shader!("optim_many"), entry, &[], &bindings, &p, grid);
+    Ok(())
 }
