@@ -1,5 +1,10 @@
 // Reductions and the fused losses. Launchers: src/device/gpu/kernels/reduce.rs
 //
+// The kernels that reduce across a workgroup are bodies here; their entry
+// points and `workgroup_reduce` come from reduce_tree.wgsl (shared-memory
+// tree, any adapter) or reduce_subgroup.wgsl (subgroup operations), one of
+// which precedes this file in the module.
+//
 // Whole-tensor reductions run in two passes: many workgroups each reduce a
 // strided share into a partial, then one workgroup reduces the partials.
 // Row-wise kernels (softmax, cross-entropy, row sums) give each row one
@@ -28,32 +33,13 @@ fn combine(a: f32, b: f32, is_max: bool) -> f32 {
     return a + b;
 }
 
-// Tree reduction across the workgroup; every invocation gets the result.
-// Must be called from uniform control flow.
-fn workgroup_reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            scratch[lid] = combine(scratch[lid], scratch[lid + s], is_max);
-        }
-        workgroupBarrier();
-    }
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
-
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
 // One pass of a whole-tensor reduction: workgroup g reduces elements
 // g·256 + lid, strided by the whole grid, into out[g] (times scale).
-@compute @workgroup_size(256)
-fn reduce_pass(@builtin(local_invocation_index) lid: u32,
-               @builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
+fn reduce_pass_body(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
     let is_max = p.op == 2u;
     let groups = nwg.x * nwg.y;
     let g = row_of(wid, nwg);
@@ -87,10 +73,7 @@ fn sum_rows(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // [rows, cols] → [rows]: one workgroup per row.
-@compute @workgroup_size(256)
-fn sum_cols(@builtin(local_invocation_index) lid: u32,
-            @builtin(workgroup_id) wid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
+fn sum_cols_body(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
     let row = row_of(wid, nwg);
     if (row >= p.rows) {
         return;
@@ -105,10 +88,7 @@ fn sum_cols(@builtin(local_invocation_index) lid: u32,
     }
 }
 
-@compute @workgroup_size(256)
-fn softmax_rows(@builtin(local_invocation_index) lid: u32,
-                @builtin(workgroup_id) wid: vec3<u32>,
-                @builtin(num_workgroups) nwg: vec3<u32>) {
+fn softmax_rows_body(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
     let row = row_of(wid, nwg);
     if (row >= p.rows) {
         return;
@@ -132,10 +112,7 @@ fn softmax_rows(@builtin(local_invocation_index) lid: u32,
 // Softmax cross-entropy of logits x against class ids y, fused with its
 // gradient: out = (softmax - onehot) / rows, out2[row] = lse - x[label].
 // The launcher sums out2 into the mean loss.
-@compute @workgroup_size(256)
-fn softmax_xent_rows(@builtin(local_invocation_index) lid: u32,
-                     @builtin(workgroup_id) wid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>) {
+fn softmax_xent_rows_body(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
     let row = row_of(wid, nwg);
     if (row >= p.rows) {
         return;

@@ -1,5 +1,6 @@
 //! Every Device op on the GPU against the CPU reference, on the cases of
-//! `wgtrain::check` (awkward shapes, every transpose, every matmul kernel family).
+//! `wgtrain::check` (awkward shapes, every transpose, every matmul kernel family,
+//! workgroup reductions with and without subgroup operations).
 //! Tolerances are stated and justified on `wgtrain::check::Tolerance`.
 
 mod common;
@@ -27,6 +28,17 @@ fn check_group(group: &str) {
             }
         } else {
             outcomes.push((String::new(), check_case(&cpu, &gpu, case)));
+            // Workgroup reductions have a subgroup and a tree version: the
+            // one this adapter does not use by default too, where it has both.
+            let other = gpu.with_subgroups(!gpu.subgroups());
+            if other.subgroups() != gpu.subgroups() {
+                let name = if other.subgroups() {
+                    "subgroups"
+                } else {
+                    "no subgroups"
+                };
+                outcomes.push((name.into(), check_case(&cpu, &other, case)));
+            }
         }
         for (variant, o) in outcomes {
             if !o.passed() {

@@ -41,10 +41,31 @@ pub(crate) struct ShaderSource {
 }
 
 /// `shader!("matmul")` is the source of shaders/matmul.wgsl preceded by
-/// shaders/common.wgsl (WGSL has no includes).
+/// shaders/common.wgsl (WGSL has no includes); `shader!("reduce_tree",
+/// "reduce")` puts shaders/reduce_tree.wgsl between the two.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! shader {
+    ($part:literal, $name:literal) => {
+        $crate::device::gpu::context::ShaderSource {
+            name: concat!($part, "+", $name),
+            source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $part,
+                    ".wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $name,
+                    ".wgsl"
+                ))
+            ),
+        }
+    };
     ($name:literal) => {
         $crate::device::gpu::context::ShaderSource {
             name: $name,
@@ -252,7 +273,9 @@ impl Context {
         let limits = adapter.limits();
         let timing =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        let required_features = wgpu::Features::IMMEDIATES | (features & timing);
+        // Subgroup operations where the adapter has them (reduce_subgroup.wgsl).
+        let required_features =
+            wgpu::Features::IMMEDIATES | (features & (timing | wgpu::Features::SUBGROUP));
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
             required_features,

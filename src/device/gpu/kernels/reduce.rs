@@ -41,6 +41,16 @@ fn rowwise(
 const MAX_PARTIALS: usize = 1024;
 
 /// Whole-tensor reduction to `[1]`, times `scale`.
+/// reduce.wgsl with its workgroup reduction: subgroup operations where the
+/// device uses them, else the shared-memory tree.
+fn reduce_shader(dev: &GpuDevice) -> crate::device::gpu::context::ShaderSource {
+    if dev.subgroups {
+        shader!("reduce_subgroup", "reduce")
+    } else {
+        shader!("reduce_tree", "reduce")
+    }
+}
+
 pub(crate) fn reduce(dev: &GpuDevice, x: &GpuTensor, op: Reduce, scale: f32) -> Result<GpuTensor> {
     let n = x.shape().numel();
     let n32 = u32_of("reduce", n)?;
@@ -55,7 +65,7 @@ pub(crate) fn reduce(dev: &GpuDevice, x: &GpuTensor, op: Reduce, scale: f32) -> 
             };
             launch(
                 dev,
-                shader!("reduce"),
+                reduce_shader(dev),
                 "reduce_pass",
                 &[],
                 &[(0, input.buf()), (2, out.buf())],
@@ -101,7 +111,7 @@ pub(crate) fn sum_rows(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
     let grid = dev.ctx.grid_1d("sum_rows", c)?;
     launch(
         dev,
-        shader!("reduce"),
+        reduce_shader(dev),
         "sum_rows",
         &[],
         &[(0, x.buf()), (2, out.buf())],
@@ -117,7 +127,7 @@ pub(crate) fn sum_cols(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
     let grid = dev.ctx.grid_groups("sum_cols", r as u64)?;
     launch(
         dev,
-        shader!("reduce"),
+        reduce_shader(dev),
         "sum_cols",
         &[],
         &[(0, x.buf()), (2, out.buf())],
@@ -133,7 +143,7 @@ pub(crate) fn softmax_rows(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> 
     let grid = dev.ctx.grid_groups("softmax_rows", r as u64)?;
     launch(
         dev,
-        shader!("reduce"),
+        reduce_shader(dev),
         "softmax_rows",
         &[],
         &[(0, x.buf()), (2, out.buf())],
@@ -171,7 +181,7 @@ pub(crate) fn softmax_cross_entropy(
     )?;
     launch(
         dev,
-        shader!("reduce"),
+        reduce_shader(dev),
         entry,
         &[],
         &[
@@ -208,7 +218,7 @@ pub(crate) fn pointwise_loss(
     let grid = dev.ctx.grid_1d(entry, n)?;
     launch(
         dev,
-        shader!("reduce"),
+        reduce_shader(dev),
         entry,
         &[],
         &[
@@ -230,7 +240,7 @@ pub(crate) fn argmax_rows(dev: &GpuDevice, x: &GpuTensor) -> Result<GpuTensor> {
     let grid = dev.ctx.grid_1d("argmax_rows", r)?;
     launch(
         dev,
-        shader!("reduce"),
+        reduce_shader(dev),
         "argmax_rows",
         &[],
         &[(0, x.buf()), (2, out.buf())],
@@ -258,7 +268,7 @@ pub(crate) fn count_equal(dev: &GpuDevice, a: &GpuTensor, b: &GpuTensor) -> Resu
     let grid = dev.ctx.grid_1d("count_equal", n)?;
     launch(
         dev,
-        shader!("reduce"),
+        reduce_shader(dev),
         "equal_terms",
         &[],
         &[(0, a.buf()), (1, b.buf()), (2, eq.buf())],
