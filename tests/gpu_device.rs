@@ -226,3 +226,39 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     assert!(forced.tuner().is_none());
     assert_eq!(product(&forced), (want, 1));
 }
+
+/// The many-tensor updates record one dispatch per four tensors (a lone
+/// last tensor takes the single-tensor kernel), where the adapter has the
+/// storage bindings; the results are checked against the CPU in
+/// tests/gpu_matches_cpu.rs.
+#[test]
+fn many_tensor_updates_take_one_dispatch_per_four_tensors() {
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    let sizes = [3usize, 10, 1, 64, 5, 7];
+    let mut ps: Vec<_> = sizes.iter().map(|&n| gpu.zeros([n]).unwrap()).collect();
+    let gs: Vec<_> = sizes.iter().map(|&n| gpu.full([n], 1.0).unwrap()).collect();
+    let scale = gpu.full([1], 1.0).unwrap();
+    let dispatches = |tensors: usize, ps: &mut Vec<wgtrain::device::gpu::GpuTensor>| {
+        let before = gpu.stats().dispatches;
+        let mut refs: Vec<_> = ps.iter_mut().take(tensors).collect();
+        let grads: Vec<_> = gs.iter().take(tensors).collect();
+        let wd = vec![0.0; tensors];
+        gpu.sgd_update_many(&mut refs, &grads, &scale, 0.5, &wd)
+            .unwrap();
+        gpu.stats().dispatches - before
+    };
+    let storage = gpu.limits().max_storage_buffers_per_shader_stage;
+    if storage >= 9 {
+        assert_eq!(dispatches(6, &mut ps), 2, "four, then two");
+        assert_eq!(dispatches(5, &mut ps), 2, "four, then one alone");
+        assert_eq!(dispatches(4, &mut ps), 1);
+    } else {
+        assert_eq!(dispatches(6, &mut ps), 6, "one per tensor");
+    }
+    // Every element moved by lr · 1 per update that covered it.
+    let first = gpu.download(&ps[0]).unwrap();
+    assert_eq!(first, vec![-1.5; 3]);
+    assert_eq!(gpu.download(&ps[5]).unwrap(), vec![-0.5; 7]);
+}

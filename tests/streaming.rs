@@ -282,6 +282,17 @@ fn any_batch_of_a_streamed_order_matches_resident() {
     assert!(err.to_string().contains("48..+3"), "{err}");
     let err = resident.batch(&dev, &mut b, 0, 4).unwrap_err();
     assert!(err.to_string().contains("different split"), "{err}");
+    // Another streamed split of the same length does not take this order.
+    let twin = DeviceData::upload_with(
+        &dev,
+        &ds,
+        &norm,
+        None,
+        Residency::Streamed { chunk_bytes: 200 },
+    )
+    .unwrap();
+    let err = twin.batch(&dev, &mut b, 0, 4).unwrap_err();
+    assert!(err.to_string().contains("different split"), "{err}");
 }
 
 /// A regression split of more bytes than the adapter's largest storage

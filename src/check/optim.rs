@@ -177,7 +177,8 @@ impl Check for AdamMany {
                     beta2: 0.999,
                     eps: 1e-8,
                     weight_decay: decay_of(i),
-                    decoupled_decay: 2.0 * decay_of(i + 1),
+                    // Nonzero and different for every tensor.
+                    decoupled_decay: 0.005 * (i + 2) as f32,
                     step,
                 })
                 .collect();
@@ -221,8 +222,8 @@ pub(super) fn cases() -> Vec<Case> {
         v.push(Case::new("momentum update", &shape, Momentum(n)));
         v.push(Case::new("adam update ×3", shape, Adam(n)));
     }
-    // Four tensors and a lone fifth; a group of four and a group of two.
-    for sizes in [vec![1, 5, 1000, 3, 64], vec![7, 2, 130, 9, 33, 1]] {
+    // Four tensors and a lone fifth; two groups of four.
+    for sizes in [vec![1, 5, 1000, 3, 64], vec![7, 2, 130, 9, 33, 1, 40, 6]] {
         let shape = format!("{sizes:?}");
         v.push(Case::new(
             "sgd update (many)",

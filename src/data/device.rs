@@ -4,10 +4,11 @@
 //! the host and is streamed in chunks ([`super::stream`]); both give the
 //! same batches, bit for bit.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::stream::{HostFeatures, HostRows, HostSplit, RowLayout, Stream};
-use super::{Dataset, Normalizer, TargetScaler};
+use super::{Dataset, Features, Normalizer, TargetScaler};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::profile::{self, Phase};
@@ -49,6 +50,12 @@ impl Residency {
     }
 }
 
+/// Feature values on the host, borrowed.
+enum Values<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8]),
+}
+
 enum DeviceFeatures<D: Device> {
     F32(D::Tensor),
     /// Raw bytes, normalised by `x·scale + shift` in the gather.
@@ -69,23 +76,57 @@ pub(super) struct Rows<D: Device> {
 impl<D: Device> Rows<D> {
     /// Uploads host rows laid out as `layout`.
     pub(super) fn upload(dev: &D, rows: &HostRows, layout: &RowLayout) -> Result<Self> {
-        let mut shape = vec![rows.len];
-        shape.extend_from_slice(&layout.sample_shape);
         let features = match &rows.features {
-            HostFeatures::F32(v) => DeviceFeatures::F32(dev.upload(v, shape)?),
-            HostFeatures::U8(v) => DeviceFeatures::U8 {
+            HostFeatures::F32(v) => Values::F32(v),
+            HostFeatures::U8(v) => Values::U8(v),
+        };
+        Self::upload_values(dev, features, &rows.targets, rows.len, layout)
+    }
+
+    /// Uploads all of `ds`: f32 features standardised on a copy, bytes
+    /// straight from the dataset.
+    fn upload_dataset(
+        dev: &D,
+        ds: &Dataset,
+        norm: &Normalizer,
+        scaler: Option<&TargetScaler>,
+    ) -> Result<Self> {
+        let layout = RowLayout::of(ds, norm);
+        let targets = HostSplit::targets_of(ds, scaler);
+        match &ds.features {
+            Features::F32(v) => {
+                let mut v = v.clone();
+                norm.apply(&mut v, layout.width);
+                Self::upload_values(dev, Values::F32(&v), &targets, ds.len(), &layout)
+            }
+            Features::U8(v) => Self::upload_values(dev, Values::U8(v), &targets, ds.len(), &layout),
+        }
+    }
+
+    fn upload_values(
+        dev: &D,
+        features: Values<'_>,
+        targets: &[f32],
+        len: usize,
+        layout: &RowLayout,
+    ) -> Result<Self> {
+        let mut shape = vec![len];
+        shape.extend_from_slice(&layout.sample_shape);
+        let features = match features {
+            Values::F32(v) => DeviceFeatures::F32(dev.upload(v, shape)?),
+            Values::U8(v) => DeviceFeatures::U8 {
                 bytes: dev.upload_u8(v, shape)?,
                 scale: layout.scale,
                 shift: layout.shift,
             },
         };
         let y_shape = match layout.per {
-            1 => vec![rows.len],
-            per => vec![rows.len, per],
+            1 => vec![len],
+            per => vec![len, per],
         };
         Ok(Rows {
             features,
-            targets: dev.upload(&rows.targets, y_shape)?,
+            targets: dev.upload(targets, y_shape)?,
         })
     }
 
@@ -124,15 +165,20 @@ enum Store<D: Device> {
 pub struct DeviceData<D: Device> {
     store: Store<D>,
     len: usize,
+    /// Tells this split's orders from other splits'.
+    id: u64,
 }
+
+/// Ids of [`DeviceData`]s, unique within the process.
+static NEXT_SPLIT: AtomicU64 = AtomicU64::new(1);
 
 /// The order one pass visits a split's samples in (a shuffled epoch, or
 /// `0..n`), made by [`DeviceData::order`] for that split; a streamed split's
 /// order also carries the pass's chunks.
 pub struct SampleOrder<D: Device> {
     kind: OrderKind<D>,
-    /// Samples in the split it was made for.
-    split_len: usize,
+    /// The split it was made for.
+    split: u64,
     len: usize,
 }
 
@@ -189,19 +235,23 @@ impl<D: Device> DeviceData<D> {
                 format!("{n} samples: at most {} per split are supported", u32::MAX),
             ));
         }
-        let split = HostSplit::new(ds, norm, scaler)?;
-        let (feature_bytes, target_bytes) = split.bytes();
+        norm.check(ds.sample_len())?;
+        let (feature_bytes, target_bytes) = HostSplit::bytes_of(ds);
         let limit = dev.max_tensor_bytes();
         let fits = n <= MAX_RESIDENT_SAMPLES && feature_bytes <= limit && target_bytes <= limit;
+        // A chunk must fit one tensor too.
+        let streamed = |chunk_bytes: u64| -> Result<Store<D>> {
+            Ok(Store::Streamed {
+                split: Arc::new(HostSplit::new(ds, norm, scaler)?),
+                chunk_bytes: chunk_bytes.min(limit),
+            })
+        };
         let store = match residency {
             Residency::Auto if !fits => {
                 let Residency::Streamed { chunk_bytes } = Residency::streamed(dev) else {
                     unreachable!("streamed() is Streamed")
                 };
-                Store::Streamed {
-                    split: Arc::new(split),
-                    chunk_bytes,
-                }
+                streamed(chunk_bytes)?
             }
             Residency::Auto | Residency::Resident => {
                 if n > MAX_RESIDENT_SAMPLES {
@@ -212,14 +262,15 @@ impl<D: Device> DeviceData<D> {
                         ),
                     ));
                 }
-                Store::Resident(Rows::upload(dev, &split.rows, &split.layout)?)
+                Store::Resident(Rows::upload_dataset(dev, ds, norm, scaler)?)
             }
-            Residency::Streamed { chunk_bytes } => Store::Streamed {
-                split: Arc::new(split),
-                chunk_bytes,
-            },
+            Residency::Streamed { chunk_bytes } => streamed(chunk_bytes)?,
         };
-        Ok(DeviceData { store, len: n })
+        Ok(DeviceData {
+            store,
+            len: n,
+            id: NEXT_SPLIT.fetch_add(1, Ordering::Relaxed),
+        })
     }
 
     /// Number of samples.
@@ -260,7 +311,7 @@ impl<D: Device> DeviceData<D> {
             };
         Ok(SampleOrder {
             kind,
-            split_len: self.len,
+            split: self.id,
             len,
         })
     }
@@ -279,10 +330,15 @@ impl<D: Device> DeviceData<D> {
         start: usize,
         count: usize,
     ) -> Result<(D::Tensor, D::Tensor)> {
-        if order.split_len != self.len || start.checked_add(count).is_none_or(|e| e > order.len) {
+        if order.split != self.id {
+            return Err(Error::Config(
+                "a sample order made for a different split".into(),
+            ));
+        }
+        if start.checked_add(count).is_none_or(|e| e > order.len) {
             return Err(Error::Config(format!(
-                "batch {start}..+{count} of an order of {} over {} samples, for a split of {}",
-                order.len, order.split_len, self.len
+                "batch {start}..+{count} of an order of {} samples",
+                order.len
             )));
         }
         let left = profile::phase(Phase::Data);
@@ -293,9 +349,7 @@ impl<D: Device> DeviceData<D> {
             (Store::Streamed { .. }, OrderKind::Streamed(stream)) => {
                 stream.batch(dev, start, count)
             }
-            _ => Err(Error::Config(
-                "a sample order made for a different split".into(),
-            )),
+            _ => unreachable!("an order is made by its split"),
         };
         profile::phase(left);
         out

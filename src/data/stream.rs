@@ -5,18 +5,22 @@
 //! A pass over a split visits its samples in an order (an epoch's shuffle,
 //! or `0..n` for evaluation). A [`Stream`] cuts that order into chunks of
 //! whole batches. The rows of the next chunk are gathered on a helper thread
-//! while the device works through the current one, and uploaded as soon as
-//! they are ready, so the device holds at most two chunks. Within a chunk the
+//! while the device works through the current one, and uploaded once half
+//! of the current chunk's batches have been recorded (a fixed point, so a
+//! run does the same whatever the timing), so a pass holds at most two
+//! chunks on the device. A gather nobody will use (a pass abandoned or
+//! restarted) is cancelled. Within a chunk the
 //! rows are already in batch order; a batch is gathered from it with the same
 //! device op as a resident split's, which copies values exactly, so a
 //! streamed run is bit-identical to a resident one
 //! (`tests/streaming.rs`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::device::{Rows, MAX_RESIDENT_SAMPLES};
-use super::{Dataset, Features, Normalizer, TargetScaler, Targets};
+use super::{Dataset, Features, Normalizer, TargetScaler};
 use crate::device::Device;
 use crate::error::{Error, Result};
 
@@ -32,6 +36,20 @@ pub(super) struct RowLayout {
     pub scale: f32,
     /// See `scale`.
     pub shift: f32,
+}
+
+impl RowLayout {
+    /// The layout of `ds`'s rows normalised by `norm`.
+    pub fn of(ds: &Dataset, norm: &Normalizer) -> Self {
+        let (scale, shift) = norm.affine();
+        RowLayout {
+            sample_shape: ds.sample_shape.clone(),
+            width: ds.sample_len(),
+            per: ds.targets.per_sample(),
+            scale,
+            shift,
+        }
+    }
 }
 
 /// Feature values as the device takes them: f32 already normalised, or raw
@@ -60,39 +78,43 @@ impl HostSplit {
     /// stay bytes, normalised while gathering) and regression targets scaled
     /// by `scaler`.
     pub fn new(ds: &Dataset, norm: &Normalizer, scaler: Option<&TargetScaler>) -> Result<Self> {
-        let width = ds.sample_len();
-        norm.check(width)?;
-        let (scale, shift) = norm.affine();
+        norm.check(ds.sample_len())?;
+        let layout = RowLayout::of(ds, norm);
         let features = match &ds.features {
             Features::F32(v) => {
                 let mut v = v.clone();
-                norm.apply(&mut v, width);
+                norm.apply(&mut v, layout.width);
                 HostFeatures::F32(v)
             }
             Features::U8(v) => HostFeatures::U8(v.clone()),
         };
+        Ok(HostSplit {
+            rows: HostRows {
+                features,
+                targets: Self::targets_of(ds, scaler),
+                len: ds.len(),
+            },
+            layout,
+        })
+    }
+
+    /// `ds`'s targets as f32, regression targets scaled by `scaler`.
+    pub fn targets_of(ds: &Dataset, scaler: Option<&TargetScaler>) -> Vec<f32> {
         let mut targets = ds.targets.as_f32();
         if let Some(s) = scaler {
             s.scale(&mut targets);
         }
-        let per = match &ds.targets {
-            Targets::Classes { per_sample, .. } => *per_sample,
-            Targets::Values { dims, .. } => *dims,
+        targets
+    }
+
+    /// Device bytes of `ds`'s features (as stored: f32 or bytes), and of
+    /// its targets.
+    pub fn bytes_of(ds: &Dataset) -> (u64, u64) {
+        let features = match &ds.features {
+            Features::F32(v) => v.len() as u64 * 4,
+            Features::U8(v) => v.len() as u64,
         };
-        Ok(HostSplit {
-            rows: HostRows {
-                features,
-                targets,
-                len: ds.len(),
-            },
-            layout: RowLayout {
-                sample_shape: ds.sample_shape.clone(),
-                width,
-                per,
-                scale,
-                shift,
-            },
-        })
+        (features, (ds.len() * ds.targets.per_sample()) as u64 * 4)
     }
 
     /// Device bytes of one sample's features and targets.
@@ -104,41 +126,77 @@ impl HostSplit {
         (self.layout.width * feature + self.layout.per * 4) as u64
     }
 
-    /// Device bytes of all features, and of all targets.
-    pub fn bytes(&self) -> (u64, u64) {
-        let features = match &self.rows.features {
-            HostFeatures::F32(v) => v.len() as u64 * 4,
-            HostFeatures::U8(v) => v.len() as u64,
-        };
-        (features, self.rows.targets.len() as u64 * 4)
+    /// The rows at `order` (each below `len`), in that order; `None` once
+    /// `cancel` is set (checked every few thousand rows).
+    fn select(&self, order: &[u32], cancel: &AtomicBool) -> Option<HostRows> {
+        let (w, per) = (self.layout.width, self.layout.per);
+        fn pick<T: Copy>(
+            src: &[T],
+            order: &[u32],
+            w: usize,
+            cancel: &AtomicBool,
+        ) -> Option<Vec<T>> {
+            let mut out = Vec::with_capacity(order.len() * w);
+            for rows in order.chunks(4096) {
+                if cancel.load(Ordering::Relaxed) {
+                    return None;
+                }
+                for &i in rows {
+                    let i = i as usize * w;
+                    out.extend_from_slice(&src[i..i + w]);
+                }
+            }
+            Some(out)
+        }
+        Some(HostRows {
+            features: match &self.rows.features {
+                HostFeatures::F32(v) => HostFeatures::F32(pick(v, order, w, cancel)?),
+                HostFeatures::U8(v) => HostFeatures::U8(pick(v, order, w, cancel)?),
+            },
+            targets: pick(&self.rows.targets, order, per, cancel)?,
+            len: order.len(),
+        })
     }
 
-    /// The rows at `order` (each below `len`), in that order.
-    fn select(&self, order: &[u32]) -> HostRows {
-        let (w, per) = (self.layout.width, self.layout.per);
-        fn pick<T: Copy>(src: &[T], order: &[u32], w: usize) -> Vec<T> {
-            let mut out = Vec::with_capacity(order.len() * w);
-            for &i in order {
-                let i = i as usize * w;
-                out.extend_from_slice(&src[i..i + w]);
-            }
-            out
-        }
-        HostRows {
-            features: match &self.rows.features {
-                HostFeatures::F32(v) => HostFeatures::F32(pick(v, order, w)),
-                HostFeatures::U8(v) => HostFeatures::U8(pick(v, order, w)),
-            },
-            targets: pick(&self.rows.targets, order, per),
-            len: order.len(),
-        }
+    /// The rows at `order`, gathered here and now.
+    fn select_now(&self, order: &[u32]) -> HostRows {
+        self.select(order, &AtomicBool::new(false))
+            .expect("never cancelled")
     }
 }
 
 /// The chunk after the current one: being gathered, or on the device.
 enum Next<D: Device> {
-    Gathering(JoinHandle<HostRows>),
+    Gathering(Gather),
     Ready(Rows<D>),
+}
+
+/// A chunk's rows being gathered on a helper thread; dropped unjoined, it
+/// tells the thread to stop.
+struct Gather {
+    handle: Option<JoinHandle<Option<HostRows>>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Gather {
+    /// The gathered rows (waiting for the thread if need be).
+    fn join(mut self) -> Result<HostRows> {
+        let handle = self.handle.take().expect("joined once");
+        match handle.join() {
+            Ok(Some(rows)) => Ok(rows),
+            _ => Err(Error::Config(
+                "the data thread gathering a chunk failed".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Gather {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One pass's position in a streamed split: the current chunk on the
@@ -194,24 +252,23 @@ impl<D: Device> Stream<D> {
         let (chunk, offset) = (start / self.chunk_rows, start % self.chunk_rows);
         if offset + count > self.chunk_rows {
             // Not a batch of this pass's size: gathered on its own.
-            let rows = self.split.select(&self.order[start..start + count]);
+            let rows = self.split.select_now(&self.order[start..start + count]);
             let rows = Rows::upload(dev, &rows, &self.split.layout)?;
             return rows.gather(dev, &identity(dev, count)?, 0, count);
         }
         self.enter(dev, chunk)?;
         let rows = &self.current.as_ref().expect("entered above").1;
         let out = rows.gather(dev, &self.index, offset, count)?;
-        // The next chunk goes up as soon as its rows are ready, while the
-        // device still has this chunk's batches to work through.
-        if let Some((k, Next::Gathering(h))) = &self.next {
-            if h.is_finished() {
-                let k = *k;
-                let Some((_, Next::Gathering(h))) = self.next.take() else {
-                    unreachable!("matched above")
-                };
-                let rows = Rows::upload(dev, &join(h)?, &self.split.layout)?;
-                self.next = Some((k, Next::Ready(rows)));
-            }
+        // The next chunk goes up once half of this one's batches are
+        // recorded: its rows have had that long to be gathered, and the
+        // device still has the other half to work through.
+        let halfway = offset + count >= self.chunk_rows.div_ceil(2);
+        if halfway && matches!(self.next, Some((_, Next::Gathering(_)))) {
+            let Some((k, Next::Gathering(g))) = self.next.take() else {
+                unreachable!("matched above")
+            };
+            let rows = Rows::upload(dev, &g.join()?, &self.split.layout)?;
+            self.next = Some((k, Next::Ready(rows)));
         }
         Ok(out)
     }
@@ -226,24 +283,30 @@ impl<D: Device> Stream<D> {
         let layout = &self.split.layout;
         let rows = match self.next.take() {
             Some((n, Next::Ready(rows))) if n == k => rows,
-            Some((n, Next::Gathering(h))) if n == k => Rows::upload(dev, &join(h)?, layout)?,
+            Some((n, Next::Gathering(g))) if n == k => Rows::upload(dev, &g.join()?, layout)?,
             // The first chunk, or a pass that jumped (a resumed epoch).
-            _ => Rows::upload(dev, &self.split.select(self.range(k)), layout)?,
+            _ => Rows::upload(dev, &self.split.select_now(self.range(k)), layout)?,
         };
         self.current = Some((k, rows));
         if (k + 1) * self.chunk_rows < self.order.len() {
             let (split, order) = (self.split.clone(), self.order.clone());
             let chunk = k + 1;
             let rows = self.chunk_rows;
+            let cancel = Arc::new(AtomicBool::new(false));
+            let stop = cancel.clone();
             let gather = move || {
                 let end = ((chunk + 1) * rows).min(order.len());
-                split.select(&order[chunk * rows..end])
+                split.select(&order[chunk * rows..end], &stop)
             };
             let handle = std::thread::Builder::new()
                 .name("wgtrain-stream".into())
                 .spawn(gather)
                 .map_err(|e| Error::Config(format!("cannot start a data thread: {e}")))?;
-            self.next = Some((chunk, Next::Gathering(handle)));
+            let gather = Gather {
+                handle: Some(handle),
+                cancel,
+            };
+            self.next = Some((chunk, Next::Gathering(gather)));
         }
         Ok(())
     }
@@ -253,12 +316,6 @@ impl<D: Device> Stream<D> {
         let end = ((k + 1) * self.chunk_rows).min(self.order.len());
         &self.order[k * self.chunk_rows..end]
     }
-}
-
-/// The rows a helper thread gathered.
-fn join(h: JoinHandle<HostRows>) -> Result<HostRows> {
-    h.join()
-        .map_err(|_| Error::Config("the data thread gathering a chunk failed".into()))
 }
 
 /// `0..n` as an f32 index tensor (exact: `n` is at most 2^24).

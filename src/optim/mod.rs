@@ -238,7 +238,6 @@ impl OptimConfig {
     }
 }
 
-/// The gradient of a parameter, or an error saying backward has not run.
 /// Parameter values to update in place, and their gradients.
 type ValuesAndGrads<'a, D> = (
     Vec<&'a mut <D as Device>::Tensor>,
@@ -270,10 +269,12 @@ pub(crate) fn decays<D: Device>(params: &[&mut Param<D>], decay: f32) -> Vec<f32
         .collect()
 }
 
+/// The error of a parameter whose backward pass has not run.
 fn no_gradient<D: Device>(p: &Param<D>) -> Error {
     Error::Config(format!("{} has no gradient: call backward first", p.name))
 }
 
+/// The gradient of a parameter, or an error saying backward has not run.
 pub(crate) fn grad_of<D: Device>(p: &Param<D>) -> Result<&D::Tensor> {
     p.grad.as_ref().ok_or_else(|| no_gradient(p))
 }

@@ -349,6 +349,8 @@ fn fit_epochs<D: Device>(
                 return Ok(FitEnd::Interrupted);
             }
         }
+        // A streamed split's chunks go before validation streams its own.
+        drop(order);
         state.step = 0;
         state.partial = (0.0, 0);
         let seconds = started.elapsed().as_secs_f64();

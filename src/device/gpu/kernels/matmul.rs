@@ -96,11 +96,21 @@ pub(crate) fn matmul(
         );
         Ok(())
     };
+    // The padded copies can exceed a buffer the product itself fits.
+    let (mp, kp, np) = padded_sizes(m, k, n);
+    let padded_fits = [mp * kp, kp * np, mp * np]
+        .iter()
+        .all(|&elements| (elements * 4) as u64 <= dev.ctx.max_tensor_bytes());
+    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned)
+        .iter()
+        .copied()
+        .filter(|&v| v != MatmulVariant::Padded || padded_fits)
+        .collect();
     let variant = match (&dev.tuner, dev.matmul_kernel) {
         (Some(tuner), _) => {
             let class = shape_class((m, k, n), spec.trans_a, spec.trans_b, bias.is_some());
             // Timed on these operands, each launch alone on an idle GPU.
-            tuner.choose(&class, MatmulVariant::candidates(aligned), |v| {
+            tuner.choose(&class, &candidates, |v| {
                 dev.ctx.wait_idle()?;
                 let t = Instant::now();
                 run(v)?;
@@ -110,7 +120,8 @@ pub(crate) fn matmul(
         }
         (None, MatmulKernel::Blocked | MatmulKernel::Padded) if aligned => MatmulVariant::Vec4,
         (None, MatmulKernel::Blocked) => MatmulVariant::Blocked,
-        (None, MatmulKernel::Padded) => MatmulVariant::Padded,
+        (None, MatmulKernel::Padded) if padded_fits => MatmulVariant::Padded,
+        (None, MatmulKernel::Padded) => MatmulVariant::Blocked,
         (None, MatmulKernel::Tiled) => MatmulVariant::Tiled,
     };
     run(variant)?;
@@ -135,8 +146,7 @@ fn padded(
     spec: MatmulSpec,
     constants: &[(&'static str, f64)],
 ) -> Result<()> {
-    let up = |v: usize| v.div_ceil(4) * 4;
-    let (mp, kp, np) = (up(m).max(8), up(k), up(n));
+    let (mp, kp, np) = padded_sizes(m, k, n);
     // Each operand as stored: [rows, cols], and its padded size.
     let stored = |t: bool, r: usize, c: usize, rp: usize, cp: usize| {
         if t {
@@ -178,6 +188,13 @@ fn padded(
         copy_corner(dev, "crop", c_p, out, (m, n), (mp, np))?;
     }
     Ok(())
+}
+
+/// The padded product's sizes: each rounded up to a multiple of 4, m to at
+/// least 8.
+fn padded_sizes(m: usize, k: usize, n: usize) -> (usize, usize, usize) {
+    let up = |v: usize| v.div_ceil(4) * 4;
+    (up(m).max(8), up(k), up(n))
 }
 
 /// `t` (stored as `[rows, cols]`) zero-padded to `[rows_p, cols_p]`; `None`
