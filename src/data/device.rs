@@ -1,7 +1,7 @@
 //! A split on a device. A resident split is uploaded once and its
 //! minibatches are gathered there from an index tensor, so no sample crosses
 //! the bus during training. A split too large for one device buffer stays on
-//! the host and is streamed in chunks ([`super::stream`]); both give the
+//! the host and is streamed in chunks (`stream.rs`); both give the
 //! same batches, bit for bit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
