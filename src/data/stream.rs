@@ -262,7 +262,10 @@ impl<D: Device> Stream<D> {
         // The next chunk goes up once half of this one's batches are
         // recorded: its rows have had that long to be gathered, and the
         // device still has the other half to work through.
-        let halfway = offset + count >= self.chunk_rows.div_ceil(2);
+        // (A chunk of one batch waits for the next call's `enter`, after
+        // its step is recorded.)
+        let end = offset + count;
+        let halfway = end >= self.chunk_rows.div_ceil(2) && end < self.chunk_rows;
         if halfway && matches!(self.next, Some((_, Next::Gathering(_)))) {
             let Some((k, Next::Gathering(g))) = self.next.take() else {
                 unreachable!("matched above")
@@ -284,8 +287,12 @@ impl<D: Device> Stream<D> {
         let rows = match self.next.take() {
             Some((n, Next::Ready(rows))) if n == k => rows,
             Some((n, Next::Gathering(g))) if n == k => Rows::upload(dev, &g.join()?, layout)?,
-            // The first chunk, or a pass that jumped (a resumed epoch).
-            _ => Rows::upload(dev, &self.split.select_now(self.range(k)), layout)?,
+            // The first chunk, or a pass that jumped (a resumed epoch): a
+            // next chunk of no use is cancelled or freed before this one.
+            stale => {
+                drop(stale);
+                Rows::upload(dev, &self.split.select_now(self.range(k)), layout)?
+            }
         };
         self.current = Some((k, rows));
         if (k + 1) * self.chunk_rows < self.order.len() {
