@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use wgtrain::data::{Dataset, DeviceData, Features, Normalizer, Residency, Targets, Task};
 use wgtrain::models::{parse_layers, FeatureShape, Model, ModelSpec, Output};
 use wgtrain::optim::{OptimConfig, OptimizerKind, Schedule};
-use wgtrain::run::{fit, EpochEnd, Hooks, TrainConfig, TrainData, TrainState};
+use wgtrain::run::{fit, EpochEnd, Hooks, Silent, TrainConfig, TrainData, TrainState};
 use wgtrain::{CpuDevice, Device, Result};
 
 fn dataset(name: &str, sample_shape: Vec<usize>, features: Features, targets: Targets) -> Dataset {
@@ -129,6 +129,45 @@ impl<D: Device> Hooks<D> for Record {
     }
 }
 
+/// Trains a fresh `spec` on `data` with `optim` up to `cfg.epochs`
+/// (continuing after each interruption `hooks` asks for), validating on
+/// the same data when `validate`; returns the parameters.
+fn train_model<D: Device + 'static>(
+    dev: &D,
+    data: &DeviceData<D>,
+    spec: &ModelSpec,
+    optim: OptimConfig,
+    cfg: &TrainConfig,
+    validate: bool,
+    hooks: &mut dyn Hooks<D>,
+) -> Vec<Vec<f32>> {
+    let mut model = Model::new(dev, spec, 3).unwrap();
+    let mut optimizer = optim.build::<D>().unwrap();
+    let split = TrainData {
+        train: data,
+        val: validate.then_some(data),
+        scaler: None,
+    };
+    let mut state = TrainState::default();
+    while state.epoch < cfg.epochs {
+        fit(
+            dev,
+            &mut model,
+            optimizer.as_mut(),
+            &split,
+            cfg,
+            &mut state,
+            hooks,
+        )
+        .unwrap();
+    }
+    model
+        .params()
+        .iter()
+        .map(|p| dev.download(&p.value).unwrap())
+        .collect()
+}
+
 /// Parameters after training, and each epoch's training and validation loss.
 type Run = (Vec<Vec<f32>>, Vec<(f64, f64)>);
 
@@ -149,10 +188,6 @@ fn train<D: Device + 'static>(
         matches!(residency, Residency::Streamed { .. }),
         "{residency:?}"
     );
-    let mut model = Model::new(dev, spec, 3).unwrap();
-    let mut optimizer = OptimConfig::new(OptimizerKind::Adam, 0.01)
-        .build::<D>()
-        .unwrap();
     let cfg = TrainConfig {
         epochs: 2,
         batch_size: 16,
@@ -162,38 +197,17 @@ fn train<D: Device + 'static>(
         schedule: Schedule::Constant,
         stop_at_epoch: None,
     };
-    let split = TrainData {
-        train: &data,
-        val: Some(&data),
-        scaler: None,
-    };
-    let mut state = TrainState::default();
     let mut hooks = Record {
         losses: Vec::new(),
         steps: 0,
         stop_at,
     };
-    while state.epoch < cfg.epochs {
-        fit(
-            dev,
-            &mut model,
-            optimizer.as_mut(),
-            &split,
-            &cfg,
-            &mut state,
-            &mut hooks,
-        )
-        .unwrap();
-    }
+    let adam = OptimConfig::new(OptimizerKind::Adam, 0.01);
+    let params = train_model(dev, &data, spec, adam, &cfg, true, &mut hooks);
     assert!(
         stop_at.is_none() || hooks.stop_at.is_none(),
         "never stopped"
     );
-    let params = model
-        .params()
-        .iter()
-        .map(|p| dev.download(&p.value).unwrap())
-        .collect();
     (params, hooks.losses)
 }
 
@@ -358,10 +372,6 @@ fn sgd_epoch<D: Device + 'static>(
     residency: Residency,
 ) -> (Vec<Vec<f32>>, bool) {
     let data = DeviceData::upload_with(dev, ds, &Normalizer::Identity, None, residency).unwrap();
-    let mut model = Model::new(dev, spec, 1).unwrap();
-    let mut optimizer = OptimConfig::new(OptimizerKind::Sgd, 0.5)
-        .build::<D>()
-        .unwrap();
     let cfg = TrainConfig {
         epochs: 1,
         batch_size: 4096,
@@ -371,28 +381,8 @@ fn sgd_epoch<D: Device + 'static>(
         schedule: Schedule::Constant,
         stop_at_epoch: None,
     };
-    let split = TrainData {
-        train: &data,
-        val: None,
-        scaler: None,
-    };
-    let mut state = TrainState::default();
-    let mut hooks = wgtrain::run::Silent;
-    fit(
-        dev,
-        &mut model,
-        optimizer.as_mut(),
-        &split,
-        &cfg,
-        &mut state,
-        &mut hooks,
-    )
-    .unwrap();
-    let params = model
-        .params()
-        .iter()
-        .map(|p| dev.download(&p.value).unwrap())
-        .collect();
+    let sgd = OptimConfig::new(OptimizerKind::Sgd, 0.5);
+    let params = train_model(dev, &data, spec, sgd, &cfg, false, &mut Silent);
     (params, data.is_streamed())
 }
 
