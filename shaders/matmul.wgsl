@@ -12,6 +12,11 @@
 // - matmul_tiled: 64×64 tiles of C per workgroup staged through shared
 //   memory in 16-deep slices of k; each invocation owns 4×4 outputs strided by
 //   16. Best on real GPUs.
+//
+// The operands A and B are read through `a_at`/`b_at` (one element) and
+// `load_a4`/`load_b4` (four), declared with their bindings (0, 1, 4, 5) in
+// the part the launcher puts before this file: matmul_f32.wgsl, or
+// matmul_f16.wgsl, whose operands are f16 (`--precision f16`).
 
 struct Params {
     m: u32,
@@ -25,25 +30,9 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
 // Without HAS_BIAS a placeholder buffer is bound and never read.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-
-fn a_at(row: u32, kk: u32) -> f32 {
-    if (TRANS_A) {
-        return a[kk * p.m + row];
-    }
-    return a[row * p.k + kk];
-}
-
-fn b_at(kk: u32, col: u32) -> f32 {
-    if (TRANS_B) {
-        return b[col * p.k + kk];
-    }
-    return b[kk * p.n + col];
-}
 
 fn store(row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
@@ -167,8 +156,6 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
 // shuffles). Requires m, n and k to be multiples of 4 and m ≥ 8; the launcher
 // falls back to matmul_blocked otherwise.
 
-@group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> c4: array<vec4<f32>>;
 
 fn store4(row: u32, col: u32, v: vec4<f32>) {
@@ -205,19 +192,19 @@ fn matmul_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         var br2: vec4<f32>;
         var br3: vec4<f32>;
         if (TRANS_B) {
-            let bc0 = b4[((col0 + 0u) * p.k + k) / 4u];
-            let bc1 = b4[((col0 + 1u) * p.k + k) / 4u];
-            let bc2 = b4[((col0 + 2u) * p.k + k) / 4u];
-            let bc3 = b4[((col0 + 3u) * p.k + k) / 4u];
+            let bc0 = load_b4(((col0 + 0u) * p.k + k) / 4u);
+            let bc1 = load_b4(((col0 + 1u) * p.k + k) / 4u);
+            let bc2 = load_b4(((col0 + 2u) * p.k + k) / 4u);
+            let bc3 = load_b4(((col0 + 3u) * p.k + k) / 4u);
             br0 = vec4<f32>(bc0[0], bc1[0], bc2[0], bc3[0]);
             br1 = vec4<f32>(bc0[1], bc1[1], bc2[1], bc3[1]);
             br2 = vec4<f32>(bc0[2], bc1[2], bc2[2], bc3[2]);
             br3 = vec4<f32>(bc0[3], bc1[3], bc2[3], bc3[3]);
         } else {
-            br0 = b4[((k + 0u) * p.n + col0) / 4u];
-            br1 = b4[((k + 1u) * p.n + col0) / 4u];
-            br2 = b4[((k + 2u) * p.n + col0) / 4u];
-            br3 = b4[((k + 3u) * p.n + col0) / 4u];
+            br0 = load_b4(((k + 0u) * p.n + col0) / 4u);
+            br1 = load_b4(((k + 1u) * p.n + col0) / 4u);
+            br2 = load_b4(((k + 2u) * p.n + col0) / 4u);
+            br3 = load_b4(((k + 3u) * p.n + col0) / 4u);
         }
         // ar_r: row rb+r of op(A), columns k..k+3.
         var ar0: vec4<f32>;
@@ -229,14 +216,14 @@ fn matmul_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         var ar6: vec4<f32>;
         var ar7: vec4<f32>;
         if (TRANS_A) {
-            let at00 = a4[((k + 0u) * p.m + rb + 0u) / 4u];
-            let at01 = a4[((k + 0u) * p.m + rb + 4u) / 4u];
-            let at10 = a4[((k + 1u) * p.m + rb + 0u) / 4u];
-            let at11 = a4[((k + 1u) * p.m + rb + 4u) / 4u];
-            let at20 = a4[((k + 2u) * p.m + rb + 0u) / 4u];
-            let at21 = a4[((k + 2u) * p.m + rb + 4u) / 4u];
-            let at30 = a4[((k + 3u) * p.m + rb + 0u) / 4u];
-            let at31 = a4[((k + 3u) * p.m + rb + 4u) / 4u];
+            let at00 = load_a4(((k + 0u) * p.m + rb + 0u) / 4u);
+            let at01 = load_a4(((k + 0u) * p.m + rb + 4u) / 4u);
+            let at10 = load_a4(((k + 1u) * p.m + rb + 0u) / 4u);
+            let at11 = load_a4(((k + 1u) * p.m + rb + 4u) / 4u);
+            let at20 = load_a4(((k + 2u) * p.m + rb + 0u) / 4u);
+            let at21 = load_a4(((k + 2u) * p.m + rb + 4u) / 4u);
+            let at30 = load_a4(((k + 3u) * p.m + rb + 0u) / 4u);
+            let at31 = load_a4(((k + 3u) * p.m + rb + 4u) / 4u);
             ar0 = vec4<f32>(at00[0], at10[0], at20[0], at30[0]);
             ar1 = vec4<f32>(at00[1], at10[1], at20[1], at30[1]);
             ar2 = vec4<f32>(at00[2], at10[2], at20[2], at30[2]);
@@ -246,14 +233,14 @@ fn matmul_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
             ar6 = vec4<f32>(at01[2], at11[2], at21[2], at31[2]);
             ar7 = vec4<f32>(at01[3], at11[3], at21[3], at31[3]);
         } else {
-            ar0 = a4[((rb + 0u) * p.k + k) / 4u];
-            ar1 = a4[((rb + 1u) * p.k + k) / 4u];
-            ar2 = a4[((rb + 2u) * p.k + k) / 4u];
-            ar3 = a4[((rb + 3u) * p.k + k) / 4u];
-            ar4 = a4[((rb + 4u) * p.k + k) / 4u];
-            ar5 = a4[((rb + 5u) * p.k + k) / 4u];
-            ar6 = a4[((rb + 6u) * p.k + k) / 4u];
-            ar7 = a4[((rb + 7u) * p.k + k) / 4u];
+            ar0 = load_a4(((rb + 0u) * p.k + k) / 4u);
+            ar1 = load_a4(((rb + 1u) * p.k + k) / 4u);
+            ar2 = load_a4(((rb + 2u) * p.k + k) / 4u);
+            ar3 = load_a4(((rb + 3u) * p.k + k) / 4u);
+            ar4 = load_a4(((rb + 4u) * p.k + k) / 4u);
+            ar5 = load_a4(((rb + 5u) * p.k + k) / 4u);
+            ar6 = load_a4(((rb + 6u) * p.k + k) / 4u);
+            ar7 = load_a4(((rb + 7u) * p.k + k) / 4u);
         }
         acc0 = fma(vec4<f32>(ar0.w), br3, fma(vec4<f32>(ar0.z), br2, fma(vec4<f32>(ar0.y), br1, fma(vec4<f32>(ar0.x), br0, acc0))));
         acc1 = fma(vec4<f32>(ar1.w), br3, fma(vec4<f32>(ar1.z), br2, fma(vec4<f32>(ar1.y), br1, fma(vec4<f32>(ar1.x), br0, acc1))));

@@ -49,7 +49,7 @@ fn meta(spec: &ModelSpec) -> ModelMeta {
 
 #[test]
 fn every_model_rebuilds_from_its_checkpoint() {
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let dir = tempfile::tempdir().unwrap();
     for case in common::small_models() {
         let mut model = Model::new(&dev, &case.spec, 5).unwrap();
@@ -97,7 +97,7 @@ fn every_model_rebuilds_from_its_checkpoint() {
 
 #[test]
 fn lying_metadata_is_refused() {
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let dir = tempfile::tempdir().unwrap();
     let spec = ModelSpec::new(
         &parse_layers("dense:4,relu").unwrap(),
@@ -157,7 +157,7 @@ fn every_model_exports_to_onnx_with_its_weights() {
     // The numbers are checked in onnxruntime by scripts/check_onnx.py (CI);
     // here: every layer kind the grammar has maps to ONNX, and the file
     // carries the trained tensors themselves, not fresh ones.
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     for case in common::small_models() {
         let model = Model::new(&dev, &case.spec, 5).unwrap();
         let ck = wgtrain::run::Checkpoint {
@@ -208,7 +208,7 @@ fn every_model_exports_to_onnx_with_its_weights() {
 fn a_negative_running_variance_is_refused() {
     // Batch norm divides by √(running_var + eps): a file with a negative
     // (or NaN) variance would make every prediction NaN, so it is refused.
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let dir = tempfile::tempdir().unwrap();
     let spec = ModelSpec::new(
         &parse_layers("dense:4,relu,batchnorm").unwrap(),

@@ -3,8 +3,8 @@
 
 mod common;
 
-use wgtrain::device::MatmulSpec;
-use wgtrain::{Device, Error, Tensor};
+use wgtrain::device::{MatmulSpec, Precision};
+use wgtrain::{CpuDevice, Device, Error, Tensor};
 
 #[test]
 fn a_tensor_over_the_adapter_limits_is_a_clear_error() {
@@ -181,12 +181,12 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     let cache = dir.path().join("tune.json");
     let a: Vec<f32> = (0..16 * 24).map(|i| (i % 7) as f32 - 3.0).collect();
     let b: Vec<f32> = (0..24 * 8).map(|i| (i % 5) as f32 - 2.0).collect();
-    let want = CpuDevice
+    let want = CpuDevice::new()
         .download(
-            &CpuDevice
+            &CpuDevice::new()
                 .matmul(
-                    &CpuDevice.upload(&a, [16, 24]).unwrap(),
-                    &CpuDevice.upload(&b, [24, 8]).unwrap(),
+                    &CpuDevice::new().upload(&a, [16, 24]).unwrap(),
+                    &CpuDevice::new().upload(&b, [24, 8]).unwrap(),
                     None,
                     MatmulSpec::NN,
                 )
@@ -261,4 +261,123 @@ fn many_tensor_updates_take_one_dispatch_per_four_tensors() {
     let first = gpu.download(&ps[0]).unwrap();
     assert_eq!(first, vec![-1.5; 3]);
     assert_eq!(gpu.download(&ps[5]).unwrap(), vec![-0.5; 7]);
+}
+
+/// The GPU's f16 operands are the CPU's: round to nearest, ties to even,
+/// subnormals kept, overflow to infinity, NaN kept. A product with k = 1
+/// and B = 1 returns A's operand exactly as the kernel read it.
+#[test]
+fn f16_operands_round_like_the_cpu_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    let Ok(gpu) = gpu.with_precision(Precision::F16) else {
+        return assert_f16_refused(&gpu);
+    };
+    let p = |e: i32| 2f32.powi(e);
+    let mut a = vec![
+        0.0,
+        -0.0,
+        1.0,
+        1.0 + p(-11),       // a tie: down to 1 (even)
+        1.0 + 3.0 * p(-11), // a tie: up to 1 + 2^-9 (even)
+        1.0 + p(-11) + p(-20),
+        65504.0,
+        65519.0,
+        65520.0, // halfway to 65536: infinity
+        -1e6,
+        f32::INFINITY,
+        f32::NAN,
+        p(-14),          // the smallest normal
+        p(-14) - p(-25), // rounds up to it
+        p(-24),          // the smallest subnormal
+        p(-25),          // a tie: down to 0
+        1.5 * p(-25),    // up to 2^-24
+        3.0 * p(-25),    // a tie between 2^-24 and 2^-23: 2^-23
+        -5.0 * p(-25),   // a tie: -2^-22 (even)
+        1e-7,
+        f32::MIN_POSITIVE,
+        std::f32::consts::PI,
+        -0.1,
+    ];
+    // And a spread of ordinary values.
+    a.extend((0..2000).map(|i| ((i as f32) * 0.7377).sin() * 10f32.powi(i % 9 - 5)));
+    let n = a.len();
+    let at = gpu.upload(&a, [n, 1]).unwrap();
+    let one = gpu.upload(&[1.0], [1, 1]).unwrap();
+    let got = gpu
+        .download(&gpu.matmul(&at, &one, None, MatmulSpec::NN).unwrap())
+        .unwrap();
+    for (i, (&x, &g)) in a.iter().zip(&got).enumerate() {
+        let want = Precision::F16.round(x);
+        // (== as the sum starts from +0: -0 comes out as 0.)
+        let same = want == g || (want.is_nan() && g.is_nan());
+        assert!(same, "element {i}: {x:e} read as {g:e}, expected {want:e}");
+    }
+}
+
+/// What f16 operands cost in accuracy, stated in `wgtrain::device::precision`:
+/// every output within 2^-10 · Σ|a||b| of the f32 product (plus f32
+/// summation error); and rounding did happen (the results are not the f32
+/// ones).
+#[test]
+fn f16_products_stay_within_the_stated_bound() {
+    let Some(gpu) = common::gpu() else { return };
+    let Ok(gpu) = gpu.with_precision(Precision::F16) else {
+        return assert_f16_refused(&gpu);
+    };
+    let (m, k, n) = (37, 300, 21);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i as f32) * 0.391).sin() * 3.0)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i as f32) * 0.173).cos() * 0.01)
+        .collect();
+    let cpu = CpuDevice::new();
+    let exact = |x: &[f32], y: &[f32]| {
+        let c = cpu
+            .matmul(
+                &cpu.upload(x, [m, k]).unwrap(),
+                &cpu.upload(y, [k, n]).unwrap(),
+                None,
+                MatmulSpec::NN,
+            )
+            .unwrap();
+        cpu.download(&c).unwrap()
+    };
+    let want = exact(&a, &b);
+    let abs_a: Vec<f32> = a.iter().map(|x| x.abs()).collect();
+    let abs_b: Vec<f32> = b.iter().map(|x| x.abs()).collect();
+    let magnitude = exact(&abs_a, &abs_b);
+    let got = gpu
+        .download(
+            &gpu.matmul(
+                &gpu.upload(&a, [m, k]).unwrap(),
+                &gpu.upload(&b, [k, n]).unwrap(),
+                None,
+                MatmulSpec::NN,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let mut differs = 0;
+    for i in 0..m * n {
+        let err = (got[i] - want[i]).abs();
+        let bound = 2f32.powi(-10) * magnitude[i] + 1e-6 * k as f32 * magnitude[i].max(1e-3);
+        assert!(
+            err <= bound,
+            "output {i}: {} vs {}, bound {bound:e}",
+            got[i],
+            want[i]
+        );
+        differs += usize::from(err > 1e-7 * magnitude[i]);
+    }
+    assert!(
+        differs > m * n / 2,
+        "only {differs} outputs differ from f32"
+    );
+}
+
+/// Where the adapter has no f16, asking for it is a clear error.
+fn assert_f16_refused(gpu: &wgtrain::GpuDevice) {
+    let e = gpu.with_precision(Precision::F16).err().expect("refused");
+    assert!(e.to_string().contains("SHADER_F16"), "{e}");
 }

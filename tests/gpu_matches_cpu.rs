@@ -1,12 +1,14 @@
 //! Every Device op on the GPU against the CPU reference, on the cases of
 //! `wgtrain::check` (awkward shapes, every transpose, every matmul kernel family,
-//! workgroup reductions with and without subgroup operations).
+//! workgroup reductions with and without subgroup operations, f16 matmul
+//! operands).
 //! Tolerances are stated and justified on `wgtrain::check::Tolerance`.
 
 mod common;
 
 use wgtrain::check::{cases, check_case, Outcome, GROUPS};
 use wgtrain::device::gpu::MatmulKernel;
+use wgtrain::device::{Device, Precision};
 use wgtrain::CpuDevice;
 
 /// Runs every case of `group` (one of `wgtrain::check::GROUPS`) and fails
@@ -17,8 +19,16 @@ fn check_group(group: &str) {
     let selected: Vec<_> = cases().into_iter().filter(|c| c.group == group).collect();
     assert!(!selected.is_empty(), "no cases in group {group:?}");
     let mut failures = Vec::new();
+    let has_f16 = gpu.with_precision(Precision::F16).is_ok();
     for case in &selected {
         let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+        if case.precision() == Precision::F16 && !has_f16 {
+            // Not skipped: the adapter must refuse, naming what it lacks.
+            let o = check_case(&cpu, &gpu, case);
+            let refused = matches!(&o.result, Err(e) if e.contains("SHADER_F16"));
+            assert!(refused, "{}: {:?}", case.op, o.result);
+            continue;
+        }
         if case.is_matmul() {
             for kernel in MatmulKernel::ALL {
                 outcomes.push((

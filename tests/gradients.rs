@@ -32,17 +32,17 @@ fn random(rng: &mut ChaCha8Rng, n: usize, spread: f32) -> Vec<f32> {
 }
 
 fn get(t: &CpuTensor) -> Vec<f32> {
-    CpuDevice.download(t).unwrap()
+    CpuDevice::new().download(t).unwrap()
 }
 
 fn put(v: &[f32], shape: &Shape) -> CpuTensor {
-    CpuDevice.upload(v, shape.clone()).unwrap()
+    CpuDevice::new().upload(v, shape.clone()).unwrap()
 }
 
 /// Checks a layer's input and parameter gradients for the scalar
 /// `L = Σ layer(x) ⊙ r` with a fixed random `r`.
 fn check_layer(mut layer: Box<dyn Layer<CpuDevice>>, x_shape: Shape, seed: u64, spread: f32) {
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let rng = &mut ChaCha8Rng::seed_from_u64(seed);
     let x = random(rng, x_shape.numel(), spread);
     let y = layer.forward(&dev, &put(&x, &x_shape), true).unwrap();
@@ -183,7 +183,7 @@ fn max_pool_and_activations() {
     }
     let values: Vec<f32> = order.iter().map(|&o| o as f32 * 0.05 - 2.0).collect();
     let shape = Shape::new([2, 2, 5, 7]);
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     // Tiled, overlapping (an input can be the maximum of several windows)
     // and gapped windows; max and average.
     for win in [
@@ -297,7 +297,7 @@ fn gated_recurrences_from_a_carried_state() {
     // carrying its state between calls starts from): the gradient of
     // Σ h ⊙ r in the input projections xw (and, for the GRU, in the
     // recurrent bias, whose gradient is the column sums of dhu).
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let rng = &mut ChaCha8Rng::seed_from_u64(21);
     let (t, b, h) = (4, 2, 3);
     let state = Shape::new([b, h]);
@@ -344,7 +344,7 @@ fn gated_recurrences_from_a_carried_state() {
 fn recurrent_layers_carry_their_state_between_calls() {
     // With the state carried, two calls over halves of a sequence give the
     // states of one call over all of it (what sampling relies on).
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let rng = &mut ChaCha8Rng::seed_from_u64(22);
     let x = random(rng, 6 * 2 * 3, 1.0);
     let layers: Vec<Box<dyn Layer<CpuDevice>>> = vec![
@@ -373,7 +373,7 @@ fn recurrent_layers_carry_their_state_between_calls() {
 
 #[test]
 fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let rng = &mut ChaCha8Rng::seed_from_u64(23);
     let mut bn = BatchNorm::new(&dev, "bn", 3).unwrap();
     // Three channels with means near 5, −2 and 0.
@@ -408,7 +408,7 @@ fn batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones() {
 
 #[test]
 fn every_loss_gradient() {
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     let rng = &mut ChaCha8Rng::seed_from_u64(13);
     let shape = Shape::new([4, 3]);
     let logits = random(rng, 12, 2.0);
@@ -439,7 +439,7 @@ fn every_loss_gradient() {
 
 #[test]
 fn every_model_end_to_end() {
-    let dev = CpuDevice;
+    let dev = CpuDevice::new();
     for case in common::small_models() {
         let kind = &case.name;
         let mut model = Model::new(&dev, &case.spec, 1).unwrap();

@@ -29,7 +29,7 @@ fn assert_close(what: &str, cpu: &[f32], gpu: &[f32], abs: f32, rel: f32) {
 #[test]
 fn same_loss_and_gradients_on_both_devices() {
     let Some(gpu) = common::gpu() else { return };
-    let cpu = CpuDevice;
+    let cpu = CpuDevice::new();
     for case in common::small_models() {
         let kind = &case.name;
         let mut mc = Model::new(&cpu, &case.spec, 7).unwrap();

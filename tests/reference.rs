@@ -24,7 +24,7 @@ fn random(seed: u64, n: usize) -> Vec<f32> {
 
 /// The devices under test: the CPU, and the GPU with each matmul kernel.
 fn devices() -> Vec<(String, Box<dyn DynDevice>)> {
-    let mut v: Vec<(String, Box<dyn DynDevice>)> = vec![("cpu".into(), Box::new(CpuDevice))];
+    let mut v: Vec<(String, Box<dyn DynDevice>)> = vec![("cpu".into(), Box::new(CpuDevice::new()))];
     if let Some(gpu) = common::gpu() {
         for kernel in MatmulKernel::ALL {
             v.push((

@@ -2,10 +2,11 @@
 //! epilogue.
 
 use super::{random, Case, ChaCha8Rng, Check, Tolerance};
-use crate::device::{Activation, Device, MatmulSpec};
+use crate::device::{Activation, Device, MatmulSpec, Precision};
 use crate::error::Result;
 
-/// `op(A)·op(B)` (+ bias, activation) for `[m, k]·[k, n]`.
+/// `op(A)·op(B)` (+ bias, activation) for `[m, k]·[k, n]`, at a precision
+/// (under f16 the reference rounds the operands as the GPU must).
 #[derive(Clone, Debug)]
 pub struct Matmul {
     m: usize,
@@ -13,6 +14,7 @@ pub struct Matmul {
     n: usize,
     spec: MatmulSpec,
     bias: bool,
+    pub(super) precision: Precision,
 }
 
 impl Check for Matmul {
@@ -23,7 +25,9 @@ impl Check for Matmul {
             n,
             spec,
             bias,
+            precision,
         } = *self;
+        let dev = &dev.with_precision(precision)?;
         let a = random(dev, rng, if spec.trans_a { [k, m] } else { [m, k] }, 1.0)?;
         let b = random(dev, rng, if spec.trans_b { [n, k] } else { [k, n] }, 1.0)?;
         let bias = if bias {
@@ -71,6 +75,7 @@ pub(super) fn cases() -> Vec<Case> {
                     n,
                     spec,
                     bias: false,
+                    precision: Precision::F32,
                 },
             ));
         }
@@ -91,9 +96,57 @@ pub(super) fn cases() -> Vec<Case> {
                     n,
                     spec,
                     bias: true,
+                    precision: Precision::F32,
                 },
             ));
         }
+    }
+    // f16 operands (every layout; the unaligned shapes take the padded
+    // copies, the aligned ones the vec4 kernel directly), with f32 sums.
+    for (m, k, n) in [
+        (3, 5, 7),
+        (17, 129, 33),
+        (130, 257, 67),
+        (12, 16, 20),
+        (36, 8, 44),
+    ] {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            let spec = MatmulSpec {
+                trans_a,
+                trans_b,
+                act: Activation::Identity,
+            };
+            v.push(Case::new(
+                format!("matmul f16 A{}·B{}", t(trans_a), t(trans_b)),
+                format!("{m}×{k}·{k}×{n}"),
+                Matmul {
+                    m,
+                    k,
+                    n,
+                    spec,
+                    bias: false,
+                    precision: Precision::F16,
+                },
+            ));
+        }
+    }
+    for (m, k, n, trans_a) in [(5, 3, 9, false), (32, 64, 16, true)] {
+        v.push(Case::new(
+            "matmul f16+bias+Tanh",
+            format!("{m}×{k}·{k}×{n}"),
+            Matmul {
+                m,
+                k,
+                n,
+                spec: MatmulSpec {
+                    trans_a,
+                    trans_b: false,
+                    act: Activation::Tanh,
+                },
+                bias: true,
+                precision: Precision::F16,
+            },
+        ));
     }
     v
 }

@@ -280,6 +280,15 @@ impl Case {
         matches!(self.kind, Kind::Matmul(_))
     }
 
+    /// The precision the case computes at: a GPU without f16 support
+    /// cannot run the f16 cases (callers skip them there).
+    pub fn precision(&self) -> crate::device::Precision {
+        match &self.kind {
+            Kind::Matmul(m) => m.precision,
+            _ => crate::device::Precision::F32,
+        }
+    }
+
     /// The tolerance output `output` of this case is judged by (see
     /// [`Tolerance`]).
     pub fn tolerance_of(&self, output: usize) -> Tolerance {

@@ -18,6 +18,7 @@
 pub mod cpu;
 pub mod dropout;
 pub mod gpu;
+pub mod precision;
 pub mod reference;
 
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ use crate::tensor::Shape;
 pub use cpu::CpuDevice;
 pub use dropout::DropoutMask;
 pub use gpu::GpuDevice;
+pub use precision::Precision;
 
 /// A device-resident tensor handle.
 pub trait Tensor: Clone {
@@ -368,6 +370,15 @@ pub trait Device {
     fn max_tensor_bytes(&self) -> u64 {
         u64::MAX
     }
+
+    /// What the operands of matrix products are rounded to ([`Precision`]).
+    fn precision(&self) -> Precision;
+
+    /// The same device computing products at `precision`: an error where it
+    /// cannot (f16 on a GPU adapter without `SHADER_F16`).
+    fn with_precision(&self, precision: Precision) -> Result<Self>
+    where
+        Self: Sized;
 
     // ---- memory -------------------------------------------------------
     /// Copies row-major `data` to the device; its length must be `shape`'s element count.

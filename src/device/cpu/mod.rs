@@ -17,7 +17,7 @@ use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use super::{
     pool_geom, rnn_geom, same_shape, window_geom, Activation, AdamStep, Binary, ConvGeom, ConvStep,
-    Device, DropoutMask, LossGrad, MatmulSpec, PoolWindow, Reduce, Tensor, LEAKY_SLOPE,
+    Device, DropoutMask, LossGrad, MatmulSpec, PoolWindow, Precision, Reduce, Tensor, LEAKY_SLOPE,
 };
 use crate::error::{Error, Result};
 use crate::profile;
@@ -197,12 +197,25 @@ fn index(v: f32, bound: usize, op: &'static str) -> Result<usize> {
 
 /// The CPU reference device.
 #[derive(Clone, Debug, Default)]
-pub struct CpuDevice;
+pub struct CpuDevice {
+    /// Under f16, product operands are rounded before the f32 product: the
+    /// reference the GPU's f16 kernels are checked against.
+    precision: Precision,
+}
 
 impl CpuDevice {
-    /// The reference device (it has no state).
+    /// The reference device, in f32.
     pub fn new() -> Self {
-        CpuDevice
+        CpuDevice::default()
+    }
+
+    /// `t` with every element rounded to this device's precision.
+    fn rounded(&self, t: &CpuTensor) -> CpuTensor {
+        let p = self.precision;
+        CpuTensor {
+            data: Arc::new(t.data.iter().map(|&x| p.round(x)).collect()),
+            shape: t.shape.clone(),
+        }
     }
 
     /// im2col for one image: `[Ci·KH·KW, Ho·Wo]`, zero where the window
@@ -270,6 +283,15 @@ impl Device for CpuDevice {
 
     fn name(&self) -> String {
         "cpu".into()
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Always possible: f16 is emulated by rounding (for reference, not speed).
+    fn with_precision(&self, precision: Precision) -> Result<Self> {
+        Ok(CpuDevice { precision })
     }
 
     fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<CpuTensor> {
@@ -349,6 +371,10 @@ impl Device for CpuDevice {
     ) -> Result<CpuTensor> {
         let _t = profile::op_timer("matmul");
         let (_, _, n) = spec.dims(&a.shape, &b.shape)?;
+        let (a, b) = &match self.precision {
+            Precision::F32 => (a.clone(), b.clone()),
+            Precision::F16 => (self.rounded(a), self.rounded(b)),
+        };
         let am = if spec.trans_a {
             a.mat().reversed_axes()
         } else {

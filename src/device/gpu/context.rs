@@ -40,12 +40,35 @@ pub(crate) struct ShaderSource {
     pub source: &'static str,
 }
 
-/// `shader!("matmul")` is the source of shaders/matmul.wgsl preceded by
+/// `shader!("pad")` is the source of shaders/pad.wgsl preceded by
 /// shaders/common.wgsl (WGSL has no includes); `shader!("reduce_tree",
-/// "reduce")` puts shaders/reduce_tree.wgsl between the two.
+/// "reduce")` puts shaders/reduce_tree.wgsl between the two, and
+/// `shader!(enable_f16 "matmul_f16", "matmul")` also begins with `enable
+/// f16;` (which must come first in a module).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! shader {
+    (enable_f16 $part:literal, $name:literal) => {
+        $crate::device::gpu::context::ShaderSource {
+            name: concat!("f16+", $part, "+", $name),
+            source: concat!(
+                "enable f16;\n",
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $part,
+                    ".wgsl"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $name,
+                    ".wgsl"
+                ))
+            ),
+        }
+    };
     ($part:literal, $name:literal) => {
         $crate::device::gpu::context::ShaderSource {
             name: concat!($part, "+", $name),
@@ -273,9 +296,10 @@ impl Context {
         let limits = adapter.limits();
         let timing =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        // Subgroup operations where the adapter has them (reduce_subgroup.wgsl).
-        let required_features =
-            wgpu::Features::IMMEDIATES | (features & (timing | wgpu::Features::SUBGROUP));
+        // Subgroup operations where the adapter has them (reduce_subgroup.wgsl),
+        // and f16 (matmul_f16.wgsl, `--precision f16`).
+        let optional = timing | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
+        let required_features = wgpu::Features::IMMEDIATES | (features & optional);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
             required_features,

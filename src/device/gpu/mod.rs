@@ -17,7 +17,7 @@ pub use context::GpuStats;
 use self::context::{Context, PooledBuffer};
 use super::{
     same_count, Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad, MatmulSpec,
-    PoolWindow, Reduce, Tensor,
+    PoolWindow, Precision, Reduce, Tensor,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
@@ -107,6 +107,8 @@ pub struct GpuDevice {
     /// them, by default on hardware adapters (`WGTRAIN_SUBGROUPS=0|1`
     /// decides otherwise).
     subgroups: bool,
+    /// What matmul operands are rounded to (f16 needs `SHADER_F16`).
+    precision: Precision,
 }
 
 /// The rates an SGD or momentum update shares across its tensors, in the
@@ -192,6 +194,7 @@ impl GpuDevice {
             matmul_kernel,
             tuner,
             subgroups,
+            precision: Precision::F32,
         })
     }
 
@@ -293,6 +296,28 @@ impl Device for GpuDevice {
 
     fn max_tensor_bytes(&self) -> u64 {
         self.ctx.max_tensor_bytes()
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn with_precision(&self, precision: Precision) -> Result<Self> {
+        let has_f16 = self
+            .ctx
+            .device
+            .features()
+            .contains(wgpu::Features::SHADER_F16);
+        if precision == Precision::F16 && !has_f16 {
+            return Err(Error::Config(format!(
+                "adapter '{}' has no f16 shader support (SHADER_F16); use --precision f32",
+                self.ctx.info.name
+            )));
+        }
+        Ok(GpuDevice {
+            precision,
+            ..self.clone()
+        })
     }
 
     fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<GpuTensor> {

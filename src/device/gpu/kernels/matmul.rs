@@ -3,10 +3,10 @@
 use std::time::Instant;
 
 use super::{launch, u32_of};
-use crate::device::gpu::context::PooledBuffer;
+use crate::device::gpu::context::{PooledBuffer, ShaderSource};
 use crate::device::gpu::tune::{shape_class, MatmulVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor, MatmulKernel};
-use crate::device::{MatmulSpec, Tensor};
+use crate::device::{MatmulSpec, Precision, Tensor};
 use crate::error::{Error, Result};
 use crate::shader;
 
@@ -48,12 +48,6 @@ pub(crate) fn matmul(
     if m == 0 || n == 0 {
         return Ok(out);
     }
-    let params = Params {
-        m: u32_of("matmul", m)?,
-        n: u32_of("matmul", n)?,
-        k: u32_of("matmul", k)?,
-        act: spec.act.code(),
-    };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let constants = [
         ("TRANS_A", flag(spec.trans_a)),
@@ -61,41 +55,17 @@ pub(crate) fn matmul(
         ("HAS_BIAS", flag(bias.is_some())),
     ];
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
+    let product = Product {
+        a,
+        b,
+        bias: bias_buf,
+        out: &out,
+        dims: (m, k, n),
+        spec,
+        constants,
+    };
     // See shaders/matmul.wgsl for why each kernel suits which adapter.
     let aligned = is_aligned(m, k, n);
-    let run = |variant: MatmulVariant| -> Result<()> {
-        let (entry, bindings, grid) = match variant {
-            MatmulVariant::Padded => {
-                return padded(dev, (a, b, bias_buf, &out), (m, k, n), spec, &constants)
-            }
-            MatmulVariant::Vec4 => (
-                "matmul_vec4",
-                [(4, a.buf()), (5, b.buf()), (2, bias_buf), (6, out.buf())],
-                [n.div_ceil(64), m.div_ceil(128), 1],
-            ),
-            MatmulVariant::Blocked => (
-                "matmul_blocked",
-                [(0, a.buf()), (1, b.buf()), (2, bias_buf), (3, out.buf())],
-                [n.div_ceil(64), m.div_ceil(64), 1],
-            ),
-            MatmulVariant::Tiled => (
-                "matmul_tiled",
-                [(0, a.buf()), (1, b.buf()), (2, bias_buf), (3, out.buf())],
-                [n.div_ceil(64), m.div_ceil(64), 1],
-            ),
-        };
-        let grid = dev.ctx.check_grid("matmul", grid.map(|g| g as u32))?;
-        launch(
-            dev,
-            shader!("matmul"),
-            entry,
-            &constants,
-            &bindings,
-            &params,
-            grid,
-        );
-        Ok(())
-    };
     // The padded copies can exceed a buffer the product itself fits.
     let (mp, kp, np) = padded_sizes(m, k, n);
     let padded_fits = [mp * kp, kp * np, mp * np]
@@ -108,12 +78,15 @@ pub(crate) fn matmul(
         .collect();
     let variant = match (&dev.tuner, dev.matmul_kernel) {
         (Some(tuner), _) => {
-            let class = shape_class((m, k, n), spec.trans_a, spec.trans_b, bias.is_some());
+            let mut class = shape_class((m, k, n), spec.trans_a, spec.trans_b, bias.is_some());
+            if dev.precision == Precision::F16 {
+                class.push_str(" f16");
+            }
             // Timed on these operands, each launch alone on an idle GPU.
             tuner.choose(&class, &candidates, |v| {
                 dev.ctx.wait_idle()?;
                 let t = Instant::now();
-                run(v)?;
+                run(dev, v, &product)?;
                 dev.ctx.wait_idle()?;
                 Ok(t.elapsed().as_secs_f64())
             })?
@@ -124,70 +97,155 @@ pub(crate) fn matmul(
         (None, MatmulKernel::Padded) => MatmulVariant::Blocked,
         (None, MatmulKernel::Tiled) => MatmulVariant::Tiled,
     };
-    run(variant)?;
+    run(dev, variant, &product)?;
     Ok(out)
 }
 
-/// Whether `matmul_vec4` takes these sizes as they are.
-pub(crate) fn is_aligned(m: usize, k: usize, n: usize) -> bool {
-    m.is_multiple_of(4) && n.is_multiple_of(4) && k.is_multiple_of(4) && m >= 8
+/// One product to record: its operands, output and settings.
+struct Product<'a> {
+    a: &'a GpuTensor,
+    b: &'a GpuTensor,
+    /// The bias, or the placeholder where there is none.
+    bias: &'a PooledBuffer,
+    out: &'a GpuTensor,
+    dims: (usize, usize, usize),
+    spec: MatmulSpec,
+    constants: [(&'static str, f64); 3],
 }
 
-/// `matmul_vec4` on zero-padded copies: every size rounded up to a multiple
-/// of 4 (and m to at least 8). Zeros in k add exactly nothing; the extra
-/// rows and columns of C are computed and cropped away. Operands already of
-/// the padded size are used as they are, and C is written in place when it
-/// is. The padded columns' bias reads stay inside the bias buffer (pool
-/// sizes are multiples of 256 bytes) and only reach cropped columns.
-fn padded(
-    dev: &GpuDevice,
-    (a, b, bias, out): (&GpuTensor, &GpuTensor, &PooledBuffer, &GpuTensor),
-    (m, k, n): (usize, usize, usize),
-    spec: MatmulSpec,
-    constants: &[(&'static str, f64)],
-) -> Result<()> {
-    let (mp, kp, np) = padded_sizes(m, k, n);
-    // Each operand as stored: [rows, cols], and its padded size.
-    let stored = |t: bool, r: usize, c: usize, rp: usize, cp: usize| {
+/// An operand as a kernel reads it: the tensor itself, a zero-padded copy,
+/// or an f16 copy (padded or not) under `--precision f16`.
+enum Operand<'a> {
+    Given(&'a GpuTensor),
+    Padded(GpuTensor),
+    Half(PooledBuffer),
+}
+
+impl Operand<'_> {
+    fn buf(&self) -> &PooledBuffer {
+        match self {
+            Operand::Given(t) => t.buf(),
+            Operand::Padded(t) => t.buf(),
+            Operand::Half(b) => b,
+        }
+    }
+}
+
+/// Records `variant`'s kernel for `p`. The padded variant runs `matmul_vec4`
+/// on copies with every size rounded up to a multiple of 4 (and m to at
+/// least 8): zeros in k add exactly nothing, and the extra rows and columns
+/// of C are computed and cropped away (their bias reads stay inside the bias
+/// buffer, whose pool size is a multiple of 256 bytes). Under f16 both
+/// operands are always copied (to f16, padded by the same copy where the
+/// variant wants it); under f32 an operand already of the right size is
+/// used as it is, and C is written in place when it is.
+fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
+    let (m, k, n) = p.dims;
+    let (mp, kp, np) = if variant == MatmulVariant::Padded {
+        padded_sizes(m, k, n)
+    } else {
+        (m, k, n)
+    };
+    // Each operand as stored, [rows, cols], and at its padded size.
+    let stored = |t: bool, (r, c): (usize, usize), (rp, cp): (usize, usize)| {
         if t {
             ((c, r), (cp, rp))
         } else {
             ((r, c), (rp, cp))
         }
     };
-    let a_p = pad_to(dev, a, stored(spec.trans_a, m, k, mp, kp))?;
-    let b_p = pad_to(dev, b, stored(spec.trans_b, k, n, kp, np))?;
+    let a = operand(dev, p.a, stored(p.spec.trans_a, (m, k), (mp, kp)))?;
+    let b = operand(dev, p.b, stored(p.spec.trans_b, (k, n), (kp, np)))?;
     let c_p = if (mp, np) == (m, n) {
         None
     } else {
         Some(dev.empty([mp, np])?)
     };
-    let c_buf = c_p.as_ref().unwrap_or(out).buf();
+    let c = c_p.as_ref().unwrap_or(p.out);
+    let (entry, [at_a, at_b, at_c], grid) = match variant {
+        MatmulVariant::Vec4 | MatmulVariant::Padded => (
+            "matmul_vec4",
+            [4, 5, 6],
+            [np.div_ceil(64), mp.div_ceil(128)],
+        ),
+        MatmulVariant::Blocked => (
+            "matmul_blocked",
+            [0, 1, 3],
+            [np.div_ceil(64), mp.div_ceil(64)],
+        ),
+        MatmulVariant::Tiled => (
+            "matmul_tiled",
+            [0, 1, 3],
+            [np.div_ceil(64), mp.div_ceil(64)],
+        ),
+    };
     let params = Params {
         m: u32_of("matmul", mp)?,
         n: u32_of("matmul", np)?,
         k: u32_of("matmul", kp)?,
-        act: spec.act.code(),
+        act: p.spec.act.code(),
     };
-    let grid = [np.div_ceil(64) as u32, mp.div_ceil(128) as u32, 1];
+    let shader = match dev.precision {
+        Precision::F32 => shader!("matmul_f32", "matmul"),
+        Precision::F16 => shader!(enable_f16 "matmul_f16", "matmul"),
+    };
     launch(
         dev,
-        shader!("matmul"),
-        "matmul_vec4",
-        constants,
+        shader,
+        entry,
+        &p.constants,
         &[
-            (4, a_p.as_ref().unwrap_or(a).buf()),
-            (5, b_p.as_ref().unwrap_or(b).buf()),
-            (2, bias),
-            (6, c_buf),
+            (at_a, a.buf()),
+            (at_b, b.buf()),
+            (2, p.bias),
+            (at_c, c.buf()),
         ],
         &params,
-        dev.ctx.check_grid("matmul", grid)?,
+        dev.ctx
+            .check_grid("matmul", [grid[0] as u32, grid[1] as u32, 1])?,
     );
     if let Some(c_p) = &c_p {
-        copy_corner(dev, "crop", c_p, out, (m, n), (mp, np))?;
+        copy_corner(dev, "crop", c_p.buf(), p.out.buf(), (m, n), (mp, np))?;
     }
     Ok(())
+}
+
+/// Operand `t`, stored as `[rows, cols]`, as the kernel reads it at
+/// `[rows_p, cols_p]` and the device's precision.
+fn operand<'a>(
+    dev: &GpuDevice,
+    t: &'a GpuTensor,
+    (stored, padded): ((usize, usize), (usize, usize)),
+) -> Result<Operand<'a>> {
+    match dev.precision {
+        Precision::F16 => {
+            // Two halves per word, one word per invocation.
+            let words = (padded.0 * padded.1).div_ceil(2);
+            let dst = dev.ctx.alloc(words as u64 * 4)?;
+            corner_launch(
+                dev,
+                shader!("cast"),
+                "to_f16",
+                t.buf(),
+                &dst,
+                stored,
+                padded,
+                words,
+            )?;
+            Ok(Operand::Half(dst))
+        }
+        Precision::F32 if stored == padded => Ok(Operand::Given(t)),
+        Precision::F32 => {
+            let dst = dev.empty([padded.0, padded.1])?;
+            copy_corner(dev, "pad", t.buf(), dst.buf(), stored, padded)?;
+            Ok(Operand::Padded(dst))
+        }
+    }
+}
+
+/// Whether `matmul_vec4` takes these sizes as they are.
+pub(crate) fn is_aligned(m: usize, k: usize, n: usize) -> bool {
+    m.is_multiple_of(4) && n.is_multiple_of(4) && k.is_multiple_of(4) && m >= 8
 }
 
 /// The padded product's sizes: each rounded up to a multiple of 4, m to at
@@ -197,29 +255,35 @@ fn padded_sizes(m: usize, k: usize, n: usize) -> (usize, usize, usize) {
     (up(m).max(8), up(k), up(n))
 }
 
-/// `t` (stored as `[rows, cols]`) zero-padded to `[rows_p, cols_p]`; `None`
-/// where it already is that size.
-fn pad_to(
-    dev: &GpuDevice,
-    t: &GpuTensor,
-    ((rows, cols), (rows_p, cols_p)): ((usize, usize), (usize, usize)),
-) -> Result<Option<GpuTensor>> {
-    if (rows, cols) == (rows_p, cols_p) {
-        return Ok(None);
-    }
-    let dst = dev.empty([rows_p, cols_p])?;
-    copy_corner(dev, "pad", t, &dst, (rows, cols), (rows_p, cols_p))?;
-    Ok(Some(dst))
-}
-
 /// Launches shaders/pad.wgsl's `entry` (`pad` or `crop`) from `src` to `dst`.
 fn copy_corner(
     dev: &GpuDevice,
     entry: &'static str,
-    src: &GpuTensor,
-    dst: &GpuTensor,
+    src: &PooledBuffer,
+    dst: &PooledBuffer,
+    small: (usize, usize),
+    padded: (usize, usize),
+) -> Result<()> {
+    let threads = if entry == "pad" {
+        padded.0 * padded.1
+    } else {
+        small.0 * small.1
+    };
+    corner_launch(dev, shader!("pad"), entry, src, dst, small, padded, threads)
+}
+
+/// Launches a kernel of pad.wgsl or cast.wgsl (same parameters: a matrix
+/// `[rows, cols]` and its padded size) over `threads` invocations.
+#[allow(clippy::too_many_arguments)]
+fn corner_launch(
+    dev: &GpuDevice,
+    shader: ShaderSource,
+    entry: &'static str,
+    src: &PooledBuffer,
+    dst: &PooledBuffer,
     (rows, cols): (usize, usize),
     (rows_p, cols_p): (usize, usize),
+    threads: usize,
 ) -> Result<()> {
     let params = PadParams {
         rows: u32_of("matmul", rows)?,
@@ -227,18 +291,13 @@ fn copy_corner(
         rows_p: u32_of("matmul", rows_p)?,
         cols_p: u32_of("matmul", cols_p)?,
     };
-    let threads = if entry == "pad" {
-        rows_p * cols_p
-    } else {
-        rows * cols
-    };
     let grid = dev.ctx.grid_1d("matmul", threads)?;
     launch(
         dev,
-        shader!("pad"),
+        shader,
         entry,
         &[],
-        &[(0, src.buf()), (1, dst.buf())],
+        &[(0, src), (1, dst)],
         &params,
         grid,
     );

@@ -1,0 +1,103 @@
+//! `Precision`: what a device rounds the operands of its products to.
+//!
+//! Mixed precision as wgtrain does it: under [`Precision::F16`] both
+//! operands of every matrix product (the dense layers, forward and
+//! backward) are rounded to IEEE half precision (round to nearest, ties to
+//! even) and read as f16, half the bytes of f32; the products are summed in
+//! f32 and written as f32. Weights, optimizer state, gradients and every
+//! other tensor stay f32, so the optimizer updates f32 master weights.
+//!
+//! What it does to results: each product `a·b` becomes `a'·b'` with
+//! `|a' − a| ≤ 2⁻¹¹|a|`, so an output differs from the f32 product by at most
+//! about `2⁻¹⁰ · Σ|aᵢ||bᵢ|` (plus f32 summation error); values beyond
+//! ±65504 become infinite (a run then stops on a non-finite loss), values
+//! below 2⁻²⁴ become zero. The CPU device emulates it by rounding the same
+//! way before its f32 product, which is what the GPU's f16 kernels are
+//! checked against. Convolutions, the recurrent cells and the remaining ops
+//! are f32 under either setting.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The precision of matrix-product operands (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Product operands rounded to f16, sums in f32. On the GPU it needs an
+    /// adapter with `SHADER_F16`.
+    F16,
+}
+
+impl Precision {
+    /// `"f32"` or `"f16"`, as the command line and config files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// `x` as an operand of a product at this precision: itself under
+    /// `F32`, the nearest f16 (ties to even) under `F16`.
+    pub fn round(self, x: f32) -> f32 {
+        match self {
+            Precision::F32 => x,
+            Precision::F16 => half::f16::from_f32(x).to_f32(),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
+            _ => Err(Error::Config(format!(
+                "unknown precision '{s}'; expected f32 or f16"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_to_nearest_half_ties_to_even() {
+        let p = Precision::F16;
+        assert_eq!(p.round(1.0), 1.0);
+        // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even (1).
+        assert_eq!(p.round(1.0 + 2f32.powi(-11)), 1.0);
+        // 1 + 3·2^-11 is halfway between 1 + 2^-10 and 1 + 2^-9: to 1 + 2^-9.
+        assert_eq!(p.round(1.0 + 3.0 * 2f32.powi(-11)), 1.0 + 2f32.powi(-9));
+        assert_eq!(p.round(65504.0), 65504.0);
+        assert_eq!(p.round(65520.0), f32::INFINITY);
+        assert_eq!(p.round(2f32.powi(-24)), 2f32.powi(-24));
+        assert_eq!(p.round(2f32.powi(-26)), 0.0);
+        assert_eq!(Precision::F32.round(0.1), 0.1);
+    }
+
+    #[test]
+    fn parses_its_names() {
+        assert_eq!("F16".parse::<Precision>().unwrap(), Precision::F16);
+        assert_eq!("f32".parse::<Precision>().unwrap(), Precision::F32);
+        let e = "f8".parse::<Precision>().unwrap_err().to_string();
+        assert!(e.contains("expected f32 or f16"), "{e}");
+    }
+}
