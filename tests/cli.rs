@@ -2166,3 +2166,54 @@ fn export_to_pytorch_names_and_layouts() {
     }
     assert_eq!(st.tensor("2.weight").unwrap().shape(), [3, 5]);
 }
+
+/// `--precision`: a bad value is named; f16 is recorded in the run's
+/// config and kept on resume (which refuses to change it); f16 on the CPU
+/// is emulated and says so.
+#[test]
+fn precision_f16_is_recorded_and_kept() {
+    let w = workdir();
+    fails_with(
+        wgtrain(w.path(), &["train", "logistic", "--precision", "f8"]),
+        &["unknown precision 'f8'", "f32 or f16"],
+    );
+    let o = ok(wgtrain(
+        w.path(),
+        &[
+            "train",
+            "logistic",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--precision",
+            "f16",
+            "--out",
+            "r",
+        ],
+    ));
+    assert!(stdout(&o).contains("precision: f16"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("emulated"), "{}", stdout(&o));
+    let config = std::fs::read_to_string(w.path().join("r/config.toml")).unwrap();
+    assert!(config.contains("precision = \"f16\""), "{config}");
+    fails_with(
+        wgtrain(
+            w.path(),
+            &[
+                "train",
+                "--resume",
+                "r",
+                "--precision",
+                "f32",
+                "--epochs",
+                "3",
+            ],
+        ),
+        &["--precision"],
+    );
+    let o = ok(wgtrain(
+        w.path(),
+        &["train", "--resume", "r", "--epochs", "3", "--device", "cpu"],
+    ));
+    assert!(stdout(&o).contains("precision: f16"), "{}", stdout(&o));
+}

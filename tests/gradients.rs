@@ -113,7 +113,7 @@ fn dense_with_each_activation() {
     .enumerate()
     {
         let rng = &mut ChaCha8Rng::seed_from_u64(i as u64);
-        let layer = Dense::new(&CpuDevice, "dense.0", 5, 3, act, rng).unwrap();
+        let layer = Dense::new(&CpuDevice::new(), "dense.0", 5, 3, act, rng).unwrap();
         check_layer(Box::new(layer), Shape::new([4, 5]), 10 + i as u64, 1.0);
     }
 }
@@ -121,7 +121,7 @@ fn dense_with_each_activation() {
 #[test]
 fn dense_applies_to_every_step_of_a_sequence() {
     let rng = &mut ChaCha8Rng::seed_from_u64(3);
-    let layer = Dense::new(&CpuDevice, "dense.0", 3, 4, Activation::Tanh, rng).unwrap();
+    let layer = Dense::new(&CpuDevice::new(), "dense.0", 3, 4, Activation::Tanh, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([2, 3, 3]), 4, 1.0);
 }
 
@@ -131,11 +131,29 @@ fn conv2d_with_padding_at_the_borders() {
     // the zero padding logic; C_in 2 and C_out 3 exercise channel indexing.
     let rng = &mut ChaCha8Rng::seed_from_u64(5);
     let step = ConvStep::padded(1);
-    let layer = Conv2d::new(&CpuDevice, "conv.0", (2, 3), 3, step, Activation::Tanh, rng).unwrap();
+    let layer = Conv2d::new(
+        &CpuDevice::new(),
+        "conv.0",
+        (2, 3),
+        3,
+        step,
+        Activation::Tanh,
+        rng,
+    )
+    .unwrap();
     check_layer(Box::new(layer), Shape::new([2, 2, 5, 4]), 6, 1.0);
     let rng = &mut ChaCha8Rng::seed_from_u64(7);
     let step = ConvStep::padded(0);
-    let layer = Conv2d::new(&CpuDevice, "conv.1", (1, 2), 3, step, Activation::Relu, rng).unwrap();
+    let layer = Conv2d::new(
+        &CpuDevice::new(),
+        "conv.1",
+        (1, 2),
+        3,
+        step,
+        Activation::Relu,
+        rng,
+    )
+    .unwrap();
     check_layer(Box::new(layer), Shape::new([1, 1, 4, 5]), 8, 1.0);
 }
 
@@ -150,7 +168,7 @@ fn conv2d_with_strides() {
         let rng = &mut ChaCha8Rng::seed_from_u64(20 + i as u64);
         let step = ConvStep { stride, pad };
         let layer = Conv2d::new(
-            &CpuDevice,
+            &CpuDevice::new(),
             "conv.0",
             (2, 3),
             kernel,
@@ -253,16 +271,16 @@ fn rnn_through_several_time_steps() {
     // T = 5 steps: the gradient of the first input passes through four
     // applications of U.
     let rng = &mut ChaCha8Rng::seed_from_u64(11);
-    let layer = Rnn::new(&CpuDevice, "rnn", 3, 4, rng).unwrap();
+    let layer = Rnn::new(&CpuDevice::new(), "rnn", 3, 4, rng).unwrap();
     check_layer(Box::new(layer), Shape::new([5, 2, 3]), 12, 1.0);
 }
 
 #[test]
 fn lstm_and_gru_through_several_time_steps() {
     let rng = &mut ChaCha8Rng::seed_from_u64(14);
-    let lstm = Lstm::new(&CpuDevice, "lstm", 3, 4, rng).unwrap();
+    let lstm = Lstm::new(&CpuDevice::new(), "lstm", 3, 4, rng).unwrap();
     check_layer(Box::new(lstm), Shape::new([5, 2, 3]), 15, 1.0);
-    let gru = Gru::new(&CpuDevice, "gru", 3, 4, rng).unwrap();
+    let gru = Gru::new(&CpuDevice::new(), "gru", 3, 4, rng).unwrap();
     check_layer(Box::new(gru), Shape::new([5, 2, 3]), 16, 1.0);
 }
 

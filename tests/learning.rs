@@ -9,6 +9,7 @@
 
 mod common;
 
+use wgtrain::device::Precision;
 use wgtrain::models::{parse_layers, Preset};
 use wgtrain::run::{Evaluation, Experiment, ExperimentConfig, Silent};
 use wgtrain::{CpuDevice, Device};
@@ -132,30 +133,34 @@ fn accuracy_at_least<D: Device + 'static>(dev: &D, cfg: ExperimentConfig, target
 
 #[test]
 fn cpu_linear_regression_diabetes() {
-    linear_regression_matches_closed_form(&CpuDevice);
+    linear_regression_matches_closed_form(&CpuDevice::new());
 }
 
 #[test]
 fn cpu_logistic_regression_breast_cancer_and_iris() {
-    accuracy_at_least(&CpuDevice, cfg(Preset::Logistic, "breast-cancer"), 0.95);
-    accuracy_at_least(&CpuDevice, cfg(Preset::Logistic, "iris"), 0.95);
+    accuracy_at_least(
+        &CpuDevice::new(),
+        cfg(Preset::Logistic, "breast-cancer"),
+        0.95,
+    );
+    accuracy_at_least(&CpuDevice::new(), cfg(Preset::Logistic, "iris"), 0.95);
 }
 
 #[test]
 fn cpu_mlp_digits() {
-    accuracy_at_least(&CpuDevice, cfg(Preset::Mlp, "digits"), 0.95);
+    accuracy_at_least(&CpuDevice::new(), cfg(Preset::Mlp, "digits"), 0.95);
 }
 
 #[test]
 fn cpu_mlp_mnist() {
     let mut c = cfg(Preset::Mlp, "data/mnist");
     c.epochs = Some(10);
-    accuracy_at_least(&CpuDevice, c, 0.975);
+    accuracy_at_least(&CpuDevice::new(), c, 0.975);
 }
 
 #[test]
 fn cpu_cnn_digits() {
-    accuracy_at_least(&CpuDevice, cfg(Preset::Cnn, "digits"), 0.96);
+    accuracy_at_least(&CpuDevice::new(), cfg(Preset::Cnn, "digits"), 0.96);
 }
 
 /// A user's own architecture, as `--layers` gives it: ReLU convolutions
@@ -170,7 +175,7 @@ fn custom_cnn() -> ExperimentConfig {
 
 #[test]
 fn cpu_custom_relu_cnn_digits() {
-    accuracy_at_least(&CpuDevice, custom_cnn(), 0.96);
+    accuracy_at_least(&CpuDevice::new(), custom_cnn(), 0.96);
 }
 
 /// Bits per character of an `n`-gram model with add-`k` smoothing, fitted
@@ -222,7 +227,7 @@ fn cpu_rnn_austen_span() {
     let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
     c.epochs = Some(20);
     let (unigram, bigram) = text_baselines(&text[..200_000], c.val_fraction);
-    let (_, held_out) = run(&CpuDevice, c);
+    let (_, held_out) = run(&CpuDevice::new(), c);
     let bpc = held_out.bits_per_char.unwrap();
     assert!(
         bpc < bigram - 0.5,
@@ -247,7 +252,7 @@ fn cpu_lstm_and_gru_austen_span() {
         c.seq_len = 32;
         c.optim.lr = 1e-2;
         let (unigram, bigram) = text_baselines(&text[..60_000], c.val_fraction);
-        let (_, held_out) = run(&CpuDevice, c);
+        let (_, held_out) = run(&CpuDevice::new(), c);
         let bpc = held_out.bits_per_char.unwrap();
         eprintln!("{preset}: {bpc:.3} bits/char (bigram {bigram:.3})");
         assert!(
@@ -278,6 +283,33 @@ fn gpu_mlp_digits() {
     let mut c = cfg(Preset::Mlp, "digits");
     c.epochs = Some(6);
     accuracy_at_least(&gpu, c, 0.95);
+}
+
+/// `--precision f16` reaches the f32 run's target (the same seed and epochs).
+#[test]
+fn gpu_mlp_digits_and_logistic_f16() {
+    let Some(gpu) = common::gpu() else { return };
+    let Ok(gpu) = gpu.with_precision(Precision::F16) else {
+        return; // refused where the adapter lacks f16: tests/gpu_device.rs
+    };
+    let mut c = cfg(Preset::Mlp, "digits");
+    c.epochs = Some(6);
+    c.precision = Precision::F16;
+    accuracy_at_least(&gpu, c, 0.95);
+    let mut c = cfg(Preset::Logistic, "breast-cancer");
+    c.precision = Precision::F16;
+    accuracy_at_least(&gpu, c, 0.95);
+}
+
+/// A run's precision is the device's: a mismatch is refused, not ignored.
+#[test]
+fn a_run_refuses_a_device_of_another_precision() {
+    let mut c = cfg(Preset::Logistic, "iris");
+    c.precision = Precision::F16;
+    let e = Experiment::new(&CpuDevice::new(), c)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("precision f16"), "{e}");
 }
 
 #[test]

@@ -190,7 +190,7 @@ fn checkpoints_never_panic_nor_size_memory_by_their_metadata() {
             std::fs::write(&path, &bytes).unwrap();
             let (_, peak) = peak_of(|| {
                 if let Ok(ck) = checkpoint::load(&path) {
-                    let _ = ck.model(&CpuDevice);
+                    let _ = ck.model(&CpuDevice::new());
                 }
             });
             prop_assert!(

@@ -12,6 +12,7 @@
 
 mod common;
 
+use wgtrain::device::Precision;
 use wgtrain::models::Model;
 use wgtrain::optim::{OptimConfig, OptimizerKind};
 use wgtrain::{CpuDevice, Device, GpuDevice};
@@ -29,7 +30,23 @@ fn assert_close(what: &str, cpu: &[f32], gpu: &[f32], abs: f32, rel: f32) {
 #[test]
 fn same_loss_and_gradients_on_both_devices() {
     let Some(gpu) = common::gpu() else { return };
-    let cpu = CpuDevice::new();
+    same_loss_and_gradients(&CpuDevice::new(), &gpu);
+}
+
+/// Under f16 too: the CPU rounds product operands as the GPU does, so the
+/// two agree as closely as in f32.
+#[test]
+fn same_loss_and_gradients_at_f16() {
+    let Some(gpu) = common::gpu() else { return };
+    let Ok(gpu) = gpu.with_precision(Precision::F16) else {
+        return; // refused where the adapter lacks f16: tests/gpu_device.rs
+    };
+    let cpu = CpuDevice::new().with_precision(Precision::F16).unwrap();
+    same_loss_and_gradients(&cpu, &gpu);
+}
+
+fn same_loss_and_gradients(cpu: &CpuDevice, gpu: &GpuDevice) {
+    let (cpu, gpu) = (cpu.clone(), gpu.clone());
     for case in common::small_models() {
         let kind = &case.name;
         let mut mc = Model::new(&cpu, &case.spec, 7).unwrap();
@@ -82,7 +99,7 @@ fn same_parameters_after_optimizer_steps() {
         // Clipping on for one of them: its factor is computed on the device.
         opt.clip_norm = (kind == OptimizerKind::Momentum).then_some(0.5);
         for idx in 0..models {
-            let c = train_steps(&CpuDevice, idx, opt);
+            let c = train_steps(&CpuDevice::new(), idx, opt);
             let g = train_steps::<GpuDevice>(&gpu, idx, opt);
             for (i, (pc, pg)) in c.iter().zip(&g).enumerate() {
                 assert_close(
@@ -103,8 +120,8 @@ fn same_seed_same_device_is_bit_identical() {
     let opt = OptimConfig::new(OptimizerKind::Adam, 1e-2);
     for idx in 0..common::small_models().len() {
         assert_eq!(
-            train_steps(&CpuDevice, idx, opt),
-            train_steps(&CpuDevice, idx, opt)
+            train_steps(&CpuDevice::new(), idx, opt),
+            train_steps(&CpuDevice::new(), idx, opt)
         );
         assert_eq!(train_steps(&gpu, idx, opt), train_steps(&gpu, idx, opt));
     }

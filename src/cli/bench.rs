@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use wgtrain::bench::baseline::{compare, read_records, Record, Verdict};
 use wgtrain::bench::{run as measure, workloads, Budget, Unit, Workload};
+use wgtrain::device::Precision;
 use wgtrain::{CpuDevice, Device, Error, GpuDevice};
 
 #[derive(Args, Debug)]
@@ -32,6 +33,10 @@ pub struct BenchArgs {
     /// With --baseline: exit non-zero when a workload is slower beyond noise.
     #[arg(long, requires = "baseline")]
     pub fail_on_regression: bool,
+    /// Matrix-product operands at this precision (`f16`: see `train
+    /// --precision`); the device column then reads `gpu-f16` or `cpu-f16`.
+    #[arg(long, value_parser = super::train::parse_precision, default_value = "f32")]
+    pub precision: Precision,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,12 +86,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let mut records = Vec::new();
+    let f16 = args.precision == Precision::F16;
     if matches!(args.device, BenchDevice::Cpu | BenchDevice::All) {
-        let dev = CpuDevice::new();
-        records.extend(bench_on(&dev, "cpu", None, &list, budget, &args, None)?);
+        let dev = CpuDevice::new().with_precision(args.precision)?;
+        let name = if f16 { "cpu-f16" } else { "cpu" };
+        records.extend(bench_on(&dev, name, None, &list, budget, &args, None)?);
     }
     if matches!(args.device, BenchDevice::Gpu | BenchDevice::All) {
-        let gpu = GpuDevice::new()?;
+        let gpu = GpuDevice::new()?.with_precision(args.precision)?;
         let adapter = gpu.adapter_info().name.clone();
         let peak = gpu.measure_peak_gflops()?;
         let peak_note = Some(peak);
@@ -112,7 +119,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         records.push(record);
         records.extend(bench_on(
             &gpu,
-            "gpu",
+            if f16 { "gpu-f16" } else { "gpu" },
             Some(adapter),
             &list,
             budget,

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::summary::{RunInfo, SplitSizes, TrainSummary};
 use clap::{Args, ValueEnum};
 use wgtrain::data::{Missing, Task};
+use wgtrain::device::Precision;
 use wgtrain::models::{format_layers, parse_layers, Preset};
 use wgtrain::optim::{OptimizerKind, Schedule};
 use wgtrain::run::checkpoint::{self, ModelMeta};
@@ -168,6 +169,11 @@ pub struct TrainArgs {
     /// larger than one device buffer; results are the same).
     #[arg(long)]
     pub stream: bool,
+    /// `f16`: round the operands of matrix products to half precision
+    /// (sums stay f32, and so do weights and everything else); needs a GPU
+    /// with SHADER_F16 (on the CPU it is emulated, slowly). Default f32.
+    #[arg(long, value_parser = parse_precision)]
+    pub precision: Option<Precision>,
     /// Run directory (default: runs/<model>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -275,6 +281,7 @@ fn settings_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--seed", args.seed.is_some()),
         ("--max-train-samples", args.max_train_samples.is_some()),
         ("--log-every", args.log_every.is_some()),
+        ("--precision", args.precision.is_some()),
     ];
     set.into_iter()
         .filter(|(_, on)| *on)
@@ -355,6 +362,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
     }
     c.max_train_samples = args.max_train_samples.or(c.max_train_samples);
     c.stream |= args.stream;
+    c.precision = args.precision.unwrap_or(c.precision);
     if let Some(o) = args.optimizer {
         c.optim.kind = match o {
             OptimizerArg::Sgd => OptimizerKind::Sgd,
@@ -451,6 +459,7 @@ fn train_on<D: Device + 'static>(
         None => (config_from(args)?, None, None),
     };
     let auto_epochs = config.epochs.is_none();
+    let dev = &dev.with_precision(config.precision)?;
     let mut exp = Experiment::new(dev, config)?;
     // The directory only once the run is known to start.
     let rundir = match (rundir, &args.out) {
@@ -520,6 +529,12 @@ fn train_on<D: Device + 'static>(
     ));
     if exp.streams_data() {
         say("data: kept on the host, streamed to the device in chunks".into());
+    }
+    if exp.config.precision == Precision::F16 {
+        let how = if device == "cpu" { ", emulated" } else { "" };
+        say(format!(
+            "precision: f16 matrix-product operands, f32 sums and weights{how}"
+        ));
     }
     say(format!(
         "layers: {} (output layer from the data)",
@@ -750,4 +765,9 @@ mod tests {
             assert!(LAYERS_HELP.contains(&line), "--help lacks '{line}'");
         }
     }
+}
+
+/// `--precision`.
+pub(super) fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse().map_err(|e: Error| e.to_string())
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::data::{DataSource, Layout, Missing, Prepared, SeriesOptions, Task};
+use crate::device::Precision;
 use crate::error::{Error, Result};
 use crate::models::spec::layer_list;
 use crate::models::{FeatureShape, LayerSpec, ModelSpec, Output, Preset};
@@ -79,6 +80,10 @@ pub struct ExperimentConfig {
     /// same, bit for bit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// What matrix-product operands are rounded to
+    /// ([`crate::device::Precision`]); the device must be opened at it.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
     /// Passes over the training split; `None` (`"auto"` in files) scales
     /// the defaults' count to the data ([`ExperimentConfig::epochs_for`]).
     /// A run resolves it, so its `config.toml` holds the number it used.
@@ -108,6 +113,11 @@ pub struct ExperimentConfig {
     pub optim: OptimConfig,
 }
 
+/// serde: `precision` is written only where it is not the default.
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
+}
+
 impl ExperimentConfig {
     /// A custom architecture's defaults: Adam at 1e-3, batches of 32, 20
     /// epochs for 10,000 training samples (scaled to the data, see
@@ -131,6 +141,7 @@ impl ExperimentConfig {
             test_fraction: 0.2,
             max_train_samples: None,
             stream: false,
+            precision: Precision::F32,
             epochs: None,
             batch_size: Some(32),
             patience: Some(DEFAULT_PATIENCE),

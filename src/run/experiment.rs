@@ -66,6 +66,13 @@ impl<D: Device + 'static> Experiment<D> {
         mut prepared: Prepared,
     ) -> Result<Self> {
         config.optim.validate()?;
+        if dev.precision() != config.precision {
+            return Err(Error::Config(format!(
+                "the run asks for precision {} but the device computes in {}: open it with Device::with_precision",
+                config.precision,
+                dev.precision()
+            )));
+        }
         config.task = Some(prepared.train.task);
         if let Some(max) = config.max_train_samples {
             if max < prepared.train.len() {
