@@ -39,6 +39,10 @@ const PROPERTIES: &[(&str, &str)] = &[
         "max_tensor_bytes",
         "a limit: tests/gpu_device.rs makes a tensor of it and fails one above it; tests/streaming.rs trains on data beyond it",
     ),
+    (
+        "precision",
+        "a setting: tests/cpu_reference.rs reads it back; with_precision is checked by hand and CPU-vs-GPU",
+    ),
 ];
 
 /// Methods whose coverage is another method's, with the reason.

@@ -3,7 +3,7 @@
 
 use wgtrain::device::dropout::pcg;
 use wgtrain::device::{
-    Activation, AdamStep, Binary, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Reduce,
+    Activation, AdamStep, Binary, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Precision, Reduce,
 };
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
@@ -63,6 +63,28 @@ impl Dims for wgtrain::device::cpu::CpuTensor {
         use wgtrain::Tensor;
         self.shape().dims().to_vec()
     }
+}
+
+/// Under f16 both operands are rounded (nearest, ties to even) before an
+/// f32 product: 1 + 2^-11 and 2049 are ties and go down to 1 and 2048;
+/// 3 + 2^-9 is exact. f32 would give 2050.0005 and 3.0019531.
+#[test]
+fn matmul_at_f16_rounds_both_operands() {
+    let d = dev().with_precision(Precision::F16).unwrap();
+    assert_eq!(d.precision(), Precision::F16);
+    let a = t(
+        &[1.0 + 2f32.powi(-11), 2049.0, 3.0 + 2f32.powi(-9), 0.0],
+        &[2, 2],
+    );
+    let b = t(&[1.0, 1.0], &[2, 1]);
+    let got = get(&d.matmul(&a, &b, None, MatmulSpec::NN).unwrap());
+    assert_eq!(got, [2049.0, 3.0 + 2f32.powi(-9)]);
+    // The operand order does not matter: B is rounded too.
+    let got = get(&d.matmul(&b, &a, None, MatmulSpec::TN).unwrap());
+    assert_eq!(got, [1.0 + 3.0 + 2f32.powi(-9), 2048.0]);
+    // And f32 is untouched.
+    let got = get(&dev().matmul(&a, &b, None, MatmulSpec::NN).unwrap());
+    assert_eq!(got, [2050.0 + 2f32.powi(-11), 3.0 + 2f32.powi(-9)]);
 }
 
 #[test]

@@ -733,6 +733,11 @@ fn train_on<D: Device + 'static>(
     Ok(())
 }
 
+/// `--precision`.
+pub(super) fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -765,9 +770,4 @@ mod tests {
             assert!(LAYERS_HELP.contains(&line), "--help lacks '{line}'");
         }
     }
-}
-
-/// `--precision`.
-pub(super) fn parse_precision(s: &str) -> Result<Precision, String> {
-    s.parse().map_err(|e: Error| e.to_string())
 }

@@ -1,8 +1,9 @@
 //! `Precision`: what a device rounds the operands of its products to.
 //!
 //! Mixed precision as wgtrain does it: under [`Precision::F16`] both
-//! operands of every matrix product (the dense layers, forward and
-//! backward) are rounded to IEEE half precision (round to nearest, ties to
+//! operands of every `Device::matmul` (the dense layers forward and
+//! backward, the recurrent layers' input projections and weight gradients)
+//! are rounded to IEEE half precision (round to nearest, ties to
 //! even) and read as f16, half the bytes of f32; the products are summed in
 //! f32 and written as f32. Weights, optimizer state, gradients and every
 //! other tensor stay f32, so the optimizer updates f32 master weights.
