@@ -3,7 +3,7 @@
 //
 // Transposes are pipeline constants, so each of the four layouts compiles to
 // its own specialised kernel and nothing is ever transposed in memory.
-// Three kernels compute the same thing:
+// Four kernels compute the same thing:
 // - matmul_vec4 (at the end of this file): no shared memory, no barriers,
 //   16-byte loads; the software-adapter (lavapipe) kernel for shapes that
 //   are multiples of 4, where a workgroup barrier is very expensive;
@@ -11,7 +11,9 @@
 //   invocation owns a 4×4 block of C;
 // - matmul_tiled: 64×64 tiles of C per workgroup staged through shared
 //   memory in 16-deep slices of k; each invocation owns 4×4 outputs strided by
-//   16. Best on real GPUs.
+//   16. Best on real GPUs;
+// - matmul_rows: one row of C (up to four columns) per invocation, for
+//   products with few columns (n ≤ 16).
 //
 // The operands A and B are read through `a_at`/`b_at` (one element) and
 // `load_a4`/`load_b4` (four), declared with their bindings (0, 1, 4, 5) in
@@ -140,6 +142,44 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         for (var j = 0u; j < 4u; j++) {
             store(row_base + lid.y + 16u * i, col_base + lid.x + 16u * j, acc[i][j]);
         }
+    }
+}
+
+// ---- matmul_rows: products with few output columns ------------------------
+//
+// A linear model's output (n = 1) and its weight gradient Xᵀ·dz are
+// products with one or a few columns. The block kernels then idle most of
+// each block (a 4×4 or 8×4 block computing one real column) and the padded
+// variant pays two extra passes. Here an invocation owns one row of C and
+// up to four columns, so every invocation does real work; any layout, any
+// size. Neighbouring invocations take neighbouring rows, which in a
+// transposed A (the weight gradient) are neighbouring addresses.
+@compute @workgroup_size(256)
+fn matmul_rows(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let blocks = (p.n + 3u) / 4u;
+    let e = linear_id(gid, nwg);
+    if (e >= p.m * blocks) {
+        return;
+    }
+    let row = e % p.m;
+    let col0 = (e / p.m) * 4u;
+    // Columns past the last read a clamped copy and are not stored.
+    let cc = min(col0 + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    var acc = vec4<f32>(0.0);
+    if (p.n == 1u) {
+        // One column: one load of B per step, not four of the same value.
+        for (var kk = 0u; kk < p.k; kk++) {
+            acc.x = fma(a_at(row, kk), b_at(kk, 0u), acc.x);
+        }
+    } else {
+        for (var kk = 0u; kk < p.k; kk++) {
+            let bv = vec4<f32>(b_at(kk, cc.x), b_at(kk, cc.y), b_at(kk, cc.z), b_at(kk, cc.w));
+            acc = fma(vec4<f32>(a_at(row, kk)), bv, acc);
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        store(row, col0 + j, acc[j]);
     }
 }
 

@@ -237,10 +237,19 @@ impl<D: Device> Model<D> {
         profile::phase(Phase::Backward);
         let mut grad = lg.grad;
         let n = self.layers.len();
-        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
-            match layer.backward(dev, &grad, i > 0)? {
+        // Layers before the first with parameters (a flatten, say) have
+        // nothing to learn: the gradient stops at the first trained layer,
+        // which then skips its input gradient (for an MLP on images, the
+        // largest product of the step).
+        let first = self
+            .layers
+            .iter()
+            .position(|l| !l.params().is_empty())
+            .unwrap_or(n);
+        for (i, layer) in self.layers.iter_mut().enumerate().skip(first).rev() {
+            match layer.backward(dev, &grad, i > first)? {
                 Some(g) => grad = g,
-                None if i == 0 => {}
+                None if i == first => {}
                 None => unreachable!("layer {i} of {n} returned no input gradient"),
             }
         }

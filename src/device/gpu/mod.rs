@@ -81,14 +81,18 @@ pub enum MatmulKernel {
     /// The vec4 kernel for every shape: sizes that are not multiples of 4
     /// run on zero-padded copies (what tuning picks on lavapipe for them).
     Padded,
+    /// One row of C per invocation for every shape (what tuning picks for
+    /// products with few columns).
+    Rows,
 }
 
 impl MatmulKernel {
     /// Every family, for checks that run each.
-    pub const ALL: [MatmulKernel; 3] = [
+    pub const ALL: [MatmulKernel; 4] = [
         MatmulKernel::Blocked,
         MatmulKernel::Tiled,
         MatmulKernel::Padded,
+        MatmulKernel::Rows,
     ];
 }
 
@@ -166,6 +170,7 @@ impl GpuDevice {
             Ok("tiled") => Some(MatmulKernel::Tiled),
             Ok("blocked") => Some(MatmulKernel::Blocked),
             Ok("padded") => Some(MatmulKernel::Padded),
+            Ok("rows") => Some(MatmulKernel::Rows),
             _ => None,
         };
         let matmul_kernel = forced.unwrap_or(match ctx.info.device_type {

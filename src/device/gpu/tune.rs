@@ -37,25 +37,36 @@ pub enum MatmulVariant {
     /// `matmul_vec4` on copies zero-padded to multiples of 4, the result
     /// cropped: sizes that are not multiples of 4.
     Padded,
+    /// `matmul_rows`: one row of C per invocation; products with at most
+    /// [`MatmulVariant::ROWS_MAX_COLUMNS`] columns.
+    Rows,
 }
 
 impl MatmulVariant {
+    /// The most columns a product may have for `rows` to be a candidate
+    /// (a power of two, so that a shape class decides it).
+    pub const ROWS_MAX_COLUMNS: usize = 16;
+
     /// The kernels that can compute a product whose sizes are (`aligned`)
-    /// or are not multiples of 4.
-    pub fn candidates(aligned: bool) -> &'static [MatmulVariant] {
-        if aligned {
-            &[
+    /// or are not multiples of 4, with `columns` columns.
+    pub fn candidates(aligned: bool, columns: usize) -> Vec<MatmulVariant> {
+        let mut v = if aligned {
+            vec![
                 MatmulVariant::Vec4,
                 MatmulVariant::Blocked,
                 MatmulVariant::Tiled,
             ]
         } else {
-            &[
+            vec![
                 MatmulVariant::Blocked,
                 MatmulVariant::Tiled,
                 MatmulVariant::Padded,
             ]
+        };
+        if columns <= Self::ROWS_MAX_COLUMNS {
+            v.push(MatmulVariant::Rows);
         }
+        v
     }
 
     /// The kernel's name in the table.
@@ -65,6 +76,7 @@ impl MatmulVariant {
             MatmulVariant::Blocked => "blocked",
             MatmulVariant::Tiled => "tiled",
             MatmulVariant::Padded => "padded",
+            MatmulVariant::Rows => "rows",
         }
     }
 }
@@ -300,11 +312,12 @@ mod tests {
             MatmulVariant::Blocked => 1e-3,
             MatmulVariant::Tiled => 2e-3,
             MatmulVariant::Padded => 4e-3,
+            MatmulVariant::Rows => 5e-3,
         };
         let mut timed = 0;
         let key = shape_class((64, 64, 64), false, false, true);
         let got = t
-            .choose(&key, MatmulVariant::candidates(true), |v| {
+            .choose(&key, &MatmulVariant::candidates(true, 64), |v| {
                 timed += 1;
                 Ok(speed(v))
             })
@@ -315,7 +328,7 @@ mod tests {
         let t2 = tuner(path.clone());
         *t2.lock() = read_cache(&path, &t2.identity).unwrap();
         let again = t2
-            .choose(&key, MatmulVariant::candidates(true), |_| {
+            .choose(&key, &MatmulVariant::candidates(true, 64), |_| {
                 panic!("timed a cached class")
             })
             .unwrap();
@@ -337,7 +350,7 @@ mod tests {
             v => speed(v),
         };
         let got = t2
-            .choose(&old, MatmulVariant::candidates(false), |v| {
+            .choose(&old, &MatmulVariant::candidates(false, 64), |v| {
                 timed += 1;
                 Ok(faster_padded(v))
             })

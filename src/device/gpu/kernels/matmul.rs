@@ -71,9 +71,8 @@ pub(crate) fn matmul(
     let padded_fits = [mp * kp, kp * np, mp * np]
         .iter()
         .all(|&elements| (elements * 4) as u64 <= dev.ctx.max_tensor_bytes());
-    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned)
-        .iter()
-        .copied()
+    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned, n)
+        .into_iter()
         .filter(|&v| v != MatmulVariant::Padded || padded_fits)
         .collect();
     let variant = match (&dev.tuner, dev.matmul_kernel) {
@@ -96,6 +95,7 @@ pub(crate) fn matmul(
         (None, MatmulKernel::Padded) if padded_fits => MatmulVariant::Padded,
         (None, MatmulKernel::Padded) => MatmulVariant::Blocked,
         (None, MatmulKernel::Tiled) => MatmulVariant::Tiled,
+        (None, MatmulKernel::Rows) => MatmulVariant::Rows,
     };
     run(dev, variant, &product)?;
     Ok(out)
@@ -162,21 +162,18 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         Some(dev.empty([mp, np])?)
     };
     let c = c_p.as_ref().unwrap_or(p.out);
+    let tiles = |cols: usize, rows: usize| {
+        let grid = [np.div_ceil(cols) as u32, mp.div_ceil(rows) as u32, 1];
+        dev.ctx.check_grid("matmul", grid)
+    };
     let (entry, [at_a, at_b, at_c], grid) = match variant {
-        MatmulVariant::Vec4 | MatmulVariant::Padded => (
-            "matmul_vec4",
-            [4, 5, 6],
-            [np.div_ceil(64), mp.div_ceil(128)],
-        ),
-        MatmulVariant::Blocked => (
-            "matmul_blocked",
+        MatmulVariant::Vec4 | MatmulVariant::Padded => ("matmul_vec4", [4, 5, 6], tiles(64, 128)?),
+        MatmulVariant::Blocked => ("matmul_blocked", [0, 1, 3], tiles(64, 64)?),
+        MatmulVariant::Tiled => ("matmul_tiled", [0, 1, 3], tiles(64, 64)?),
+        MatmulVariant::Rows => (
+            "matmul_rows",
             [0, 1, 3],
-            [np.div_ceil(64), mp.div_ceil(64)],
-        ),
-        MatmulVariant::Tiled => (
-            "matmul_tiled",
-            [0, 1, 3],
-            [np.div_ceil(64), mp.div_ceil(64)],
+            dev.ctx.grid_1d("matmul", mp * np.div_ceil(4))?,
         ),
     };
     let params = Params {
@@ -201,8 +198,7 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
             (at_c, c.buf()),
         ],
         &params,
-        dev.ctx
-            .check_grid("matmul", [grid[0] as u32, grid[1] as u32, 1])?,
+        grid,
     );
     if let Some(c_p) = &c_p {
         copy_corner(dev, "crop", c_p.buf(), p.out.buf(), (m, n), (mp, np))?;
