@@ -3,7 +3,8 @@
 
 use clap::Args;
 use wgtrain::bench::{Budget, Prepared};
-use wgtrain::{Error, GpuDevice};
+use wgtrain::device::Precision;
+use wgtrain::{Device, Error, GpuDevice};
 
 use super::bench::selected;
 
@@ -20,6 +21,10 @@ pub struct TuneArgs {
     /// Print the table as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Tune the kernels of this precision (`f16`: the f16-operand kernels
+    /// of `train --precision f16`, tuned as classes of their own).
+    #[arg(long, value_parser = super::train::parse_precision, default_value = "f32")]
+    pub precision: Precision,
 }
 
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
@@ -42,6 +47,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         }
         dev = GpuDevice::new()?;
     }
+    let dev = dev.with_precision(args.precision)?;
     // One repetition of each workload: its first matmul of every shape
     // class is timed with each kernel.
     for w in &chosen {
@@ -62,8 +68,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     println!("matmul kernels tuned on {}:", dev.adapter_info().name);
     println!(
-        "{:<40} {:<8} {:>12} {:>12} {:>12} {:>12}",
-        "shape class", "kernel", "vec4 µs", "blocked µs", "tiled µs", "padded µs"
+        "{:<44} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "shape class", "kernel", "vec4 µs", "blocked µs", "tiled µs", "padded µs", "rows µs"
     );
     for (class, t) in &table {
         let us = |k: &str| {
@@ -72,13 +78,14 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
                 .map_or("–".to_string(), |v| format!("{v:.0}"))
         };
         println!(
-            "{:<40} {:<8} {:>12} {:>12} {:>12} {:>12}",
+            "{:<44} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10}",
             class,
             t.kernel.name(),
             us("vec4"),
             us("blocked"),
             us("tiled"),
-            us("padded")
+            us("padded"),
+            us("rows")
         );
     }
     match path {
