@@ -1,5 +1,5 @@
 // f32 → f16 copies of matmul operands for `--precision f16`
-// (src/device/gpu/kernels/matmul_f16.rs), optionally zero-padded like
+// (src/device/gpu/kernels/matmul.rs), optionally zero-padded like
 // shaders/pad.wgsl so that every size can take the vec4 kernel.
 //
 // The rounding is written out in integer arithmetic rather than left to

@@ -1,6 +1,6 @@
 // The operands of shaders/matmul.wgsl in f16 (`--precision f16`): half
 // the bytes of each load, widened to f32 as they are read, so the products
-// are summed in f32. The launcher (src/device/gpu/kernels/matmul_f16.rs)
+// are summed in f32. The launcher (src/device/gpu/kernels/matmul.rs)
 // makes the f16 copies with shaders/cast.wgsl and prepends `enable f16;`.
 
 @group(0) @binding(0) var<storage, read> a: array<f16>;

@@ -59,6 +59,10 @@ pub(super) fn cases() -> Vec<Case> {
         (12, 16, 20),
         (36, 8, 44),
         (4, 8, 12),
+        // One column (a linear model's output and weight gradient: the
+        // `rows` kernel's one-column loop at real sizes).
+        (37, 70, 1),
+        (64, 1024, 1),
     ] {
         for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
             let spec = MatmulSpec {
@@ -81,7 +85,7 @@ pub(super) fn cases() -> Vec<Case> {
         }
     }
     for act in Activation::ALL {
-        for (m, k, n, trans_a) in [(5, 3, 9, false), (33, 70, 19, true)] {
+        for (m, k, n, trans_a) in [(5, 3, 9, false), (33, 70, 19, true), (40, 64, 1, false)] {
             let spec = MatmulSpec {
                 trans_a,
                 trans_b: false,
@@ -109,6 +113,7 @@ pub(super) fn cases() -> Vec<Case> {
         (130, 257, 67),
         (12, 16, 20),
         (36, 8, 44),
+        (37, 70, 1),
     ] {
         for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
             let spec = MatmulSpec {

@@ -87,13 +87,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let mut records = Vec::new();
     let f16 = args.precision == Precision::F16;
+    // Opened first, so an adapter that refuses (no f16) costs no CPU run.
+    let gpu = match args.device {
+        BenchDevice::Gpu | BenchDevice::All => {
+            Some(GpuDevice::new()?.with_precision(args.precision)?)
+        }
+        BenchDevice::Cpu => None,
+    };
     if matches!(args.device, BenchDevice::Cpu | BenchDevice::All) {
         let dev = CpuDevice::new().with_precision(args.precision)?;
         let name = if f16 { "cpu-f16" } else { "cpu" };
         records.extend(bench_on(&dev, name, None, &list, budget, &args, None)?);
     }
-    if matches!(args.device, BenchDevice::Gpu | BenchDevice::All) {
-        let gpu = GpuDevice::new()?.with_precision(args.precision)?;
+    if let Some(gpu) = gpu {
         let adapter = gpu.adapter_info().name.clone();
         let peak = gpu.measure_peak_gflops()?;
         let peak_note = Some(peak);

@@ -106,6 +106,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             adapter: gpu.name().to_string(),
             passed: total - failed,
             total,
+            skipped_f16: skipped,
             checks: rows,
         };
         println!("{}", serde_json::to_string(&summary)?);

@@ -157,6 +157,8 @@ pub struct CheckSummary {
     pub passed: usize,
     /// Checks run.
     pub total: usize,
+    /// f16 checks not run: the adapter has no SHADER_F16.
+    pub skipped_f16: usize,
     /// Each check.
     pub checks: Vec<CheckRow>,
 }

@@ -29,7 +29,8 @@ pub struct TuneArgs {
 
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let chosen = selected(args.workloads.as_deref())?;
-    let mut dev = GpuDevice::new()?;
+    // Refused before anything is removed (--fresh) on an adapter without f16.
+    let mut dev = GpuDevice::new()?.with_precision(args.precision)?;
     let Some(path) = dev.tuner().map(|t| t.path().cloned()) else {
         return Err(Error::Config(
             "matmul tuning is off (WGTRAIN_TUNE=0, or WGTRAIN_MATMUL forces a kernel)".into(),
@@ -45,9 +46,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
                 _ => {}
             }
         }
-        dev = GpuDevice::new()?;
+        dev = GpuDevice::new()?.with_precision(args.precision)?;
     }
-    let dev = dev.with_precision(args.precision)?;
     // One repetition of each workload: its first matmul of every shape
     // class is timed with each kernel.
     for w in &chosen {

@@ -1,21 +1,26 @@
 //! `Precision`: what a device rounds the operands of its products to.
 //!
 //! Mixed precision as wgtrain does it: under [`Precision::F16`] both
-//! operands of every `Device::matmul` (the dense layers forward and
-//! backward, the recurrent layers' input projections and weight gradients)
-//! are rounded to IEEE half precision (round to nearest, ties to
-//! even) and read as f16, half the bytes of f32; the products are summed in
-//! f32 and written as f32. Weights, optimizer state, gradients and every
-//! other tensor stay f32, so the optimizer updates f32 master weights.
+//! operands of every `Device::matmul` are rounded to IEEE half precision
+//! (round to nearest, ties to even) and read as f16, half the bytes of f32;
+//! the products are summed in f32 and written as f32. The products through
+//! `matmul` are the dense layers forward and backward, the recurrent
+//! layers' input projections, input gradients and weight gradients, and
+//! global average pooling's gradient. Weights, optimizer state, the
+//! tensors between ops, convolutions, the recurrence steps and every other
+//! op stay f32, so the optimizer updates f32 master weights.
 //!
-//! What it does to results: each product `a·b` becomes `a'·b'` with
-//! `|a' − a| ≤ 2⁻¹¹|a|`, so an output differs from the f32 product by at most
-//! about `2⁻¹⁰ · Σ|aᵢ||bᵢ|` (plus f32 summation error); values beyond
-//! ±65504 become infinite (a run then stops on a non-finite loss), values
-//! below 2⁻²⁴ become zero. The CPU device emulates it by rounding the same
-//! way before its f32 product, which is what the GPU's f16 kernels are
-//! checked against. Convolutions, the recurrent cells and the remaining ops
-//! are f32 under either setting.
+//! What it does to results: a normal value `a` becomes `a'` with
+//! `|a' − a| ≤ 2⁻¹¹|a|`, so where the operands are normal an output differs
+//! from the f32 product by at most `(2⁻¹⁰ + 2⁻²²) · Σ|aᵢ||bᵢ|` plus f32
+//! summation error. Values beyond ±65504 become infinite (a run then stops
+//! on a non-finite loss); below 2⁻¹⁴ the spacing is a fixed 2⁻²⁴ (an
+//! absolute error of at most 2⁻²⁵), and values up to 2⁻²⁵ become zero. An
+//! adapter may flush f16 subnormals to zero when the kernel reads them (WGSL
+//! allows it; llvmpipe keeps them, and `tests/gpu_device.rs` checks that
+//! the values read are the CPU's). The CPU device emulates f16 by rounding
+//! the same way before its f32 product, which is what the GPU's f16 kernels
+//! are checked against.
 
 use std::fmt;
 use std::str::FromStr;

@@ -35,12 +35,25 @@ pub struct Experiment<D: Device> {
     test: DeviceData<D>,
 }
 
+/// A run's precision is its device's: a mismatch is refused, not ignored.
+fn same_precision<D: Device>(dev: &D, config: &ExperimentConfig) -> Result<()> {
+    if dev.precision() == config.precision {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "the run asks for precision {} but the device computes in {}: open it with Device::with_precision",
+        config.precision,
+        dev.precision()
+    )))
+}
+
 impl<D: Device + 'static> Experiment<D> {
     /// Loads and splits `config.data`, uploads every split, and builds a
     /// fresh model and optimizer. The config's task is resolved from the
     /// data when it is not set.
     pub fn new(dev: &D, mut config: ExperimentConfig) -> Result<Self> {
         config.optim.validate()?;
+        same_precision(dev, &config)?;
         let task = config.resolved_task()?;
         config.task = Some(task);
         let prepared = prepare(
@@ -66,13 +79,7 @@ impl<D: Device + 'static> Experiment<D> {
         mut prepared: Prepared,
     ) -> Result<Self> {
         config.optim.validate()?;
-        if dev.precision() != config.precision {
-            return Err(Error::Config(format!(
-                "the run asks for precision {} but the device computes in {}: open it with Device::with_precision",
-                config.precision,
-                dev.precision()
-            )));
-        }
+        same_precision(dev, &config)?;
         config.task = Some(prepared.train.task);
         if let Some(max) = config.max_train_samples {
             if max < prepared.train.len() {

@@ -315,7 +315,7 @@ impl Device for GpuDevice {
             .contains(wgpu::Features::SHADER_F16);
         if precision == Precision::F16 && !has_f16 {
             return Err(Error::Config(format!(
-                "adapter '{}' has no f16 shader support (SHADER_F16); use --precision f32",
+                "adapter '{}' has no f16 shader support (SHADER_F16), which precision f16 needs; train at f32, or at f16 on --device cpu (emulated)",
                 self.ctx.info.name
             )));
         }
