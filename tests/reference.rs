@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::device::reference::{self as naive, sum_tolerance, UNIT_ROUNDOFF};
 use wgtrain::device::{
-    Activation, AdamStep, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Reduce,
+    Activation, AdamStep, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Precision, Reduce,
 };
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
@@ -24,8 +24,15 @@ fn random(seed: u64, n: usize) -> Vec<f32> {
 
 /// The devices under test: the CPU, and the GPU with each matmul kernel.
 fn devices() -> Vec<(String, Box<dyn DynDevice>)> {
-    let mut v: Vec<(String, Box<dyn DynDevice>)> = vec![("cpu".into(), Box::new(CpuDevice::new()))];
-    if let Some(gpu) = common::gpu() {
+    devices_at(Precision::F32)
+}
+
+/// The same at `precision` (an adapter without f16 is left out at f16:
+/// tests/gpu_device.rs checks that it refuses).
+fn devices_at(precision: Precision) -> Vec<(String, Box<dyn DynDevice>)> {
+    let cpu = CpuDevice::new().with_precision(precision).unwrap();
+    let mut v: Vec<(String, Box<dyn DynDevice>)> = vec![("cpu".into(), Box::new(cpu))];
+    if let Some(gpu) = common::gpu().and_then(|g| g.with_precision(precision).ok()) {
         for kernel in MatmulKernel::ALL {
             v.push((
                 format!("gpu {kernel:?}"),
@@ -418,13 +425,20 @@ proptest! {
         let b = random(seed ^ 1, k * n);
         let bv = random(seed ^ 2, n);
         let bias = bias.then_some(&bv[..]);
-        let (want, mag, terms) = naive::matmul(&a, (a_shape[0], a_shape[1]), &b, (b_shape[0], b_shape[1]), bias, spec);
-        for (name, d) in devices() {
-            {
+        // f16: the naive product of operands rounded by `Precision::round`
+        // (the GPU rounds in its own kernel, shaders/cast.wgsl).
+        let round = |v: &[f32]| v.iter().map(|&x| Precision::F16.round(x)).collect::<Vec<_>>();
+        for precision in [Precision::F32, Precision::F16] {
+            let (a_in, b_in) = match precision {
+                Precision::F32 => (a.clone(), b.clone()),
+                Precision::F16 => (round(&a), round(&b)),
+            };
+            let (want, mag, terms) = naive::matmul(&a_in, (a_shape[0], a_shape[1]), &b_in, (b_shape[0], b_shape[1]), bias, spec);
+            for (name, d) in devices_at(precision) {
                 let (got, shape) = d.matmul((&a, a_shape), (&b, b_shape), bias, spec);
                 let checked: Result<(), TestCaseError> = (|| {
                     prop_assert_eq!(&shape, &vec![m, n], "{}: shape", name);
-                    within(&format!("{name} matmul {spec:?} {m}x{k}x{n}"), &got, &want, |i| {
+                    within(&format!("{name} {precision} matmul {spec:?} {m}x{k}x{n}"), &got, &want, |i| {
                         act_bound(act, want[i], sum_tolerance(terms, mag[i]))
                     })
                 })();

@@ -45,45 +45,28 @@ impl Check for Matmul {
 
 pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let t = |b| if b { "ᵀ" } else { "" };
     // Every transpose combination on awkward shapes.
-    for (m, k, n) in [
-        (1, 1, 1),
-        (1, 7, 5),
-        (3, 5, 7),
-        (17, 129, 33),
-        (64, 64, 64),
-        (130, 257, 67),
-        // Multiples of 4 (the vec4 kernel), with a last block of rows that
-        // overlaps the one before (12, 36), and one too short for it (4).
-        (12, 16, 20),
-        (36, 8, 44),
-        (4, 8, 12),
-        // One column (a linear model's output and weight gradient: the
-        // `rows` kernel's one-column loop at real sizes).
-        (37, 70, 1),
-        (64, 1024, 1),
-    ] {
-        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-            let spec = MatmulSpec {
-                trans_a,
-                trans_b,
-                act: Activation::Identity,
-            };
-            v.push(Case::new(
-                format!("matmul A{}·B{}", t(trans_a), t(trans_b)),
-                format!("{m}×{k}·{k}×{n}"),
-                Matmul {
-                    m,
-                    k,
-                    n,
-                    spec,
-                    bias: false,
-                    precision: Precision::F32,
-                },
-            ));
-        }
-    }
+    layouts(
+        &mut v,
+        Precision::F32,
+        &[
+            (1, 1, 1),
+            (1, 7, 5),
+            (3, 5, 7),
+            (17, 129, 33),
+            (64, 64, 64),
+            (130, 257, 67),
+            // Multiples of 4 (the vec4 kernel), with a last block of rows that
+            // overlaps the one before (12, 36), and one too short for it (4).
+            (12, 16, 20),
+            (36, 8, 44),
+            (4, 8, 12),
+            // One column (a linear model's output and weight gradient: the
+            // `rows` kernel's one-column loop at real sizes).
+            (37, 70, 1),
+            (64, 1024, 1),
+        ],
+    );
     for act in Activation::ALL {
         for (m, k, n, trans_a) in [(5, 3, 9, false), (33, 70, 19, true), (40, 64, 1, false)] {
             let spec = MatmulSpec {
@@ -107,34 +90,18 @@ pub(super) fn cases() -> Vec<Case> {
     }
     // f16 operands (every layout; the unaligned shapes take the padded
     // copies, the aligned ones the vec4 kernel directly), with f32 sums.
-    for (m, k, n) in [
-        (3, 5, 7),
-        (17, 129, 33),
-        (130, 257, 67),
-        (12, 16, 20),
-        (36, 8, 44),
-        (37, 70, 1),
-    ] {
-        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-            let spec = MatmulSpec {
-                trans_a,
-                trans_b,
-                act: Activation::Identity,
-            };
-            v.push(Case::new(
-                format!("matmul f16 A{}·B{}", t(trans_a), t(trans_b)),
-                format!("{m}×{k}·{k}×{n}"),
-                Matmul {
-                    m,
-                    k,
-                    n,
-                    spec,
-                    bias: false,
-                    precision: Precision::F16,
-                },
-            ));
-        }
-    }
+    layouts(
+        &mut v,
+        Precision::F16,
+        &[
+            (3, 5, 7),
+            (17, 129, 33),
+            (130, 257, 67),
+            (12, 16, 20),
+            (36, 8, 44),
+            (37, 70, 1),
+        ],
+    );
     for (m, k, n, trans_a) in [(5, 3, 9, false), (32, 64, 16, true)] {
         v.push(Case::new(
             "matmul f16+bias+Tanh",
@@ -154,4 +121,34 @@ pub(super) fn cases() -> Vec<Case> {
         ));
     }
     v
+}
+
+/// A case for each of the four transpose layouts of each shape, at `precision`.
+fn layouts(v: &mut Vec<Case>, precision: Precision, shapes: &[(usize, usize, usize)]) {
+    let t = |b| if b { "ᵀ" } else { "" };
+    let tag = match precision {
+        Precision::F32 => "",
+        Precision::F16 => " f16",
+    };
+    for &(m, k, n) in shapes {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            let spec = MatmulSpec {
+                trans_a,
+                trans_b,
+                act: Activation::Identity,
+            };
+            v.push(Case::new(
+                format!("matmul{tag} A{}·B{}", t(trans_a), t(trans_b)),
+                format!("{m}×{k}·{k}×{n}"),
+                Matmul {
+                    m,
+                    k,
+                    n,
+                    spec,
+                    bias: false,
+                    precision,
+                },
+            ));
+        }
+    }
 }

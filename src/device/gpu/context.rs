@@ -49,30 +49,18 @@ pub(crate) struct ShaderSource {
 #[doc(hidden)]
 macro_rules! shader {
     (enable_f16 $part:literal, $name:literal) => {
-        $crate::device::gpu::context::ShaderSource {
-            name: concat!("f16+", $part, "+", $name),
-            source: concat!(
-                "enable f16;\n",
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $part,
-                    ".wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $name,
-                    ".wgsl"
-                ))
-            ),
-        }
+        $crate::shader!(@parts "enable f16;\n", "f16+", $part, $name)
     };
     ($part:literal, $name:literal) => {
+        $crate::shader!(@parts "", "", $part, $name)
+    };
+    // `prelude` goes before everything (an `enable` must come first), and
+    // `tag` before the name, so the two forms never share a pipeline.
+    (@parts $prelude:literal, $tag:literal, $part:literal, $name:literal) => {
         $crate::device::gpu::context::ShaderSource {
-            name: concat!($part, "+", $name),
+            name: concat!($tag, $part, "+", $name),
             source: concat!(
+                $prelude,
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
