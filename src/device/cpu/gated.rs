@@ -1,11 +1,11 @@
 //! LSTM and GRU recurrences on the CPU: per time step, the recurrent
-//! product of the whole batch is one ndarray matmul over the concatenated
+//! product of the whole batch is one matmul over the concatenated
 //! gates, then one pass over the gates. The equations are in
 //! `src/nn/gated.rs`; shaders/gated.wgsl computes the same per element.
 
 use ndarray::{s, Array2, ArrayView2};
 
-use super::{from_array2, math, CpuTensor};
+use super::{from_array2, gemm, math, CpuTensor};
 use crate::device::{gated_geom, gru_backward_geom, same_shape, Tensor};
 use crate::error::Result;
 use crate::tensor::Shape;
@@ -40,7 +40,7 @@ pub(super) fn lstm_forward(
     let mut c_prev = c0.mat().to_owned();
     for step in 0..t {
         let r = step * b..(step + 1) * b;
-        let mut a = h_prev.dot(&um);
+        let mut a = gemm::dot(&h_prev.view(), &um);
         a += &xw.slice(s![r.clone(), ..]);
         for row in 0..b {
             for j in 0..h {
@@ -107,7 +107,7 @@ pub(super) fn lstm_backward(
                 dc_next[[row, j]] = dc * f;
             }
         }
-        dh_next = da.slice(s![step * b..(step + 1) * b, ..]).dot(&um.t());
+        dh_next = gemm::dot(&da.slice(s![step * b..(step + 1) * b, ..]), &um.t());
     }
     Ok(seq(da, t, b))
 }
@@ -126,7 +126,7 @@ pub(super) fn gru_forward(
     let mut gates = Array2::<f32>::zeros((t * b, 4 * h));
     let mut h_prev = h0.mat().to_owned();
     for step in 0..t {
-        let hu = h_prev.dot(&um);
+        let hu = gemm::dot(&h_prev.view(), &um);
         for row in 0..b {
             let n = step * b + row;
             for j in 0..h {
@@ -189,7 +189,7 @@ pub(super) fn gru_backward(
                 direct[[row, j]] = dhj * z;
             }
         }
-        dh_next = dhu.slice(s![step * b..(step + 1) * b, ..]).dot(&um.t());
+        dh_next = gemm::dot(&dhu.slice(s![step * b..(step + 1) * b, ..]), &um.t());
     }
     Ok((seq(dxw, t, b), seq(dhu, t, b)))
 }

@@ -25,7 +25,12 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n built from its exponent field. n + 127 lies in [1, 254] (x is
+    // clamped), and adding ROUND leaves it in the low mantissa bits: bit
+    // operations that vectorise, where the saturating `n as i32` made the
+    // compiler convert lane by lane.
+    let biased = (n + (127.0 + ROUND)).to_bits() & 0xFF;
+    y * f32::from_bits(biased << 23)
 }
 
 /// tanh, accurate near 0 (series) and without overflow for large |x|.

@@ -1,13 +1,15 @@
 //! `CpuDevice`: the reference implementation on ndarray.
 //!
 //! Plain, obviously-correct code: every GPU kernel is judged against it.
-//! Matrix products go through ndarray's `dot` (matrixmultiply, threaded), and
-//! convolutions are written as im2col + that product so the reference is not
-//! painfully slow on machines without a GPU.
+//! Matrix products go through the `gemm` crate (`gemm.rs`), and convolutions
+//! are written as im2col + that product so the reference is not painfully
+//! slow on machines without a GPU.
 
 mod gated;
+mod gemm;
 pub mod math;
 mod norm;
+mod simd;
 
 use std::sync::Arc;
 
@@ -76,9 +78,7 @@ impl CpuTensor {
     fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> CpuTensor {
         let mut out = vec![0.0f32; self.data.len()];
         par_chunks(&mut out, |start, chunk| {
-            for (o, &x) in chunk.iter_mut().zip(&self.data[start..]) {
-                *o = f(x);
-            }
+            simd::map_into(chunk, &self.data[start..], &f)
         });
         CpuTensor {
             data: Arc::new(out),
@@ -88,18 +88,21 @@ impl CpuTensor {
 
     /// `act` applied elementwise.
     fn activate(&self, act: Activation) -> CpuTensor {
-        let mut out = self.clone();
-        activate_in_place(out.data_mut(), act);
-        out
+        match act {
+            Activation::Identity => self.clone(),
+            Activation::Tanh => self.map(math::tanh),
+            _ => {
+                let mut out = self.clone();
+                activate_in_place(out.data_mut(), act);
+                out
+            }
+        }
     }
 
     fn zip(&self, other: &CpuTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> CpuTensor {
         let mut out = vec![0.0f32; self.data.len()];
         par_chunks(&mut out, |start, chunk| {
-            let (a, b) = (&self.data[start..], &other.data[start..]);
-            for ((o, &x), &y) in chunk.iter_mut().zip(a).zip(b) {
-                *o = f(x, y);
-            }
+            simd::zip_into(chunk, &self.data[start..], &other.data[start..], &f)
         });
         CpuTensor {
             data: Arc::new(out),
@@ -142,7 +145,7 @@ fn par_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
 /// is a straight-line body the compiler vectorises.
 fn activate_in_place(data: &mut [f32], act: Activation) {
     fn apply(data: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
-        par_chunks(data, |_, chunk| chunk.iter_mut().for_each(|v| *v = f(*v)));
+        par_chunks(data, |_, chunk| simd::map_in_place(chunk, &f));
     }
     match act {
         Activation::Identity => {}
@@ -385,7 +388,7 @@ impl Device for CpuDevice {
         } else {
             b.mat()
         };
-        let mut c = am.dot(&bm);
+        let mut c = gemm::dot(&am, &bm);
         if let Some(bias) = bias {
             if bias.shape.numel() != n {
                 return Err(Error::shape(
@@ -424,7 +427,7 @@ impl Device for CpuDevice {
         out.par_chunks_mut(g.co * plane)
             .enumerate()
             .for_each(|(img, chunk)| {
-                let y = wm.dot(&Self::im2col(&x.data, img, &g));
+                let y = gemm::dot(&wm, &Self::im2col(&x.data, img, &g).view());
                 let mut dst = ArrayViewMut2::from_shape((g.co, plane), chunk).unwrap();
                 dst.assign(&y);
                 if let Some(b) = bias {
@@ -457,7 +460,7 @@ impl Device for CpuDevice {
                 )
                 .unwrap();
                 // col2im of Wᵀ·dy: add each column entry back onto its pixel.
-                let cols = wm.t().dot(&dyi);
+                let cols = gemm::dot(&wm.t(), &dyi);
                 let cols = cols.as_slice().expect("a fresh product is contiguous");
                 let s = g.stride;
                 for_each_window_run(&g, |row, out, inp, len| {
@@ -493,7 +496,11 @@ impl Device for CpuDevice {
                         &dy.data[img * g.co * plane..(img + 1) * g.co * plane],
                     )
                     .unwrap();
-                    dw += &dyi.dot(&Self::im2col(&x.data, img, &g).t());
+                    gemm::add_dot(
+                        &mut dw.view_mut(),
+                        &dyi,
+                        &Self::im2col(&x.data, img, &g).t(),
+                    );
                 }
                 dw
             })
@@ -515,11 +522,20 @@ impl Device for CpuDevice {
                 format!("input must be 4-d, got {}", x.shape),
             ));
         };
-        let mut out = vec![0.0f64; c];
-        for (i, plane) in x.data.chunks(h * w).enumerate().take(n * c) {
-            out[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>();
-        }
-        CpuTensor::new(out.into_iter().map(|v| v as f32).collect(), [c])
+        let plane = h * w;
+        // Channels in parallel; within one, images in order.
+        let out = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                (0..n)
+                    .map(|img| {
+                        let at = (img * c + ch) * plane;
+                        simd::sum_f64(&x.data[at..at + plane])
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        CpuTensor::new(out, [c])
     }
 
     fn max_pool2d(&self, x: &CpuTensor, win: PoolWindow) -> Result<(CpuTensor, CpuTensor)> {
@@ -1013,7 +1029,7 @@ impl Device for CpuDevice {
         let xw = xw.mat().into_shape_with_order((t * b, h)).unwrap();
         for step in 0..t {
             let rows = s![step * b..(step + 1) * b, ..];
-            let mut a = prev.dot(&um);
+            let mut a = gemm::dot(&prev.view(), &um);
             a += &xw.slice(rows);
             a.mapv_inplace(math::tanh);
             out.slice_mut(rows).assign(&a);
@@ -1045,7 +1061,7 @@ impl Device for CpuDevice {
             Zip::from(&mut g)
                 .and(&hs.slice(rows))
                 .for_each(|g, &y| *g *= 1.0 - y * y);
-            carry = g.dot(&um.t());
+            carry = gemm::dot(&g.view(), &um.t());
             da.slice_mut(rows).assign(&g);
         }
         let mut da = from_array2(da);
