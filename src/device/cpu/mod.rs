@@ -752,16 +752,13 @@ impl Device for CpuDevice {
 
     fn softmax_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
         let _t = profile::op_timer("softmax_rows");
-        let mut out = x.mat().to_owned();
-        for mut row in out.rows_mut() {
-            let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            row.mapv_inplace(|v| (v - max).exp());
-            let sum = row.sum();
-            row /= sum;
-        }
-        let mut t = from_array2(out);
-        t.shape = x.shape.clone();
-        Ok(t)
+        let mut out = x.data.to_vec();
+        out.par_chunks_mut(x.shape.row_len().max(1))
+            .for_each(|row| {
+                let (_, sum) = exp_shifted(row);
+                simd::map_in_place(row, &|e| e / sum);
+            });
+        CpuTensor::new(out, x.shape.clone())
     }
 
     fn softmax_cross_entropy(
@@ -781,22 +778,28 @@ impl Device for CpuDevice {
                 ),
             ));
         }
-        let mut grad = logits.mat().to_owned();
-        let mut loss = 0.0f64;
-        for (mut row, &label) in grad.rows_mut().into_iter().zip(labels.data.iter()) {
-            let y = index(label, c, "softmax_cross_entropy")?;
-            let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-            let lse = max + sum.ln();
-            loss += (lse - row[y]) as f64;
-            row.mapv_inplace(|v| (v - lse).exp() / r as f32);
-            row[y] -= 1.0 / r as f32;
-        }
-        let mut g = from_array2(grad);
-        g.shape = logits.shape.clone();
+        let ys = labels
+            .data
+            .iter()
+            .map(|&label| index(label, c, "softmax_cross_entropy"))
+            .collect::<Result<Vec<usize>>>()?;
+        let mut grad = logits.data.to_vec();
+        let mut losses = vec![0.0f64; r];
+        // Rows in parallel; their losses are added in order below.
+        grad.par_chunks_mut(c.max(1))
+            .zip(losses.par_iter_mut())
+            .zip(ys.par_iter())
+            .for_each(|((row, loss), &y)| {
+                let target = row[y];
+                let (max, sum) = exp_shifted(row);
+                *loss = (max + sum.ln() - target) as f64;
+                simd::map_in_place(row, &|e| e / sum / r as f32);
+                row[y] -= 1.0 / r as f32;
+            });
+        let loss: f64 = losses.iter().sum();
         Ok(LossGrad {
             loss: scalar((loss / r as f64) as f32),
-            grad: g,
+            grad: CpuTensor::new(grad, logits.shape.clone())?,
         })
     }
 
@@ -1031,7 +1034,10 @@ impl Device for CpuDevice {
             let rows = s![step * b..(step + 1) * b, ..];
             let mut a = gemm::dot(&prev.view(), &um);
             a += &xw.slice(rows);
-            a.mapv_inplace(math::tanh);
+            simd::map_in_place(
+                a.as_slice_mut().expect("a fresh product is contiguous"),
+                &math::tanh,
+            );
             out.slice_mut(rows).assign(&a);
             prev = a;
         }
@@ -1233,6 +1239,14 @@ fn gather<T: Copy>(
         out.extend(src[r * rl..(r + 1) * rl].iter().map(|&v| f(v)));
     }
     Ok(out)
+}
+
+/// Replaces each value of a row by e^(v − max) and returns `max` and the
+/// sum of the new values (a softmax before its division).
+fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    simd::map_in_place(row, &|v| math::exp(v - max));
+    (max, row.iter().sum())
 }
 
 fn sum_f64(values: impl Iterator<Item = f32>) -> f32 {
