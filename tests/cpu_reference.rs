@@ -179,6 +179,24 @@ fn max_pool_routes_gradient_to_the_maximum() {
 }
 
 #[test]
+fn max_pool_backward_refuses_an_index_outside_its_plane() {
+    // Two 2×2 planes pooled to one value each; the first window's arg-max
+    // points into the second plane.
+    let dy = t(&[1., 2.], &[1, 2, 1, 1]);
+    let x_shape = Shape::new([1, 2, 2, 2]);
+    let inside = t(&[3., 4.], &[1, 2, 1, 1]);
+    let dx = dev()
+        .max_pool2d_backward(&dy, &inside, &x_shape, PoolWindow::tiled(2))
+        .unwrap();
+    assert_eq!(get(&dx), [0., 0., 0., 1., 2., 0., 0., 0.]);
+    let outside = t(&[5., 4.], &[1, 2, 1, 1]);
+    let err = dev()
+        .max_pool2d_backward(&dy, &outside, &x_shape, PoolWindow::tiled(2))
+        .unwrap_err();
+    assert!(err.to_string().contains("outside its plane"), "{err}");
+}
+
+#[test]
 fn activations_and_their_derivatives() {
     let x = t(&[-2., 0., 3.], &[3]);
     assert_eq!(

@@ -451,6 +451,8 @@ pub trait Device {
     /// Routes `dy` back to the arg-max positions of the pooling of an input
     /// of `x_shape`; where windows overlap, an input that is the maximum of
     /// several receives their sum (added in output order); zeros elsewhere.
+    /// `argmax` is `max_pool2d`'s: each index lies in its own window's
+    /// `[H, W]` plane (the CPU refuses one that does not).
     fn max_pool2d_backward(
         &self,
         dy: &Self::Tensor,

@@ -592,13 +592,30 @@ impl Device for CpuDevice {
             &dy.shape,
             &Shape::new([n, c, ho, wo]),
         )?;
-        // In output order, so an input that is the maximum of several
-        // overlapping windows sums them in the order the GPU does.
-        let mut dx = vec![0.0f32; x_shape.numel()];
-        for (&g, &a) in dy.data.iter().zip(argmax.data.iter()) {
-            let i = index(a, dx.len(), "max_pool2d_backward")?;
-            dx[i] += g;
-        }
+        // Planes in parallel; within one, in output order, so an input that
+        // is the maximum of several overlapping windows sums them in the
+        // order the GPU does. A window's maximum lies in its own plane.
+        let (plane_in, plane_out) = (x_shape.numel() / (n * c).max(1), ho * wo);
+        let total = x_shape.numel();
+        let mut dx = vec![0.0f32; total];
+        dx.par_chunks_mut(plane_in.max(1))
+            .zip(dy.data.par_chunks(plane_out.max(1)))
+            .zip(argmax.data.par_chunks(plane_out.max(1)))
+            .enumerate()
+            .try_for_each(|(nc, ((dx, dy), arg))| {
+                let start = nc * plane_in;
+                for (&g, &a) in dy.iter().zip(arg) {
+                    let i = index(a, total, "max_pool2d_backward")?;
+                    let Some(at) = i.checked_sub(start).filter(|&at| at < plane_in) else {
+                        return Err(Error::shape(
+                            "max_pool2d_backward",
+                            format!("index {i} outside its plane {start}..{}", start + plane_in),
+                        ));
+                    };
+                    dx[at] += g;
+                }
+                Ok(())
+            })?;
         CpuTensor::new(dx, x_shape.clone())
     }
 
