@@ -30,8 +30,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The precision of matrix-product operands (see the module docs).
+///
+/// Files spell it as the command line does (`f16`, `fp16`, `half`, any
+/// case), so both read through [`FromStr`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Precision {
     /// Everything in f32.
     #[default]
@@ -80,6 +83,14 @@ impl FromStr for Precision {
     }
 }
 
+impl TryFrom<String> for Precision {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +116,27 @@ mod tests {
         assert_eq!("f32".parse::<Precision>().unwrap(), Precision::F32);
         let e = "f8".parse::<Precision>().unwrap_err().to_string();
         assert!(e.contains("expected f32 or f16"), "{e}");
+    }
+
+    #[test]
+    fn files_accept_what_the_command_line_does() {
+        #[derive(Debug, serde::Deserialize, serde::Serialize)]
+        struct File {
+            precision: Precision,
+        }
+        let read = |text: &str| toml::from_str::<File>(text).map(|f| f.precision);
+        assert_eq!(read("precision = \"FP16\"").unwrap(), Precision::F16);
+        assert_eq!(read("precision = \"half\"").unwrap(), Precision::F16);
+        let e = read("precision = \"f8\"").unwrap_err().to_string();
+        assert!(e.contains("unknown precision 'f8'"), "{e}");
+        let e = read("precision = 5").unwrap_err().to_string();
+        assert!(e.contains("expected a string"), "{e}");
+        assert_eq!(
+            toml::to_string(&File {
+                precision: Precision::F16
+            })
+            .unwrap(),
+            "precision = \"f16\"\n"
+        );
     }
 }

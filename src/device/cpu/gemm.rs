@@ -33,7 +33,7 @@ fn parallelism(multiply_adds: usize) -> gemm::Parallelism {
 /// `a · b` for matrices of any strides.
 pub(super) fn dot(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Array2<f32> {
     let mut c = Array2::zeros((a.nrows(), b.ncols()));
-    product_into(&mut c.view_mut(), a, b, false);
+    product_into(&mut c.view_mut(), a, b, false, None);
     c
 }
 
@@ -43,15 +43,17 @@ pub(super) fn add_dot(
     a: &ArrayView2<'_, f32>,
     b: &ArrayView2<'_, f32>,
 ) {
-    product_into(c, a, b, true);
+    product_into(c, a, b, true, None);
 }
 
-/// `c = a · b`, or `c += a · b` when `accumulate`.
+/// `c = a · b`, or `c += a · b` when `accumulate`; on the threads
+/// `threads` says, or by [`THREADED_FROM`] when `None`.
 fn product_into(
     c: &mut ArrayViewMut2<'_, f32>,
     a: &ArrayView2<'_, f32>,
     b: &ArrayView2<'_, f32>,
     accumulate: bool,
+    threads: Option<gemm::Parallelism>,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -98,7 +100,7 @@ fn product_into(
             false,
             false,
             false,
-            parallelism(m * n * k),
+            threads.unwrap_or_else(|| parallelism(m * n * k)),
         );
     }
 }
@@ -154,6 +156,32 @@ mod tests {
                 "{g} vs {w} + 1"
             );
         }
+    }
+
+    #[test]
+    fn threads_do_not_change_a_single_bit() {
+        // Large enough that the crate splits the output among threads, and
+        // values whose sums round (so another order would show).
+        let wavy = |rows, cols, phase: f32| {
+            Array2::from_shape_fn((rows, cols), |(i, j)| {
+                ((i * cols + j) as f32 * 0.37 + phase).sin()
+            })
+        };
+        let a = wavy(300, 200, 0.0);
+        let b = wavy(200, 170, 1.0);
+        let mut one = Array2::<f32>::zeros((300, 170));
+        let mut two = one.clone();
+        let (av, bt) = (a.view(), b.t().to_owned());
+        for (c, threads) in [
+            (&mut one, gemm::Parallelism::None),
+            (&mut two, gemm::Parallelism::Rayon(2)),
+        ] {
+            product_into(&mut c.view_mut(), &av, &bt.t(), false, Some(threads));
+        }
+        assert!(one
+            .iter()
+            .zip(two.iter())
+            .all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 
     #[test]
