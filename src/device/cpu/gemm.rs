@@ -1,26 +1,29 @@
 //! Matrix products on the CPU through the `gemm` crate (the kernels candle's
 //! CPU backend uses): AVX-512 where the processor has it, AVX2 + FMA or NEON
-//! otherwise, chosen at run time; threads through rayon once a product is
-//! large enough to repay them ([`THREADED_FROM`]).
+//! otherwise (scalar code without either), chosen at run time; threads
+//! through rayon once a product is large enough to repay them
+//! ([`THREADED_FROM`]).
 //!
 //! ndarray's `dot` (matrixmultiply) has no AVX-512 kernel: on the 2-core
 //! Xeon of the README's tables it reached 140 GFLOP/s on a 1024² product
 //! where this reaches 330.
 //!
-//! Results are deterministic: the crate splits the output among threads,
-//! never the sum over `k`, so each element is summed in the same order
-//! whatever the thread count.
+//! Results are deterministic on one machine: the crate splits the output
+//! among threads, never the sum over `k`, so each element is summed in the
+//! same order whatever the thread count. Another machine may sum in another
+//! order (the blocks of `k` follow its cache sizes, and the kernels its
+//! instruction set), so bit-identical runs need the same machine.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 /// Products with fewer multiply-adds than this run on the calling thread.
 /// Measured on the 2-core Xeon (scratch program, both forms of each shape):
 /// one thread won at 64×128×128 (158 against 119 GFLOP/s), at 64×128·(512×128)ᵀ
-/// (88 against 57) and at 128×256·(256×256)ᵀ (140 against 123); two won from
-/// 2048×64×128 (279 against 178) and 256³ (254 against 176) up. The crate's
-/// own threshold is lower, and costs the recurrent layers' per-step products
-/// (64×128×128 in T5) their speed.
-const THREADED_FROM: usize = 1 << 23;
+/// (88 against 57) and at 128×256·(256×256)ᵀ (2²³ multiply-adds: 140 against
+/// 123); two won from 2048×64×128 and 256³ (2²⁴: 279 against 178, 254
+/// against 176) up. The crate's own threshold is lower, and costs the
+/// recurrent layers' per-step products (64×128×128 in T5) their speed.
+const THREADED_FROM: usize = 1 << 24;
 
 fn parallelism(multiply_adds: usize) -> gemm::Parallelism {
     if multiply_adds < THREADED_FROM {
@@ -108,7 +111,7 @@ fn product_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{s, Array2};
+    use ndarray::{s, Array2, ShapeBuilder};
 
     /// The naive product in f64.
     fn naive(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Array2<f64> {
@@ -160,28 +163,31 @@ mod tests {
 
     #[test]
     fn threads_do_not_change_a_single_bit() {
-        // Large enough that the crate splits the output among threads, and
-        // values whose sums round (so another order would show).
+        // Large enough that the crate splits the output among threads, deep
+        // enough that each output is summed over several blocks of k, with
+        // values whose sums round (so another order would show); into a
+        // row-major and a column-major destination.
         let wavy = |rows, cols, phase: f32| {
             Array2::from_shape_fn((rows, cols), |(i, j)| {
                 ((i * cols + j) as f32 * 0.37 + phase).sin()
             })
         };
-        let a = wavy(300, 200, 0.0);
-        let b = wavy(200, 170, 1.0);
-        let mut one = Array2::<f32>::zeros((300, 170));
-        let mut two = one.clone();
-        let (av, bt) = (a.view(), b.t().to_owned());
-        for (c, threads) in [
-            (&mut one, gemm::Parallelism::None),
-            (&mut two, gemm::Parallelism::Rayon(2)),
-        ] {
-            product_into(&mut c.view_mut(), &av, &bt.t(), false, Some(threads));
+        let a = wavy(300, 1500, 0.0);
+        let bt = wavy(170, 1500, 1.0);
+        for column_major in [false, true] {
+            let fresh = || Array2::<f32>::zeros((300, 170).set_f(column_major));
+            let (mut one, mut two) = (fresh(), fresh());
+            for (c, threads) in [
+                (&mut one, gemm::Parallelism::None),
+                (&mut two, gemm::Parallelism::Rayon(2)),
+            ] {
+                product_into(&mut c.view_mut(), &a.view(), &bt.t(), false, Some(threads));
+            }
+            assert!(one
+                .iter()
+                .zip(two.iter())
+                .all(|(x, y)| x.to_bits() == y.to_bits()));
         }
-        assert!(one
-            .iter()
-            .zip(two.iter())
-            .all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 
     #[test]

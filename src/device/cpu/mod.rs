@@ -1,7 +1,9 @@
 //! `CpuDevice`: the reference implementation on ndarray.
 //!
-//! Plain, obviously-correct code: every GPU kernel is judged against it.
-//! Matrix products go through the `gemm` crate (`gemm.rs`), and convolutions
+//! Every GPU kernel is judged against it, and it is itself checked against
+//! the naive loops of `device/reference.rs`. Matrix products go through the
+//! `gemm` crate (`gemm.rs`), elementwise loops are compiled per SIMD level
+//! (`simd.rs`), and convolutions
 //! are written as im2col + that product so the reference is not painfully
 //! slow on machines without a GPU.
 
@@ -602,7 +604,7 @@ impl Device for CpuDevice {
             .zip(dy.data.par_chunks(plane_out.max(1)))
             .zip(argmax.data.par_chunks(plane_out.max(1)))
             .enumerate()
-            .try_for_each(|(nc, ((dx, dy), arg))| {
+            .map(|(nc, ((dx, dy), arg))| {
                 let start = nc * plane_in;
                 for (&g, &a) in dy.iter().zip(arg) {
                     let i = index(a, total, "max_pool2d_backward")?;
@@ -615,7 +617,11 @@ impl Device for CpuDevice {
                     dx[at] += g;
                 }
                 Ok(())
-            })?;
+            })
+            // Collected in plane order, so the error reported is the first.
+            .collect::<Vec<Result<()>>>()
+            .into_iter()
+            .collect::<Result<()>>()?;
         CpuTensor::new(dx, x_shape.clone())
     }
 
