@@ -577,6 +577,11 @@ fn devices_and_check() {
     let w = workdir();
     let o = ok(wgtrain(w.path(), &["devices"]));
     assert!(stdout(&o).contains("* 0"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("the CPU device's matrix products use "),
+        "{}",
+        stdout(&o)
+    );
     let o = ok(wgtrain(w.path(), &["check", "--filter", "softmax"]));
     let out = stdout(&o);
     assert!(
@@ -2050,6 +2055,11 @@ fn devices_and_check_speak_json() {
     let adapters = j["adapters"].as_array().unwrap();
     assert!(!adapters.is_empty() && adapters[0]["name"].as_str().is_some());
     assert!(j["chosen"].as_str().is_some());
+    let isa = j["cpu_instruction_set"].as_str().unwrap();
+    assert!(
+        ["AVX-512", "AVX2 + FMA", "NEON", "baseline"].contains(&isa),
+        "{isa}"
+    );
     let c = json(&ok(wgtrain(
         w.path(),
         &["check", "--json", "--filter", "fill"],

@@ -3,6 +3,7 @@
 use super::summary::DevicesSummary;
 use clap::Args;
 use wgtrain::device::gpu::list_adapters;
+use wgtrain::device::CpuDevice;
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
@@ -19,12 +20,18 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             serde_json::to_string(&DevicesSummary {
                 adapters: &adapters,
                 chosen: chosen.map(|i| adapters[i].name.as_str()),
+                cpu_instruction_set: CpuDevice::instruction_set(),
             })?
         );
         return Ok(());
     }
+    let cpu = format!(
+        "the CPU device's matrix products use {}",
+        CpuDevice::instruction_set()
+    );
     if adapters.is_empty() {
         println!("no GPU adapters found; wgtrain will train on the CPU");
+        println!("{cpu}");
         println!("(on Linux without a GPU: apt-get install mesa-vulkan-drivers for the lavapipe software adapter)");
         return Ok(());
     }
@@ -43,5 +50,6 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
         Some(i) => println!("\n* = used by --device gpu/auto: {}", adapters[i].name),
         None => println!("\nno adapter matches WGTRAIN_ADAPTER; --device gpu would fail"),
     }
+    println!("{cpu}");
     Ok(())
 }

@@ -128,6 +128,9 @@ pub struct DevicesSummary<'a> {
     pub adapters: &'a [AdapterSummary],
     /// The name of the one `--device gpu` uses; `null` when none.
     pub chosen: Option<&'a str>,
+    /// The CPU device's matrix products' vector instructions
+    /// (`CpuDevice::instruction_set`).
+    pub cpu_instruction_set: &'static str,
 }
 
 /// One row of `wgtrain check --json`.

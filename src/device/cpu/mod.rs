@@ -214,6 +214,17 @@ impl CpuDevice {
         CpuDevice::default()
     }
 
+    /// The widest vector instructions the device's matrix products use on
+    /// this processor: `"AVX-512"`, `"AVX2 + FMA"`, `"NEON"`, or
+    /// `"baseline"` (SSE2 on x86-64; scalar elsewhere). The elementwise loops
+    /// use the same, except AVX-512 before Ice Lake (`multiversion` asks for
+    /// its later extensions), where they use AVX2. Chosen at run time, so
+    /// one binary is fast on a newer processor and still runs on an older
+    /// one.
+    pub fn instruction_set() -> &'static str {
+        simd::widest()
+    }
+
     /// `t` with every element rounded to this device's precision.
     fn rounded(&self, t: &CpuTensor) -> CpuTensor {
         let p = self.precision;

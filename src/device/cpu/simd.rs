@@ -10,6 +10,28 @@
 
 use multiversion::multiversion;
 
+/// The widest instruction set the `gemm` crate's kernels use on this
+/// processor (see [`super::CpuDevice::instruction_set`]).
+pub(super) fn widest() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX2 + FMA";
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return "NEON";
+        }
+    }
+    "baseline"
+}
+
 /// `out[i] = f(x[i])` over `out`'s length.
 #[multiversion(targets = "simd")]
 pub(super) fn map_into<F: Fn(f32) -> f32>(out: &mut [f32], x: &[f32], f: &F) {
