@@ -5,8 +5,8 @@
 //! ([`THREADED_FROM`]).
 //!
 //! ndarray's `dot` (matrixmultiply) has no AVX-512 kernel: on the 2-core
-//! Xeon of the README's tables it reached 140 GFLOP/s on a 1024² product
-//! where this reaches 330.
+//! Xeon of the README's tables `wgtrain bench --device cpu --workloads K1`
+//! read 137–144 GFLOP/s at 1024² with it and 312–322 with this.
 //!
 //! Results are deterministic on one machine: the crate splits the output
 //! among threads, never the sum over `k`, so each element is summed in the
@@ -17,12 +17,15 @@
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 /// Products with fewer multiply-adds than this run on the calling thread.
-/// Measured on the 2-core Xeon (scratch program, both forms of each shape):
-/// one thread won at 64×128×128 (158 against 119 GFLOP/s), at 64×128·(512×128)ᵀ
-/// (88 against 57) and at 128×256·(256×256)ᵀ (2²³ multiply-adds: 140 against
-/// 123); two won from 2048×64×128 and 256³ (2²⁴: 279 against 178, 254
-/// against 176) up. The crate's own threshold is lower, and costs the
-/// recurrent layers' per-step products (64×128×128 in T5) their speed.
+/// `cargo run --release --example gemm_threads` times both sides; on the
+/// 2-core Xeon of the README's tables (GFLOP/s, one thread against two, two
+/// runs): 64×128×128 158–159 against 120–126; with B transposed one thread
+/// wins through 2²³ (128×256·(256×256)ᵀ: 142–143 against 121–122), while
+/// plain products gain from threads from 2²² up (128×256·256×128: 173–174
+/// against 191–227) and clearly from 2²⁴ (256³: 181–182 against 264–277).
+/// 2²⁴ keeps every product one thread would win on one thread. The crate's
+/// own threshold is lower, and costs the recurrent layers' per-step
+/// products (64×128×128 in T5) their speed.
 const THREADED_FROM: usize = 1 << 24;
 
 fn parallelism(multiply_adds: usize) -> gemm::Parallelism {
