@@ -3,7 +3,7 @@
 //
 // Transposes are pipeline constants, so each of the four layouts compiles to
 // its own specialised kernel and nothing is ever transposed in memory.
-// Four kernels compute the same thing:
+// Five kernels compute the same thing:
 // - matmul_vec4 (at the end of this file): no shared memory, no barriers,
 //   16-byte loads; the software-adapter (lavapipe) kernel for shapes that
 //   are multiples of 4, where a workgroup barrier is very expensive;
@@ -13,7 +13,10 @@
 //   memory in 16-deep slices of k; each invocation owns 4×4 outputs strided by
 //   16. Best on real GPUs;
 // - matmul_rows: one row of C (up to four columns) per invocation, for
-//   products with few columns (n ≤ 16).
+//   products with few columns (n ≤ 16);
+// - matmul_bcast, in shaders/matmul_bcast.wgsl (appended to this file
+//   where the adapter has subgroups): rows of A shared across a subgroup
+//   by broadcasts; the fastest on lavapipe for multiples of 4.
 //
 // The operands A and B are read through `a_at`/`b_at` (one element) and
 // `load_a4`/`load_b4` (four), declared with their bindings (0, 1, 4, 5) in
@@ -24,10 +27,13 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    act: u32,   // Activation::code
 }
 var<immediate> p: Params;
 
+// The epilogue's activation (Activation::code) is a pipeline constant, not
+// a parameter: the switch in `activate` then folds away when the pipeline
+// is made, instead of every activation being compiled into every store.
+override ACT: u32 = 0u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
@@ -42,7 +48,7 @@ fn store(row: u32, col: u32, v: f32) {
         if (HAS_BIAS) {
             s += bias[col];
         }
-        c[row * p.n + col] = activate(s, p.act);
+        c[row * p.n + col] = activate(s, ACT);
     }
 }
 
@@ -204,7 +210,7 @@ fn store4(row: u32, col: u32, v: vec4<f32>) {
         s += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
     }
     c4[(row * p.n + col) / 4u] = vec4<f32>(
-        activate(s.x, p.act), activate(s.y, p.act), activate(s.z, p.act), activate(s.w, p.act));
+        activate(s.x, ACT), activate(s.y, ACT), activate(s.z, ACT), activate(s.w, ACT));
 }
 
 @compute @workgroup_size(16, 16)

@@ -58,9 +58,12 @@ pub(super) fn cases() -> Vec<Case> {
             (130, 257, 67),
             // Multiples of 4 (the vec4 kernel), with a last block of rows that
             // overlaps the one before (12, 36), and one too short for it (4).
+            // Forced, the bcast family takes 8 rows at 8 (its 8×4 block),
+            // 16 rows at 12 (four past the end), 32 at 36 and 64.
             (12, 16, 20),
             (36, 8, 44),
             (4, 8, 12),
+            (8, 12, 20),
             // One column (a linear model's output and weight gradient: the
             // `rows` kernel's one-column loop at real sizes).
             (37, 70, 1),
@@ -68,7 +71,13 @@ pub(super) fn cases() -> Vec<Case> {
         ],
     );
     for act in Activation::ALL {
-        for (m, k, n, trans_a) in [(5, 3, 9, false), (33, 70, 19, true), (40, 64, 1, false)] {
+        // The last: multiples of 4, so the vec4 and bcast kernels' epilogues.
+        for (m, k, n, trans_a) in [
+            (5, 3, 9, false),
+            (33, 70, 19, true),
+            (40, 64, 1, false),
+            (24, 16, 12, true),
+        ] {
             let spec = MatmulSpec {
                 trans_a,
                 trans_b: false,

@@ -3,6 +3,7 @@
 
 use clap::Args;
 use wgtrain::bench::{Budget, Prepared};
+use wgtrain::device::gpu::tune::MatmulVariant;
 use wgtrain::device::Precision;
 use wgtrain::{Device, Error, GpuDevice};
 
@@ -66,27 +67,25 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("matmul kernels tuned on {}:", dev.adapter_info().name);
     println!(
-        "{:<44} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "shape class", "kernel", "vec4 µs", "blocked µs", "tiled µs", "padded µs", "rows µs"
+        "matmul kernels tuned on {} (each candidate's best launch, µs):",
+        dev.adapter_info().name
     );
+    let mut header = format!("{:<44} {:<10}", "shape class", "kernel");
+    for v in MatmulVariant::ALL {
+        header.push_str(&format!(" {:>9}", v.name()));
+    }
+    println!("{header}");
     for (class, t) in &table {
-        let us = |k: &str| {
-            t.micros
-                .get(k)
-                .map_or("–".to_string(), |v| format!("{v:.0}"))
-        };
-        println!(
-            "{:<44} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            class,
-            t.kernel.name(),
-            us("vec4"),
-            us("blocked"),
-            us("tiled"),
-            us("padded"),
-            us("rows")
-        );
+        let mut row = format!("{:<44} {:<10}", class, t.kernel.name());
+        for v in MatmulVariant::ALL {
+            let us = t.micros.get(v.name());
+            row.push_str(&format!(
+                " {:>9}",
+                us.map_or("–".to_string(), |v| format!("{v:.0}"))
+            ));
+        }
+        println!("{row}");
     }
     match path {
         Some(p) => println!("cached in {}", p.display()),

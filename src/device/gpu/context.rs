@@ -42,38 +42,45 @@ pub(crate) struct ShaderSource {
 
 /// `shader!("pad")` is the source of shaders/pad.wgsl preceded by
 /// shaders/common.wgsl (WGSL has no includes); `shader!("reduce_tree",
-/// "reduce")` puts shaders/reduce_tree.wgsl between the two, and
-/// `shader!(enable_f16 "matmul_f16", "matmul")` also begins with `enable
-/// f16;` (which must come first in a module).
+/// "reduce")` puts shaders/reduce_tree.wgsl between the two (and a third
+/// file, as in `shader!("matmul_f32", "matmul", "matmul_bcast")`, after
+/// them), and `shader!(enable_f16 "matmul_f16", "matmul")` also begins with
+/// `enable f16;` (which must come first in a module).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! shader {
     (enable_f16 $part:literal, $name:literal) => {
         $crate::shader!(@parts "enable f16;\n", "f16+", $part, $name)
     };
+    (enable_f16 $part:literal, $name:literal, $tail:literal) => {
+        $crate::shader!(@parts "enable f16;\n", "f16+", $part, $name, $tail)
+    };
     ($part:literal, $name:literal) => {
         $crate::shader!(@parts "", "", $part, $name)
     };
+    ($part:literal, $name:literal, $tail:literal) => {
+        $crate::shader!(@parts "", "", $part, $name, $tail)
+    };
     // `prelude` goes before everything (an `enable` must come first), and
     // `tag` before the name, so the two forms never share a pipeline.
-    (@parts $prelude:literal, $tag:literal, $part:literal, $name:literal) => {
+    (@parts $prelude:literal, $tag:literal, $first:literal $(, $rest:literal)*) => {
         $crate::device::gpu::context::ShaderSource {
-            name: concat!($tag, $part, "+", $name),
+            name: concat!($tag, $first $(, "+", $rest)*),
             source: concat!(
                 $prelude,
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
                     "/shaders/",
-                    $part,
-                    ".wgsl"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/shaders/",
-                    $name,
+                    $first,
                     ".wgsl"
                 ))
+                $(, include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/shaders/",
+                    $rest,
+                    ".wgsl"
+                )))*
             ),
         }
     };

@@ -84,15 +84,23 @@ pub enum MatmulKernel {
     /// One row of C per invocation for every shape (what tuning picks for
     /// products with few columns).
     Rows,
+    /// Rows of A shared across a subgroup by broadcasts
+    /// (shaders/matmul_bcast.wgsl), the block size by the number of rows
+    /// (8×4 up to 8 rows, 16×8 up to 16, else 32×8), for sizes that are
+    /// multiples of 4 on adapters whose subgroups have at least 8
+    /// invocations ([`GpuDevice::has_bcast_matmul`]); other products take
+    /// what [`MatmulKernel::Blocked`] takes.
+    Broadcast,
 }
 
 impl MatmulKernel {
     /// Every family, for checks that run each.
-    pub const ALL: [MatmulKernel; 4] = [
+    pub const ALL: [MatmulKernel; 5] = [
         MatmulKernel::Blocked,
         MatmulKernel::Tiled,
         MatmulKernel::Padded,
         MatmulKernel::Rows,
+        MatmulKernel::Broadcast,
     ];
 }
 
@@ -171,6 +179,7 @@ impl GpuDevice {
             Ok("blocked") => Some(MatmulKernel::Blocked),
             Ok("padded") => Some(MatmulKernel::Padded),
             Ok("rows") => Some(MatmulKernel::Rows),
+            Ok("bcast") => Some(MatmulKernel::Broadcast),
             _ => None,
         };
         let matmul_kernel = forced.unwrap_or(match ctx.info.device_type {
@@ -232,6 +241,17 @@ impl GpuDevice {
             tuner: None,
             ..self.clone()
         }
+    }
+
+    /// Whether the adapter can run `matmul_bcast`
+    /// ([`MatmulKernel::Broadcast`]): it has subgroup operations, and its
+    /// subgroups are never smaller than the 8 lanes that load A's rows.
+    pub fn has_bcast_matmul(&self) -> bool {
+        self.ctx
+            .device
+            .features()
+            .contains(wgpu::Features::SUBGROUP)
+            && self.ctx.info.subgroup_min_size >= 8
     }
 
     /// Whether workgroup reductions use subgroup operations.

@@ -40,6 +40,15 @@ pub enum MatmulVariant {
     /// `matmul_rows`: one row of C per invocation; products with at most
     /// [`MatmulVariant::ROWS_MAX_COLUMNS`] columns.
     Rows,
+    /// `matmul_bcast` (shaders/matmul_bcast.wgsl): a workgroup's
+    /// invocations share 8 rows of C and take A's rows from one another by
+    /// subgroup broadcasts, each with 4 columns; sizes multiples of 4,
+    /// adapters with subgroups of at least 8.
+    Bcast8x4,
+    /// `matmul_bcast` with 16 rows per workgroup and 8 columns each.
+    Bcast16x8,
+    /// `matmul_bcast` with 32 rows per workgroup and 8 columns each.
+    Bcast32x8,
 }
 
 impl MatmulVariant {
@@ -47,15 +56,39 @@ impl MatmulVariant {
     /// (a power of two, so that a shape class decides it).
     pub const ROWS_MAX_COLUMNS: usize = 16;
 
+    /// Every kernel, in the order `wgtrain tune` prints them.
+    pub const ALL: [MatmulVariant; 8] = [
+        MatmulVariant::Vec4,
+        MatmulVariant::Blocked,
+        MatmulVariant::Tiled,
+        MatmulVariant::Padded,
+        MatmulVariant::Rows,
+        MatmulVariant::Bcast8x4,
+        MatmulVariant::Bcast16x8,
+        MatmulVariant::Bcast32x8,
+    ];
+
+    /// The three block sizes of `matmul_bcast`, smallest first.
+    pub const BCAST: [MatmulVariant; 3] = [
+        MatmulVariant::Bcast8x4,
+        MatmulVariant::Bcast16x8,
+        MatmulVariant::Bcast32x8,
+    ];
+
     /// The kernels that can compute a product whose sizes are (`aligned`)
-    /// or are not multiples of 4, with `columns` columns.
-    pub fn candidates(aligned: bool, columns: usize) -> Vec<MatmulVariant> {
+    /// or are not multiples of 4, with `columns` columns, on an adapter
+    /// that can (`bcast`) or cannot run `matmul_bcast`.
+    pub fn candidates(aligned: bool, columns: usize, bcast: bool) -> Vec<MatmulVariant> {
         let mut v = if aligned {
-            vec![
+            let mut v = vec![
                 MatmulVariant::Vec4,
                 MatmulVariant::Blocked,
                 MatmulVariant::Tiled,
-            ]
+            ];
+            if bcast {
+                v.extend(Self::BCAST);
+            }
+            v
         } else {
             vec![
                 MatmulVariant::Blocked,
@@ -77,6 +110,20 @@ impl MatmulVariant {
             MatmulVariant::Tiled => "tiled",
             MatmulVariant::Padded => "padded",
             MatmulVariant::Rows => "rows",
+            MatmulVariant::Bcast8x4 => "bcast8x4",
+            MatmulVariant::Bcast16x8 => "bcast16x8",
+            MatmulVariant::Bcast32x8 => "bcast32x8",
+        }
+    }
+
+    /// `matmul_bcast`'s rows per workgroup and columns per invocation,
+    /// for its variants.
+    pub fn bcast_block(self) -> Option<(usize, usize)> {
+        match self {
+            MatmulVariant::Bcast8x4 => Some((8, 4)),
+            MatmulVariant::Bcast16x8 => Some((16, 8)),
+            MatmulVariant::Bcast32x8 => Some((32, 8)),
+            _ => None,
         }
     }
 }
@@ -313,11 +360,12 @@ mod tests {
             MatmulVariant::Tiled => 2e-3,
             MatmulVariant::Padded => 4e-3,
             MatmulVariant::Rows => 5e-3,
+            _ => 6e-3,
         };
         let mut timed = 0;
         let key = shape_class((64, 64, 64), false, false, true);
         let got = t
-            .choose(&key, &MatmulVariant::candidates(true, 64), |v| {
+            .choose(&key, &MatmulVariant::candidates(true, 64, false), |v| {
                 timed += 1;
                 Ok(speed(v))
             })
@@ -328,7 +376,7 @@ mod tests {
         let t2 = tuner(path.clone());
         *t2.lock() = read_cache(&path, &t2.identity).unwrap();
         let again = t2
-            .choose(&key, &MatmulVariant::candidates(true, 64), |_| {
+            .choose(&key, &MatmulVariant::candidates(true, 64, false), |_| {
                 panic!("timed a cached class")
             })
             .unwrap();
@@ -350,7 +398,7 @@ mod tests {
             v => speed(v),
         };
         let got = t2
-            .choose(&old, &MatmulVariant::candidates(false, 64), |v| {
+            .choose(&old, &MatmulVariant::candidates(false, 64, false), |v| {
                 timed += 1;
                 Ok(faster_padded(v))
             })

@@ -16,7 +16,6 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    act: u32,
 }
 
 #[repr(C)]
@@ -53,6 +52,7 @@ pub(crate) fn matmul(
         ("TRANS_A", flag(spec.trans_a)),
         ("TRANS_B", flag(spec.trans_b)),
         ("HAS_BIAS", flag(bias.is_some())),
+        ("ACT", spec.act.code() as f64),
     ];
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
     let product = Product {
@@ -71,7 +71,8 @@ pub(crate) fn matmul(
     let padded_fits = [mp * kp, kp * np, mp * np]
         .iter()
         .all(|&elements| (elements * 4) as u64 <= dev.ctx.max_tensor_bytes());
-    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned, n)
+    let bcast = dev.has_bcast_matmul();
+    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned, n, bcast)
         .into_iter()
         .filter(|&v| v != MatmulVariant::Padded || padded_fits)
         .collect();
@@ -90,8 +91,20 @@ pub(crate) fn matmul(
                 Ok(t.elapsed().as_secs_f64())
             })?
         }
-        (None, MatmulKernel::Blocked | MatmulKernel::Padded) if aligned => MatmulVariant::Vec4,
-        (None, MatmulKernel::Blocked) => MatmulVariant::Blocked,
+        (None, MatmulKernel::Broadcast) if aligned && bcast => {
+            // The smallest block that covers the rows (all of them, up to 32).
+            let fits = |v: &&MatmulVariant| v.bcast_block().is_some_and(|(rows, _)| rows >= m);
+            *MatmulVariant::BCAST
+                .iter()
+                .find(fits)
+                .unwrap_or(&MatmulVariant::Bcast32x8)
+        }
+        (None, MatmulKernel::Blocked | MatmulKernel::Padded | MatmulKernel::Broadcast)
+            if aligned =>
+        {
+            MatmulVariant::Vec4
+        }
+        (None, MatmulKernel::Blocked | MatmulKernel::Broadcast) => MatmulVariant::Blocked,
         (None, MatmulKernel::Padded) if padded_fits => MatmulVariant::Padded,
         (None, MatmulKernel::Padded) => MatmulVariant::Blocked,
         (None, MatmulKernel::Tiled) => MatmulVariant::Tiled,
@@ -110,7 +123,7 @@ struct Product<'a> {
     out: &'a GpuTensor,
     dims: (usize, usize, usize),
     spec: MatmulSpec,
-    constants: [(&'static str, f64); 3],
+    constants: [(&'static str, f64); 4],
 }
 
 /// An operand as a kernel reads it: the tensor itself, a zero-padded copy,
@@ -166,7 +179,20 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         let grid = [np.div_ceil(cols) as u32, mp.div_ceil(rows) as u32, 1];
         dev.ctx.check_grid("matmul", grid)
     };
+    let mut constants = p.constants.to_vec();
     let (entry, [at_a, at_b, at_c], grid) = match variant {
+        MatmulVariant::Bcast8x4 | MatmulVariant::Bcast16x8 | MatmulVariant::Bcast32x8 => {
+            let (rows, cols) = variant.bcast_block().expect("a bcast variant");
+            // Enough invocations for the columns, up to 64 (whole
+            // subgroups of 8 on lavapipe).
+            let wg = np.div_ceil(cols).next_power_of_two().clamp(8, 64);
+            constants.extend([
+                ("BCAST_ROWS", rows as f64),
+                ("BCAST_COLS", cols as f64),
+                ("BCAST_WG", wg as f64),
+            ]);
+            ("matmul_bcast", [4, 5, 6], tiles(wg * cols, rows)?)
+        }
         MatmulVariant::Vec4 | MatmulVariant::Padded => ("matmul_vec4", [4, 5, 6], tiles(64, 128)?),
         MatmulVariant::Blocked => ("matmul_blocked", [0, 1, 3], tiles(64, 64)?),
         MatmulVariant::Tiled => ("matmul_tiled", [0, 1, 3], tiles(64, 64)?),
@@ -180,17 +206,19 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         m: u32_of("matmul", mp)?,
         n: u32_of("matmul", np)?,
         k: u32_of("matmul", kp)?,
-        act: p.spec.act.code(),
     };
-    let shader = match dev.precision {
-        Precision::F32 => shader!("matmul_f32", "matmul"),
-        Precision::F16 => shader!(enable_f16 "matmul_f16", "matmul"),
+    // matmul_bcast is in a module of its own: it needs subgroups.
+    let shader = match (dev.precision, variant.bcast_block().is_some()) {
+        (Precision::F32, false) => shader!("matmul_f32", "matmul"),
+        (Precision::F16, false) => shader!(enable_f16 "matmul_f16", "matmul"),
+        (Precision::F32, true) => shader!("matmul_f32", "matmul", "matmul_bcast"),
+        (Precision::F16, true) => shader!(enable_f16 "matmul_f16", "matmul", "matmul_bcast"),
     };
     launch(
         dev,
         shader,
         entry,
-        &p.constants,
+        &constants,
         &[
             (at_a, a.buf()),
             (at_b, b.buf()),
