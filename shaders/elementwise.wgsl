@@ -9,10 +9,15 @@
 
 struct Params {
     n4: u32,    // vec4s to process: ceil(n / 4)
-    op: u32,    // Activation::code or Binary::code
     alpha: f32,
 }
 var<immediate> p: Params;
+
+// Activation::code or Binary::code: a pipeline constant, so each kernel
+// computes only its own function. A parameter's switch would compute every
+// case on a software adapter (lavapipe runs both sides of a branch under
+// masks), and the activations' cases include several exps and a log.
+override OP: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> y: array<vec4<f32>>;
@@ -27,7 +32,7 @@ fn activation(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     if (i < p.n4) {
-        out[i] = activate4(x[i], p.op);
+        out[i] = activate4(x[i], OP);
     }
 }
 
@@ -38,8 +43,8 @@ fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = linear_id(gid, nwg);
     if (i < p.n4) {
         let v = x[i];
-        let d = vec4<f32>(activation_grad_from_output(v.x, p.op), activation_grad_from_output(v.y, p.op),
-                          activation_grad_from_output(v.z, p.op), activation_grad_from_output(v.w, p.op));
+        let d = vec4<f32>(activation_grad_from_output(v.x, OP), activation_grad_from_output(v.y, OP),
+                          activation_grad_from_output(v.z, OP), activation_grad_from_output(v.w, OP));
         out[i] = y[i] * d;
     }
 }
@@ -51,8 +56,8 @@ fn activation_backward_x(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = linear_id(gid, nwg);
     if (i < p.n4) {
         let v = x[i];
-        let d = vec4<f32>(activation_grad_from_input(v.x, p.op), activation_grad_from_input(v.y, p.op),
-                          activation_grad_from_input(v.z, p.op), activation_grad_from_input(v.w, p.op));
+        let d = vec4<f32>(activation_grad_from_input(v.x, OP), activation_grad_from_input(v.y, OP),
+                          activation_grad_from_input(v.z, OP), activation_grad_from_input(v.w, OP));
         out[i] = y[i] * d;
     }
 }
@@ -64,7 +69,7 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>,
     if (i < p.n4) {
         let a = x[i];
         let b = y[i];
-        switch p.op {
+        switch OP {
             case 0u: { out[i] = a + b; }
             case 1u: { out[i] = a - b; }
             default: { out[i] = a * b; }

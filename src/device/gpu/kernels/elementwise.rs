@@ -12,11 +12,11 @@ use crate::tensor::Shape;
 struct Params {
     /// vec4s to process (see shaders/elementwise.wgsl).
     n4: u32,
-    op: u32,
     alpha: f32,
 }
 
-/// `out = entry(x[, y])` over every element.
+/// `out = entry(x[, y])` over every element; `op` (an activation's or a
+/// binary op's code) is the pipeline constant `OP`.
 fn run(
     dev: &GpuDevice,
     entry: &'static str,
@@ -39,7 +39,6 @@ fn run(
     let n4 = n.div_ceil(4);
     let params = Params {
         n4: u32_of(entry, n4)?,
-        op,
         alpha,
     };
     let grid = dev.ctx.grid_1d(entry, n4)?;
@@ -47,7 +46,7 @@ fn run(
         dev,
         shader!("elementwise"),
         entry,
-        &[],
+        &[("OP", op as f64)],
         &bindings,
         &params,
         grid,
