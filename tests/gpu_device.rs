@@ -206,8 +206,9 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     // Sizes multiples of 4, 8 columns: four candidates (vec4, blocked,
     // tiled, rows) and the three bcast blocks where the adapter has
     // subgroups of 8 or more (lavapipe does: the checks of the bcast family
-    // must not fall back to another kernel there), each a warm-up and two
-    // timed launches, then the product itself.
+    // must not fall back to another kernel there), each a warm-up and one
+    // to three timed launches (tune.rs drops the slowest after a round),
+    // then the product itself.
     if gpu.adapter_info().name.contains("llvmpipe") {
         assert!(gpu.has_bcast_matmul(), "lavapipe runs matmul_bcast");
     }
@@ -215,7 +216,11 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     let tuned = gpu.with_tuning(Some(cache.clone()));
     let (c, dispatches) = product(&tuned);
     assert_eq!(c, want, "small integers: exact on every kernel");
-    assert_eq!(dispatches, candidates as u64 * 3 + 1);
+    let n = candidates as u64;
+    assert!(
+        (2 * n + 1..=4 * n + 1).contains(&dispatches),
+        "{dispatches}"
+    );
     assert_eq!(product(&tuned).1, 1, "the class is tuned once per process");
     let table = tuned.tuner().unwrap().table();
     let (class, t) = table.iter().next().unwrap();
