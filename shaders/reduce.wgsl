@@ -195,6 +195,53 @@ fn softmax_small(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
+// Softmax and row sums of rows whose length is a multiple of 4, one
+// invocation per row with vec4 loads and no barriers: on a software adapter
+// (lavapipe), where a barrier is very slow and every load is a loop over
+// the SIMD lanes, this beats a workgroup per row at any length. The same
+// buffers as x and out, seen as vec4s.
+@group(0) @binding(4) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn softmax_lane4(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols / 4u;
+    let n4 = p.cols / 4u;
+    var m4 = x4[base];
+    for (var c = 1u; c < n4; c++) {
+        m4 = max(m4, x4[base + c]);
+    }
+    let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
+    var s4 = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c++) {
+        s4 += exp(x4[base + c] - m);
+    }
+    let s = (s4.x + s4.y) + (s4.z + s4.w);
+    for (var c = 0u; c < n4; c++) {
+        out4[base + c] = exp(x4[base + c] - m) / s;
+    }
+}
+
+@compute @workgroup_size(64)
+fn sum_cols_lane4(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.x + gid.y * nwg.x * 64u;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols / 4u;
+    var s4 = vec4<f32>(0.0);
+    for (var c = 0u; c < p.cols / 4u; c++) {
+        s4 += x4[base + c];
+    }
+    out[row] = (s4.x + s4.y) + (s4.z + s4.w);
+}
+
 // Per-element MSE terms: out = 2(x - y)/n (the gradient), out2 = (x - y)².
 @compute @workgroup_size(256)
 fn mse_terms(@builtin(global_invocation_id) gid: vec3<u32>,

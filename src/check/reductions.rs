@@ -256,7 +256,10 @@ impl Check for CountEqual {
 
 pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    for (r, c) in [(1, 1), (3, 5), (130, 257), (7, 1000)] {
+    // On a software adapter, 20×1000 and 70×8 take the vec4
+    // one-invocation-per-row kernel (70 rows: two workgroups); the others the
+    // workgroup per row (fewer than 16 rows, or a length not a multiple of 4).
+    for (r, c) in [(1, 1), (3, 5), (130, 257), (7, 1000), (20, 1000), (70, 8)] {
         v.push(Case::new(
             "sum over rows",
             format!("{r}×{c}"),
@@ -277,9 +280,19 @@ pub(super) fn cases() -> Vec<Case> {
             ));
         }
     }
-    // Rows up to 256 long take the one-invocation-per-row kernels; 300 the
-    // workgroup-per-row ones; 70 rows span two 64-invocation workgroups.
-    for (r, c) in [(1, 1), (3, 5), (70, 256), (17, 300)] {
+    // Rows up to 256 long take the one-invocation-per-row kernels (20×30),
+    // longer ones a workgroup each (5×300, 17×301); on a software adapter,
+    // 16 rows or more of a multiple of 4 take the vec4 one (70×256, 17×300);
+    // 70 rows span two 64-invocation workgroups.
+    for (r, c) in [
+        (1, 1),
+        (3, 5),
+        (20, 30),
+        (70, 256),
+        (17, 300),
+        (5, 300),
+        (17, 301),
+    ] {
         v.push(Case::new("softmax", format!("{r}×{c}"), Softmax(r, c)));
     }
     for (r, c) in [(1, 3), (17, 10), (70, 64), (64, 300)] {

@@ -119,6 +119,10 @@ pub struct GpuDevice {
     /// them, by default on hardware adapters (`WGTRAIN_SUBGROUPS=0|1`
     /// decides otherwise).
     subgroups: bool,
+    /// Row-wise softmax and row sums give each row one invocation with
+    /// vec4 loads where the rows allow (shaders/reduce.wgsl `softmax_lane4`,
+    /// `sum_cols_lane4`): on software adapters, by default.
+    lane_rows: bool,
     /// What matmul operands are rounded to (f16 needs `SHADER_F16`).
     precision: Precision,
 }
@@ -208,6 +212,7 @@ impl GpuDevice {
             matmul_kernel,
             tuner,
             subgroups,
+            lane_rows: software,
             precision: Precision::F32,
         })
     }
@@ -239,6 +244,22 @@ impl GpuDevice {
         GpuDevice {
             matmul_kernel: kernel,
             tuner: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether row-wise softmax and row sums use the vec4
+    /// one-invocation-per-row kernels where the rows allow (by default on
+    /// software adapters, where barriers and loads cost the most).
+    pub fn lane_rows(&self) -> bool {
+        self.lane_rows
+    }
+
+    /// The same device with those kernels on or off, for tests and
+    /// benchmarks that compare the two (`examples/rowwise_timing.rs`).
+    pub fn with_lane_rows(&self, on: bool) -> Self {
+        GpuDevice {
+            lane_rows: on,
             ..self.clone()
         }
     }
