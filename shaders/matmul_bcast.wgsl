@@ -154,8 +154,8 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     // A loop over the blocks, so that the store (bias and activation) is
-    // compiled once rather than once per block: 64 copies of it made each
-    // pipeline take about 0.2 s to create on lavapipe.
+    // compiled once rather than once per block: 64 copies of it made the
+    // pipelines several times slower to create on lavapipe.
     let blocks = array<mat4x4<f32>, 16>(c00, c10, c20, c30, c40, c50, c60, c70,
                                          c01, c11, c21, c31, c41, c51, c61, c71);
     for (var g = 0u; g < BCAST_ROWS / 4u; g++) {

@@ -145,6 +145,12 @@ fn softmax_xent_rows_body(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
 // The same for rows of at most SMALL_ROW columns: one invocation per row
 // and no barriers, which software adapters execute very slowly (the
 // workgroup version spent 40% of a char-RNN step on lavapipe in barriers).
+// The row of a one-invocation-per-row kernel (64-invocation workgroups,
+// folded into y past the x limit).
+fn row_of_invocation(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
 // Max and Σ exp(x - max) over the row of `cols` values at `base`, in one
 // invocation.
 fn row_max_sumexp(base: u32, cols: u32) -> vec2<f32> {
@@ -162,7 +168,7 @@ fn row_max_sumexp(base: u32, cols: u32) -> vec2<f32> {
 @compute @workgroup_size(64)
 fn softmax_xent_small(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * 64u;
+    let row = row_of_invocation(gid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -184,7 +190,7 @@ fn softmax_xent_small(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(64)
 fn softmax_small(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * 64u;
+    let row = row_of_invocation(gid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -206,7 +212,7 @@ fn softmax_small(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(64)
 fn softmax_lane4(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * 64u;
+    let row = row_of_invocation(gid, nwg);
     if (row >= p.rows) {
         return;
     }
@@ -230,7 +236,7 @@ fn softmax_lane4(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(64)
 fn sum_cols_lane4(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * 64u;
+    let row = row_of_invocation(gid, nwg);
     if (row >= p.rows) {
         return;
     }
