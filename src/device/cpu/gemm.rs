@@ -37,10 +37,34 @@ fn parallelism(multiply_adds: usize) -> gemm::Parallelism {
 }
 
 /// `a · b` for matrices of any strides.
+///
+/// The product is written into uninitialised memory: zeroing it first
+/// is a pass over the whole output for nothing, which for T3's
+/// first-layer weight gradient (784×256) is not small beside its product.
 pub(super) fn dot(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Array2<f32> {
-    let mut c = Array2::zeros((a.nrows(), b.ncols()));
-    product_into(&mut c.view_mut(), a, b, false, None);
-    c
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(b.nrows(), k, "product of {:?} and {:?}", a.dim(), b.dim());
+    if m == 0 || n == 0 || k == 0 {
+        return Array2::zeros((m, n));
+    }
+    let mut c = Array2::<f32>::uninit((m, n));
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: `c` is a fresh, standard-layout m×n array. With `read_dst`
+    // false the crate never reads the destination before writing it (its
+    // first block over `k` stores `a·b` outright; later blocks add to what
+    // the first stored), and with m, n, k > 0 it writes every element, so
+    // `c` is initialised when `assume_init` runs.
+    unsafe {
+        raw_product(
+            (m, n, k),
+            (c.as_mut_ptr().cast::<f32>(), c_rs, c_cs),
+            a,
+            b,
+            false,
+            parallelism(m * n * k),
+        );
+        c.assume_init()
+    }
 }
 
 /// `c += a · b` for matrices of any strides.
@@ -79,34 +103,64 @@ fn product_into(
         }
         return;
     }
-    let (cs, as_, bs) = (c.strides(), a.strides(), b.strides());
-    let (c_rs, c_cs, a_rs, a_cs, b_rs, b_cs) = (cs[0], cs[1], as_[0], as_[1], bs[0], bs[1]);
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
     // SAFETY: the pointers and strides are those of live ndarray views of
     // the stated dimensions (checked above), so every element the crate
     // addresses lies inside them; `c` is borrowed mutably and so aliases
     // neither input.
     unsafe {
+        raw_product(
+            (m, n, k),
+            (c.as_mut_ptr(), c_rs, c_cs),
+            a,
+            b,
+            accumulate,
+            threads.unwrap_or_else(|| parallelism(m * n * k)),
+        );
+    }
+}
+
+/// `c = a · b`, or `c += a · b` when `accumulate`, into the m×n matrix at
+/// `c` with row and column strides `c_rs`, `c_cs`; `a` and `b` must be
+/// m×k and k×n, k > 0.
+///
+/// # Safety
+/// `c` with those strides must address m×n writable elements that alias
+/// neither input, initialised when `accumulate`.
+unsafe fn raw_product(
+    (m, n, k): (usize, usize, usize),
+    (c, c_rs, c_cs): (*mut f32, isize, isize),
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    accumulate: bool,
+    threads: gemm::Parallelism,
+) {
+    debug_assert!(a.dim() == (m, k) && b.dim() == (k, n));
+    let (as_, bs) = (a.strides(), b.strides());
+    // SAFETY: the caller's promise for `c`; `a` and `b` are live views of
+    // the stated dimensions.
+    unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             c_cs,
             c_rs,
             accumulate,
             a.as_ptr(),
-            a_cs,
-            a_rs,
+            as_[1],
+            as_[0],
             b.as_ptr(),
-            b_cs,
-            b_rs,
+            bs[1],
+            bs[0],
             // dst = alpha·dst + beta·a·b (alpha is read only when accumulating)
             1.0,
             1.0,
             false,
             false,
             false,
-            threads.unwrap_or_else(|| parallelism(m * n * k)),
+            threads,
         );
     }
 }
@@ -190,6 +244,24 @@ mod tests {
                 .iter()
                 .zip(two.iter())
                 .all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    #[test]
+    fn dot_never_reads_its_uninitialised_output() {
+        // Deep enough for several blocks of k, so later blocks add to what
+        // the first stored. A NaN-filled buffer of the output's size is
+        // freed just before, so the allocator likely hands its memory to
+        // the output: a read before the first write would show as NaN.
+        let a = matrix(40, 1500, 3);
+        let b = matrix(1500, 30, 4);
+        for _ in 0..3 {
+            drop(std::hint::black_box(vec![f32::NAN; 40 * 30]));
+            let got = dot(&a.view(), &b.view());
+            let want = naive(&a.view(), &b.view());
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!((*g as f64 - w).abs() < 1e-3 * (1.0 + w.abs()), "{g} vs {w}");
+            }
         }
     }
 
