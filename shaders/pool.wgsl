@@ -1,8 +1,15 @@
-// Max- and average pooling over k×k windows s pixels apart (overlapping
-// where s < k), and their backward passes. The backward passes gather: each
+// Max- and average pooling over K×K windows S pixels apart (overlapping
+// where S < K), and their backward passes. The backward passes gather: each
 // input element adds up the windows that cover it, in output order, so
 // overlapping windows need no atomics and the sums are deterministic.
 // Launchers: src/device/gpu/kernels/pool.rs
+//
+// The window and stride are pipeline constants: the window loops unroll,
+// the divisions by S become cheap, and windows that do not overlap (S ≥ K,
+// the usual 2×2/2) compile to a backward pass without loops, where each
+// input element finds its one window by division. On software adapters a
+// loop whose trip count differs between lanes runs every lane to the
+// longest, and that loop was most of the backward pass's time.
 
 struct Params {
     nc: u32,   // batch × channels
@@ -10,10 +17,11 @@ struct Params {
     w: u32,
     ho: u32,
     wo: u32,
-    k: u32,
-    s: u32,
 }
 var<immediate> p: Params;
+
+override K: u32 = 2u;  // window side
+override S: u32 = 2u;  // stride
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;   // input, or dy
 @group(0) @binding(1) var<storage, read> arg: array<f32>; // argmax (backward)
@@ -31,11 +39,11 @@ fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ox = o % p.wo;
     let oy = (o / p.wo) % p.ho;
     let nc = o / (p.wo * p.ho);
-    var best_i = (nc * p.h + oy * p.s) * p.w + ox * p.s;
+    var best_i = (nc * p.h + oy * S) * p.w + ox * S;
     var best = x[best_i];
-    for (var i = 0u; i < p.k; i++) {
-        for (var j = 0u; j < p.k; j++) {
-            let idx = (nc * p.h + oy * p.s + i) * p.w + ox * p.s + j;
+    for (var i = 0u; i < K; i++) {
+        for (var j = 0u; j < K; j++) {
+            let idx = (nc * p.h + oy * S + i) * p.w + ox * S + j;
             if (x[idx] > best) {
                 best = x[idx];
                 best_i = idx;
@@ -49,10 +57,20 @@ fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
 // The outputs along one axis (of `outputs`) whose windows cover input
 // position i: first..last, empty where first >= last.
 fn covering(i: u32, outputs: u32) -> vec2<u32> {
-    let d = max(i + 1u, p.k) - p.k;
-    let first = d / p.s + select(0u, 1u, d % p.s != 0u);
-    let last = min(i / p.s + 1u, outputs);
+    let d = max(i + 1u, K) - K;
+    let first = d / S + select(0u, 1u, d % S != 0u);
+    let last = min(i / S + 1u, outputs);
     return vec2<u32>(first, last);
+}
+
+// Where windows do not overlap (S ≥ K): the one output whose window covers
+// input (ix, iy) of plane nc, or -1 where none does (a gap between windows,
+// or past the last).
+fn only_window(ix: u32, iy: u32, nc: u32) -> i32 {
+    let oy = iy / S;
+    let ox = ix / S;
+    let inside = iy - oy * S < K && ix - ox * S < K && oy < p.ho && ox < p.wo;
+    return select(-1, i32((nc * p.ho + oy) * p.wo + ox), inside);
 }
 
 // One invocation per input element: the sum of dy over the windows whose
@@ -67,14 +85,21 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ix = i % p.w;
     let iy = (i / p.w) % p.h;
     let nc = i / (p.w * p.h);
-    let rows = covering(iy, p.ho);
-    let cols = covering(ix, p.wo);
     var g = 0.0;
-    for (var oy = rows.x; oy < rows.y; oy++) {
-        for (var ox = cols.x; ox < cols.y; ox++) {
-            let o = (nc * p.ho + oy) * p.wo + ox;
-            if (u32(arg[o]) == i) {
-                g += x[o];
+    if (S >= K) {
+        let o = only_window(ix, iy, nc);
+        if (o >= 0) {
+            g = select(0.0, x[o], u32(arg[o]) == i);
+        }
+    } else {
+        let rows = covering(iy, p.ho);
+        let cols = covering(ix, p.wo);
+        for (var oy = rows.x; oy < rows.y; oy++) {
+            for (var ox = cols.x; ox < cols.y; ox++) {
+                let o = (nc * p.ho + oy) * p.wo + ox;
+                if (u32(arg[o]) == i) {
+                    g += x[o];
+                }
             }
         }
     }
@@ -93,12 +118,12 @@ fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let oy = (o / p.wo) % p.ho;
     let nc = o / (p.wo * p.ho);
     var s = 0.0;
-    for (var i = 0u; i < p.k; i++) {
-        for (var j = 0u; j < p.k; j++) {
-            s += x[(nc * p.h + oy * p.s + i) * p.w + ox * p.s + j];
+    for (var i = 0u; i < K; i++) {
+        for (var j = 0u; j < K; j++) {
+            s += x[(nc * p.h + oy * S + i) * p.w + ox * S + j];
         }
     }
-    out[o] = s * (1.0 / f32(p.k * p.k));
+    out[o] = s * (1.0 / f32(K * K));
 }
 
 // One invocation per input element: dy/k² of every window that covers it,
@@ -113,13 +138,20 @@ fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ix = i % p.w;
     let iy = (i / p.w) % p.h;
     let nc = i / (p.w * p.h);
-    let rows = covering(iy, p.ho);
-    let cols = covering(ix, p.wo);
-    let inv = 1.0 / f32(p.k * p.k);
+    let inv = 1.0 / f32(K * K);
     var g = 0.0;
-    for (var oy = rows.x; oy < rows.y; oy++) {
-        for (var ox = cols.x; ox < cols.y; ox++) {
-            g += x[(nc * p.ho + oy) * p.wo + ox] * inv;
+    if (S >= K) {
+        let o = only_window(ix, iy, nc);
+        if (o >= 0) {
+            g = x[o] * inv;
+        }
+    } else {
+        let rows = covering(iy, p.ho);
+        let cols = covering(ix, p.wo);
+        for (var oy = rows.x; oy < rows.y; oy++) {
+            for (var ox = cols.x; ox < cols.y; ox++) {
+                g += x[(nc * p.ho + oy) * p.wo + ox] * inv;
+            }
         }
     }
     out[i] = g;

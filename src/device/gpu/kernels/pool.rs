@@ -15,13 +15,18 @@ struct Params {
     w: u32,
     ho: u32,
     wo: u32,
-    k: u32,
-    s: u32,
+}
+
+/// A pooling kernel's launch: its parameters and the window's pipeline
+/// constants (`K`, `S`).
+struct Pooling {
+    params: Params,
+    window: [(&'static str, f64); 2],
 }
 
 /// The kernels' parameters for pooling an input of `x_shape` (max pooling
 /// has the arg-max's size limit, `op` names the operation in errors).
-fn params(op: &'static str, x_shape: &Shape, win: PoolWindow) -> Result<(Params, Shape)> {
+fn params(op: &'static str, x_shape: &Shape, win: PoolWindow) -> Result<(Pooling, Shape)> {
     let (n, c, h, w, ho, wo) = if op.starts_with("max") {
         pool_geom(x_shape, win)?
     } else {
@@ -31,16 +36,16 @@ fn params(op: &'static str, x_shape: &Shape, win: PoolWindow) -> Result<(Params,
     // The window fits the input, so its size fits u32; a stride past the
     // input's larger side gives the same single window per axis, so it is
     // clamped there (the kernels then never overflow u32).
-    let p = Params {
+    let params = Params {
         nc: (n * c) as u32,
         h: h as u32,
         w: w as u32,
         ho: ho as u32,
         wo: wo as u32,
-        k: win.size as u32,
-        s: u32_of(op, win.stride.min(h.max(w)))?,
     };
-    Ok((p, Shape::new([n, c, ho, wo])))
+    let stride = u32_of(op, win.stride.min(h.max(w)))?;
+    let window = [("K", win.size as f64), ("S", stride as f64)];
+    Ok((Pooling { params, window }, Shape::new([n, c, ho, wo])))
 }
 
 pub(crate) fn forward(
@@ -56,9 +61,9 @@ pub(crate) fn forward(
         dev,
         shader!("pool"),
         "max_pool_forward",
-        &[],
+        &p.window,
         &[(0, x.buf()), (2, y.buf()), (3, arg.buf())],
-        &p,
+        &p.params,
         grid,
     );
     Ok((y, arg))
@@ -80,9 +85,9 @@ pub(crate) fn backward(
         dev,
         shader!("pool"),
         "max_pool_backward",
-        &[],
+        &p.window,
         &[(0, dy.buf()), (1, argmax.buf()), (2, dx.buf())],
-        &p,
+        &p.params,
         grid,
     );
     Ok(dx)
@@ -97,9 +102,9 @@ pub(crate) fn avg_forward(dev: &GpuDevice, x: &GpuTensor, win: PoolWindow) -> Re
         dev,
         shader!("pool"),
         "avg_pool_forward",
-        &[],
+        &p.window,
         &bindings,
-        &p,
+        &p.params,
         grid,
     );
     Ok(y)
@@ -120,9 +125,9 @@ pub(crate) fn avg_backward(
         dev,
         shader!("pool"),
         "avg_pool_backward",
-        &[],
+        &p.window,
         &bindings,
-        &p,
+        &p.params,
         grid,
     );
     Ok(dx)
