@@ -211,6 +211,11 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     // then the product itself.
     if gpu.adapter_info().name.contains("llvmpipe") {
         assert!(gpu.has_bcast_matmul(), "lavapipe runs matmul_bcast");
+        // And the broadcast convolutions by default (so the checks of the
+        // default device run them; tests/gpu_matches_cpu.rs the plain ones).
+        let default = std::env::var_os("WGTRAIN_CONV").is_none();
+        assert!(gpu.bcast_conv() || !default);
+        assert!(!gpu.with_bcast_conv(false).bcast_conv());
     }
     let candidates = MatmulVariant::candidates(true, 8, gpu.has_bcast_matmul()).len();
     let tuned = gpu.with_tuning(Some(cache.clone()));

@@ -1,7 +1,7 @@
 //! Every Device op on the GPU against the CPU reference, on the cases of
 //! `wgtrain::check` (awkward shapes, every transpose, every matmul kernel family,
-//! workgroup reductions with and without subgroup operations, f16 matmul
-//! operands).
+//! workgroup reductions with and without subgroup operations, convolutions
+//! with and without broadcast weights, f16 matmul operands).
 //! Tolerances are stated and justified on `wgtrain::check::Tolerance`.
 
 mod common;
@@ -46,6 +46,16 @@ fn check_group(group: &str) {
                     "subgroups"
                 } else {
                     "no subgroups"
+                };
+                outcomes.push((name.into(), check_case(&cpu, &other, case)));
+            }
+            // Convolutions likewise have a broadcast and a plain version.
+            let other = gpu.with_bcast_conv(!gpu.bcast_conv());
+            if group == "convolution and pooling" && other.bcast_conv() != gpu.bcast_conv() {
+                let name = if other.bcast_conv() {
+                    "bcast conv"
+                } else {
+                    "plain conv"
                 };
                 outcomes.push((name.into(), check_case(&cpu, &other, case)));
             }

@@ -123,6 +123,9 @@ pub struct GpuDevice {
     /// vec4 loads where the rows allow (shaders/reduce.wgsl `softmax_lane4`,
     /// `sum_cols_lane4`): on software adapters, by default.
     lane_rows: bool,
+    /// The convolution's forward pass and input gradient share weights by
+    /// subgroup broadcasts (shaders/conv2d_bcast.wgsl).
+    bcast_conv: bool,
     /// What matmul operands are rounded to (f16 needs `SHADER_F16`).
     precision: Precision,
 }
@@ -206,6 +209,16 @@ impl GpuDevice {
                 Ok("1" | "on" | "true" | "yes") => true,
                 _ => !software,
             };
+        // On software adapters by default, where they are measured
+        // (llvmpipe: T4's forward convolutions 10 → 5 ms a step, its input
+        // gradient 7 → 3); elsewhere unmeasured, so off unless asked for.
+        let bcast_conv = has
+            && ctx.info.subgroup_min_size >= 8
+            && match std::env::var("WGTRAIN_CONV").as_deref() {
+                Ok("bcast") => true,
+                Ok("plain") => false,
+                _ => software,
+            };
         Ok(GpuDevice {
             ctx,
             placeholder,
@@ -213,6 +226,7 @@ impl GpuDevice {
             tuner,
             subgroups,
             lane_rows: software,
+            bcast_conv,
             precision: Precision::F32,
         })
     }
@@ -260,6 +274,24 @@ impl GpuDevice {
     pub fn with_lane_rows(&self, on: bool) -> Self {
         GpuDevice {
             lane_rows: on,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the convolution's forward pass and input gradient use the
+    /// kernels of shaders/conv2d_bcast.wgsl, which share each tap's weights
+    /// across a subgroup by broadcasts: where the adapter can
+    /// ([`GpuDevice::has_bcast_matmul`]), by default on software adapters
+    /// (`WGTRAIN_CONV=bcast|plain` decides otherwise).
+    pub fn bcast_conv(&self) -> bool {
+        self.bcast_conv
+    }
+
+    /// The same device with those kernels on or off (on only where the
+    /// adapter can run them), for tests and benchmarks that compare the two.
+    pub fn with_bcast_conv(&self, on: bool) -> Self {
+        GpuDevice {
+            bcast_conv: on && self.has_bcast_matmul(),
             ..self.clone()
         }
     }

@@ -1,0 +1,169 @@
+// The forward convolution and the input gradient of shaders/conv2d.wgsl
+// (whose Params, x_at, x4, dy_at, dy4 and store_row they use) with the
+// weights shared by subgroup broadcasts, where the adapter has subgroups of
+// at least 8 invocations. Appended to conv2d.wgsl only on such adapters:
+// the module needs the SUBGROUP feature.
+// Launcher: src/device/gpu/kernels/conv2d.rs.
+//
+// Why: as for matmul_bcast, loads set the pace on software adapters. In
+// conv2d_forward every invocation loads the 8 weights of its channels at
+// every tap, the same 8 as its neighbours. Here a workgroup shares one block
+// of 8 channels (workgroup_id.y) and one image (workgroup_id.z), so lanes
+// 0-7 of each subgroup load one weight each and every lane takes all 8 by
+// subgroupBroadcast: one load instead of 8 per tap. Each invocation still
+// owns 4 pixels of one row. At stride 1 the next tap's 4 pixels are the
+// last tap's moved by one, so a tap loads one new pixel instead of four.
+// Invocations past the image's last pixel block compute a clamped copy and
+// store nothing; none returns early, since a broadcast needs its source
+// lane active, and rows of the window that fall in the padding read zeros
+// rather than being skipped, for the same reason.
+//
+// The weight gradient has no such version: there the 8 channels' dy values
+// are what neighbouring invocations share, and broadcasting them was 2.5×
+// slower than conv2d_weight_grad on llvmpipe (T4's second convolution).
+
+override CONV_WG: u32 = 8u; // invocations per workgroup
+override KH: u32 = 3u;      // kernel height, = p.kh (a constant, so the
+override KW: u32 = 3u;      // kernel width, = p.kw   tap loops unroll)
+
+@compute @workgroup_size(CONV_WG)
+fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32,
+                        @builtin(subgroup_invocation_id) lane: u32) {
+    let blocks_x = (p.wo + 3u) / 4u;
+    let blocks = p.ho * blocks_x;
+    let e_raw = wid.x * CONV_WG + lid;
+    let e = min(e_raw, blocks - 1u);
+    let ox0 = (e % blocks_x) * 4u;
+    let oy = e / blocks_x;
+    let co0 = wid.y * 8u;
+    let n = wid.z;
+    let taps = KH * KW;
+    // The weights lane `lane` loads: channel co0 + lane (clamped).
+    let w_mine = min(co0 + lane % 8u, p.co - 1u) * p.ci * taps;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var c = 0u; c < p.ci; c++) {
+        let plane = (n * p.ci + c) * p.h * p.w;
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * STRIDE + ky) - i32(p.pad);
+            let row_in = iy >= 0 && iy < i32(p.h);
+            let row = plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+            let col0 = i32(ox0 * STRIDE) - i32(p.pad);
+            var window = x4(row, col0, p.w);
+            for (var kx = 0u; kx < KW; kx++) {
+                if (kx > 0u) {
+                    if (STRIDE == 1u) {
+                        // The next tap's 4 pixels are this one's moved by one.
+                        window = vec4<f32>(window.yzw, x_at(row, col0 + i32(kx) + 3, p.w));
+                    } else {
+                        window = x4(row, col0 + i32(kx), p.w);
+                    }
+                }
+                let t = (c * KH + ky) * KW + kx;
+                let wv = wt[w_mine + t];
+                let xv = select(vec4<f32>(0.0), window, row_in);
+                acc0 = fma(vec4<f32>(subgroupBroadcast(wv, 0u)), xv, acc0);
+                acc1 = fma(vec4<f32>(subgroupBroadcast(wv, 1u)), xv, acc1);
+                acc2 = fma(vec4<f32>(subgroupBroadcast(wv, 2u)), xv, acc2);
+                acc3 = fma(vec4<f32>(subgroupBroadcast(wv, 3u)), xv, acc3);
+                acc4 = fma(vec4<f32>(subgroupBroadcast(wv, 4u)), xv, acc4);
+                acc5 = fma(vec4<f32>(subgroupBroadcast(wv, 5u)), xv, acc5);
+                acc6 = fma(vec4<f32>(subgroupBroadcast(wv, 6u)), xv, acc6);
+                acc7 = fma(vec4<f32>(subgroupBroadcast(wv, 7u)), xv, acc7);
+            }
+        }
+    }
+    if (e_raw >= blocks) {
+        return;
+    }
+    var accs = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    for (var j = 0u; j < 8u; j++) {
+        let co = co0 + j;
+        if (co < p.co) {
+            var b = 0.0;
+            if (HAS_BIAS) {
+                b = bias[co];
+            }
+            store_row(((n * p.co + co) * p.ho + oy) * p.wo, ox0, p.wo, accs[j] + b);
+        }
+    }
+}
+
+// The input gradient as conv2d_input_grad computes it (x holds dy), blocked
+// like conv2d_forward_bcast: a workgroup shares 8 input channels
+// (workgroup_id.y) of one image (workgroup_id.z); lanes 0-7 load the weight
+// of one channel each at every tap and broadcast it.
+@compute @workgroup_size(CONV_WG)
+fn conv2d_input_grad_bcast(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32,
+                           @builtin(subgroup_invocation_id) lane: u32) {
+    let blocks_x = (p.w + 3u) / 4u;
+    let blocks = p.h * blocks_x;
+    let e_raw = wid.x * CONV_WG + lid;
+    let e = min(e_raw, blocks - 1u);
+    let ix0 = (e % blocks_x) * 4u;
+    let iy = e / blocks_x;
+    let c0 = wid.y * 8u;
+    let n = wid.z;
+    let taps = KH * KW;
+    let w_mine = min(c0 + lane % 8u, p.ci - 1u) * taps;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var co = 0u; co < p.co; co++) {
+        let plane = (n * p.co + co) * p.ho * p.wo;
+        let wbase = co * p.ci * taps + w_mine;
+        for (var ky = 0u; ky < KH; ky++) {
+            // The output row whose window puts tap ky on input row iy.
+            let sy = i32(iy + p.pad) - i32(ky);
+            let oy = sy / i32(STRIDE);
+            let row_in = sy >= 0 && sy - oy * i32(STRIDE) == 0 && oy < i32(p.ho);
+            let row = plane + u32(clamp(oy, 0, i32(p.ho) - 1)) * p.wo;
+            let col0 = i32(ix0 + p.pad);
+            var window = dy4(row, col0, p.wo);
+            for (var kx = 0u; kx < KW; kx++) {
+                if (kx > 0u) {
+                    if (STRIDE == 1u) {
+                        // The next tap's 4 values are this one's moved by one.
+                        window = vec4<f32>(dy_at(row, col0 - i32(kx), p.wo), window.xyz);
+                    } else {
+                        window = dy4(row, col0 - i32(kx), p.wo);
+                    }
+                }
+                let wv = wt[wbase + ky * KW + kx];
+                let dv = select(vec4<f32>(0.0), window, row_in);
+                acc0 = fma(vec4<f32>(subgroupBroadcast(wv, 0u)), dv, acc0);
+                acc1 = fma(vec4<f32>(subgroupBroadcast(wv, 1u)), dv, acc1);
+                acc2 = fma(vec4<f32>(subgroupBroadcast(wv, 2u)), dv, acc2);
+                acc3 = fma(vec4<f32>(subgroupBroadcast(wv, 3u)), dv, acc3);
+                acc4 = fma(vec4<f32>(subgroupBroadcast(wv, 4u)), dv, acc4);
+                acc5 = fma(vec4<f32>(subgroupBroadcast(wv, 5u)), dv, acc5);
+                acc6 = fma(vec4<f32>(subgroupBroadcast(wv, 6u)), dv, acc6);
+                acc7 = fma(vec4<f32>(subgroupBroadcast(wv, 7u)), dv, acc7);
+            }
+        }
+    }
+    if (e_raw >= blocks) {
+        return;
+    }
+    var accs = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    for (var j = 0u; j < 8u; j++) {
+        let c = c0 + j;
+        if (c < p.ci) {
+            store_row(((n * p.ci + c) * p.h + iy) * p.w, ix0, p.w, accs[j]);
+        }
+    }
+}
+
