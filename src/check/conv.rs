@@ -178,7 +178,7 @@ impl Check for AvgPool {
 
 pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    // C_in 1 to 3, odd sizes, padding 0..3, kernels 1 to 7, strides 1 to 3
+    // C_in 1 to 10, odd sizes, padding 0..3, kernels 1 to 7, strides 1 to 3
     // (with sizes the stride does not divide, so the last window is cut).
     for (n, ci, h, w, co, k, pad, stride) in [
         (1, 1, 5, 5, 1, 3, 1, 1),
@@ -190,6 +190,10 @@ pub(super) fn cases() -> Vec<Case> {
         // The largest kernels the grammar is checked for: 6 (even) and 7.
         (2, 2, 9, 8, 3, 6, 0, 1),
         (1, 3, 11, 10, 9, 7, 3, 1),
+        // More than 8 input channels: a full block of 8 and a partial one
+        // (the input gradient's channel blocks), at strides 1 and 2.
+        (2, 10, 6, 7, 4, 3, 1, 1),
+        (2, 9, 7, 6, 5, 3, 1, 2),
         // Strided: the downsampling 3×3/2 of ResNets, a 1×1/2 shortcut, a
         // 7×7/2 stem, and strides 2 and 3 on odd sizes.
         (2, 3, 9, 8, 9, 3, 1, 2),
