@@ -172,7 +172,7 @@ fn the_buffer_pool_stays_under_its_cap_when_shapes_keep_changing() {
 
 #[test]
 fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
-    use wgtrain::device::gpu::tune::MatmulVariant;
+    use wgtrain::device::gpu::tune::{ConvVariant, MatmulVariant};
     use wgtrain::{CpuDevice, GpuDevice};
     let Some(gpu) = common::fresh_gpu() else {
         return;
@@ -211,11 +211,12 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     // then the product itself.
     if gpu.adapter_info().name.contains("llvmpipe") {
         assert!(gpu.has_bcast_matmul(), "lavapipe runs matmul_bcast");
-        // And the broadcast convolutions by default (so the checks of the
-        // default device run them; tests/gpu_matches_cpu.rs the plain ones).
+        // And the broadcast convolutions where untuned (the checks force
+        // each kernel: tests/gpu_matches_cpu.rs).
         let default = std::env::var_os("WGTRAIN_CONV").is_none();
-        assert!(gpu.bcast_conv() || !default);
-        assert!(!gpu.with_bcast_conv(false).bcast_conv());
+        assert!(gpu.conv_kernel() == ConvVariant::Bcast || !default);
+        let plain = gpu.with_conv_kernel(ConvVariant::Plain);
+        assert_eq!(plain.conv_kernel(), ConvVariant::Plain);
     }
     let candidates = MatmulVariant::candidates(true, 8, gpu.has_bcast_matmul()).len();
     let tuned = gpu.with_tuning(Some(cache.clone()));
@@ -232,7 +233,11 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     assert_eq!(table.len(), 1);
     assert_eq!(class, "NN m≤16 k≤32 n≤8 aligned");
     assert_eq!(t.micros.len(), candidates);
-    assert!(MatmulVariant::candidates(true, 8, true).contains(&t.kernel));
+    let names: Vec<_> = MatmulVariant::candidates(true, 8, true)
+        .into_iter()
+        .map(|v| v.name())
+        .collect();
+    assert!(names.contains(&t.kernel.as_str()));
     // Another device reads the cache file and times nothing.
     let again = gpu.with_tuning(Some(cache.clone()));
     let (c, dispatches) = product(&again);
@@ -242,6 +247,46 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     let forced = gpu.with_matmul_kernel(wgtrain::device::gpu::MatmulKernel::Tiled);
     assert!(forced.tuner().is_none());
     assert_eq!(product(&forced), (want, 1));
+}
+
+/// A convolution pass with two kernels is tuned like a matmul class: both
+/// timed once per process, then one dispatch; a forced kernel is not
+/// timed. Both kernels' results are checked in tests/gpu_matches_cpu.rs.
+#[test]
+fn convolution_tuning_times_both_kernels_once_per_class() {
+    use wgtrain::device::gpu::tune::ConvVariant;
+    use wgtrain::device::ConvStep;
+    use wgtrain::GpuDevice;
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    if !gpu.has_bcast_matmul() {
+        assert!(!gpu.adapter_info().name.contains("llvmpipe"));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tuned = gpu.with_tuning(Some(dir.path().join("tune.json")));
+    let x = tuned.full([2, 3, 9, 9], 1.0).unwrap();
+    let w = tuned.full([8, 3, 3, 3], 1.0).unwrap();
+    let step = ConvStep { stride: 1, pad: 1 };
+    let conv = |dev: &GpuDevice| {
+        let before = dev.stats().dispatches;
+        let y = dev.conv2d(&x, &w, None, step).unwrap();
+        (dev.download(&y).unwrap(), dev.stats().dispatches - before)
+    };
+    // A warm-up and one to three timed launches of each, then the pass.
+    let (y, dispatches) = conv(&tuned);
+    assert!((5..=9).contains(&dispatches), "{dispatches}");
+    // Ones: the centre pixel sums all 27 taps, a corner 12.
+    assert_eq!((y[9 * 4 + 4], y[0]), (27.0, 12.0));
+    assert_eq!(conv(&tuned), (y.clone(), 1));
+    let table = tuned.tuner().unwrap().table();
+    let (class, t) = table.iter().next().unwrap();
+    assert_eq!(table.len(), 1);
+    assert_eq!(class, "conv fwd n≤2 ci≤4 co≤8 in≤16×16 k3×3 s1 p1");
+    assert_eq!(t.micros.len(), 2);
+    let forced = tuned.with_conv_kernel(ConvVariant::Plain);
+    assert_eq!(conv(&forced), (y, 1));
 }
 
 /// The many-tensor updates record one dispatch per four tensors (a lone

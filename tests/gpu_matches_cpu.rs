@@ -7,6 +7,7 @@
 mod common;
 
 use wgtrain::check::{cases, check_case, Outcome, GROUPS};
+use wgtrain::device::gpu::tune::ConvVariant;
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::device::{Device, Precision};
 use wgtrain::CpuDevice;
@@ -49,15 +50,16 @@ fn check_group(group: &str) {
                 };
                 outcomes.push((name.into(), check_case(&cpu, &other, case)));
             }
-            // Convolutions likewise have a broadcast and a plain version.
-            let other = gpu.with_bcast_conv(!gpu.bcast_conv());
-            if group == "convolution and pooling" && other.bcast_conv() != gpu.bcast_conv() {
-                let name = if other.bcast_conv() {
-                    "bcast conv"
-                } else {
-                    "plain conv"
-                };
-                outcomes.push((name.into(), check_case(&cpu, &other, case)));
+            // Convolutions have a plain and a broadcast kernel: each forced
+            // (the default device's choice is tuned), where the adapter has
+            // the broadcast one.
+            if group == "convolution and pooling" {
+                for kernel in ConvVariant::ALL {
+                    if kernel == ConvVariant::Plain || gpu.has_bcast_matmul() {
+                        let forced = gpu.with_conv_kernel(kernel);
+                        outcomes.push((format!("{kernel:?}"), check_case(&cpu, &forced, case)));
+                    }
+                }
             }
         }
         for (variant, o) in outcomes {

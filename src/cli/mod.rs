@@ -67,9 +67,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees and say which one wgtrain would use.
     Devices(devices::DevicesArgs),
-    /// Time the GPU's matmul kernels on the benchmark workloads' shapes and
-    /// cache the fastest per shape class (training tunes new shapes on first
-    /// use; WGTRAIN_TUNE=0 turns tuning off); prints the table.
+    /// Time the GPU's matmul and convolution kernels on the benchmark
+    /// workloads' shapes and cache the fastest per shape class (training
+    /// tunes new shapes on first use; WGTRAIN_TUNE=0 turns tuning off);
+    /// prints the table.
     Tune(tune::TuneArgs),
     /// Run every GPU operation against the CPU reference on random inputs and
     /// print a table of errors; exits non-zero if any operation disagrees.

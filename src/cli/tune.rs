@@ -1,9 +1,9 @@
-//! `wgtrain tune`: tunes the GPU's matmul kernels ahead of training, on the
-//! shapes of the benchmark workloads, and prints the table.
+//! `wgtrain tune`: tunes the GPU's matmul and convolution kernels ahead of
+//! training, on the shapes of the benchmark workloads, and prints the table.
 
 use clap::Args;
 use wgtrain::bench::{Budget, Prepared};
-use wgtrain::device::gpu::tune::MatmulVariant;
+use wgtrain::device::gpu::tune::{ConvVariant, MatmulVariant, Variant};
 use wgtrain::device::Precision;
 use wgtrain::{Device, Error, GpuDevice};
 
@@ -34,7 +34,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let mut dev = GpuDevice::new()?.with_precision(args.precision)?;
     let Some(path) = dev.tuner().map(|t| t.path().cloned()) else {
         return Err(Error::Config(
-            "matmul tuning is off (WGTRAIN_TUNE=0, or WGTRAIN_MATMUL forces a kernel)".into(),
+            "kernel tuning is off (WGTRAIN_TUNE=0, or WGTRAIN_MATMUL forces a matmul kernel)"
+                .into(),
         )
         .into());
     };
@@ -68,18 +69,23 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "matmul kernels tuned on {} (each candidate's best launch, µs):",
+        "matmul and convolution kernels tuned on {} (each candidate's best launch, µs):",
         dev.adapter_info().name
     );
-    let mut header = format!("{:<44} {:<10}", "shape class", "kernel");
-    for v in MatmulVariant::ALL {
-        header.push_str(&format!(" {:>9}", v.name()));
+    let kernels: Vec<&str> = MatmulVariant::ALL
+        .iter()
+        .map(|v| v.name())
+        .chain(ConvVariant::ALL.iter().map(|v| v.name()))
+        .collect();
+    let mut header = format!("{:<48} {:<10}", "shape class", "kernel");
+    for name in &kernels {
+        header.push_str(&format!(" {name:>9}"));
     }
     println!("{header}");
     for (class, t) in &table {
-        let mut row = format!("{:<44} {:<10}", class, t.kernel.name());
-        for v in MatmulVariant::ALL {
-            let us = t.micros.get(v.name());
+        let mut row = format!("{:<48} {:<10}", class, t.kernel);
+        for name in &kernels {
+            let us = t.micros.get(*name);
             row.push_str(&format!(
                 " {:>9}",
                 us.map_or("–".to_string(), |v| format!("{v:.0}"))

@@ -15,6 +15,7 @@ pub use adapter::{list_adapters, AdapterSummary};
 pub use context::GpuStats;
 
 use self::context::{Context, PooledBuffer};
+use self::tune::ConvVariant;
 use super::{
     same_count, Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad, MatmulSpec,
     PoolWindow, Precision, Reduce, Tensor,
@@ -123,9 +124,10 @@ pub struct GpuDevice {
     /// vec4 loads where the rows allow (shaders/reduce.wgsl `softmax_lane4`,
     /// `sum_cols_lane4`): on software adapters, by default.
     lane_rows: bool,
-    /// The convolution's forward pass and input gradient share weights by
-    /// subgroup broadcasts (shaders/conv2d_bcast.wgsl).
-    bcast_conv: bool,
+    /// The kernel forced on the convolution passes that have two
+    /// (`WGTRAIN_CONV`, [`GpuDevice::with_conv_kernel`]); `None`: tuned, or
+    /// where tuning is off the fixed rule ([`GpuDevice::conv_kernel`]).
+    conv_forced: Option<ConvVariant>,
     /// What matmul operands are rounded to (f16 needs `SHADER_F16`).
     precision: Precision,
 }
@@ -209,16 +211,11 @@ impl GpuDevice {
                 Ok("1" | "on" | "true" | "yes") => true,
                 _ => !software,
             };
-        // On software adapters by default, where they are measured
-        // (llvmpipe: T4's forward convolutions 10 → 5 ms a step, its input
-        // gradient 7 → 3); elsewhere unmeasured, so off unless asked for.
-        let bcast_conv = has
-            && ctx.info.subgroup_min_size >= 8
-            && match std::env::var("WGTRAIN_CONV").as_deref() {
-                Ok("bcast") => true,
-                Ok("plain") => false,
-                _ => software,
-            };
+        let conv_forced = match std::env::var("WGTRAIN_CONV").as_deref() {
+            Ok("bcast") => Some(ConvVariant::Bcast),
+            Ok("plain") => Some(ConvVariant::Plain),
+            _ => None,
+        };
         Ok(GpuDevice {
             ctx,
             placeholder,
@@ -226,7 +223,7 @@ impl GpuDevice {
             tuner,
             subgroups,
             lane_rows: software,
-            bcast_conv,
+            conv_forced,
             precision: Precision::F32,
         })
     }
@@ -278,20 +275,30 @@ impl GpuDevice {
         }
     }
 
-    /// Whether the convolution's forward pass and input gradient use the
-    /// kernels of shaders/conv2d_bcast.wgsl, which share each tap's weights
-    /// across a subgroup by broadcasts: where the adapter can
-    /// ([`GpuDevice::has_bcast_matmul`]), by default on software adapters
-    /// (`WGTRAIN_CONV=bcast|plain` decides otherwise).
-    pub fn bcast_conv(&self) -> bool {
-        self.bcast_conv
+    /// The kernel the convolution's forward pass and input gradient use
+    /// where they are not tuned: the forced one (`WGTRAIN_CONV=bcast|plain`,
+    /// [`GpuDevice::with_conv_kernel`]), else the fixed rule: the kernels of
+    /// shaders/conv2d_bcast.wgsl, which share each tap's weights across a
+    /// subgroup by broadcasts, on software adapters that can run them
+    /// ([`GpuDevice::has_bcast_matmul`]; llvmpipe: T4's forward passes 10 →
+    /// 5 ms a step, its input gradient 7 → 3), the plain ones elsewhere.
+    /// With tuning on, an unforced device times both per shape class.
+    pub fn conv_kernel(&self) -> ConvVariant {
+        let software = matches!(self.ctx.info.device_type, wgpu::DeviceType::Cpu);
+        match self.conv_forced {
+            _ if !self.has_bcast_matmul() => ConvVariant::Plain,
+            Some(v) => v,
+            None if software => ConvVariant::Bcast,
+            None => ConvVariant::Plain,
+        }
     }
 
-    /// The same device with those kernels on or off (on only where the
-    /// adapter can run them), for tests and benchmarks that compare the two.
-    pub fn with_bcast_conv(&self, on: bool) -> Self {
+    /// The same device with `kernel` forced on those passes, untuned
+    /// (`Bcast` runs only where the adapter can run it; elsewhere `Plain`
+    /// does), for tests and benchmarks that compare the two.
+    pub fn with_conv_kernel(&self, kernel: ConvVariant) -> Self {
         GpuDevice {
-            bcast_conv: on && self.has_bcast_matmul(),
+            conv_forced: Some(kernel),
             ..self.clone()
         }
     }

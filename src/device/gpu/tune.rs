@@ -1,17 +1,22 @@
-//! Autotuning of the matmul kernel: the first matmul of each shape class
-//! (operand layout, epilogue, every size rounded up to a power of two,
-//! whether the vec4 kernel applies) times every kernel that can compute it
-//! on the real operands and keeps the fastest. Winners are kept for the
-//! process and in a cache file per adapter, driver and wgtrain version, so a
-//! later run skips the timing and launches the same kernels.
+//! Autotuning of the matmul and convolution kernels: the first matmul of
+//! each shape class (operand layout, epilogue, every size rounded up to a
+//! power of two, whether the vec4 kernel applies) times every kernel that
+//! can compute it on the real operands and keeps the fastest; so does the
+//! first convolution of each class ([`conv_class`]: its pass and sizes
+//! rounded likewise), where there is more than one kernel for it
+//! ([`ConvVariant`]). Winners are kept for the process and in a cache file
+//! per adapter, driver and wgtrain version, so a later run skips the timing
+//! and launches the same kernels.
 //!
 //! Kernels differ in summation order, so two runs are bit-identical only
 //! when they make the same choices: the same seed and device, and a cache
 //! file that already holds every shape class the runs use (a class tuned
 //! afresh may pick another kernel, by timing).
-//! `WGTRAIN_TUNE=0` turns tuning off (the fixed rule: the barrier-free
-//! kernels on software adapters, the tiled one elsewhere), as does forcing a
-//! kernel (`WGTRAIN_MATMUL`, [`super::GpuDevice::with_matmul_kernel`]).
+//! `WGTRAIN_TUNE=0` turns tuning off (the fixed rules: the barrier-free
+//! matmul kernels on software adapters, the tiled one elsewhere; the
+//! broadcast convolutions on software adapters that can run them), as does
+//! forcing a kernel (`WGTRAIN_MATMUL`, [`super::GpuDevice::with_matmul_kernel`];
+//! `WGTRAIN_CONV`, [`super::GpuDevice::with_conv_kernel`]).
 //! `WGTRAIN_TUNE_CACHE=FILE` puts the cache elsewhere than the user's cache
 //! directory. `wgtrain tune` tunes ahead and prints the table.
 
@@ -23,6 +28,44 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+
+/// A kernel the tuner can choose: named in the table and the cache file.
+pub trait Variant: Copy + PartialEq {
+    /// The kernel's name in the table.
+    fn name(self) -> &'static str;
+}
+
+/// One convolution kernel of a pass that has two (the forward pass and the
+/// input gradient).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// shaders/conv2d.wgsl: each invocation loads its 8 channels' weights.
+    Plain,
+    /// shaders/conv2d_bcast.wgsl: lanes 0-7 of a subgroup load one weight
+    /// each and share them by broadcasts; adapters with subgroups of at
+    /// least 8.
+    Bcast,
+}
+
+impl ConvVariant {
+    /// Both kernels, in the order `wgtrain tune` prints them.
+    pub const ALL: [ConvVariant; 2] = [ConvVariant::Plain, ConvVariant::Bcast];
+}
+
+impl Variant for ConvVariant {
+    fn name(self) -> &'static str {
+        match self {
+            ConvVariant::Plain => "plain",
+            ConvVariant::Bcast => "bcast",
+        }
+    }
+}
+
+impl Variant for MatmulVariant {
+    fn name(self) -> &'static str {
+        MatmulVariant::name(self)
+    }
+}
 
 /// One matmul kernel of shaders/matmul.wgsl.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,8 +174,8 @@ impl MatmulVariant {
 /// What tuning found for one shape class.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Tuned {
-    /// The fastest kernel.
-    pub kernel: MatmulVariant,
+    /// The fastest kernel's name ([`Variant::name`]).
+    pub kernel: String,
     /// Each candidate's best time, in microseconds.
     pub micros: BTreeMap<String, f64>,
 }
@@ -178,6 +221,25 @@ pub fn shape_class(
         n.next_power_of_two(),
         if aligned { " aligned" } else { "" },
         if epilogue { " +bias" } else { "" },
+    )
+}
+
+/// The shape class a convolution pass is tuned for: the pass (`fwd`,
+/// `dx`), every size rounded up to a power of two, the kernel size, stride
+/// and padding.
+pub(crate) fn conv_class(pass: &str, g: &crate::device::ConvGeom) -> String {
+    let p2 = usize::next_power_of_two;
+    format!(
+        "conv {pass} n≤{} ci≤{} co≤{} in≤{}×{} k{}×{} s{} p{}",
+        p2(g.n),
+        p2(g.ci),
+        p2(g.co),
+        p2(g.h),
+        p2(g.w),
+        g.kh,
+        g.kw,
+        g.stride,
+        g.pad
     )
 }
 
@@ -236,17 +298,18 @@ impl Tuner {
     /// seconds, the GPU idle before and after), which is then cached. The
     /// table stays locked while a class is timed, so threads sharing the
     /// device never see two choices for one class.
-    pub fn choose(
+    pub fn choose<V: Variant>(
         &self,
         key: &str,
-        candidates: &[MatmulVariant],
-        mut time: impl FnMut(MatmulVariant) -> Result<f64>,
-    ) -> Result<MatmulVariant> {
+        candidates: &[V],
+        mut time: impl FnMut(V) -> Result<f64>,
+    ) -> Result<V> {
         let mut table = self.lock();
         if let Some(t) = table.get(key) {
             let all_timed = candidates.iter().all(|c| t.micros.contains_key(c.name()));
-            if candidates.contains(&t.kernel) && all_timed {
-                return Ok(t.kernel);
+            let cached = candidates.iter().find(|c| c.name() == t.kernel);
+            if let (Some(&kernel), true) = (cached, all_timed) {
+                return Ok(kernel);
             }
         }
         // Every candidate is warmed up first (pipeline creation, caches),
@@ -270,7 +333,7 @@ impl Tuner {
             }
         }
         let mut micros = BTreeMap::new();
-        let mut best: Option<(MatmulVariant, f64)> = None;
+        let mut best: Option<(V, f64)> = None;
         for (&v, &t) in candidates.iter().zip(&best_of) {
             micros.insert(v.name().to_string(), t * 1e6);
             if best.is_none_or(|(_, b)| t < b) {
@@ -278,7 +341,14 @@ impl Tuner {
             }
         }
         let kernel = best.map_or(candidates[0], |(v, _)| v);
-        table.insert(key.to_string(), Tuned { kernel, micros });
+        let name = kernel.name().to_string();
+        table.insert(
+            key.to_string(),
+            Tuned {
+                kernel: name,
+                micros,
+            },
+        );
         drop(table);
         self.save();
         Ok(kernel)
@@ -434,7 +504,7 @@ mod tests {
         t2.lock().insert(
             old.clone(),
             Tuned {
-                kernel: MatmulVariant::Blocked,
+                kernel: "blocked".into(),
                 micros: micros.into(),
             },
         );
@@ -466,7 +536,7 @@ mod tests {
             .choose("NN m≤8 k≤8 n≤8", &[MatmulVariant::Tiled], |_| Ok(1.0))
             .unwrap();
         assert_eq!(got, MatmulVariant::Tiled);
-        assert_eq!(t.table()["NN m≤8 k≤8 n≤8"].kernel, MatmulVariant::Tiled);
+        assert_eq!(t.table()["NN m≤8 k≤8 n≤8"].kernel, "tiled");
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{ not a tune cache"

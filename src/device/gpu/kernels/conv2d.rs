@@ -1,6 +1,9 @@
 //! Launchers for shaders/conv2d.wgsl.
 
+use std::time::Instant;
+
 use super::{launch, u32_of};
+use crate::device::gpu::tune::{conv_class, ConvVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor};
 use crate::device::{ConvGeom, ConvStep, Device, Tensor};
 use crate::error::{Error, Result};
@@ -36,16 +39,45 @@ const BCAST_WG: usize = 8;
 
 /// The grid of a kernel of shaders/conv2d_bcast.wgsl over `blocks` 4-pixel
 /// blocks per image, `channels` channels and `n` images, or `None` where
-/// the device does not use those kernels ([`GpuDevice::bcast_conv`]) or the
-/// grid exceeds the adapter's limits (the plain kernels then run, whose
-/// grid is one-dimensional).
+/// the adapter cannot run those kernels or the grid exceeds its limits
+/// (the plain kernels then run, whose grid is one-dimensional).
 fn bcast_grid(dev: &GpuDevice, blocks: usize, channels: usize, n: usize) -> Option<[u32; 3]> {
-    if !dev.bcast_conv() {
+    if !dev.has_bcast_matmul() {
         return None;
     }
     let dims = [blocks.div_ceil(BCAST_WG), channels.div_ceil(8), n];
     let grid = dims.map(|d| u32::try_from(d).unwrap_or(u32::MAX));
     dev.ctx.check_grid("conv2d", grid).ok()
+}
+
+/// The kernel for pass `pass` (`fwd`, `dx`) of `g`: the plain one where the
+/// broadcast one cannot run (`bcast_fits` false), else the forced one
+/// ([`GpuDevice::with_conv_kernel`]), else the faster of the two as the
+/// tuner timed `run` on these operands, each launch alone on an idle GPU,
+/// else (tuning off) the fixed rule ([`GpuDevice::conv_kernel`]).
+fn choose(
+    dev: &GpuDevice,
+    pass: &str,
+    g: &ConvGeom,
+    bcast_fits: bool,
+    run: impl Fn(ConvVariant) -> Result<()>,
+) -> Result<ConvVariant> {
+    if !bcast_fits {
+        return Ok(ConvVariant::Plain);
+    }
+    if let Some(v) = dev.conv_forced {
+        return Ok(v);
+    }
+    let Some(tuner) = &dev.tuner else {
+        return Ok(dev.conv_kernel());
+    };
+    tuner.choose(&conv_class(pass, g), &ConvVariant::ALL, |v| {
+        dev.ctx.wait_idle()?;
+        let t = Instant::now();
+        run(v)?;
+        dev.ctx.wait_idle()?;
+        Ok(t.elapsed().as_secs_f64())
+    })
 }
 
 /// Invocations of a kernel blocked 8 channels × 4 positions.
@@ -104,34 +136,42 @@ pub(crate) fn forward(
     let out = dev.empty(g.out_shape())?;
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
     let has_bias = if bias.is_some() { 1.0 } else { 0.0 };
-    if let Some(grid) = bcast_grid(dev, g.ho * g.wo.div_ceil(4), g.co, g.n) {
-        launch(
-            dev,
-            shader!("conv2d", "conv2d_bcast"),
-            "conv2d_forward_bcast",
-            &[
-                ("HAS_BIAS", has_bias),
-                ("STRIDE", stride_constant(&g)?),
-                ("CONV_WG", BCAST_WG as f64),
-                ("KH", g.kh as f64),
-                ("KW", g.kw as f64),
-            ],
-            &[(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())],
-            &Params::new(&g)?,
-            grid,
-        );
-        return Ok(out);
-    }
-    let grid = dev.ctx.grid_1d("conv2d", blocked(g.co, g.ho, g.wo, g.n))?;
-    launch(
-        dev,
-        shader!("conv2d"),
-        "conv2d_forward",
-        &[("HAS_BIAS", has_bias), ("STRIDE", stride_constant(&g)?)],
-        &[(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())],
-        &Params::new(&g)?,
-        grid,
-    );
+    let params = Params::new(&g)?;
+    let bindings = [(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())];
+    let bcast = bcast_grid(dev, g.ho * g.wo.div_ceil(4), g.co, g.n);
+    let plain = dev.ctx.grid_1d("conv2d", blocked(g.co, g.ho, g.wo, g.n))?;
+    let stride = stride_constant(&g)?;
+    let run = |v: ConvVariant| {
+        match (v, bcast) {
+            (ConvVariant::Bcast, Some(grid)) => launch(
+                dev,
+                shader!("conv2d", "conv2d_bcast"),
+                "conv2d_forward_bcast",
+                &[
+                    ("HAS_BIAS", has_bias),
+                    ("STRIDE", stride),
+                    ("CONV_WG", BCAST_WG as f64),
+                    ("KH", g.kh as f64),
+                    ("KW", g.kw as f64),
+                ],
+                &bindings,
+                &params,
+                grid,
+            ),
+            _ => launch(
+                dev,
+                shader!("conv2d"),
+                "conv2d_forward",
+                &[("HAS_BIAS", has_bias), ("STRIDE", stride)],
+                &bindings,
+                &params,
+                plain,
+            ),
+        }
+        Ok(())
+    };
+    let v = choose(dev, "fwd", &g, bcast.is_some(), run)?;
+    run(v)?;
     Ok(out)
 }
 
@@ -144,35 +184,43 @@ pub(crate) fn input_grad(
 ) -> Result<GpuTensor> {
     let g = ConvGeom::backward("conv2d_input_grad", x_shape, w.shape(), dy.shape(), step)?;
     let out = dev.empty(g.in_shape())?;
-    if let Some(grid) = bcast_grid(dev, g.h * g.w.div_ceil(4), g.ci, g.n) {
-        launch(
-            dev,
-            shader!("conv2d", "conv2d_bcast"),
-            "conv2d_input_grad_bcast",
-            &[
-                ("STRIDE", stride_constant(&g)?),
-                ("CONV_WG", BCAST_WG as f64),
-                ("KH", g.kh as f64),
-                ("KW", g.kw as f64),
-            ],
-            &[(0, dy.buf()), (1, w.buf()), (3, out.buf())],
-            &Params::new(&g)?,
-            grid,
-        );
-        return Ok(out);
-    }
-    let grid = dev
+    let params = Params::new(&g)?;
+    let bindings = [(0, dy.buf()), (1, w.buf()), (3, out.buf())];
+    let bcast = bcast_grid(dev, g.h * g.w.div_ceil(4), g.ci, g.n);
+    let plain = dev
         .ctx
         .grid_1d("conv2d_input_grad", blocked(g.ci, g.h, g.w, g.n))?;
-    launch(
-        dev,
-        shader!("conv2d"),
-        "conv2d_input_grad",
-        &[("STRIDE", stride_constant(&g)?)],
-        &[(0, dy.buf()), (1, w.buf()), (3, out.buf())],
-        &Params::new(&g)?,
-        grid,
-    );
+    let stride = stride_constant(&g)?;
+    let run = |v: ConvVariant| {
+        match (v, bcast) {
+            (ConvVariant::Bcast, Some(grid)) => launch(
+                dev,
+                shader!("conv2d", "conv2d_bcast"),
+                "conv2d_input_grad_bcast",
+                &[
+                    ("STRIDE", stride),
+                    ("CONV_WG", BCAST_WG as f64),
+                    ("KH", g.kh as f64),
+                    ("KW", g.kw as f64),
+                ],
+                &bindings,
+                &params,
+                grid,
+            ),
+            _ => launch(
+                dev,
+                shader!("conv2d"),
+                "conv2d_input_grad",
+                &[("STRIDE", stride)],
+                &bindings,
+                &params,
+                plain,
+            ),
+        }
+        Ok(())
+    };
+    let v = choose(dev, "dx", &g, bcast.is_some(), run)?;
+    run(v)?;
     Ok(out)
 }
 
