@@ -2,7 +2,7 @@
 //! each shape class (operand layout, epilogue, every size rounded up to a
 //! power of two, whether the vec4 kernel applies) times every kernel that
 //! can compute it on the real operands and keeps the fastest; so does the
-//! first convolution of each class ([`conv_class`]: its pass and sizes
+//! first convolution of each class (`conv_class`: its pass and sizes
 //! rounded likewise), where there is more than one kernel for it
 //! ([`ConvVariant`]). Winners are kept for the process and in a cache file
 //! per adapter, driver and wgtrain version, so a later run skips the timing
