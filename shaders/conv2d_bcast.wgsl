@@ -26,6 +26,20 @@ override CONV_WG: u32 = 8u; // invocations per workgroup
 override KH: u32 = 3u;      // kernel height, = p.kh (a constant, so the
 override KW: u32 = 3u;      // kernel width, = p.kw   tap loops unroll)
 
+// acc[j] += (lane j's `w`) · v for the 8 channels j: each lane's
+// accumulators take the weight lane j loaded by broadcast. The indices are
+// constants, so the array stays in registers.
+fn fma_lanes8(acc: ptr<function, array<vec4<f32>, 8>>, w: f32, v: vec4<f32>) {
+    (*acc)[0] = fma(vec4<f32>(subgroupBroadcast(w, 0u)), v, (*acc)[0]);
+    (*acc)[1] = fma(vec4<f32>(subgroupBroadcast(w, 1u)), v, (*acc)[1]);
+    (*acc)[2] = fma(vec4<f32>(subgroupBroadcast(w, 2u)), v, (*acc)[2]);
+    (*acc)[3] = fma(vec4<f32>(subgroupBroadcast(w, 3u)), v, (*acc)[3]);
+    (*acc)[4] = fma(vec4<f32>(subgroupBroadcast(w, 4u)), v, (*acc)[4]);
+    (*acc)[5] = fma(vec4<f32>(subgroupBroadcast(w, 5u)), v, (*acc)[5]);
+    (*acc)[6] = fma(vec4<f32>(subgroupBroadcast(w, 6u)), v, (*acc)[6]);
+    (*acc)[7] = fma(vec4<f32>(subgroupBroadcast(w, 7u)), v, (*acc)[7]);
+}
+
 @compute @workgroup_size(CONV_WG)
 fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32,
@@ -41,14 +55,7 @@ fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
     let taps = KH * KW;
     // The weights lane `lane` loads: channel co0 + lane (clamped).
     let w_mine = min(co0 + lane % 8u, p.co - 1u) * p.ci * taps;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
+    var acc = array<vec4<f32>, 8>();
     for (var c = 0u; c < p.ci; c++) {
         let plane = (n * p.ci + c) * p.h * p.w;
         for (var ky = 0u; ky < KH; ky++) {
@@ -69,21 +76,13 @@ fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
                 let t = (c * KH + ky) * KW + kx;
                 let wv = wt[w_mine + t];
                 let xv = select(vec4<f32>(0.0), window, row_in);
-                acc0 = fma(vec4<f32>(subgroupBroadcast(wv, 0u)), xv, acc0);
-                acc1 = fma(vec4<f32>(subgroupBroadcast(wv, 1u)), xv, acc1);
-                acc2 = fma(vec4<f32>(subgroupBroadcast(wv, 2u)), xv, acc2);
-                acc3 = fma(vec4<f32>(subgroupBroadcast(wv, 3u)), xv, acc3);
-                acc4 = fma(vec4<f32>(subgroupBroadcast(wv, 4u)), xv, acc4);
-                acc5 = fma(vec4<f32>(subgroupBroadcast(wv, 5u)), xv, acc5);
-                acc6 = fma(vec4<f32>(subgroupBroadcast(wv, 6u)), xv, acc6);
-                acc7 = fma(vec4<f32>(subgroupBroadcast(wv, 7u)), xv, acc7);
+                fma_lanes8(&acc, wv, xv);
             }
         }
     }
     if (e_raw >= blocks) {
         return;
     }
-    var accs = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
     for (var j = 0u; j < 8u; j++) {
         let co = co0 + j;
         if (co < p.co) {
@@ -91,7 +90,7 @@ fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
             if (HAS_BIAS) {
                 b = bias[co];
             }
-            store_row(((n * p.co + co) * p.ho + oy) * p.wo, ox0, p.wo, accs[j] + b);
+            store_row(((n * p.co + co) * p.ho + oy) * p.wo, ox0, p.wo, acc[j] + b);
         }
     }
 }
@@ -114,14 +113,7 @@ fn conv2d_input_grad_bcast(@builtin(workgroup_id) wid: vec3<u32>,
     let n = wid.z;
     let taps = KH * KW;
     let w_mine = min(c0 + lane % 8u, p.ci - 1u) * taps;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
+    var acc = array<vec4<f32>, 8>();
     for (var co = 0u; co < p.co; co++) {
         let plane = (n * p.co + co) * p.ho * p.wo;
         let wbase = co * p.ci * taps + w_mine;
@@ -144,25 +136,17 @@ fn conv2d_input_grad_bcast(@builtin(workgroup_id) wid: vec3<u32>,
                 }
                 let wv = wt[wbase + ky * KW + kx];
                 let dv = select(vec4<f32>(0.0), window, row_in);
-                acc0 = fma(vec4<f32>(subgroupBroadcast(wv, 0u)), dv, acc0);
-                acc1 = fma(vec4<f32>(subgroupBroadcast(wv, 1u)), dv, acc1);
-                acc2 = fma(vec4<f32>(subgroupBroadcast(wv, 2u)), dv, acc2);
-                acc3 = fma(vec4<f32>(subgroupBroadcast(wv, 3u)), dv, acc3);
-                acc4 = fma(vec4<f32>(subgroupBroadcast(wv, 4u)), dv, acc4);
-                acc5 = fma(vec4<f32>(subgroupBroadcast(wv, 5u)), dv, acc5);
-                acc6 = fma(vec4<f32>(subgroupBroadcast(wv, 6u)), dv, acc6);
-                acc7 = fma(vec4<f32>(subgroupBroadcast(wv, 7u)), dv, acc7);
+                fma_lanes8(&acc, wv, dv);
             }
         }
     }
     if (e_raw >= blocks) {
         return;
     }
-    var accs = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
     for (var j = 0u; j < 8u; j++) {
         let c = c0 + j;
         if (c < p.ci) {
-            store_row(((n * p.ci + c) * p.h + iy) * p.w, ix0, p.w, accs[j]);
+            store_row(((n * p.ci + c) * p.h + iy) * p.w, ix0, p.w, acc[j]);
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use super::{launch, u32_of};
+use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::tune::{conv_class, ConvVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor};
 use crate::device::{ConvGeom, ConvStep, Device, Tensor};
@@ -48,6 +49,60 @@ fn bcast_grid(dev: &GpuDevice, blocks: usize, channels: usize, n: usize) -> Opti
     let dims = [blocks.div_ceil(BCAST_WG), channels.div_ceil(8), n];
     let grid = dims.map(|d| u32::try_from(d).unwrap_or(u32::MAX));
     dev.ctx.check_grid("conv2d", grid).ok()
+}
+
+/// A convolution pass with a plain kernel (shaders/conv2d.wgsl) and a
+/// broadcast one (shaders/conv2d_bcast.wgsl), over the same bindings.
+struct TwoKernels<'a> {
+    /// The pass in the tuner's classes (`fwd`, `dx`).
+    pass: &'static str,
+    /// The plain and the broadcast kernel's entry points.
+    entries: (&'static str, &'static str),
+    /// Pipeline constants both take.
+    constants: &'a [(&'static str, f64)],
+    bindings: &'a [(u32, &'a PooledBuffer)],
+    /// The plain kernel's grid.
+    plain: [u32; 3],
+    /// The broadcast kernel's grid, where it can run ([`bcast_grid`]).
+    bcast: Option<[u32; 3]>,
+}
+
+impl TwoKernels<'_> {
+    /// Records the pass with the kernel [`choose`] picks for `g`.
+    fn run(&self, dev: &GpuDevice, g: &ConvGeom) -> Result<()> {
+        let params = Params::new(g)?;
+        let mut bcast_constants = self.constants.to_vec();
+        bcast_constants.extend([
+            ("CONV_WG", BCAST_WG as f64),
+            ("KH", g.kh as f64),
+            ("KW", g.kw as f64),
+        ]);
+        let launch_one = |v: ConvVariant| {
+            match (v, self.bcast) {
+                (ConvVariant::Bcast, Some(grid)) => launch(
+                    dev,
+                    shader!("conv2d", "conv2d_bcast"),
+                    self.entries.1,
+                    &bcast_constants,
+                    self.bindings,
+                    &params,
+                    grid,
+                ),
+                _ => launch(
+                    dev,
+                    shader!("conv2d"),
+                    self.entries.0,
+                    self.constants,
+                    self.bindings,
+                    &params,
+                    self.plain,
+                ),
+            }
+            Ok(())
+        };
+        let v = choose(dev, self.pass, g, self.bcast.is_some(), launch_one)?;
+        launch_one(v)
+    }
 }
 
 /// The kernel for pass `pass` (`fwd`, `dx`) of `g`: the plain one where the
@@ -136,42 +191,15 @@ pub(crate) fn forward(
     let out = dev.empty(g.out_shape())?;
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
     let has_bias = if bias.is_some() { 1.0 } else { 0.0 };
-    let params = Params::new(&g)?;
-    let bindings = [(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())];
-    let bcast = bcast_grid(dev, g.ho * g.wo.div_ceil(4), g.co, g.n);
-    let plain = dev.ctx.grid_1d("conv2d", blocked(g.co, g.ho, g.wo, g.n))?;
-    let stride = stride_constant(&g)?;
-    let run = |v: ConvVariant| {
-        match (v, bcast) {
-            (ConvVariant::Bcast, Some(grid)) => launch(
-                dev,
-                shader!("conv2d", "conv2d_bcast"),
-                "conv2d_forward_bcast",
-                &[
-                    ("HAS_BIAS", has_bias),
-                    ("STRIDE", stride),
-                    ("CONV_WG", BCAST_WG as f64),
-                    ("KH", g.kh as f64),
-                    ("KW", g.kw as f64),
-                ],
-                &bindings,
-                &params,
-                grid,
-            ),
-            _ => launch(
-                dev,
-                shader!("conv2d"),
-                "conv2d_forward",
-                &[("HAS_BIAS", has_bias), ("STRIDE", stride)],
-                &bindings,
-                &params,
-                plain,
-            ),
-        }
-        Ok(())
-    };
-    let v = choose(dev, "fwd", &g, bcast.is_some(), run)?;
-    run(v)?;
+    TwoKernels {
+        pass: "fwd",
+        entries: ("conv2d_forward", "conv2d_forward_bcast"),
+        constants: &[("HAS_BIAS", has_bias), ("STRIDE", stride_constant(&g)?)],
+        bindings: &[(0, x.buf()), (1, w.buf()), (2, bias_buf), (3, out.buf())],
+        plain: dev.ctx.grid_1d("conv2d", blocked(g.co, g.ho, g.wo, g.n))?,
+        bcast: bcast_grid(dev, g.ho * g.wo.div_ceil(4), g.co, g.n),
+    }
+    .run(dev, &g)?;
     Ok(out)
 }
 
@@ -184,43 +212,17 @@ pub(crate) fn input_grad(
 ) -> Result<GpuTensor> {
     let g = ConvGeom::backward("conv2d_input_grad", x_shape, w.shape(), dy.shape(), step)?;
     let out = dev.empty(g.in_shape())?;
-    let params = Params::new(&g)?;
-    let bindings = [(0, dy.buf()), (1, w.buf()), (3, out.buf())];
-    let bcast = bcast_grid(dev, g.h * g.w.div_ceil(4), g.ci, g.n);
-    let plain = dev
-        .ctx
-        .grid_1d("conv2d_input_grad", blocked(g.ci, g.h, g.w, g.n))?;
-    let stride = stride_constant(&g)?;
-    let run = |v: ConvVariant| {
-        match (v, bcast) {
-            (ConvVariant::Bcast, Some(grid)) => launch(
-                dev,
-                shader!("conv2d", "conv2d_bcast"),
-                "conv2d_input_grad_bcast",
-                &[
-                    ("STRIDE", stride),
-                    ("CONV_WG", BCAST_WG as f64),
-                    ("KH", g.kh as f64),
-                    ("KW", g.kw as f64),
-                ],
-                &bindings,
-                &params,
-                grid,
-            ),
-            _ => launch(
-                dev,
-                shader!("conv2d"),
-                "conv2d_input_grad",
-                &[("STRIDE", stride)],
-                &bindings,
-                &params,
-                plain,
-            ),
-        }
-        Ok(())
-    };
-    let v = choose(dev, "dx", &g, bcast.is_some(), run)?;
-    run(v)?;
+    TwoKernels {
+        pass: "dx",
+        entries: ("conv2d_input_grad", "conv2d_input_grad_bcast"),
+        constants: &[("STRIDE", stride_constant(&g)?)],
+        bindings: &[(0, dy.buf()), (1, w.buf()), (3, out.buf())],
+        plain: dev
+            .ctx
+            .grid_1d("conv2d_input_grad", blocked(g.ci, g.h, g.w, g.n))?,
+        bcast: bcast_grid(dev, g.h * g.w.div_ceil(4), g.ci, g.n),
+    }
+    .run(dev, &g)?;
     Ok(out)
 }
 
