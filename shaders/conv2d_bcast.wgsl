@@ -26,6 +26,24 @@ override CONV_WG: u32 = 8u; // invocations per workgroup
 override KH: u32 = 3u;      // kernel height, = p.kh (a constant, so the
 override KW: u32 = 3u;      // kernel width, = p.kw   tap loops unroll)
 
+// The 4-pixel block of a rows×cols plane that invocation `lid` of
+// workgroup `wid_x` owns: its first column and its row, clamped to the
+// last block, and whether the invocation is past that (it then computes the
+// last block again and stores nothing).
+struct PixelBlock {
+    x0: u32,
+    y: u32,
+    past_end: bool,
+}
+
+fn pixel_block(wid_x: u32, lid: u32, rows: u32, cols: u32) -> PixelBlock {
+    let blocks_x = (cols + 3u) / 4u;
+    let blocks = rows * blocks_x;
+    let e_raw = wid_x * CONV_WG + lid;
+    let e = min(e_raw, blocks - 1u);
+    return PixelBlock((e % blocks_x) * 4u, e / blocks_x, e_raw >= blocks);
+}
+
 // acc[j] += (lane j's `w`) · v for the 8 channels j: each lane's
 // accumulators take the weight lane j loaded by broadcast. The indices are
 // constants, so the array stays in registers.
@@ -44,12 +62,9 @@ fn fma_lanes8(acc: ptr<function, array<vec4<f32>, 8>>, w: f32, v: vec4<f32>) {
 fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32,
                         @builtin(subgroup_invocation_id) lane: u32) {
-    let blocks_x = (p.wo + 3u) / 4u;
-    let blocks = p.ho * blocks_x;
-    let e_raw = wid.x * CONV_WG + lid;
-    let e = min(e_raw, blocks - 1u);
-    let ox0 = (e % blocks_x) * 4u;
-    let oy = e / blocks_x;
+    let blk = pixel_block(wid.x, lid, p.ho, p.wo);
+    let ox0 = blk.x0;
+    let oy = blk.y;
     let co0 = wid.y * 8u;
     let n = wid.z;
     let taps = KH * KW;
@@ -80,7 +95,7 @@ fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    if (e_raw >= blocks) {
+    if (blk.past_end) {
         return;
     }
     for (var j = 0u; j < 8u; j++) {
@@ -103,12 +118,9 @@ fn conv2d_forward_bcast(@builtin(workgroup_id) wid: vec3<u32>,
 fn conv2d_input_grad_bcast(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32,
                            @builtin(subgroup_invocation_id) lane: u32) {
-    let blocks_x = (p.w + 3u) / 4u;
-    let blocks = p.h * blocks_x;
-    let e_raw = wid.x * CONV_WG + lid;
-    let e = min(e_raw, blocks - 1u);
-    let ix0 = (e % blocks_x) * 4u;
-    let iy = e / blocks_x;
+    let blk = pixel_block(wid.x, lid, p.h, p.w);
+    let ix0 = blk.x0;
+    let iy = blk.y;
     let c0 = wid.y * 8u;
     let n = wid.z;
     let taps = KH * KW;
@@ -140,7 +152,7 @@ fn conv2d_input_grad_bcast(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    if (e_raw >= blocks) {
+    if (blk.past_end) {
         return;
     }
     for (var j = 0u; j < 8u; j++) {
