@@ -306,6 +306,7 @@ impl GpuDevice {
     /// Whether the adapter can run `matmul_bcast`
     /// ([`MatmulKernel::Broadcast`]): it has subgroup operations, and its
     /// subgroups are never smaller than the 8 lanes that load A's rows.
+    /// The broadcast convolutions ([`GpuDevice::conv_kernel`]) need the same.
     pub fn has_bcast_matmul(&self) -> bool {
         self.ctx
             .device
