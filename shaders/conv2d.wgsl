@@ -325,18 +325,23 @@ fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
     var acc6 = vec4<f32>(0.0);
     var acc7 = vec4<f32>(0.0);
     let end = min(pixels, (chunk + 1u) * p.chunk);
-    for (var q = chunk * p.chunk; q < end; q++) {
-        let n = q / plane_out;
+    // Output pixel q as image n, row qy, column qx: divided out once, then
+    // stepped, as divisions are slow on the SIMD lanes of software adapters.
+    let q0 = chunk * p.chunk;
+    var n = q0 / plane_out;
+    var qy = (q0 % plane_out) / p.wo;
+    var qx = q0 % p.wo;
+    for (var q = q0; q < end; q++) {
         // The window's top-left corner in the unpadded input.
-        let oy = i32(((q % plane_out) / p.wo) * STRIDE);
-        let ox = i32((q % p.wo) * STRIDE);
+        let oy = i32(qy * STRIDE);
+        let ox = i32(qx * STRIDE);
         let xin = n * p.ci * p.h * p.w;
         let xv = vec4<f32>(
             x_pixel(xin + tc0, oy + ty0, ox + tx0),
             x_pixel(xin + tc1, oy + ty1, ox + tx1),
             x_pixel(xin + tc2, oy + ty2, ox + tx2),
             x_pixel(xin + tc3, oy + ty3, ox + tx3));
-        let dbase = n * p.co * plane_out + q % plane_out;
+        let dbase = n * p.co * plane_out + qy * p.wo + qx;
         acc0 = fma(vec4<f32>(wt[dbase + d0]), xv, acc0);
         acc1 = fma(vec4<f32>(wt[dbase + d1]), xv, acc1);
         acc2 = fma(vec4<f32>(wt[dbase + d2]), xv, acc2);
@@ -345,6 +350,15 @@ fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
         acc5 = fma(vec4<f32>(wt[dbase + d5]), xv, acc5);
         acc6 = fma(vec4<f32>(wt[dbase + d6]), xv, acc6);
         acc7 = fma(vec4<f32>(wt[dbase + d7]), xv, acc7);
+        qx += 1u;
+        if (qx == p.wo) {
+            qx = 0u;
+            qy += 1u;
+            if (qy == p.ho) {
+                qy = 0u;
+                n += 1u;
+            }
+        }
     }
     if (co0 + 0u < p.co) {
         store_taps((chunk * p.co + co0 + 0u) * all_taps, t0, all_taps, acc0);
