@@ -65,7 +65,8 @@ fn covering(i: u32, outputs: u32) -> vec2<u32> {
 
 // Where windows do not overlap (S ≥ K): the one output whose window covers
 // input (ix, iy) of plane nc, or -1 where none does (a gap between windows,
-// or past the last).
+// or past the last). An i32 holds every output index: a binding holds at
+// most 2^32 bytes, so fewer than 2^31 f32 outputs.
 fn only_window(ix: u32, iy: u32, nc: u32) -> i32 {
     let oy = iy / S;
     let ox = ix / S;
