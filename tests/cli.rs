@@ -707,6 +707,31 @@ fn bad_settings() {
         wgtrain(d, &["train", "mlp", "--data", "austen", "--device", "cpu"]),
         &["austen is text"],
     );
+    // A misspelt kernel switch is refused before any adapter is looked for,
+    // and `--device auto` does not take it for a missing GPU.
+    for (var, value, expect) in [
+        (
+            "WGTRAIN_CONV",
+            "bcats",
+            "WGTRAIN_CONV=bcats: expected bcast, plain",
+        ),
+        (
+            "WGTRAIN_MATMUL",
+            "fast",
+            "WGTRAIN_MATMUL=fast: expected tiled, blocked",
+        ),
+        ("WGTRAIN_TUNE", "2", "WGTRAIN_TUNE=2: expected 1, 0"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+            .args(["train", "linear", "--epochs", "1"])
+            .current_dir(d)
+            .env("XDG_RUNTIME_DIR", d)
+            .env(var, value)
+            .output()
+            .expect("wgtrain runs");
+        fails_with(o, &[expect]);
+    }
+    assert!(!d.join("runs").exists(), "a refused run left a directory");
 }
 
 #[test]

@@ -154,13 +154,15 @@ impl Chosen {
 }
 
 /// Opens the device `arg` asks for. `auto` falls back to the CPU, saying
-/// why, when no adapter can be opened.
+/// why, when no adapter can be opened, but not when a `WGTRAIN_*` variable
+/// is misspelt: that is the user's to fix, not a missing GPU.
 pub fn choose_device(arg: DeviceArg, quiet: bool) -> anyhow::Result<Chosen> {
     match arg {
         DeviceArg::Cpu => Ok(Chosen::Cpu(CpuDevice::new())),
         DeviceArg::Gpu => Ok(Chosen::Gpu(GpuDevice::new()?)),
         DeviceArg::Auto => match GpuDevice::new() {
             Ok(g) => Ok(Chosen::Gpu(g)),
+            Err(e @ Error::Config(_)) => Err(e.into()),
             Err(e) => {
                 if !quiet {
                     eprintln!("no usable GPU ({e}); training on the CPU");

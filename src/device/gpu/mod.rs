@@ -6,6 +6,7 @@
 
 mod adapter;
 pub(crate) mod context;
+mod env;
 mod kernels;
 pub mod tune;
 
@@ -180,42 +181,42 @@ impl GpuDevice {
     /// Opens the adapter chosen by [`list_adapters`]'s rules
     /// (`WGTRAIN_ADAPTER`, `WGTRAIN_BACKENDS`, else the most capable).
     pub fn new() -> Result<Self> {
+        // The switches are read before any adapter is looked for, so that a
+        // misspelt one is reported on a machine without a GPU too.
+        let forced = env::choice(
+            "WGTRAIN_MATMUL",
+            &[
+                (&["tiled"], MatmulKernel::Tiled),
+                (&["blocked"], MatmulKernel::Blocked),
+                (&["padded"], MatmulKernel::Padded),
+                (&["rows"], MatmulKernel::Rows),
+                (&["bcast"], MatmulKernel::Broadcast),
+            ],
+        )?;
+        let conv_forced = env::choice(
+            "WGTRAIN_CONV",
+            &[
+                (&["bcast"], ConvVariant::Bcast),
+                (&["plain"], ConvVariant::Plain),
+            ],
+        )?;
+        let tuning = env::switch("WGTRAIN_TUNE")?.unwrap_or(true);
+        let subgroups_asked = env::switch("WGTRAIN_SUBGROUPS")?;
         let adapter = adapter::select_adapter()?;
         let ctx = Arc::new(Context::new(&adapter)?);
         let placeholder = Arc::new(ctx.alloc(16)?);
-        let forced = match std::env::var("WGTRAIN_MATMUL").as_deref() {
-            Ok("tiled") => Some(MatmulKernel::Tiled),
-            Ok("blocked") => Some(MatmulKernel::Blocked),
-            Ok("padded") => Some(MatmulKernel::Padded),
-            Ok("rows") => Some(MatmulKernel::Rows),
-            Ok("bcast") => Some(MatmulKernel::Broadcast),
-            _ => None,
-        };
         let matmul_kernel = forced.unwrap_or(match ctx.info.device_type {
             wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => MatmulKernel::Blocked,
             _ => MatmulKernel::Tiled,
         });
-        let tuner = match forced {
-            Some(_) => None,
-            None => tune::Tuner::open(&ctx.info).map(Arc::new),
-        };
+        let tuner = (tuning && forced.is_none()).then(|| Arc::new(tune::Tuner::open(&ctx.info)));
         // On by default on hardware adapters. On software adapters they gain
         // nothing (llvmpipe: examples/reduce_timing.rs, a sum of 2^20
         // values 8.5 ms with them against 7.5 without, softmax
         // cross-entropy even), so the tree stays there unless asked for.
         let has = ctx.device.features().contains(wgpu::Features::SUBGROUP);
         let software = matches!(ctx.info.device_type, wgpu::DeviceType::Cpu);
-        let subgroups = has
-            && match std::env::var("WGTRAIN_SUBGROUPS").as_deref() {
-                Ok("0" | "off" | "false" | "no") => false,
-                Ok("1" | "on" | "true" | "yes") => true,
-                _ => !software,
-            };
-        let conv_forced = match std::env::var("WGTRAIN_CONV").as_deref() {
-            Ok("bcast") => Some(ConvVariant::Bcast),
-            Ok("plain") => Some(ConvVariant::Plain),
-            _ => None,
-        };
+        let subgroups = has && subgroups_asked.unwrap_or(!software);
         Ok(GpuDevice {
             ctx,
             placeholder,

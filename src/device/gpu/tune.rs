@@ -251,20 +251,15 @@ pub struct Tuner {
 }
 
 impl Tuner {
-    /// The tuner for the adapter `info`, with its cache file read; `None`
-    /// where `WGTRAIN_TUNE` turns tuning off.
-    pub fn open(info: &wgpu::AdapterInfo) -> Option<Tuner> {
-        if matches!(
-            std::env::var("WGTRAIN_TUNE").as_deref(),
-            Ok("0" | "off" | "false" | "no")
-        ) {
-            return None;
-        }
+    /// The tuner for the adapter `info`, with its cache file read (from
+    /// `WGTRAIN_TUNE_CACHE`, else the user's cache directory). Whether to
+    /// tune at all (`WGTRAIN_TUNE`) is the caller's to decide.
+    pub fn open(info: &wgpu::AdapterInfo) -> Tuner {
         let path = match std::env::var_os("WGTRAIN_TUNE_CACHE") {
             Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
             _ => dirs::cache_dir().map(|d| d.join("wgtrain").join(cache_name(&identity_of(info)))),
         };
-        Some(Tuner::with_cache(info, path))
+        Tuner::with_cache(info, path)
     }
 
     /// A tuner for the adapter `info` keeping its table in `path` (none:
