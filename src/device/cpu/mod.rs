@@ -349,6 +349,7 @@ impl Device for CpuDevice {
     }
 
     fn slice_rows(&self, x: &CpuTensor, start: usize, count: usize) -> Result<CpuTensor> {
+        let _t = profile::op_timer("slice_rows");
         if start + count > x.shape.rows() {
             return Err(Error::shape(
                 "slice_rows",
@@ -363,13 +364,15 @@ impl Device for CpuDevice {
     }
 
     fn concat_rows(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("concat_rows");
         if a.shape.row_len() != b.shape.row_len() || a.shape.rank() != b.shape.rank() {
             return Err(Error::shape(
                 "concat_rows",
                 format!("{} and {}", a.shape, b.shape),
             ));
         }
-        let mut data = a.data.to_vec();
+        let mut data = Vec::with_capacity(a.data.len() + b.data.len());
+        data.extend_from_slice(&a.data);
         data.extend_from_slice(&b.data);
         CpuTensor::new(data, a.shape.with_rows(a.shape.rows() + b.shape.rows()))
     }
@@ -756,10 +759,8 @@ impl Device for CpuDevice {
     fn sum_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
         let _t = profile::op_timer("sum_rows");
         let mut acc = vec![0.0f64; x.shape.row_len()];
-        for row in x.mat().rows() {
-            for (a, &v) in acc.iter_mut().zip(row.iter()) {
-                *a += v as f64;
-            }
+        if !acc.is_empty() {
+            simd::add_rows_f64(&mut acc, &x.data);
         }
         CpuTensor::new(
             acc.into_iter().map(|v| v as f32).collect(),

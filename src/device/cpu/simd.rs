@@ -76,3 +76,15 @@ pub(super) fn sum_f64(x: &[f32]) -> f64 {
     }
     sum
 }
+
+/// `acc[j] += x[i·n + j]` in f64 for every row `i` of `x` (rows of
+/// `n = acc.len()` values), row after row: each column's sum in row order,
+/// as a plain loop over the rows would add it.
+#[multiversion(targets = "simd")]
+pub(super) fn add_rows_f64(acc: &mut [f64], x: &[f32]) {
+    for row in x.chunks_exact(acc.len()) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += f64::from(v);
+        }
+    }
+}
