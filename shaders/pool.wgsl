@@ -10,6 +10,14 @@
 // input element finds its one window by division. On software adapters a
 // loop whose trip count differs between lanes runs every lane to the
 // longest, and that loop was most of the backward pass's time.
+//
+// Where the windows tile the input exactly (S = K, both sides multiples of
+// K: the usual 2×2/2 on even sides), the `_tiles` backward passes run one
+// invocation per window, which writes its K×K inputs' gradients. The
+// per-input pass divides its index into image, row and column (three
+// integer divisions, which a CPU's vector unit cannot do lane-wise, so
+// llvmpipe does them lane by lane) and reads the window's values for each
+// of its K² inputs; per window both happen once.
 
 struct Params {
     nc: u32,   // batch × channels
@@ -107,6 +115,34 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     out[i] = g;
 }
 
+// The window o covers the K×K inputs from this one, row after row, w apart.
+fn window_corner(o: u32) -> u32 {
+    let ox = o % p.wo;
+    let oy = (o / p.wo) % p.ho;
+    let nc = o / (p.wo * p.ho);
+    return (nc * p.h + oy * S) * p.w + ox * S;
+}
+
+// Exact tiling only (see the top): one invocation per window, dy at its
+// maximum and 0 at its other inputs.
+@compute @workgroup_size(256)
+fn max_pool_backward_tiles(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = linear_id(gid, nwg);
+    if (o >= p.nc * p.ho * p.wo) {
+        return;
+    }
+    let corner = window_corner(o);
+    let g = x[o];
+    let at = u32(arg[o]);
+    for (var i = 0u; i < K; i++) {
+        for (var j = 0u; j < K; j++) {
+            let idx = corner + i * p.w + j;
+            out[idx] = select(0.0, g, idx == at);
+        }
+    }
+}
+
 // One invocation per output: the window's mean, summed row by row.
 @compute @workgroup_size(256)
 fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -156,4 +192,22 @@ fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     out[i] = g;
+}
+
+// Exact tiling only (see the top): one invocation per window, dy/K² at each
+// of its inputs.
+@compute @workgroup_size(256)
+fn avg_pool_backward_tiles(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = linear_id(gid, nwg);
+    if (o >= p.nc * p.ho * p.wo) {
+        return;
+    }
+    let corner = window_corner(o);
+    let g = x[o] * (1.0 / f32(K * K));
+    for (var i = 0u; i < K; i++) {
+        for (var j = 0u; j < K; j++) {
+            out[corner + i * p.w + j] = g;
+        }
+    }
 }

@@ -22,6 +22,30 @@ struct Params {
 struct Pooling {
     params: Params,
     window: [(&'static str, f64); 2],
+    /// Whether the windows tile the input exactly (stride = size, both
+    /// sides multiples of it): the backward passes then run one invocation
+    /// per window (the `_tiles` kernels of shaders/pool.wgsl).
+    tiles: bool,
+}
+
+impl Pooling {
+    /// The backward kernel `entry` (or its `_tiles` form where the windows
+    /// tile the input) and its grid, for an input of `numel` values.
+    fn backward(
+        &self,
+        dev: &GpuDevice,
+        entry: &'static str,
+        tiles_entry: &'static str,
+        numel: usize,
+    ) -> Result<(&'static str, [u32; 3])> {
+        let p = &self.params;
+        let (entry, count) = if self.tiles {
+            (tiles_entry, p.nc as usize * p.ho as usize * p.wo as usize)
+        } else {
+            (entry, numel)
+        };
+        Ok((entry, dev.ctx.grid_1d(entry, count)?))
+    }
 }
 
 /// The kernels' parameters for pooling an input of `x_shape` (max pooling
@@ -45,7 +69,13 @@ fn params(op: &'static str, x_shape: &Shape, win: PoolWindow) -> Result<(Pooling
     };
     let stride = u32_of(op, win.stride.min(h.max(w)))?;
     let window = [("K", win.size as f64), ("S", stride as f64)];
-    Ok((Pooling { params, window }, Shape::new([n, c, ho, wo])))
+    let tiles = win.stride == win.size && h == ho * win.size && w == wo * win.size;
+    let pooling = Pooling {
+        params,
+        window,
+        tiles,
+    };
+    Ok((pooling, Shape::new([n, c, ho, wo])))
 }
 
 pub(crate) fn forward(
@@ -80,11 +110,16 @@ pub(crate) fn backward(
     let (p, pooled) = params("max_pool2d_backward", x_shape, win)?;
     same_shape("max_pool2d_backward", dy.shape(), &pooled)?;
     let dx = dev.empty(x_shape.clone())?;
-    let grid = dev.ctx.grid_1d("max_pool2d_backward", x_shape.numel())?;
+    let (entry, grid) = p.backward(
+        dev,
+        "max_pool_backward",
+        "max_pool_backward_tiles",
+        x_shape.numel(),
+    )?;
     launch(
         dev,
         shader!("pool"),
-        "max_pool_backward",
+        entry,
         &p.window,
         &[(0, dy.buf()), (1, argmax.buf()), (2, dx.buf())],
         &p.params,
@@ -119,12 +154,17 @@ pub(crate) fn avg_backward(
     let (p, pooled) = params("avg_pool2d_backward", x_shape, win)?;
     same_shape("avg_pool2d_backward", dy.shape(), &pooled)?;
     let dx = dev.empty(x_shape.clone())?;
-    let grid = dev.ctx.grid_1d("avg_pool2d_backward", x_shape.numel())?;
+    let (entry, grid) = p.backward(
+        dev,
+        "avg_pool_backward",
+        "avg_pool_backward_tiles",
+        x_shape.numel(),
+    )?;
     let bindings = [(0, dy.buf()), (2, dx.buf())];
     launch(
         dev,
         shader!("pool"),
-        "avg_pool_backward",
+        entry,
         &p.window,
         &bindings,
         &p.params,
