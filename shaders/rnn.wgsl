@@ -1,6 +1,8 @@
 // Elman recurrence h_t = tanh(xw_t + h_{t-1}·U), one dispatch per time step
-// forward and backward (the input projections xw for all steps come from one
-// matmul beforehand). Launchers: src/device/gpu/kernels/rnn.rs
+// forward and backward, or two where the step's product runs through the
+// matmul kernels (below; the tuner picks). The input projections xw for all
+// steps come from one matmul beforehand. Launchers:
+// src/device/gpu/kernels/rnn.rs
 //
 // The scalar kernels below work for any hidden size; the vec4 ones at the
 // end of the file are the fast path when it is a multiple of 4.
@@ -82,6 +84,53 @@ fn rnn_initial_grad(@builtin(global_invocation_id) gid: vec3<u32>,
         g = fma(hs[b * p.hidden + k], u[j * p.hidden + k], g);
     }
     dh0[e] = g;
+}
+
+// ---- steps through the matmul kernels -----------------------------------
+//
+// The other way to run a step (tune::RnnVariant::Matmul): the step's
+// product, h_{t-1}·U forward and da_{t+1}·Uᵀ backward, runs as a matmul
+// with that kernel family's tuned choice into `z`, and these kernels finish
+// the step, one invocation per element. Each also writes its step's result
+// alone into `state`, the next step's matmul operand (a binding starts at
+// the start of its buffer, so the matmul cannot read step t of hs).
+
+@group(0) @binding(10) var<storage, read> z: array<f32>;               // [B,H]
+@group(0) @binding(11) var<storage, read_write> state: array<f32>;     // [B,H]
+
+// hs[t] = tanh(xw[t] + z), where z = h_{t-1}·U.
+@compute @workgroup_size(256)
+fn rnn_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    let bh = p.batch * p.hidden;
+    if (e >= bh) {
+        return;
+    }
+    let v = tanh_stable(xw[p.t * bh + e] + z[e]);
+    hs[p.t * bh + e] = v;
+    state[e] = v;
+}
+
+// da[t] = (dh[t] + z) · (1 - h[t]²), where z = da_{t+1}·Uᵀ (none at the
+// last step, where z is not read). Here xw holds dh, h0 holds h and hs
+// holds da.
+@compute @workgroup_size(256)
+fn rnn_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    let bh = p.batch * p.hidden;
+    if (e >= bh) {
+        return;
+    }
+    var g = xw[p.t * bh + e];
+    if (p.t + 1u < p.steps) {
+        g += z[e];
+    }
+    let y = h0[p.t * bh + e];
+    let v = g * (1.0 - y * y);
+    hs[p.t * bh + e] = v;
+    state[e] = v;
 }
 
 // ---- vec4 variants (H a multiple of 4) ---------------------------------

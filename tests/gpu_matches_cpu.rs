@@ -7,7 +7,7 @@
 mod common;
 
 use wgtrain::check::{cases, check_case, Outcome, GROUPS};
-use wgtrain::device::gpu::tune::ConvVariant;
+use wgtrain::device::gpu::tune::{ConvVariant, RnnVariant};
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::device::{Device, Precision};
 use wgtrain::CpuDevice;
@@ -53,6 +53,14 @@ fn check_group(group: &str) {
             // Convolutions have a plain and a broadcast kernel: each forced
             // (the default device's choice is tuned), where the adapter has
             // the broadcast one.
+            // The Elman recurrence's steps run fused or through the matmul
+            // kernels: each forced (the default device's choice is tuned).
+            if case.op.starts_with("rnn ") {
+                for way in RnnVariant::ALL {
+                    let forced = gpu.with_rnn_kernel(way);
+                    outcomes.push((format!("{way:?}"), check_case(&cpu, &forced, case)));
+                }
+            }
             if group == "convolution and pooling" {
                 for kernel in ConvVariant::ALL {
                     if kernel == ConvVariant::Plain || gpu.has_bcast_matmul() {

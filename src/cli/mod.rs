@@ -67,7 +67,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees and say which one wgtrain would use.
     Devices(devices::DevicesArgs),
-    /// Time the GPU's matmul and convolution kernels on the benchmark
+    /// Time the GPU's matmul, convolution and recurrence kernels on the benchmark
     /// workloads' shapes and cache the fastest per shape class (training
     /// tunes new shapes on first use; WGTRAIN_TUNE=0 turns tuning off);
     /// prints the table.

@@ -1,9 +1,9 @@
-//! `wgtrain tune`: tunes the GPU's matmul and convolution kernels ahead of
+//! `wgtrain tune`: tunes the GPU's matmul, convolution and recurrence kernels ahead of
 //! training, on the shapes of the benchmark workloads, and prints the table.
 
 use clap::Args;
 use wgtrain::bench::{Budget, Prepared};
-use wgtrain::device::gpu::tune::{ConvVariant, MatmulVariant, Variant};
+use wgtrain::device::gpu::tune::{ConvVariant, MatmulVariant, RnnVariant, Variant};
 use wgtrain::device::Precision;
 use wgtrain::{Device, Error, GpuDevice};
 
@@ -69,13 +69,14 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "matmul and convolution kernels tuned on {} (each candidate's best launch, µs):",
+        "matmul, convolution and recurrence kernels tuned on {} (each candidate's best launch, µs):",
         dev.adapter_info().name
     );
     let kernels: Vec<&str> = MatmulVariant::ALL
         .iter()
         .map(|v| v.name())
         .chain(ConvVariant::ALL.iter().map(|v| v.name()))
+        .chain(RnnVariant::ALL.iter().map(|v| v.name()))
         .collect();
     let mut header = format!("{:<48} {:<10}", "shape class", "kernel");
     for name in &kernels {

@@ -16,7 +16,7 @@ pub use adapter::{list_adapters, AdapterSummary};
 pub use context::GpuStats;
 
 use self::context::{Context, PooledBuffer};
-use self::tune::ConvVariant;
+use self::tune::{ConvVariant, RnnVariant};
 use super::{
     same_count, Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad, MatmulSpec,
     PoolWindow, Precision, Reduce, Tensor,
@@ -129,6 +129,10 @@ pub struct GpuDevice {
     /// (`WGTRAIN_CONV`, [`GpuDevice::with_conv_kernel`]); `None`: tuned, or
     /// where tuning is off the fixed rule ([`GpuDevice::conv_kernel`]).
     conv_forced: Option<ConvVariant>,
+    /// The way forced on the Elman recurrence's steps
+    /// ([`GpuDevice::with_rnn_kernel`]); `None`: tuned, or where tuning is
+    /// off the fixed rule ([`GpuDevice::rnn_kernel`]).
+    rnn_forced: Option<RnnVariant>,
     /// What matmul operands are rounded to (f16 needs `SHADER_F16`).
     precision: Precision,
 }
@@ -225,6 +229,7 @@ impl GpuDevice {
             subgroups,
             lane_rows: software,
             conv_forced,
+            rnn_forced: None,
             precision: Precision::F32,
         })
     }
@@ -291,6 +296,33 @@ impl GpuDevice {
             Some(v) => v,
             None if software => ConvVariant::Bcast,
             None => ConvVariant::Plain,
+        }
+    }
+
+    /// How the Elman recurrence runs its steps where it is not tuned: the
+    /// forced way ([`GpuDevice::with_rnn_kernel`]), else the fixed rule:
+    /// through the matmul kernels on software adapters, fused elsewhere.
+    /// On llvmpipe, `cargo run --release --example rnn_timing` (T5's 32
+    /// steps at batch 64, hidden 128, four rounds alternating) read
+    /// 10.6–17.2 ms fused and 7.4–11.4 ms through matmuls forward, and
+    /// 9.8–14.0 against 7.4–11.2 ms backward: the broadcast matmul outruns
+    /// the fused 4×4 blocks by more than the second dispatch costs. With
+    /// tuning on, an unforced device times both per class.
+    pub fn rnn_kernel(&self) -> RnnVariant {
+        let software = matches!(self.ctx.info.device_type, wgpu::DeviceType::Cpu);
+        match self.rnn_forced {
+            Some(v) => v,
+            None if software => RnnVariant::Matmul,
+            None => RnnVariant::Fused,
+        }
+    }
+
+    /// The same device with the recurrence's steps run `kernel`'s way,
+    /// untuned, for tests and benchmarks that compare the two.
+    pub fn with_rnn_kernel(&self, kernel: RnnVariant) -> Self {
+        GpuDevice {
+            rnn_forced: Some(kernel),
+            ..self.clone()
         }
     }
 

@@ -61,6 +61,31 @@ impl Variant for ConvVariant {
     }
 }
 
+/// How the Elman recurrence runs a time step (shaders/rnn.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RnnVariant {
+    /// One dispatch per step: the step's product, its sum with the input
+    /// projection and the tanh (or the backward step's) in one kernel.
+    Fused,
+    /// The step's product as a matmul, with the matmul's own tuned kernel,
+    /// then a kernel that finishes the step: two dispatches per step.
+    Matmul,
+}
+
+impl RnnVariant {
+    /// Both, in the order `wgtrain tune` prints them.
+    pub const ALL: [RnnVariant; 2] = [RnnVariant::Fused, RnnVariant::Matmul];
+}
+
+impl Variant for RnnVariant {
+    fn name(self) -> &'static str {
+        match self {
+            RnnVariant::Fused => "fused",
+            RnnVariant::Matmul => "matmul",
+        }
+    }
+}
+
 impl Variant for MatmulVariant {
     fn name(self) -> &'static str {
         MatmulVariant::name(self)
@@ -224,6 +249,17 @@ pub fn shape_class(
     )
 }
 
+/// The shape class a pass of the Elman recurrence is tuned for: the pass
+/// (`fwd`, `bwd`), the batch and the hidden size rounded up to powers of
+/// two. The number of steps is left out: the choice is per step.
+pub(crate) fn rnn_class(pass: &str, batch: usize, hidden: usize) -> String {
+    format!(
+        "rnn {pass} b≤{} h≤{}",
+        batch.next_power_of_two(),
+        hidden.next_power_of_two()
+    )
+}
+
 /// The shape class a convolution pass is tuned for: the pass (`fwd`,
 /// `dx`), every size rounded up to a power of two, the kernel size, stride
 /// and padding.
@@ -290,8 +326,12 @@ impl Tuner {
     /// The kernel for shape class `key`: the cached winner (when it timed
     /// every one of `candidates`: a class tuned before a kernel existed is
     /// tuned again), else the fastest of `candidates` by `time` (one launch's wall time in
-    /// seconds, the GPU idle before and after), which is then cached. The
-    /// table stays locked while a class is timed, so threads sharing the
+    /// seconds, the GPU idle before and after), which is then cached.
+    ///
+    /// The table is not locked while a class is timed, so that a candidate
+    /// may itself run tuned kernels (the recurrence through matmuls does);
+    /// where two threads time one class at once, the first to finish
+    /// decides and the second takes its choice, so threads sharing the
     /// device never see two choices for one class.
     pub fn choose<V: Variant>(
         &self,
@@ -299,13 +339,14 @@ impl Tuner {
         candidates: &[V],
         mut time: impl FnMut(V) -> Result<f64>,
     ) -> Result<V> {
-        let mut table = self.lock();
-        if let Some(t) = table.get(key) {
+        let cached = |table: &BTreeMap<String, Tuned>| {
+            let t = table.get(key)?;
             let all_timed = candidates.iter().all(|c| t.micros.contains_key(c.name()));
-            let cached = candidates.iter().find(|c| c.name() == t.kernel);
-            if let (Some(&kernel), true) = (cached, all_timed) {
-                return Ok(kernel);
-            }
+            let kernel = candidates.iter().find(|c| c.name() == t.kernel)?;
+            all_timed.then_some(*kernel)
+        };
+        if let Some(kernel) = cached(&self.lock()) {
+            return Ok(kernel);
         }
         // Every candidate is warmed up first (pipeline creation, caches),
         // then timed in interleaved rounds, each keeping its best launch:
@@ -334,6 +375,10 @@ impl Tuner {
             if best.is_none_or(|(_, b)| t < b) {
                 best = Some((v, t));
             }
+        }
+        let mut table = self.lock();
+        if let Some(kernel) = cached(&table) {
+            return Ok(kernel);
         }
         let kernel = best.map_or(candidates[0], |(v, _)| v);
         let name = kernel.name().to_string();

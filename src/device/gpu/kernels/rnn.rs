@@ -1,8 +1,15 @@
-//! Launchers for shaders/rnn.wgsl: one dispatch per time step.
+//! Launchers for shaders/rnn.wgsl. A time step runs one of two ways
+//! (`tune::RnnVariant`): one fused dispatch, or the step's product through
+//! the matmul kernels and a second dispatch that finishes the step. The
+//! tuner times both per batch and hidden size, as it does the matmul
+//! kernels.
 
-use super::{launch, u32_of};
+use std::time::Instant;
+
+use super::{launch, matmul::matmul, u32_of};
+use crate::device::gpu::tune::{rnn_class, RnnVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{rnn_geom, same_shape, Tensor};
+use crate::device::{rnn_geom, same_shape, Device, MatmulSpec, Tensor};
 use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
@@ -33,6 +40,32 @@ fn params(op: &'static str, seq: &Shape, u: &Shape) -> Result<(usize, usize, usi
     Ok((t, b, h, p))
 }
 
+/// The way to run pass `pass` (`fwd`, `bwd`) of a recurrence of batch `b`
+/// and hidden size `h`: the forced one ([`GpuDevice::with_rnn_kernel`]),
+/// else the faster as the tuner timed `run` (the whole pass, on these
+/// operands, alone on an idle GPU), else (tuning off) the fixed rule
+/// ([`GpuDevice::rnn_kernel`]).
+fn choose(
+    dev: &GpuDevice,
+    pass: &str,
+    (b, h): (usize, usize),
+    run: impl Fn(RnnVariant) -> Result<()>,
+) -> Result<RnnVariant> {
+    if let Some(v) = dev.rnn_forced {
+        return Ok(v);
+    }
+    let Some(tuner) = &dev.tuner else {
+        return Ok(dev.rnn_kernel());
+    };
+    tuner.choose(&rnn_class(pass, b, h), &RnnVariant::ALL, |v| {
+        dev.ctx.wait_idle()?;
+        let t = Instant::now();
+        run(v)?;
+        dev.ctx.wait_idle()?;
+        Ok(t.elapsed().as_secs_f64())
+    })
+}
+
 pub(crate) fn forward(
     dev: &GpuDevice,
     xw: &GpuTensor,
@@ -42,6 +75,22 @@ pub(crate) fn forward(
     let (steps, b, h, p) = params("rnn_forward", xw.shape(), u.shape())?;
     same_shape("rnn_forward", h0.shape(), &Shape::new([b, h]))?;
     let hs = dev.empty(xw.shape().clone())?;
+    let run = |v: RnnVariant| match v {
+        RnnVariant::Fused => forward_fused(dev, (xw, u, h0, &hs), steps, p),
+        RnnVariant::Matmul => forward_by_matmul(dev, (xw, u, h0, &hs), steps, p),
+    };
+    run(choose(dev, "fwd", (b, h), run)?)?;
+    Ok(hs)
+}
+
+/// The forward pass one fused dispatch per step.
+fn forward_fused(
+    dev: &GpuDevice,
+    (xw, u, h0, hs): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
+    steps: usize,
+    p: Params,
+) -> Result<()> {
+    let (b, h) = (p.batch as usize, p.hidden as usize);
     let (entry, bindings, grid) = if h % 4 == 0 {
         let grid = dev
             .ctx
@@ -63,7 +112,42 @@ pub(crate) fn forward(
         let p = Params { t: t as u32, ..p };
         launch(dev, shader!("rnn"), entry, &[], &bindings, &p, grid);
     }
-    Ok(hs)
+    Ok(())
+}
+
+/// The forward pass with each step's product `h_{t-1}·U` through
+/// [`matmul`], finished by `rnn_finish_forward`.
+fn forward_by_matmul(
+    dev: &GpuDevice,
+    (xw, u, h0, hs): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
+    steps: usize,
+    p: Params,
+) -> Result<()> {
+    let (b, h) = (p.batch as usize, p.hidden as usize);
+    let grid = dev.ctx.grid_1d("rnn_forward", b * h)?;
+    let mut state = h0.clone();
+    for t in 0..steps {
+        let z = matmul(dev, &state, u, None, MatmulSpec::NN)?;
+        let next = dev.empty([b, h])?;
+        let bindings = [
+            (0, xw.buf()),
+            (3, hs.buf()),
+            (10, z.buf()),
+            (11, next.buf()),
+        ];
+        let p = Params { t: t as u32, ..p };
+        launch(
+            dev,
+            shader!("rnn"),
+            "rnn_finish_forward",
+            &[],
+            &bindings,
+            &p,
+            grid,
+        );
+        state = next;
+    }
+    Ok(())
 }
 
 pub(crate) fn backward(
@@ -75,6 +159,22 @@ pub(crate) fn backward(
     let (steps, b, hd, p) = params("rnn_backward", h.shape(), u.shape())?;
     same_shape("rnn_backward", h.shape(), dh.shape())?;
     let da = dev.empty(h.shape().clone())?;
+    let run = |v: RnnVariant| match v {
+        RnnVariant::Fused => backward_fused(dev, (h, u, dh, &da), steps, p),
+        RnnVariant::Matmul => backward_by_matmul(dev, (h, u, dh, &da), steps, p),
+    };
+    let dh0 = run(choose(dev, "bwd", (b, hd), |v| run(v).map(drop))?)?;
+    Ok((da, dh0))
+}
+
+/// The backward pass one fused dispatch per step; returns `dh0`.
+fn backward_fused(
+    dev: &GpuDevice,
+    (h, u, dh, da): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
+    steps: usize,
+    p: Params,
+) -> Result<GpuTensor> {
+    let (b, hd) = (p.batch as usize, p.hidden as usize);
     let dh0 = dev.empty([b, hd])?;
     let vec4 = hd % 4 == 0;
     let grid = if vec4 {
@@ -118,5 +218,49 @@ pub(crate) fn backward(
         &p,
         grid,
     );
-    Ok((da, dh0))
+    Ok(dh0)
+}
+
+/// The backward pass with each step's product `da_{t+1}·Uᵀ` through
+/// [`matmul`], finished by `rnn_finish_backward`; returns `dh0 = da_0·Uᵀ`.
+fn backward_by_matmul(
+    dev: &GpuDevice,
+    (h, u, dh, da): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
+    steps: usize,
+    p: Params,
+) -> Result<GpuTensor> {
+    let (b, hd) = (p.batch as usize, p.hidden as usize);
+    let grid = dev.ctx.grid_1d("rnn_backward", b * hd)?;
+    let mut state: Option<GpuTensor> = None;
+    for t in (0..steps).rev() {
+        let z = match &state {
+            Some(next_da) => Some(matmul(dev, next_da, u, None, MatmulSpec::NT)?),
+            None => None,
+        };
+        let da_t = dev.empty([b, hd])?;
+        // At the last step there is no product, and the kernel reads none:
+        // dh stands in for it.
+        let bindings = [
+            (0, dh.buf()),
+            (2, h.buf()),
+            (3, da.buf()),
+            (10, z.as_ref().unwrap_or(dh).buf()),
+            (11, da_t.buf()),
+        ];
+        let p = Params { t: t as u32, ..p };
+        launch(
+            dev,
+            shader!("rnn"),
+            "rnn_finish_backward",
+            &[],
+            &bindings,
+            &p,
+            grid,
+        );
+        state = Some(da_t);
+    }
+    match state {
+        Some(da_0) => matmul(dev, &da_0, u, None, MatmulSpec::NT),
+        None => dev.zeros([b, hd]),
+    }
 }
