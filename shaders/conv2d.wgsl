@@ -412,9 +412,22 @@ fn channel_sum(@builtin(local_invocation_index) lid: u32,
     let c = wid.x;
     let plane = p.h * p.w;
     var acc = 0.0;
-    for (var j = lid; j < p.n * plane; j += 256u) {
-        let n = j / plane;
-        acc += x[(n * p.ci + c) * plane + j % plane];
+    // Element j = lid, lid + 256, … of the channel's n·plane values, as image
+    // n and position pos: divided out once, then stepped by 256 (as
+    // step_n images and step_pos positions, with at most one carry), as
+    // divisions are slow on the SIMD lanes of software adapters.
+    var n = lid / plane;
+    var pos = lid % plane;
+    let step_n = 256u / plane;
+    let step_pos = 256u % plane;
+    while (n < p.n) {
+        acc += x[(n * p.ci + c) * plane + pos];
+        pos += step_pos;
+        n += step_n;
+        if (pos >= plane) {
+            pos -= plane;
+            n += 1u;
+        }
     }
     scratch[lid] = acc;
     workgroupBarrier();
