@@ -5,7 +5,7 @@
 //
 // Forward and both gradients are implicit GEMMs blocked like matmul_vec4:
 // an invocation owns 8 channels × 4 pixels (weight gradient: 8 output
-// channels × 4 kernel taps) and uses every value it loads 4 or 8 times,
+// channels × 8 kernel taps) and uses every value it loads 4 or 8 times,
 // because on software adapters loads, not FMAs, set the pace. Neighbouring
 // invocations share their 8 channels, so those loads are identical across a
 // SIMD group. The weight gradient sums over every output pixel: chunks of
@@ -274,16 +274,17 @@ fn conv2d_input_grad(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// One invocation: output channels co0..co0+7 × flattened taps t0..t0+3
+// One invocation: output channels co0..co0+7 × flattened taps t0..t0+7
 // ((c, ky, kx), c slowest) of the weight gradient, summed over output pixels
-// chunk·p.chunk ..; writes partial sums out[chunk, co, tap].
-// Here x holds the input and wt holds dy.
+// chunk·p.chunk ..; writes partial sums out[chunk, co, tap]. Per pixel, 8
+// input and 8 dy loads feed 64 FMAs (loads, not FMAs, bound it on software
+// adapters). Here x holds the input and wt holds dy.
 @compute @workgroup_size(256)
 fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
     let taps = p.kh * p.kw;
     let all_taps = p.ci * taps;
-    let blocks_t = (all_taps + 3u) / 4u;
+    let blocks_t = (all_taps + 7u) / 8u;
     let blocks_c = (p.co + 7u) / 8u;
     let pixels = p.n * p.ho * p.wo;
     let chunks = (pixels + p.chunk - 1u) / p.chunk;
@@ -291,22 +292,27 @@ fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
     if (e >= chunks * blocks_c * blocks_t) {
         return;
     }
-    let t0 = (e % blocks_t) * 4u;
+    let t0 = (e % blocks_t) * 8u;
     let co0 = ((e / blocks_t) % blocks_c) * 8u;
     let chunk = e / (blocks_t * blocks_c);
-    // Each of the 4 taps as (channel plane offset, row shift, column shift).
-    var tc: array<u32, 4>;
-    var ty: array<i32, 4>;
-    var tx: array<i32, 4>;
-    for (var j = 0u; j < 4u; j++) {
+    // Each of the 8 taps as (channel plane offset, row shift, column shift).
+    var tc: array<u32, 8>;
+    var ty: array<i32, 8>;
+    var tx: array<i32, 8>;
+    for (var j = 0u; j < 8u; j++) {
         let t = min(t0 + j, all_taps - 1u);
         tc[j] = (t / taps) * p.h * p.w;
         ty[j] = i32((t % taps) / p.kw) - i32(p.pad);
         tx[j] = i32(t % p.kw) - i32(p.pad);
     }
-    let tc0 = tc[0]; let tc1 = tc[1]; let tc2 = tc[2]; let tc3 = tc[3];
-    let ty0 = ty[0]; let ty1 = ty[1]; let ty2 = ty[2]; let ty3 = ty[3];
-    let tx0 = tx[0]; let tx1 = tx[1]; let tx2 = tx[2]; let tx3 = tx[3];
+    let tc0 = tc[0]; let ty0 = ty[0]; let tx0 = tx[0];
+    let tc1 = tc[1]; let ty1 = ty[1]; let tx1 = tx[1];
+    let tc2 = tc[2]; let ty2 = ty[2]; let tx2 = tx[2];
+    let tc3 = tc[3]; let ty3 = ty[3]; let tx3 = tx[3];
+    let tc4 = tc[4]; let ty4 = ty[4]; let tx4 = tx[4];
+    let tc5 = tc[5]; let ty5 = ty[5]; let tx5 = tx[5];
+    let tc6 = tc[6]; let ty6 = ty[6]; let tx6 = tx[6];
+    let tc7 = tc[7]; let ty7 = ty[7]; let tx7 = tx[7];
     let plane_out = p.ho * p.wo;
     let d0 = min(co0 + 0u, p.co - 1u) * plane_out;
     let d1 = min(co0 + 1u, p.co - 1u) * plane_out;
@@ -316,14 +322,22 @@ fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
     let d5 = min(co0 + 5u, p.co - 1u) * plane_out;
     let d6 = min(co0 + 6u, p.co - 1u) * plane_out;
     let d7 = min(co0 + 7u, p.co - 1u) * plane_out;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
+    var lo0 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+0
+    var hi0 = vec4<f32>(0.0); // taps t0+4..t0+7
+    var lo1 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+1
+    var hi1 = vec4<f32>(0.0); // taps t0+4..t0+7
+    var lo2 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+2
+    var hi2 = vec4<f32>(0.0); // taps t0+4..t0+7
+    var lo3 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+3
+    var hi3 = vec4<f32>(0.0); // taps t0+4..t0+7
+    var lo4 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+4
+    var hi4 = vec4<f32>(0.0); // taps t0+4..t0+7
+    var lo5 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+5
+    var hi5 = vec4<f32>(0.0); // taps t0+4..t0+7
+    var lo6 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+6
+    var hi6 = vec4<f32>(0.0); // taps t0+4..t0+7
+    var lo7 = vec4<f32>(0.0); // taps t0..t0+3 of channel co0+7
+    var hi7 = vec4<f32>(0.0); // taps t0+4..t0+7
     let end = min(pixels, (chunk + 1u) * p.chunk);
     // Output pixel q as image n, row qy, column qx: divided out once, then
     // stepped, as divisions are slow on the SIMD lanes of software adapters.
@@ -336,20 +350,41 @@ fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
         let oy = i32(qy * STRIDE);
         let ox = i32(qx * STRIDE);
         let xin = n * p.ci * p.h * p.w;
-        let xv = vec4<f32>(
+        let xlo = vec4<f32>(
             x_pixel(xin + tc0, oy + ty0, ox + tx0),
             x_pixel(xin + tc1, oy + ty1, ox + tx1),
             x_pixel(xin + tc2, oy + ty2, ox + tx2),
             x_pixel(xin + tc3, oy + ty3, ox + tx3));
+        let xhi = vec4<f32>(
+            x_pixel(xin + tc4, oy + ty4, ox + tx4),
+            x_pixel(xin + tc5, oy + ty5, ox + tx5),
+            x_pixel(xin + tc6, oy + ty6, ox + tx6),
+            x_pixel(xin + tc7, oy + ty7, ox + tx7));
         let dbase = n * p.co * plane_out + qy * p.wo + qx;
-        acc0 = fma(vec4<f32>(wt[dbase + d0]), xv, acc0);
-        acc1 = fma(vec4<f32>(wt[dbase + d1]), xv, acc1);
-        acc2 = fma(vec4<f32>(wt[dbase + d2]), xv, acc2);
-        acc3 = fma(vec4<f32>(wt[dbase + d3]), xv, acc3);
-        acc4 = fma(vec4<f32>(wt[dbase + d4]), xv, acc4);
-        acc5 = fma(vec4<f32>(wt[dbase + d5]), xv, acc5);
-        acc6 = fma(vec4<f32>(wt[dbase + d6]), xv, acc6);
-        acc7 = fma(vec4<f32>(wt[dbase + d7]), xv, acc7);
+        let g0 = vec4<f32>(wt[dbase + d0]);
+        lo0 = fma(g0, xlo, lo0);
+        hi0 = fma(g0, xhi, hi0);
+        let g1 = vec4<f32>(wt[dbase + d1]);
+        lo1 = fma(g1, xlo, lo1);
+        hi1 = fma(g1, xhi, hi1);
+        let g2 = vec4<f32>(wt[dbase + d2]);
+        lo2 = fma(g2, xlo, lo2);
+        hi2 = fma(g2, xhi, hi2);
+        let g3 = vec4<f32>(wt[dbase + d3]);
+        lo3 = fma(g3, xlo, lo3);
+        hi3 = fma(g3, xhi, hi3);
+        let g4 = vec4<f32>(wt[dbase + d4]);
+        lo4 = fma(g4, xlo, lo4);
+        hi4 = fma(g4, xhi, hi4);
+        let g5 = vec4<f32>(wt[dbase + d5]);
+        lo5 = fma(g5, xlo, lo5);
+        hi5 = fma(g5, xhi, hi5);
+        let g6 = vec4<f32>(wt[dbase + d6]);
+        lo6 = fma(g6, xlo, lo6);
+        hi6 = fma(g6, xhi, hi6);
+        let g7 = vec4<f32>(wt[dbase + d7]);
+        lo7 = fma(g7, xlo, lo7);
+        hi7 = fma(g7, xhi, hi7);
         qx += 1u;
         if (qx == p.wo) {
             qx = 0u;
@@ -361,28 +396,36 @@ fn conv2d_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     if (co0 + 0u < p.co) {
-        store_taps((chunk * p.co + co0 + 0u) * all_taps, t0, all_taps, acc0);
+        store_taps((chunk * p.co + co0 + 0u) * all_taps, t0, all_taps, lo0);
+        store_taps((chunk * p.co + co0 + 0u) * all_taps, t0 + 4u, all_taps, hi0);
     }
     if (co0 + 1u < p.co) {
-        store_taps((chunk * p.co + co0 + 1u) * all_taps, t0, all_taps, acc1);
+        store_taps((chunk * p.co + co0 + 1u) * all_taps, t0, all_taps, lo1);
+        store_taps((chunk * p.co + co0 + 1u) * all_taps, t0 + 4u, all_taps, hi1);
     }
     if (co0 + 2u < p.co) {
-        store_taps((chunk * p.co + co0 + 2u) * all_taps, t0, all_taps, acc2);
+        store_taps((chunk * p.co + co0 + 2u) * all_taps, t0, all_taps, lo2);
+        store_taps((chunk * p.co + co0 + 2u) * all_taps, t0 + 4u, all_taps, hi2);
     }
     if (co0 + 3u < p.co) {
-        store_taps((chunk * p.co + co0 + 3u) * all_taps, t0, all_taps, acc3);
+        store_taps((chunk * p.co + co0 + 3u) * all_taps, t0, all_taps, lo3);
+        store_taps((chunk * p.co + co0 + 3u) * all_taps, t0 + 4u, all_taps, hi3);
     }
     if (co0 + 4u < p.co) {
-        store_taps((chunk * p.co + co0 + 4u) * all_taps, t0, all_taps, acc4);
+        store_taps((chunk * p.co + co0 + 4u) * all_taps, t0, all_taps, lo4);
+        store_taps((chunk * p.co + co0 + 4u) * all_taps, t0 + 4u, all_taps, hi4);
     }
     if (co0 + 5u < p.co) {
-        store_taps((chunk * p.co + co0 + 5u) * all_taps, t0, all_taps, acc5);
+        store_taps((chunk * p.co + co0 + 5u) * all_taps, t0, all_taps, lo5);
+        store_taps((chunk * p.co + co0 + 5u) * all_taps, t0 + 4u, all_taps, hi5);
     }
     if (co0 + 6u < p.co) {
-        store_taps((chunk * p.co + co0 + 6u) * all_taps, t0, all_taps, acc6);
+        store_taps((chunk * p.co + co0 + 6u) * all_taps, t0, all_taps, lo6);
+        store_taps((chunk * p.co + co0 + 6u) * all_taps, t0 + 4u, all_taps, hi6);
     }
     if (co0 + 7u < p.co) {
-        store_taps((chunk * p.co + co0 + 7u) * all_taps, t0, all_taps, acc7);
+        store_taps((chunk * p.co + co0 + 7u) * all_taps, t0, all_taps, lo7);
+        store_taps((chunk * p.co + co0 + 7u) * all_taps, t0 + 4u, all_taps, hi7);
     }
 }
 

@@ -237,7 +237,7 @@ pub(crate) fn weight_grad(
     let taps = g.ci * g.kh * g.kw;
     let chunks = (g.n * g.ho * g.wo).div_ceil(WEIGHT_GRAD_CHUNK as usize);
     let partial = dev.empty([chunks, g.co * taps])?;
-    let invocations = chunks * g.co.div_ceil(8) * taps.div_ceil(4);
+    let invocations = chunks * g.co.div_ceil(8) * taps.div_ceil(8);
     let grid = dev.ctx.grid_1d("conv2d_weight_grad", invocations)?;
     launch(
         dev,
