@@ -5,6 +5,12 @@
 // and applies the gate equations in the same pass, so a step is one
 // dispatch rather than a matmul plus a pointwise kernel. The input
 // projections xw for all steps come from one matmul beforehand.
+//
+// The other way (tune::RnnVariant::Matmul, where the tuner finds it
+// faster): the step's recurrent product runs as a matmul with that kernel
+// family's tuned choice into `rec`, and the `_finish_` kernels apply the
+// same gate equations (the `_rows` functions both share), writing the
+// step's result alone into `state` too, the next product's operand.
 // Equations: src/nn/gated.rs. Launchers: src/device/gpu/kernels/gated.rs.
 
 struct Params {
@@ -28,6 +34,8 @@ var<immediate> p: Params;
 @group(0) @binding(10) var<storage, read> ub: array<f32>;         // [3H]
 @group(0) @binding(11) var<storage, read> h_prev: array<f32>;     // [T,B,H]
 @group(0) @binding(12) var<storage, read_write> dxw: array<f32>;  // [T,B,3H]
+@group(0) @binding(13) var<storage, read> rec: array<f32>;        // [B,GH] fwd, [B,H] bwd
+@group(0) @binding(14) var<storage, read_write> state: array<f32>; // [B,H] fwd, [B,GH] bwd
 
 // Each invocation owns one hidden unit j of four batch rows (b0 .. b0+3,
 // clamped to the batch: rows past it are copies that write identical
@@ -127,10 +135,19 @@ fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         ag = fma(s, vec4<f32>(u[w + 2u * h]), ag);
         ao = fma(s, vec4<f32>(u[w + 3u * h]), ao);
     }
+    lstm_forward_rows(rows, j, ai, af, ag, ao);
+}
+
+// The gate equations on the pre-activations of four rows at unit j: writes
+// c_t, h_t and the gates, and returns h_t.
+fn lstm_forward_rows(rows: vec4<u32>, j: u32, ai: vec4<f32>, af: vec4<f32>,
+                     ag: vec4<f32>, ao: vec4<f32>) -> vec4<f32> {
+    let h = p.hidden;
     let ig = sigmoid4(ai);
     let fg = sigmoid4(af);
     let gg = tanh4(ag);
     let og = sigmoid4(ao);
+    var h_t = vec4<f32>(0.0);
     for (var r = 0u; r < 4u; r++) {
         var c_prev = 0.0;
         if (p.t == 0u) {
@@ -141,12 +158,42 @@ fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         let c = fg[r] * c_prev + ig[r] * gg[r];
         let o = at_row(rows, r, p.t, h) + j;
         cs[o] = c;
-        hs[o] = og[r] * tanh_stable(c);
+        h_t[r] = og[r] * tanh_stable(c);
+        hs[o] = h_t[r];
         let x = at_row(rows, r, p.t, 4u * h) + j;
         gates[x] = ig[r];
         gates[x + h] = fg[r];
         gates[x + 2u * h] = gg[r];
         gates[x + 3u * h] = og[r];
+    }
+    return h_t;
+}
+
+// The LSTM step with h_{t−1}·U given in `rec`.
+@compute @workgroup_size(64)
+fn lstm_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
+        return;
+    }
+    let h = p.hidden;
+    let j = e % h;
+    let rows = rows_of(e);
+    var ai = vec4<f32>(0.0);
+    var af = vec4<f32>(0.0);
+    var ag = vec4<f32>(0.0);
+    var ao = vec4<f32>(0.0);
+    for (var r = 0u; r < 4u; r++) {
+        let x = at_row(rows, r, p.t, 4u * h) + j;
+        let q = rows[r] * 4u * h + j;
+        ai[r] = xw[x] + rec[q];
+        af[r] = xw[x + h] + rec[q + h];
+        ag[r] = xw[x + 2u * h] + rec[q + 2u * h];
+        ao[r] = xw[x + 3u * h] + rec[q + 3u * h];
+    }
+    let h_t = lstm_forward_rows(rows, j, ai, af, ag, ao);
+    for (var r = 0u; r < 4u; r++) {
+        state[rows[r] * h + j] = h_t[r];
     }
 }
 
@@ -166,7 +213,16 @@ fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (p.t + 1u < p.steps) {
         back = back_through_u4(rows, j, 4u * h);
     }
+    lstm_backward_rows(rows, j, back);
+}
+
+// The backward step of four rows at unit j, given the gradient `back`
+// reaching h_t through step t+1's gates: writes da and the carry, and
+// returns da (column r: row r's i, f, g, o).
+fn lstm_backward_rows(rows: vec4<u32>, j: u32, back: vec4<f32>) -> mat4x4<f32> {
+    let h = p.hidden;
     let dc_next = carry4(rows, j);
+    var out = mat4x4<f32>();
     for (var r = 0u; r < 4u; r++) {
         let b = rows[r];
         let x = at_row(rows, r, p.t, 4u * h) + j;
@@ -183,11 +239,45 @@ fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         let tc = tanh_stable(cs[at_row(rows, r, p.t, h) + j]);
         let dc = dh * og * (1.0 - tc * tc) + dc_next[r];
-        da[x] = dc * gg * ig * (1.0 - ig);
-        da[x + h] = dc * c_prev * fg * (1.0 - fg);
-        da[x + 2u * h] = dc * ig * (1.0 - gg * gg);
-        da[x + 3u * h] = dh * tc * og * (1.0 - og);
+        out[r] = vec4<f32>(dc * gg * ig * (1.0 - ig), dc * c_prev * fg * (1.0 - fg),
+                           dc * ig * (1.0 - gg * gg), dh * tc * og * (1.0 - og));
+        da[x] = out[r].x;
+        da[x + h] = out[r].y;
+        da[x + 2u * h] = out[r].z;
+        da[x + 3u * h] = out[r].w;
         carry[b * h + j] = dc * fg;
+    }
+    return out;
+}
+
+// `rec` of the four rows at unit j (a [B,H] product), or 0 at the last
+// step, where there is none.
+fn rec_back4(rows: vec4<u32>, j: u32) -> vec4<f32> {
+    if (p.t + 1u >= p.steps) {
+        return vec4<f32>(0.0);
+    }
+    let h = p.hidden;
+    return vec4<f32>(rec[rows.x * h + j], rec[rows.y * h + j],
+                     rec[rows.z * h + j], rec[rows.w * h + j]);
+}
+
+// The LSTM backward step with da_{t+1}·Uᵀ given in `rec`.
+@compute @workgroup_size(64)
+fn lstm_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
+        return;
+    }
+    let h = p.hidden;
+    let j = e % h;
+    let rows = rows_of(e);
+    let d = lstm_backward_rows(rows, j, rec_back4(rows, j));
+    for (var r = 0u; r < 4u; r++) {
+        let q = rows[r] * 4u * h + j;
+        state[q] = d[r].x;
+        state[q + h] = d[r].y;
+        state[q + 2u * h] = d[r].z;
+        state[q + 3u * h] = d[r].w;
     }
 }
 
@@ -212,18 +302,54 @@ fn gru_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         az = fma(s, vec4<f32>(u[w + h]), az);
         an = fma(s, vec4<f32>(u[w + 2u * h]), an);
     }
+    gru_forward_rows(rows, j, ar, az, an);
+}
+
+// The gate equations of four rows at unit j, given h_{t−1}·U + b_h for the
+// three gates: writes h_t and the gates, and returns h_t.
+fn gru_forward_rows(rows: vec4<u32>, j: u32, ar: vec4<f32>, az: vec4<f32>,
+                    an: vec4<f32>) -> vec4<f32> {
+    let h = p.hidden;
     let prev = state_before4(rows, j);
+    var h_t = vec4<f32>(0.0);
     for (var r = 0u; r < 4u; r++) {
         let x = at_row(rows, r, p.t, 3u * h) + j;
         let rg = sigmoid_stable(xw[x] + ar[r]);
         let zg = sigmoid_stable(xw[x + h] + az[r]);
         let ng = tanh_stable(xw[x + 2u * h] + rg * an[r]);
-        hs[at_row(rows, r, p.t, h) + j] = (1.0 - zg) * ng + zg * prev[r];
+        h_t[r] = (1.0 - zg) * ng + zg * prev[r];
+        hs[at_row(rows, r, p.t, h) + j] = h_t[r];
         let g = at_row(rows, r, p.t, 4u * h) + j;
         gates[g] = rg;
         gates[g + h] = zg;
         gates[g + 2u * h] = ng;
         gates[g + 3u * h] = an[r];
+    }
+    return h_t;
+}
+
+// The GRU step with h_{t−1}·U given in `rec`.
+@compute @workgroup_size(64)
+fn gru_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
+        return;
+    }
+    let h = p.hidden;
+    let j = e % h;
+    let rows = rows_of(e);
+    var ar = vec4<f32>(0.0);
+    var az = vec4<f32>(0.0);
+    var an = vec4<f32>(0.0);
+    for (var r = 0u; r < 4u; r++) {
+        let q = rows[r] * 3u * h + j;
+        ar[r] = ub[j] + rec[q];
+        az[r] = ub[h + j] + rec[q + h];
+        an[r] = ub[2u * h + j] + rec[q + 2u * h];
+    }
+    let h_t = gru_forward_rows(rows, j, ar, az, an);
+    for (var r = 0u; r < 4u; r++) {
+        state[rows[r] * h + j] = h_t[r];
     }
 }
 
@@ -244,7 +370,16 @@ fn gru_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (p.t + 1u < p.steps) {
         back = back_through_u4(rows, j, 3u * h);
     }
+    gru_backward_rows(rows, j, back);
+}
+
+// The backward step of four rows at unit j, given the gradient `back`
+// reaching h_t through step t+1's gates: writes dxw, dhu and the carry,
+// and returns dhu (column r: row r's r, z, n parts).
+fn gru_backward_rows(rows: vec4<u32>, j: u32, back: vec4<f32>) -> mat4x3<f32> {
+    let h = p.hidden;
     let direct = carry4(rows, j);
+    var out = mat4x3<f32>();
     for (var r = 0u; r < 4u; r++) {
         let b = rows[r];
         let dh = dy[at_row(rows, r, p.t, h) + j] + back[r] + direct[r];
@@ -260,9 +395,30 @@ fn gru_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         dxw[x] = dr;
         dxw[x + h] = dz;
         dxw[x + 2u * h] = dn;
-        da[x] = dr;
-        da[x + h] = dz;
-        da[x + 2u * h] = dn * rg;
+        out[r] = vec3<f32>(dr, dz, dn * rg);
+        da[x] = out[r].x;
+        da[x + h] = out[r].y;
+        da[x + 2u * h] = out[r].z;
         carry[b * h + j] = dh * zg;
+    }
+    return out;
+}
+
+// The GRU backward step with dhu_{t+1}·Uᵀ given in `rec`.
+@compute @workgroup_size(64)
+fn gru_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if (out_of_range(e)) {
+        return;
+    }
+    let h = p.hidden;
+    let j = e % h;
+    let rows = rows_of(e);
+    let d = gru_backward_rows(rows, j, rec_back4(rows, j));
+    for (var r = 0u; r < 4u; r++) {
+        let q = rows[r] * 3u * h + j;
+        state[q] = d[r].x;
+        state[q + h] = d[r].y;
+        state[q + 2u * h] = d[r].z;
     }
 }

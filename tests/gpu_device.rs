@@ -289,6 +289,65 @@ fn convolution_tuning_times_both_kernels_once_per_class() {
     assert_eq!(conv(&forced), (y, 1));
 }
 
+/// The Elman recurrence times both ways of running its steps once per class
+/// (the matmul way tuning its own products inside: the tuner must not hold
+/// its table while timing), caches the faster, and gives the same states
+/// again; through matmuls its products stay f32 under f16.
+#[test]
+fn recurrence_tuning_times_both_ways_once_and_stays_f32_under_f16() {
+    use wgtrain::device::gpu::tune::RnnVariant;
+    use wgtrain::GpuDevice;
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tuned = gpu.with_tuning(Some(dir.path().join("tune.json")));
+    let (t, b, h) = (5, 8, 16);
+    // Values in [-0.5, 0.5) whose products are not exact in f16.
+    let values = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919) % 1009) as f32 / 1009.0 - 0.5)
+            .collect()
+    };
+    let xw = tuned.upload(&values(t * b * h), [t, b, h]).unwrap();
+    let u = tuned.upload(&values(h * h), [h, h]).unwrap();
+    let h0 = tuned.upload(&values(b * h), [b, h]).unwrap();
+    let forward = |dev: &GpuDevice| {
+        let before = dev.stats().dispatches;
+        let hs = dev.rnn_forward(&xw, &u, &h0).unwrap();
+        (dev.download(&hs).unwrap(), dev.stats().dispatches - before)
+    };
+    let (hs, _) = forward(&tuned);
+    let table = tuned.tuner().unwrap().table();
+    let rnn = &table["rnn fwd b≤8 h≤16"];
+    assert_eq!(rnn.micros.len(), 2, "{:?}", rnn.micros);
+    let way = RnnVariant::ALL
+        .into_iter()
+        .find(|v| wgtrain::device::gpu::tune::Variant::name(*v) == rnn.kernel)
+        .unwrap();
+    let per_step = if way == RnnVariant::Fused { 1 } else { 2 };
+    assert_eq!(forward(&tuned), (hs.clone(), per_step * t as u64));
+    // Each way forced gives the tuned result where it is the tuned way, and
+    // agrees with the other closely (they sum in different orders).
+    for other in RnnVariant::ALL {
+        let (hs2, _) = forward(&tuned.with_rnn_kernel(other));
+        if other == way {
+            assert_eq!(hs2, hs);
+        }
+        let worst = hs2
+            .iter()
+            .zip(&hs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "{other:?}: {worst}");
+    }
+    let by_matmul = tuned.with_rnn_kernel(RnnVariant::Matmul);
+    match by_matmul.with_precision(Precision::F16) {
+        Ok(f16) => assert_eq!(forward(&f16).0, forward(&by_matmul).0),
+        Err(_) => assert_f16_refused(&gpu),
+    }
+}
+
 /// The many-tensor updates record one dispatch per four tensors (a lone
 /// last tensor takes the single-tensor kernel), where the adapter has the
 /// storage bindings; the results are checked against the CPU in

@@ -53,9 +53,9 @@ fn check_group(group: &str) {
             // Convolutions have a plain and a broadcast kernel: each forced
             // (the default device's choice is tuned), where the adapter has
             // the broadcast one.
-            // The Elman recurrence's steps run fused or through the matmul
+            // The recurrences' steps run fused or through the matmul
             // kernels: each forced (the default device's choice is tuned).
-            if case.op.starts_with("rnn ") {
+            if group == "rnn" {
                 for way in RnnVariant::ALL {
                     let forced = gpu.with_rnn_kernel(way);
                     outcomes.push((format!("{way:?}"), check_case(&cpu, &forced, case)));

@@ -129,7 +129,7 @@ pub struct GpuDevice {
     /// (`WGTRAIN_CONV`, [`GpuDevice::with_conv_kernel`]); `None`: tuned, or
     /// where tuning is off the fixed rule ([`GpuDevice::conv_kernel`]).
     conv_forced: Option<ConvVariant>,
-    /// The way forced on the Elman recurrence's steps
+    /// The way forced on the recurrences' steps
     /// ([`GpuDevice::with_rnn_kernel`]); `None`: tuned, or where tuning is
     /// off the fixed rule ([`GpuDevice::rnn_kernel`]).
     rnn_forced: Option<RnnVariant>,
@@ -299,9 +299,10 @@ impl GpuDevice {
         }
     }
 
-    /// How the Elman recurrence runs its steps where it is not tuned: the
-    /// forced way ([`GpuDevice::with_rnn_kernel`]), else the fixed rule:
-    /// through the matmul kernels on software adapters, fused elsewhere.
+    /// How the recurrences (Elman, LSTM, GRU) run their steps where they
+    /// are not tuned: the forced way ([`GpuDevice::with_rnn_kernel`]), else
+    /// the fixed rule: through the matmul kernels on software adapters,
+    /// fused elsewhere.
     /// On llvmpipe, `cargo run --release --example rnn_timing` (T5's 32
     /// steps at batch 64, hidden 128, four rounds alternating) read
     /// 10.6–17.2 ms fused and 7.4–11.4 ms through matmuls forward, and
@@ -317,7 +318,7 @@ impl GpuDevice {
         }
     }
 
-    /// The same device with the recurrence's steps run `kernel`'s way,
+    /// The same device with the recurrences' steps run `kernel`'s way,
     /// untuned, for tests and benchmarks that compare the two.
     pub fn with_rnn_kernel(&self, kernel: RnnVariant) -> Self {
         GpuDevice {

@@ -61,11 +61,12 @@ impl Variant for ConvVariant {
     }
 }
 
-/// How the Elman recurrence runs a time step (shaders/rnn.wgsl).
+/// How a recurrence (Elman, LSTM, GRU) runs a time step (shaders/rnn.wgsl,
+/// shaders/gated.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RnnVariant {
-    /// One dispatch per step: the step's product, its sum with the input
-    /// projection and the tanh (or the backward step's) in one kernel.
+    /// One dispatch per step: the step's recurrent product and the cell's
+    /// equations (or the backward step's) in one kernel.
     Fused,
     /// The step's product as a matmul, with the matmul's own tuned kernel,
     /// then a kernel that finishes the step: two dispatches per step.
@@ -249,12 +250,13 @@ pub fn shape_class(
     )
 }
 
-/// The shape class a pass of the Elman recurrence is tuned for: the pass
-/// (`fwd`, `bwd`), the batch and the hidden size rounded up to powers of
-/// two. The number of steps is left out: the choice is per step.
-pub(crate) fn rnn_class(pass: &str, batch: usize, hidden: usize) -> String {
+/// The shape class a pass of a recurrence is tuned for: the cell (`rnn`,
+/// `lstm`, `gru`), the pass (`fwd`, `bwd`), the batch and the hidden size
+/// rounded up to powers of two. The number of steps is left out: the
+/// choice is per step.
+pub(crate) fn rnn_class(cell: &str, pass: &str, batch: usize, hidden: usize) -> String {
     format!(
-        "rnn {pass} b≤{} h≤{}",
+        "{cell} {pass} b≤{} h≤{}",
         batch.next_power_of_two(),
         hidden.next_power_of_two()
     )

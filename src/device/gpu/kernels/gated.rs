@@ -1,10 +1,15 @@
-//! Launchers for shaders/gated.wgsl: LSTM and GRU, one fused dispatch per
-//! time step, each invocation one hidden unit of four batch rows.
+//! Launchers for shaders/gated.wgsl: LSTM and GRU, each invocation one
+//! hidden unit of four batch rows. A time step runs one of two ways
+//! (`tune::RnnVariant`, chosen as for the Elman cell in kernels/rnn.rs):
+//! one fused dispatch, or the step's recurrent product through the matmul
+//! kernels and a `_finish_` kernel.
 
-use super::{launch, u32_of};
+use super::rnn::{choose, f32_products};
+use super::{launch, matmul::matmul, u32_of};
 use crate::device::gpu::context::PooledBuffer;
+use crate::device::gpu::tune::RnnVariant;
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{gated_geom, gru_backward_geom, same_shape, Tensor};
+use crate::device::{gated_geom, gru_backward_geom, same_shape, MatmulSpec, Tensor};
 use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
@@ -18,19 +23,15 @@ struct Params {
     hidden: u32,
 }
 
-/// Records `entry` once per step, in `steps` order: one invocation per
-/// (batch row, hidden unit).
-fn per_step(
+/// The parameters and grid of a step kernel: one invocation per hidden unit
+/// of four batch rows, 64 to a workgroup.
+fn step_launch(
     dev: &GpuDevice,
     op: &'static str,
-    entry: &'static str,
     (t, b, h): (usize, usize, usize),
-    steps: impl Iterator<Item = usize>,
-    bindings: &[(u32, &PooledBuffer)],
-) -> Result<()> {
+) -> Result<(Params, [u32; 3])> {
     // The largest tensor a kernel indexes: the [T,B,4H] gates.
     u32_of(op, t * b * 4 * h)?;
-    // One invocation per hidden unit of four batch rows, 64 to a workgroup.
     let invocations = u32_of(op, b.div_ceil(4) * h)?;
     let grid = dev.ctx.check_grid(op, [invocations.div_ceil(64), 1, 1])?;
     let p = Params {
@@ -39,12 +40,63 @@ fn per_step(
         batch: b as u32,
         hidden: h as u32,
     };
+    Ok((p, grid))
+}
+
+/// Records `entry` once per step, in `steps` order.
+fn per_step(
+    dev: &GpuDevice,
+    op: &'static str,
+    entry: &'static str,
+    dims: (usize, usize, usize),
+    steps: impl Iterator<Item = usize>,
+    bindings: &[(u32, &PooledBuffer)],
+) -> Result<()> {
+    let (p, grid) = step_launch(dev, op, dims)?;
     for step in steps {
         let p = Params {
             t: step as u32,
             ..p
         };
         launch(dev, shader!("gated"), entry, &[], bindings, &p, grid);
+    }
+    Ok(())
+}
+
+/// The steps through matmuls, in `steps` order: the previous step's
+/// `state` (`first` before the first step) times `u` (`spec`: NN forward,
+/// NT backward) into `rec`, then `entry` with `bindings`, `rec` and a fresh
+/// `state` of `state_cols` columns. Without `first` (backward) the first
+/// step has no product and its kernel reads none.
+#[allow(clippy::too_many_arguments)]
+fn per_step_by_matmul(
+    dev: &GpuDevice,
+    op: &'static str,
+    entry: &'static str,
+    dims: (usize, usize, usize),
+    steps: impl Iterator<Item = usize>,
+    (first, u, spec): (Option<&GpuTensor>, &GpuTensor, MatmulSpec),
+    state_cols: usize,
+    bindings: &[(u32, &PooledBuffer)],
+) -> Result<()> {
+    let (p, grid) = step_launch(dev, op, dims)?;
+    let f32_dev = f32_products(dev);
+    let mut state = first.cloned();
+    for step in steps {
+        let rec = match &state {
+            Some(s) => Some(matmul(&f32_dev, s, u, None, spec)?),
+            None => None,
+        };
+        let next = dev.empty([dims.1, state_cols])?;
+        let rec_buf = rec.as_ref().map_or(&*dev.placeholder, |r| r.buf());
+        let mut all = bindings.to_vec();
+        all.extend([(13, rec_buf), (14, next.buf())]);
+        let p = Params {
+            t: step as u32,
+            ..p
+        };
+        launch(dev, shader!("gated"), entry, &[], &all, &p, grid);
+        state = Some(next);
     }
     Ok(())
 }
@@ -62,23 +114,32 @@ pub(crate) fn lstm_forward(
     let hs = dev.empty([t, b, h])?;
     let cs = dev.empty([t, b, h])?;
     let gates = dev.empty(xw.shape().clone())?;
-    let bindings = [
+    let shared = [
         (0, xw.buf()),
-        (1, u.buf()),
-        (2, h0.buf()),
         (3, c0.buf()),
         (4, hs.buf()),
         (5, cs.buf()),
         (6, gates.buf()),
     ];
-    per_step(
-        dev,
-        "lstm_forward",
-        "lstm_step_forward",
-        (t, b, h),
-        0..t,
-        &bindings,
-    )?;
+    let op = "lstm_forward";
+    let run = |v: RnnVariant| match v {
+        RnnVariant::Fused => {
+            let mut bindings = shared.to_vec();
+            bindings.extend([(1, u.buf()), (2, h0.buf())]);
+            per_step(dev, op, "lstm_step_forward", (t, b, h), 0..t, &bindings)
+        }
+        RnnVariant::Matmul => per_step_by_matmul(
+            dev,
+            op,
+            "lstm_finish_forward",
+            (t, b, h),
+            0..t,
+            (Some(h0), u, MatmulSpec::NN),
+            h,
+            &shared,
+        ),
+    };
+    run(choose(dev, ("lstm", "fwd"), (b, h), run)?)?;
     Ok((hs, cs, gates))
 }
 
@@ -96,24 +157,34 @@ pub(crate) fn lstm_backward(
     same_shape("lstm_backward", c0.shape(), &Shape::new([b, h]))?;
     let da = dev.empty(gates.shape().clone())?;
     let carry = dev.empty([b, h])?;
-    let bindings = [
+    let shared = [
         (7, dh.buf()),
-        (1, u.buf()),
         (3, c0.buf()),
         (5, c.buf()),
         (6, gates.buf()),
         (8, da.buf()),
         (9, carry.buf()),
     ];
-    let steps = (0..t).rev();
-    per_step(
-        dev,
-        "lstm_backward",
-        "lstm_step_backward",
-        (t, b, h),
-        steps,
-        &bindings,
-    )?;
+    let op = "lstm_backward";
+    let run = |v: RnnVariant| match v {
+        RnnVariant::Fused => {
+            let mut bindings = shared.to_vec();
+            bindings.push((1, u.buf()));
+            let steps = (0..t).rev();
+            per_step(dev, op, "lstm_step_backward", (t, b, h), steps, &bindings)
+        }
+        RnnVariant::Matmul => per_step_by_matmul(
+            dev,
+            op,
+            "lstm_finish_backward",
+            (t, b, h),
+            (0..t).rev(),
+            (None, u, MatmulSpec::NT),
+            4 * h,
+            &shared,
+        ),
+    };
+    run(choose(dev, ("lstm", "bwd"), (b, h), run)?)?;
     Ok(da)
 }
 
@@ -129,22 +200,32 @@ pub(crate) fn gru_forward(
     same_shape("gru_forward", ub.shape(), &Shape::new([3 * h]))?;
     let hs = dev.empty([t, b, h])?;
     let gates = dev.empty([t, b, 4 * h])?;
-    let bindings = [
+    let shared = [
         (0, xw.buf()),
-        (1, u.buf()),
         (2, h0.buf()),
         (10, ub.buf()),
         (4, hs.buf()),
         (6, gates.buf()),
     ];
-    per_step(
-        dev,
-        "gru_forward",
-        "gru_step_forward",
-        (t, b, h),
-        0..t,
-        &bindings,
-    )?;
+    let op = "gru_forward";
+    let run = |v: RnnVariant| match v {
+        RnnVariant::Fused => {
+            let mut bindings = shared.to_vec();
+            bindings.push((1, u.buf()));
+            per_step(dev, op, "gru_step_forward", (t, b, h), 0..t, &bindings)
+        }
+        RnnVariant::Matmul => per_step_by_matmul(
+            dev,
+            op,
+            "gru_finish_forward",
+            (t, b, h),
+            0..t,
+            (Some(h0), u, MatmulSpec::NN),
+            h,
+            &shared,
+        ),
+    };
+    run(choose(dev, ("gru", "fwd"), (b, h), run)?)?;
     Ok((hs, gates))
 }
 
@@ -159,23 +240,33 @@ pub(crate) fn gru_backward(
     let dxw = dev.empty([t, b, 3 * h])?;
     let dhu = dev.empty([t, b, 3 * h])?;
     let carry = dev.empty([b, h])?;
-    let bindings = [
+    let shared = [
         (7, dh.buf()),
-        (1, u.buf()),
         (6, gates.buf()),
         (11, h_prev.buf()),
         (12, dxw.buf()),
         (8, dhu.buf()),
         (9, carry.buf()),
     ];
-    let steps = (0..t).rev();
-    per_step(
-        dev,
-        "gru_backward",
-        "gru_step_backward",
-        (t, b, h),
-        steps,
-        &bindings,
-    )?;
+    let op = "gru_backward";
+    let run = |v: RnnVariant| match v {
+        RnnVariant::Fused => {
+            let mut bindings = shared.to_vec();
+            bindings.push((1, u.buf()));
+            let steps = (0..t).rev();
+            per_step(dev, op, "gru_step_backward", (t, b, h), steps, &bindings)
+        }
+        RnnVariant::Matmul => per_step_by_matmul(
+            dev,
+            op,
+            "gru_finish_backward",
+            (t, b, h),
+            (0..t).rev(),
+            (None, u, MatmulSpec::NT),
+            3 * h,
+            &shared,
+        ),
+    };
+    run(choose(dev, ("gru", "bwd"), (b, h), run)?)?;
     Ok((dxw, dhu))
 }

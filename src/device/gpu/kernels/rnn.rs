@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::{launch, matmul::matmul, u32_of};
 use crate::device::gpu::tune::{rnn_class, RnnVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{rnn_geom, same_shape, Device, MatmulSpec, Tensor};
+use crate::device::{rnn_geom, same_shape, Device, MatmulSpec, Precision, Tensor};
 use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
@@ -40,14 +40,14 @@ fn params(op: &'static str, seq: &Shape, u: &Shape) -> Result<(usize, usize, usi
     Ok((t, b, h, p))
 }
 
-/// The way to run pass `pass` (`fwd`, `bwd`) of a recurrence of batch `b`
-/// and hidden size `h`: the forced one ([`GpuDevice::with_rnn_kernel`]),
-/// else the faster as the tuner timed `run` (the whole pass, on these
-/// operands, alone on an idle GPU), else (tuning off) the fixed rule
-/// ([`GpuDevice::rnn_kernel`]).
-fn choose(
+/// The way to run pass `pass` (`fwd`, `bwd`) of a recurrence of cell `cell`
+/// (`rnn`, `lstm`, `gru`), batch `b` and hidden size `h`: the forced one
+/// ([`GpuDevice::with_rnn_kernel`]), else the faster as the tuner timed
+/// `run` (the whole pass, on these operands, alone on an idle GPU), else
+/// (tuning off) the fixed rule ([`GpuDevice::rnn_kernel`]).
+pub(super) fn choose(
     dev: &GpuDevice,
-    pass: &str,
+    (cell, pass): (&str, &str),
     (b, h): (usize, usize),
     run: impl Fn(RnnVariant) -> Result<()>,
 ) -> Result<RnnVariant> {
@@ -57,7 +57,7 @@ fn choose(
     let Some(tuner) = &dev.tuner else {
         return Ok(dev.rnn_kernel());
     };
-    tuner.choose(&rnn_class(pass, b, h), &RnnVariant::ALL, |v| {
+    tuner.choose(&rnn_class(cell, pass, b, h), &RnnVariant::ALL, |v| {
         dev.ctx.wait_idle()?;
         let t = Instant::now();
         run(v)?;
@@ -79,7 +79,7 @@ pub(crate) fn forward(
         RnnVariant::Fused => forward_fused(dev, (xw, u, h0, &hs), steps, p),
         RnnVariant::Matmul => forward_by_matmul(dev, (xw, u, h0, &hs), steps, p),
     };
-    run(choose(dev, "fwd", (b, h), run)?)?;
+    run(choose(dev, ("rnn", "fwd"), (b, h), run)?)?;
     Ok(hs)
 }
 
@@ -115,6 +115,15 @@ fn forward_fused(
     Ok(())
 }
 
+/// `dev` with f32 products: the recurrence stays f32 under
+/// `Precision::F16`, whichever way its steps run (see `Precision`).
+pub(super) fn f32_products(dev: &GpuDevice) -> GpuDevice {
+    GpuDevice {
+        precision: Precision::F32,
+        ..dev.clone()
+    }
+}
+
 /// The forward pass with each step's product `h_{t-1}·U` through
 /// [`matmul`], finished by `rnn_finish_forward`.
 fn forward_by_matmul(
@@ -125,9 +134,10 @@ fn forward_by_matmul(
 ) -> Result<()> {
     let (b, h) = (p.batch as usize, p.hidden as usize);
     let grid = dev.ctx.grid_1d("rnn_forward", b * h)?;
+    let f32_dev = f32_products(dev);
     let mut state = h0.clone();
     for t in 0..steps {
-        let z = matmul(dev, &state, u, None, MatmulSpec::NN)?;
+        let z = matmul(&f32_dev, &state, u, None, MatmulSpec::NN)?;
         let next = dev.empty([b, h])?;
         let bindings = [
             (0, xw.buf()),
@@ -163,7 +173,7 @@ pub(crate) fn backward(
         RnnVariant::Fused => backward_fused(dev, (h, u, dh, &da), steps, p),
         RnnVariant::Matmul => backward_by_matmul(dev, (h, u, dh, &da), steps, p),
     };
-    let dh0 = run(choose(dev, "bwd", (b, hd), |v| run(v).map(drop))?)?;
+    let dh0 = run(choose(dev, ("rnn", "bwd"), (b, hd), |v| run(v).map(drop))?)?;
     Ok((da, dh0))
 }
 
@@ -231,10 +241,11 @@ fn backward_by_matmul(
 ) -> Result<GpuTensor> {
     let (b, hd) = (p.batch as usize, p.hidden as usize);
     let grid = dev.ctx.grid_1d("rnn_backward", b * hd)?;
+    let f32_dev = f32_products(dev);
     let mut state: Option<GpuTensor> = None;
     for t in (0..steps).rev() {
         let z = match &state {
-            Some(next_da) => Some(matmul(dev, next_da, u, None, MatmulSpec::NT)?),
+            Some(next_da) => Some(matmul(&f32_dev, next_da, u, None, MatmulSpec::NT)?),
             None => None,
         };
         let da_t = dev.empty([b, hd])?;
@@ -260,7 +271,7 @@ fn backward_by_matmul(
         state = Some(da_t);
     }
     match state {
-        Some(da_0) => matmul(dev, &da_0, u, None, MatmulSpec::NT),
+        Some(da_0) => matmul(&f32_dev, &da_0, u, None, MatmulSpec::NT),
         None => dev.zeros([b, hd]),
     }
 }
