@@ -44,3 +44,37 @@ fn crop(@builtin(global_invocation_id) gid: vec3<u32>,
     let c = e % p.cols;
     dst[e] = src[r * p.cols_p + c];
 }
+
+// The same two copies one row per invocation, for software adapters
+// (GpuDevice::lane_rows): the per-element kernels above divide each index
+// into row and column, which llvmpipe does lane by lane, while a row's
+// loop has the same trip count in every lane. (On a hardware GPU the
+// per-element kernels' neighbouring lanes touch neighbouring addresses.)
+@compute @workgroup_size(256)
+fn pad_rows(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = linear_id(gid, nwg);
+    if (r >= p.rows_p) {
+        return;
+    }
+    let inside = r < p.rows;
+    for (var c = 0u; c < p.cols_p; c++) {
+        var v = 0.0;
+        if (inside && c < p.cols) {
+            v = src[r * p.cols + c];
+        }
+        dst[r * p.cols_p + c] = v;
+    }
+}
+
+@compute @workgroup_size(256)
+fn crop_rows(@builtin(global_invocation_id) gid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = linear_id(gid, nwg);
+    if (r >= p.rows) {
+        return;
+    }
+    for (var c = 0u; c < p.cols; c++) {
+        dst[r * p.cols + c] = src[r * p.cols_p + c];
+    }
+}

@@ -37,6 +37,14 @@ fn check_group(group: &str) {
                     check_case(&cpu, &gpu.with_matmul_kernel(kernel), case),
                 ));
             }
+            // The padded copies are made per row on software adapters and
+            // per element elsewhere: the other way too.
+            let padded = gpu.with_matmul_kernel(MatmulKernel::Padded);
+            let other = padded.with_lane_rows(!gpu.lane_rows());
+            outcomes.push((
+                "Padded, pad per row or element".into(),
+                check_case(&cpu, &other, case),
+            ));
         } else {
             outcomes.push((String::new(), check_case(&cpu, &gpu, case)));
             // Workgroup reductions have a subgroup and a tree version: the

@@ -118,6 +118,10 @@ pub enum MatmulVariant {
     Bcast16x8,
     /// `matmul_bcast` with 32 rows per workgroup and 8 columns each.
     Bcast32x8,
+    /// `matmul_bcast` on copies zero-padded to multiples of 4, the result
+    /// cropped: sizes that are not multiples of 4, on adapters that can
+    /// run `matmul_bcast` (the block: [`MatmulVariant::padded_bcast_block`]).
+    PaddedBcast,
 }
 
 impl MatmulVariant {
@@ -126,7 +130,7 @@ impl MatmulVariant {
     pub const ROWS_MAX_COLUMNS: usize = 16;
 
     /// Every kernel, in the order `wgtrain tune` prints them.
-    pub const ALL: [MatmulVariant; 8] = [
+    pub const ALL: [MatmulVariant; 9] = [
         MatmulVariant::Vec4,
         MatmulVariant::Blocked,
         MatmulVariant::Tiled,
@@ -135,6 +139,7 @@ impl MatmulVariant {
         MatmulVariant::Bcast8x4,
         MatmulVariant::Bcast16x8,
         MatmulVariant::Bcast32x8,
+        MatmulVariant::PaddedBcast,
     ];
 
     /// The three block sizes of `matmul_bcast`, smallest first.
@@ -159,11 +164,15 @@ impl MatmulVariant {
             }
             v
         } else {
-            vec![
+            let mut v = vec![
                 MatmulVariant::Blocked,
                 MatmulVariant::Tiled,
                 MatmulVariant::Padded,
-            ]
+            ];
+            if bcast {
+                v.push(MatmulVariant::PaddedBcast);
+            }
+            v
         };
         if columns <= Self::ROWS_MAX_COLUMNS {
             v.push(MatmulVariant::Rows);
@@ -182,7 +191,24 @@ impl MatmulVariant {
             MatmulVariant::Bcast8x4 => "bcast8x4",
             MatmulVariant::Bcast16x8 => "bcast16x8",
             MatmulVariant::Bcast32x8 => "bcast32x8",
+            MatmulVariant::PaddedBcast => "padded_bcast",
         }
+    }
+
+    /// Whether the variant runs on zero-padded copies of the operands.
+    pub fn padded(self) -> bool {
+        matches!(self, MatmulVariant::Padded | MatmulVariant::PaddedBcast)
+    }
+
+    /// The `matmul_bcast` block [`MatmulVariant::PaddedBcast`] uses for a
+    /// product of `rows` rows (padded): the smallest that covers them, up
+    /// to 32, as the fixed rule picks for aligned products.
+    pub fn padded_bcast_block(rows: usize) -> (usize, usize) {
+        Self::BCAST
+            .iter()
+            .filter_map(|v| v.bcast_block())
+            .find(|&(r, _)| r >= rows)
+            .unwrap_or((32, 8))
     }
 
     /// `matmul_bcast`'s rows per workgroup and columns per invocation,

@@ -74,7 +74,7 @@ pub(crate) fn matmul(
     let bcast = dev.has_bcast_matmul();
     let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned, n, bcast)
         .into_iter()
-        .filter(|&v| v != MatmulVariant::Padded || padded_fits)
+        .filter(|&v| !v.padded() || padded_fits)
         .collect();
     let variant = match (&dev.tuner, dev.matmul_kernel) {
         (Some(tuner), _) => {
@@ -99,6 +99,7 @@ pub(crate) fn matmul(
                 .find(fits)
                 .unwrap_or(&MatmulVariant::Bcast32x8)
         }
+        (None, MatmulKernel::Broadcast) if bcast && padded_fits => MatmulVariant::PaddedBcast,
         (None, MatmulKernel::Blocked | MatmulKernel::Padded | MatmulKernel::Broadcast)
             if aligned =>
         {
@@ -144,8 +145,9 @@ impl Operand<'_> {
     }
 }
 
-/// Records `variant`'s kernel for `p`. The padded variant runs `matmul_vec4`
-/// on copies with every size rounded up to a multiple of 4 (and m to at
+/// Records `variant`'s kernel for `p`. The padded variants run
+/// `matmul_vec4` or `matmul_bcast` on copies with every size rounded up to
+/// a multiple of 4 (and m to at
 /// least 8): zeros in k add exactly nothing, and the extra rows and columns
 /// of C are computed and cropped away (their bias reads stay inside the bias
 /// buffer, whose pool size is a multiple of 256 bytes). Under f16 both
@@ -154,10 +156,14 @@ impl Operand<'_> {
 /// used as it is, and C is written in place when it is.
 fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     let (m, k, n) = p.dims;
-    let (mp, kp, np) = if variant == MatmulVariant::Padded {
+    let (mp, kp, np) = if variant.padded() {
         padded_sizes(m, k, n)
     } else {
         (m, k, n)
+    };
+    let block = match variant {
+        MatmulVariant::PaddedBcast => Some(MatmulVariant::padded_bcast_block(mp)),
+        v => v.bcast_block(),
     };
     // Each operand as stored, [rows, cols], and at its padded size.
     let stored = |t: bool, (r, c): (usize, usize), (rp, cp): (usize, usize)| {
@@ -181,8 +187,11 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     };
     let mut constants = p.constants.to_vec();
     let (entry, [at_a, at_b, at_c], grid) = match variant {
-        MatmulVariant::Bcast8x4 | MatmulVariant::Bcast16x8 | MatmulVariant::Bcast32x8 => {
-            let (rows, cols) = variant.bcast_block().expect("a bcast variant");
+        MatmulVariant::Bcast8x4
+        | MatmulVariant::Bcast16x8
+        | MatmulVariant::Bcast32x8
+        | MatmulVariant::PaddedBcast => {
+            let (rows, cols) = block.expect("a bcast variant");
             // Enough invocations for the columns, up to 64 (whole
             // subgroups of 8 on lavapipe).
             let wg = np.div_ceil(cols).next_power_of_two().clamp(8, 64);
@@ -208,7 +217,7 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         k: u32_of("matmul", kp)?,
     };
     // matmul_bcast is in a module of its own: it needs subgroups.
-    let shader = match (dev.precision, variant.bcast_block().is_some()) {
+    let shader = match (dev.precision, block.is_some()) {
         (Precision::F32, false) => shader!("matmul_f32", "matmul"),
         (Precision::F16, false) => shader!(enable_f16 "matmul_f16", "matmul"),
         (Precision::F32, true) => shader!("matmul_f32", "matmul", "matmul_bcast"),
@@ -288,10 +297,13 @@ fn copy_corner(
     small: (usize, usize),
     padded: (usize, usize),
 ) -> Result<()> {
-    let threads = if entry == "pad" {
-        padded.0 * padded.1
-    } else {
-        small.0 * small.1
+    // On software adapters one invocation per row (pad.wgsl's `_rows`
+    // kernels), elsewhere one per element.
+    let (entry, threads) = match (entry == "pad", dev.lane_rows()) {
+        (true, true) => ("pad_rows", padded.0),
+        (true, false) => ("pad", padded.0 * padded.1),
+        (false, true) => ("crop_rows", small.0),
+        (false, false) => ("crop", small.0 * small.1),
     };
     corner_launch(dev, shader!("pad"), entry, src, dst, small, padded, threads)
 }
