@@ -459,7 +459,8 @@ fn channel_sum(@builtin(local_invocation_index) lid: u32,
     // n and position pos: divided out once, then stepped by 256 (as
     // step_n images and step_pos positions, with at most one carry), as
     // divisions are slow on the SIMD lanes of software adapters.
-    var n = lid / plane;
+    // An empty plane has nothing to add: start past the last image.
+    var n = select(p.n, lid / plane, plane > 0u);
     var pos = lid % plane;
     let step_n = 256u / plane;
     let step_pos = 256u % plane;
