@@ -1,16 +1,33 @@
-// The optimizer updates of shaders/optim.wgsl over up to four tensors per
-// dispatch: a model's whole update in one or a few dispatches instead of
-// one per tensor. Launchers: src/device/gpu/kernels/optim.rs
+// The optimizer updates of shaders/optim.wgsl, and the squared gradient
+// norm of clipping, over many tensors in one dispatch: a model's whole
+// update is one dispatch where the adapter has the storage bindings.
+// Launchers: src/device/gpu/kernels/optim.rs.
 //
-// The grid covers the tensors' vec4s end to end; slot s owns invocations
-// end[s-1] .. end[s] (end[-1] = 0), and a slot left empty has the range of
-// its predecessor, so it is never touched (its bindings are spare buffers).
-// Each slot's update is the single-tensor kernel's expression, unchanged.
+// WGSL cannot index bindings, so each tensor (slot) has its own, and
+// kernels/optim.rs completes this file for a given number of slots: it
+// declares `const SLOTS`, the bindings of every slot (p0, g0, m0, v0, x0,
+// ...; only the roles the entry point uses) and the entry point, whose
+// loop over the invocation's vec4s runs the entry's `@slot` statement in a
+// `switch` over the slot, with `#` replaced by the slot's number, then its
+// `@finish` statement (if any). A generated module has one entry point.
+//
+// The parameter table (binding 0) gives each slot its first workgroup:
+// every tensor starts a workgroup of its own, so the slot is the same for
+// a whole workgroup (the switch never diverges within one) and a tensor's
+// last workgroup idles past its end. An invocation takes VEC4S vec4s, 256
+// apart, so that its look-up in the table (loads, which cost a software
+// adapter as much as the data's) is paid once per VEC4S. Updates work on
+// vec4s like the single-tensor kernels (the last one may touch the
+// buffer's padding past the tensor, which nothing reads); the sum of
+// squares masks that padding.
+//
+// @slot sgd_many p g: p#[j] = sgd(p#[j], g#[j], t.weight_decay);
+// @slot momentum_many p g m: let w = p#[j]; let vel = velocity(m#[j], w, g#[j], t.weight_decay); m#[j] = vel; p#[j] = w - p.lr * vel;
+// @slot adam_many p g m v: let o = adam(p#[j], m#[j], v#[j], g#[j], t.weight_decay, t.decoupled_decay); p#[j] = o.w; m#[j] = o.m; v#[j] = o.v;
+// @slot sum_squares_many x: acc += squares_of(x#[j], j, t.len);
+// @finish sum_squares_many: if (i < arrayLength(&squares)) { squares[i] = acc; }
 
 struct Params {
-    end: vec4<u32>,
-    weight_decay: vec4<f32>,
-    decoupled_decay: vec4<f32>,
     lr: f32,
     beta1: f32,      // momentum μ for momentum_many
     beta2: f32,
@@ -20,99 +37,41 @@ struct Params {
 }
 var<immediate> p: Params;
 
-@group(0) @binding(0) var<storage, read> grad_scale: array<f32>;
-@group(0) @binding(1) var<storage, read_write> p0: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> p1: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> p2: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> p3: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> g0: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> g1: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> g2: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read> g3: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read_write> m0: array<vec4<f32>>;
-@group(0) @binding(10) var<storage, read_write> m1: array<vec4<f32>>;
-@group(0) @binding(11) var<storage, read_write> m2: array<vec4<f32>>;
-@group(0) @binding(12) var<storage, read_write> m3: array<vec4<f32>>;
-@group(0) @binding(13) var<storage, read_write> v0: array<vec4<f32>>;
-@group(0) @binding(14) var<storage, read_write> v1: array<vec4<f32>>;
-@group(0) @binding(15) var<storage, read_write> v2: array<vec4<f32>>;
-@group(0) @binding(16) var<storage, read_write> v3: array<vec4<f32>>;
+// One slot's row of the parameter table.
+struct Slot {
+    first_group: u32,    // its first workgroup
+    len: u32,            // its elements
+    weight_decay: f32,
+    decoupled_decay: f32,
+}
 
-// (slot, index within the slot's tensor) of grid invocation i < end.w.
-fn slot_of(i: u32) -> vec2<u32> {
-    if (i < p.end.x) {
-        return vec2<u32>(0u, i);
+@group(0) @binding(0) var<storage, read> table: array<Slot>;
+@group(0) @binding(1) var<storage, read> grad_scale: array<f32>;
+// sum_squares_many: one partial sum per invocation of the grid.
+@group(0) @binding(2) var<storage, read_write> squares: array<f32>;
+
+const VEC4S: u32 = 4u;
+
+// The slot of workgroup `group`. It depends on the workgroup alone, which
+// a compiler can see: a software adapter then loads the table once per
+// workgroup and branches on the slot without masking lanes.
+fn slot_of(group: u32) -> u32 {
+    var s = 0u;
+    for (var k = 1u; k < SLOTS; k++) {
+        if (table[k].first_group <= group) {
+            s = k;
+        }
     }
-    if (i < p.end.y) {
-        return vec2<u32>(1u, i - p.end.x);
-    }
-    if (i < p.end.z) {
-        return vec2<u32>(2u, i - p.end.y);
-    }
-    return vec2<u32>(3u, i - p.end.z);
+    return s;
 }
 
 fn sgd(w: vec4<f32>, g: vec4<f32>, wd: f32) -> vec4<f32> {
     return w - p.lr * (g * grad_scale[0] + wd * w);
 }
 
-@compute @workgroup_size(256)
-fn sgd_many(@builtin(global_invocation_id) gid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
-    if (i >= p.end.w) {
-        return;
-    }
-    let at = slot_of(i);
-    let j = at.y;
-    switch at.x {
-        case 0u: { p0[j] = sgd(p0[j], g0[j], p.weight_decay.x); }
-        case 1u: { p1[j] = sgd(p1[j], g1[j], p.weight_decay.y); }
-        case 2u: { p2[j] = sgd(p2[j], g2[j], p.weight_decay.z); }
-        default: { p3[j] = sgd(p3[j], g3[j], p.weight_decay.w); }
-    }
-}
-
 // The new velocity; the parameter becomes w - lr·velocity.
 fn velocity(vel: vec4<f32>, w: vec4<f32>, g: vec4<f32>, wd: f32) -> vec4<f32> {
     return p.beta1 * vel + g * grad_scale[0] + wd * w;
-}
-
-@compute @workgroup_size(256)
-fn momentum_many(@builtin(global_invocation_id) gid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
-    if (i >= p.end.w) {
-        return;
-    }
-    let at = slot_of(i);
-    let j = at.y;
-    switch at.x {
-        case 0u: {
-            let w = p0[j];
-            let vel = velocity(m0[j], w, g0[j], p.weight_decay.x);
-            m0[j] = vel;
-            p0[j] = w - p.lr * vel;
-        }
-        case 1u: {
-            let w = p1[j];
-            let vel = velocity(m1[j], w, g1[j], p.weight_decay.y);
-            m1[j] = vel;
-            p1[j] = w - p.lr * vel;
-        }
-        case 2u: {
-            let w = p2[j];
-            let vel = velocity(m2[j], w, g2[j], p.weight_decay.z);
-            m2[j] = vel;
-            p2[j] = w - p.lr * vel;
-        }
-        default: {
-            let w = p3[j];
-            let vel = velocity(m3[j], w, g3[j], p.weight_decay.w);
-            m3[j] = vel;
-            p3[j] = w - p.lr * vel;
-        }
-    }
 }
 
 // One Adam step of a vec4: the new parameter, first and second moments.
@@ -131,39 +90,10 @@ fn adam(w: vec4<f32>, m: vec4<f32>, v: vec4<f32>, grad: vec4<f32>, wd: f32, dd: 
     return AdamOut(w1, m1, v1);
 }
 
-@compute @workgroup_size(256)
-fn adam_many(@builtin(global_invocation_id) gid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
-    if (i >= p.end.w) {
-        return;
-    }
-    let at = slot_of(i);
-    let j = at.y;
-    switch at.x {
-        case 0u: {
-            let o = adam(p0[j], m0[j], v0[j], g0[j], p.weight_decay.x, p.decoupled_decay.x);
-            p0[j] = o.w;
-            m0[j] = o.m;
-            v0[j] = o.v;
-        }
-        case 1u: {
-            let o = adam(p1[j], m1[j], v1[j], g1[j], p.weight_decay.y, p.decoupled_decay.y);
-            p1[j] = o.w;
-            m1[j] = o.m;
-            v1[j] = o.v;
-        }
-        case 2u: {
-            let o = adam(p2[j], m2[j], v2[j], g2[j], p.weight_decay.z, p.decoupled_decay.z);
-            p2[j] = o.w;
-            m2[j] = o.m;
-            v2[j] = o.v;
-        }
-        default: {
-            let o = adam(p3[j], m3[j], v3[j], g3[j], p.weight_decay.w, p.decoupled_decay.w);
-            p3[j] = o.w;
-            m3[j] = o.m;
-            v3[j] = o.v;
-        }
-    }
+// The squares of vec4 j of a tensor of len elements, summed; elements past
+// the end (the buffer's padding) count 0.
+fn squares_of(x: vec4<f32>, j: u32, len: u32) -> f32 {
+    let inside = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(len);
+    let y = select(vec4<f32>(0.0), x, inside);
+    return dot(y, y);
 }

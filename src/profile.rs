@@ -209,10 +209,18 @@ impl Report {
                 calls as f64 / steps
             );
             s += &format!(
-                "device time measured with {}; busiest kernels:\n",
+                "device time measured with {}; busiest kernels (those over 0.5 % after the first 8):\n",
                 self.device_clock.unwrap_or("?")
             );
-            for (name, calls, secs) in self.kernels.iter().take(8) {
+            // Every kernel with a visible share, so a step's whole cost can
+            // be read off (the busiest first).
+            let visible = self
+                .kernels
+                .iter()
+                .enumerate()
+                .take_while(|(i, k)| *i < 8 || k.2 >= 0.005 * dev_total)
+                .map(|(_, k)| k);
+            for (name, calls, secs) in visible.take(24) {
                 s += &format!(
                     "  {name:<24} {:>8.3} ms/step {:>6} calls/step {:>6.1}%\n",
                     1e3 * secs / steps,

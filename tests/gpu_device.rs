@@ -3,7 +3,8 @@
 
 mod common;
 
-use wgtrain::device::{MatmulSpec, Precision};
+use wgtrain::device::gpu::GpuTensor;
+use wgtrain::device::{MatmulSpec, Precision, Reduce};
 use wgtrain::{CpuDevice, Device, Error, Tensor};
 
 #[test]
@@ -348,20 +349,25 @@ fn recurrence_tuning_times_both_ways_once_and_stays_f32_under_f16() {
     }
 }
 
-/// The many-tensor updates record one dispatch per four tensors (a lone
-/// last tensor takes the single-tensor kernel), where the adapter has the
-/// storage bindings; the results are checked against the CPU in
-/// tests/gpu_matches_cpu.rs.
+/// The many-tensor updates take all of a model's tensors in one dispatch,
+/// as many as the adapter's storage bindings allow (a lone last tensor
+/// takes the single-tensor kernel); the results are checked against the
+/// CPU in tests/gpu_matches_cpu.rs.
 #[test]
-fn many_tensor_updates_take_one_dispatch_per_four_tensors() {
+fn many_tensor_updates_take_as_many_tensors_per_dispatch_as_bindings_allow() {
     let Some(gpu) = common::fresh_gpu() else {
         return;
     };
-    let sizes = [3usize, 10, 1, 64, 5, 7];
+    let gpu = gpu.with_grouped_updates(true);
+    // SGD binds the table, the scale and two buffers per tensor.
+    let storage = gpu.limits().max_storage_buffers_per_shader_stage as usize;
+    let slots = ((storage - 2) / 2).min(64);
+    let count = slots + 2;
+    let sizes: Vec<usize> = (0..count).map(|i| 1 + (i * 37) % 300).collect();
     let mut ps: Vec<_> = sizes.iter().map(|&n| gpu.zeros([n]).unwrap()).collect();
     let gs: Vec<_> = sizes.iter().map(|&n| gpu.full([n], 1.0).unwrap()).collect();
     let scale = gpu.full([1], 1.0).unwrap();
-    let dispatches = |tensors: usize, ps: &mut Vec<wgtrain::device::gpu::GpuTensor>| {
+    let dispatches = |gpu: &wgtrain::GpuDevice, tensors: usize, ps: &mut Vec<GpuTensor>| {
         let before = gpu.stats().dispatches;
         let mut refs: Vec<_> = ps.iter_mut().take(tensors).collect();
         let grads: Vec<_> = gs.iter().take(tensors).collect();
@@ -370,18 +376,66 @@ fn many_tensor_updates_take_one_dispatch_per_four_tensors() {
             .unwrap();
         gpu.stats().dispatches - before
     };
-    let storage = gpu.limits().max_storage_buffers_per_shader_stage;
-    if storage >= 9 {
-        assert_eq!(dispatches(6, &mut ps), 2, "four, then two");
-        assert_eq!(dispatches(5, &mut ps), 2, "four, then one alone");
-        assert_eq!(dispatches(4, &mut ps), 1);
+    if slots >= 2 {
+        assert_eq!(dispatches(&gpu, slots, &mut ps), 1, "all in one");
+        assert_eq!(
+            dispatches(&gpu, slots + 1, &mut ps),
+            2,
+            "all but one, then one alone"
+        );
+        assert_eq!(
+            dispatches(&gpu, slots + 2, &mut ps),
+            2,
+            "all but two, then two"
+        );
+        // Every element moved by lr · 1 per update that covered it.
+        let first = gpu.download(&ps[0]).unwrap();
+        assert_eq!(first, vec![-1.5; sizes[0]]);
+        let last = gpu.download(&ps[slots + 1]).unwrap();
+        assert_eq!(last, vec![-0.5; sizes[slots + 1]]);
+        assert_eq!(gpu.download(&ps[slots]).unwrap(), vec![-1.0; sizes[slots]]);
     } else {
-        assert_eq!(dispatches(6, &mut ps), 6, "one per tensor");
+        assert_eq!(dispatches(&gpu, 3, &mut ps), 3, "one per tensor");
     }
-    // Every element moved by lr · 1 per update that covered it.
-    let first = gpu.download(&ps[0]).unwrap();
-    assert_eq!(first, vec![-1.5; 3]);
-    assert_eq!(gpu.download(&ps[5]).unwrap(), vec![-0.5; 7]);
+    let gpu = gpu.with_grouped_updates(false);
+    assert_eq!(dispatches(&gpu, 3, &mut ps), 3, "ungrouped: one per tensor");
+}
+
+/// The squared norm of many tensors is one dispatch and the sum's passes,
+/// and counts no element of a buffer's padding past a tensor's end.
+#[test]
+fn sum_of_squares_over_many_tensors_skips_padding() {
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    // A recycled buffer (256 bytes: 64 values) whose tail holds 100s.
+    drop(gpu.full([64], 100.0).unwrap());
+    let created = gpu.stats().buffers_created;
+    let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0, 5.0], [5]).unwrap();
+    assert_eq!(
+        gpu.stats().buffers_created,
+        created,
+        "the buffer was reused"
+    );
+    let b = gpu.full([300], 0.5).unwrap();
+    let c = gpu.upload(&[-3.0], [1]).unwrap();
+    let before = gpu.stats().dispatches;
+    let ss = gpu.sum_squares_many(&[&a, &b, &c]).unwrap();
+    let many = gpu.stats().dispatches - before;
+    // 1 + 4 + 9 + 16 + 25, 300 · 0.25, 9: exact in f32.
+    assert_eq!(gpu.download(&ss).unwrap(), vec![55.0 + 75.0 + 9.0]);
+    let single = {
+        let before = gpu.stats().dispatches;
+        gpu.reduce(&b, Reduce::SumSquares).unwrap();
+        gpu.stats().dispatches - before
+    };
+    if gpu.limits().max_storage_buffers_per_shader_stage >= 5 {
+        // Each tensor alone: a reduction each and two additions.
+        assert!(
+            many < 3 * single + 2,
+            "{many} dispatches for three tensors, {single} for one"
+        );
+    }
 }
 
 /// The GPU's f16 operands are the CPU's: round to nearest, ties to even,

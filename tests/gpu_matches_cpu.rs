@@ -69,6 +69,17 @@ fn check_group(group: &str) {
                     outcomes.push((format!("{way:?}"), check_case(&cpu, &forced, case)));
                 }
             }
+            // Optimizer updates run grouped (many tensors per dispatch) or
+            // one dispatch per tensor: the way this adapter does not use too.
+            if group == "optimizers" {
+                let other = gpu.with_grouped_updates(!gpu.grouped_updates());
+                let name = if other.grouped_updates() {
+                    "grouped"
+                } else {
+                    "per tensor"
+                };
+                outcomes.push((name.into(), check_case(&cpu, &other, case)));
+            }
             if group == "convolution and pooling" {
                 for kernel in ConvVariant::ALL {
                     if kernel == ConvVariant::Plain || gpu.has_bcast_matmul() {

@@ -179,7 +179,7 @@ use movement::{
 use optim::{Adam, AdamMany, ClipFactor, Momentum, MomentumMany, Sgd, SgdMany};
 use reductions::{
     Argmax, BatchNorm, Bce, CountEqual, LayerNorm, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols,
-    SumRows,
+    SumRows, SumSquaresMany,
 };
 use rnn::{GatedBackward, GatedForward, RnnBackward, RnnForward};
 
@@ -201,6 +201,7 @@ kinds!(
     SumRows,
     SumCols,
     ReduceAll,
+    SumSquaresMany,
     Softmax,
     SoftmaxXent,
     Mse,

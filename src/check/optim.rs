@@ -86,8 +86,8 @@ fn decay_of(i: usize) -> f32 {
     }
 }
 
-/// One SGD step over tensors of these sizes at once (the GPU: four per
-/// dispatch, a lone last tensor by the single-tensor kernel).
+/// One SGD step over tensors of these sizes at once (the GPU: as many per
+/// dispatch as the adapter binds, a lone last one by the single-tensor kernel).
 #[derive(Clone, Debug)]
 pub struct SgdMany(Vec<usize>);
 
@@ -222,9 +222,24 @@ pub(super) fn cases() -> Vec<Case> {
         v.push(Case::new("momentum update", &shape, Momentum(n)));
         v.push(Case::new("adam update ×3", shape, Adam(n)));
     }
-    // Four tensors and a lone fifth; two groups of four.
-    for sizes in [vec![1, 5, 1000, 3, 64], vec![7, 2, 130, 9, 33, 1, 40, 6]] {
-        let shape = format!("{sizes:?}");
+    // Five tensors, eight (on an adapter of 32 storage bindings per stage
+    // Adam's dispatch takes seven: a lone eighth takes the single-tensor
+    // kernel), and 17 (SGD's takes 15 there: then a dispatch of two).
+    let seventeen = (0..17).map(|i| 1 + (i * 29) % 70).collect::<Vec<_>>();
+    for sizes in [
+        vec![1, 5, 1000, 3, 64],
+        vec![7, 2, 130, 9, 33, 1, 40, 6],
+        seventeen,
+    ] {
+        let shape = if sizes.len() > 8 {
+            format!(
+                "{} tensors, {} values",
+                sizes.len(),
+                sizes.iter().sum::<usize>()
+            )
+        } else {
+            format!("{sizes:?}")
+        };
         v.push(Case::new(
             "sgd update (many)",
             &shape,

@@ -57,6 +57,26 @@ impl Check for ReduceAll {
     }
 }
 
+/// The squared norm of tensors of these sizes together (clipping's; the
+/// GPU reads them all in one dispatch, masking each one's padding).
+#[derive(Clone, Debug)]
+pub struct SumSquaresMany(Vec<usize>);
+
+impl Check for SumSquaresMany {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let xs = self
+            .0
+            .iter()
+            .map(|&n| random(dev, rng, [n], 1.0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(vec![dev.sum_squares_many(&xs.iter().collect::<Vec<_>>())?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::sum_of(self.0.iter().sum())
+    }
+}
+
 /// exp(x − lse): lse's rounding becomes a relative error of a few ulp in
 /// every probability.
 const PROBABILITIES: Tolerance = Tolerance {
@@ -279,6 +299,21 @@ pub(super) fn cases() -> Vec<Case> {
                 ReduceAll { n, op },
             ));
         }
+    }
+    // Lengths that end mid-vec4 and mid-workgroup, one over a workgroup's
+    // 1,024 values, and (the second) more tensors than one dispatch binds
+    // on an adapter of 32 storage bindings per stage.
+    let many = (0..40).map(|i| 1 + (i * 53) % 97).collect::<Vec<_>>();
+    for sizes in [vec![5, 1, 1030, 3, 64, 250], many] {
+        v.push(Case::new(
+            "sum of squares (many)",
+            format!(
+                "{} tensors, {} values",
+                sizes.len(),
+                sizes.iter().sum::<usize>()
+            ),
+            SumSquaresMany(sizes),
+        ));
     }
     // Rows up to 256 long take the one-invocation-per-row kernels (20×30),
     // longer ones a workgroup each (5×300, 17×301); on a software adapter,

@@ -750,8 +750,8 @@ pub trait Device {
     ) -> Result<()>;
     /// [`Device::sgd_update`] of every tensor of a model at once:
     /// `params[i]` by `grads[i]` with `weight_decay[i]`, element for element
-    /// what the single-tensor op computes (the GPU updates several tensors
-    /// per dispatch).
+    /// what the single-tensor op computes (the GPU can update them all in
+    /// one dispatch; see `GpuDevice::grouped_updates`).
     fn sgd_update_many(
         &self,
         params: &mut [&mut Self::Tensor],
@@ -819,8 +819,34 @@ pub trait Device {
         }
         Ok(())
     }
+    /// `Σ x²` over every element of every tensor, as `[1]`: the squared
+    /// global norm that clipping scales gradients by. The GPU reads all the
+    /// tensors in one dispatch (then reduces its partial sums).
+    fn sum_squares_many(&self, tensors: &[&Self::Tensor]) -> Result<Self::Tensor> {
+        sum_of(self, tensors, |t| self.reduce(t, Reduce::SumSquares))
+    }
     /// `min(1, max_norm / ‖g‖)` from the summed squares `‖g‖²` (shape `[1]`).
     fn clip_factor(&self, sum_squares: &Self::Tensor, max_norm: f32) -> Result<Self::Tensor>;
+}
+
+/// `Σ part(x)` over `items` as a `[1]` tensor, summed in order (0 for none).
+pub(crate) fn sum_of<D: Device + ?Sized, T>(
+    dev: &D,
+    items: &[T],
+    mut part: impl FnMut(&T) -> Result<D::Tensor>,
+) -> Result<D::Tensor> {
+    let mut total: Option<D::Tensor> = None;
+    for item in items {
+        let p = part(item)?;
+        total = Some(match total {
+            Some(sum) => dev.add(&sum, &p)?,
+            None => p,
+        });
+    }
+    match total {
+        Some(t) => Ok(t),
+        None => dev.zeros([1]),
+    }
 }
 
 /// Checks that the lists of a many-tensor op are as long as its first.

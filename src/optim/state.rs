@@ -1,7 +1,7 @@
 //! What every optimizer shares: per-parameter state tensors named by slot,
 //! and the gradient scale (1, or the clipping factor).
 
-use crate::device::{Device, Reduce, Tensor};
+use crate::device::{Device, Tensor};
 use crate::error::{Error, Result};
 use crate::nn::Param;
 use crate::tensor::HostTensor;
@@ -116,17 +116,13 @@ impl<D: Device> GradScale<D> {
                 None => Ok(self.unit.insert(dev.full([1], 1.0)?).clone()),
             };
         };
-        let mut total: Option<D::Tensor> = None;
-        for p in params {
-            let ss = dev.reduce(grad_of(p)?, Reduce::SumSquares)?;
-            total = Some(match total {
-                Some(t) => dev.add(&t, &ss)?,
-                None => ss,
-            });
+        if params.is_empty() {
+            return dev.full([1], 1.0);
         }
-        match total {
-            Some(t) => dev.clip_factor(&t, max_norm),
-            None => dev.full([1], 1.0),
-        }
+        let grads = params
+            .iter()
+            .map(|p| grad_of(p))
+            .collect::<Result<Vec<_>>>()?;
+        dev.clip_factor(&dev.sum_squares_many(&grads)?, max_norm)
     }
 }

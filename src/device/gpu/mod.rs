@@ -10,7 +10,7 @@ mod env;
 mod kernels;
 pub mod tune;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub use adapter::{list_adapters, AdapterSummary};
 pub use context::GpuStats;
@@ -135,7 +135,23 @@ pub struct GpuDevice {
     rnn_forced: Option<RnnVariant>,
     /// What matmul operands are rounded to (f16 needs `SHADER_F16`).
     precision: Precision,
+    /// Optimizer updates take many tensors per dispatch
+    /// (shaders/optim_many.wgsl): by default on hardware adapters. A
+    /// software adapter runs every arm of the kernel's `switch` over the
+    /// tensors, masked, so there one dispatch per tensor is faster
+    /// (`examples/optim_timing.rs`).
+    grouped_updates: bool,
+    /// The many-tensor kernels' parameter tables by content, most recent
+    /// last: a model's table is written at its first update, not at every
+    /// step.
+    tables: Arc<Mutex<Vec<Table>>>,
 }
+
+/// A parameter table's bytes and the buffer holding them.
+type Table = (Vec<u8>, Arc<PooledBuffer>);
+
+/// Parameter tables [`GpuDevice`] keeps (a model's, and a few others').
+const TABLES_KEPT: usize = 8;
 
 /// The rates an SGD or momentum update shares across its tensors, in the
 /// form the many-tensor kernels take.
@@ -152,11 +168,13 @@ fn shared_rates(lr: f32, momentum: f32) -> AdamStep {
 }
 
 impl GpuDevice {
-    /// Records `entry` of shaders/optim_many.wgsl over `updates`, four
-    /// tensors per dispatch, each group at the rates of its tensors'
+    /// Records `entry` of shaders/optim_many.wgsl over `updates`, as many
+    /// tensors per dispatch as the adapter's storage bindings allow (all of
+    /// a model's on most adapters), each group at the rates of its tensors'
     /// `rates`. A group of one tensor, a group whose tensors' rates differ
-    /// (decay aside), or an adapter with too few storage bindings per stage
-    /// takes `single(i)` for each of its tensors instead.
+    /// (decay aside), an adapter with too few storage bindings per stage,
+    /// or updates not grouped ([`GpuDevice::grouped_updates`]) take
+    /// `single(i)` for each tensor instead.
     fn update_in_groups(
         &self,
         entry: &'static str,
@@ -166,20 +184,39 @@ impl GpuDevice {
         mut single: impl FnMut(usize) -> Result<()>,
     ) -> Result<()> {
         let per_tensor = 2 + updates.first().map_or(0, |u| u.state.len());
-        let fits = kernels::optim::many_fits(self, per_tensor);
+        let slots = kernels::optim::slots(self, per_tensor).max(1);
         let shared = |a: &AdamStep, b: &AdamStep| {
             (a.lr, a.beta1, a.beta2, a.eps, a.step) == (b.lr, b.beta1, b.beta2, b.eps, b.step)
         };
-        for (g, group) in updates.chunks(kernels::optim::SLOTS).enumerate() {
-            let first = g * kernels::optim::SLOTS;
+        for (g, group) in updates.chunks(slots).enumerate() {
+            let first = g * slots;
             let r = &rates[first..first + group.len()];
-            if fits && group.len() > 1 && r.iter().all(|x| shared(x, &r[0])) {
+            if self.grouped_updates && group.len() > 1 && r.iter().all(|x| shared(x, &r[0])) {
                 kernels::optim::many(self, entry, group, scale, &r[0])?;
             } else {
                 (first..first + group.len()).try_for_each(&mut single)?;
             }
         }
         Ok(())
+    }
+
+    /// A storage buffer holding `bytes`, kept for the next request of the
+    /// same bytes (the many-tensor kernels' parameter tables).
+    pub(crate) fn table(&self, bytes: &[u8]) -> Result<Arc<PooledBuffer>> {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = tables.iter().position(|(b, _)| b == bytes) {
+            let hit = tables.remove(at);
+            let buf = hit.1.clone();
+            tables.push(hit);
+            return Ok(buf);
+        }
+        let buf = Arc::new(self.ctx.alloc(bytes.len() as u64)?);
+        self.ctx.write(&buf, bytes);
+        if tables.len() == TABLES_KEPT {
+            tables.remove(0);
+        }
+        tables.push((bytes.to_vec(), buf.clone()));
+        Ok(buf)
     }
 
     /// Opens the adapter chosen by [`list_adapters`]'s rules
@@ -228,9 +265,11 @@ impl GpuDevice {
             tuner,
             subgroups,
             lane_rows: software,
+            grouped_updates: !software,
             conv_forced,
             rnn_forced: None,
             precision: Precision::F32,
+            tables: Arc::default(),
         })
     }
 
@@ -277,6 +316,22 @@ impl GpuDevice {
     pub fn with_lane_rows(&self, on: bool) -> Self {
         GpuDevice {
             lane_rows: on,
+            ..self.clone()
+        }
+    }
+
+    /// Whether optimizer updates take many tensors per dispatch (by default
+    /// on hardware adapters; see shaders/optim_many.wgsl).
+    pub fn grouped_updates(&self) -> bool {
+        self.grouped_updates
+    }
+
+    /// The same device with updates grouped or one dispatch per tensor,
+    /// for tests and benchmarks that compare the two
+    /// (`examples/optim_timing.rs`).
+    pub fn with_grouped_updates(&self, on: bool) -> Self {
+        GpuDevice {
+            grouped_updates: on,
             ..self.clone()
         }
     }
@@ -976,6 +1031,15 @@ impl Device for GpuDevice {
                 &hp[i],
             )
         })
+    }
+
+    fn sum_squares_many(&self, tensors: &[&GpuTensor]) -> Result<GpuTensor> {
+        let slots = kernels::optim::slots(self, 1);
+        if tensors.len() < 2 || slots < 2 {
+            return crate::device::sum_of(self, tensors, |t| self.reduce(t, Reduce::SumSquares));
+        }
+        let groups: Vec<&[&GpuTensor]> = tensors.chunks(slots).collect();
+        crate::device::sum_of(self, &groups, |g| kernels::optim::sum_squares_many(self, g))
     }
 
     fn clip_factor(&self, sum_squares: &GpuTensor, max_norm: f32) -> Result<GpuTensor> {
