@@ -29,6 +29,29 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>,
     out[e] = src[s * p.row_len + col];
 }
 
+// gather_rows with one invocation per row and vec4 loads, for rows of a
+// multiple of 4 on software adapters: there every load is a loop over the
+// lanes and every integer division is done lane by lane, and the
+// element-wise kernel pays a division, a modulo and an index load per
+// element (the time-major order and the one-hot recurrent input gather
+// thousands of rows of 128 a step).
+@group(0) @binding(4) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn gather_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 64u;
+    if (r >= p.count) {
+        return;
+    }
+    let w = p.row_len / 4u;
+    let s = min(u32(idx[p.start + r]), p.src_rows - 1u);
+    for (var c = 0u; c < w; c++) {
+        out4[r * w + c] = src4[s * w + c];
+    }
+}
+
 // out[r, c] = (c == idx[r]) ? 1 : 0
 @compute @workgroup_size(256)
 fn one_hot(@builtin(global_invocation_id) gid: vec3<u32>,

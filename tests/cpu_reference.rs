@@ -489,6 +489,21 @@ fn optimizer_steps_by_hand() {
     );
 }
 
+/// The squared norm of several tensors together, by hand (clipping's);
+/// none at all is 0.
+#[test]
+fn sum_of_squares_over_many_tensors_by_hand() {
+    let d = dev();
+    let (a, b, c) = (
+        t(&[3.0], &[1]),
+        t(&[1.0, -2.0], &[2]),
+        t(&[0.5; 4], &[2, 2]),
+    );
+    // 9 + 1 + 4 + 4 · 0.25
+    assert_close(&get(&d.sum_squares_many(&[&a, &b, &c]).unwrap()), &[15.0]);
+    assert_close(&get(&d.sum_squares_many(&[]).unwrap()), &[0.0]);
+}
+
 /// The many-tensor updates, by hand: each tensor with its own decay, as the
 /// single-tensor examples above.
 #[test]

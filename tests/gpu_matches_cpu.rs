@@ -69,6 +69,12 @@ fn check_group(group: &str) {
                     outcomes.push((format!("{way:?}"), check_case(&cpu, &forced, case)));
                 }
             }
+            // Row gathers run a row per invocation on software adapters
+            // (where rows allow) and an element per invocation elsewhere.
+            if group == "data movement" {
+                let other = gpu.with_lane_rows(!gpu.lane_rows());
+                outcomes.push(("lane rows flipped".into(), check_case(&cpu, &other, case)));
+            }
             // Optimizer updates run grouped (many tensors per dispatch) or
             // one dispatch per tensor: the way this adapter does not use too.
             if group == "optimizers" {

@@ -17,7 +17,8 @@ use wgtrain::device::{Activation, ConvStep, PoolWindow};
 use wgtrain::loss::Loss;
 use wgtrain::models::Model;
 use wgtrain::nn::{
-    Act, AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, Gru, Layer, Lstm, MaxPool2d, Rnn,
+    Act, AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, Gru, Layer, Lstm, MaxPool2d, RecurrentInput,
+    Rnn,
 };
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
@@ -282,6 +283,68 @@ fn lstm_and_gru_through_several_time_steps() {
     check_layer(Box::new(lstm), Shape::new([5, 2, 3]), 15, 1.0);
     let gru = Gru::new(&CpuDevice::new(), "gru", 3, 4, rng).unwrap();
     check_layer(Box::new(gru), Shape::new([5, 2, 3]), 16, 1.0);
+}
+
+/// A recurrent layer reading token ids (a `one_hot` layer folded into it)
+/// computes what the same layer computes from the one-hot vectors: the same
+/// states, bit for bit, and the same weight gradients (its input weight's by
+/// a scatter-add instead of a product, within rounding); it has no input
+/// gradient to give.
+#[test]
+fn recurrent_layers_reading_ids_match_their_one_hot_vectors() {
+    let dev = CpuDevice::new();
+    let (t, b, vocab) = (4, 3, 6);
+    let ids: Vec<f32> = (0..t * b).map(|i| ((i * 5 + 1) % vocab) as f32).collect();
+    let ids = put(&ids, &Shape::new([t, b]));
+    let flat = dev.reshape(&ids, [t * b]).unwrap();
+    let one_hot = dev
+        .reshape(&dev.one_hot(&flat, vocab).unwrap(), [t, b, vocab])
+        .unwrap();
+    let tokens = RecurrentInput::Tokens { vocab };
+    type Make = fn(&CpuDevice, &mut ChaCha8Rng, RecurrentInput) -> Box<dyn Layer<CpuDevice>>;
+    let cells: [(&str, Make); 3] = [
+        ("rnn", |d, r, i| {
+            Box::new(Rnn::new(d, "l", 6, 5, r).unwrap().reading(i))
+        }),
+        ("lstm", |d, r, i| {
+            Box::new(Lstm::new(d, "l", 6, 5, r).unwrap().reading(i))
+        }),
+        ("gru", |d, r, i| {
+            Box::new(Gru::new(d, "l", 6, 5, r).unwrap().reading(i))
+        }),
+    ];
+    for (cell, make) in cells {
+        let mut by_ids = make(&dev, &mut ChaCha8Rng::seed_from_u64(3), tokens);
+        let mut by_vectors = make(
+            &dev,
+            &mut ChaCha8Rng::seed_from_u64(3),
+            RecurrentInput::Vectors,
+        );
+        let y = by_ids.forward(&dev, &ids, true).unwrap();
+        assert_eq!(
+            get(&y),
+            get(&by_vectors.forward(&dev, &one_hot, true).unwrap()),
+            "{cell}"
+        );
+        let dy = put(
+            &random(&mut ChaCha8Rng::seed_from_u64(4), t * b * 5, 1.0),
+            y.shape(),
+        );
+        assert!(by_ids.backward(&dev, &dy, false).unwrap().is_none());
+        by_vectors.backward(&dev, &dy, false).unwrap();
+        for (p, q) in by_ids.params().iter().zip(by_vectors.params()) {
+            let (g, h) = (get(p.grad.as_ref().unwrap()), get(q.grad.as_ref().unwrap()));
+            for (a, e) in g.iter().zip(&h) {
+                assert!(
+                    (a - e).abs() <= 1e-6 * (1.0 + e.abs()),
+                    "{cell} {}: {a} vs {e}",
+                    p.name
+                );
+            }
+        }
+        let err = by_ids.backward(&dev, &dy, true).unwrap_err().to_string();
+        assert!(err.contains("token ids have no input gradient"), "{err}");
+    }
 }
 
 /// `Σ f(xw) ⊙ r`'s derivative in each input, by central differences.

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::nn::{
     Act, AvgPool2d, BatchNorm, Buffer, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool,
-    Gru, LastStep, Layer, LayerNorm, Lstm, MaxPool2d, OneHot, Param, Rnn,
+    Gru, LastStep, Layer, LayerNorm, Lstm, MaxPool2d, OneHot, Param, RecurrentInput, Rnn,
 };
 use crate::profile::{self, Phase};
 use crate::tensor::Shape;
@@ -40,7 +40,8 @@ pub struct Model<D: Device> {
 
 /// Builds the layer for `spec.layers[i]`. A dense layer directly followed by
 /// an activation takes it into its matmul epilogue (`fused` is then true and
-/// the activation layer is skipped); dense and conv layers draw their
+/// the activation layer is skipped), and a `one_hot` layer directly followed
+/// by a recurrent one becomes that layer reading the ids (`fused` too); dense and conv layers draw their
 /// initial weights for the activation that follows them (He for ReLU,
 /// Glorot otherwise). Parameters are named after the position:
 /// `layers.{i}.weight`.
@@ -103,15 +104,23 @@ fn build_layer<D: Device + 'static>(
         // Channels: the features of [C], the planes of [C, H, W].
         LayerSpec::BatchNorm => Box::new(BatchNorm::new(dev, &name, input.dims()[0])?),
         LayerSpec::OneHot { depth } => {
-            Box::new(OneHot::new(depth.ok_or_else(|| {
-                Error::Config(format!("layer {i} (one_hot) has no depth"))
-            })?))
+            let depth =
+                depth.ok_or_else(|| Error::Config(format!("layer {i} (one_hot) has no depth")))?;
+            // A recurrent layer right after reads the ids themselves (see
+            // RecurrentInput::Tokens): it is built here, under its own
+            // position's name, and the one-hot layer is skipped.
+            if let Some(&LayerSpec::Recurrent { cell, hidden }) = spec.layers.get(i + 1) {
+                let name = format!("layers.{}", i + 1);
+                let input = RecurrentInput::Tokens { vocab: depth };
+                let layer = recurrent(dev, &name, (cell, depth, hidden), input, rng)?;
+                return Ok((layer, true));
+            }
+            Box::new(OneHot::new(depth))
         }
-        LayerSpec::Recurrent { cell, hidden } => match cell {
-            Cell::Elman => Box::new(Rnn::new(dev, &name, last_dim, hidden, rng)?),
-            Cell::Lstm => Box::new(Lstm::new(dev, &name, last_dim, hidden, rng)?),
-            Cell::Gru => Box::new(Gru::new(dev, &name, last_dim, hidden, rng)?),
-        },
+        LayerSpec::Recurrent { cell, hidden } => {
+            let input = RecurrentInput::Vectors;
+            recurrent(dev, &name, (cell, last_dim, hidden), input, rng)?
+        }
         LayerSpec::Embedding { dim, vocab } => {
             let vocab = vocab.ok_or_else(|| {
                 Error::Config(format!("layer {i} (embedding) has no vocabulary size"))
@@ -122,6 +131,21 @@ fn build_layer<D: Device + 'static>(
         LayerSpec::Dropout { rate } => Box::new(Dropout::new(rate, rng.random())),
     };
     Ok((layer, false))
+}
+
+/// A recurrent layer of `cell` from `inputs` features (or ids) to `hidden`.
+fn recurrent<D: Device + 'static>(
+    dev: &D,
+    name: &str,
+    (cell, inputs, hidden): (Cell, usize, usize),
+    input: RecurrentInput,
+    rng: &mut ChaCha8Rng,
+) -> Result<Box<dyn Layer<D>>> {
+    Ok(match cell {
+        Cell::Elman => Box::new(Rnn::new(dev, name, inputs, hidden, rng)?.reading(input)),
+        Cell::Lstm => Box::new(Lstm::new(dev, name, inputs, hidden, rng)?.reading(input)),
+        Cell::Gru => Box::new(Gru::new(dev, name, inputs, hidden, rng)?.reading(input)),
+    })
 }
 
 impl<D: Device + 'static> Model<D> {

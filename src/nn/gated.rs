@@ -31,7 +31,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::rnn::{
-    input_and_recurrent_grads, last_state, previous_states, project_inputs, sequence_dims,
+    batch_of, input_and_recurrent_grads, last_state, previous_states, project_inputs,
+    sequence_dims, RecurrentInput,
 };
 use super::{cached, init_weights, Layer, Param};
 use crate::device::{Activation, Device, Tensor};
@@ -69,6 +70,7 @@ pub struct Lstm<D: Device> {
     /// `b [4H]`.
     pub bias: Param<D>,
     hidden: usize,
+    input: RecurrentInput,
     carry_state: bool,
     /// The last `(h, c)` when carrying state between calls.
     state: Option<(D::Tensor, D::Tensor)>,
@@ -112,18 +114,25 @@ impl<D: Device> Lstm<D> {
             ),
             bias: Param::new(format!("{name}.bias"), dev.upload(&b, [4 * hidden])?, false),
             hidden,
+            input: RecurrentInput::Vectors,
             carry_state: false,
             state: None,
             cache: None,
         })
     }
+
+    /// The same layer reading `input` (see [`RecurrentInput::Tokens`]).
+    pub fn reading(self, input: RecurrentInput) -> Self {
+        Lstm { input, ..self }
+    }
 }
 
 impl<D: Device> Layer<D> for Lstm<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let (_, b, _) = sequence_dims("lstm", x)?;
+        let b = batch_of("lstm", x, self.input)?;
         let h = self.hidden;
-        let (x2, xw) = project_inputs(dev, x, &self.input_weight, &self.bias)?;
+        let weights = (&self.input_weight, &self.bias);
+        let (x2, xw) = project_inputs(dev, x, weights, self.input)?;
         let (h0, c0) = match self.state.take() {
             Some((h0, c0)) if h0.shape().dims() == [b, h] => (h0, c0),
             _ => (dev.zeros([b, h])?, dev.zeros([b, h])?),
@@ -157,7 +166,16 @@ impl<D: Device> Layer<D> for Lstm<D> {
             &mut self.recurrent_weight,
             &mut self.bias,
         );
-        input_and_recurrent_grads(dev, (t, b), (&c.x, &h_prev), (&da, &da), params, need_dx)
+        let input = self.input;
+        input_and_recurrent_grads(
+            dev,
+            (t, b),
+            (&c.x, &h_prev),
+            (&da, &da),
+            params,
+            input,
+            need_dx,
+        )
     }
 
     fn params(&self) -> Vec<&Param<D>> {
@@ -191,6 +209,7 @@ pub struct Gru<D: Device> {
     /// the reset product).
     pub recurrent_bias: Param<D>,
     hidden: usize,
+    input: RecurrentInput,
     carry_state: bool,
     state: Option<D::Tensor>,
     cache: Option<GruCache<D>>,
@@ -232,18 +251,25 @@ impl<D: Device> Gru<D> {
                 false,
             ),
             hidden,
+            input: RecurrentInput::Vectors,
             carry_state: false,
             state: None,
             cache: None,
         })
     }
+
+    /// The same layer reading `input` (see [`RecurrentInput::Tokens`]).
+    pub fn reading(self, input: RecurrentInput) -> Self {
+        Gru { input, ..self }
+    }
 }
 
 impl<D: Device> Layer<D> for Gru<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let (_, b, _) = sequence_dims("gru", x)?;
+        let b = batch_of("gru", x, self.input)?;
         let h = self.hidden;
-        let (x2, xw) = project_inputs(dev, x, &self.input_weight, &self.bias)?;
+        let weights = (&self.input_weight, &self.bias);
+        let (x2, xw) = project_inputs(dev, x, weights, self.input)?;
         let h0 = match self.state.take() {
             Some(s) if s.shape().dims() == [b, h] => s,
             _ => dev.zeros([b, h])?,
@@ -289,7 +315,9 @@ impl<D: Device> Layer<D> for Gru<D> {
             &mut self.recurrent_weight,
             &mut self.bias,
         );
-        input_and_recurrent_grads(dev, (t, b), (&c.x, &h_prev), (&dxw, &dhu), params, need_dx)
+        let input = self.input;
+        let grads = (&dxw, &dhu);
+        input_and_recurrent_grads(dev, (t, b), (&c.x, &h_prev), grads, params, input, need_dx)
     }
 
     fn params(&self) -> Vec<&Param<D>> {

@@ -20,7 +20,7 @@ pub use embedding::Embedding;
 pub use gated::{Gru, Lstm};
 pub use norm::{BatchNorm, LayerNorm, BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, LAYER_NORM_EPS};
 pub use pool_global::GlobalAvgPool;
-pub use rnn::Rnn;
+pub use rnn::{RecurrentInput, Rnn};
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;

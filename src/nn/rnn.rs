@@ -22,6 +22,7 @@ pub struct Rnn<D: Device> {
     /// `b [H]`, added at every step.
     pub bias: Param<D>, // b [H]
     hidden: usize,
+    input: RecurrentInput,
     /// Carry the last state into the next forward call (sampling text one
     /// step at a time); otherwise every sequence starts from zeros.
     carry_state: bool,
@@ -30,7 +31,7 @@ pub struct Rnn<D: Device> {
 }
 
 struct Cache<D: Device> {
-    x: D::Tensor,  // [T·B, I]
+    x: D::Tensor,  // [T·B, I], or ids [T·B]
     h0: D::Tensor, // [B, H]
     hs: D::Tensor, // [T, B, H]
 }
@@ -65,10 +66,52 @@ impl<D: Device> Rnn<D> {
             ),
             bias: Param::new(format!("{name}.bias"), dev.zeros([hidden])?, false),
             hidden,
+            input: RecurrentInput::Vectors,
             carry_state: false,
             state: None,
             cache: None,
         })
+    }
+
+    /// The same layer reading `input` (see [`RecurrentInput::Tokens`]).
+    pub fn reading(self, input: RecurrentInput) -> Self {
+        Rnn { input, ..self }
+    }
+}
+
+/// What a recurrent layer reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecurrentInput {
+    /// Vectors `[T, B, I]`.
+    #[default]
+    Vectors,
+    /// Token ids `[T, B]` standing for their one-hot vectors over `vocab`
+    /// ids: a `one_hot` layer folded into this one. `x·W` of a one-hot `x`
+    /// is a row of `W`, so the input projection is a row lookup and `W`'s
+    /// gradient a scatter-add of rows, where a one-hot matrix would cost two
+    /// products with `vocab` columns of mostly zeros (and for a vocabulary
+    /// not a multiple of 4, padded copies). The projections are the same
+    /// values; only the order `W`'s gradient is summed in differs.
+    Tokens {
+        /// Ids below this; `W` has this many rows.
+        vocab: usize,
+    },
+}
+
+/// The batch size of what a layer reading `input` is given: `[T, B, I]`
+/// vectors or `[T, B]` ids, or a shape error naming `layer`.
+pub(super) fn batch_of<T: Tensor>(
+    layer: &'static str,
+    x: &T,
+    input: RecurrentInput,
+) -> Result<usize> {
+    match (input, x.shape().dims()) {
+        (RecurrentInput::Tokens { .. }, &[t, b]) if t > 0 => Ok(b),
+        (RecurrentInput::Tokens { .. }, _) => Err(Error::shape(
+            layer,
+            format!("token ids must be [T,B] with T ≥ 1, got {}", x.shape()),
+        )),
+        (RecurrentInput::Vectors, _) => Ok(sequence_dims(layer, x)?.1),
     }
 }
 
@@ -86,14 +129,27 @@ pub(super) fn sequence_dims<T: Tensor>(
     }
 }
 
-/// The inputs as rows `[T·B, I]`, and their projections `x·W + b` for all
-/// steps in one matmul, as `[T, B, N]`.
+/// The inputs as rows `[T·B, I]` (ids: `[T·B]`), and their projections
+/// `x·W + b` for all steps, as `[T, B, N]`: one matmul, or for ids a row
+/// lookup of `W + b`.
 pub(super) fn project_inputs<D: Device>(
     dev: &D,
     x: &D::Tensor,
-    weight: &Param<D>,
-    bias: &Param<D>,
+    (weight, bias): (&Param<D>, &Param<D>),
+    input: RecurrentInput,
 ) -> Result<(D::Tensor, D::Tensor)> {
+    if let RecurrentInput::Tokens { vocab } = input {
+        let (t, b) = (x.shape().dim(0), batch_of("recurrent layer", x, input)?);
+        let n = weight.value.shape().dim(1);
+        let ids = dev.reshape(x, [t * b])?;
+        // W + b: the bias as a row repeated by a lookup of row 0, added to
+        // every row of W (V·N values, not T·B·N).
+        let rows = dev.reshape(&bias.value, [1, n])?;
+        let repeated = dev.gather_rows(&rows, &dev.zeros([vocab])?, 0, vocab)?;
+        let table = dev.add(&weight.value, &repeated)?;
+        let xw = dev.gather_rows(&table, &ids, 0, t * b)?;
+        return Ok((ids, dev.reshape(&xw, [t, b, n])?));
+    }
     let (t, b, i) = sequence_dims("recurrent layer", x)?;
     let x2 = dev.reshape(x, [t * b, i])?;
     let xw = dev.matmul(&x2, &weight.value, Some(&bias.value), MatmulSpec::NN)?;
@@ -127,20 +183,33 @@ pub(super) fn last_state<D: Device>(dev: &D, hs: &D::Tensor) -> Result<D::Tensor
 /// of its pre-activations as rows `[T·B, G·H]`: on the input side `d_input`
 /// (for `W`, `b` and the input), on the recurrent side `d_recurrent` (for
 /// `U`; the same tensor except in the GRU), the inputs as rows `x [T·B, I]`
-/// and the states before each step `h_prev [T·B, H]`. Stores them in the
-/// parameters and returns the input gradient `[T, B, I]` when `need_dx`.
+/// (ids `[T·B]` for [`RecurrentInput::Tokens`]) and the states before each step
+/// `h_prev [T·B, H]`. Stores them in the parameters and returns the input
+/// gradient `[T, B, I]` when `need_dx` (ids have none).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn input_and_recurrent_grads<D: Device>(
     dev: &D,
     (t, b): (usize, usize),
     (x, h_prev): (&D::Tensor, &D::Tensor),
     (d_input, d_recurrent): (&D::Tensor, &D::Tensor),
     (input_weight, recurrent_weight, bias): (&mut Param<D>, &mut Param<D>, &mut Param<D>),
+    input: RecurrentInput,
     need_dx: bool,
 ) -> Result<Option<D::Tensor>> {
     // dU = Σ_t h_{t-1}ᵀ·da_t = H_prevᵀ·DA.
     recurrent_weight.grad = Some(dev.matmul(h_prev, d_recurrent, None, MatmulSpec::TN)?);
-    input_weight.grad = Some(dev.matmul(x, d_input, None, MatmulSpec::TN)?);
     bias.grad = Some(dev.sum_rows(d_input)?);
+    if let RecurrentInput::Tokens { vocab } = input {
+        // Row v of dW sums the rows of DA whose id is v.
+        input_weight.grad = Some(dev.scatter_add_rows(d_input, x, vocab)?);
+        if need_dx {
+            return Err(Error::Config(
+                "token ids have no input gradient: a recurrent layer reading them must be the first".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    input_weight.grad = Some(dev.matmul(x, d_input, None, MatmulSpec::TN)?);
     if !need_dx {
         return Ok(None);
     }
@@ -150,9 +219,10 @@ pub(super) fn input_and_recurrent_grads<D: Device>(
 
 impl<D: Device> Layer<D> for Rnn<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let (_, b, _) = sequence_dims("rnn", x)?;
+        let b = batch_of("rnn", x, self.input)?;
         let h = self.hidden;
-        let (x2, xw) = project_inputs(dev, x, &self.input_weight, &self.bias)?;
+        let weights = (&self.input_weight, &self.bias);
+        let (x2, xw) = project_inputs(dev, x, weights, self.input)?;
         let h0 = match self.state.take() {
             Some(s) if s.shape().dims() == [b, h] => s,
             _ => dev.zeros([b, h])?,
@@ -183,7 +253,16 @@ impl<D: Device> Layer<D> for Rnn<D> {
             &mut self.recurrent_weight,
             &mut self.bias,
         );
-        input_and_recurrent_grads(dev, (t, b), (&c.x, &h_prev), (&da, &da), params, need_dx)
+        let input = self.input;
+        input_and_recurrent_grads(
+            dev,
+            (t, b),
+            (&c.x, &h_prev),
+            (&da, &da),
+            params,
+            input,
+            need_dx,
+        )
     }
 
     fn params(&self) -> Vec<&Param<D>> {

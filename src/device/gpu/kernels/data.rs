@@ -56,6 +56,21 @@ fn gather(
         shift,
     };
     u32_of(entry, shape.numel().max(count * row_len))?;
+    if entry == "gather_rows" && dev.lane_rows() && row_len.is_multiple_of(4) {
+        // A row per invocation, 64 to a workgroup (see data.wgsl).
+        let grid = dev.ctx.grid_groups(entry, count.div_ceil(64) as u64)?;
+        let bindings = [(4, src), (1, idx.buf()), (5, out.buf())];
+        launch(
+            dev,
+            shader!("data"),
+            "gather_rows_vec4",
+            &[],
+            &bindings,
+            &p,
+            grid,
+        );
+        return Ok(out);
+    }
     let grid = dev.ctx.grid_1d(entry, count * row_len)?;
     let bindings = [(src_binding, src), (1, idx.buf()), (2, out.buf())];
     launch(dev, shader!("data"), entry, &[], &bindings, &p, grid);
