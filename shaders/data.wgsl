@@ -35,8 +35,8 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>,
 // element-wise kernel pays a division, a modulo and an index load per
 // element (the time-major order and the one-hot recurrent input gather
 // thousands of rows of 128 a step).
-@group(0) @binding(4) var<storage, read> src4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> out4: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn gather_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -170,6 +170,37 @@ fn sort_ids(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
+// sort_ids for software adapters, which run a workgroup on one thread
+// anyway: one invocation sorts by counting, O(count + rows) loads and
+// stores against the network's O(count·log²count). Stable (rows in order
+// r within an id), so the pairs come out as sort_ids leaves them; ids of
+// rows or more share one last bucket, which no output reads. The buckets'
+// counts are kept after the pairs, at keys[count + v].x.
+@compute @workgroup_size(1)
+fn sort_ids_counting() {
+    let at = p.count;
+    for (var v = 0u; v <= p.src_rows; v++) {
+        keys[at + v].x = 0u;
+    }
+    for (var r = 0u; r < p.count; r++) {
+        let id = min(u32(idx[r]), p.src_rows);
+        keys[at + id].x += 1u;
+    }
+    // Each bucket's first position.
+    var first = 0u;
+    for (var v = 0u; v <= p.src_rows; v++) {
+        let n = keys[at + v].x;
+        keys[at + v].x = first;
+        first += n;
+    }
+    for (var r = 0u; r < p.count; r++) {
+        let id = min(u32(idx[r]), p.src_rows);
+        let to = keys[at + id].x;
+        keys[to] = vec2<u32>(id, r);
+        keys[at + id].x = to + 1u;
+    }
+}
+
 // The first position in the sorted pairs whose id is at least v.
 fn lower_bound(v: u32) -> u32 {
     var lo = 0u;
@@ -183,6 +214,27 @@ fn lower_bound(v: u32) -> u32 {
         }
     }
     return lo;
+}
+
+// scatter_add_sorted with one invocation per output row and vec4 of
+// columns, for rows of a multiple of 4 on software adapters: a quarter of
+// the searches, loads and integer divisions.
+@compute @workgroup_size(64)
+fn scatter_add_sorted_vec4(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = gid.x + gid.y * nwg.x * 64u;
+    let w = p.row_len / 4u;
+    if (e >= p.src_rows * w) {
+        return;
+    }
+    let v = e / w;
+    let c = e % w;
+    var s = vec4<f32>(0.0);
+    let end = lower_bound(v + 1u);
+    for (var j = lower_bound(v); j < end; j++) {
+        s += src4[sorted[j].y * w + c];
+    }
+    out4[e] = s;
 }
 
 @compute @workgroup_size(256)

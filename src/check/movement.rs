@@ -233,10 +233,13 @@ pub(super) fn cases() -> Vec<Case> {
         v.push(Case::new("reshape", format!("[{n}, 6]"), Reshape(n)));
     }
     // One id (all rows into one), a few, and ids that never occur; from 64
-    // rows on, the GPU's sorted path (its ids padded to a power of two).
+    // rows on, the hardware adapters' sorted path (its ids padded to a power
+    // of two); software adapters sort at every size, and sum vec4s where a
+    // row is a multiple of 4 (40×8).
     for (n, dim, rows) in [
         (1, 1, 1),
         (9, 3, 2),
+        (40, 8, 3),
         (500, 3, 63),
         (2048, 64, 75),
         (70, 5, 300),

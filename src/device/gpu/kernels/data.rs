@@ -59,7 +59,7 @@ fn gather(
     if entry == "gather_rows" && dev.lane_rows() && row_len.is_multiple_of(4) {
         // A row per invocation, 64 to a workgroup (see data.wgsl).
         let grid = dev.ctx.grid_groups(entry, count.div_ceil(64) as u64)?;
-        let bindings = [(4, src), (1, idx.buf()), (5, out.buf())];
+        let bindings = [(6, src), (1, idx.buf()), (7, out.buf())];
         launch(
             dev,
             shader!("data"),
@@ -201,24 +201,49 @@ pub(crate) fn scatter_add_rows(
     };
     u32_of(entry, (rows * dim).max(n * dim))?;
     let grid = dev.ctx.grid_1d(entry, rows * dim)?;
-    if rows < SORTED_SCATTER_MIN_ROWS || n > SORTED_SCATTER_MAX_IDS {
+    // Software adapters sort by counting in one invocation and sum a row
+    // and vec4 of columns per invocation (see data.wgsl), which beats the
+    // direct kernel at every vocabulary; others sort by a bitonic network
+    // in one workgroup and sum an element per invocation.
+    let software = dev.lane_rows();
+    if !software && (rows < SORTED_SCATTER_MIN_ROWS || n > SORTED_SCATTER_MAX_IDS) {
         let bindings = [(0, dy.buf()), (1, idx.buf()), (2, out.buf())];
         launch(dev, shader!("data"), entry, &[], &bindings, &p, grid);
         return Ok(out);
     }
-    // The (id, row) pairs, padded to a power of two, two u32 each.
-    let pairs = n.max(1).next_power_of_two();
+    // The (id, row) pairs, two u32 each: padded to a power of two for the
+    // network, followed by a count per id for counting.
+    let pairs = if software {
+        n + rows + 1
+    } else {
+        n.max(1).next_power_of_two()
+    };
     u32_of(entry, 2 * pairs)?;
     let keys = dev.empty([2 * pairs])?;
+    let sort = if software {
+        "sort_ids_counting"
+    } else {
+        "sort_ids"
+    };
+    let sort_bindings = [(1, idx.buf()), (3, keys.buf())];
     launch(
         dev,
         shader!("data"),
-        "sort_ids",
+        sort,
         &[],
-        &[(1, idx.buf()), (3, keys.buf())],
+        &sort_bindings,
         &p,
         [1, 1, 1],
     );
+    if software && dim.is_multiple_of(4) {
+        let grid = dev
+            .ctx
+            .grid_groups(entry, (rows * dim / 4).div_ceil(64) as u64)?;
+        let bindings = [(6, dy.buf()), (4, keys.buf()), (7, out.buf())];
+        let add = "scatter_add_sorted_vec4";
+        launch(dev, shader!("data"), add, &[], &bindings, &p, grid);
+        return Ok(out);
+    }
     let bindings = [(0, dy.buf()), (4, keys.buf()), (2, out.buf())];
     launch(
         dev,
@@ -232,21 +257,24 @@ pub(crate) fn scatter_add_rows(
     Ok(out)
 }
 
-/// Vocabularies from this size on take the sorted scatter-add (one sort of
-/// the ids, then each output reads only its own rows); smaller ones the
-/// direct kernel, whose every output reads every id but which needs one
-/// dispatch and no scratch. The two sum in the same order, so the choice
-/// never changes a result. Measured on llvmpipe by
+/// Vocabularies from this size on take the sorted scatter-add on hardware
+/// adapters (one sort of the ids, then each output reads only its own
+/// rows); smaller ones the direct kernel, whose every output reads every id
+/// but which needs one dispatch and no scratch. The paths sum in the same
+/// order, so the choice never changes a result. Measured on llvmpipe by
 /// `cargo run --release --example scatter_timing` (2048 ids × 64 columns,
-/// median of 7): direct 0.84 ms at 2 rows, 5.6 at 32, 10.6 at 63; sorted
-/// 1.55 ms at 64 rows, 1.9 at 255, 11 at 5000. On a GPU with thousands of
-/// lanes the direct kernel stays cheap for longer and the one-workgroup sort
-/// costs more, so this is a rule for the autotuner (`super::super::tune`) to
-/// take over.
+/// median of 7) when the sort was the bitonic network there too: direct
+/// 0.84 ms at 2 rows, 5.6 at 32, 10.6 at 63; sorted 1.55 ms at 64 rows,
+/// 1.9 at 255, 11 at 5000. Software adapters now sort by counting and take
+/// the sorted path at every size (two runs: 0.53 and 1.17 ms at 2 rows,
+/// 0.85 and 0.85 at 32, 0.60 and 1.13 at 64, 5.46 and 6.90 at 5000). On a
+/// GPU with thousands of lanes the direct kernel stays cheap for longer
+/// and the one-workgroup sort costs more, so this is a rule for the
+/// autotuner (`super::super::tune`) to take over.
 pub(crate) const SORTED_SCATTER_MIN_ROWS: usize = 64;
 
 /// The sort runs in one workgroup, about n·log²n/512 compare-exchanges per
 /// invocation: 35 thousand at 2^16 ids, but 860 thousand at 2^20, where one
 /// dispatch could outlast a driver's watchdog. Batches with more ids than
-/// this take the direct kernel.
+/// this take the direct kernel on hardware adapters.
 pub(crate) const SORTED_SCATTER_MAX_IDS: usize = 1 << 16;
