@@ -301,10 +301,10 @@ pub(super) fn cases() -> Vec<Case> {
         }
     }
     // Lengths that end mid-vec4 and mid-workgroup, one over a workgroup's
-    // 1,024 values, and (the second) more tensors than one dispatch binds
-    // on an adapter of 32 storage bindings per stage.
+    // 4,096 values (4 · 256 vec4s), and (the second) more tensors than one
+    // dispatch binds on an adapter of 32 storage bindings per stage.
     let many = (0..40).map(|i| 1 + (i * 53) % 97).collect::<Vec<_>>();
-    for sizes in [vec![5, 1, 1030, 3, 64, 250], many] {
+    for sizes in [vec![5, 1, 4103, 3, 64, 250], many] {
         v.push(Case::new(
             "sum of squares (many)",
             format!(
