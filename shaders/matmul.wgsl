@@ -27,6 +27,10 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
+    // C's own rows and columns where store4 crops (CROP): the padded
+    // product's m and n are the padded sizes.
+    c_rows: u32,
+    c_cols: u32,
 }
 var<immediate> p: Params;
 
@@ -37,6 +41,8 @@ override ACT: u32 = 0u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+// The padded product writes its corner of C straight into C (see store4).
+override CROP: bool = false;
 
 // Without HAS_BIAS a placeholder buffer is bound and never read.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -204,13 +210,29 @@ fn matmul_rows(@builtin(global_invocation_id) gid: vec3<u32>,
 
 @group(0) @binding(6) var<storage, read_write> c4: array<vec4<f32>>;
 
+// With CROP the kernel runs on padded operands and C is the unpadded
+// c_rows × c_cols matrix (bound as `c`): the block is stored element by
+// element where it falls inside C, so no padded C is made and cropped.
 fn store4(row: u32, col: u32, v: vec4<f32>) {
     var s = v;
     if (HAS_BIAS) {
         s += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
     }
-    c4[(row * p.n + col) / 4u] = vec4<f32>(
+    let y = vec4<f32>(
         activate(s.x, ACT), activate(s.y, ACT), activate(s.z, ACT), activate(s.w, ACT));
+    if (CROP) {
+        if (row >= p.c_rows) {
+            return;
+        }
+        let at = row * p.c_cols + col;
+        for (var t = 0u; t < 4u; t++) {
+            if (col + t < p.c_cols) {
+                c[at + t] = y[t];
+            }
+        }
+        return;
+    }
+    c4[(row * p.n + col) / 4u] = y;
 }
 
 @compute @workgroup_size(16, 16)

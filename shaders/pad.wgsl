@@ -1,7 +1,8 @@
-// A row-major matrix copied into a larger one with zeros around it, and
-// back: the padded matmul (src/device/gpu/kernels/matmul.rs) runs the vec4
-// kernel on sizes rounded up to multiples of 4, so sizes such as a
-// vocabulary of 75 keep the fast path.
+// A row-major matrix copied into a larger one with zeros around it: the
+// padded matmul (src/device/gpu/kernels/matmul.rs) runs the vec4 and bcast
+// kernels on sizes rounded up to multiples of 4, so sizes such as a
+// vocabulary of 75 keep the fast path (their store writes the result's
+// corner straight into C: no crop).
 
 struct Params {
     rows: u32,     // the small matrix
@@ -32,21 +33,8 @@ fn pad(@builtin(global_invocation_id) gid: vec3<u32>,
     dst[e] = v;
 }
 
-// dst [rows, cols] = the top-left corner of src [rows_p, cols_p].
-@compute @workgroup_size(256)
-fn crop(@builtin(global_invocation_id) gid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = linear_id(gid, nwg);
-    if (e >= p.rows * p.cols) {
-        return;
-    }
-    let r = e / p.cols;
-    let c = e % p.cols;
-    dst[e] = src[r * p.cols_p + c];
-}
-
-// The same two copies one row per invocation, for software adapters
-// (GpuDevice::lane_rows): the per-element kernels above divide each index
+// The same copy one row per invocation, for software adapters
+// (GpuDevice::lane_rows): the per-element kernel above divides each index
 // into row and column, which llvmpipe does lane by lane, while a row's
 // loop has the same trip count in every lane. (On a hardware GPU the
 // per-element kernels' neighbouring lanes touch neighbouring addresses.)
@@ -64,17 +52,5 @@ fn pad_rows(@builtin(global_invocation_id) gid: vec3<u32>,
             v = src[r * p.cols + c];
         }
         dst[r * p.cols_p + c] = v;
-    }
-}
-
-@compute @workgroup_size(256)
-fn crop_rows(@builtin(global_invocation_id) gid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = linear_id(gid, nwg);
-    if (r >= p.rows) {
-        return;
-    }
-    for (var c = 0u; c < p.cols; c++) {
-        dst[r * p.cols + c] = src[r * p.cols_p + c];
     }
 }

@@ -112,6 +112,9 @@ pub struct GpuDevice {
     ctx: Arc<Context>,
     /// Bound where a kernel's optional input is absent (it is never read).
     placeholder: Arc<PooledBuffer>,
+    /// Bound at a kernel's writable output that this dispatch does not
+    /// write (the vec4 matmuls' `c` or `c4`, see kernels/matmul.rs).
+    spare: Arc<PooledBuffer>,
     /// The fixed rule's kernel family, used where tuning is off.
     matmul_kernel: MatmulKernel,
     /// The matmul autotuner (see [`tune`]); `None` where tuning is off or a
@@ -246,6 +249,7 @@ impl GpuDevice {
         let adapter = adapter::select_adapter()?;
         let ctx = Arc::new(Context::new(&adapter)?);
         let placeholder = Arc::new(ctx.alloc(16)?);
+        let spare = Arc::new(ctx.alloc(16)?);
         let matmul_kernel = forced.unwrap_or(match ctx.info.device_type {
             wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => MatmulKernel::Blocked,
             _ => MatmulKernel::Tiled,
@@ -261,6 +265,7 @@ impl GpuDevice {
         Ok(GpuDevice {
             ctx,
             placeholder,
+            spare,
             matmul_kernel,
             tuner,
             subgroups,

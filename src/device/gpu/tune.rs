@@ -103,8 +103,8 @@ pub enum MatmulVariant {
     Blocked,
     /// `matmul_tiled`: 64×64 shared-memory tiles; any size.
     Tiled,
-    /// `matmul_vec4` on copies zero-padded to multiples of 4, the result
-    /// cropped: sizes that are not multiples of 4.
+    /// `matmul_vec4` on copies zero-padded to multiples of 4, storing only
+    /// C's own corner: sizes that are not multiples of 4.
     Padded,
     /// `matmul_rows`: one row of C per invocation; products with at most
     /// [`MatmulVariant::ROWS_MAX_COLUMNS`] columns.
@@ -118,8 +118,8 @@ pub enum MatmulVariant {
     Bcast16x8,
     /// `matmul_bcast` with 32 rows per workgroup and 8 columns each.
     Bcast32x8,
-    /// `matmul_bcast` on copies zero-padded to multiples of 4, the result
-    /// cropped: sizes that are not multiples of 4, on adapters that can
+    /// `matmul_bcast` on copies zero-padded to multiples of 4, storing only
+    /// C's own corner: sizes that are not multiples of 4, on adapters that can
     /// run `matmul_bcast` (the block: [`MatmulVariant::padded_bcast_block`]).
     PaddedBcast,
 }

@@ -16,6 +16,8 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
+    c_rows: u32,
+    c_cols: u32,
 }
 
 #[repr(C)]
@@ -149,11 +151,11 @@ impl Operand<'_> {
 /// `matmul_vec4` or `matmul_bcast` on copies with every size rounded up to
 /// a multiple of 4 (and m to at
 /// least 8): zeros in k add exactly nothing, and the extra rows and columns
-/// of C are computed and cropped away (their bias reads stay inside the bias
-/// buffer, whose pool size is a multiple of 256 bytes). Under f16 both
-/// operands are always copied (to f16, padded by the same copy where the
-/// variant wants it); under f32 an operand already of the right size is
-/// used as it is, and C is written in place when it is.
+/// of C are computed but not stored (`CROP`: the kernel writes C's corner
+/// straight into C; their bias reads stay inside the bias buffer, whose
+/// pool size is a multiple of 256 bytes). Under f16 both operands are
+/// always copied (to f16, padded by the same copy where the variant wants
+/// it); under f32 an operand already of the right size is used as it is.
 fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     let (m, k, n) = p.dims;
     let (mp, kp, np) = if variant.padded() {
@@ -175,12 +177,7 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     };
     let a = operand(dev, p.a, stored(p.spec.trans_a, (m, k), (mp, kp)))?;
     let b = operand(dev, p.b, stored(p.spec.trans_b, (k, n), (kp, np)))?;
-    let c_p = if (mp, np) == (m, n) {
-        None
-    } else {
-        Some(dev.empty([mp, np])?)
-    };
-    let c = c_p.as_ref().unwrap_or(p.out);
+    let crop = (mp, np) != (m, n);
     let tiles = |cols: usize, rows: usize| {
         let grid = [np.div_ceil(cols) as u32, mp.div_ceil(rows) as u32, 1];
         dev.ctx.check_grid("matmul", grid)
@@ -215,7 +212,25 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         m: u32_of("matmul", mp)?,
         n: u32_of("matmul", np)?,
         k: u32_of("matmul", kp)?,
+        c_rows: u32_of("matmul", m)?,
+        c_cols: u32_of("matmul", n)?,
     };
+    // The vec4 kernels store through `c4` (binding 6), or with CROP through
+    // `c` (3); both are bound, the one not written to a spare buffer.
+    let mut bindings = vec![(at_a, a.buf()), (at_b, b.buf()), (2, p.bias)];
+    if at_c == 6 {
+        let spare = &*dev.spare;
+        let (c3, c6) = if crop {
+            (p.out.buf(), spare)
+        } else {
+            (spare, p.out.buf())
+        };
+        bindings.extend([(3, c3), (6, c6)]);
+        constants.push(("CROP", if crop { 1.0 } else { 0.0 }));
+    } else {
+        debug_assert!(!crop, "only the vec4 kernels run padded");
+        bindings.push((3, p.out.buf()));
+    }
     // matmul_bcast is in a module of its own: it needs subgroups.
     let shader = match (dev.precision, block.is_some()) {
         (Precision::F32, false) => shader!("matmul_f32", "matmul"),
@@ -223,23 +238,7 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         (Precision::F32, true) => shader!("matmul_f32", "matmul", "matmul_bcast"),
         (Precision::F16, true) => shader!(enable_f16 "matmul_f16", "matmul", "matmul_bcast"),
     };
-    launch(
-        dev,
-        shader,
-        entry,
-        &constants,
-        &[
-            (at_a, a.buf()),
-            (at_b, b.buf()),
-            (2, p.bias),
-            (at_c, c.buf()),
-        ],
-        &params,
-        grid,
-    );
-    if let Some(c_p) = &c_p {
-        copy_corner(dev, "crop", c_p.buf(), p.out.buf(), (m, n), (mp, np))?;
-    }
+    launch(dev, shader, entry, &constants, &bindings, &params, grid);
     Ok(())
 }
 
@@ -270,7 +269,7 @@ fn operand<'a>(
         Precision::F32 if stored == padded => Ok(Operand::Given(t)),
         Precision::F32 => {
             let dst = dev.empty([padded.0, padded.1])?;
-            copy_corner(dev, "pad", t.buf(), dst.buf(), stored, padded)?;
+            pad(dev, t.buf(), dst.buf(), stored, padded)?;
             Ok(Operand::Padded(dst))
         }
     }
@@ -288,22 +287,20 @@ fn padded_sizes(m: usize, k: usize, n: usize) -> (usize, usize, usize) {
     (up(m).max(8), up(k), up(n))
 }
 
-/// Launches shaders/pad.wgsl's `entry` (`pad` or `crop`) from `src` to `dst`.
-fn copy_corner(
+/// Launches shaders/pad.wgsl from `src` (`small`) to `dst` (`padded`).
+fn pad(
     dev: &GpuDevice,
-    entry: &'static str,
     src: &PooledBuffer,
     dst: &PooledBuffer,
     small: (usize, usize),
     padded: (usize, usize),
 ) -> Result<()> {
-    // On software adapters one invocation per row (pad.wgsl's `_rows`
-    // kernels), elsewhere one per element.
-    let (entry, threads) = match (entry == "pad", dev.lane_rows()) {
-        (true, true) => ("pad_rows", padded.0),
-        (true, false) => ("pad", padded.0 * padded.1),
-        (false, true) => ("crop_rows", small.0),
-        (false, false) => ("crop", small.0 * small.1),
+    // On software adapters one invocation per row (`pad_rows`), elsewhere
+    // one per element.
+    let (entry, threads) = if dev.lane_rows() {
+        ("pad_rows", padded.0)
+    } else {
+        ("pad", padded.0 * padded.1)
     };
     corner_launch(dev, shader!("pad"), entry, src, dst, small, padded, threads)
 }
