@@ -5,11 +5,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource, WORKGROUP};
-
-/// Invocations per workgroup of optim_many.wgsl, and the vec4s each takes
-/// (its `VEC4S`).
-const WG: usize = WORKGROUP as usize;
-const VEC4S: usize = 4;
 use crate::device::gpu::{GpuDevice, GpuTensor};
 use crate::device::{same_shape, AdamStep, Device, Reduce, Tensor};
 use crate::error::{Error, Result};
@@ -180,6 +175,11 @@ pub(crate) fn clip_factor(
 }
 
 // ---- shaders/optim_many.wgsl: many tensors per dispatch -------------------
+
+/// Invocations per workgroup of optim_many.wgsl, and the vec4s each takes
+/// (its `VEC4S`).
+const WG: usize = WORKGROUP as usize;
+const VEC4S: usize = 4;
 
 /// Most tensors one many-tensor dispatch takes on any adapter: it bounds the
 /// size of the generated module (a binding per role and tensor).
