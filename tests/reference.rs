@@ -67,6 +67,8 @@ trait DynDevice {
         dy_seed: u64,
     ) -> [(Vec<f32>, Vec<usize>); 3];
     fn reduce(&self, x: &[f32], shape: [usize; 2]) -> [Vec<f32>; 5];
+    /// `sum_squares_many` over `x` cut at `cuts` into several tensors.
+    fn sum_squares_split(&self, x: &[f32], cuts: &[usize]) -> Vec<f32>;
     fn losses(
         &self,
         logits: &[f32],
@@ -164,6 +166,18 @@ impl<D: Device> DynDevice for D {
             .unwrap();
         let get = |t: &D::Tensor| (self.download(t).unwrap(), t.shape().dims().to_vec());
         [get(&y), get(&arg), get(&dx)]
+    }
+
+    fn sum_squares_split(&self, x: &[f32], cuts: &[usize]) -> Vec<f32> {
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain([&x.len()]) {
+            parts.push(self.upload(&x[start..end], [end - start]).unwrap());
+            start = end;
+        }
+        let refs: Vec<&D::Tensor> = parts.iter().collect();
+        self.download(&self.sum_squares_many(&refs).unwrap())
+            .unwrap()
     }
 
     fn reduce(&self, x: &[f32], shape: [usize; 2]) -> [Vec<f32>; 5] {
@@ -534,6 +548,14 @@ proptest! {
                     within(&format!("{name} sum"), &gsum, &[sum], |_| sum_tolerance(x.len(), sum_mag))?;
                     within(&format!("{name} sum of squares"), &gsq, &[squares], |_| sum_tolerance(x.len(), sq_mag))?;
                     prop_assert_eq!(&gmax, &vec![max], "{} max is exact", name);
+                    // The same squares as several tensors (clipping's norm;
+                    // empty ones among them when the cuts coincide).
+                    let n = x.len();
+                    let cuts = [(seed as usize) % (n + 1), (seed as usize >> 8) % (n + 1), n / 2];
+                    let mut cuts = cuts.to_vec();
+                    cuts.sort_unstable();
+                    let split = d.sum_squares_split(&x, &cuts);
+                    within(&format!("{name} sum_squares_many"), &split, &[squares], |_| sum_tolerance(n, sq_mag))?;
                     Ok(())
                 })();
                 checked?;
