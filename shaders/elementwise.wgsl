@@ -1,5 +1,5 @@
 // Elementwise kernels: activations and their backward, binary ops, axpy,
-// scale, fill. Launchers: src/device/gpu/kernels/elementwise.rs
+// scale, scale_by, fill. Launchers: src/device/gpu/kernels/elementwise.rs
 //
 // Each invocation handles 4 consecutive elements as one vec4 (a quarter of
 // the instructions; on software adapters every load is costly). The last
@@ -93,6 +93,16 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = linear_id(gid, nwg);
     if (i < p.n4) {
         out[i] = p.alpha * x[i];
+    }
+}
+
+// out = x · y[0] (y a [1] tensor: the loss scale, which lives on the device)
+@compute @workgroup_size(256)
+fn scale_by(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i < p.n4) {
+        out[i] = x[i] * y[0].x;
     }
 }
 

@@ -9,7 +9,8 @@
 // ...; only the roles the entry point uses) and the entry point, whose
 // loop over the invocation's vec4s runs the entry's `@slot` statement in a
 // `switch` over the slot, with `#` replaced by the slot's number, then its
-// `@finish` statement (if any). A generated module has one entry point.
+// `@finish` statement (if any); its `@start` statement (if any) opens the
+// body. A generated module has one entry point.
 //
 // The parameter table (binding 0) gives each slot its first workgroup:
 // every tensor starts a workgroup of its own, so the slot is the same for
@@ -24,6 +25,10 @@
 // @slot sgd_many p g: p#[j] = sgd(p#[j], g#[j], t.weight_decay);
 // @slot momentum_many p g m: let w = p#[j]; let vel = velocity(m#[j], w, g#[j], t.weight_decay); m#[j] = vel; p#[j] = w - p.lr * vel;
 // @slot adam_many p g m v: let o = adam(p#[j], m#[j], v#[j], g#[j], t.weight_decay, t.decoupled_decay); p#[j] = o.w; m#[j] = o.m; v#[j] = o.v;
+// An update whose gradient scale is exactly 0 is skipped (see optim.wgsl).
+// @start sgd_many: if (grad_scale[0] == 0.0) { return; }
+// @start momentum_many: if (grad_scale[0] == 0.0) { return; }
+// @start adam_many: if (grad_scale[0] == 0.0) { return; }
 // @slot sum_squares_many x: acc += squares_of(x#[j], j, t.len);
 // @finish sum_squares_many: if (i < arrayLength(&squares)) { squares[i] = acc; }
 

@@ -562,7 +562,9 @@ fn train_rep<'a, D: Device + 'static>(
     };
     let data = DeviceData::upload(dev, &ds, &norm, None)?;
     let mut model = Model::new(dev, &config, 1)?;
-    let mut optimizer = OptimConfig::new(OptimizerKind::Sgd, 0.01).build::<D>()?;
+    let mut optimizer = OptimConfig::new(OptimizerKind::Sgd, 0.01)
+        .for_precision(dev.precision())
+        .build::<D>()?;
     let n = data.len();
     let mut order = data.in_order(dev, batch)?;
     if steps * batch > n {
@@ -574,8 +576,7 @@ fn train_rep<'a, D: Device + 'static>(
         let mut running: Option<D::Tensor> = None;
         for step in 0..steps {
             let (x, y) = data.batch(dev, &mut order, step * batch, batch)?;
-            let loss = model.loss_and_grads(dev, &x, &y)?;
-            optimizer.step(dev, &mut model.params_mut())?;
+            let loss = model.train_step(dev, &x, &y, &mut *optimizer)?;
             running = Some(match running {
                 Some(r) => dev.add(&r, &loss)?,
                 None => loss,

@@ -97,6 +97,22 @@ impl Check for Scale {
     }
 }
 
+/// `a·s` for a scale `s` read from a `[1]` tensor (the loss scale).
+#[derive(Clone, Debug)]
+pub struct ScaleBy(usize);
+
+impl Check for ScaleBy {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let a = random(dev, rng, [self.0], 1.0)?;
+        let s = dev.full([1], 1536.0)?;
+        Ok(vec![dev.scale_by(&a, &s)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::ROUNDING
+    }
+}
+
 /// `s·a + b`.
 #[derive(Clone, Debug)]
 pub struct Axpy(usize);
@@ -155,6 +171,7 @@ pub(super) fn cases() -> Vec<Case> {
             v.push(Case::new(format!("{op:?}"), &shape, BinaryOp { n, op }));
         }
         v.push(Case::new("scale", &shape, Scale(n)));
+        v.push(Case::new("scale by", &shape, ScaleBy(n)));
         v.push(Case::new("axpy", &shape, Axpy(n)));
         v.push(Case::new("fill", &shape, Fill(n)));
     }

@@ -170,13 +170,17 @@ macro_rules! kinds {
 
 use conv::{AvgPool, ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
 use elementwise::{
-    ActivationBackward, ActivationBackwardFromInput, ActivationForward, Axpy, BinaryOp, Fill, Scale,
+    ActivationBackward, ActivationBackwardFromInput, ActivationForward, Axpy, BinaryOp, Fill,
+    Scale, ScaleBy,
 };
 use matmul::Matmul;
 use movement::{
     DropoutMaskOf, Gather, GatherU8, OneHot, Reshape, ScatterAddRows, SliceConcat, Transpose,
 };
-use optim::{Adam, AdamMany, ClipFactor, Momentum, MomentumMany, Sgd, SgdMany};
+use optim::{
+    Adam, AdamMany, ClipFactor, LossScaleStepOf, Momentum, MomentumMany, Sgd, SgdMany,
+    SkippedUpdates,
+};
 use reductions::{
     Argmax, BatchNorm, Bce, CountEqual, LayerNorm, Mse, ReduceAll, Softmax, SoftmaxXent, SumCols,
     SumRows, SumSquaresMany,
@@ -196,6 +200,7 @@ kinds!(
     ActivationBackwardFromInput,
     BinaryOp,
     Scale,
+    ScaleBy,
     Axpy,
     Fill,
     SumRows,
@@ -229,6 +234,8 @@ kinds!(
     MomentumMany,
     AdamMany,
     ClipFactor,
+    SkippedUpdates,
+    LossScaleStepOf,
 );
 
 /// One operation on fixed shapes and a fixed seed.

@@ -1,8 +1,8 @@
 //! Optimizer updates (in place, with the gradient scale read from the
-//! device) and the clipping factor.
+//! device), the clipping factor and the loss-scaling step.
 
 use super::{random, Case, ChaCha8Rng, Check, Tolerance};
-use crate::device::{AdamStep, Device};
+use crate::device::{AdamStep, Device, LossScaleStep};
 use crate::error::Result;
 
 /// One SGD step with L2 decay.
@@ -214,6 +214,89 @@ impl Check for ClipFactor {
     }
 }
 
+/// Every update at a gradient scale of 0, which skips it: one tensor at a
+/// time and `sizes` at once (grouped or not), with nonzero decay and state
+/// that a step would move. Returns parameters and state, untouched.
+#[derive(Clone, Debug)]
+pub struct SkippedUpdates(Vec<usize>);
+
+impl Check for SkippedUpdates {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let mut tensors = || {
+            self.0
+                .iter()
+                .map(|&n| random(dev, rng, [n], 1.0))
+                .collect::<Result<Vec<_>>>()
+        };
+        let k = self.0.len();
+        // Parameters, gradients, velocities or first moments, second moments.
+        let (mut ps, gs, mut ms, mut vs) = (tensors()?, tensors()?, tensors()?, tensors()?);
+        let zero = dev.zeros([1])?;
+        let hp: Vec<AdamStep> = (0..k)
+            .map(|_| AdamStep {
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                decoupled_decay: 0.02,
+                step: 2,
+            })
+            .collect();
+        let wd = vec![0.01; k];
+        dev.sgd_update(&mut ps[0], &gs[0], &zero, 0.1, 0.01)?;
+        dev.momentum_update(&mut ps[0], &mut ms[0], &gs[0], &zero, 0.1, 0.9, 0.01)?;
+        dev.adam_update(&mut ps[0], &mut ms[0], &mut vs[0], &gs[0], &zero, &hp[0])?;
+        let g_refs: Vec<&D::Tensor> = gs.iter().collect();
+        {
+            let mut p_refs: Vec<&mut D::Tensor> = ps.iter_mut().collect();
+            dev.sgd_update_many(&mut p_refs, &g_refs, &zero, 0.1, &wd)?;
+        }
+        {
+            let mut p_refs: Vec<&mut D::Tensor> = ps.iter_mut().collect();
+            let mut m_refs: Vec<&mut D::Tensor> = ms.iter_mut().collect();
+            dev.momentum_update_many(&mut p_refs, &mut m_refs, &g_refs, &zero, 0.1, 0.9, &wd)?;
+        }
+        let mut p_refs: Vec<&mut D::Tensor> = ps.iter_mut().collect();
+        let mut m_refs: Vec<&mut D::Tensor> = ms.iter_mut().collect();
+        let mut v_refs: Vec<&mut D::Tensor> = vs.iter_mut().collect();
+        dev.adam_update_many(&mut p_refs, &mut m_refs, &mut v_refs, &g_refs, &zero, &hp)?;
+        ps.extend(ms);
+        ps.extend(vs);
+        Ok(ps)
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        // Both devices return their inputs, which are the same values.
+        Tolerance::EXACT
+    }
+}
+
+/// One loss-scaling step from summed squares `ss` at scale `scale` after
+/// `good` good steps: the factor, the next scale and good-step count.
+#[derive(Clone, Debug)]
+pub struct LossScaleStepOf {
+    ss: f32,
+    scale: f32,
+    good: f32,
+    step: LossScaleStep,
+}
+
+impl Check for LossScaleStepOf {
+    fn run<D: Device>(&self, dev: &D, _: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let ss = dev.full([1], self.ss)?;
+        let mut scale = dev.full([1], self.scale)?;
+        let mut good = dev.full([1], self.good)?;
+        let factor = dev.loss_scale_step(&ss, &mut scale, &mut good, &self.step)?;
+        Ok(vec![factor, scale, good])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        // A square root and two divisions.
+        Tolerance::TRANSCENDENTAL
+    }
+}
+
 pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for n in [1, 1000] {
@@ -260,6 +343,41 @@ pub(super) fn cases() -> Vec<Case> {
             "clip factor",
             format!("‖g‖²={ss}"),
             ClipFactor(ss),
+        ));
+    }
+    for sizes in [vec![1000], vec![7, 2, 5000, 9, 33, 1, 40, 6]] {
+        v.push(Case::new(
+            "updates skipped at scale 0",
+            format!("{sizes:?}"),
+            SkippedUpdates(sizes),
+        ));
+    }
+    let dynamic = |max_norm| LossScaleStep {
+        max_norm,
+        growth_interval: 4,
+    };
+    let fixed = LossScaleStep {
+        max_norm: None,
+        growth_interval: 0,
+    };
+    for (what, ss, scale, good, step) in [
+        ("finite", 3.0e6, 1024.0, 1.0, dynamic(None)),
+        ("finite, grows", 3.0e6, 1024.0, 3.0, dynamic(None)),
+        ("finite, clipped", 3.0e8, 1024.0, 0.0, dynamic(Some(2.0))),
+        ("overflow", f32::INFINITY, 1024.0, 2.0, dynamic(None)),
+        ("NaN", f32::NAN, 1024.0, 2.0, dynamic(Some(2.0))),
+        ("fixed, finite", 3.0e6, 1024.0, 0.0, fixed),
+        ("fixed, overflow", f32::INFINITY, 1024.0, 0.0, fixed),
+    ] {
+        v.push(Case::new(
+            "loss scale step",
+            what,
+            LossScaleStepOf {
+                ss,
+                scale,
+                good,
+                step,
+            },
         ));
     }
     v

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use wgtrain::data::{Missing, Task};
 use wgtrain::device::Precision;
 use wgtrain::models::{format_layers, parse_layers, Preset};
-use wgtrain::optim::{OptimizerKind, Schedule};
+use wgtrain::optim::{LossScale, OptimizerKind, Schedule};
 use wgtrain::run::checkpoint::{self, ModelMeta};
 use wgtrain::run::fit::restore;
 use wgtrain::run::{Experiment, ExperimentConfig, FitEnd, RunDir};
@@ -174,6 +174,12 @@ pub struct TrainArgs {
     /// with SHADER_F16 (on the CPU it is emulated, slowly). Default f32.
     #[arg(long, value_parser = parse_precision)]
     pub precision: Option<Precision>,
+    /// Scale the loss before backpropagation so small gradients survive
+    /// f16 operands: `dynamic` (the default under f16: 2^16 to start,
+    /// halved at an overflow, whose step is skipped, doubled after 2000
+    /// good steps), a fixed number, or `off` (the default under f32).
+    #[arg(long, value_parser = parse_loss_scale)]
+    pub loss_scale: Option<LossScale>,
     /// Run directory (default: runs/<model>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -282,6 +288,7 @@ fn settings_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--max-train-samples", args.max_train_samples.is_some()),
         ("--log-every", args.log_every.is_some()),
         ("--precision", args.precision.is_some()),
+        ("--loss-scale", args.loss_scale.is_some()),
     ];
     set.into_iter()
         .filter(|(_, on)| *on)
@@ -381,6 +388,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
     c.optim.momentum = args.momentum.unwrap_or(c.optim.momentum);
     c.optim.weight_decay = args.weight_decay.unwrap_or(c.optim.weight_decay);
     c.optim.clip_norm = args.clip_norm.or(c.optim.clip_norm);
+    c.optim.loss_scale = args.loss_scale.or(c.optim.loss_scale);
     // Written out, so the printed config does not depend on how the data
     // is guessed.
     c.task = Some(c.resolved_task()?);
@@ -532,9 +540,15 @@ fn train_on<D: Device + 'static>(
     }
     if exp.config.precision == Precision::F16 {
         let how = if device == "cpu" { ", emulated" } else { "" };
+        let scaled = match exp.config.optim.loss_scale.unwrap_or_default() {
+            LossScale::Off => "no loss scaling".to_string(),
+            s => format!("loss scale {s}"),
+        };
         say(format!(
-            "precision: f16 matrix-product operands, f32 sums and weights{how}"
+            "precision: f16 matrix-product operands, f32 sums and weights{how}; {scaled}"
         ));
+    } else if let Some(s) = exp.config.optim.loss_scale.filter(|s| *s != LossScale::Off) {
+        say(format!("loss scale {s}"));
     }
     say(format!(
         "layers: {} (output layer from the data)",
@@ -735,6 +749,11 @@ fn train_on<D: Device + 'static>(
 
 /// `--precision`.
 pub(super) fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+/// `--loss-scale`.
+fn parse_loss_scale(s: &str) -> Result<LossScale, String> {
     s.parse().map_err(|e: Error| e.to_string())
 }
 

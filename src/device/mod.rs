@@ -18,6 +18,7 @@
 pub mod cpu;
 pub mod dropout;
 pub mod gpu;
+pub mod loss_scale;
 pub mod precision;
 pub mod reference;
 
@@ -27,6 +28,7 @@ use crate::tensor::Shape;
 pub use cpu::CpuDevice;
 pub use dropout::DropoutMask;
 pub use gpu::GpuDevice;
+pub use loss_scale::{LossScaleOutcome, LossScaleStep};
 pub use precision::Precision;
 
 /// A device-resident tensor handle.
@@ -510,6 +512,9 @@ pub trait Device {
     }
     /// `alpha · x`.
     fn scale(&self, x: &Self::Tensor, alpha: f32) -> Result<Self::Tensor>;
+    /// `x · s` for `s` a `[1]` tensor on the device (the loss gradient
+    /// times the loss scale, which lives on the device).
+    fn scale_by(&self, x: &Self::Tensor, s: &Self::Tensor) -> Result<Self::Tensor>;
     /// `alpha · x + y`.
     fn axpy(&self, alpha: f32, x: &Self::Tensor, y: &Self::Tensor) -> Result<Self::Tensor>;
 
@@ -714,7 +719,9 @@ pub trait Device {
 
     // ---- optimizer updates (in place) ----------------------------------
     // `grad_scale` is a `[1]` tensor multiplying every gradient (global-norm
-    // clipping computes it on the device); weight decay adds `wd · p` (L2).
+    // clipping and loss scaling compute it on the device); weight decay adds
+    // `wd · p` (L2). A `grad_scale` of exactly 0 skips the update: parameters
+    // and state stay as they are (loss scaling's answer to an overflow).
     /// `p -= lr·(s·g + wd·p)`, with `s` = `grad_scale`.
     fn sgd_update(
         &self,
@@ -827,6 +834,17 @@ pub trait Device {
     }
     /// `min(1, max_norm / ‖g‖)` from the summed squares `‖g‖²` (shape `[1]`).
     fn clip_factor(&self, sum_squares: &Self::Tensor, max_norm: f32) -> Result<Self::Tensor>;
+    /// One loss-scaling step by [`LossScaleStep::apply`]'s rule: from the
+    /// summed squares of the scaled gradients (`[1]`), the factor (`[1]`)
+    /// the optimizer multiplies them by, while `scale` and `good_steps`
+    /// (`[1]` each) move to the next step's, all on the device.
+    fn loss_scale_step(
+        &self,
+        sum_squares: &Self::Tensor,
+        scale: &mut Self::Tensor,
+        good_steps: &mut Self::Tensor,
+        step: &LossScaleStep,
+    ) -> Result<Self::Tensor>;
 }
 
 /// `Σ part(x)` over `items` as a `[1]` tensor, summed in order (0 for none).

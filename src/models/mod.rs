@@ -23,6 +23,7 @@ use crate::nn::{
     Act, AvgPool2d, BatchNorm, Buffer, Conv2d, Dense, Dropout, Embedding, Flatten, GlobalAvgPool,
     Gru, LastStep, Layer, LayerNorm, Lstm, MaxPool2d, OneHot, Param, RecurrentInput, Rnn,
 };
+use crate::optim::Optimizer;
 use crate::profile::{self, Phase};
 use crate::tensor::Shape;
 
@@ -246,9 +247,42 @@ impl<D: Device> Model<D> {
         }
     }
 
+    /// One training step on a batch: forward, loss, backward and the
+    /// optimizer's update, with the loss scaled by the optimizer's loss
+    /// scale where it has one. Returns the mean loss (unscaled) as a `[1]`
+    /// tensor on the device; nothing is read back.
+    pub fn train_step(
+        &mut self,
+        dev: &D,
+        x: &D::Tensor,
+        y: &D::Tensor,
+        optimizer: &mut (impl Optimizer<D> + ?Sized),
+    ) -> Result<D::Tensor> {
+        let seed = optimizer.loss_scale(dev)?;
+        let loss = self.loss_and_scaled_grads(dev, x, y, seed.as_ref())?;
+        let left = profile::phase(Phase::Optimizer);
+        let stepped = optimizer.step(dev, &mut self.params_mut());
+        profile::phase(left);
+        stepped?;
+        Ok(loss)
+    }
+
     /// Forward, loss and backward for one batch; gradients land in the
     /// parameters. Returns the mean loss as a `[1]` tensor on the device.
     pub fn loss_and_grads(&mut self, dev: &D, x: &D::Tensor, y: &D::Tensor) -> Result<D::Tensor> {
+        self.loss_and_scaled_grads(dev, x, y, None)
+    }
+
+    /// [`Model::loss_and_grads`] with the loss gradient multiplied by
+    /// `loss_scale` (a `[1]` tensor) when given, so every gradient is too;
+    /// the returned loss is not scaled.
+    pub fn loss_and_scaled_grads(
+        &mut self,
+        dev: &D,
+        x: &D::Tensor,
+        y: &D::Tensor,
+        loss_scale: Option<&D::Tensor>,
+    ) -> Result<D::Tensor> {
         for l in &mut self.layers {
             l.set_step(self.step);
         }
@@ -259,7 +293,10 @@ impl<D: Device> Model<D> {
         let targets = self.arrange_targets(dev, y)?;
         let lg = self.loss().apply(dev, &logits, &targets)?;
         profile::phase(Phase::Backward);
-        let mut grad = lg.grad;
+        let mut grad = match loss_scale {
+            Some(s) => dev.scale_by(&lg.grad, s)?,
+            None => lg.grad,
+        };
         let n = self.layers.len();
         // Layers before the first with parameters (a flatten, say) have
         // nothing to learn: the gradient stops at the first trained layer,

@@ -8,12 +8,14 @@
 //! and a variant of [`OptimizerKind`] that [`OptimConfig::build`] maps to it.
 
 mod adam;
+mod loss_scale;
 mod momentum;
 mod schedule;
 mod sgd;
 mod state;
 
 pub use adam::Adam;
+pub use loss_scale::{LossScale, LossScaler, DYNAMIC_GROWTH_INTERVAL, DYNAMIC_INITIAL_SCALE};
 pub use momentum::Momentum;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
@@ -21,7 +23,7 @@ pub use state::{GradScale, Slots};
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::Device;
+use crate::device::{Device, Precision};
 use crate::error::{Error, Result};
 use crate::nn::Param;
 use crate::tensor::HostTensor;
@@ -51,13 +53,29 @@ pub trait Optimizer<D: Device> {
     fn common_mut(&mut self) -> &mut Common<D>;
 
     /// One update of every parameter from its stored gradient. `params`
-    /// must come in the same order at every step.
+    /// must come in the same order at every step. Under loss scaling the
+    /// gradients must have been scaled by [`Optimizer::loss_scale`]'s
+    /// tensor (as [`Model::train_step`](crate::models::Model::train_step)
+    /// does); a step whose scaled gradients overflowed leaves parameters
+    /// and state as they are, but counts as a step.
     fn step(&mut self, dev: &D, params: &mut [&mut Param<D>]) -> Result<()> {
         let common = self.common_mut();
         let scale = common.scale.factor(dev, params)?;
         common.steps += 1;
         let step = common.steps;
         self.update(dev, params, &scale, step)
+    }
+    /// Scales the loss by `setting` from the next step on.
+    fn set_loss_scale(&mut self, setting: LossScale) {
+        self.common_mut().scale.set_loss_scale(setting);
+    }
+    /// The `[1]` tensor this step's loss gradient is to be multiplied by,
+    /// if the loss is scaled.
+    fn loss_scale(&mut self, dev: &D) -> Result<Option<D::Tensor>> {
+        match self.common_mut().scale.loss_scaler() {
+            Some(s) => Ok(Some(s.scale(dev)?)),
+            None => Ok(None),
+        }
     }
     /// The learning rate the next step uses.
     fn learning_rate(&self) -> f32 {
@@ -74,7 +92,12 @@ pub trait Optimizer<D: Device> {
     /// The state as named host tensors (`optimizer.<parameter>.<slot>`), for
     /// checkpoints. Empty before the first step.
     fn state(&self, dev: &D, params: &[&Param<D>]) -> Result<Vec<HostTensor>> {
-        self.common().slots.save(dev, params)
+        let common = self.common();
+        let mut saved = common.slots.save(dev, params)?;
+        if let Some(loss) = common.scale.loss_scaler_ref() {
+            saved.extend(loss.save(dev)?);
+        }
+        Ok(saved)
     }
     /// Restores what [`Optimizer::state`] saved, after `steps` updates.
     /// Every tensor must be present with its parameter's shape.
@@ -87,6 +110,9 @@ pub trait Optimizer<D: Device> {
     ) -> Result<()> {
         let common = self.common_mut();
         common.slots.load(dev, params, saved)?;
+        if let Some(loss) = common.scale.loss_scaler() {
+            loss.load(dev, saved)?;
+        }
         common.steps = steps;
         Ok(())
     }
@@ -165,6 +191,12 @@ pub struct OptimConfig {
     /// Rescale all gradients together when their global norm exceeds this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f32>,
+    /// Loss scaling (see [`LossScale`]); unset means off, except that
+    /// [`OptimConfig::for_precision`] makes it dynamic at f16 (as an
+    /// [`Experiment`](crate::run::Experiment) does, whose config then
+    /// records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
 }
 
 impl OptimConfig {
@@ -179,7 +211,18 @@ impl OptimConfig {
             beta2: 0.999,
             eps: 1e-8,
             clip_norm: None,
+            loss_scale: None,
         }
+    }
+
+    /// These settings for a device computing at `precision`: loss scaling,
+    /// where not set, becomes dynamic under f16 (whose product operands
+    /// would round small gradients) and stays off under f32.
+    pub fn for_precision(mut self, precision: Precision) -> Self {
+        if precision == Precision::F16 && self.loss_scale.is_none() {
+            self.loss_scale = Some(LossScale::Dynamic);
+        }
+        self
     }
 
     /// Checks every number.
@@ -212,6 +255,9 @@ impl OptimConfig {
                 )));
             }
         }
+        if let Some(s) = self.loss_scale {
+            s.validate()?;
+        }
         Ok(())
     }
 
@@ -219,7 +265,7 @@ impl OptimConfig {
     pub fn build<D: Device + 'static>(&self) -> Result<Box<dyn Optimizer<D>>> {
         self.validate()?;
         let clip = self.clip_norm;
-        Ok(match self.kind {
+        let mut optimizer: Box<dyn Optimizer<D>> = match self.kind {
             OptimizerKind::Sgd => Box::new(Sgd::new(self.lr, self.weight_decay, clip)),
             OptimizerKind::Momentum => Box::new(Momentum::new(
                 self.lr,
@@ -234,7 +280,9 @@ impl OptimConfig {
                 self.kind == OptimizerKind::AdamW,
                 clip,
             )),
-        })
+        };
+        optimizer.set_loss_scale(self.loss_scale.unwrap_or_default());
+        Ok(optimizer)
     }
 }
 

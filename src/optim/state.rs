@@ -1,5 +1,5 @@
 //! What every optimizer shares: per-parameter state tensors named by slot,
-//! and the gradient scale (1, or the clipping factor).
+//! and the gradient scale (1, the clipping factor, or loss scaling's).
 
 use crate::device::{Device, Tensor};
 use crate::error::{Error, Result};
@@ -7,6 +7,7 @@ use crate::nn::Param;
 use crate::tensor::HostTensor;
 
 use super::grad_of;
+use super::loss_scale::{LossScale, LossScaler};
 
 /// Per-parameter state tensors, one per named slot (`m`, `v`), created as
 /// zeros at the first step. Saved as `optimizer.<parameter>.<slot>`.
@@ -92,30 +93,48 @@ impl<D: Device> Slots<D> {
 }
 
 /// The factor every gradient is multiplied by in an update: 1, or with
-/// clipping `min(1, max_norm / ‖g‖)` over all gradients together, computed
-/// on the device.
+/// clipping `min(1, max_norm / ‖g‖)` over all gradients together, or under
+/// loss scaling that divided by the scale (0 to skip an overflowed step),
+/// always computed on the device.
 pub struct GradScale<D: Device> {
     clip_norm: Option<f32>,
     unit: Option<D::Tensor>,
+    loss: Option<LossScaler<D>>,
 }
 
 impl<D: Device> GradScale<D> {
-    /// Clipping to `clip_norm` when given.
+    /// Clipping to `clip_norm` when given; no loss scaling.
     pub fn new(clip_norm: Option<f32>) -> Self {
         GradScale {
             clip_norm,
             unit: None,
+            loss: None,
         }
+    }
+
+    /// Scales the loss by `setting` from the next step on (a fresh state).
+    pub fn set_loss_scale(&mut self, setting: LossScale) {
+        self.loss = LossScaler::new(setting, self.clip_norm);
+    }
+
+    /// The loss scaling state, if the loss is scaled.
+    pub fn loss_scaler(&mut self) -> Option<&mut LossScaler<D>> {
+        self.loss.as_mut()
+    }
+
+    /// The loss scaling state, if the loss is scaled, to read.
+    pub fn loss_scaler_ref(&self) -> Option<&LossScaler<D>> {
+        self.loss.as_ref()
     }
 
     /// The `[1]` factor for this step's gradients.
     pub fn factor(&mut self, dev: &D, params: &[&mut Param<D>]) -> Result<D::Tensor> {
-        let Some(max_norm) = self.clip_norm else {
+        if self.clip_norm.is_none() && self.loss.is_none() {
             return match &self.unit {
                 Some(u) => Ok(u.clone()),
                 None => Ok(self.unit.insert(dev.full([1], 1.0)?).clone()),
             };
-        };
+        }
         if params.is_empty() {
             return dev.full([1], 1.0);
         }
@@ -123,6 +142,11 @@ impl<D: Device> GradScale<D> {
             .iter()
             .map(|p| grad_of(p))
             .collect::<Result<Vec<_>>>()?;
-        dev.clip_factor(&dev.sum_squares_many(&grads)?, max_norm)
+        let sum_squares = dev.sum_squares_many(&grads)?;
+        match (&mut self.loss, self.clip_norm) {
+            (Some(loss), _) => loss.factor(dev, &sum_squares),
+            (None, Some(max_norm)) => dev.clip_factor(&sum_squares, max_norm),
+            (None, None) => unreachable!("returned above"),
+        }
     }
 }

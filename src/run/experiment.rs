@@ -80,6 +80,8 @@ impl<D: Device + 'static> Experiment<D> {
     ) -> Result<Self> {
         config.optim.validate()?;
         same_precision(dev, &config)?;
+        // Resolved here, so config.toml and checkpoints record it.
+        config.optim = config.optim.for_precision(config.precision);
         config.task = Some(prepared.train.task);
         if let Some(max) = config.max_train_samples {
             if max < prepared.train.len() {

@@ -19,7 +19,6 @@ use crate::device::{Device, Tensor};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::optim::{Optimizer, Schedule};
-use crate::profile::{self, Phase};
 use crate::tensor::HostTensor;
 
 /// Most epochs a run may ask for (a bound that keeps every step count far
@@ -302,16 +301,12 @@ fn fit_epochs<D: Device>(
             // The optimizer's step count is saved with the run, so a resumed
             // run's dropout masks are the uninterrupted run's.
             model.set_step(optimizer.steps());
-            let loss = model.loss_and_grads(dev, &x, &y)?;
             optimizer.set_learning_rate(cfg.schedule.lr(
                 base_lr,
                 (epoch - 1) * steps + step,
                 total_steps,
             ));
-            let left = profile::phase(Phase::Optimizer);
-            let stepped = optimizer.step(dev, &mut model.params_mut());
-            profile::phase(left);
-            stepped?;
+            let loss = model.train_step(dev, &x, &y, optimizer)?;
             running = Some(match running {
                 Some(r) => dev.add(&r, &loss)?,
                 None => loss,

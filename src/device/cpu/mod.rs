@@ -21,7 +21,8 @@ use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use super::{
     pool_geom, rnn_geom, same_shape, window_geom, Activation, AdamStep, Binary, ConvGeom, ConvStep,
-    Device, DropoutMask, LossGrad, MatmulSpec, PoolWindow, Precision, Reduce, Tensor, LEAKY_SLOPE,
+    Device, DropoutMask, LossGrad, LossScaleStep, MatmulSpec, PoolWindow, Precision, Reduce,
+    Tensor, LEAKY_SLOPE,
 };
 use crate::error::{Error, Result};
 use crate::profile;
@@ -178,6 +179,18 @@ fn from_array2(a: Array2<f32>) -> CpuTensor {
     CpuTensor {
         data: Arc::new(data),
         shape,
+    }
+}
+
+/// Fails unless `t` holds one value (a `[1]` scale).
+fn one_value(op: &'static str, t: &CpuTensor) -> Result<()> {
+    if t.shape.numel() == 1 {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            op,
+            format!("expected a [1] tensor, got {}", t.shape),
+        ))
     }
 }
 
@@ -748,6 +761,13 @@ impl Device for CpuDevice {
         Ok(x.map(|v| alpha * v))
     }
 
+    fn scale_by(&self, x: &CpuTensor, s: &CpuTensor) -> Result<CpuTensor> {
+        let _t = profile::op_timer("scale_by");
+        one_value("scale_by", s)?;
+        let alpha = s.data[0];
+        Ok(x.map(|v| alpha * v))
+    }
+
     fn axpy(&self, alpha: f32, x: &CpuTensor, y: &CpuTensor) -> Result<CpuTensor> {
         let _t = profile::op_timer("axpy");
         same_shape("axpy", &x.shape, &y.shape)?;
@@ -1166,6 +1186,9 @@ impl Device for CpuDevice {
         let _t = profile::op_timer("sgd_update");
         same_shape("sgd_update", &param.shape, &grad.shape)?;
         let s = grad_scale.data[0];
+        if s == 0.0 {
+            return Ok(());
+        }
         for (p, &g) in param.data_mut().iter_mut().zip(grad.data.iter()) {
             *p -= lr * (g * s + weight_decay * *p);
         }
@@ -1186,6 +1209,9 @@ impl Device for CpuDevice {
         same_shape("momentum_update", &param.shape, &grad.shape)?;
         same_shape("momentum_update", &param.shape, &velocity.shape)?;
         let s = grad_scale.data[0];
+        if s == 0.0 {
+            return Ok(());
+        }
         let v = velocity.data_mut();
         for ((p, v), &g) in param
             .data_mut()
@@ -1213,6 +1239,9 @@ impl Device for CpuDevice {
         same_shape("adam_update", &param.shape, &m.shape)?;
         same_shape("adam_update", &param.shape, &v.shape)?;
         let s = grad_scale.data[0];
+        if s == 0.0 {
+            return Ok(());
+        }
         let (c1, c2) = hp.corrections();
         let (m, v) = (m.data_mut(), v.data_mut());
         for (((p, m), v), &g) in param
@@ -1232,6 +1261,22 @@ impl Device for CpuDevice {
 
     fn clip_factor(&self, sum_squares: &CpuTensor, max_norm: f32) -> Result<CpuTensor> {
         Ok(scalar(clip_factor(sum_squares.data[0], max_norm)))
+    }
+
+    fn loss_scale_step(
+        &self,
+        sum_squares: &CpuTensor,
+        scale: &mut CpuTensor,
+        good_steps: &mut CpuTensor,
+        step: &LossScaleStep,
+    ) -> Result<CpuTensor> {
+        for t in [sum_squares, &*scale, &*good_steps] {
+            one_value("loss_scale_step", t)?;
+        }
+        let o = step.apply(sum_squares.data[0], scale.data[0], good_steps.data[0]);
+        scale.data_mut()[0] = o.scale;
+        good_steps.data_mut()[0] = o.good_steps;
+        Ok(scalar(o.factor))
     }
 }
 

@@ -18,8 +18,8 @@ pub use context::GpuStats;
 use self::context::{Context, PooledBuffer};
 use self::tune::{ConvVariant, RnnVariant};
 use super::{
-    same_count, Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad, MatmulSpec,
-    PoolWindow, Precision, Reduce, Tensor,
+    same_count, Activation, AdamStep, Binary, ConvStep, Device, DropoutMask, LossGrad,
+    LossScaleStep, MatmulSpec, PoolWindow, Precision, Reduce, Tensor,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
@@ -689,6 +689,10 @@ impl Device for GpuDevice {
         kernels::elementwise::scale(self, x, alpha)
     }
 
+    fn scale_by(&self, x: &GpuTensor, s: &GpuTensor) -> Result<GpuTensor> {
+        kernels::elementwise::scale_by(self, x, s)
+    }
+
     fn axpy(&self, alpha: f32, x: &GpuTensor, y: &GpuTensor) -> Result<GpuTensor> {
         kernels::elementwise::axpy(self, alpha, x, y)
     }
@@ -1049,5 +1053,15 @@ impl Device for GpuDevice {
 
     fn clip_factor(&self, sum_squares: &GpuTensor, max_norm: f32) -> Result<GpuTensor> {
         kernels::optim::clip_factor(self, sum_squares, max_norm)
+    }
+
+    fn loss_scale_step(
+        &self,
+        sum_squares: &GpuTensor,
+        scale: &mut GpuTensor,
+        good_steps: &mut GpuTensor,
+        step: &LossScaleStep,
+    ) -> Result<GpuTensor> {
+        kernels::optim::loss_scale_step(self, sum_squares, scale, good_steps, step)
     }
 }

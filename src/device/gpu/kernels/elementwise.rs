@@ -3,7 +3,7 @@
 use super::{launch, u32_of};
 use crate::device::gpu::{GpuDevice, GpuTensor};
 use crate::device::{same_shape, Activation, Binary, Tensor};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shader;
 use crate::tensor::Shape;
 
@@ -129,6 +129,16 @@ pub(crate) fn binary(
 
 pub(crate) fn scale(dev: &GpuDevice, x: &GpuTensor, alpha: f32) -> Result<GpuTensor> {
     run(dev, "scale", Some(x), None, x.shape().clone(), 0, alpha)
+}
+
+pub(crate) fn scale_by(dev: &GpuDevice, x: &GpuTensor, s: &GpuTensor) -> Result<GpuTensor> {
+    if s.shape().numel() != 1 {
+        return Err(Error::shape(
+            "scale_by",
+            format!("the scale must be [1], got {}", s.shape()),
+        ));
+    }
+    run(dev, "scale_by", Some(x), Some(s), x.shape().clone(), 0, 0.0)
 }
 
 pub(crate) fn axpy(dev: &GpuDevice, alpha: f32, x: &GpuTensor, y: &GpuTensor) -> Result<GpuTensor> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource, WORKGROUP};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{same_shape, AdamStep, Device, Reduce, Tensor};
+use crate::device::{same_shape, AdamStep, Device, LossScaleStep, Reduce, Tensor};
 use crate::error::{Error, Result};
 use crate::shader;
 
@@ -174,6 +174,41 @@ pub(crate) fn clip_factor(
     Ok(out)
 }
 
+/// See `Device::loss_scale_step`: one invocation reads the summed squares
+/// and updates the scale and the count of good steps in place.
+pub(crate) fn loss_scale_step(
+    dev: &GpuDevice,
+    sum_squares: &GpuTensor,
+    scale: &mut GpuTensor,
+    good_steps: &mut GpuTensor,
+    step: &LossScaleStep,
+) -> Result<GpuTensor> {
+    for t in [sum_squares, &*scale, &*good_steps] {
+        check_scale(t)?;
+    }
+    let out = dev.empty([1])?;
+    let p = Params {
+        n: step.growth_interval,
+        lr: step.max_norm.unwrap_or(0.0),
+        ..Default::default()
+    };
+    launch(
+        dev,
+        shader!("optim"),
+        "loss_scale_step",
+        &[],
+        &[
+            (5, sum_squares.buf()),
+            (6, out.buf()),
+            (7, scale.buf()),
+            (8, good_steps.buf()),
+        ],
+        &p,
+        [1, 1, 1],
+    );
+    Ok(out)
+}
+
 // ---- shaders/optim_many.wgsl: many tensors per dispatch -------------------
 
 /// Invocations per workgroup of optim_many.wgsl, and the vec4s each takes
@@ -239,6 +274,7 @@ fn many_shader(entry: &'static str, slots: usize) -> Result<ShaderSource> {
     let (roles, statement) = tagged("slot")
         .and_then(|l| l.split_once(':'))
         .ok_or_else(|| Error::Gpu(format!("optim_many.wgsl has no @slot line for {entry}")))?;
+    let start = tagged("start").unwrap_or("");
     let finish = tagged("finish").unwrap_or("");
     let mut src = format!("{}\nconst SLOTS: u32 = {slots}u;\n", base.source);
     for (r, role) in roles.split_whitespace().enumerate() {
@@ -267,6 +303,7 @@ fn many_shader(entry: &'static str, slots: usize) -> Result<ShaderSource> {
 fn {entry}(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {{
+    {start}
     let group = wid.x + wid.y * nwg.x;
     let i = 256u * group + lid;
     let s = slot_of(group);
