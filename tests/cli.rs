@@ -2207,8 +2207,9 @@ fn export_to_pytorch_names_and_layouts() {
 }
 
 /// `--precision`: a bad value is named; f16 is recorded in the run's
-/// config and kept on resume (which refuses to change it); f16 on the CPU
-/// is emulated and says so.
+/// config with its loss scaling (dynamic unless told) and both are kept on
+/// resume (which refuses to change them); f16 on the CPU is emulated and
+/// says so.
 #[test]
 fn precision_f16_is_recorded_and_kept() {
     let w = workdir();
@@ -2216,6 +2217,32 @@ fn precision_f16_is_recorded_and_kept() {
         wgtrain(w.path(), &["train", "logistic", "--precision", "f8"]),
         &["unknown precision 'f8'", "f32 or f16"],
     );
+    for bad in ["maybe", "0", "-4", "1e30", "nan"] {
+        fails_with(
+            wgtrain(w.path(), &["train", "logistic", "--loss-scale", bad]),
+            &["--loss-scale"],
+        );
+    }
+    let o = ok(wgtrain(
+        w.path(),
+        &[
+            "train",
+            "logistic",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--precision",
+            "f16",
+            "--loss-scale",
+            "1024",
+            "--out",
+            "fixed",
+        ],
+    ));
+    assert!(stdout(&o).contains("loss scale 1024"), "{}", stdout(&o));
+    let config = std::fs::read_to_string(w.path().join("fixed/config.toml")).unwrap();
+    assert!(config.contains("loss_scale = \"1024\""), "{config}");
     let o = ok(wgtrain(
         w.path(),
         &[
@@ -2233,8 +2260,25 @@ fn precision_f16_is_recorded_and_kept() {
     ));
     assert!(stdout(&o).contains("precision: f16"), "{}", stdout(&o));
     assert!(stdout(&o).contains("emulated"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("loss scale dynamic"), "{}", stdout(&o));
     let config = std::fs::read_to_string(w.path().join("r/config.toml")).unwrap();
     assert!(config.contains("precision = \"f16\""), "{config}");
+    assert!(config.contains("loss_scale = \"dynamic\""), "{config}");
+    fails_with(
+        wgtrain(
+            w.path(),
+            &[
+                "train",
+                "--resume",
+                "r",
+                "--loss-scale",
+                "off",
+                "--epochs",
+                "3",
+            ],
+        ),
+        &["--loss-scale"],
+    );
     fails_with(
         wgtrain(
             w.path(),

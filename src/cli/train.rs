@@ -178,7 +178,7 @@ pub struct TrainArgs {
     /// f16 operands: `dynamic` (the default under f16: 2^16 to start,
     /// halved at an overflow, whose step is skipped, doubled after 2000
     /// good steps), a fixed number, or `off` (the default under f32).
-    #[arg(long, value_parser = parse_loss_scale)]
+    #[arg(long, value_parser = parse_loss_scale, allow_negative_numbers = true)]
     pub loss_scale: Option<LossScale>,
     /// Run directory (default: runs/<model>-<timestamp>).
     #[arg(long)]
