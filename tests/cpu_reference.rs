@@ -3,7 +3,8 @@
 
 use wgtrain::device::dropout::pcg;
 use wgtrain::device::{
-    Activation, AdamStep, Binary, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Precision, Reduce,
+    Activation, AdamStep, Binary, ConvStep, DropoutMask, LossScaleStep, MatmulSpec, PoolWindow,
+    Precision, Reduce,
 };
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
@@ -486,6 +487,74 @@ fn optimizer_steps_by_hand() {
     assert_eq!(
         get(&dev().clip_factor(&t(&[4.0], &[1]), 5.0).unwrap()),
         [1.0]
+    );
+}
+
+/// Loss scaling by hand: the loss gradient times a device scalar; the step
+/// that unscales and clips (norm 2·1024 at scale 1024 is 2, clipped to 1),
+/// counts, grows at the interval and backs off at an overflow; and every
+/// update leaves parameters and state alone at a zero factor.
+#[test]
+fn loss_scaling_by_hand() {
+    let d = dev();
+    assert_eq!(
+        get(&d
+            .scale_by(&t(&[1.0, -2.0, 3.0], &[3]), &t(&[4.0], &[1]))
+            .unwrap()),
+        [4.0, -8.0, 12.0]
+    );
+    let rule = LossScaleStep {
+        max_norm: Some(1.0),
+        growth_interval: 2,
+    };
+    let (mut scale, mut good) = (t(&[1024.0], &[1]), t(&[0.0], &[1]));
+    let sq = t(&[4.0 * 1024.0 * 1024.0], &[1]);
+    let f = d
+        .loss_scale_step(&sq, &mut scale, &mut good, &rule)
+        .unwrap();
+    assert_eq!(
+        (get(&f), get(&scale), get(&good)),
+        (vec![0.5 / 1024.0], vec![1024.0], vec![1.0])
+    );
+    let f = d
+        .loss_scale_step(&sq, &mut scale, &mut good, &rule)
+        .unwrap();
+    assert_eq!(
+        (get(&f), get(&scale), get(&good)),
+        (vec![0.5 / 1024.0], vec![2048.0], vec![0.0])
+    );
+    let inf = t(&[f32::INFINITY], &[1]);
+    let f = d
+        .loss_scale_step(&inf, &mut scale, &mut good, &rule)
+        .unwrap();
+    assert_eq!(
+        (get(&f), get(&scale), get(&good)),
+        (vec![0.0], vec![1024.0], vec![0.0])
+    );
+    let zero = t(&[0.0], &[1]);
+    let (mut p, mut m, mut v) = (
+        t(&[1.0, 2.0], &[2]),
+        t(&[0.5, 0.5], &[2]),
+        t(&[0.25, 0.25], &[2]),
+    );
+    let g = t(&[3.0, -3.0], &[2]);
+    d.sgd_update(&mut p, &g, &zero, 0.1, 0.1).unwrap();
+    d.momentum_update(&mut p, &mut m, &g, &zero, 0.1, 0.9, 0.1)
+        .unwrap();
+    let hp = AdamStep {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        decoupled_decay: 0.1,
+        step: 1,
+    };
+    d.adam_update(&mut p, &mut m, &mut v, &g, &zero, &hp)
+        .unwrap();
+    assert_eq!(
+        (get(&p), get(&m), get(&v)),
+        (vec![1.0, 2.0], vec![0.5, 0.5], vec![0.25, 0.25])
     );
 }
 
