@@ -285,3 +285,49 @@ fn loss_scale_settings_are_checked() {
         assert!(e.to_string().contains("impossible"), "{e}");
     }
 }
+
+/// In f32 a power-of-two scale is exact both ways, so scaled training,
+/// clipping included (which reads the unscaled norm), takes exactly the
+/// steps unscaled training takes.
+#[test]
+fn scaling_by_a_power_of_two_changes_nothing_in_f32() {
+    let dev = CpuDevice::new();
+    let spec = mlp(6, "dense:8,tanh", 3);
+    let (x, y) = batch(&dev, 16, 6, 3);
+    let run = |loss_scale| {
+        let mut model = Model::new(&dev, &spec, 3).unwrap();
+        let mut opt = OptimConfig {
+            loss_scale: Some(loss_scale),
+            // Below these gradients' norm, so every step clips.
+            clip_norm: Some(0.05),
+            ..OptimConfig::new(OptimizerKind::Adam, 0.01)
+        }
+        .build::<CpuDevice>()
+        .unwrap();
+        for _ in 0..5 {
+            model.train_step(&dev, &x, &y, opt.as_mut()).unwrap();
+        }
+        model
+            .params()
+            .iter()
+            .flat_map(|p| dev.download(&p.value).unwrap())
+            .collect::<Vec<f32>>()
+    };
+    let plain = run(LossScale::Off);
+    assert_eq!(run(LossScale::Fixed(65_536.0)), plain);
+    assert_eq!(run(LossScale::Dynamic), plain);
+    // And the clipping matters: without it the steps differ.
+    let mut model = Model::new(&dev, &spec, 3).unwrap();
+    let mut opt = OptimConfig::new(OptimizerKind::Adam, 0.01)
+        .build::<CpuDevice>()
+        .unwrap();
+    for _ in 0..5 {
+        model.train_step(&dev, &x, &y, opt.as_mut()).unwrap();
+    }
+    let unclipped: Vec<f32> = model
+        .params()
+        .iter()
+        .flat_map(|p| dev.download(&p.value).unwrap())
+        .collect();
+    assert_ne!(unclipped, plain);
+}

@@ -104,7 +104,9 @@ pub struct ScaleBy(usize);
 impl Check for ScaleBy {
     fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
         let a = random(dev, rng, [self.0], 1.0)?;
-        let s = dev.full([1], 1536.0)?;
+        // Uploaded, not filled: a fill writes the buffer's padding lanes
+        // too, which would hide a kernel reading the wrong one.
+        let s = dev.upload(&[1536.0], [1])?;
         Ok(vec![dev.scale_by(&a, &s)?])
     }
 
