@@ -3,9 +3,11 @@
 
 mod common;
 
-use wgtrain::device::gpu::GpuTensor;
-use wgtrain::device::{MatmulSpec, Precision, Reduce};
-use wgtrain::{CpuDevice, Device, Error, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgtrain::device::gpu::{GpuTensor, MatmulKernel};
+use wgtrain::device::{AdamStep, MatmulSpec, Precision, Reduce};
+use wgtrain::{CpuDevice, Device, Error, GpuDevice, Shape, Tensor};
 
 #[test]
 fn a_tensor_over_the_adapter_limits_is_a_clear_error() {
@@ -560,4 +562,174 @@ fn f16_products_stay_within_the_stated_bound() {
 fn assert_f16_refused(gpu: &wgtrain::GpuDevice) {
     let e = gpu.with_precision(Precision::F16).err().expect("refused");
     assert!(e.to_string().contains("SHADER_F16"), "{e}");
+}
+
+/// The device keeps the copies it makes of product operands (f16 casts,
+/// zero-padded copies) for the next product that reads the same tensor:
+/// every in-place update must drop them, so that a product after an update
+/// reads the new values. Each optimizer's update, one tensor and many
+/// (grouped or not), then the same product, against the CPU's.
+#[test]
+fn products_read_parameters_updated_in_place() {
+    let Some(gpu) = common::gpu() else { return };
+    let cpu = CpuDevice::new();
+    let rng = &mut ChaCha8Rng::seed_from_u64(9);
+    let mut values =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    // 8×5 · 5×3: sizes off the multiples of 4, so the padded kernel copies.
+    let (x, w, g) = (values(40), values(15), values(15));
+    let f16 = gpu
+        .with_precision(Precision::F16)
+        .expect("llvmpipe and desktop GPUs have SHADER_F16");
+    let cpu16 = cpu.with_precision(Precision::F16).unwrap();
+    let hp = AdamStep {
+        lr: 0.5,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled_decay: 0.0,
+        step: 1,
+    };
+    type Update<D> = fn(
+        &D,
+        &mut <D as Device>::Tensor,
+        &<D as Device>::Tensor,
+        &<D as Device>::Tensor,
+        &AdamStep,
+    );
+    fn updates<D: Device>() -> Vec<(&'static str, Update<D>)> {
+        vec![
+            ("sgd", |d, w, g, s, _| {
+                d.sgd_update(w, g, s, 0.5, 0.0).unwrap()
+            }),
+            ("momentum", |d, w, g, s, _| {
+                let mut v = d.zeros(w.shape().clone()).unwrap();
+                d.momentum_update(w, &mut v, g, s, 0.5, 0.9, 0.0).unwrap()
+            }),
+            ("adam", |d, w, g, s, hp| {
+                let (mut m, mut v) = (
+                    d.zeros(w.shape().clone()).unwrap(),
+                    d.zeros(w.shape().clone()).unwrap(),
+                );
+                d.adam_update(w, &mut m, &mut v, g, s, hp).unwrap()
+            }),
+            ("sgd (many)", |d, w, g, s, _| {
+                let mut b = d.zeros([3]).unwrap();
+                let gb = d.full([3], 1.0).unwrap();
+                d.sgd_update_many(&mut [w, &mut b], &[g, &gb], s, 0.5, &[0.0, 0.0])
+                    .unwrap()
+            }),
+            ("momentum (many)", |d, w, g, s, _| {
+                let mut b = d.zeros([3]).unwrap();
+                let gb = d.full([3], 1.0).unwrap();
+                let (mut v1, mut v2) = (d.zeros(w.shape().clone()).unwrap(), d.zeros([3]).unwrap());
+                d.momentum_update_many(
+                    &mut [w, &mut b],
+                    &mut [&mut v1, &mut v2],
+                    &[g, &gb],
+                    s,
+                    0.5,
+                    0.9,
+                    &[0.0, 0.0],
+                )
+                .unwrap()
+            }),
+            ("adam (many)", |d, w, g, s, hp| {
+                let mut b = d.zeros([3]).unwrap();
+                let gb = d.full([3], 1.0).unwrap();
+                let z = |n: &Shape| d.zeros(n.clone()).unwrap();
+                let (mut m1, mut v1) = (z(w.shape()), z(w.shape()));
+                let (mut m2, mut v2) = (d.zeros([3]).unwrap(), d.zeros([3]).unwrap());
+                d.adam_update_many(
+                    &mut [w, &mut b],
+                    &mut [&mut m1, &mut m2],
+                    &mut [&mut v1, &mut v2],
+                    &[g, &gb],
+                    s,
+                    &[*hp, *hp],
+                )
+                .unwrap()
+            }),
+        ]
+    }
+    for (gpu_dev, cpu_dev, what) in [
+        (
+            gpu.with_matmul_kernel(MatmulKernel::Padded),
+            cpu.clone(),
+            "f32, padded",
+        ),
+        (f16.clone(), cpu16.clone(), "f16"),
+    ] {
+        for grouped in [false, true] {
+            let gpu_dev = gpu_dev.with_grouped_updates(grouped);
+            for ((name, on_gpu), (_, on_cpu)) in updates::<GpuDevice>()
+                .into_iter()
+                .zip(updates::<CpuDevice>())
+            {
+                let run_gpu = {
+                    let d = &gpu_dev;
+                    let xt = d.upload(&x, [8, 5]).unwrap();
+                    let mut wt = d.upload(&w, [5, 3]).unwrap();
+                    let before = d.matmul(&xt, &wt, None, MatmulSpec::NN).unwrap();
+                    on_gpu(
+                        d,
+                        &mut wt,
+                        &d.upload(&g, [5, 3]).unwrap(),
+                        &d.full([1], 1.0).unwrap(),
+                        &hp,
+                    );
+                    let after = d.matmul(&xt, &wt, None, MatmulSpec::NN).unwrap();
+                    (d.download(&before).unwrap(), d.download(&after).unwrap())
+                };
+                let d = &cpu_dev;
+                let xt = d.upload(&x, [8, 5]).unwrap();
+                let mut wt = d.upload(&w, [5, 3]).unwrap();
+                on_cpu(
+                    d,
+                    &mut wt,
+                    &d.upload(&g, [5, 3]).unwrap(),
+                    &d.full([1], 1.0).unwrap(),
+                    &hp,
+                );
+                let want = d
+                    .download(&d.matmul(&xt, &wt, None, MatmulSpec::NN).unwrap())
+                    .unwrap();
+                for (i, (got, want)) in run_gpu.1.iter().zip(&want).enumerate() {
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{what}, {name}, grouped {grouped}: [{i}] {got} after the update, {want} on the CPU (before it: {})",
+                        run_gpu.0[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Under f16 a product's two casts are kept and read again by a second
+/// product of the same tensors; an update drops them.
+#[test]
+fn operand_copies_are_made_once_and_dropped_by_an_update() {
+    // A device of its own: other tests' products would add their copies.
+    let Some(gpu) = common::fresh_gpu() else { return };
+    let f16 = gpu
+        .with_precision(Precision::F16)
+        .expect("llvmpipe and desktop GPUs have SHADER_F16");
+    let mut w = f16.full([16, 8], 0.5).unwrap();
+    let x = f16.full([8, 16], 0.25).unwrap();
+    let g = f16.zeros([16, 8]).unwrap();
+    let one = f16.full([1], 1.0).unwrap();
+    assert_eq!(f16.kept_operand_copies(), 0);
+    let first = f16.matmul(&x, &w, None, MatmulSpec::NN).unwrap();
+    assert_eq!(f16.kept_operand_copies(), 2);
+    let again = f16.matmul(&x, &w, None, MatmulSpec::NN).unwrap();
+    assert_eq!(
+        f16.kept_operand_copies(),
+        2,
+        "the second product copied again"
+    );
+    assert_eq!(f16.download(&first).unwrap(), f16.download(&again).unwrap());
+    f16.sgd_update(&mut w, &g, &one, 0.1, 0.0).unwrap();
+    assert_eq!(f16.kept_operand_copies(), 0);
 }

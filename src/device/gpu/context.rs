@@ -133,6 +133,10 @@ impl PooledBuffer {
     pub fn id(&self) -> u64 {
         self.id
     }
+    /// Bytes on loan (the pool's size class, at least what was asked).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 impl Drop for PooledBuffer {

@@ -6,6 +6,7 @@
 
 mod adapter;
 pub(crate) mod context;
+mod copies;
 mod env;
 mod kernels;
 pub mod tune;
@@ -148,6 +149,10 @@ pub struct GpuDevice {
     /// last: a model's table is written at its first update, not at every
     /// step.
     tables: Arc<Mutex<Vec<Table>>>,
+    /// Product operand copies (f16, padded) kept for the next product that
+    /// reads the same tensor the same way (see `copies.rs`); shared by every
+    /// clone, whatever its precision, as they share the tensors.
+    copies: Arc<Mutex<copies::Copies>>,
 }
 
 /// A parameter table's bytes and the buffer holding them.
@@ -275,6 +280,7 @@ impl GpuDevice {
             rnn_forced: None,
             precision: Precision::F32,
             tables: Arc::default(),
+            copies: Arc::default(),
         })
     }
 
@@ -339,6 +345,26 @@ impl GpuDevice {
             grouped_updates: on,
             ..self.clone()
         }
+    }
+
+    /// Product operand copies kept for reuse at the moment: an f16 copy or
+    /// zero-padded copy of a tensor is made once and read again by the
+    /// next product reading the tensor the same way, until an in-place
+    /// update (every optimizer update, the loss-scale step) drops them all.
+    pub fn kept_operand_copies(&self) -> usize {
+        self.copies().len()
+    }
+
+    /// The kept operand copies (see [`GpuDevice::kept_operand_copies`]).
+    pub(crate) fn copies(&self) -> std::sync::MutexGuard<'_, copies::Copies> {
+        self.copies.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops the kept operand copies: called by every op that writes a
+    /// tensor in place, before it writes, since a copy of the tensor would
+    /// no longer match it.
+    pub(crate) fn forget_copies(&self) {
+        self.copies().clear();
     }
 
     /// The kernel the convolution's forward pass and input gradient use

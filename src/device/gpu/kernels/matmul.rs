@@ -1,9 +1,11 @@
 //! Launcher for shaders/matmul.wgsl.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource};
+use crate::device::gpu::copies::CopyKey;
 use crate::device::gpu::tune::{shape_class, MatmulVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor, MatmulKernel};
 use crate::device::{MatmulSpec, Precision, Tensor};
@@ -86,6 +88,9 @@ pub(crate) fn matmul(
             }
             // Timed on these operands, each launch alone on an idle GPU.
             tuner.choose(&class, &candidates, |v| {
+                // Each launch makes its own operand copies, as the first
+                // product of a step does.
+                dev.forget_copies();
                 dev.ctx.wait_idle()?;
                 let t = Instant::now();
                 run(dev, v, &product)?;
@@ -129,20 +134,19 @@ struct Product<'a> {
     constants: [(&'static str, f64); 4],
 }
 
-/// An operand as a kernel reads it: the tensor itself, a zero-padded copy,
-/// or an f16 copy (padded or not) under `--precision f16`.
+/// An operand as a kernel reads it: the tensor itself, or a copy (zero
+/// padded, or f16 and padded or not under `--precision f16`), made now or
+/// kept from an earlier product (see `gpu/copies.rs`).
 enum Operand<'a> {
     Given(&'a GpuTensor),
-    Padded(GpuTensor),
-    Half(PooledBuffer),
+    Copy(Arc<PooledBuffer>),
 }
 
 impl Operand<'_> {
     fn buf(&self) -> &PooledBuffer {
         match self {
             Operand::Given(t) => t.buf(),
-            Operand::Padded(t) => t.buf(),
-            Operand::Half(b) => b,
+            Operand::Copy(b) => b,
         }
     }
 }
@@ -249,7 +253,19 @@ fn operand<'a>(
     t: &'a GpuTensor,
     (stored, padded): ((usize, usize), (usize, usize)),
 ) -> Result<Operand<'a>> {
-    match dev.precision {
+    if dev.precision == Precision::F32 && stored == padded {
+        return Ok(Operand::Given(t));
+    }
+    let key = CopyKey {
+        source: t.buf.id(),
+        precision: dev.precision,
+        stored,
+        padded,
+    };
+    if let Some(kept) = dev.copies().get(&key) {
+        return Ok(Operand::Copy(kept));
+    }
+    let copy = match dev.precision {
         Precision::F16 => {
             // Two halves per word, one word per invocation.
             let words = (padded.0 * padded.1).div_ceil(2);
@@ -264,15 +280,16 @@ fn operand<'a>(
                 padded,
                 words,
             )?;
-            Ok(Operand::Half(dst))
+            Arc::new(dst)
         }
-        Precision::F32 if stored == padded => Ok(Operand::Given(t)),
         Precision::F32 => {
             let dst = dev.empty([padded.0, padded.1])?;
             pad(dev, t.buf(), dst.buf(), stored, padded)?;
-            Ok(Operand::Padded(dst))
+            dst.buf
         }
-    }
+    };
+    dev.copies().insert(key, t.buf.clone(), copy.clone());
+    Ok(Operand::Copy(copy))
 }
 
 /// Whether `matmul_vec4` takes these sizes as they are.

@@ -43,6 +43,7 @@ pub(crate) fn sgd(
     lr: f32,
     weight_decay: f32,
 ) -> Result<()> {
+    dev.forget_copies();
     same_shape("sgd_update", param.shape(), grad.shape())?;
     check_scale(scale)?;
     let n = param.shape().numel();
@@ -76,6 +77,7 @@ pub(crate) fn momentum(
     momentum: f32,
     weight_decay: f32,
 ) -> Result<()> {
+    dev.forget_copies();
     same_shape("momentum_update", param.shape(), grad.shape())?;
     same_shape("momentum_update", param.shape(), velocity.shape())?;
     check_scale(scale)?;
@@ -114,6 +116,7 @@ pub(crate) fn adam(
     scale: &GpuTensor,
     hp: &AdamStep,
 ) -> Result<()> {
+    dev.forget_copies();
     same_shape("adam_update", param.shape(), grad.shape())?;
     same_shape("adam_update", param.shape(), m.shape())?;
     same_shape("adam_update", param.shape(), v.shape())?;
@@ -183,6 +186,7 @@ pub(crate) fn loss_scale_step(
     good_steps: &mut GpuTensor,
     step: &LossScaleStep,
 ) -> Result<GpuTensor> {
+    dev.forget_copies();
     for t in [sum_squares, &*scale, &*good_steps] {
         check_scale(t)?;
     }
@@ -364,6 +368,7 @@ pub(crate) fn many(
     scale: &GpuTensor,
     shared: &AdamStep,
 ) -> Result<()> {
+    dev.forget_copies();
     check_scale(scale)?;
     let states = updates.first().map_or(0, |u| u.state.len());
     let n = updates.len();
