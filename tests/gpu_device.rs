@@ -712,7 +712,9 @@ fn products_read_parameters_updated_in_place() {
 #[test]
 fn operand_copies_are_made_once_and_dropped_by_an_update() {
     // A device of its own: other tests' products would add their copies.
-    let Some(gpu) = common::fresh_gpu() else { return };
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
     let f16 = gpu
         .with_precision(Precision::F16)
         .expect("llvmpipe and desktop GPUs have SHADER_F16");
@@ -732,4 +734,68 @@ fn operand_copies_are_made_once_and_dropped_by_an_update() {
     assert_eq!(f16.download(&first).unwrap(), f16.download(&again).unwrap());
     f16.sgd_update(&mut w, &g, &one, 0.1, 0.0).unwrap();
     assert_eq!(f16.kept_operand_copies(), 0);
+}
+
+/// One tensor read by products that want it differently (f16 padded, f16
+/// as it is, f32 padded): each gets its own copy, and every product equals
+/// the CPU's at its precision.
+#[test]
+fn operand_copies_are_kept_apart_by_layout_and_precision() {
+    let Some(gpu) = common::gpu() else { return };
+    let f16 = gpu
+        .with_precision(Precision::F16)
+        .expect("llvmpipe and desktop GPUs have SHADER_F16");
+    let rng = &mut ChaCha8Rng::seed_from_u64(4);
+    let mut values =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let (x, w) = (values(7 * 5), values(5 * 3));
+    let cpu = CpuDevice::new();
+    let cpu16 = cpu.with_precision(Precision::F16).unwrap();
+    let want = |d: &CpuDevice| {
+        let p = d.matmul(
+            &d.upload(&x, [7, 5]).unwrap(),
+            &d.upload(&w, [5, 3]).unwrap(),
+            None,
+            MatmulSpec::NN,
+        );
+        d.download(&p.unwrap()).unwrap()
+    };
+    let (want32, want16) = (want(&cpu), want(&cpu16));
+    // The same two tensors through every device, in turn.
+    let (xt, wt) = (
+        gpu.upload(&x, [7, 5]).unwrap(),
+        gpu.upload(&w, [5, 3]).unwrap(),
+    );
+    for (dev, want, what) in [
+        (
+            f16.with_matmul_kernel(MatmulKernel::Padded),
+            &want16,
+            "f16 padded",
+        ),
+        (
+            f16.with_matmul_kernel(MatmulKernel::Blocked),
+            &want16,
+            "f16",
+        ),
+        (
+            gpu.with_matmul_kernel(MatmulKernel::Padded),
+            &want32,
+            "f32 padded",
+        ),
+        (
+            f16.with_matmul_kernel(MatmulKernel::Padded),
+            &want16,
+            "f16 padded again",
+        ),
+    ] {
+        let got = dev
+            .download(&dev.matmul(&xt, &wt, None, MatmulSpec::NN).unwrap())
+            .unwrap();
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{what}: [{i}] {g} against {w}"
+            );
+        }
+    }
 }
