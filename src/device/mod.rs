@@ -6,7 +6,9 @@
 //!
 //! Conventions shared by every implementation:
 //! - tensors are f32, row-major, immutable once made (ops return new tensors);
-//!   the only in-place operations are the optimizer updates, which take `&mut`;
+//!   the only in-place operations are the optimizer updates and the
+//!   loss-scale step, which take `&mut` (the GPU drops the operand copies it
+//!   keeps before any of them writes);
 //! - `Clone` on a tensor is cheap and shares its storage;
 //! - index tensors (labels, gather indices, argmax) hold integers as f32,
 //!   exact up to 2^24; the CPU rejects an index out of range, the GPU (which
