@@ -331,3 +331,27 @@ fn scaling_by_a_power_of_two_changes_nothing_in_f32() {
         .collect();
     assert_ne!(unclipped, plain);
 }
+
+/// Gradients computed without the loss scale would be divided by it all
+/// the same: an optimizer that scales the loss refuses a step whose scale
+/// nobody asked for, instead of taking a silently wrong one.
+#[test]
+fn a_step_on_gradients_computed_without_the_scale_is_refused() {
+    let dev = CpuDevice::new().with_precision(Precision::F16).unwrap();
+    let mut model = Model::new(&dev, &mlp(6, "dense:8,tanh", 3), 3).unwrap();
+    let mut opt = OptimConfig::new(OptimizerKind::Sgd, 0.1)
+        .for_precision(Precision::F16)
+        .build::<CpuDevice>()
+        .unwrap();
+    let (x, y) = batch(&dev, 4, 6, 3);
+    model.train_step(&dev, &x, &y, opt.as_mut()).unwrap();
+    model.loss_and_grads(&dev, &x, &y).unwrap();
+    let e = opt.step(&dev, &mut model.params_mut()).unwrap_err();
+    assert!(e.to_string().contains("Model::train_step"), "{e}");
+    // Asked for, it is taken.
+    let s = opt.loss_scale(&dev).unwrap();
+    model
+        .loss_and_scaled_grads(&dev, &x, &y, s.as_ref())
+        .unwrap();
+    opt.step(&dev, &mut model.params_mut()).unwrap();
+}

@@ -128,6 +128,9 @@ pub struct LossScaler<D: Device> {
     first: f32,
     step: LossScaleStep,
     state: Option<(D::Tensor, D::Tensor)>,
+    /// Whether the scale was handed out since the last factor: gradients
+    /// computed without it would be unscaled by it all the same.
+    handed_out: bool,
 }
 
 impl<D: Device> LossScaler<D> {
@@ -138,6 +141,7 @@ impl<D: Device> LossScaler<D> {
             first,
             step,
             state: None,
+            handed_out: false,
         })
     }
 
@@ -150,12 +154,20 @@ impl<D: Device> LossScaler<D> {
 
     /// The scale (`[1]`) this step's loss gradient is multiplied by.
     pub fn scale(&mut self, dev: &D) -> Result<D::Tensor> {
+        self.handed_out = true;
         Ok(self.state(dev)?.0.clone())
     }
 
     /// The factor for gradients of summed squares `sum_squares` (scaled by
-    /// [`LossScaler::scale`]); moves the scale on to the next step's.
+    /// [`LossScaler::scale`]); moves the scale on to the next step's. Fails
+    /// if the scale was not asked for since the last step: the gradients
+    /// cannot have been scaled, and dividing them by it would be wrong.
     pub fn factor(&mut self, dev: &D, sum_squares: &D::Tensor) -> Result<D::Tensor> {
+        if !std::mem::take(&mut self.handed_out) {
+            return Err(Error::Config(
+                "loss scaling is on, but nothing asked for this step's loss scale: compute the gradients with Model::train_step (or Model::loss_and_scaled_grads with Optimizer::loss_scale)".into(),
+            ));
+        }
         let rule = self.step;
         let (scale, good) = self.state(dev)?;
         dev.loss_scale_step(sum_squares, scale, good, &rule)

@@ -56,8 +56,9 @@ pub trait Optimizer<D: Device> {
     /// must come in the same order at every step. Under loss scaling the
     /// gradients must have been scaled by [`Optimizer::loss_scale`]'s
     /// tensor (as [`Model::train_step`](crate::models::Model::train_step)
-    /// does); a step whose scaled gradients overflowed leaves parameters
-    /// and state as they are, but counts as a step.
+    /// does), and a step whose scale nobody asked for is refused; a step
+    /// whose scaled gradients overflowed leaves parameters and state as
+    /// they are, but counts as a step.
     fn step(&mut self, dev: &D, params: &mut [&mut Param<D>]) -> Result<()> {
         let common = self.common_mut();
         let scale = common.scale.factor(dev, params)?;
@@ -89,8 +90,9 @@ pub trait Optimizer<D: Device> {
     fn steps(&self) -> u64 {
         self.common().steps
     }
-    /// The state as named host tensors (`optimizer.<parameter>.<slot>`), for
-    /// checkpoints. Empty before the first step.
+    /// The state as named host tensors (`optimizer.<parameter>.<slot>`, and
+    /// `optimizer.loss_scale` under loss scaling), for checkpoints. Empty
+    /// before the first step.
     fn state(&self, dev: &D, params: &[&Param<D>]) -> Result<Vec<HostTensor>> {
         let common = self.common();
         let mut saved = common.slots.save(dev, params)?;
