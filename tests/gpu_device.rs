@@ -734,6 +734,12 @@ fn operand_copies_are_made_once_and_dropped_by_an_update() {
     assert_eq!(f16.download(&first).unwrap(), f16.download(&again).unwrap());
     f16.sgd_update(&mut w, &g, &one, 0.1, 0.0).unwrap();
     assert_eq!(f16.kept_operand_copies(), 0);
+    // Evaluation updates nothing: beyond 64 copies the oldest go.
+    for i in 0..80 {
+        let x = f16.full([8, 16], i as f32).unwrap();
+        f16.matmul(&x, &w, None, MatmulSpec::NN).unwrap();
+    }
+    assert_eq!(f16.kept_operand_copies(), 64, "80 inputs and the weight");
 }
 
 /// One tensor read by products that want it differently (f16 padded, f16

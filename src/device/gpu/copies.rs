@@ -27,8 +27,9 @@ use crate::device::Precision;
 
 /// Most copies kept.
 const MAX_COPIES: usize = 64;
-/// Most bytes of copies kept (their sources not counted: those are alive
-/// for the step anyway).
+/// Most bytes kept, copies and the sources they hold together (in a
+/// training step the sources are alive anyway; in evaluation they would
+/// otherwise go back to the pool).
 const MAX_BYTES: u64 = 256 << 20;
 
 /// Which copy: of which buffer, read as which matrix, padded to what, at
@@ -50,6 +51,8 @@ struct Entry {
     /// kept; never read.
     _source: Arc<PooledBuffer>,
     copy: Arc<PooledBuffer>,
+    /// The source's and the copy's.
+    bytes: u64,
 }
 
 /// The kept copies, oldest first.
@@ -72,17 +75,19 @@ impl Copies {
     /// Keeps `copy` of `source` under `key`, dropping the oldest copies
     /// beyond the bounds.
     pub fn insert(&mut self, key: CopyKey, source: Arc<PooledBuffer>, copy: Arc<PooledBuffer>) {
-        self.bytes += copy.size();
+        let bytes = source.size() + copy.size();
+        self.bytes += bytes;
         self.entries.push_back(Entry {
             key,
             _source: source,
             copy,
+            bytes,
         });
         while self.entries.len() > MAX_COPIES || self.bytes > MAX_BYTES {
             let Some(old) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= old.copy.size();
+            self.bytes -= old.bytes;
         }
     }
 
