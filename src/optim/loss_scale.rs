@@ -32,7 +32,7 @@ pub const STATE_NAME: &str = "optimizer.loss_scale";
 /// Files and the command line spell it `off`, `dynamic` or a number (a
 /// fixed scale), so both read through [`FromStr`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "Spelled", into = "String")]
 pub enum LossScale {
     /// No scaling.
     #[default]
@@ -107,11 +107,27 @@ impl FromStr for LossScale {
     }
 }
 
-impl TryFrom<String> for LossScale {
+/// A loss scale as a file spells it: `"dynamic"`, `"off"`, `"1024"`, or a
+/// bare number (`loss_scale = 1024` in TOML).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Spelled {
+    Text(String),
+    Number(f64),
+}
+
+impl TryFrom<Spelled> for LossScale {
     type Error = Error;
 
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
+    fn try_from(s: Spelled) -> Result<Self> {
+        match s {
+            Spelled::Text(t) => t.parse(),
+            Spelled::Number(v) => {
+                let scale = LossScale::Fixed(v as f32);
+                scale.validate()?;
+                Ok(scale)
+            }
+        }
     }
 }
 
@@ -231,6 +247,30 @@ mod tests {
         }
         for bad in ["0", "-8", "nan", "inf", "1e30", "big"] {
             assert!(bad.parse::<LossScale>().is_err(), "{bad}");
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct File {
+        loss_scale: LossScale,
+    }
+
+    #[test]
+    fn files_may_give_a_fixed_scale_as_a_number() {
+        let read = |text: &str| toml::from_str::<File>(text).map(|f| f.loss_scale);
+        assert_eq!(read("loss_scale = 1024").unwrap(), LossScale::Fixed(1024.0));
+        assert_eq!(read("loss_scale = 0.5").unwrap(), LossScale::Fixed(0.5));
+        assert_eq!(
+            read("loss_scale = \"dynamic\"").unwrap(),
+            LossScale::Dynamic
+        );
+        for bad in [
+            "loss_scale = 0",
+            "loss_scale = 1e30",
+            "loss_scale = \"x\"",
+            "loss_scale = true",
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
         }
     }
 }
