@@ -55,6 +55,15 @@ fn grads<D: Device>(dev: &D, model: &Model<D>, scale: f32) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Every parameter's values, one after another.
+fn flat_params<D: Device>(dev: &D, model: &Model<D>) -> Vec<f32> {
+    model
+        .params()
+        .iter()
+        .flat_map(|p| dev.download(&p.value).unwrap())
+        .collect()
+}
+
 /// `‖a − b‖ / ‖b‖`.
 fn relative_error(a: &[f32], b: &[f32]) -> f64 {
     let diff: f64 = a
@@ -224,11 +233,7 @@ fn a_resumed_run_continues_the_loss_scale() {
             }
             model.train_step(&dev, &x, &y, opt.as_mut()).unwrap();
         }
-        let mut out: Vec<f32> = model
-            .params()
-            .iter()
-            .flat_map(|p| dev.download(&p.value).unwrap())
-            .collect();
+        let mut out = flat_params(&dev, &model);
         out.extend(opt.state(&dev, &model.params()).unwrap()[0].values.clone());
         out
     };
@@ -248,11 +253,7 @@ fn a_resumed_run_continues_the_loss_scale() {
         for _ in 5..12 {
             model.train_step(&dev, &x, &y, opt.as_mut()).unwrap();
         }
-        model
-            .params()
-            .iter()
-            .flat_map(|p| dev.download(&p.value).unwrap())
-            .collect::<Vec<f32>>()
+        flat_params(&dev, &model)
     };
     assert_ne!(from_default[..], whole[..from_default.len()]);
 }
@@ -307,11 +308,7 @@ fn scaling_by_a_power_of_two_changes_nothing_in_f32() {
         for _ in 0..5 {
             model.train_step(&dev, &x, &y, opt.as_mut()).unwrap();
         }
-        model
-            .params()
-            .iter()
-            .flat_map(|p| dev.download(&p.value).unwrap())
-            .collect::<Vec<f32>>()
+        flat_params(&dev, &model)
     };
     let plain = run(LossScale::Off);
     assert_eq!(run(LossScale::Fixed(65_536.0)), plain);
@@ -324,11 +321,7 @@ fn scaling_by_a_power_of_two_changes_nothing_in_f32() {
     for _ in 0..5 {
         model.train_step(&dev, &x, &y, opt.as_mut()).unwrap();
     }
-    let unclipped: Vec<f32> = model
-        .params()
-        .iter()
-        .flat_map(|p| dev.download(&p.value).unwrap())
-        .collect();
+    let unclipped = flat_params(&dev, &model);
     assert_ne!(unclipped, plain);
 }
 
