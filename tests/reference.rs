@@ -13,7 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::device::reference::{self as naive, sum_tolerance, UNIT_ROUNDOFF};
 use wgtrain::device::{
-    Activation, AdamStep, ConvStep, DropoutMask, MatmulSpec, PoolWindow, Precision, Reduce,
+    Activation, AdamStep, ConvStep, DropoutMask, LossScaleStep, MatmulSpec, PoolWindow, Precision,
+    Reduce,
 };
 use wgtrain::{CpuDevice, Device, Shape, Tensor};
 
@@ -111,6 +112,15 @@ trait DynDevice {
         shape: [usize; 4],
     ) -> [Vec<f32>; 5];
     fn avg_pool(&self, x: &[f32], dy: &[f32], xs: [usize; 4], win: PoolWindow) -> [Vec<f32>; 2];
+    /// `x` times the scale `s` by `scale_by`, and one `loss_scale_step`:
+    /// factor, next scale, next count.
+    fn loss_scaling(
+        &self,
+        x: &[f32],
+        s: f32,
+        state: [f32; 3],
+        step: &LossScaleStep,
+    ) -> (Vec<f32>, [f32; 3]);
 }
 
 impl<D: Device> DynDevice for D {
@@ -376,6 +386,30 @@ impl<D: Device> DynDevice for D {
     fn dropout(&self, n: usize, mask: &DropoutMask) -> Vec<f32> {
         let m = self.dropout_mask([n].into(), mask).unwrap();
         self.download(&m).unwrap()
+    }
+
+    fn loss_scaling(
+        &self,
+        x: &[f32],
+        s: f32,
+        [sq, scale, good]: [f32; 3],
+        step: &LossScaleStep,
+    ) -> (Vec<f32>, [f32; 3]) {
+        let xt = self.upload(x, [x.len()]).unwrap();
+        let scaled = self
+            .scale_by(&xt, &self.upload(&[s], [1]).unwrap())
+            .unwrap();
+        let mut scale = self.upload(&[scale], [1]).unwrap();
+        let mut good = self.upload(&[good], [1]).unwrap();
+        let sq = self.upload(&[sq], [1]).unwrap();
+        let f = self
+            .loss_scale_step(&sq, &mut scale, &mut good, step)
+            .unwrap();
+        let one = |t| self.download(t).unwrap()[0];
+        (
+            self.download(&scaled).unwrap(),
+            [one(&f), one(&scale), one(&good)],
+        )
     }
 }
 
@@ -752,6 +786,30 @@ proptest! {
                 let k = count(i / dim);
                 sum_tolerance(k, k as f64)
             })?;
+        }
+    }
+
+    #[test]
+    fn loss_scaling_scales_and_steps_as_described(n in 1usize..=300, seed: u64,
+            exponent in -24i32..=24, good in 0u32..6, interval in 0u32..6,
+            squares in prop_oneof![Just(f32::INFINITY), Just(f32::NAN), 0.0f32..1e12],
+            max_norm in proptest::option::of(0.01f32..100.0)) {
+        let x = random(seed, n);
+        let s = 2f32.powi(exponent) * 1.5;
+        // Counts below the interval, as the rule keeps them.
+        let good = if interval > 0 { (good % interval) as f32 } else { 0.0 };
+        let scale = 2f32.powi(exponent);
+        let step = LossScaleStep { max_norm, growth_interval: interval };
+        let (factor, next, count) = naive::loss_scale_step(squares, scale, good, max_norm, interval);
+        let want_scaled: Vec<f32> = x.iter().map(|v| (*v as f64 * s as f64) as f32).collect();
+        for (name, d) in devices() {
+            let (scaled, [f, sc, c]) = d.loss_scaling(&x, s, [squares, scale, good], &step);
+            // One rounding of an exact product.
+            within(&format!("{name} scale_by"), &scaled, &want_scaled, |_| 0.0)?;
+            // A square root and two divisions.
+            within(&format!("{name} loss scale factor"), &[f], &[factor],
+                |_| 4.0 * UNIT_ROUNDOFF * factor.abs() as f64)?;
+            within(&format!("{name} next scale, count"), &[sc, c], &[next, count], |_| 0.0)?;
         }
     }
 

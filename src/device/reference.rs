@@ -813,3 +813,44 @@ pub fn avg_pool(
     }
     (y, dx64.iter().map(|&v| v as f32).collect())
 }
+
+/// One loss-scaling step, written from its description (the module docs of
+/// `device::loss_scale`) in f64: from the summed squares `sum_squares` of
+/// gradients scaled by `scale`, after `good` finite steps in a row, the
+/// factor for the gradients and the next scale and count. Not finite: skip
+/// (factor 0), halve the scale (at least 2⁻²⁴) unless it is fixed
+/// (`growth_interval` 0), count from 0. Finite: the factor is `1/scale`,
+/// times `max_norm / norm` when the unscaled norm exceeds `max_norm`; the
+/// count grows, and at `growth_interval` the scale doubles (at most 2²⁴)
+/// and the count restarts.
+pub fn loss_scale_step(
+    sum_squares: f32,
+    scale: f32,
+    good: f32,
+    max_norm: Option<f32>,
+    growth_interval: u32,
+) -> (f32, f32, f32) {
+    let (s, fixed) = (scale as f64, growth_interval == 0);
+    if !sum_squares.is_finite() {
+        let next = if fixed {
+            s
+        } else {
+            (s / 2.0).max(2f64.powi(-24))
+        };
+        return (0.0, next as f32, 0.0);
+    }
+    let norm = (sum_squares as f64).sqrt() / s;
+    let clip = match max_norm {
+        Some(m) if norm > m as f64 => m as f64 / norm,
+        _ => 1.0,
+    };
+    let count = good as f64 + 1.0;
+    let (next, count) = if fixed {
+        (s, 0.0)
+    } else if count >= growth_interval as f64 {
+        ((2.0 * s).min(2f64.powi(24)), 0.0)
+    } else {
+        (s, count)
+    };
+    ((clip / s) as f32, next as f32, count as f32)
+}
