@@ -15,7 +15,7 @@ use wgtrain::bench::{workloads, Budget, Prepared};
 use wgtrain::{CpuDevice, Device, GpuDevice};
 
 fn bench_device<D: Device + 'static>(c: &mut Criterion, dev: &D, name: &str) {
-    for w in workloads() {
+    for w in workloads().into_iter().filter(|w| !w.on_request) {
         let mut prepared = Prepared::new(dev, &w, Budget::QUICK).expect("workload sets up");
         let work = prepared.run_once().expect("workload runs");
         let mut group = c.benchmark_group(w.id);

@@ -168,10 +168,14 @@ def train(kind):
     return setup
 
 
+# Run only when named, as in wgtrain: the real-GPU size.
+ON_REQUEST = {"K1-4096"}
+
 WORKLOADS = [
     ("K1-256", "GFLOP/s", matmul(256, 256, 256)),
     ("K1-512", "GFLOP/s", matmul(512, 512, 512)),
     ("K1-1024", "GFLOP/s", matmul(1024, 1024, 1024)),
+    ("K1-4096", "GFLOP/s", matmul(4096, 4096, 4096)),
     ("K1-784", "GFLOP/s", matmul(128, 784, 256)),
     ("K2-TN", "GFLOP/s", matmul(784, 128, 256, trans_a=True)),
     ("K2-NT", "GFLOP/s", matmul(128, 256, 784, trans_b=True)),
@@ -238,6 +242,8 @@ def main():
             adapter = "Apple MPS"
         for wid, unit, setup in WORKLOADS:
             if wanted and not any(wid == w or wid.startswith(w + "-") for w in wanted):
+                continue
+            if wid in ON_REQUEST and not (wanted and wid in wanted):
                 continue
             m = measure(setup, unit, dev, budget)
             print(json.dumps({

@@ -61,6 +61,10 @@ pub struct Workload {
     pub what: &'static str,
     /// What the measurement is reported in.
     pub unit: Unit,
+    /// Run only when named (`--workloads K1-4096`), never as part of "all":
+    /// a size for real GPUs that would take minutes on a software adapter
+    /// or a 2-core CPU.
+    pub on_request: bool,
     kind: Kind,
 }
 
@@ -98,6 +102,7 @@ pub fn workloads() -> Vec<Workload> {
         group: "K1",
         what,
         unit: Unit::GflopPerSec,
+        on_request: false,
         kind: Kind::Matmul { m, k, n, spec },
     };
     let train = |id, what, t| Workload {
@@ -105,12 +110,20 @@ pub fn workloads() -> Vec<Workload> {
         group: id,
         what,
         unit: Unit::SamplesPerSec,
+        on_request: false,
         kind: Kind::Train(t),
     };
     vec![
         mm("K1-256", "matmul 256²", 256, 256, 256, MatmulSpec::NN),
         mm("K1-512", "matmul 512²", 512, 512, 512, MatmulSpec::NN),
         mm("K1-1024", "matmul 1024²", 1024, 1024, 1024, MatmulSpec::NN),
+        // The real-GPU size (a group of its own, run only when named: 137
+        // GFLOP a product, seconds each on lavapipe).
+        Workload {
+            group: "K1-4096",
+            on_request: true,
+            ..mm("K1-4096", "matmul 4096²", 4096, 4096, 4096, MatmulSpec::NN)
+        },
         mm(
             "K1-784",
             "matmul 128×784·784×256",
@@ -146,6 +159,7 @@ pub fn workloads() -> Vec<Workload> {
             group: "K3",
             what: "conv 1→8 @28², batch 64, fwd+bwd",
             unit: Unit::ImagesPerSec,
+            on_request: false,
             kind: Kind::Conv {
                 ci: 1,
                 co: 8,
@@ -157,6 +171,7 @@ pub fn workloads() -> Vec<Workload> {
             group: "K3",
             what: "conv 8→16 @14², batch 64, fwd+bwd",
             unit: Unit::ImagesPerSec,
+            on_request: false,
             kind: Kind::Conv {
                 ci: 8,
                 co: 16,
@@ -168,6 +183,7 @@ pub fn workloads() -> Vec<Workload> {
             group: "K4",
             what: "tanh fwd+bwd, row sum, softmax on 128×4096",
             unit: Unit::GbPerSec,
+            on_request: false,
             kind: Kind::Elementwise,
         },
         train(

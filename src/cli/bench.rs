@@ -48,7 +48,9 @@ pub enum BenchDevice {
 
 pub(crate) fn selected(filter: Option<&str>) -> anyhow::Result<Vec<Workload>> {
     let all = workloads();
-    let Some(f) = filter else { return Ok(all) };
+    let Some(f) = filter else {
+        return Ok(all.into_iter().filter(|w| !w.on_request).collect());
+    };
     let wanted: Vec<&str> = f
         .split(',')
         .map(str::trim)
