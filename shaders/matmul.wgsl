@@ -3,7 +3,7 @@
 //
 // Transposes are pipeline constants, so each of the four layouts compiles to
 // its own specialised kernel and nothing is ever transposed in memory.
-// Five kernels compute the same thing:
+// Six kernels compute the same thing:
 // - matmul_vec4 (at the end of this file): no shared memory, no barriers,
 //   16-byte loads; the software-adapter (lavapipe) kernel for shapes that
 //   are multiples of 4, where a workgroup barrier is very expensive;
@@ -11,9 +11,12 @@
 //   invocation owns a 4×4 block of C;
 // - matmul_tiled: 64×64 tiles of C per workgroup staged through shared
 //   memory in 16-deep slices of k; each invocation owns 4×4 outputs strided by
-//   16. Best on real GPUs;
+//   16; any size (on an H200 it lost to every other kernel);
 // - matmul_rows: one row of C (up to four columns) per invocation, for
 //   products with few columns (n ≤ 16);
+// - matmul_tile128 (at the end): 128×128 tiles in shared memory, 8×8
+//   outputs per invocation, for large products on real GPUs (multiples
+//   of 4);
 // - matmul_bcast, in shaders/matmul_bcast.wgsl (appended to this file
 //   where the adapter has subgroups): rows of A shared across a subgroup
 //   by broadcasts; the fastest on lavapipe for multiples of 4.
@@ -327,4 +330,138 @@ fn matmul_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     store4(rb + 5u, col0, acc5);
     store4(rb + 6u, col0, acc6);
     store4(rb + 7u, col0, acc7);
+}
+
+// ---- matmul_tile128: large products on real GPUs --------------------------
+//
+// The classic shared-memory SGEMM: a workgroup of 16×16 invocations owns a
+// 128×128 tile of C and walks k in slices of 8. Each invocation stages one
+// vec4 of A and one of B per slice (the next slice's loaded from memory
+// while the current one is multiplied out) and owns 8×8 outputs: rows
+// 4·ty…4·ty+3 and 64+4·ty…, columns likewise by tx. So per slice it reads 32
+// vec4 from shared memory for 512 FMAs, and invocations of a subgroup
+// read the same or neighbouring vec4s. Measured on an NVIDIA H200 (README,
+// "On a real GPU"), where the barrier-free kernels stop near a third of the
+// FP32 peak at n = 4096. Needs the vec4 kernel's alignment (m, n and k
+// multiples of 4); tails of 128 or 8 are masked to zeros.
+// Shared operands as vec4 over 4 rows (A) or 4 columns (B) at one depth:
+// element [depth * 32 + group of 4].
+var<workgroup> t128_a: array<vec4<f32>, 256>;
+var<workgroup> t128_b: array<vec4<f32>, 256>;
+
+// The vec4 of op(A) this invocation stages at slice k0, and where it goes:
+// untransposed A gives 4 depths of one row (scattered), transposed A 4
+// rows at one depth (stored whole).
+fn t128_load_a(tid: u32, row_base: u32, k0: u32) -> vec4<f32> {
+    if (TRANS_A) {
+        let kk = k0 + tid / 32u;
+        let row = row_base + (tid % 32u) * 4u;
+        if (kk < p.k && row < p.m) {
+            return load_a4((kk * p.m + row) / 4u);
+        }
+    } else {
+        let row = row_base + tid / 2u;
+        let kk = k0 + (tid % 2u) * 4u;
+        if (row < p.m && kk < p.k) {
+            return load_a4((row * p.k + kk) / 4u);
+        }
+    }
+    return vec4<f32>(0.0);
+}
+
+fn t128_store_a(tid: u32, v: vec4<f32>) {
+    if (TRANS_A) {
+        t128_a[tid] = v;
+    } else {
+        let row = tid / 2u;
+        let d = (tid % 2u) * 4u;
+        for (var t = 0u; t < 4u; t++) {
+            t128_a[(d + t) * 32u + row / 4u][row % 4u] = v[t];
+        }
+    }
+}
+
+fn t128_load_b(tid: u32, col_base: u32, k0: u32) -> vec4<f32> {
+    if (TRANS_B) {
+        let col = col_base + tid / 2u;
+        let kk = k0 + (tid % 2u) * 4u;
+        if (col < p.n && kk < p.k) {
+            return load_b4((col * p.k + kk) / 4u);
+        }
+    } else {
+        let kk = k0 + tid / 32u;
+        let col = col_base + (tid % 32u) * 4u;
+        if (kk < p.k && col < p.n) {
+            return load_b4((kk * p.n + col) / 4u);
+        }
+    }
+    return vec4<f32>(0.0);
+}
+
+fn t128_store_b(tid: u32, v: vec4<f32>) {
+    if (TRANS_B) {
+        let col = tid / 2u;
+        let d = (tid % 2u) * 4u;
+        for (var t = 0u; t < 4u; t++) {
+            t128_b[(d + t) * 32u + col / 4u][col % 4u] = v[t];
+        }
+    } else {
+        t128_b[tid] = v;
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_tile128(@builtin(local_invocation_id) lid: vec3<u32>,
+                  @builtin(workgroup_id) wid: vec3<u32>) {
+    let tid = lid.y * 16u + lid.x;
+    let row_base = wid.y * 128u;
+    let col_base = wid.x * 128u;
+    // Rows 4·ty + i and 64 + 4·ty + i by columns 4·tx…+3: acc[i] and
+    // acc[4 + i]; by columns 64 + 4·tx…+3: acc[8 + i] and acc[12 + i].
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    var next_a = t128_load_a(tid, row_base, 0u);
+    var next_b = t128_load_b(tid, col_base, 0u);
+    for (var k0 = 0u; k0 < p.k; k0 += 8u) {
+        t128_store_a(tid, next_a);
+        t128_store_b(tid, next_b);
+        workgroupBarrier();
+        if (k0 + 8u < p.k) {
+            next_a = t128_load_a(tid, row_base, k0 + 8u);
+            next_b = t128_load_b(tid, col_base, k0 + 8u);
+        }
+        for (var kk = 0u; kk < 8u; kk++) {
+            let a_lo = t128_a[kk * 32u + lid.y];
+            let a_hi = t128_a[kk * 32u + 16u + lid.y];
+            let b_lo = t128_b[kk * 32u + lid.x];
+            let b_hi = t128_b[kk * 32u + 16u + lid.x];
+            for (var i = 0u; i < 4u; i++) {
+                acc[i] = fma(vec4<f32>(a_lo[i]), b_lo, acc[i]);
+                acc[4u + i] = fma(vec4<f32>(a_hi[i]), b_lo, acc[4u + i]);
+                acc[8u + i] = fma(vec4<f32>(a_lo[i]), b_hi, acc[8u + i]);
+                acc[12u + i] = fma(vec4<f32>(a_hi[i]), b_hi, acc[12u + i]);
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r_lo = row_base + lid.y * 4u + i;
+        let r_hi = r_lo + 64u;
+        let c_lo = col_base + lid.x * 4u;
+        let c_hi = c_lo + 64u;
+        if (r_lo < p.m && c_lo < p.n) {
+            store4(r_lo, c_lo, acc[i]);
+        }
+        if (r_hi < p.m && c_lo < p.n) {
+            store4(r_hi, c_lo, acc[4u + i]);
+        }
+        if (r_lo < p.m && c_hi < p.n) {
+            store4(r_lo, c_hi, acc[8u + i]);
+        }
+        if (r_hi < p.m && c_hi < p.n) {
+            store4(r_hi, c_hi, acc[12u + i]);
+        }
+    }
 }

@@ -64,6 +64,9 @@ pub(super) fn cases() -> Vec<Case> {
             (36, 8, 44),
             (4, 8, 12),
             (8, 12, 20),
+            // Over one 128×128 tile each way (tile128 is a candidate), with
+            // partial last tiles and a last slice of k 4 deep.
+            (132, 36, 260),
             // One column (a linear model's output and weight gradient: the
             // `rows` kernel's one-column loop at real sizes).
             (37, 70, 1),
@@ -108,6 +111,7 @@ pub(super) fn cases() -> Vec<Case> {
             (130, 257, 67),
             (12, 16, 20),
             (36, 8, 44),
+            (132, 36, 260),
             (37, 70, 1),
         ],
     );

@@ -30,16 +30,21 @@ pub fn gpu_required() -> bool {
 /// GPU tests skipped by this test binary so far.
 static SKIPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// The GPU device shared by all tests of one test binary, or `None` when the
+/// The GPU device shared by all tests of one test binary, poisoning its
+/// allocations ([`GpuDevice::poison_allocations`]), or `None` when the
 /// user opted out of GPU tests and no adapter exists. Anything else without
 /// an adapter fails the test.
 pub fn gpu() -> Option<GpuDevice> {
     static DEVICE: OnceLock<Result<GpuDevice, String>> = OnceLock::new();
     let dev = DEVICE.get_or_init(|| {
-        GpuDevice::new().map_err(|e| match e {
+        let dev = GpuDevice::new().map_err(|e| match e {
             Error::NoAdapter(_) => e.to_string(),
             e => panic!("cannot open the GPU device: {e}"),
-        })
+        })?;
+        // An output element a kernel leaves unwritten reads NaN, not a
+        // stale value from the pool (often the right one).
+        dev.poison_allocations(true);
+        Ok(dev)
     });
     match dev {
         Ok(d) => Some(d.clone()),

@@ -272,7 +272,14 @@ pub(crate) struct Context {
     /// memory, device lost); surfaced by the next download or wait.
     error: Arc<Mutex<Option<String>>>,
     timestamps: Option<Timestamps>,
+    /// Checking mode: every buffer handed out is first filled with
+    /// [`POISON`] (see [`Context::set_poison`]).
+    poison: std::sync::atomic::AtomicBool,
 }
+
+/// What a poisoned buffer holds in every word: a NaN read as one f32
+/// (0xFFC0FFC0) and as two f16 (0xFFC0 each).
+const POISON: u32 = 0xFFC0_FFC0;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain caches behind,
@@ -361,6 +368,7 @@ impl Context {
             stats: Mutex::default(),
             error,
             timestamps,
+            poison: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -495,12 +503,27 @@ impl Context {
                 (next_id(), buffer)
             }
         };
-        Ok(PooledBuffer {
+        let pooled = PooledBuffer {
             buffer: Some(buffer),
             id,
             size,
             pool: self.pool.clone(),
-        })
+        };
+        if self.poison.load(std::sync::atomic::Ordering::Relaxed) {
+            let words = vec![POISON; (size / 4) as usize];
+            self.write(&pooled, bytemuck::cast_slice(&words));
+        }
+        Ok(pooled)
+    }
+
+    /// Checking mode on or off: while on, every buffer [`Context::alloc`]
+    /// hands out, new or reused, is first filled with NaN ([`POISON`]), so
+    /// that a kernel leaving part of its output unwritten shows NaN rather
+    /// than what the pool's last user left there (often the right answer,
+    /// from the same product by another kernel). Costs an upload per
+    /// allocation.
+    pub fn set_poison(&self, on: bool) {
+        self.poison.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Writes host data into `dst`. The pending encoder is submitted first,

@@ -94,16 +94,21 @@ pub enum MatmulKernel {
     /// invocations ([`GpuDevice::has_bcast_matmul`]); other products take
     /// what [`MatmulKernel::Blocked`] takes.
     Broadcast,
+    /// 128×128 shared-memory tiles with 8×8 outputs per invocation
+    /// (`matmul_tile128`) for sizes that are multiples of 4, whatever
+    /// their size; other products take [`MatmulKernel::Tiled`].
+    Tile128,
 }
 
 impl MatmulKernel {
     /// Every family, for checks that run each.
-    pub const ALL: [MatmulKernel; 5] = [
+    pub const ALL: [MatmulKernel; 6] = [
         MatmulKernel::Blocked,
         MatmulKernel::Tiled,
         MatmulKernel::Padded,
         MatmulKernel::Rows,
         MatmulKernel::Broadcast,
+        MatmulKernel::Tile128,
     ];
 }
 
@@ -240,6 +245,7 @@ impl GpuDevice {
                 (&["padded"], MatmulKernel::Padded),
                 (&["rows"], MatmulKernel::Rows),
                 (&["bcast"], MatmulKernel::Broadcast),
+                (&["tile128"], MatmulKernel::Tile128),
             ],
         )?;
         let conv_forced = env::choice(
@@ -297,6 +303,16 @@ impl GpuDevice {
     /// A snapshot of the buffer, pipeline, submit and dispatch counters.
     pub fn stats(&self) -> GpuStats {
         self.ctx.stats()
+    }
+
+    /// Checking mode, for this device and every clone of it: while on, each
+    /// tensor's buffer is filled with NaN before a kernel gets it, so that
+    /// an output element a kernel fails to write reads NaN instead of a
+    /// stale value from the buffer pool (which is often the right answer,
+    /// left by the same product computed another way). `wgtrain check` and
+    /// the test suite turn it on; it costs an upload per allocation.
+    pub fn poison_allocations(&self, on: bool) {
+        self.ctx.set_poison(on);
     }
 
     /// The matmul kernel family the fixed rule picks for this adapter (what

@@ -122,6 +122,10 @@ pub enum MatmulVariant {
     /// C's own corner: sizes that are not multiples of 4, on adapters that can
     /// run `matmul_bcast` (the block: [`MatmulVariant::padded_bcast_block`]).
     PaddedBcast,
+    /// `matmul_tile128`: 128×128 shared-memory tiles, 8×8 outputs per
+    /// invocation; sizes multiples of 4, a candidate for products of more
+    /// than [`MatmulVariant::TILE128_MIN`] rows and columns.
+    Tile128,
 }
 
 impl MatmulVariant {
@@ -129,8 +133,14 @@ impl MatmulVariant {
     /// (a power of two, so that a shape class decides it).
     pub const ROWS_MAX_COLUMNS: usize = 16;
 
+    /// `tile128` is a candidate for products with more rows and more
+    /// columns than this (a power of two, so that a shape class decides
+    /// it): smaller ones leave most of a 128×128 tile, or of a large GPU,
+    /// idle.
+    pub const TILE128_MIN: usize = 128;
+
     /// Every kernel, in the order `wgtrain tune` prints them.
-    pub const ALL: [MatmulVariant; 9] = [
+    pub const ALL: [MatmulVariant; 10] = [
         MatmulVariant::Vec4,
         MatmulVariant::Blocked,
         MatmulVariant::Tiled,
@@ -140,6 +150,7 @@ impl MatmulVariant {
         MatmulVariant::Bcast16x8,
         MatmulVariant::Bcast32x8,
         MatmulVariant::PaddedBcast,
+        MatmulVariant::Tile128,
     ];
 
     /// The three block sizes of `matmul_bcast`, smallest first.
@@ -150,9 +161,13 @@ impl MatmulVariant {
     ];
 
     /// The kernels that can compute a product whose sizes are (`aligned`)
-    /// or are not multiples of 4, with `columns` columns, on an adapter
-    /// that can (`bcast`) or cannot run `matmul_bcast`.
-    pub fn candidates(aligned: bool, columns: usize, bcast: bool) -> Vec<MatmulVariant> {
+    /// or are not multiples of 4, with `rows` rows and `columns` columns,
+    /// on an adapter that can (`bcast`) or cannot run `matmul_bcast`.
+    pub fn candidates(
+        aligned: bool,
+        (rows, columns): (usize, usize),
+        bcast: bool,
+    ) -> Vec<MatmulVariant> {
         let mut v = if aligned {
             let mut v = vec![
                 MatmulVariant::Vec4,
@@ -161,6 +176,9 @@ impl MatmulVariant {
             ];
             if bcast {
                 v.extend(Self::BCAST);
+            }
+            if rows > Self::TILE128_MIN && columns > Self::TILE128_MIN {
+                v.push(MatmulVariant::Tile128);
             }
             v
         } else {
@@ -192,6 +210,7 @@ impl MatmulVariant {
             MatmulVariant::Bcast16x8 => "bcast16x8",
             MatmulVariant::Bcast32x8 => "bcast32x8",
             MatmulVariant::PaddedBcast => "padded_bcast",
+            MatmulVariant::Tile128 => "tile128",
         }
     }
 
@@ -246,6 +265,51 @@ const ROUNDS: usize = 3;
 /// A candidate slower than this many times the best after a round is not
 /// timed in the next.
 const DROP_FACTOR: f64 = 4.0;
+
+/// A candidate whose launch alone takes less than this is timed over
+/// several launches submitted together: on a real GPU one submit and wait
+/// cost 0.1–0.2 ms (an H200's tuning table put every kernel of a tiny
+/// product at 200–250 µs), enough to decide between kernels that take a
+/// tenth of that.
+const MIN_TIMED_SECONDS: f64 = 0.002;
+/// The most launches timed together (so one timing of a candidate
+/// launches it 1 to 1 + this many times).
+pub const MAX_TIMED_LAUNCHES: usize = 32;
+
+/// The seconds one launch takes on an idle GPU, as the tuner's `time`
+/// closures measure it: `launch` once alone; if that was shorter than
+/// [`MIN_TIMED_SECONDS`], the mean of enough launches back to back (one
+/// submit and one wait for all of them) to last about that long. `launch`
+/// must compute the same result however often it runs.
+pub(crate) fn time_launch(
+    ctx: &super::context::Context,
+    launch: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    time_launches(|| ctx.wait_idle(), launch)
+}
+
+/// [`time_launch`] with `wait_idle` for the GPU's wait.
+fn time_launches(
+    wait_idle: impl Fn() -> Result<()>,
+    mut launch: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    wait_idle()?;
+    let t = std::time::Instant::now();
+    launch()?;
+    wait_idle()?;
+    let once = t.elapsed().as_secs_f64();
+    if once >= MIN_TIMED_SECONDS {
+        return Ok(once);
+    }
+    let launches =
+        ((MIN_TIMED_SECONDS / once.max(1e-9)).ceil() as usize).clamp(2, MAX_TIMED_LAUNCHES);
+    let t = std::time::Instant::now();
+    for _ in 0..launches {
+        launch()?;
+    }
+    wait_idle()?;
+    Ok(t.elapsed().as_secs_f64() / launches as f64)
+}
 
 /// Cache files larger than this are not read (they are written by wgtrain
 /// and hold a few hundred entries at most).
@@ -353,8 +417,9 @@ impl Tuner {
 
     /// The kernel for shape class `key`: the cached winner (when it timed
     /// every one of `candidates`: a class tuned before a kernel existed is
-    /// tuned again), else the fastest of `candidates` by `time` (one launch's wall time in
-    /// seconds, the GPU idle before and after), which is then cached.
+    /// tuned again), else the fastest of `candidates` by `time` (one
+    /// launch's seconds on an idle GPU: [`time_launch`]), which is then
+    /// cached.
     ///
     /// The table is not locked while a class is timed, so that a candidate
     /// may itself run tuned kernels (the recurrence through matmuls does);
@@ -517,14 +582,18 @@ mod tests {
         // The first round's best is 1 ms: tiled at 10 ms is out after it,
         // vec4 at 3.9 ms stays for every round.
         let got = t
-            .choose("k", &MatmulVariant::candidates(true, 64, false), |v| {
-                *launches.entry(v.name()).or_insert(0) += 1;
-                Ok(match v {
-                    MatmulVariant::Blocked => 1e-3,
-                    MatmulVariant::Vec4 => 3.9e-3,
-                    _ => 10e-3,
-                })
-            })
+            .choose(
+                "k",
+                &MatmulVariant::candidates(true, (64, 64), false),
+                |v| {
+                    *launches.entry(v.name()).or_insert(0) += 1;
+                    Ok(match v {
+                        MatmulVariant::Blocked => 1e-3,
+                        MatmulVariant::Vec4 => 3.9e-3,
+                        _ => 10e-3,
+                    })
+                },
+            )
             .unwrap();
         assert_eq!(got, MatmulVariant::Blocked);
         let want = [("blocked", 4), ("tiled", 2), ("vec4", 4)];
@@ -549,10 +618,14 @@ mod tests {
         let mut timed = 0;
         let key = shape_class((64, 64, 64), false, false, true);
         let got = t
-            .choose(&key, &MatmulVariant::candidates(true, 64, false), |v| {
-                timed += 1;
-                Ok(speed(v))
-            })
+            .choose(
+                &key,
+                &MatmulVariant::candidates(true, (64, 64), false),
+                |v| {
+                    timed += 1;
+                    Ok(speed(v))
+                },
+            )
             .unwrap();
         assert_eq!(got, MatmulVariant::Blocked);
         assert_eq!(timed, 12, "a warm-up and three rounds of each of three");
@@ -560,9 +633,11 @@ mod tests {
         let t2 = tuner(path.clone());
         *t2.lock() = read_cache(&path, &t2.identity).unwrap();
         let again = t2
-            .choose(&key, &MatmulVariant::candidates(true, 64, false), |_| {
-                panic!("timed a cached class")
-            })
+            .choose(
+                &key,
+                &MatmulVariant::candidates(true, (64, 64), false),
+                |_| panic!("timed a cached class"),
+            )
             .unwrap();
         assert_eq!(again, MatmulVariant::Blocked);
         // A class cached before a kernel existed (here `padded`) is tuned
@@ -582,10 +657,14 @@ mod tests {
             v => speed(v),
         };
         let got = t2
-            .choose(&old, &MatmulVariant::candidates(false, 64, false), |v| {
-                timed += 1;
-                Ok(faster_padded(v))
-            })
+            .choose(
+                &old,
+                &MatmulVariant::candidates(false, (64, 64), false),
+                |v| {
+                    timed += 1;
+                    Ok(faster_padded(v))
+                },
+            )
             .unwrap();
         assert_eq!((got, timed), (MatmulVariant::Padded, 12));
         // Another adapter's tuner ignores the file.
@@ -622,6 +701,52 @@ mod tests {
             .unwrap();
         let table = read_cache(&dir.path().join("tune.json"), &t2.identity).unwrap();
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn short_launches_are_timed_together_long_ones_alone() {
+        use std::cell::Cell;
+        use std::time::Duration;
+        let launches = Cell::new(0);
+        let waits = Cell::new(0);
+        let wait = || {
+            waits.set(waits.get() + 1);
+            Ok(())
+        };
+        // A launch far under MIN_TIMED_SECONDS: once, then the most.
+        let t = time_launches(wait, || {
+            launches.set(launches.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((launches.get(), waits.get()), (1 + MAX_TIMED_LAUNCHES, 3));
+        assert!(t < MIN_TIMED_SECONDS);
+        // A launch over it: once, its own time.
+        launches.set(0);
+        let t = time_launches(
+            || Ok(()),
+            || {
+                launches.set(launches.get() + 1);
+                std::thread::sleep(Duration::from_secs_f64(2.0 * MIN_TIMED_SECONDS));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(launches.get(), 1);
+        assert!(t >= 2.0 * MIN_TIMED_SECONDS);
+        // Over half of it: two more launches, timed at about one's length.
+        launches.set(0);
+        let t = time_launches(
+            || Ok(()),
+            || {
+                launches.set(launches.get() + 1);
+                std::thread::sleep(Duration::from_secs_f64(0.6 * MIN_TIMED_SECONDS));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(launches.get(), 1 + 2);
+        assert!(t >= 0.6 * MIN_TIMED_SECONDS, "{t}");
     }
 
     #[test]

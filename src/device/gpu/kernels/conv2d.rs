@@ -1,7 +1,5 @@
 //! Launchers for shaders/conv2d.wgsl.
 
-use std::time::Instant;
-
 use super::{launch, u32_of};
 use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::tune::{conv_class, ConvVariant};
@@ -108,7 +106,7 @@ impl TwoKernels<'_> {
 /// The kernel for pass `pass` (`fwd`, `dx`) of `g`: the plain one where the
 /// broadcast one cannot run (`bcast_fits` false), else the forced one
 /// ([`GpuDevice::with_conv_kernel`]), else the faster of the two as the
-/// tuner timed `run` on these operands, each launch alone on an idle GPU,
+/// tuner timed `run` on these operands, on an idle GPU,
 /// else (tuning off) the fixed rule ([`GpuDevice::conv_kernel`]).
 fn choose(
     dev: &GpuDevice,
@@ -127,11 +125,7 @@ fn choose(
         return Ok(dev.conv_kernel());
     };
     tuner.choose(&conv_class(pass, g), &ConvVariant::ALL, |v| {
-        dev.ctx.wait_idle()?;
-        let t = Instant::now();
-        run(v)?;
-        dev.ctx.wait_idle()?;
-        Ok(t.elapsed().as_secs_f64())
+        crate::device::gpu::tune::time_launch(&dev.ctx, || run(v))
     })
 }
 

@@ -1,12 +1,11 @@
 //! Launcher for shaders/matmul.wgsl.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource};
 use crate::device::gpu::copies::CopyKey;
-use crate::device::gpu::tune::{shape_class, MatmulVariant};
+use crate::device::gpu::tune::{shape_class, time_launch, MatmulVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor, MatmulKernel};
 use crate::device::{MatmulSpec, Precision, Tensor};
 use crate::error::{Error, Result};
@@ -76,7 +75,7 @@ pub(crate) fn matmul(
         .iter()
         .all(|&elements| (elements * 4) as u64 <= dev.ctx.max_tensor_bytes());
     let bcast = dev.has_bcast_matmul();
-    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned, n, bcast)
+    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned, (m, n), bcast)
         .into_iter()
         .filter(|&v| !v.padded() || padded_fits)
         .collect();
@@ -86,16 +85,14 @@ pub(crate) fn matmul(
             if dev.precision == Precision::F16 {
                 class.push_str(" f16");
             }
-            // Timed on these operands, each launch alone on an idle GPU.
+            // Timed on these operands, on an idle GPU.
             tuner.choose(&class, &candidates, |v| {
-                // Each launch makes its own operand copies, as the first
-                // product of a step does.
-                dev.forget_copies();
-                dev.ctx.wait_idle()?;
-                let t = Instant::now();
-                run(dev, v, &product)?;
-                dev.ctx.wait_idle()?;
-                Ok(t.elapsed().as_secs_f64())
+                time_launch(&dev.ctx, || {
+                    // Each launch makes its own operand copies, as the
+                    // first product of a step does.
+                    dev.forget_copies();
+                    run(dev, v, &product)
+                })
             })?
         }
         (None, MatmulKernel::Broadcast) if aligned && bcast => {
@@ -116,6 +113,8 @@ pub(crate) fn matmul(
         (None, MatmulKernel::Padded) if padded_fits => MatmulVariant::Padded,
         (None, MatmulKernel::Padded) => MatmulVariant::Blocked,
         (None, MatmulKernel::Tiled) => MatmulVariant::Tiled,
+        (None, MatmulKernel::Tile128) if aligned => MatmulVariant::Tile128,
+        (None, MatmulKernel::Tile128) => MatmulVariant::Tiled,
         (None, MatmulKernel::Rows) => MatmulVariant::Rows,
     };
     run(dev, variant, &product)?;
@@ -206,6 +205,7 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         MatmulVariant::Vec4 | MatmulVariant::Padded => ("matmul_vec4", [4, 5, 6], tiles(64, 128)?),
         MatmulVariant::Blocked => ("matmul_blocked", [0, 1, 3], tiles(64, 64)?),
         MatmulVariant::Tiled => ("matmul_tiled", [0, 1, 3], tiles(64, 64)?),
+        MatmulVariant::Tile128 => ("matmul_tile128", [4, 5, 6], tiles(128, 128)?),
         MatmulVariant::Rows => (
             "matmul_rows",
             [0, 1, 3],

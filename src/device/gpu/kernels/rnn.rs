@@ -4,8 +4,6 @@
 //! tuner times both per batch and hidden size, as it does the matmul
 //! kernels.
 
-use std::time::Instant;
-
 use super::{launch, matmul::matmul, u32_of};
 use crate::device::gpu::tune::{rnn_class, RnnVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor};
@@ -58,11 +56,7 @@ pub(super) fn choose(
         return Ok(dev.rnn_kernel());
     };
     tuner.choose(&rnn_class(cell, pass, b, h), &RnnVariant::ALL, |v| {
-        dev.ctx.wait_idle()?;
-        let t = Instant::now();
-        run(v)?;
-        dev.ctx.wait_idle()?;
-        Ok(t.elapsed().as_secs_f64())
+        crate::device::gpu::tune::time_launch(&dev.ctx, || run(v))
     })
 }
 
