@@ -332,25 +332,27 @@ fn matmul_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     store4(rb + 7u, col0, acc7);
 }
 
-// ---- matmul_tile128: large products on real GPUs --------------------------
+// ---- matmul_tile128: large products, for real GPUs ------------------------
 //
 // The classic shared-memory SGEMM: a workgroup of 16×16 invocations owns a
 // 128×128 tile of C and walks k in slices of 8. Each invocation stages one
 // vec4 of A and one of B per slice (the next slice's loaded from memory
 // while the current one is multiplied out) and owns 8×8 outputs: rows
-// 4·ty…4·ty+3 and 64+4·ty…, columns likewise by tx. So per slice it reads 32
-// vec4 from shared memory for 512 FMAs, and invocations of a subgroup
-// read the same or neighbouring vec4s. Measured on an NVIDIA H200 (README,
-// "On a real GPU"), where the barrier-free kernels stop near a third of the
-// FP32 peak at n = 4096. Needs the vec4 kernel's alignment (m, n and k
-// multiples of 4); tails of 128 or 8 are masked to zeros.
+// 4·ty…4·ty+3 and 64+4·ty…, columns likewise by tx, so per slice it reads
+// 32 vec4 from shared memory for 512 FMAs. Needs the vec4 kernel's
+// alignment (m, n and k multiples of 4); tails of 128 or 8 are masked to
+// zeros. Its 64 accumulators are 16 named vec4: a first version kept them
+// in an array indexed in loops and ran 12× slower than matmul_vec4 on an
+// NVIDIA H200 at n = 4096 (README "On a real GPU"), as an array a compiler
+// cannot keep in registers would. This version is not yet measured on a
+// real GPU; the tuner picks it only where it wins.
 // Shared operands as vec4 over 4 rows (A) or 4 columns (B) at one depth:
 // element [depth * 32 + group of 4].
 var<workgroup> t128_a: array<vec4<f32>, 256>;
 var<workgroup> t128_b: array<vec4<f32>, 256>;
 
-// The vec4 of op(A) this invocation stages at slice k0, and where it goes:
-// untransposed A gives 4 depths of one row (scattered), transposed A 4
+// The vec4 of op(A) this invocation stages at slice k0: untransposed A
+// gives 4 depths of one row (scattered by t128_store_a), transposed A 4
 // rows at one depth (stored whole).
 fn t128_load_a(tid: u32, row_base: u32, k0: u32) -> vec4<f32> {
     if (TRANS_A) {
@@ -374,10 +376,12 @@ fn t128_store_a(tid: u32, v: vec4<f32>) {
         t128_a[tid] = v;
     } else {
         let row = tid / 2u;
-        let d = (tid % 2u) * 4u;
-        for (var t = 0u; t < 4u; t++) {
-            t128_a[(d + t) * 32u + row / 4u][row % 4u] = v[t];
-        }
+        let at = (tid % 2u) * 128u + row / 4u;
+        let lane = row % 4u;
+        t128_a[at][lane] = v.x;
+        t128_a[at + 32u][lane] = v.y;
+        t128_a[at + 64u][lane] = v.z;
+        t128_a[at + 96u][lane] = v.w;
     }
 }
 
@@ -401,12 +405,22 @@ fn t128_load_b(tid: u32, col_base: u32, k0: u32) -> vec4<f32> {
 fn t128_store_b(tid: u32, v: vec4<f32>) {
     if (TRANS_B) {
         let col = tid / 2u;
-        let d = (tid % 2u) * 4u;
-        for (var t = 0u; t < 4u; t++) {
-            t128_b[(d + t) * 32u + col / 4u][col % 4u] = v[t];
-        }
+        let at = (tid % 2u) * 128u + col / 4u;
+        let lane = col % 4u;
+        t128_b[at][lane] = v.x;
+        t128_b[at + 32u][lane] = v.y;
+        t128_b[at + 64u][lane] = v.z;
+        t128_b[at + 96u][lane] = v.w;
     } else {
         t128_b[tid] = v;
+    }
+}
+
+// Stores a vec4 of C where it falls inside C (n is a multiple of 4, so a
+// vec4 is wholly inside or outside).
+fn t128_store(row: u32, col: u32, v: vec4<f32>) {
+    if (row < p.m && col < p.n) {
+        store4(row, col, v);
     }
 }
 
@@ -416,12 +430,25 @@ fn matmul_tile128(@builtin(local_invocation_id) lid: vec3<u32>,
     let tid = lid.y * 16u + lid.x;
     let row_base = wid.y * 128u;
     let col_base = wid.x * 128u;
-    // Rows 4·ty + i and 64 + 4·ty + i by columns 4·tx…+3: acc[i] and
-    // acc[4 + i]; by columns 64 + 4·tx…+3: acc[8 + i] and acc[12 + i].
-    var acc: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // acc_RC_i: row i of the lower (R = l: 4·ty + i) or upper (h: 64 + 4·ty
+    // + i) rows, by the lower (C = l: 4·tx…) or upper (h: 64 + 4·tx…)
+    // columns.
+    var acc_ll_0 = vec4<f32>(0.0);
+    var acc_ll_1 = vec4<f32>(0.0);
+    var acc_ll_2 = vec4<f32>(0.0);
+    var acc_ll_3 = vec4<f32>(0.0);
+    var acc_hl_0 = vec4<f32>(0.0);
+    var acc_hl_1 = vec4<f32>(0.0);
+    var acc_hl_2 = vec4<f32>(0.0);
+    var acc_hl_3 = vec4<f32>(0.0);
+    var acc_lh_0 = vec4<f32>(0.0);
+    var acc_lh_1 = vec4<f32>(0.0);
+    var acc_lh_2 = vec4<f32>(0.0);
+    var acc_lh_3 = vec4<f32>(0.0);
+    var acc_hh_0 = vec4<f32>(0.0);
+    var acc_hh_1 = vec4<f32>(0.0);
+    var acc_hh_2 = vec4<f32>(0.0);
+    var acc_hh_3 = vec4<f32>(0.0);
     var next_a = t128_load_a(tid, row_base, 0u);
     var next_b = t128_load_b(tid, col_base, 0u);
     for (var k0 = 0u; k0 < p.k; k0 += 8u) {
@@ -433,35 +460,47 @@ fn matmul_tile128(@builtin(local_invocation_id) lid: vec3<u32>,
             next_b = t128_load_b(tid, col_base, k0 + 8u);
         }
         for (var kk = 0u; kk < 8u; kk++) {
-            let a_lo = t128_a[kk * 32u + lid.y];
-            let a_hi = t128_a[kk * 32u + 16u + lid.y];
-            let b_lo = t128_b[kk * 32u + lid.x];
-            let b_hi = t128_b[kk * 32u + 16u + lid.x];
-            for (var i = 0u; i < 4u; i++) {
-                acc[i] = fma(vec4<f32>(a_lo[i]), b_lo, acc[i]);
-                acc[4u + i] = fma(vec4<f32>(a_hi[i]), b_lo, acc[4u + i]);
-                acc[8u + i] = fma(vec4<f32>(a_lo[i]), b_hi, acc[8u + i]);
-                acc[12u + i] = fma(vec4<f32>(a_hi[i]), b_hi, acc[12u + i]);
-            }
+            let a_l = t128_a[kk * 32u + lid.y];
+            let a_h = t128_a[kk * 32u + 16u + lid.y];
+            let b_l = t128_b[kk * 32u + lid.x];
+            let b_h = t128_b[kk * 32u + 16u + lid.x];
+            acc_ll_0 = fma(vec4<f32>(a_l.x), b_l, acc_ll_0);
+            acc_ll_1 = fma(vec4<f32>(a_l.y), b_l, acc_ll_1);
+            acc_ll_2 = fma(vec4<f32>(a_l.z), b_l, acc_ll_2);
+            acc_ll_3 = fma(vec4<f32>(a_l.w), b_l, acc_ll_3);
+            acc_hl_0 = fma(vec4<f32>(a_h.x), b_l, acc_hl_0);
+            acc_hl_1 = fma(vec4<f32>(a_h.y), b_l, acc_hl_1);
+            acc_hl_2 = fma(vec4<f32>(a_h.z), b_l, acc_hl_2);
+            acc_hl_3 = fma(vec4<f32>(a_h.w), b_l, acc_hl_3);
+            acc_lh_0 = fma(vec4<f32>(a_l.x), b_h, acc_lh_0);
+            acc_lh_1 = fma(vec4<f32>(a_l.y), b_h, acc_lh_1);
+            acc_lh_2 = fma(vec4<f32>(a_l.z), b_h, acc_lh_2);
+            acc_lh_3 = fma(vec4<f32>(a_l.w), b_h, acc_lh_3);
+            acc_hh_0 = fma(vec4<f32>(a_h.x), b_h, acc_hh_0);
+            acc_hh_1 = fma(vec4<f32>(a_h.y), b_h, acc_hh_1);
+            acc_hh_2 = fma(vec4<f32>(a_h.z), b_h, acc_hh_2);
+            acc_hh_3 = fma(vec4<f32>(a_h.w), b_h, acc_hh_3);
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        let r_lo = row_base + lid.y * 4u + i;
-        let r_hi = r_lo + 64u;
-        let c_lo = col_base + lid.x * 4u;
-        let c_hi = c_lo + 64u;
-        if (r_lo < p.m && c_lo < p.n) {
-            store4(r_lo, c_lo, acc[i]);
-        }
-        if (r_hi < p.m && c_lo < p.n) {
-            store4(r_hi, c_lo, acc[4u + i]);
-        }
-        if (r_lo < p.m && c_hi < p.n) {
-            store4(r_lo, c_hi, acc[8u + i]);
-        }
-        if (r_hi < p.m && c_hi < p.n) {
-            store4(r_hi, c_hi, acc[12u + i]);
-        }
-    }
+    let r_l = row_base + lid.y * 4u;
+    let r_h = r_l + 64u;
+    let c_l = col_base + lid.x * 4u;
+    let c_h = c_l + 64u;
+    t128_store(r_l, c_l, acc_ll_0);
+    t128_store(r_l + 1u, c_l, acc_ll_1);
+    t128_store(r_l + 2u, c_l, acc_ll_2);
+    t128_store(r_l + 3u, c_l, acc_ll_3);
+    t128_store(r_h, c_l, acc_hl_0);
+    t128_store(r_h + 1u, c_l, acc_hl_1);
+    t128_store(r_h + 2u, c_l, acc_hl_2);
+    t128_store(r_h + 3u, c_l, acc_hl_3);
+    t128_store(r_l, c_h, acc_lh_0);
+    t128_store(r_l + 1u, c_h, acc_lh_1);
+    t128_store(r_l + 2u, c_h, acc_lh_2);
+    t128_store(r_l + 3u, c_h, acc_lh_3);
+    t128_store(r_h, c_h, acc_hh_0);
+    t128_store(r_h + 1u, c_h, acc_hh_1);
+    t128_store(r_h + 2u, c_h, acc_hh_2);
+    t128_store(r_h + 3u, c_h, acc_hh_3);
 }

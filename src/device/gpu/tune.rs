@@ -13,7 +13,7 @@
 //! file that already holds every shape class the runs use (a class tuned
 //! afresh may pick another kernel, by timing).
 //! `WGTRAIN_TUNE=0` turns tuning off (the fixed rules: the barrier-free
-//! matmul kernels on software adapters, the tiled one elsewhere; the
+//! register-block matmul kernels on every adapter; the
 //! broadcast convolutions on software adapters that can run them), as does
 //! forcing a kernel (`WGTRAIN_MATMUL`, [`super::GpuDevice::with_matmul_kernel`];
 //! `WGTRAIN_CONV`, [`super::GpuDevice::with_conv_kernel`]).
@@ -418,7 +418,8 @@ impl Tuner {
     /// The kernel for shape class `key`: the cached winner (when it timed
     /// every one of `candidates`: a class tuned before a kernel existed is
     /// tuned again), else the fastest of `candidates` by `time` (one
-    /// launch's seconds on an idle GPU: [`time_launch`]), which is then
+    /// launch's seconds on an idle GPU, short launches timed in batches
+    /// of up to [`MAX_TIMED_LAUNCHES`]), which is then
     /// cached.
     ///
     /// The table is not locked while a class is timed, so that a candidate
