@@ -5,13 +5,14 @@
 // its own specialised kernel and nothing is ever transposed in memory.
 // Six kernels compute the same thing:
 // - matmul_vec4 (at the end of this file): no shared memory, no barriers,
-//   16-byte loads; the software-adapter (lavapipe) kernel for shapes that
-//   are multiples of 4, where a workgroup barrier is very expensive;
+//   16-byte loads, for shapes that are multiples of 4; written for
+//   lavapipe, where a workgroup barrier is very expensive, and on an NVIDIA
+//   H200 the tuner's pick for the 1024³ and 4096³ products;
 // - matmul_blocked: the same idea with scalar loads, for any shape; each
 //   invocation owns a 4×4 block of C;
 // - matmul_tiled: 64×64 tiles of C per workgroup staged through shared
 //   memory in 16-deep slices of k; each invocation owns 4×4 outputs strided by
-//   16; any size (on an H200 it lost to every other kernel);
+//   16; any size (on an H200 it lost to the register-block kernels);
 // - matmul_rows: one row of C (up to four columns) per invocation, for
 //   products with few columns (n ≤ 16);
 // - matmul_tile128 (at the end): 128×128 tiles in shared memory, 8×8

@@ -23,9 +23,8 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let gpu = GpuDevice::new()?;
     // Unwritten output elements read NaN, not a stale right answer.
-    gpu.poison_allocations(true);
+    let gpu = GpuDevice::new()?.with_poisoned_allocations();
     let cpu = CpuDevice::new();
     let table = !args.json;
     if table {

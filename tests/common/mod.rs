@@ -31,7 +31,7 @@ pub fn gpu_required() -> bool {
 static SKIPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// The GPU device shared by all tests of one test binary, poisoning its
-/// allocations ([`GpuDevice::poison_allocations`]), or `None` when the
+/// allocations ([`GpuDevice::with_poisoned_allocations`]), or `None` when the
 /// user opted out of GPU tests and no adapter exists. Anything else without
 /// an adapter fails the test.
 pub fn gpu() -> Option<GpuDevice> {
@@ -43,8 +43,7 @@ pub fn gpu() -> Option<GpuDevice> {
         })?;
         // An output element a kernel leaves unwritten reads NaN, not a
         // stale value from the pool (often the right one).
-        dev.poison_allocations(true);
-        Ok(dev)
+        Ok(dev.with_poisoned_allocations())
     });
     match dev {
         Ok(d) => Some(d.clone()),

@@ -760,8 +760,8 @@ impl Context {
     }
 
     /// Copies the first `bytes` of `src` to the host. Besides
-    /// [`Context::wait_idle`] (explicit synchronisation, and the matmul
-    /// autotuner's one timing of each new shape class), this is the only
+    /// [`Context::wait_idle`] (explicit synchronisation, and the
+    /// autotuner's timings of each new shape class), this is the only
     /// place the host waits on the GPU.
     pub fn read(&self, src: &PooledBuffer, bytes: u64) -> Result<Vec<u8>> {
         if bytes == 0 {

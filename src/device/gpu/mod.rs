@@ -307,14 +307,21 @@ impl GpuDevice {
         self.ctx.stats()
     }
 
-    /// Checking mode, for this device and every clone of it: while on, each
-    /// tensor's buffer is filled with NaN before a kernel gets it, so that
-    /// an output element a kernel fails to write reads NaN instead of a
-    /// stale value from the buffer pool (which is often the right answer,
-    /// left by the same product computed another way). `wgtrain check` and
-    /// the test suite turn it on; it costs an upload per allocation.
-    pub fn poison_allocations(&self, on: bool) {
-        self.ctx.set_poison(on);
+    /// Checking mode: from now on every buffer of this device's context
+    /// (shared by all its clones) is filled with NaN before a kernel gets
+    /// it, so that an output element a kernel fails to write reads NaN
+    /// instead of a stale value from the buffer pool (which is often the
+    /// right answer, left by the same product computed another way).
+    /// Returns the device with its autotuner, if tuning is on, keeping its
+    /// table in memory only: the uploads skew the timings, which must not
+    /// reach the cache file later runs read. `wgtrain check` and the test
+    /// suite use it; it costs an upload per allocation.
+    pub fn with_poisoned_allocations(&self) -> Self {
+        self.ctx.set_poison(true);
+        match self.tuner {
+            Some(_) => self.with_tuning(None),
+            None => self.clone(),
+        }
     }
 
     /// The matmul kernel family the fixed rule picks for this adapter (what

@@ -270,9 +270,10 @@ const DROP_FACTOR: f64 = 4.0;
 
 /// A candidate whose launch alone takes less than this is timed over
 /// several launches submitted together: on a real GPU one submit and wait
-/// cost 0.1–0.2 ms (an H200's tuning table put every kernel of a tiny
-/// product at 200–250 µs), enough to decide between kernels that take a
-/// tenth of that.
+/// cost tens of µs or more (no single launch in an H200's first tuning
+/// table took under 67 µs, however small the product), enough to decide
+/// between kernels that take a few µs. A launch just over it is timed
+/// alone, with its whole submit and wait: a few percent of it.
 const MIN_TIMED_SECONDS: f64 = 0.002;
 /// The most launches timed together (so one timing of a candidate
 /// launches it 1 to 1 + this many times).

@@ -41,7 +41,7 @@ fn params(op: &'static str, seq: &Shape, u: &Shape) -> Result<(usize, usize, usi
 /// The way to run pass `pass` (`fwd`, `bwd`) of a recurrence of cell `cell`
 /// (`rnn`, `lstm`, `gru`), batch `b` and hidden size `h`: the forced one
 /// ([`GpuDevice::with_rnn_kernel`]), else the faster as the tuner timed
-/// `run` (the whole pass, on these operands, alone on an idle GPU), else
+/// `run` (the whole pass, on these operands, on an idle GPU), else
 /// (tuning off) the fixed rule ([`GpuDevice::rnn_kernel`]).
 pub(super) fn choose(
     dev: &GpuDevice,
