@@ -2,6 +2,7 @@
 
 use clap::Args;
 use wgtrain::check::{cases, check_case, Outcome};
+use wgtrain::device::gpu::tune::{ConvVariant, RnnVariant, Variant};
 use wgtrain::device::gpu::MatmulKernel;
 use wgtrain::device::Precision;
 use wgtrain::{CpuDevice, Device, GpuDevice};
@@ -66,10 +67,30 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     let mut total = 0;
     for case in &selected {
-        let outcomes = if case.is_matmul() {
+        // Ops with tuned kernels run each kernel forced: the tuned device's
+        // timing launches would write the output before the chosen kernel
+        // does, so an element it leaves unwritten would not read NaN.
+        let outcomes: Vec<_> = if case.is_matmul() {
             families
                 .iter()
                 .map(|(name, dev)| (name.clone(), check_case(&cpu, dev, case)))
+                .collect()
+        } else if case.group == "rnn" {
+            RnnVariant::ALL
+                .iter()
+                .map(|&w| {
+                    let name = format!(" [{}]", w.name());
+                    (name, check_case(&cpu, &gpu.with_rnn_kernel(w), case))
+                })
+                .collect()
+        } else if case.op.starts_with("conv2d") {
+            ConvVariant::ALL
+                .iter()
+                .filter(|&&k| k == ConvVariant::Plain || gpu.has_bcast_matmul())
+                .map(|&k| {
+                    let name = format!(" [{}]", k.name());
+                    (name, check_case(&cpu, &gpu.with_conv_kernel(k), case))
+                })
                 .collect()
         } else {
             vec![(String::new(), check_case(&cpu, &gpu, case))]
