@@ -347,73 +347,63 @@ fn matmul_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // NVIDIA H200 at n = 4096 (README "On a real GPU"), as an array a compiler
 // cannot keep in registers would. This version is not yet measured on a
 // real GPU; the tuner picks it only where it wins.
-// Shared operands as vec4 over 4 rows (A) or 4 columns (B) at one depth:
-// element [depth * 32 + group of 4].
-var<workgroup> t128_a: array<vec4<f32>, 256>;
-var<workgroup> t128_b: array<vec4<f32>, 256>;
+// The staged slices as vec4 over 4 rows (A) or 4 columns (B) at one
+// depth: A's element [depth * 32 + group of 4], B's 256 after it.
+var<workgroup> t128: array<vec4<f32>, 512>;
 
-// The vec4 of op(A) this invocation stages at slice k0: untransposed A
-// gives 4 depths of one row (scattered by t128_store_a), transposed A 4
-// rows at one depth (stored whole).
-fn t128_load_a(tid: u32, row_base: u32, k0: u32) -> vec4<f32> {
-    if (TRANS_A) {
+// Where the vec4 an invocation stages at slice k0 lies in its operand,
+// as an index of vec4s, or -1 past the operand's end (zeros are staged).
+// Both operands come in one of two layouts: depth-major (op(A) transposed,
+// op(B) as is: rows of `extent` values per depth) gives 4 neighbours at
+// one depth; the other (A as is, B transposed: rows of k values per row
+// or column) gives 4 depths of one row or column.
+fn t128_at(tid: u32, depth_major: bool, base: u32, k0: u32, extent: u32) -> i32 {
+    if (depth_major) {
         let kk = k0 + tid / 32u;
-        let row = row_base + (tid % 32u) * 4u;
-        if (kk < p.k && row < p.m) {
-            return load_a4((kk * p.m + row) / 4u);
+        let i = base + (tid % 32u) * 4u;
+        if (kk < p.k && i < extent) {
+            return i32((kk * extent + i) / 4u);
         }
     } else {
-        let row = row_base + tid / 2u;
+        let i = base + tid / 2u;
         let kk = k0 + (tid % 2u) * 4u;
-        if (row < p.m && kk < p.k) {
-            return load_a4((row * p.k + kk) / 4u);
+        if (i < extent && kk < p.k) {
+            return i32((i * p.k + kk) / 4u);
         }
     }
-    return vec4<f32>(0.0);
+    return -1;
 }
 
-fn t128_store_a(tid: u32, v: vec4<f32>) {
-    if (TRANS_A) {
-        t128_a[tid] = v;
-    } else {
-        let row = tid / 2u;
-        let at = (tid % 2u) * 128u + row / 4u;
-        let lane = row % 4u;
-        t128_a[at][lane] = v.x;
-        t128_a[at + 32u][lane] = v.y;
-        t128_a[at + 64u][lane] = v.z;
-        t128_a[at + 96u][lane] = v.w;
+fn t128_load_a(tid: u32, row_base: u32, k0: u32) -> vec4<f32> {
+    let at = t128_at(tid, TRANS_A, row_base, k0, p.m);
+    if (at < 0) {
+        return vec4<f32>(0.0);
     }
+    return load_a4(u32(at));
 }
 
 fn t128_load_b(tid: u32, col_base: u32, k0: u32) -> vec4<f32> {
-    if (TRANS_B) {
-        let col = col_base + tid / 2u;
-        let kk = k0 + (tid % 2u) * 4u;
-        if (col < p.n && kk < p.k) {
-            return load_b4((col * p.k + kk) / 4u);
-        }
-    } else {
-        let kk = k0 + tid / 32u;
-        let col = col_base + (tid % 32u) * 4u;
-        if (kk < p.k && col < p.n) {
-            return load_b4((kk * p.n + col) / 4u);
-        }
+    let at = t128_at(tid, !TRANS_B, col_base, k0, p.n);
+    if (at < 0) {
+        return vec4<f32>(0.0);
     }
-    return vec4<f32>(0.0);
+    return load_b4(u32(at));
 }
 
-fn t128_store_b(tid: u32, v: vec4<f32>) {
-    if (TRANS_B) {
-        let col = tid / 2u;
-        let at = (tid % 2u) * 128u + col / 4u;
-        let lane = col % 4u;
-        t128_b[at][lane] = v.x;
-        t128_b[at + 32u][lane] = v.y;
-        t128_b[at + 64u][lane] = v.z;
-        t128_b[at + 96u][lane] = v.w;
+// Stages `v` (from t128_at's place) in the slice at `tile` (0 for A, 256
+// for B): whole where it holds 4 neighbours at one depth, else scattered
+// over 4 depths.
+fn t128_stage(tile: u32, tid: u32, depth_major: bool, v: vec4<f32>) {
+    if (depth_major) {
+        t128[tile + tid] = v;
     } else {
-        t128_b[tid] = v;
+        let i = tid / 2u;
+        let at = tile + (tid % 2u) * 128u + i / 4u;
+        let lane = i % 4u;
+        t128[at][lane] = v.x;
+        t128[at + 32u][lane] = v.y;
+        t128[at + 64u][lane] = v.z;
+        t128[at + 96u][lane] = v.w;
     }
 }
 
@@ -453,18 +443,18 @@ fn matmul_tile128(@builtin(local_invocation_id) lid: vec3<u32>,
     var next_a = t128_load_a(tid, row_base, 0u);
     var next_b = t128_load_b(tid, col_base, 0u);
     for (var k0 = 0u; k0 < p.k; k0 += 8u) {
-        t128_store_a(tid, next_a);
-        t128_store_b(tid, next_b);
+        t128_stage(0u, tid, TRANS_A, next_a);
+        t128_stage(256u, tid, !TRANS_B, next_b);
         workgroupBarrier();
         if (k0 + 8u < p.k) {
             next_a = t128_load_a(tid, row_base, k0 + 8u);
             next_b = t128_load_b(tid, col_base, k0 + 8u);
         }
         for (var kk = 0u; kk < 8u; kk++) {
-            let a_l = t128_a[kk * 32u + lid.y];
-            let a_h = t128_a[kk * 32u + 16u + lid.y];
-            let b_l = t128_b[kk * 32u + lid.x];
-            let b_h = t128_b[kk * 32u + 16u + lid.x];
+            let a_l = t128[kk * 32u + lid.y];
+            let a_h = t128[kk * 32u + 16u + lid.y];
+            let b_l = t128[256u + kk * 32u + lid.x];
+            let b_h = t128[256u + kk * 32u + 16u + lid.x];
             acc_ll_0 = fma(vec4<f32>(a_l.x), b_l, acc_ll_0);
             acc_ll_1 = fma(vec4<f32>(a_l.y), b_l, acc_ll_1);
             acc_ll_2 = fma(vec4<f32>(a_l.z), b_l, acc_ll_2);

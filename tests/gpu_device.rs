@@ -222,7 +222,7 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
         let plain = gpu.with_conv_kernel(ConvVariant::Plain);
         assert_eq!(plain.conv_kernel(), ConvVariant::Plain);
     }
-    let candidates = MatmulVariant::candidates(true, (8, 8), gpu.has_bcast_matmul()).len();
+    let candidates = MatmulVariant::candidates(true, (8, 8), gpu.has_bcast_matmul(), true).len();
     let tuned = gpu.with_tuning(Some(cache.clone()));
     let (c, dispatches) = product(&tuned);
     assert_eq!(c, want, "small integers: exact on every kernel");
@@ -240,7 +240,7 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     assert_eq!(table.len(), 1);
     assert_eq!(class, "NN m≤16 k≤32 n≤8 aligned");
     assert_eq!(t.micros.len(), candidates);
-    let names: Vec<_> = MatmulVariant::candidates(true, (8, 8), true)
+    let names: Vec<_> = MatmulVariant::candidates(true, (8, 8), true, true)
         .into_iter()
         .map(|v| v.name())
         .collect();

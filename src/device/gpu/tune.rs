@@ -126,7 +126,7 @@ pub enum MatmulVariant {
     /// invocation; sizes multiples of 4, a candidate for products of more
     /// than [`MatmulVariant::TILE128_MIN`] rows and columns on hardware
     /// adapters (on llvmpipe, where barriers are expensive, it ran 1024³
-    /// in 272 ms against `bcast32x8`'s 96, and the launcher leaves it out).
+    /// in 272 ms against `bcast32x8`'s 96).
     Tile128,
 }
 
@@ -164,11 +164,14 @@ impl MatmulVariant {
 
     /// The kernels that can compute a product whose sizes are (`aligned`)
     /// or are not multiples of 4, with `rows` rows and `columns` columns,
-    /// on an adapter that can (`bcast`) or cannot run `matmul_bcast`.
+    /// on an adapter that can (`bcast`) or cannot run `matmul_bcast` and
+    /// is (`hardware`) or is not a real GPU (software adapters run
+    /// `matmul_tile128`'s barriers very slowly).
     pub fn candidates(
         aligned: bool,
         (rows, columns): (usize, usize),
         bcast: bool,
+        hardware: bool,
     ) -> Vec<MatmulVariant> {
         let mut v = if aligned {
             let mut v = vec![
@@ -179,7 +182,7 @@ impl MatmulVariant {
             if bcast {
                 v.extend(Self::BCAST);
             }
-            if rows > Self::TILE128_MIN && columns > Self::TILE128_MIN {
+            if hardware && rows > Self::TILE128_MIN && columns > Self::TILE128_MIN {
                 v.push(MatmulVariant::Tile128);
             }
             v
@@ -594,7 +597,7 @@ mod tests {
         let got = t
             .choose(
                 "k",
-                &MatmulVariant::candidates(true, (64, 64), false),
+                &MatmulVariant::candidates(true, (64, 64), false, false),
                 |v| {
                     *launches.entry(v.name()).or_insert(0) += 1;
                     Ok(match v {
@@ -630,7 +633,7 @@ mod tests {
         let got = t
             .choose(
                 &key,
-                &MatmulVariant::candidates(true, (64, 64), false),
+                &MatmulVariant::candidates(true, (64, 64), false, false),
                 |v| {
                     timed += 1;
                     Ok(speed(v))
@@ -645,7 +648,7 @@ mod tests {
         let again = t2
             .choose(
                 &key,
-                &MatmulVariant::candidates(true, (64, 64), false),
+                &MatmulVariant::candidates(true, (64, 64), false, false),
                 |_| panic!("timed a cached class"),
             )
             .unwrap();
@@ -669,7 +672,7 @@ mod tests {
         let got = t2
             .choose(
                 &old,
-                &MatmulVariant::candidates(false, (64, 64), false),
+                &MatmulVariant::candidates(false, (64, 64), false, false),
                 |v| {
                     timed += 1;
                     Ok(faster_padded(v))
@@ -711,6 +714,19 @@ mod tests {
             .unwrap();
         let table = read_cache(&dir.path().join("tune.json"), &t2.identity).unwrap();
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn tile128_is_a_candidate_for_large_aligned_products_on_hardware() {
+        let has = |aligned, dims, hardware| {
+            MatmulVariant::candidates(aligned, dims, true, hardware)
+                .contains(&MatmulVariant::Tile128)
+        };
+        assert!(has(true, (129, 129), true));
+        assert!(!has(true, (129, 129), false), "software adapter");
+        assert!(!has(true, (128, 4096), true), "128 rows");
+        assert!(!has(true, (4096, 128), true), "128 columns");
+        assert!(!has(false, (4096, 4096), true), "not multiples of 4");
     }
 
     #[test]

@@ -75,14 +75,12 @@ pub(crate) fn matmul(
         .iter()
         .all(|&elements| (elements * 4) as u64 <= dev.ctx.max_tensor_bytes());
     let bcast = dev.has_bcast_matmul();
-    // Shared-memory tiles cost software adapters a barrier per slice,
-    // which they run very slowly (see MatmulVariant::Tile128).
-    let software = matches!(dev.ctx.info.device_type, wgpu::DeviceType::Cpu);
-    let candidates: Vec<MatmulVariant> = MatmulVariant::candidates(aligned, (m, n), bcast)
-        .into_iter()
-        .filter(|&v| !v.padded() || padded_fits)
-        .filter(|&v| v != MatmulVariant::Tile128 || !software)
-        .collect();
+    let hardware = !matches!(dev.ctx.info.device_type, wgpu::DeviceType::Cpu);
+    let candidates: Vec<MatmulVariant> =
+        MatmulVariant::candidates(aligned, (m, n), bcast, hardware)
+            .into_iter()
+            .filter(|&v| !v.padded() || padded_fits)
+            .collect();
     let variant = match (&dev.tuner, dev.matmul_kernel) {
         (Some(tuner), _) => {
             let mut class = shape_class((m, k, n), spec.trans_a, spec.trans_b, bias.is_some());
