@@ -118,10 +118,14 @@ pub enum MatmulVariant {
     Bcast16x8,
     /// `matmul_bcast` with 32 rows per workgroup and 8 columns each.
     Bcast32x8,
-    /// `matmul_bcast` on copies zero-padded to multiples of 4, storing only
-    /// C's own corner: sizes that are not multiples of 4, on adapters that can
-    /// run `matmul_bcast` (the block: [`MatmulVariant::padded_bcast_block`]).
-    PaddedBcast,
+    /// `matmul_bcast` 8×4 on copies zero-padded to multiples of 4, storing
+    /// only C's own corner: sizes that are not multiples of 4, on adapters
+    /// that can run `matmul_bcast`.
+    PaddedBcast8x4,
+    /// `matmul_bcast` 16×8 on zero-padded copies.
+    PaddedBcast16x8,
+    /// `matmul_bcast` 32×8 on zero-padded copies.
+    PaddedBcast32x8,
     /// `matmul_tile128`: 128×128 shared-memory tiles, 8×8 outputs per
     /// invocation; sizes multiples of 4, a candidate for products of more
     /// than [`MatmulVariant::TILE128_MIN`] rows and columns on hardware
@@ -142,7 +146,7 @@ impl MatmulVariant {
     pub const TILE128_MIN: usize = 128;
 
     /// Every kernel, in the order `wgtrain tune` prints them.
-    pub const ALL: [MatmulVariant; 10] = [
+    pub const ALL: [MatmulVariant; 12] = [
         MatmulVariant::Vec4,
         MatmulVariant::Blocked,
         MatmulVariant::Tiled,
@@ -151,7 +155,9 @@ impl MatmulVariant {
         MatmulVariant::Bcast8x4,
         MatmulVariant::Bcast16x8,
         MatmulVariant::Bcast32x8,
-        MatmulVariant::PaddedBcast,
+        MatmulVariant::PaddedBcast8x4,
+        MatmulVariant::PaddedBcast16x8,
+        MatmulVariant::PaddedBcast32x8,
         MatmulVariant::Tile128,
     ];
 
@@ -160,6 +166,18 @@ impl MatmulVariant {
         MatmulVariant::Bcast8x4,
         MatmulVariant::Bcast16x8,
         MatmulVariant::Bcast32x8,
+    ];
+
+    /// The same blocks on zero-padded copies, smallest first. Each is a
+    /// candidate, as the aligned blocks are: which block is fastest depends
+    /// on the layout, not only on the rows (Austen's output layer on
+    /// lavapipe: 16×8 for its input gradient, 32×8 for its weight
+    /// gradient), and one fixed block per row count made a vocabulary of
+    /// 75 pay more than the padding for it.
+    pub const PADDED_BCAST: [MatmulVariant; 3] = [
+        MatmulVariant::PaddedBcast8x4,
+        MatmulVariant::PaddedBcast16x8,
+        MatmulVariant::PaddedBcast32x8,
     ];
 
     /// The kernels that can compute a product whose sizes are (`aligned`)
@@ -193,7 +211,7 @@ impl MatmulVariant {
                 MatmulVariant::Padded,
             ];
             if bcast {
-                v.push(MatmulVariant::PaddedBcast);
+                v.extend(Self::PADDED_BCAST);
             }
             v
         };
@@ -214,34 +232,46 @@ impl MatmulVariant {
             MatmulVariant::Bcast8x4 => "bcast8x4",
             MatmulVariant::Bcast16x8 => "bcast16x8",
             MatmulVariant::Bcast32x8 => "bcast32x8",
-            MatmulVariant::PaddedBcast => "padded_bcast",
+            MatmulVariant::PaddedBcast8x4 => "padded_bcast8x4",
+            MatmulVariant::PaddedBcast16x8 => "padded_bcast16x8",
+            MatmulVariant::PaddedBcast32x8 => "padded_bcast32x8",
             MatmulVariant::Tile128 => "tile128",
         }
     }
 
     /// Whether the variant runs on zero-padded copies of the operands.
     pub fn padded(self) -> bool {
-        matches!(self, MatmulVariant::Padded | MatmulVariant::PaddedBcast)
+        matches!(
+            self,
+            MatmulVariant::Padded
+                | MatmulVariant::PaddedBcast8x4
+                | MatmulVariant::PaddedBcast16x8
+                | MatmulVariant::PaddedBcast32x8
+        )
     }
 
-    /// The `matmul_bcast` block [`MatmulVariant::PaddedBcast`] uses for a
-    /// product of `rows` rows (padded): the smallest that covers them, up
-    /// to 32, as the fixed rule picks for aligned products.
-    pub fn padded_bcast_block(rows: usize) -> (usize, usize) {
-        Self::BCAST
-            .iter()
-            .filter_map(|v| v.bcast_block())
-            .find(|&(r, _)| r >= rows)
-            .unwrap_or((32, 8))
+    /// The `matmul_bcast` variant the fixed rule takes for a product of
+    /// `rows` rows, padded (`padded`) or not: the smallest block that
+    /// covers them, up to 32.
+    pub fn bcast_for_rows(rows: usize, padded: bool) -> MatmulVariant {
+        let family = if padded {
+            Self::PADDED_BCAST
+        } else {
+            Self::BCAST
+        };
+        family
+            .into_iter()
+            .find(|v| v.bcast_block().is_some_and(|(r, _)| r >= rows))
+            .unwrap_or(family[2])
     }
 
     /// `matmul_bcast`'s rows per workgroup and columns per invocation,
-    /// for its variants.
+    /// for its variants (padded or not).
     pub fn bcast_block(self) -> Option<(usize, usize)> {
         match self {
-            MatmulVariant::Bcast8x4 => Some((8, 4)),
-            MatmulVariant::Bcast16x8 => Some((16, 8)),
-            MatmulVariant::Bcast32x8 => Some((32, 8)),
+            MatmulVariant::Bcast8x4 | MatmulVariant::PaddedBcast8x4 => Some((8, 4)),
+            MatmulVariant::Bcast16x8 | MatmulVariant::PaddedBcast16x8 => Some((16, 8)),
+            MatmulVariant::Bcast32x8 | MatmulVariant::PaddedBcast32x8 => Some((32, 8)),
             _ => None,
         }
     }
@@ -714,6 +744,36 @@ mod tests {
             .unwrap();
         let table = read_cache(&dir.path().join("tune.json"), &t2.identity).unwrap();
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn every_bcast_block_is_a_candidate_padded_or_not() {
+        let bcast = |aligned| -> Vec<_> {
+            MatmulVariant::candidates(aligned, (2048, 75), true, false)
+                .into_iter()
+                .filter_map(|v| v.bcast_block().map(|b| (b, v.padded())))
+                .collect()
+        };
+        let blocks = [(8, 4), (16, 8), (32, 8)];
+        assert_eq!(bcast(true), blocks.map(|b| (b, false)));
+        assert_eq!(bcast(false), blocks.map(|b| (b, true)));
+        assert!(MatmulVariant::candidates(false, (2048, 75), false, false)
+            .iter()
+            .all(|v| v.bcast_block().is_none()));
+        // The fixed rule: the smallest block that covers the rows.
+        for (rows, padded, want) in [
+            (8, true, MatmulVariant::PaddedBcast8x4),
+            (9, true, MatmulVariant::PaddedBcast16x8),
+            (2048, true, MatmulVariant::PaddedBcast32x8),
+            (16, false, MatmulVariant::Bcast16x8),
+            (17, false, MatmulVariant::Bcast32x8),
+        ] {
+            assert_eq!(
+                MatmulVariant::bcast_for_rows(rows, padded),
+                want,
+                "{rows} rows"
+            );
+        }
     }
 
     #[test]

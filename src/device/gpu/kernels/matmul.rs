@@ -98,14 +98,11 @@ pub(crate) fn matmul(
             })?
         }
         (None, MatmulKernel::Broadcast) if aligned && bcast => {
-            // The smallest block that covers the rows (all of them, up to 32).
-            let fits = |v: &&MatmulVariant| v.bcast_block().is_some_and(|(rows, _)| rows >= m);
-            *MatmulVariant::BCAST
-                .iter()
-                .find(fits)
-                .unwrap_or(&MatmulVariant::Bcast32x8)
+            MatmulVariant::bcast_for_rows(m, false)
         }
-        (None, MatmulKernel::Broadcast) if bcast && padded_fits => MatmulVariant::PaddedBcast,
+        (None, MatmulKernel::Broadcast) if bcast && padded_fits => {
+            MatmulVariant::bcast_for_rows(mp, true)
+        }
         (None, MatmulKernel::Blocked | MatmulKernel::Padded | MatmulKernel::Broadcast)
             if aligned =>
         {
@@ -168,10 +165,7 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     } else {
         (m, k, n)
     };
-    let block = match variant {
-        MatmulVariant::PaddedBcast => Some(MatmulVariant::padded_bcast_block(mp)),
-        v => v.bcast_block(),
-    };
+    let block = variant.bcast_block();
     // Each operand as stored, [rows, cols], and at its padded size.
     let stored = |t: bool, (r, c): (usize, usize), (rp, cp): (usize, usize)| {
         if t {
@@ -192,7 +186,9 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         MatmulVariant::Bcast8x4
         | MatmulVariant::Bcast16x8
         | MatmulVariant::Bcast32x8
-        | MatmulVariant::PaddedBcast => {
+        | MatmulVariant::PaddedBcast8x4
+        | MatmulVariant::PaddedBcast16x8
+        | MatmulVariant::PaddedBcast32x8 => {
             let (rows, cols) = block.expect("a bcast variant");
             // Enough invocations for the columns, up to 64 (whole
             // subgroups of 8 on lavapipe).
