@@ -8,10 +8,11 @@
 // end of the file are the fast path when it is a multiple of 4.
 
 struct Params {
-    t: u32,      // current step
+    t: u32,      // current step (the first of a sequence kernel's)
     steps: u32,  // T
     batch: u32,  // B
     hidden: u32, // H
+    count: u32,  // steps of a sequence kernel's dispatch
 }
 var<immediate> p: Params;
 
@@ -162,13 +163,13 @@ fn dots4(d: vec4<f32>, u0: vec4<f32>, u1: vec4<f32>, u2: vec4<f32>, u3: vec4<f32
     return vec4<f32>(dot(d, u0), dot(d, u1), dot(d, u2), dot(d, u3));
 }
 
-// vec4 number `q` of batch row `b` of the state before step p.t (h0 at t = 0).
-fn prev_state4(b: u32, q: u32) -> vec4<f32> {
+// vec4 number `q` of batch row `b` of the state before step t (h0 at t = 0).
+fn prev_state4(t: u32, b: u32, q: u32) -> vec4<f32> {
     let hq = p.hidden / 4u;
-    if (p.t == 0u) {
+    if (t == 0u) {
         return h04[b * hq + q];
     }
-    return hs4[((p.t - 1u) * p.batch + b) * hq + q];
+    return hs4[((t - 1u) * p.batch + b) * hq + q];
 }
 
 // Invocation e: hidden units j0..j0+3 of batch rows b0..b0+3.
@@ -177,88 +178,80 @@ fn block_of(e: u32) -> vec2<u32> {
     return vec2<u32>((e / jb) * 4u, (e % jb) * 4u);
 }
 
-@compute @workgroup_size(64)
-fn rnn_step_forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
-    if (e >= ((p.batch + 3u) / 4u) * (p.hidden / 4u)) {
-        return;
-    }
+// The number of 4×4 blocks of a step.
+fn step_blocks() -> u32 {
+    return ((p.batch + 3u) / 4u) * (p.hidden / 4u);
+}
+
+// Block e of forward step t: hs[t] = tanh(xw[t] + h_{t-1}·U).
+fn forward_block(t: u32, e: u32) {
     let bj = block_of(e);
     let hq = p.hidden / 4u; // vec4s per row
     let b0 = min(bj.x + 0u, p.batch - 1u);
     let b1 = min(bj.x + 1u, p.batch - 1u);
     let b2 = min(bj.x + 2u, p.batch - 1u);
     let b3 = min(bj.x + 3u, p.batch - 1u);
-    var acc0 = xw4[(p.t * p.batch + b0) * hq + bj.y / 4u];
-    var acc1 = xw4[(p.t * p.batch + b1) * hq + bj.y / 4u];
-    var acc2 = xw4[(p.t * p.batch + b2) * hq + bj.y / 4u];
-    var acc3 = xw4[(p.t * p.batch + b3) * hq + bj.y / 4u];
+    var acc0 = xw4[(t * p.batch + b0) * hq + bj.y / 4u];
+    var acc1 = xw4[(t * p.batch + b1) * hq + bj.y / 4u];
+    var acc2 = xw4[(t * p.batch + b2) * hq + bj.y / 4u];
+    var acc3 = xw4[(t * p.batch + b3) * hq + bj.y / 4u];
     for (var i = 0u; i < p.hidden; i += 4u) {
         let u0 = u4[(i * p.hidden + bj.y) / 4u];
         let u1 = u4[((i + 1u) * p.hidden + bj.y) / 4u];
         let u2 = u4[((i + 2u) * p.hidden + bj.y) / 4u];
         let u3 = u4[((i + 3u) * p.hidden + bj.y) / 4u];
-        acc0 = mac4(prev_state4(b0, i / 4u), u0, u1, u2, u3, acc0);
-        acc1 = mac4(prev_state4(b1, i / 4u), u0, u1, u2, u3, acc1);
-        acc2 = mac4(prev_state4(b2, i / 4u), u0, u1, u2, u3, acc2);
-        acc3 = mac4(prev_state4(b3, i / 4u), u0, u1, u2, u3, acc3);
+        acc0 = mac4(prev_state4(t, b0, i / 4u), u0, u1, u2, u3, acc0);
+        acc1 = mac4(prev_state4(t, b1, i / 4u), u0, u1, u2, u3, acc1);
+        acc2 = mac4(prev_state4(t, b2, i / 4u), u0, u1, u2, u3, acc2);
+        acc3 = mac4(prev_state4(t, b3, i / 4u), u0, u1, u2, u3, acc3);
     }
-    hs4[(p.t * p.batch + b0) * hq + bj.y / 4u] = tanh4(acc0);
-    hs4[(p.t * p.batch + b1) * hq + bj.y / 4u] = tanh4(acc1);
-    hs4[(p.t * p.batch + b2) * hq + bj.y / 4u] = tanh4(acc2);
-    hs4[(p.t * p.batch + b3) * hq + bj.y / 4u] = tanh4(acc3);
+    hs4[(t * p.batch + b0) * hq + bj.y / 4u] = tanh4(acc0);
+    hs4[(t * p.batch + b1) * hq + bj.y / 4u] = tanh4(acc1);
+    hs4[(t * p.batch + b2) * hq + bj.y / 4u] = tanh4(acc2);
+    hs4[(t * p.batch + b3) * hq + bj.y / 4u] = tanh4(acc3);
 }
 
-// da_t = (dh_t + da_{t+1}·Uᵀ) ⊙ (1 - h_t²), 4×4 blocks; U[j, k..k+3] as vec4.
-@compute @workgroup_size(64)
-fn rnn_step_backward4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
-    if (e >= ((p.batch + 3u) / 4u) * (p.hidden / 4u)) {
-        return;
-    }
+// Block e of backward step t: da_t = (dh_t + da_{t+1}·Uᵀ) ⊙ (1 - h_t²);
+// U[j, k..k+3] as vec4.
+fn backward_block(t: u32, e: u32) {
     let bj = block_of(e);
     let hq = p.hidden / 4u;
     let b0 = min(bj.x + 0u, p.batch - 1u);
     let b1 = min(bj.x + 1u, p.batch - 1u);
     let b2 = min(bj.x + 2u, p.batch - 1u);
     let b3 = min(bj.x + 3u, p.batch - 1u);
-    var g0 = xw4[(p.t * p.batch + b0) * hq + bj.y / 4u];
-    var g1 = xw4[(p.t * p.batch + b1) * hq + bj.y / 4u];
-    var g2 = xw4[(p.t * p.batch + b2) * hq + bj.y / 4u];
-    var g3 = xw4[(p.t * p.batch + b3) * hq + bj.y / 4u];
-    if (p.t + 1u < p.steps) {
+    var g0 = xw4[(t * p.batch + b0) * hq + bj.y / 4u];
+    var g1 = xw4[(t * p.batch + b1) * hq + bj.y / 4u];
+    var g2 = xw4[(t * p.batch + b2) * hq + bj.y / 4u];
+    var g3 = xw4[(t * p.batch + b3) * hq + bj.y / 4u];
+    if (t + 1u < p.steps) {
         for (var k = 0u; k < p.hidden; k += 4u) {
             let uj0 = u4[(bj.y * p.hidden + k) / 4u];
             let uj1 = u4[((bj.y + 1u) * p.hidden + k) / 4u];
             let uj2 = u4[((bj.y + 2u) * p.hidden + k) / 4u];
             let uj3 = u4[((bj.y + 3u) * p.hidden + k) / 4u];
-            let d0 = hs4[((p.t + 1u) * p.batch + b0) * hq + k / 4u];
+            let d0 = hs4[((t + 1u) * p.batch + b0) * hq + k / 4u];
             g0 += dots4(d0, uj0, uj1, uj2, uj3);
-            let d1 = hs4[((p.t + 1u) * p.batch + b1) * hq + k / 4u];
+            let d1 = hs4[((t + 1u) * p.batch + b1) * hq + k / 4u];
             g1 += dots4(d1, uj0, uj1, uj2, uj3);
-            let d2 = hs4[((p.t + 1u) * p.batch + b2) * hq + k / 4u];
+            let d2 = hs4[((t + 1u) * p.batch + b2) * hq + k / 4u];
             g2 += dots4(d2, uj0, uj1, uj2, uj3);
-            let d3 = hs4[((p.t + 1u) * p.batch + b3) * hq + k / 4u];
+            let d3 = hs4[((t + 1u) * p.batch + b3) * hq + k / 4u];
             g3 += dots4(d3, uj0, uj1, uj2, uj3);
         }
     }
-    let y0 = h04[(p.t * p.batch + b0) * hq + bj.y / 4u];
-    hs4[(p.t * p.batch + b0) * hq + bj.y / 4u] = g0 * (vec4<f32>(1.0) - y0 * y0);
-    let y1 = h04[(p.t * p.batch + b1) * hq + bj.y / 4u];
-    hs4[(p.t * p.batch + b1) * hq + bj.y / 4u] = g1 * (vec4<f32>(1.0) - y1 * y1);
-    let y2 = h04[(p.t * p.batch + b2) * hq + bj.y / 4u];
-    hs4[(p.t * p.batch + b2) * hq + bj.y / 4u] = g2 * (vec4<f32>(1.0) - y2 * y2);
-    let y3 = h04[(p.t * p.batch + b3) * hq + bj.y / 4u];
-    hs4[(p.t * p.batch + b3) * hq + bj.y / 4u] = g3 * (vec4<f32>(1.0) - y3 * y3);
+    let y0 = h04[(t * p.batch + b0) * hq + bj.y / 4u];
+    hs4[(t * p.batch + b0) * hq + bj.y / 4u] = g0 * (vec4<f32>(1.0) - y0 * y0);
+    let y1 = h04[(t * p.batch + b1) * hq + bj.y / 4u];
+    hs4[(t * p.batch + b1) * hq + bj.y / 4u] = g1 * (vec4<f32>(1.0) - y1 * y1);
+    let y2 = h04[(t * p.batch + b2) * hq + bj.y / 4u];
+    hs4[(t * p.batch + b2) * hq + bj.y / 4u] = g2 * (vec4<f32>(1.0) - y2 * y2);
+    let y3 = h04[(t * p.batch + b3) * hq + bj.y / 4u];
+    hs4[(t * p.batch + b3) * hq + bj.y / 4u] = g3 * (vec4<f32>(1.0) - y3 * y3);
 }
 
-// dh0 = da_0·Uᵀ in 4×4 blocks.
-@compute @workgroup_size(64)
-fn rnn_initial_grad4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
-    if (e >= ((p.batch + 3u) / 4u) * (p.hidden / 4u)) {
-        return;
-    }
+// Block e of dh0 = da_0·Uᵀ.
+fn initial_grad_block(e: u32) {
     let bj = block_of(e);
     let hq = p.hidden / 4u;
     let b0 = min(bj.x + 0u, p.batch - 1u);
@@ -287,4 +280,76 @@ fn rnn_initial_grad4(@builtin(global_invocation_id) gid: vec3<u32>) {
     dh04[b1 * hq + bj.y / 4u] = g1;
     dh04[b2 * hq + bj.y / 4u] = g2;
     dh04[b3 * hq + bj.y / 4u] = g3;
+}
+
+@compute @workgroup_size(64)
+fn rnn_step_forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < step_blocks()) {
+        forward_block(p.t, gid.x);
+    }
+}
+
+@compute @workgroup_size(64)
+fn rnn_step_backward4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < step_blocks()) {
+        backward_block(p.t, gid.x);
+    }
+}
+
+@compute @workgroup_size(64)
+fn rnn_initial_grad4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < step_blocks()) {
+        initial_grad_block(gid.x);
+    }
+}
+
+// ---- a whole pass per dispatch (tune::RnnVariant::Sequence) -------------
+//
+// The rows of a batch never meet in a recurrence, so one workgroup can run
+// every step of a pass for its own SEQ_ROW_BLOCKS blocks of 4 batch rows,
+// with a storage barrier between steps (the next step reads only what this
+// workgroup wrote): steps p.t..p.t+p.count-1 (downwards in backward, from
+// p.t) in one dispatch instead of one or two per step. Each invocation
+// takes the workgroup's 4×4 blocks 64 apart. On a GPU a dispatch and the
+// barrier between dispatches cost microseconds each, against the step's
+// few thousand multiply-adds per invocation; but only as many workgroups
+// as blocks of rows run, so the tuner decides.
+
+override SEQ_ROW_BLOCKS: u32 = 1u;
+
+// This workgroup's blocks of a step: [first, end).
+fn group_blocks(group: u32) -> vec2<u32> {
+    let per_group = SEQ_ROW_BLOCKS * (p.hidden / 4u);
+    let first = group * per_group;
+    return vec2<u32>(first, min(first + per_group, step_blocks()));
+}
+
+@compute @workgroup_size(64)
+fn rnn_seq_forward4(@builtin(local_invocation_index) lid: u32,
+                    @builtin(workgroup_id) wid: vec3<u32>) {
+    let range = group_blocks(wid.x);
+    for (var s = 0u; s < p.count; s++) {
+        for (var e = range.x + lid; e < range.y; e += 64u) {
+            forward_block(p.t + s, e);
+        }
+        storageBarrier();
+    }
+}
+
+// Steps p.t, p.t-1, ..., p.t-p.count+1; then dh0 where that reaches step 0.
+@compute @workgroup_size(64)
+fn rnn_seq_backward4(@builtin(local_invocation_index) lid: u32,
+                     @builtin(workgroup_id) wid: vec3<u32>) {
+    let range = group_blocks(wid.x);
+    for (var s = 0u; s < p.count; s++) {
+        for (var e = range.x + lid; e < range.y; e += 64u) {
+            backward_block(p.t - s, e);
+        }
+        storageBarrier();
+    }
+    if (p.t + 1u == p.count) {
+        for (var e = range.x + lid; e < range.y; e += 64u) {
+            initial_grad_block(e);
+        }
+    }
 }

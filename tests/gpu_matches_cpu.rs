@@ -61,8 +61,9 @@ fn check_group(group: &str) {
             // Convolutions have a plain and a broadcast kernel: each forced
             // (the default device's choice is tuned), where the adapter has
             // the broadcast one.
-            // The recurrences' steps run fused or through the matmul
-            // kernels: each forced (the default device's choice is tuned).
+            // The recurrences' steps run fused, through the matmul
+            // kernels, or (Elman) a whole pass per dispatch: each forced
+            // (the default device's choice is tuned).
             if group == "rnn" {
                 for way in RnnVariant::ALL {
                     let forced = gpu.with_rnn_kernel(way);

@@ -430,7 +430,8 @@ impl GpuDevice {
     }
 
     /// The same device with the recurrences' steps run `kernel`'s way,
-    /// untuned, for tests and benchmarks that compare the two.
+    /// untuned (where a cell or size has no such kernel, fused), for tests
+    /// and benchmarks that compare the ways.
     pub fn with_rnn_kernel(&self, kernel: RnnVariant) -> Self {
         GpuDevice {
             rnn_forced: Some(kernel),

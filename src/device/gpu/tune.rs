@@ -71,11 +71,32 @@ pub enum RnnVariant {
     /// The step's product as a matmul, with the matmul's own tuned kernel,
     /// then a kernel that finishes the step: two dispatches per step.
     Matmul,
+    /// Up to [`RnnVariant::SEQUENCE_STEPS`] steps per dispatch: each
+    /// workgroup runs them for its own rows of the batch (which never meet
+    /// in a recurrence), with a barrier between steps. The Elman cell at
+    /// hidden sizes that are multiples of 4; elsewhere, forced, it runs as
+    /// [`RnnVariant::Fused`].
+    Sequence,
 }
 
 impl RnnVariant {
-    /// Both, in the order `wgtrain tune` prints them.
-    pub const ALL: [RnnVariant; 2] = [RnnVariant::Fused, RnnVariant::Matmul];
+    /// Every way, in the order `wgtrain tune` prints them.
+    pub const ALL: [RnnVariant; 3] = [RnnVariant::Fused, RnnVariant::Matmul, RnnVariant::Sequence];
+
+    /// The most steps one [`RnnVariant::Sequence`] dispatch runs: a long
+    /// sequence takes several, so that no dispatch runs long enough for a
+    /// driver's watchdog to reset the GPU.
+    pub const SEQUENCE_STEPS: usize = 64;
+
+    /// The ways a recurrence can run, where its cell has (`sequence`) or
+    /// has not a whole-pass kernel for its size.
+    pub fn candidates(sequence: bool) -> &'static [RnnVariant] {
+        if sequence {
+            &Self::ALL
+        } else {
+            &Self::ALL[..2]
+        }
+    }
 }
 
 impl Variant for RnnVariant {
@@ -83,6 +104,7 @@ impl Variant for RnnVariant {
         match self {
             RnnVariant::Fused => "fused",
             RnnVariant::Matmul => "matmul",
+            RnnVariant::Sequence => "sequence",
         }
     }
 }
@@ -384,13 +406,20 @@ pub fn shape_class(
 
 /// The shape class a pass of a recurrence is tuned for: the cell (`rnn`,
 /// `lstm`, `gru`), the pass (`fwd`, `bwd`), the batch and the hidden size
-/// rounded up to powers of two. The number of steps is left out: the
-/// choice is per step.
+/// rounded up to powers of two, and whether the hidden size is a multiple
+/// of 4 (the vec4 kernels, and [`RnnVariant::Sequence`], need it). The
+/// number of steps is left out: each way's time grows with it in
+/// proportion.
 pub(crate) fn rnn_class(cell: &str, pass: &str, batch: usize, hidden: usize) -> String {
     format!(
-        "{cell} {pass} b≤{} h≤{}",
+        "{cell} {pass} b≤{} h≤{}{}",
         batch.next_power_of_two(),
-        hidden.next_power_of_two()
+        hidden.next_power_of_two(),
+        if hidden.is_multiple_of(4) {
+            " aligned"
+        } else {
+            ""
+        }
     )
 }
 

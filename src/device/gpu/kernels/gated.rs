@@ -14,6 +14,10 @@ use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
 
+/// The ways a gated cell's step can run: it has no whole-pass kernel, so
+/// `choose` never picks `Sequence` (forced, it runs `Fused`).
+const GATED: &[RnnVariant] = &[RnnVariant::Fused, RnnVariant::Matmul];
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -123,7 +127,7 @@ pub(crate) fn lstm_forward(
     ];
     let op = "lstm_forward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused => {
+        RnnVariant::Fused | RnnVariant::Sequence => {
             let mut bindings = shared.to_vec();
             bindings.extend([(1, u.buf()), (2, h0.buf())]);
             per_step(dev, op, "lstm_step_forward", (t, b, h), 0..t, &bindings)
@@ -139,7 +143,7 @@ pub(crate) fn lstm_forward(
             &shared,
         ),
     };
-    run(choose(dev, ("lstm", "fwd"), (b, h), run)?)?;
+    run(choose(dev, ("lstm", "fwd"), (b, h), GATED, run)?)?;
     Ok((hs, cs, gates))
 }
 
@@ -167,7 +171,7 @@ pub(crate) fn lstm_backward(
     ];
     let op = "lstm_backward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused => {
+        RnnVariant::Fused | RnnVariant::Sequence => {
             let mut bindings = shared.to_vec();
             bindings.push((1, u.buf()));
             let steps = (0..t).rev();
@@ -184,7 +188,7 @@ pub(crate) fn lstm_backward(
             &shared,
         ),
     };
-    run(choose(dev, ("lstm", "bwd"), (b, h), run)?)?;
+    run(choose(dev, ("lstm", "bwd"), (b, h), GATED, run)?)?;
     Ok(da)
 }
 
@@ -209,7 +213,7 @@ pub(crate) fn gru_forward(
     ];
     let op = "gru_forward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused => {
+        RnnVariant::Fused | RnnVariant::Sequence => {
             let mut bindings = shared.to_vec();
             bindings.push((1, u.buf()));
             per_step(dev, op, "gru_step_forward", (t, b, h), 0..t, &bindings)
@@ -225,7 +229,7 @@ pub(crate) fn gru_forward(
             &shared,
         ),
     };
-    run(choose(dev, ("gru", "fwd"), (b, h), run)?)?;
+    run(choose(dev, ("gru", "fwd"), (b, h), GATED, run)?)?;
     Ok((hs, gates))
 }
 
@@ -250,7 +254,7 @@ pub(crate) fn gru_backward(
     ];
     let op = "gru_backward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused => {
+        RnnVariant::Fused | RnnVariant::Sequence => {
             let mut bindings = shared.to_vec();
             bindings.push((1, u.buf()));
             let steps = (0..t).rev();
@@ -267,6 +271,6 @@ pub(crate) fn gru_backward(
             &shared,
         ),
     };
-    run(choose(dev, ("gru", "bwd"), (b, h), run)?)?;
+    run(choose(dev, ("gru", "bwd"), (b, h), GATED, run)?)?;
     Ok((dxw, dhu))
 }

@@ -1,7 +1,8 @@
-//! Launchers for shaders/rnn.wgsl. A time step runs one of two ways
+//! Launchers for shaders/rnn.wgsl. A time step runs one of three ways
 //! (`tune::RnnVariant`): one fused dispatch, or the step's product through
-//! the matmul kernels and a second dispatch that finishes the step. The
-//! tuner times both per batch and hidden size, as it does the matmul
+//! the matmul kernels and a second dispatch that finishes the step, or
+//! (hidden sizes multiples of 4) within one dispatch for the whole pass.
+//! The tuner times them per batch and hidden size, as it does the matmul
 //! kernels.
 
 use super::{launch, matmul::matmul, u32_of};
@@ -19,6 +20,8 @@ struct Params {
     steps: u32,
     batch: u32,
     hidden: u32,
+    /// Steps of one `Sequence` dispatch (from `t`).
+    count: u32,
 }
 
 /// Invocations of the vec4 kernels: 4 batch rows × 4 hidden units each.
@@ -34,30 +37,115 @@ fn params(op: &'static str, seq: &Shape, u: &Shape) -> Result<(usize, usize, usi
         steps: t as u32,
         batch: b as u32,
         hidden: h as u32,
+        count: 0,
     };
     Ok((t, b, h, p))
 }
 
 /// The way to run pass `pass` (`fwd`, `bwd`) of a recurrence of cell `cell`
-/// (`rnn`, `lstm`, `gru`), batch `b` and hidden size `h`: the forced one
-/// ([`GpuDevice::with_rnn_kernel`]), else the faster as the tuner timed
-/// `run` (the whole pass, on these operands, on an idle GPU), else
-/// (tuning off) the fixed rule ([`GpuDevice::rnn_kernel`]).
+/// (`rnn`, `lstm`, `gru`), batch `b` and hidden size `h`, among
+/// `candidates`: the forced one ([`GpuDevice::with_rnn_kernel`]; `Fused`
+/// where it is not a candidate), else the fastest as the tuner timed `run`
+/// (the whole pass, on these operands, on an idle GPU), else (tuning off)
+/// the fixed rule ([`GpuDevice::rnn_kernel`]).
 pub(super) fn choose(
     dev: &GpuDevice,
     (cell, pass): (&str, &str),
     (b, h): (usize, usize),
+    candidates: &[RnnVariant],
     run: impl Fn(RnnVariant) -> Result<()>,
 ) -> Result<RnnVariant> {
     if let Some(v) = dev.rnn_forced {
-        return Ok(v);
+        return Ok(if candidates.contains(&v) {
+            v
+        } else {
+            RnnVariant::Fused
+        });
     }
     let Some(tuner) = &dev.tuner else {
         return Ok(dev.rnn_kernel());
     };
-    tuner.choose(&rnn_class(cell, pass, b, h), &RnnVariant::ALL, |v| {
+    tuner.choose(&rnn_class(cell, pass, b, h), candidates, |v| {
         crate::device::gpu::tune::time_launch(&dev.ctx, || run(v))
     })
+}
+
+/// The Elman cell's ways at hidden size `h`.
+fn candidates(h: usize) -> &'static [RnnVariant] {
+    RnnVariant::candidates(h.is_multiple_of(4))
+}
+
+/// The grid and `SEQ_ROW_BLOCKS` of a `Sequence` dispatch: workgroups of
+/// 64 invocations, each taking as many blocks of 4 batch rows as gives
+/// one 4×4 block per invocation (at least one block of rows).
+fn sequence_grid(dev: &GpuDevice, b: usize, h: usize) -> Result<([u32; 3], usize)> {
+    let row_blocks = (64 / (h / 4)).max(1);
+    let groups = b.div_ceil(4).div_ceil(row_blocks);
+    let grid = dev.ctx.check_grid("rnn", [groups as u32, 1, 1])?;
+    Ok((grid, row_blocks))
+}
+
+/// The forward pass up to [`RnnVariant::SEQUENCE_STEPS`] steps per
+/// dispatch (`rnn_seq_forward4`).
+fn forward_sequence(
+    dev: &GpuDevice,
+    (xw, u, h0, hs): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
+    steps: usize,
+    p: Params,
+) -> Result<()> {
+    let (grid, row_blocks) = sequence_grid(dev, p.batch as usize, p.hidden as usize)?;
+    let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
+    let bindings = [(5, xw.buf()), (6, u.buf()), (7, h0.buf()), (8, hs.buf())];
+    for first in (0..steps).step_by(RnnVariant::SEQUENCE_STEPS) {
+        let count = RnnVariant::SEQUENCE_STEPS.min(steps - first);
+        let p = Params {
+            t: first as u32,
+            count: count as u32,
+            ..p
+        };
+        let entry = "rnn_seq_forward4";
+        launch(dev, shader!("rnn"), entry, &constants, &bindings, &p, grid);
+    }
+    Ok(())
+}
+
+/// The backward pass up to [`RnnVariant::SEQUENCE_STEPS`] steps per
+/// dispatch (`rnn_seq_backward4`, which also makes `dh0` in the dispatch
+/// that reaches step 0); returns `dh0`.
+fn backward_sequence(
+    dev: &GpuDevice,
+    (h, u, dh, da): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
+    steps: usize,
+    p: Params,
+) -> Result<GpuTensor> {
+    let (b, hd) = (p.batch as usize, p.hidden as usize);
+    let dh0 = dev.empty([b, hd])?;
+    if steps == 0 {
+        return dev.zeros([b, hd]);
+    }
+    let (grid, row_blocks) = sequence_grid(dev, b, hd)?;
+    let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
+    let bindings = [
+        (5, dh.buf()),
+        (6, u.buf()),
+        (7, h.buf()),
+        (8, da.buf()),
+        (9, dh0.buf()),
+    ];
+    // From the last step down: each dispatch's first step is the highest.
+    let mut end = steps;
+    while end > 0 {
+        let count = RnnVariant::SEQUENCE_STEPS.min(end);
+        let p = Params {
+            t: (end - 1) as u32,
+            count: count as u32,
+            ..p
+        };
+        let entry = "rnn_seq_backward4";
+        launch(dev, shader!("rnn"), entry, &constants, &bindings, &p, grid);
+        end -= count;
+    }
+    Ok(dh0)
 }
 
 pub(crate) fn forward(
@@ -72,8 +160,9 @@ pub(crate) fn forward(
     let run = |v: RnnVariant| match v {
         RnnVariant::Fused => forward_fused(dev, (xw, u, h0, &hs), steps, p),
         RnnVariant::Matmul => forward_by_matmul(dev, (xw, u, h0, &hs), steps, p),
+        RnnVariant::Sequence => forward_sequence(dev, (xw, u, h0, &hs), steps, p),
     };
-    run(choose(dev, ("rnn", "fwd"), (b, h), run)?)?;
+    run(choose(dev, ("rnn", "fwd"), (b, h), candidates(h), run)?)?;
     Ok(hs)
 }
 
@@ -166,8 +255,12 @@ pub(crate) fn backward(
     let run = |v: RnnVariant| match v {
         RnnVariant::Fused => backward_fused(dev, (h, u, dh, &da), steps, p),
         RnnVariant::Matmul => backward_by_matmul(dev, (h, u, dh, &da), steps, p),
+        RnnVariant::Sequence => backward_sequence(dev, (h, u, dh, &da), steps, p),
     };
-    let dh0 = run(choose(dev, ("rnn", "bwd"), (b, hd), |v| run(v).map(drop))?)?;
+    let chosen = choose(dev, ("rnn", "bwd"), (b, hd), candidates(hd), |v| {
+        run(v).map(drop)
+    })?;
+    let dh0 = run(chosen)?;
     Ok((da, dh0))
 }
 
