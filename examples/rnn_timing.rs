@@ -2,8 +2,7 @@
 //! Elman cell, the LSTM and the GRU, on the default adapter, each way a
 //! step can run (`RnnVariant`): one fused dispatch per step, or the step's
 //! recurrent product through the matmul kernels and a second dispatch
-//! finishing the step, or (the Elman cell) one dispatch for the whole
-//! pass. Forward and backward passes, the ways alternating, four rounds;
+//! finishing the step, or one dispatch for the whole pass. Forward and backward passes, the ways alternating, four rounds;
 //! each figure the median of 5 passes, ending with the device idle.
 //! `cargo run --release --example rnn_timing`
 
@@ -95,11 +94,7 @@ fn main() -> wgtrain::Result<()> {
     println!("adapter: {}", base.adapter_info().name);
     for cell in ["rnn", "lstm", "gru"] {
         for round in 1..=4 {
-            // Only the Elman cell has a whole-pass kernel.
-            for way in RnnVariant::ALL
-                .into_iter()
-                .filter(|&w| cell == "rnn" || w != RnnVariant::Sequence)
-            {
+            for way in RnnVariant::ALL {
                 let dev = base.with_rnn_kernel(way);
                 let (f, b) = time_cell(&dev, cell, (32, 64, 128))?;
                 println!("{cell} round {round} {way:?}: forward {f:.2} ms, backward {b:.2} ms");

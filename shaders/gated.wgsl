@@ -10,16 +10,23 @@
 // faster): the step's recurrent product runs as a matmul with that kernel
 // family's tuned choice into `rec`, and the `_finish_` kernels apply the
 // same gate equations (the `_rows` functions both share), writing the
-// step's result alone into `state` too, the next product's operand.
+// step's result alone into `state` too, the next product's operand. A
+// third way (tune::RnnVariant::Sequence, at the end) runs the fused steps
+// of a whole pass in one dispatch.
 // Equations: src/nn/gated.rs. Launchers: src/device/gpu/kernels/gated.rs.
 
 struct Params {
-    t: u32,      // current step
+    t: u32,      // current step (the first of a sequence kernel's)
     steps: u32,  // T
     batch: u32,  // B
     hidden: u32, // H
+    count: u32,  // steps of a sequence kernel's dispatch
 }
 var<immediate> p: Params;
+
+// The step being computed: p.t in a per-step kernel, each step of the
+// dispatch in turn in a sequence kernel (below).
+var<private> cur_t: u32;
 
 @group(0) @binding(0) var<storage, read> xw: array<f32>;          // [T,B,GH]
 @group(0) @binding(1) var<storage, read> u: array<f32>;           // [H,GH]
@@ -54,13 +61,13 @@ fn out_of_range(e: u32) -> bool {
     return e >= ((p.batch + 3u) / 4u) * p.hidden;
 }
 
-// Element `i` of the state before step p.t, for four batch rows.
+// Element `i` of the state before step cur_t, for four batch rows.
 fn state_before4(rows: vec4<u32>, i: u32) -> vec4<f32> {
-    if (p.t == 0u) {
+    if (cur_t == 0u) {
         return vec4<f32>(h0[rows.x * p.hidden + i], h0[rows.y * p.hidden + i],
                          h0[rows.z * p.hidden + i], h0[rows.w * p.hidden + i]);
     }
-    let base = (p.t - 1u) * p.batch;
+    let base = (cur_t - 1u) * p.batch;
     return vec4<f32>(hs[(base + rows.x) * p.hidden + i], hs[(base + rows.y) * p.hidden + i],
                      hs[(base + rows.z) * p.hidden + i], hs[(base + rows.w) * p.hidden + i]);
 }
@@ -68,7 +75,7 @@ fn state_before4(rows: vec4<u32>, i: u32) -> vec4<f32> {
 // `carry` of the four rows, read before any of them is written (the
 // clamped copies of the last row would otherwise read its new value).
 fn carry4(rows: vec4<u32>, j: u32) -> vec4<f32> {
-    if (p.t + 1u >= p.steps) {
+    if (cur_t + 1u >= p.steps) {
         return vec4<f32>(0.0);
     }
     let h = p.hidden;
@@ -84,7 +91,7 @@ fn at_row(rows: vec4<u32>, r: u32, t: u32, width: u32) -> u32 {
 // Σ_k da[t+1, row, k]·U[j, k] over the G·H gate columns of row j of U, for
 // four rows: the gradient reaching h_t through the gates of step t+1.
 fn back_through_u4(rows: vec4<u32>, j: u32, gh: u32) -> vec4<f32> {
-    let t1 = p.t + 1u;
+    let t1 = cur_t + 1u;
     let r0 = at_row(rows, 0u, t1, gh);
     let r1 = at_row(rows, 1u, t1, gh);
     let r2 = at_row(rows, 2u, t1, gh);
@@ -109,10 +116,13 @@ fn tanh4(v: vec4<f32>) -> vec4<f32> {
 // h_t = o·tanh(c_t).
 @compute @workgroup_size(64)
 fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
-    if (out_of_range(e)) {
-        return;
+    cur_t = p.t;
+    if (!out_of_range(gid.x)) {
+        lstm_forward_at(gid.x);
     }
+}
+
+fn lstm_forward_at(e: u32) {
     let h = p.hidden;
     let j = e % h;
     let rows = rows_of(e);
@@ -121,7 +131,7 @@ fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var ag = vec4<f32>(0.0);
     var ao = vec4<f32>(0.0);
     for (var r = 0u; r < 4u; r++) {
-        let x = at_row(rows, r, p.t, 4u * h) + j;
+        let x = at_row(rows, r, cur_t, 4u * h) + j;
         ai[r] = xw[x];
         af[r] = xw[x + h];
         ag[r] = xw[x + 2u * h];
@@ -150,17 +160,17 @@ fn lstm_forward_rows(rows: vec4<u32>, j: u32, ai: vec4<f32>, af: vec4<f32>,
     var h_t = vec4<f32>(0.0);
     for (var r = 0u; r < 4u; r++) {
         var c_prev = 0.0;
-        if (p.t == 0u) {
+        if (cur_t == 0u) {
             c_prev = c0[rows[r] * h + j];
         } else {
-            c_prev = cs[at_row(rows, r, p.t - 1u, h) + j];
+            c_prev = cs[at_row(rows, r, cur_t - 1u, h) + j];
         }
         let c = fg[r] * c_prev + ig[r] * gg[r];
-        let o = at_row(rows, r, p.t, h) + j;
+        let o = at_row(rows, r, cur_t, h) + j;
         cs[o] = c;
         h_t[r] = og[r] * tanh_stable(c);
         hs[o] = h_t[r];
-        let x = at_row(rows, r, p.t, 4u * h) + j;
+        let x = at_row(rows, r, cur_t, 4u * h) + j;
         gates[x] = ig[r];
         gates[x + h] = fg[r];
         gates[x + 2u * h] = gg[r];
@@ -172,6 +182,7 @@ fn lstm_forward_rows(rows: vec4<u32>, j: u32, ai: vec4<f32>, af: vec4<f32>,
 // The LSTM step with h_{t−1}·U given in `rec`.
 @compute @workgroup_size(64)
 fn lstm_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    cur_t = p.t;
     let e = gid.x;
     if (out_of_range(e)) {
         return;
@@ -184,7 +195,7 @@ fn lstm_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var ag = vec4<f32>(0.0);
     var ao = vec4<f32>(0.0);
     for (var r = 0u; r < 4u; r++) {
-        let x = at_row(rows, r, p.t, 4u * h) + j;
+        let x = at_row(rows, r, cur_t, 4u * h) + j;
         let q = rows[r] * 4u * h + j;
         ai[r] = xw[x] + rec[q];
         af[r] = xw[x + h] + rec[q + h];
@@ -202,15 +213,18 @@ fn lstm_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // `carry` holds dc·f for the step before.
 @compute @workgroup_size(64)
 fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
-    if (out_of_range(e)) {
-        return;
+    cur_t = p.t;
+    if (!out_of_range(gid.x)) {
+        lstm_backward_at(gid.x);
     }
+}
+
+fn lstm_backward_at(e: u32) {
     let h = p.hidden;
     let j = e % h;
     let rows = rows_of(e);
     var back = vec4<f32>(0.0);
-    if (p.t + 1u < p.steps) {
+    if (cur_t + 1u < p.steps) {
         back = back_through_u4(rows, j, 4u * h);
     }
     lstm_backward_rows(rows, j, back);
@@ -225,19 +239,19 @@ fn lstm_backward_rows(rows: vec4<u32>, j: u32, back: vec4<f32>) -> mat4x4<f32> {
     var out = mat4x4<f32>();
     for (var r = 0u; r < 4u; r++) {
         let b = rows[r];
-        let x = at_row(rows, r, p.t, 4u * h) + j;
-        let dh = dy[at_row(rows, r, p.t, h) + j] + back[r];
+        let x = at_row(rows, r, cur_t, 4u * h) + j;
+        let dh = dy[at_row(rows, r, cur_t, h) + j] + back[r];
         let ig = gates[x];
         let fg = gates[x + h];
         let gg = gates[x + 2u * h];
         let og = gates[x + 3u * h];
         var c_prev = 0.0;
-        if (p.t == 0u) {
+        if (cur_t == 0u) {
             c_prev = c0[b * h + j];
         } else {
-            c_prev = cs[at_row(rows, r, p.t - 1u, h) + j];
+            c_prev = cs[at_row(rows, r, cur_t - 1u, h) + j];
         }
-        let tc = tanh_stable(cs[at_row(rows, r, p.t, h) + j]);
+        let tc = tanh_stable(cs[at_row(rows, r, cur_t, h) + j]);
         let dc = dh * og * (1.0 - tc * tc) + dc_next[r];
         out[r] = vec4<f32>(dc * gg * ig * (1.0 - ig), dc * c_prev * fg * (1.0 - fg),
                            dc * ig * (1.0 - gg * gg), dh * tc * og * (1.0 - og));
@@ -253,7 +267,7 @@ fn lstm_backward_rows(rows: vec4<u32>, j: u32, back: vec4<f32>) -> mat4x4<f32> {
 // `rec` of the four rows at unit j (a [B,H] product), or 0 at the last
 // step, where there is none.
 fn rec_back4(rows: vec4<u32>, j: u32) -> vec4<f32> {
-    if (p.t + 1u >= p.steps) {
+    if (cur_t + 1u >= p.steps) {
         return vec4<f32>(0.0);
     }
     let h = p.hidden;
@@ -264,6 +278,7 @@ fn rec_back4(rows: vec4<u32>, j: u32) -> vec4<f32> {
 // The LSTM backward step with da_{t+1}·Uᵀ given in `rec`.
 @compute @workgroup_size(64)
 fn lstm_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    cur_t = p.t;
     let e = gid.x;
     if (out_of_range(e)) {
         return;
@@ -285,10 +300,13 @@ fn lstm_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // h_t = (1 − z)·n + z·h_{t−1}. gates keeps r, z, n and h_{t−1}·U_n + b_hn.
 @compute @workgroup_size(64)
 fn gru_step_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
-    if (out_of_range(e)) {
-        return;
+    cur_t = p.t;
+    if (!out_of_range(gid.x)) {
+        gru_forward_at(gid.x);
     }
+}
+
+fn gru_forward_at(e: u32) {
     let h = p.hidden;
     let j = e % h;
     let rows = rows_of(e);
@@ -313,13 +331,13 @@ fn gru_forward_rows(rows: vec4<u32>, j: u32, ar: vec4<f32>, az: vec4<f32>,
     let prev = state_before4(rows, j);
     var h_t = vec4<f32>(0.0);
     for (var r = 0u; r < 4u; r++) {
-        let x = at_row(rows, r, p.t, 3u * h) + j;
+        let x = at_row(rows, r, cur_t, 3u * h) + j;
         let rg = sigmoid_stable(xw[x] + ar[r]);
         let zg = sigmoid_stable(xw[x + h] + az[r]);
         let ng = tanh_stable(xw[x + 2u * h] + rg * an[r]);
         h_t[r] = (1.0 - zg) * ng + zg * prev[r];
-        hs[at_row(rows, r, p.t, h) + j] = h_t[r];
-        let g = at_row(rows, r, p.t, 4u * h) + j;
+        hs[at_row(rows, r, cur_t, h) + j] = h_t[r];
+        let g = at_row(rows, r, cur_t, 4u * h) + j;
         gates[g] = rg;
         gates[g + h] = zg;
         gates[g + 2u * h] = ng;
@@ -331,6 +349,7 @@ fn gru_forward_rows(rows: vec4<u32>, j: u32, ar: vec4<f32>, az: vec4<f32>,
 // The GRU step with h_{t−1}·U given in `rec`.
 @compute @workgroup_size(64)
 fn gru_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    cur_t = p.t;
     let e = gid.x;
     if (out_of_range(e)) {
         return;
@@ -359,15 +378,18 @@ fn gru_finish_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // before; `da` is dhu.
 @compute @workgroup_size(64)
 fn gru_step_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
-    if (out_of_range(e)) {
-        return;
+    cur_t = p.t;
+    if (!out_of_range(gid.x)) {
+        gru_backward_at(gid.x);
     }
+}
+
+fn gru_backward_at(e: u32) {
     let h = p.hidden;
     let j = e % h;
     let rows = rows_of(e);
     var back = vec4<f32>(0.0);
-    if (p.t + 1u < p.steps) {
+    if (cur_t + 1u < p.steps) {
         back = back_through_u4(rows, j, 3u * h);
     }
     gru_backward_rows(rows, j, back);
@@ -382,16 +404,16 @@ fn gru_backward_rows(rows: vec4<u32>, j: u32, back: vec4<f32>) -> mat4x3<f32> {
     var out = mat4x3<f32>();
     for (var r = 0u; r < 4u; r++) {
         let b = rows[r];
-        let dh = dy[at_row(rows, r, p.t, h) + j] + back[r] + direct[r];
-        let g = at_row(rows, r, p.t, 4u * h) + j;
+        let dh = dy[at_row(rows, r, cur_t, h) + j] + back[r] + direct[r];
+        let g = at_row(rows, r, cur_t, 4u * h) + j;
         let rg = gates[g];
         let zg = gates[g + h];
         let ng = gates[g + 2u * h];
         let an = gates[g + 3u * h];
         let dn = dh * (1.0 - zg) * (1.0 - ng * ng);
-        let dz = dh * (h_prev[at_row(rows, r, p.t, h) + j] - ng) * zg * (1.0 - zg);
+        let dz = dh * (h_prev[at_row(rows, r, cur_t, h) + j] - ng) * zg * (1.0 - zg);
         let dr = dn * an * rg * (1.0 - rg);
-        let x = at_row(rows, r, p.t, 3u * h) + j;
+        let x = at_row(rows, r, cur_t, 3u * h) + j;
         dxw[x] = dr;
         dxw[x + h] = dz;
         dxw[x + 2u * h] = dn;
@@ -407,6 +429,7 @@ fn gru_backward_rows(rows: vec4<u32>, j: u32, back: vec4<f32>) -> mat4x3<f32> {
 // The GRU backward step with dhu_{t+1}·Uᵀ given in `rec`.
 @compute @workgroup_size(64)
 fn gru_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    cur_t = p.t;
     let e = gid.x;
     if (out_of_range(e)) {
         return;
@@ -420,5 +443,75 @@ fn gru_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         state[q] = d[r].x;
         state[q + h] = d[r].y;
         state[q + 2u * h] = d[r].z;
+    }
+}
+
+// ---- a whole pass per dispatch (tune::RnnVariant::Sequence) -------------
+//
+// As in shaders/rnn.wgsl: the rows of a batch never meet in a recurrence,
+// so one workgroup runs steps p.t..p.t+p.count-1 (downwards from p.t in
+// backward) for its own SEQ_ROW_BLOCKS blocks of 4 batch rows, with a
+// storage barrier between steps (a step reads the previous step's states,
+// or its gate gradients, only for this workgroup's rows). Each invocation
+// takes the workgroup's units 64 apart.
+
+override SEQ_ROW_BLOCKS: u32 = 1u;
+
+// This workgroup's invocation indices (of the per-step kernels): [first, end).
+fn group_units(group: u32) -> vec2<u32> {
+    let per_group = SEQ_ROW_BLOCKS * p.hidden;
+    let first = group * per_group;
+    return vec2<u32>(first, min(first + per_group, ((p.batch + 3u) / 4u) * p.hidden));
+}
+
+@compute @workgroup_size(64)
+fn lstm_seq_forward(@builtin(local_invocation_index) lid: u32,
+                    @builtin(workgroup_id) wid: vec3<u32>) {
+    let range = group_units(wid.x);
+    for (var s = 0u; s < p.count; s++) {
+        cur_t = p.t + s;
+        for (var e = range.x + lid; e < range.y; e += 64u) {
+            lstm_forward_at(e);
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(64)
+fn lstm_seq_backward(@builtin(local_invocation_index) lid: u32,
+                     @builtin(workgroup_id) wid: vec3<u32>) {
+    let range = group_units(wid.x);
+    for (var s = 0u; s < p.count; s++) {
+        cur_t = p.t - s;
+        for (var e = range.x + lid; e < range.y; e += 64u) {
+            lstm_backward_at(e);
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(64)
+fn gru_seq_forward(@builtin(local_invocation_index) lid: u32,
+                   @builtin(workgroup_id) wid: vec3<u32>) {
+    let range = group_units(wid.x);
+    for (var s = 0u; s < p.count; s++) {
+        cur_t = p.t + s;
+        for (var e = range.x + lid; e < range.y; e += 64u) {
+            gru_forward_at(e);
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(64)
+fn gru_seq_backward(@builtin(local_invocation_index) lid: u32,
+                    @builtin(workgroup_id) wid: vec3<u32>) {
+    let range = group_units(wid.x);
+    for (var s = 0u; s < p.count; s++) {
+        cur_t = p.t - s;
+        for (var e = range.x + lid; e < range.y; e += 64u) {
+            gru_backward_at(e);
+        }
+        storageBarrier();
     }
 }

@@ -196,8 +196,18 @@ pub(super) fn cases() -> Vec<Case> {
     }
     // Batch × hidden 1 (one invocation), a few odd sizes, 9 × 33 = 297
     // units: more than one workgroup of 256, and 8 × 16, whose products
-    // through the matmul kernels are aligned to 4.
-    for (t, b, h) in [(1, 1, 1), (3, 2, 5), (6, 3, 17), (4, 9, 33), (3, 8, 16)] {
+    // through the matmul kernels are aligned to 4. For the whole-pass
+    // kernels: 9 × 33 is three workgroups, 70 steps two dispatches, and
+    // hidden 65 two units per invocation for some.
+    for (t, b, h) in [
+        (1, 1, 1),
+        (3, 2, 5),
+        (6, 3, 17),
+        (4, 9, 33),
+        (3, 8, 16),
+        (70, 3, 5),
+        (2, 5, 65),
+    ] {
         let shape = format!("T{t} B{b} H{h}");
         for (cell, name) in [(Gated::Lstm, "lstm"), (Gated::Gru, "gru")] {
             v.push(Case::new(

@@ -71,11 +71,11 @@ pub enum RnnVariant {
     /// The step's product as a matmul, with the matmul's own tuned kernel,
     /// then a kernel that finishes the step: two dispatches per step.
     Matmul,
-    /// Up to [`RnnVariant::SEQUENCE_STEPS`] steps per dispatch: each
+    /// Up to [`RnnVariant::SEQUENCE_STEPS`] fused steps per dispatch: each
     /// workgroup runs them for its own rows of the batch (which never meet
-    /// in a recurrence), with a barrier between steps. The Elman cell at
-    /// hidden sizes that are multiples of 4; elsewhere, forced, it runs as
-    /// [`RnnVariant::Fused`].
+    /// in a recurrence), with a barrier between steps. The LSTM and GRU at
+    /// any hidden size, the Elman cell at multiples of 4; elsewhere,
+    /// forced, it runs as [`RnnVariant::Fused`].
     Sequence,
 }
 

@@ -1,8 +1,9 @@
 //! Launchers for shaders/gated.wgsl: LSTM and GRU, each invocation one
-//! hidden unit of four batch rows. A time step runs one of two ways
+//! hidden unit of four batch rows. A time step runs one of three ways
 //! (`tune::RnnVariant`, chosen as for the Elman cell in kernels/rnn.rs):
 //! one fused dispatch, or the step's recurrent product through the matmul
-//! kernels and a `_finish_` kernel.
+//! kernels and a `_finish_` kernel, or the fused steps of a whole pass in
+//! one dispatch per [`RnnVariant::SEQUENCE_STEPS`].
 
 use super::rnn::{choose, f32_products};
 use super::{launch, matmul::matmul, u32_of};
@@ -14,9 +15,8 @@ use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
 
-/// The ways a gated cell's step can run: it has no whole-pass kernel, so
-/// `choose` never picks `Sequence` (forced, it runs `Fused`).
-const GATED: &[RnnVariant] = &[RnnVariant::Fused, RnnVariant::Matmul];
+/// The ways a gated cell's step can run, at any size.
+const GATED: &[RnnVariant] = &RnnVariant::ALL;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -25,6 +25,8 @@ struct Params {
     steps: u32,
     batch: u32,
     hidden: u32,
+    /// Steps of one `Sequence` dispatch (from `t`).
+    count: u32,
 }
 
 /// The parameters and grid of a step kernel: one invocation per hidden unit
@@ -43,6 +45,7 @@ fn step_launch(
         steps: t as u32,
         batch: b as u32,
         hidden: h as u32,
+        count: 0,
     };
     Ok((p, grid))
 }
@@ -63,6 +66,38 @@ fn per_step(
             ..p
         };
         launch(dev, shader!("gated"), entry, &[], bindings, &p, grid);
+    }
+    Ok(())
+}
+
+/// The whole pass by `entry` (a `_seq_` kernel), up to
+/// [`RnnVariant::SEQUENCE_STEPS`] steps per dispatch, upwards from step 0
+/// or (`backward`) downwards from the last: workgroups of 64 invocations,
+/// each taking as many blocks of 4 batch rows as gives one unit of one
+/// block per invocation (at least one block).
+fn per_sequence(
+    dev: &GpuDevice,
+    op: &'static str,
+    entry: &'static str,
+    (t, b, h): (usize, usize, usize),
+    backward: bool,
+    bindings: &[(u32, &PooledBuffer)],
+) -> Result<()> {
+    let (p, _) = step_launch(dev, op, (t, b, h))?;
+    let row_blocks = (64 / h).max(1);
+    let groups = b.div_ceil(4).div_ceil(row_blocks);
+    let grid = dev.ctx.check_grid(op, [u32_of(op, groups)?, 1, 1])?;
+    let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
+    for first in (0..t).step_by(RnnVariant::SEQUENCE_STEPS) {
+        let count = RnnVariant::SEQUENCE_STEPS.min(t - first);
+        // Backward, dispatch k runs the k-th chunk from the end, downwards.
+        let start = if backward { t - 1 - first } else { first };
+        let p = Params {
+            t: start as u32,
+            count: count as u32,
+            ..p
+        };
+        launch(dev, shader!("gated"), entry, &constants, bindings, &p, grid);
     }
     Ok(())
 }
@@ -127,10 +162,13 @@ pub(crate) fn lstm_forward(
     ];
     let op = "lstm_forward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused | RnnVariant::Sequence => {
-            let mut bindings = shared.to_vec();
-            bindings.extend([(1, u.buf()), (2, h0.buf())]);
+        RnnVariant::Fused => {
+            let bindings = [shared.as_slice(), &[(1, u.buf()), (2, h0.buf())]].concat();
             per_step(dev, op, "lstm_step_forward", (t, b, h), 0..t, &bindings)
+        }
+        RnnVariant::Sequence => {
+            let bindings = [shared.as_slice(), &[(1, u.buf()), (2, h0.buf())]].concat();
+            per_sequence(dev, op, "lstm_seq_forward", (t, b, h), false, &bindings)
         }
         RnnVariant::Matmul => per_step_by_matmul(
             dev,
@@ -171,11 +209,20 @@ pub(crate) fn lstm_backward(
     ];
     let op = "lstm_backward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused | RnnVariant::Sequence => {
-            let mut bindings = shared.to_vec();
-            bindings.push((1, u.buf()));
-            let steps = (0..t).rev();
-            per_step(dev, op, "lstm_step_backward", (t, b, h), steps, &bindings)
+        RnnVariant::Fused => {
+            let bindings = [shared.as_slice(), &[(1, u.buf())]].concat();
+            per_step(
+                dev,
+                op,
+                "lstm_step_backward",
+                (t, b, h),
+                (0..t).rev(),
+                &bindings,
+            )
+        }
+        RnnVariant::Sequence => {
+            let bindings = [shared.as_slice(), &[(1, u.buf())]].concat();
+            per_sequence(dev, op, "lstm_seq_backward", (t, b, h), true, &bindings)
         }
         RnnVariant::Matmul => per_step_by_matmul(
             dev,
@@ -213,10 +260,13 @@ pub(crate) fn gru_forward(
     ];
     let op = "gru_forward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused | RnnVariant::Sequence => {
-            let mut bindings = shared.to_vec();
-            bindings.push((1, u.buf()));
+        RnnVariant::Fused => {
+            let bindings = [shared.as_slice(), &[(1, u.buf())]].concat();
             per_step(dev, op, "gru_step_forward", (t, b, h), 0..t, &bindings)
+        }
+        RnnVariant::Sequence => {
+            let bindings = [shared.as_slice(), &[(1, u.buf())]].concat();
+            per_sequence(dev, op, "gru_seq_forward", (t, b, h), false, &bindings)
         }
         RnnVariant::Matmul => per_step_by_matmul(
             dev,
@@ -254,11 +304,20 @@ pub(crate) fn gru_backward(
     ];
     let op = "gru_backward";
     let run = |v: RnnVariant| match v {
-        RnnVariant::Fused | RnnVariant::Sequence => {
-            let mut bindings = shared.to_vec();
-            bindings.push((1, u.buf()));
-            let steps = (0..t).rev();
-            per_step(dev, op, "gru_step_backward", (t, b, h), steps, &bindings)
+        RnnVariant::Fused => {
+            let bindings = [shared.as_slice(), &[(1, u.buf())]].concat();
+            per_step(
+                dev,
+                op,
+                "gru_step_backward",
+                (t, b, h),
+                (0..t).rev(),
+                &bindings,
+            )
+        }
+        RnnVariant::Sequence => {
+            let bindings = [shared.as_slice(), &[(1, u.buf())]].concat();
+            per_sequence(dev, op, "gru_seq_backward", (t, b, h), true, &bindings)
         }
         RnnVariant::Matmul => per_step_by_matmul(
             dev,
