@@ -1319,6 +1319,34 @@ fn a_printed_config_repeats_the_run_bit_for_bit() {
     assert!(stdout(&o).contains("epochs = 2"));
 }
 
+/// `--clip-norm off` turns off a recurrent preset's clipping, and the
+/// config it prints (and a run writes) says so, so that the file repeats it.
+#[test]
+fn clipping_can_be_turned_off() {
+    let w = workdir();
+    let d = w.path();
+    let print = |extra: &[&str]| {
+        let mut args = vec!["train", "rnn", "--print-config"];
+        args.extend(extra);
+        wgtrain(d, &args)
+    };
+    let default = stdout(&ok(print(&[])));
+    assert!(default.contains("clip_norm = 5.0"), "{default}");
+    let off = stdout(&ok(print(&["--clip-norm", "off"])));
+    assert!(off.contains("clip_norm = \"off\""), "{off}");
+    std::fs::write(d.join("off.toml"), &off).unwrap();
+    let again = ok(wgtrain(
+        d,
+        &["train", "--config", "off.toml", "--print-config"],
+    ));
+    assert_eq!(stdout(&again), off);
+    let set = stdout(&ok(print(&["--clip-norm", "2.5"])));
+    assert!(set.contains("clip_norm = 2.5"), "{set}");
+    for bad in ["-1", "of", "inf"] {
+        fails_with(print(&["--clip-norm", bad]), &["--clip-norm"]);
+    }
+}
+
 #[test]
 fn bad_architectures_and_configs() {
     let w = workdir();

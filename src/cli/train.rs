@@ -96,9 +96,10 @@ pub struct TrainArgs {
     /// L2 penalty on weights (not biases).
     #[arg(long, value_parser = parse_finite, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
-    /// Clip gradients to this global norm.
-    #[arg(long, value_parser = parse_finite, allow_negative_numbers = true)]
-    pub clip_norm: Option<f32>,
+    /// Clip gradients to this global norm, or `off` (the rnn, lstm and gru
+    /// presets clip at 5).
+    #[arg(long, value_parser = norm_or_off, allow_negative_numbers = true)]
+    pub clip_norm: Option<ClipNorm>,
     /// Learning-rate schedule over the run.
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
@@ -229,6 +230,21 @@ fn count_or(word: &'static str) -> impl Fn(&str) -> Result<Count, String> + Clon
             Ok(n) => Ok(Count(Some(n))),
             Err(_) => Err(format!("'{s}' is not a number or `{word}`")),
         }
+    }
+}
+
+/// `--clip-norm`: a norm, or `None` for `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClipNorm(Option<f32>);
+
+fn norm_or_off(s: &str) -> Result<ClipNorm, String> {
+    if s == "off" {
+        return Ok(ClipNorm(None));
+    }
+    match parse_finite(s) {
+        Ok(v) if v > 0.0 => Ok(ClipNorm(Some(v))),
+        Ok(_) => Err("must be positive (or `off`)".into()),
+        Err(_) => Err(format!("'{s}' is not a number or `off`")),
     }
 }
 
@@ -387,7 +403,9 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<ExperimentConfig> {
     c.optim.lr = args.lr.unwrap_or(c.optim.lr);
     c.optim.momentum = args.momentum.unwrap_or(c.optim.momentum);
     c.optim.weight_decay = args.weight_decay.unwrap_or(c.optim.weight_decay);
-    c.optim.clip_norm = args.clip_norm.or(c.optim.clip_norm);
+    if let Some(ClipNorm(v)) = args.clip_norm {
+        c.optim.clip_norm = v;
+    }
     c.optim.loss_scale = args.loss_scale.or(c.optim.loss_scale);
     // Written out, so the printed config does not depend on how the data
     // is guessed.

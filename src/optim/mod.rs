@@ -190,8 +190,10 @@ pub struct OptimConfig {
     pub beta2: f32,
     /// Adam's ε.
     pub eps: f32,
-    /// Rescale all gradients together when their global norm exceeds this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Rescale all gradients together when their global norm exceeds this;
+    /// `None` (`"off"` in files, written out so that a file also turns off
+    /// a preset's clipping) never clips.
+    #[serde(default, with = "clip_norm_or_off")]
     pub clip_norm: Option<f32>,
     /// Loss scaling (see [`LossScale`]); unset means off, except that
     /// [`OptimConfig::for_precision`] makes it dynamic at f16 (as an
@@ -199,6 +201,35 @@ pub struct OptimConfig {
     /// records it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScale>,
+}
+
+/// `clip_norm` as a number, or `"off"` for none.
+mod clip_norm_or_off {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(c) => s.serialize_f32(*c),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Number(f64),
+            Word(String),
+        }
+        match Form::deserialize(d)? {
+            // Checked with the other numbers (`OptimConfig::validate`).
+            Form::Number(c) => Ok(Some(c as f32)),
+            Form::Word(w) if w == "off" => Ok(None),
+            Form::Word(w) => Err(serde::de::Error::custom(format!(
+                "clip_norm must be a number or \"off\", got \"{w}\""
+            ))),
+        }
+    }
 }
 
 impl OptimConfig {

@@ -437,6 +437,24 @@ mod tests {
     }
 
     #[test]
+    fn a_file_turns_off_a_presets_clipping_and_says_so_when_saved() {
+        let rnn = ExperimentConfig::preset(Preset::Rnn);
+        assert_eq!(rnn.optim.clip_norm, Some(5.0));
+        let off = ExperimentConfig::from_toml(
+            "preset = \"rnn\"\n[optimizer]\nclip_norm = \"off\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(off.optim.clip_norm, None);
+        let text = off.to_toml().unwrap();
+        assert!(text.contains("clip_norm = \"off\""), "{text}");
+        assert_eq!(ExperimentConfig::from_toml(&text, None).unwrap(), off);
+        // A file without the key keeps the preset's.
+        let kept = ExperimentConfig::from_toml("preset = \"rnn\"\n", None).unwrap();
+        assert_eq!(kept.optim.clip_norm, Some(5.0));
+    }
+
+    #[test]
     fn file_overrides_preset_and_rejects_unknown_keys() {
         let c = ExperimentConfig::from_toml(
             "preset = \"mlp\"\nepochs = 3\nbatch_size = \"full\"\n[optimizer]\nlr = 0.5\n",
@@ -456,6 +474,10 @@ mod tests {
             ("layers = \"dense:4,bogus\"\ndata = \"iris\"", "bogus"),
             ("layers = \"dense:4\"", "no data"),
             ("data = \"iris\"\nbatch_size = 0", "at least 1"),
+            (
+                "data = \"iris\"\n[optimizer]\nclip_norm = \"of\"",
+                "clip_norm",
+            ),
         ] {
             let e = ExperimentConfig::from_toml(text, None)
                 .unwrap_err()
