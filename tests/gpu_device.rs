@@ -329,7 +329,10 @@ fn recurrence_tuning_times_each_way_once_and_stays_f32_under_f16() {
     let (hs, _) = forward(&tuned);
     let table = tuned.tuner().unwrap().table();
     let rnn = &table["rnn fwd b≤8 h≤16 aligned"];
-    assert_eq!(rnn.micros.len(), 3, "{:?}", rnn.micros);
+    // The whole-pass way is timed on hardware adapters only.
+    let hardware = gpu.adapter_info().device_type != wgpu::DeviceType::Cpu;
+    let ways = if hardware { 3 } else { 2 };
+    assert_eq!(rnn.micros.len(), ways, "{:?}", rnn.micros);
     let way = RnnVariant::ALL
         .into_iter()
         .find(|v| wgtrain::device::gpu::tune::Variant::name(*v) == rnn.kernel)

@@ -75,7 +75,8 @@ pub enum RnnVariant {
     /// workgroup runs them for its own rows of the batch (which never meet
     /// in a recurrence), with a barrier between steps. The LSTM and GRU at
     /// any hidden size, the Elman cell at multiples of 4; elsewhere,
-    /// forced, it runs as [`RnnVariant::Fused`].
+    /// forced, it runs as [`RnnVariant::Fused`]. Tuned on hardware adapters
+    /// only ([`RnnVariant::candidates`]).
     Sequence,
 }
 
@@ -88,13 +89,20 @@ impl RnnVariant {
     /// driver's watchdog to reset the GPU.
     pub const SEQUENCE_STEPS: usize = 64;
 
-    /// The ways a recurrence can run, where its cell has (`sequence`) or
-    /// has not a whole-pass kernel for its size.
-    pub fn candidates(sequence: bool) -> &'static [RnnVariant] {
-        if sequence {
-            &Self::ALL
-        } else {
-            &Self::ALL[..2]
+    /// The ways the tuner times for a recurrence of a gated cell (`gated`)
+    /// or not, with (`sequence`) or without a whole-pass kernel for its
+    /// size, on a hardware adapter (`hardware`) or not. Software adapters
+    /// (llvmpipe) time neither the whole-pass kernels, whose steps are the
+    /// fused kernels', nor a gated cell's fused kernels: one hidden unit
+    /// of four rows per invocation loads a weight and four states for every
+    /// four FMAs, and `matmul_bcast` outran them there 4–10× at every size
+    /// measured (README, "Autotuned matmul kernels"), while timing them
+    /// took most of the 25–42 s that tuning an LSTM run's shapes cost.
+    pub fn candidates(gated: bool, sequence: bool, hardware: bool) -> &'static [RnnVariant] {
+        match (hardware, gated, sequence) {
+            (true, _, true) => &Self::ALL,
+            (true, _, false) | (false, false, _) => &Self::ALL[..2],
+            (false, true, _) => &[RnnVariant::Matmul],
         }
     }
 }
@@ -803,6 +811,21 @@ mod tests {
                 "{rows} rows"
             );
         }
+    }
+
+    #[test]
+    fn software_adapters_time_only_the_ways_that_can_win_there() {
+        use RnnVariant::{Fused, Matmul, Sequence};
+        let ways = RnnVariant::candidates;
+        assert_eq!(ways(false, true, true), [Fused, Matmul, Sequence]);
+        assert_eq!(ways(true, true, true), [Fused, Matmul, Sequence]);
+        assert_eq!(
+            ways(false, false, true),
+            [Fused, Matmul],
+            "no kernel for the size"
+        );
+        assert_eq!(ways(false, true, false), [Fused, Matmul], "Elman, software");
+        assert_eq!(ways(true, true, false), [Matmul], "gated, software");
     }
 
     #[test]

@@ -15,9 +15,6 @@ use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
 
-/// The ways a gated cell's step can run, at any size.
-const GATED: &[RnnVariant] = &RnnVariant::ALL;
-
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -181,7 +178,7 @@ pub(crate) fn lstm_forward(
             &shared,
         ),
     };
-    run(choose(dev, ("lstm", "fwd"), (b, h), GATED, run)?)?;
+    run(choose(dev, ("lstm", "fwd"), (b, h), true, run)?)?;
     Ok((hs, cs, gates))
 }
 
@@ -235,7 +232,7 @@ pub(crate) fn lstm_backward(
             &shared,
         ),
     };
-    run(choose(dev, ("lstm", "bwd"), (b, h), GATED, run)?)?;
+    run(choose(dev, ("lstm", "bwd"), (b, h), true, run)?)?;
     Ok(da)
 }
 
@@ -279,7 +276,7 @@ pub(crate) fn gru_forward(
             &shared,
         ),
     };
-    run(choose(dev, ("gru", "fwd"), (b, h), GATED, run)?)?;
+    run(choose(dev, ("gru", "fwd"), (b, h), true, run)?)?;
     Ok((hs, gates))
 }
 
@@ -330,6 +327,6 @@ pub(crate) fn gru_backward(
             &shared,
         ),
     };
-    run(choose(dev, ("gru", "bwd"), (b, h), GATED, run)?)?;
+    run(choose(dev, ("gru", "bwd"), (b, h), true, run)?)?;
     Ok((dxw, dhu))
 }

@@ -43,36 +43,38 @@ fn params(op: &'static str, seq: &Shape, u: &Shape) -> Result<(usize, usize, usi
 }
 
 /// The way to run pass `pass` (`fwd`, `bwd`) of a recurrence of cell `cell`
-/// (`rnn`, `lstm`, `gru`), batch `b` and hidden size `h`, among
-/// `candidates`: the forced one ([`GpuDevice::with_rnn_kernel`]; `Fused`
-/// where it is not a candidate), else the fastest as the tuner timed `run`
-/// (the whole pass, on these operands, on an idle GPU), else (tuning off)
-/// the fixed rule ([`GpuDevice::rnn_kernel`]).
+/// (`rnn`, `lstm`, `gru`), batch `b` and hidden size `h`, whose cell has
+/// (`sequence`) or has not a whole-pass kernel at that size: the forced
+/// one ([`GpuDevice::with_rnn_kernel`]; `Fused` for `Sequence` where there
+/// is none), else the fastest as the tuner timed `run` (the whole pass, on
+/// these operands, on an idle GPU) among [`RnnVariant::candidates`] (the
+/// only one, untimed, where there is one), else (tuning off) the fixed
+/// rule ([`GpuDevice::rnn_kernel`]).
 pub(super) fn choose(
     dev: &GpuDevice,
     (cell, pass): (&str, &str),
     (b, h): (usize, usize),
-    candidates: &[RnnVariant],
+    sequence: bool,
     run: impl Fn(RnnVariant) -> Result<()>,
 ) -> Result<RnnVariant> {
     if let Some(v) = dev.rnn_forced {
-        return Ok(if candidates.contains(&v) {
-            v
-        } else {
+        return Ok(if v == RnnVariant::Sequence && !sequence {
             RnnVariant::Fused
+        } else {
+            v
         });
     }
     let Some(tuner) = &dev.tuner else {
         return Ok(dev.rnn_kernel());
     };
+    let hardware = !matches!(dev.ctx.info.device_type, wgpu::DeviceType::Cpu);
+    let candidates = RnnVariant::candidates(cell != "rnn", sequence, hardware);
+    if let [only] = candidates {
+        return Ok(*only);
+    }
     tuner.choose(&rnn_class(cell, pass, b, h), candidates, |v| {
         crate::device::gpu::tune::time_launch(&dev.ctx, || run(v))
     })
-}
-
-/// The Elman cell's ways at hidden size `h`.
-fn candidates(h: usize) -> &'static [RnnVariant] {
-    RnnVariant::candidates(h.is_multiple_of(4))
 }
 
 /// The grid and `SEQ_ROW_BLOCKS` of a `Sequence` dispatch: workgroups of
@@ -162,7 +164,13 @@ pub(crate) fn forward(
         RnnVariant::Matmul => forward_by_matmul(dev, (xw, u, h0, &hs), steps, p),
         RnnVariant::Sequence => forward_sequence(dev, (xw, u, h0, &hs), steps, p),
     };
-    run(choose(dev, ("rnn", "fwd"), (b, h), candidates(h), run)?)?;
+    run(choose(
+        dev,
+        ("rnn", "fwd"),
+        (b, h),
+        h.is_multiple_of(4),
+        run,
+    )?)?;
     Ok(hs)
 }
 
@@ -257,7 +265,7 @@ pub(crate) fn backward(
         RnnVariant::Matmul => backward_by_matmul(dev, (h, u, dh, &da), steps, p),
         RnnVariant::Sequence => backward_sequence(dev, (h, u, dh, &da), steps, p),
     };
-    let chosen = choose(dev, ("rnn", "bwd"), (b, hd), candidates(hd), |v| {
+    let chosen = choose(dev, ("rnn", "bwd"), (b, hd), hd.is_multiple_of(4), |v| {
         run(v).map(drop)
     })?;
     let dh0 = run(chosen)?;
