@@ -464,6 +464,10 @@ fn group_units(group: u32) -> vec2<u32> {
     return vec2<u32>(first, min(first + per_group, ((p.batch + 3u) / 4u) * p.hidden));
 }
 
+// One entry point per pass, not one with the pass a pipeline constant:
+// pipelines take their bind group layouts from what the entry point can
+// reach, so one entry point for all four would need every pass's bindings.
+
 @compute @workgroup_size(64)
 fn lstm_seq_forward(@builtin(local_invocation_index) lid: u32,
                     @builtin(workgroup_id) wid: vec3<u32>) {

@@ -1,8 +1,8 @@
 // Elman recurrence h_t = tanh(xw_t + h_{t-1}·U), one dispatch per time step
 // forward and backward, or two where the step's product runs through the
-// matmul kernels (below; the tuner picks). The input projections xw for all
-// steps come from one matmul beforehand. Launchers:
-// src/device/gpu/kernels/rnn.rs
+// matmul kernels, or one for up to 64 steps (the `rnn_seq_` kernels at the
+// end; the tuner picks). The input projections xw for all steps come from
+// one matmul beforehand. Launchers: src/device/gpu/kernels/rnn.rs
 //
 // The scalar kernels below work for any hidden size; the vec4 ones at the
 // end of the file are the fast path when it is a multiple of 4.

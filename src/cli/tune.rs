@@ -78,18 +78,21 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         .chain(ConvVariant::ALL.iter().map(|v| v.name()))
         .chain(RnnVariant::ALL.iter().map(|v| v.name()))
         .collect();
-    let mut header = format!("{:<48} {:<10}", "shape class", "kernel");
+    // Columns as wide as the longest kernel name (at least 9, for times).
+    let wide = kernels.iter().map(|k| k.len()).max().unwrap_or(0).max(9);
+    let mut header = format!("{:<48} {:<wide$}", "shape class", "kernel");
     for name in &kernels {
-        header.push_str(&format!(" {name:>9}"));
+        header.push_str(&format!(" {name:>w$}", w = name.len().max(9)));
     }
     println!("{header}");
     for (class, t) in &table {
-        let mut row = format!("{:<48} {:<10}", class, t.kernel);
+        let mut row = format!("{:<48} {:<wide$}", class, t.kernel);
         for name in &kernels {
             let us = t.micros.get(*name);
             row.push_str(&format!(
-                " {:>9}",
-                us.map_or("–".to_string(), |v| format!("{v:.0}"))
+                " {:>w$}",
+                us.map_or("–".to_string(), |v| format!("{v:.0}")),
+                w = name.len().max(9)
             ));
         }
         println!("{row}");

@@ -419,7 +419,8 @@ impl GpuDevice {
     /// 10.6–17.2 ms fused and 7.4–11.4 ms through matmuls forward, and
     /// 9.8–14.0 against 7.4–11.2 ms backward: the broadcast matmul outruns
     /// the fused 4×4 blocks by more than the second dispatch costs. With
-    /// tuning on, an unforced device times both per class.
+    /// tuning on, an unforced device times the ways of
+    /// `tune::RnnVariant::candidates` per class.
     pub fn rnn_kernel(&self) -> RnnVariant {
         let software = matches!(self.ctx.info.device_type, wgpu::DeviceType::Cpu);
         match self.rnn_forced {

@@ -414,20 +414,19 @@ pub fn shape_class(
 
 /// The shape class a pass of a recurrence is tuned for: the cell (`rnn`,
 /// `lstm`, `gru`), the pass (`fwd`, `bwd`), the batch and the hidden size
-/// rounded up to powers of two, and whether the hidden size is a multiple
-/// of 4 (the vec4 kernels, and [`RnnVariant::Sequence`], need it). The
-/// number of steps is left out: each way's time grows with it in
-/// proportion.
+/// rounded up to powers of two, and for the Elman cell whether the hidden
+/// size is a multiple of 4 (its vec4 kernels, and its
+/// [`RnnVariant::Sequence`], need it). The number of steps is left out:
+/// the per-step ways' times grow with it in proportion, the whole-pass
+/// way's nearly so (a dispatch per 64 steps), and the first call's count
+/// is what is timed.
 pub(crate) fn rnn_class(cell: &str, pass: &str, batch: usize, hidden: usize) -> String {
+    let aligned = cell == "rnn" && hidden.is_multiple_of(4);
     format!(
         "{cell} {pass} b≤{} h≤{}{}",
         batch.next_power_of_two(),
         hidden.next_power_of_two(),
-        if hidden.is_multiple_of(4) {
-            " aligned"
-        } else {
-            ""
-        }
+        if aligned { " aligned" } else { "" }
     )
 }
 

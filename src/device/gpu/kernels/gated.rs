@@ -3,9 +3,9 @@
 //! (`tune::RnnVariant`, chosen as for the Elman cell in kernels/rnn.rs):
 //! one fused dispatch, or the step's recurrent product through the matmul
 //! kernels and a `_finish_` kernel, or the fused steps of a whole pass in
-//! one dispatch per [`RnnVariant::SEQUENCE_STEPS`].
+//! one dispatch (`_seq_`) per [`RnnVariant::SEQUENCE_STEPS`] steps.
 
-use super::rnn::{choose, f32_products};
+use super::rnn::{choose, f32_products, sequence_chunks, sequence_grid};
 use super::{launch, matmul::matmul, u32_of};
 use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::tune::RnnVariant;
@@ -69,9 +69,7 @@ fn per_step(
 
 /// The whole pass by `entry` (a `_seq_` kernel), up to
 /// [`RnnVariant::SEQUENCE_STEPS`] steps per dispatch, upwards from step 0
-/// or (`backward`) downwards from the last: workgroups of 64 invocations,
-/// each taking as many blocks of 4 batch rows as gives one unit of one
-/// block per invocation (at least one block).
+/// or (`backward`) downwards from the last.
 fn per_sequence(
     dev: &GpuDevice,
     op: &'static str,
@@ -81,16 +79,11 @@ fn per_sequence(
     bindings: &[(u32, &PooledBuffer)],
 ) -> Result<()> {
     let (p, _) = step_launch(dev, op, (t, b, h))?;
-    let row_blocks = (64 / h).max(1);
-    let groups = b.div_ceil(4).div_ceil(row_blocks);
-    let grid = dev.ctx.check_grid(op, [u32_of(op, groups)?, 1, 1])?;
+    let (grid, row_blocks) = sequence_grid(dev, op, b, h)?;
     let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
-    for first in (0..t).step_by(RnnVariant::SEQUENCE_STEPS) {
-        let count = RnnVariant::SEQUENCE_STEPS.min(t - first);
-        // Backward, dispatch k runs the k-th chunk from the end, downwards.
-        let start = if backward { t - 1 - first } else { first };
+    for (first, count) in sequence_chunks(t, backward) {
         let p = Params {
-            t: start as u32,
+            t: first as u32,
             count: count as u32,
             ..p
         };
@@ -178,7 +171,7 @@ pub(crate) fn lstm_forward(
             &shared,
         ),
     };
-    run(choose(dev, ("lstm", "fwd"), (b, h), true, run)?)?;
+    run(choose(dev, ("lstm", "fwd"), (b, h), h > 0, run)?)?;
     Ok((hs, cs, gates))
 }
 
@@ -232,7 +225,7 @@ pub(crate) fn lstm_backward(
             &shared,
         ),
     };
-    run(choose(dev, ("lstm", "bwd"), (b, h), true, run)?)?;
+    run(choose(dev, ("lstm", "bwd"), (b, h), h > 0, run)?)?;
     Ok(da)
 }
 
@@ -276,7 +269,7 @@ pub(crate) fn gru_forward(
             &shared,
         ),
     };
-    run(choose(dev, ("gru", "fwd"), (b, h), true, run)?)?;
+    run(choose(dev, ("gru", "fwd"), (b, h), h > 0, run)?)?;
     Ok((hs, gates))
 }
 
@@ -327,6 +320,6 @@ pub(crate) fn gru_backward(
             &shared,
         ),
     };
-    run(choose(dev, ("gru", "bwd"), (b, h), true, run)?)?;
+    run(choose(dev, ("gru", "bwd"), (b, h), h > 0, run)?)?;
     Ok((dxw, dhu))
 }

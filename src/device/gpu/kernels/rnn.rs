@@ -77,14 +77,43 @@ pub(super) fn choose(
     })
 }
 
-/// The grid and `SEQ_ROW_BLOCKS` of a `Sequence` dispatch: workgroups of
-/// 64 invocations, each taking as many blocks of 4 batch rows as gives
-/// one 4×4 block per invocation (at least one block of rows).
-fn sequence_grid(dev: &GpuDevice, b: usize, h: usize) -> Result<([u32; 3], usize)> {
-    let row_blocks = (64 / (h / 4)).max(1);
+/// Whether the Elman cell has a whole-pass kernel at hidden size `h`
+/// (the vec4 blocks need a multiple of 4).
+fn has_sequence(h: usize) -> bool {
+    h > 0 && h.is_multiple_of(4)
+}
+
+/// The grid and `SEQ_ROW_BLOCKS` of a `Sequence` dispatch for batch `b`,
+/// where each block of 4 batch rows is `items` work items (4×4 blocks of
+/// the Elman cell, units of a gated cell): workgroups of 64 invocations,
+/// each taking as many blocks of rows as gives one item per invocation
+/// (at least one block of rows).
+pub(super) fn sequence_grid(
+    dev: &GpuDevice,
+    op: &'static str,
+    b: usize,
+    items: usize,
+) -> Result<([u32; 3], usize)> {
+    let row_blocks = (64 / items.max(1)).max(1);
     let groups = b.div_ceil(4).div_ceil(row_blocks);
-    let grid = dev.ctx.check_grid("rnn", [groups as u32, 1, 1])?;
+    let grid = dev.ctx.check_grid(op, [u32_of(op, groups)?, 1, 1])?;
     Ok((grid, row_blocks))
+}
+
+/// The dispatches of a `Sequence` pass over `steps` steps, as (first step,
+/// steps) with at most [`RnnVariant::SEQUENCE_STEPS`] each: upwards from
+/// step 0, or (`backward`) downwards from the last, each dispatch's first
+/// step its highest.
+pub(super) fn sequence_chunks(
+    steps: usize,
+    backward: bool,
+) -> impl Iterator<Item = (usize, usize)> {
+    (0..steps)
+        .step_by(RnnVariant::SEQUENCE_STEPS)
+        .map(move |done| {
+            let count = RnnVariant::SEQUENCE_STEPS.min(steps - done);
+            (if backward { steps - 1 - done } else { done }, count)
+        })
 }
 
 /// The forward pass up to [`RnnVariant::SEQUENCE_STEPS`] steps per
@@ -95,11 +124,11 @@ fn forward_sequence(
     steps: usize,
     p: Params,
 ) -> Result<()> {
-    let (grid, row_blocks) = sequence_grid(dev, p.batch as usize, p.hidden as usize)?;
+    let (b, h) = (p.batch as usize, p.hidden as usize);
+    let (grid, row_blocks) = sequence_grid(dev, "rnn_forward", b, h / 4)?;
     let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
     let bindings = [(5, xw.buf()), (6, u.buf()), (7, h0.buf()), (8, hs.buf())];
-    for first in (0..steps).step_by(RnnVariant::SEQUENCE_STEPS) {
-        let count = RnnVariant::SEQUENCE_STEPS.min(steps - first);
+    for (first, count) in sequence_chunks(steps, false) {
         let p = Params {
             t: first as u32,
             count: count as u32,
@@ -125,7 +154,7 @@ fn backward_sequence(
     if steps == 0 {
         return dev.zeros([b, hd]);
     }
-    let (grid, row_blocks) = sequence_grid(dev, b, hd)?;
+    let (grid, row_blocks) = sequence_grid(dev, "rnn_backward", b, hd / 4)?;
     let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
     let bindings = [
         (5, dh.buf()),
@@ -134,18 +163,14 @@ fn backward_sequence(
         (8, da.buf()),
         (9, dh0.buf()),
     ];
-    // From the last step down: each dispatch's first step is the highest.
-    let mut end = steps;
-    while end > 0 {
-        let count = RnnVariant::SEQUENCE_STEPS.min(end);
+    for (first, count) in sequence_chunks(steps, true) {
         let p = Params {
-            t: (end - 1) as u32,
+            t: first as u32,
             count: count as u32,
             ..p
         };
         let entry = "rnn_seq_backward4";
         launch(dev, shader!("rnn"), entry, &constants, &bindings, &p, grid);
-        end -= count;
     }
     Ok(dh0)
 }
@@ -265,7 +290,7 @@ pub(crate) fn backward(
         RnnVariant::Matmul => backward_by_matmul(dev, (h, u, dh, &da), steps, p),
         RnnVariant::Sequence => backward_sequence(dev, (h, u, dh, &da), steps, p),
     };
-    let chosen = choose(dev, ("rnn", "bwd"), (b, hd), hd.is_multiple_of(4), |v| {
+    let chosen = choose(dev, ("rnn", "bwd"), (b, hd), has_sequence(hd), |v| {
         run(v).map(drop)
     })?;
     let dh0 = run(chosen)?;
