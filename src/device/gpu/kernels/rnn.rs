@@ -6,6 +6,7 @@
 //! kernels.
 
 use super::{launch, matmul::matmul, u32_of};
+use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::tune::{rnn_class, RnnVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor};
 use crate::device::{rnn_geom, same_shape, Device, MatmulSpec, Precision, Tensor};
@@ -116,33 +117,42 @@ pub(super) fn sequence_chunks(
         })
 }
 
-/// The forward pass up to [`RnnVariant::SEQUENCE_STEPS`] steps per
-/// dispatch (`rnn_seq_forward4`).
+/// Records the `Sequence` kernel `entry` over `steps` steps, up to
+/// [`RnnVariant::SEQUENCE_STEPS`] per dispatch, upwards from step 0 or
+/// (`backward`) downwards from the last.
+fn sequence_pass(
+    dev: &GpuDevice,
+    (entry, backward): (&'static str, bool),
+    bindings: &[(u32, &PooledBuffer)],
+    steps: usize,
+    p: Params,
+) -> Result<()> {
+    let (grid, row_blocks) = sequence_grid(dev, "rnn", p.batch as usize, p.hidden as usize / 4)?;
+    let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
+    for (first, count) in sequence_chunks(steps, backward) {
+        let p = Params {
+            t: first as u32,
+            count: count as u32,
+            ..p
+        };
+        launch(dev, shader!("rnn"), entry, &constants, bindings, &p, grid);
+    }
+    Ok(())
+}
+
+/// The forward pass by `rnn_seq_forward4`.
 fn forward_sequence(
     dev: &GpuDevice,
     (xw, u, h0, hs): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
     steps: usize,
     p: Params,
 ) -> Result<()> {
-    let (b, h) = (p.batch as usize, p.hidden as usize);
-    let (grid, row_blocks) = sequence_grid(dev, "rnn_forward", b, h / 4)?;
-    let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
     let bindings = [(5, xw.buf()), (6, u.buf()), (7, h0.buf()), (8, hs.buf())];
-    for (first, count) in sequence_chunks(steps, false) {
-        let p = Params {
-            t: first as u32,
-            count: count as u32,
-            ..p
-        };
-        let entry = "rnn_seq_forward4";
-        launch(dev, shader!("rnn"), entry, &constants, &bindings, &p, grid);
-    }
-    Ok(())
+    sequence_pass(dev, ("rnn_seq_forward4", false), &bindings, steps, p)
 }
 
-/// The backward pass up to [`RnnVariant::SEQUENCE_STEPS`] steps per
-/// dispatch (`rnn_seq_backward4`, which also makes `dh0` in the dispatch
-/// that reaches step 0); returns `dh0`.
+/// The backward pass by `rnn_seq_backward4`, which also makes `dh0` in
+/// the dispatch that reaches step 0; returns `dh0`.
 fn backward_sequence(
     dev: &GpuDevice,
     (h, u, dh, da): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
@@ -150,12 +160,10 @@ fn backward_sequence(
     p: Params,
 ) -> Result<GpuTensor> {
     let (b, hd) = (p.batch as usize, p.hidden as usize);
-    let dh0 = dev.empty([b, hd])?;
     if steps == 0 {
         return dev.zeros([b, hd]);
     }
-    let (grid, row_blocks) = sequence_grid(dev, "rnn_backward", b, hd / 4)?;
-    let constants = [("SEQ_ROW_BLOCKS", row_blocks as f64)];
+    let dh0 = dev.empty([b, hd])?;
     let bindings = [
         (5, dh.buf()),
         (6, u.buf()),
@@ -163,15 +171,7 @@ fn backward_sequence(
         (8, da.buf()),
         (9, dh0.buf()),
     ];
-    for (first, count) in sequence_chunks(steps, true) {
-        let p = Params {
-            t: first as u32,
-            count: count as u32,
-            ..p
-        };
-        let entry = "rnn_seq_backward4";
-        launch(dev, shader!("rnn"), entry, &constants, &bindings, &p, grid);
-    }
+    sequence_pass(dev, ("rnn_seq_backward4", true), &bindings, steps, p)?;
     Ok(dh0)
 }
 
