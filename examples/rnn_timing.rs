@@ -2,8 +2,9 @@
 //! Elman cell, the LSTM and the GRU, on the default adapter, each way a
 //! step can run (`RnnVariant`): one fused dispatch per step, or the step's
 //! recurrent product through the matmul kernels and a second dispatch
-//! finishing the step, or one dispatch for the whole pass. Forward and backward passes, the ways alternating, four rounds;
-//! each figure the median of 5 passes, ending with the device idle.
+//! finishing the step, or one dispatch for the whole pass. Forward and
+//! backward passes, the ways alternating, four rounds; each figure the
+//! median of 5 passes, ending with the device idle.
 //! `cargo run --release --example rnn_timing`
 
 use std::time::Instant;

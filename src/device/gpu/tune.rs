@@ -95,9 +95,9 @@ impl RnnVariant {
     /// (llvmpipe) time neither the whole-pass kernels, whose steps are the
     /// fused kernels', nor a gated cell's fused kernels: one hidden unit
     /// of four rows per invocation loads a weight and four states for every
-    /// four FMAs, and `matmul_bcast` outran them there 4–10× at every size
-    /// measured (README, "Autotuned matmul kernels"), while timing them
-    /// took most of the 25–42 s that tuning an LSTM run's shapes cost.
+    /// four FMAs, and the matmul way outran them there 2.4–10× at every
+    /// size measured (README, "Autotuned matmul kernels"), while timing
+    /// them took most of the 25–42 s that tuning an LSTM run's shapes cost.
     pub fn candidates(gated: bool, sequence: bool, hardware: bool) -> &'static [RnnVariant] {
         match (hardware, gated, sequence) {
             (true, _, true) => &Self::ALL,
