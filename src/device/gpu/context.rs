@@ -404,6 +404,7 @@ impl Context {
         if let Some(k) = lock(&self.pipelines).get(&key) {
             return k.clone();
         }
+        let started = std::time::Instant::now();
         let module = {
             let mut modules = lock(&self.modules);
             modules
@@ -437,6 +438,11 @@ impl Context {
             pipeline,
             layout,
         });
+        log::debug!(
+            "compiled {entry} of {} {constants:?} in {:.1} ms",
+            shader.name,
+            started.elapsed().as_secs_f64() * 1e3
+        );
         lock(&self.stats).pipelines_compiled += 1;
         lock(&self.pipelines).insert(key, kernel.clone());
         kernel
