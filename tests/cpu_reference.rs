@@ -88,6 +88,51 @@ fn matmul_at_f16_rounds_both_operands() {
     assert_eq!(got, [2050.0 + 2f32.powi(-11), 3.0 + 2f32.powi(-9)]);
 }
 
+/// A tensor kept in f16 holds each value rounded as an f16 operand is
+/// (1 + 2^-11 and 2049 are ties, down to 1 and 2048; 65520 is halfway to
+/// 65536, so infinity; 3·2^-25 a tie between subnormals, up to 2^-23), and
+/// reads back exactly; a product or an activation's derivative reads those
+/// rounded values, at either precision.
+#[test]
+fn tensors_kept_in_f16_hold_the_rounded_values() {
+    let p = |e: i32| 2f32.powi(e);
+    let x = t(
+        &[
+            1.0 + p(-11),
+            2049.0,
+            65520.0,
+            3.0 * p(-25),
+            -0.5,
+            3.0 + p(-9),
+        ],
+        &[3, 2],
+    );
+    let want = [1.0, 2048.0, f32::INFINITY, p(-23), -0.5, 3.0 + p(-9)];
+    for d in [dev(), dev().with_precision(Precision::F16).unwrap()] {
+        let h = d.to_half(&x).unwrap();
+        assert_eq!(h.shape(), &Shape::from([3, 2]));
+        assert_eq!(get(&d.half_to_f32(&h).unwrap()), want);
+    }
+    // A = [[1 + 2^-11, 2049], [3 + 2^-9, 0]] is kept as [[1, 2048],
+    // [3 + 2^-9, 0]]; times [1, 1], exactly the rounded rows' sums.
+    let a = t(&[1.0 + p(-11), 2049.0, 3.0 + p(-9), 0.0], &[2, 2]);
+    let b = t(&[1.0, 1.0], &[2, 1]);
+    for d in [dev(), dev().with_precision(Precision::F16).unwrap()] {
+        let h = d.to_half(&a).unwrap();
+        let got = get(&d.matmul_half(&h, &b, None, MatmulSpec::NN).unwrap());
+        assert_eq!(got, [2049.0, 3.0 + p(-9)]);
+    }
+    // Sigmoid's derivative y·(1 − y) at y = 0.1, kept as 0.0999755859375
+    // (the nearest half), times dy = 2: 2 · 0.0999755859375 ·
+    // 0.9000244140625 = 0.17996093630790710...
+    let y = dev().to_half(&t(&[0.1], &[1])).unwrap();
+    let dy = t(&[2.0], &[1]);
+    let got = get(&dev()
+        .activation_backward_half(&y, &dy, Activation::Sigmoid)
+        .unwrap());
+    assert_close(&got, &[0.179_960_94]);
+}
+
 #[test]
 fn matmul_bias_and_activation_epilogue() {
     let a = t(&[1., -1.], &[1, 2]);

@@ -465,6 +465,65 @@ fn f16_operands_round_like_the_cpu_reference() {
     let Ok(gpu) = gpu.with_precision(Precision::F16) else {
         return assert_f16_refused(&gpu);
     };
+    let a = f16_edge_cases();
+    let n = a.len();
+    let at = gpu.upload(&a, [n, 1]).unwrap();
+    let one = gpu.upload(&[1.0], [1, 1]).unwrap();
+    let got = gpu
+        .download(&gpu.matmul(&at, &one, None, MatmulSpec::NN).unwrap())
+        .unwrap();
+    for (i, (&x, &g)) in a.iter().zip(&got).enumerate() {
+        let want = Precision::F16.round(x);
+        // (== as the sum starts from +0: -0 comes out as 0.)
+        let same = want == g || (want.is_nan() && g.is_nan());
+        assert!(same, "element {i}: {x:e} read as {g:e}, expected {want:e}");
+    }
+}
+
+/// Tensors kept in f16 (`Device::to_half`) hold the CPU's rounding, bit
+/// for bit (signed zeros, subnormals, infinities, NaN), at half the bytes,
+/// and read back exactly: at an odd length, so the last word holds one.
+#[test]
+fn half_tensors_round_like_the_cpu_and_read_back_exactly() {
+    let Some(gpu) = common::gpu() else { return };
+    let cpu = CpuDevice::new();
+    let mut a = f16_edge_cases();
+    if a.len().is_multiple_of(2) {
+        a.push(0.3);
+    }
+    let n = a.len();
+    let want = cpu
+        .download(
+            &cpu.half_to_f32(&cpu.to_half(&cpu.upload(&a, [n]).unwrap()).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+    // Under either precision, and the same tensor twice (the second a kept
+    // copy under f16).
+    let f16 = gpu.with_precision(Precision::F16).ok();
+    for dev in std::iter::once(gpu.clone()).chain(f16) {
+        let t = dev.upload(&a, [n]).unwrap();
+        for _ in 0..2 {
+            let before = dev.stats().live_bytes;
+            let half = dev.to_half(&t).unwrap();
+            let bytes = dev.stats().live_bytes - before;
+            assert!(bytes <= (2 * n as u64).div_ceil(256) * 256, "{bytes} bytes");
+            let got = dev.download(&dev.half_to_f32(&half).unwrap()).unwrap();
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let same = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+                assert!(
+                    same,
+                    "element {i}: {:e} read back as {g:e}, not {w:e}",
+                    a[i]
+                );
+            }
+        }
+    }
+}
+
+/// Values at f16's edges (ties, overflow, subnormals, NaN) and a spread of
+/// ordinary ones.
+fn f16_edge_cases() -> Vec<f32> {
     let p = |e: i32| 2f32.powi(e);
     let mut a = vec![
         0.0,
@@ -493,17 +552,100 @@ fn f16_operands_round_like_the_cpu_reference() {
     ];
     // And a spread of ordinary values.
     a.extend((0..2000).map(|i| ((i as f32) * 0.7377).sin() * 10f32.powi(i % 9 - 5)));
-    let n = a.len();
-    let at = gpu.upload(&a, [n, 1]).unwrap();
-    let one = gpu.upload(&[1.0], [1, 1]).unwrap();
-    let got = gpu
-        .download(&gpu.matmul(&at, &one, None, MatmulSpec::NN).unwrap())
-        .unwrap();
-    for (i, (&x, &g)) in a.iter().zip(&got).enumerate() {
-        let want = Precision::F16.round(x);
-        // (== as the sum starts from +0: -0 comes out as 0.)
-        let same = want == g || (want.is_nan() && g.is_nan());
-        assert!(same, "element {i}: {x:e} read as {g:e}, expected {want:e}");
+    a
+}
+
+/// Under f16 a dense layer keeps its input and output for the backward
+/// pass in f16 only: the f32 tensors go back to the pool, and what the
+/// layer holds is half their bytes (plus the weight's f16 copy, which
+/// every f16 product makes). Its gradients are the CPU's at f16.
+#[test]
+fn f16_dense_layers_keep_their_activations_in_half_the_bytes() {
+    use wgtrain::device::Activation;
+    use wgtrain::nn::{Dense, Layer};
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    // Untuned: tuning would time (and copy) operands of its own.
+    let gpu = gpu.with_matmul_kernel(MatmulKernel::Blocked);
+    let (batch, width) = (1024, 64);
+    let rng = &mut ChaCha8Rng::seed_from_u64(9);
+    let x: Vec<f32> = (0..batch * width)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let dy: Vec<f32> = (0..batch * width)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    fn kept_and_grads<D: Device + LiveBytes>(
+        dev: &D,
+        x: &[f32],
+        dy: &[f32],
+        shape: [usize; 2],
+    ) -> (u64, Vec<Vec<f32>>) {
+        let mut seed = ChaCha8Rng::seed_from_u64(1);
+        // ReLU: its derivative reads only the sign of the kept output, so
+        // last-bit differences between the devices' products, which can
+        // round to different halves, do not reach the gradients.
+        let mut layer =
+            Dense::new(dev, "d", shape[1], shape[1], Activation::Relu, &mut seed).unwrap();
+        dev.synchronize().unwrap();
+        let before = dev.live_bytes();
+        let xt = dev.upload(x, shape).unwrap();
+        let y = layer.forward(dev, &xt, true).unwrap();
+        drop((xt, y));
+        dev.synchronize().unwrap();
+        let kept = dev.live_bytes().saturating_sub(before);
+        let dyt = dev.upload(dy, shape).unwrap();
+        let dx = layer.backward(dev, &dyt, true).unwrap().unwrap();
+        let grads = [
+            &dx,
+            layer.weight.grad.as_ref().unwrap(),
+            layer.bias.grad.as_ref().unwrap(),
+        ]
+        .map(|t| dev.download(t).unwrap());
+        (kept, grads.to_vec())
+    }
+    let shape = [batch, width];
+    let activations = (batch * width * 4) as u64;
+    let (kept32, _) = kept_and_grads(&gpu, &x, &dy, shape);
+    assert_eq!(kept32, 2 * activations, "f32: the input and the output");
+    let Ok(f16) = gpu.with_precision(Precision::F16) else {
+        return assert_f16_refused(&gpu);
+    };
+    let (kept16, got) = kept_and_grads(&f16, &x, &dy, shape);
+    let weight_copy = (width * width * 2) as u64;
+    assert_eq!(
+        kept16,
+        activations + weight_copy,
+        "f16: two halves and the weight's copy"
+    );
+    let cpu16 = CpuDevice::new().with_precision(Precision::F16).unwrap();
+    let (_, want) = kept_and_grads(&cpu16, &x, &dy, shape);
+    for (what, (g, w)) in ["dx", "dW", "db"].iter().zip(got.iter().zip(&want)) {
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what}[{i}]: {a} against {b}"
+            );
+        }
+    }
+}
+
+/// Bytes a device holds now, for the memory test above (the CPU's is not
+/// measured: 0).
+trait LiveBytes {
+    fn live_bytes(&self) -> u64;
+}
+
+impl LiveBytes for GpuDevice {
+    fn live_bytes(&self) -> u64 {
+        self.stats().live_bytes
+    }
+}
+
+impl LiveBytes for CpuDevice {
+    fn live_bytes(&self) -> u64 {
+        0
     }
 }
 

@@ -44,6 +44,54 @@ impl Check for ActivationBackward {
     }
 }
 
+/// `dy · act'(x)`, from the activation's output `y` kept in f16
+/// ([`Device::activation_backward_half`]).
+#[derive(Clone, Debug)]
+pub struct ActivationBackwardHalf {
+    n: usize,
+    act: Activation,
+}
+
+impl Check for ActivationBackwardHalf {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        // The outputs made on the host: a device's last-bit difference in
+        // tanh could round to another half.
+        let y: Vec<f32> = super::uniform(rng, self.n, 3.0)
+            .into_iter()
+            .map(|x| self.act.apply(x))
+            .collect();
+        let y = dev.to_half(&dev.upload(&y, [self.n])?)?;
+        let dy = random(dev, rng, [self.n], 1.0)?;
+        Ok(vec![dev.activation_backward_half(&y, &dy, self.act)?])
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::TRANSCENDENTAL
+    }
+}
+
+/// `x` to f16 and back ([`Device::to_half`], [`Device::half_to_f32`]): the
+/// same rounding on every device, so exact.
+#[derive(Clone, Debug)]
+pub struct HalfRoundTrip(usize);
+
+impl Check for HalfRoundTrip {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        // Within f16's range (65504), across its exponents.
+        let x = random(dev, rng, [self.0], 60000.0)?;
+        let small = dev.scale(&x, 1e-9)?;
+        let mut out = Vec::new();
+        for t in [x, small] {
+            out.push(dev.half_to_f32(&dev.to_half(&t)?)?);
+        }
+        Ok(out)
+    }
+
+    fn tolerance(&self, _: usize) -> Tolerance {
+        Tolerance::EXACT
+    }
+}
+
 /// `dy · act'(x)`, from the activation's input `x`.
 #[derive(Clone, Debug)]
 pub struct ActivationBackwardFromInput {
@@ -162,6 +210,11 @@ pub(super) fn cases() -> Vec<Case> {
                     &shape,
                     ActivationBackward { n, act },
                 ));
+                v.push(Case::new(
+                    format!("{act:?} backward from f16"),
+                    &shape,
+                    ActivationBackwardHalf { n, act },
+                ));
             }
             v.push(Case::new(
                 format!("{act:?} backward from input"),
@@ -176,6 +229,7 @@ pub(super) fn cases() -> Vec<Case> {
         v.push(Case::new("scale by", &shape, ScaleBy(n)));
         v.push(Case::new("axpy", &shape, Axpy(n)));
         v.push(Case::new("fill", &shape, Fill(n)));
+        v.push(Case::new("to f16 and back", &shape, HalfRoundTrip(n)));
     }
     v
 }

@@ -15,6 +15,9 @@ pub struct Matmul {
     spec: MatmulSpec,
     bias: bool,
     pub(super) precision: Precision,
+    /// A kept in f16 ([`Device::matmul_half`]), as a dense layer's input is
+    /// for its weight gradient under f16.
+    half_a: bool,
 }
 
 impl Check for Matmul {
@@ -26,6 +29,7 @@ impl Check for Matmul {
             spec,
             bias,
             precision,
+            half_a,
         } = *self;
         let dev = &dev.with_precision(precision)?;
         let a = random(dev, rng, if spec.trans_a { [k, m] } else { [m, k] }, 1.0)?;
@@ -35,7 +39,11 @@ impl Check for Matmul {
         } else {
             None
         };
-        Ok(vec![dev.matmul(&a, &b, bias.as_ref(), spec)?])
+        Ok(vec![if half_a {
+            dev.matmul_half(&dev.to_half(&a)?, &b, bias.as_ref(), spec)?
+        } else {
+            dev.matmul(&a, &b, bias.as_ref(), spec)?
+        }])
     }
 
     fn tolerance(&self, _: usize) -> Tolerance {
@@ -96,6 +104,7 @@ pub(super) fn cases() -> Vec<Case> {
                     spec,
                     bias: true,
                     precision: Precision::F32,
+                    half_a: false,
                 },
             ));
         }
@@ -130,8 +139,36 @@ pub(super) fn cases() -> Vec<Case> {
                 },
                 bias: true,
                 precision: Precision::F16,
+                half_a: false,
             },
         ));
+    }
+    // A kept in f16: read as it is (aligned), re-padded from its halves
+    // (unaligned) or, under f32, through an f32 copy.
+    for precision in [Precision::F16, Precision::F32] {
+        for (m, k, n) in [(7, 5, 3), (17, 129, 33), (12, 16, 20), (132, 36, 260)] {
+            for trans_a in [false, true] {
+                let spec = MatmulSpec {
+                    trans_a,
+                    trans_b: false,
+                    act: Activation::Identity,
+                };
+                let t = if trans_a { "ᵀ" } else { "" };
+                v.push(Case::new(
+                    format!("matmul {precision} A{t} kept in f16"),
+                    format!("{m}×{k}·{k}×{n}"),
+                    Matmul {
+                        m,
+                        k,
+                        n,
+                        spec,
+                        bias: false,
+                        precision,
+                        half_a: true,
+                    },
+                ));
+            }
+        }
     }
     v
 }
@@ -160,6 +197,7 @@ fn layouts(v: &mut Vec<Case>, precision: Precision, shapes: &[(usize, usize, usi
                     spec,
                     bias: false,
                     precision,
+                    half_a: false,
                 },
             ));
         }

@@ -170,8 +170,8 @@ macro_rules! kinds {
 
 use conv::{AvgPool, ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
 use elementwise::{
-    ActivationBackward, ActivationBackwardFromInput, ActivationForward, Axpy, BinaryOp, Fill,
-    Scale, ScaleBy,
+    ActivationBackward, ActivationBackwardFromInput, ActivationBackwardHalf, ActivationForward,
+    Axpy, BinaryOp, Fill, HalfRoundTrip, Scale, ScaleBy,
 };
 use matmul::Matmul;
 use movement::{
@@ -198,6 +198,8 @@ kinds!(
     ActivationForward,
     ActivationBackward,
     ActivationBackwardFromInput,
+    ActivationBackwardHalf,
+    HalfRoundTrip,
     BinaryOp,
     Scale,
     ScaleBy,

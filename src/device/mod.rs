@@ -364,6 +364,14 @@ pub trait Device {
     /// Raw bytes on the device (a u8 dataset such as MNIST, kept at a quarter
     /// of its f32 size); only [`Device::gather_rows_u8`] reads them.
     type Bytes: Tensor;
+    /// f16 values (every f32 rounded as [`Precision::round`] does under
+    /// `F16`), stored at half the bytes on a GPU: what a dense layer keeps
+    /// for its backward pass under [`Precision::F16`], where its products
+    /// would round those values anyway. Made by [`Device::to_half`]; only
+    /// [`Device::half_to_f32`], [`Device::matmul_half`] and
+    /// [`Device::activation_backward_half`] read them. (The CPU device
+    /// stores the rounded values as f32.)
+    type Half: Tensor;
 
     /// A short human-readable description (`cpu`, or the adapter's name).
     fn name(&self) -> String;
@@ -389,6 +397,13 @@ pub trait Device {
     fn upload(&self, data: &[f32], shape: impl Into<Shape>) -> Result<Self::Tensor>;
     /// Copies `t` back to the host, row-major (on the GPU this waits for the queue).
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// `t` rounded to f16 ([`Device::Half`]). On a GPU under
+    /// [`Precision::F16`] the copy a product already made of `t` (read as
+    /// `[rows, last dimension]`, unpadded) is reused, so keeping a
+    /// product's input costs nothing more.
+    fn to_half(&self, t: &Self::Tensor) -> Result<Self::Half>;
+    /// The f16 values of `t` as f32 (exactly).
+    fn half_to_f32(&self, t: &Self::Half) -> Result<Self::Tensor>;
     /// Copies bytes to the device; the length must be `shape`'s element count.
     fn upload_u8(&self, data: &[u8], shape: impl Into<Shape>) -> Result<Self::Bytes>;
     /// A tensor of `shape` with every element `value`.
@@ -415,6 +430,20 @@ pub trait Device {
         bias: Option<&Self::Tensor>,
         spec: MatmulSpec,
     ) -> Result<Self::Tensor>;
+
+    /// [`Device::matmul`] with `a` kept in f16: the same product as
+    /// `matmul(&half_to_f32(a)?, b, ..)`, which is what it computes unless
+    /// the device overrides it (a GPU under [`Precision::F16`] reads `a`'s
+    /// halves directly).
+    fn matmul_half(
+        &self,
+        a: &Self::Half,
+        b: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        spec: MatmulSpec,
+    ) -> Result<Self::Tensor> {
+        self.matmul(&self.half_to_f32(a)?, b, bias, spec)
+    }
 
     // ---- convolution and pooling (N×C×H×W, zero padding) -----------------
     /// `x [N,Ci,H,W] ⊛ w [Co,Ci,KH,KW] + bias [Co]` → `[N,Co,Ho,Wo]` with
@@ -490,6 +519,18 @@ pub trait Device {
         dy: &Self::Tensor,
         act: Activation,
     ) -> Result<Self::Tensor>;
+    /// [`Device::activation_backward`] through an output kept in f16: the
+    /// same as `activation_backward(&half_to_f32(y)?, dy, act)`, which is
+    /// what it computes unless the device overrides it (a GPU reads `y`'s
+    /// halves in the same pass).
+    fn activation_backward_half(
+        &self,
+        y: &Self::Half,
+        dy: &Self::Tensor,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        self.activation_backward(&self.half_to_f32(y)?, dy, act)
+    }
     /// `dy · act'(x)` from the activation's input `x` (every activation;
     /// the only way for those that [`Activation::keeps_input`]).
     fn activation_backward_from_input(

@@ -3,7 +3,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::{cached, init_weights, Layer, Param};
+use super::{cached, init_weights, Kept, Layer, Param};
 use crate::device::{Activation, Device, MatmulSpec, Tensor};
 use crate::error::Result;
 use crate::tensor::Shape;
@@ -15,9 +15,9 @@ pub struct Dense<D: Device> {
     /// Bias `[outputs]`; named `{name}.bias`.
     pub bias: Param<D>, // [outputs]
     act: Activation,
-    x: Option<D::Tensor>, // input, as a matrix
+    x: Option<Kept<D>>, // input, as a matrix
     x_shape: Option<Shape>,
-    y: Option<D::Tensor>, // output (for the activation's derivative)
+    y: Option<Kept<D>>, // output (for the activation's derivative)
 }
 
 impl<D: Device> Dense<D> {
@@ -89,9 +89,12 @@ impl<D: Device> Layer<D> for Dense<D> {
             dev.reshape(&y, Shape::new(dims))?
         };
         if train {
-            self.x = Some(x2);
+            self.x = Some(Kept::new(dev, x2)?);
             self.x_shape = Some(shape);
-            self.y = (self.act != Activation::Identity).then_some(y);
+            self.y = match self.act {
+                Activation::Identity => None,
+                _ => Some(Kept::new(dev, y)?),
+            };
         }
         Ok(out)
     }
@@ -101,10 +104,10 @@ impl<D: Device> Layer<D> for Dense<D> {
         let outputs = self.bias.value.shape().numel();
         let dy = &dev.reshape(dy, [dy.shape().numel() / outputs.max(1), outputs])?;
         let dz = match &self.y {
-            Some(y) => dev.activation_backward(y, dy, self.act)?,
+            Some(y) => y.activation_backward(dev, dy, self.act)?,
             None => dy.clone(),
         };
-        self.weight.grad = Some(dev.matmul(x, &dz, None, MatmulSpec::TN)?);
+        self.weight.grad = Some(x.matmul(dev, &dz, None, MatmulSpec::TN)?);
         self.bias.grad = Some(dev.sum_rows(&dz)?);
         if !need_dx {
             return Ok(None);

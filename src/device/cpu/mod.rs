@@ -127,6 +127,17 @@ impl Tensor for CpuBytes {
     }
 }
 
+/// f16 values on the host (see [`Device::Half`]): kept as the f32 values
+/// they round to, which is all the CPU's f16 emulation needs.
+#[derive(Clone, Debug)]
+pub struct CpuHalf(CpuTensor);
+
+impl Tensor for CpuHalf {
+    fn shape(&self) -> &Shape {
+        &self.0.shape
+    }
+}
+
 /// Elements per parallel task of elementwise work: below this, threads cost
 /// more than they save.
 const PAR_CHUNK: usize = 16 * 1024;
@@ -309,6 +320,7 @@ fn window_range(i: usize, win: PoolWindow, outputs: usize) -> std::ops::Range<us
 impl Device for CpuDevice {
     type Tensor = CpuTensor;
     type Bytes = CpuBytes;
+    type Half = CpuHalf;
 
     fn name(&self) -> String {
         "cpu".into()
@@ -329,6 +341,18 @@ impl Device for CpuDevice {
 
     fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {
         Ok(t.data.to_vec())
+    }
+
+    fn to_half(&self, t: &CpuTensor) -> Result<CpuHalf> {
+        let data = t.data.iter().map(|&x| Precision::F16.round(x)).collect();
+        Ok(CpuHalf(CpuTensor {
+            data: Arc::new(data),
+            shape: t.shape.clone(),
+        }))
+    }
+
+    fn half_to_f32(&self, t: &CpuHalf) -> Result<CpuTensor> {
+        Ok(t.0.clone())
     }
 
     fn upload_u8(&self, data: &[u8], shape: impl Into<Shape>) -> Result<CpuBytes> {

@@ -122,6 +122,9 @@ type BindKey = (u64, Vec<(u32, u64)>);
 pub(crate) struct PooledBuffer {
     buffer: Option<wgpu::Buffer>,
     id: u64,
+    /// This loan's own number: a buffer back from the pool keeps its `id`
+    /// (bind groups are cached by it) but gets a new `loan`.
+    loan: u64,
     size: u64,
     pool: Arc<Mutex<FreeList>>,
 }
@@ -132,6 +135,11 @@ impl PooledBuffer {
     }
     pub fn id(&self) -> u64 {
         self.id
+    }
+    /// Unique to this loan of the buffer (and so to the values a tensor
+    /// put in it): what a copy of its contents is keyed by.
+    pub fn loan(&self) -> u64 {
+        self.loan
     }
     /// Bytes on loan (the pool's size class, at least what was asked).
     pub fn size(&self) -> u64 {
@@ -232,6 +240,8 @@ pub struct GpuStats {
     pub dispatches: u64,
     /// Bytes of free buffers the pool keeps for reuse now.
     pub pool_free_bytes: u64,
+    /// Bytes of buffers on loan now: live tensors, kept operand copies.
+    pub live_bytes: u64,
     /// Buffers dropped from the pool to keep it under its cap.
     pub buffers_evicted: u64,
 }
@@ -382,7 +392,9 @@ impl Context {
 
     pub fn stats(&self) -> GpuStats {
         let mut s = *lock(&self.stats);
-        s.pool_free_bytes = lock(&self.pool).free_bytes;
+        let pool = lock(&self.pool);
+        s.pool_free_bytes = pool.free_bytes;
+        s.live_bytes = pool.live_bytes;
         s
     }
 
@@ -512,6 +524,7 @@ impl Context {
         let pooled = PooledBuffer {
             buffer: Some(buffer),
             id,
+            loan: next_id(),
             size,
             pool: self.pool.clone(),
         };

@@ -13,11 +13,13 @@
 //! immutable once made, except under the in-place ops (the optimizer
 //! updates and the loss-scale step), which call
 //! [`GpuDevice::forget_copies`](super::GpuDevice::forget_copies) before
-//! they write; and an entry keeps its source alive, so the source's buffer
-//! cannot return to the pool and come back as another tensor while the
-//! copy is kept. The copies are bounded in number and bytes, the oldest
-//! dropped first (evaluation, which updates nothing, would otherwise keep
-//! every batch's).
+//! they write. An entry is keyed by its source's loan
+//! ([`PooledBuffer::loan`]), which a buffer back from the pool does not
+//! keep, so an entry need not keep its source alive: under f16 a layer
+//! keeps only the f16 copy of its input, and the f32 tensor goes back to
+//! the pool (`Device::to_half`). The copies are bounded in number and
+//! bytes, the oldest dropped first (evaluation, which updates nothing,
+//! would otherwise keep every batch's).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,17 +29,14 @@ use crate::device::Precision;
 
 /// Most copies kept.
 const MAX_COPIES: usize = 64;
-/// Most bytes kept, copies and the sources they hold together (in a
-/// training step the sources are alive anyway; in evaluation they would
-/// otherwise go back to the pool).
+/// Most bytes of copies kept.
 const MAX_BYTES: u64 = 256 << 20;
 
 /// Which copy: of which buffer, read as which matrix, padded to what, at
 /// which precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CopyKey {
-    /// The source buffer's id (unique while the buffer lives; the entry
-    /// keeps it alive).
+    /// The source buffer's loan ([`PooledBuffer::loan`]).
     pub source: u64,
     pub precision: Precision,
     /// The operand as stored, `[rows, cols]`, and as the kernel reads it.
@@ -47,12 +46,7 @@ pub(crate) struct CopyKey {
 
 struct Entry {
     key: CopyKey,
-    /// Held so that the source's buffer is not recycled while its copy is
-    /// kept; never read.
-    _source: Arc<PooledBuffer>,
     copy: Arc<PooledBuffer>,
-    /// The source's and the copy's.
-    bytes: u64,
 }
 
 /// The kept copies, oldest first.
@@ -72,22 +66,16 @@ impl Copies {
         Some(copy)
     }
 
-    /// Keeps `copy` of `source` under `key`, dropping the oldest copies
-    /// beyond the bounds.
-    pub fn insert(&mut self, key: CopyKey, source: Arc<PooledBuffer>, copy: Arc<PooledBuffer>) {
-        let bytes = source.size() + copy.size();
-        self.bytes += bytes;
-        self.entries.push_back(Entry {
-            key,
-            _source: source,
-            copy,
-            bytes,
-        });
+    /// Keeps `copy` under `key`, dropping the oldest copies beyond the
+    /// bounds.
+    pub fn insert(&mut self, key: CopyKey, copy: Arc<PooledBuffer>) {
+        self.bytes += copy.size();
+        self.entries.push_back(Entry { key, copy });
         while self.entries.len() > MAX_COPIES || self.bytes > MAX_BYTES {
             let Some(old) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= old.bytes;
+            self.bytes -= old.copy.size();
         }
     }
 

@@ -58,6 +58,19 @@ impl Tensor for GpuBytes {
     }
 }
 
+/// f16 values on the GPU, two per 32-bit word (see [`Device::Half`]).
+#[derive(Clone)]
+pub struct GpuHalf {
+    buf: Arc<PooledBuffer>,
+    shape: Shape,
+}
+
+impl Tensor for GpuHalf {
+    fn shape(&self) -> &Shape {
+        &self.shape
+    }
+}
+
 impl GpuBytes {
     pub(crate) fn buf(&self) -> &PooledBuffer {
         &self.buf
@@ -521,6 +534,7 @@ impl GpuDevice {
 impl Device for GpuDevice {
     type Tensor = GpuTensor;
     type Bytes = GpuBytes;
+    type Half = GpuHalf;
 
     fn name(&self) -> String {
         let i = &self.ctx.info;
@@ -569,6 +583,14 @@ impl Device for GpuDevice {
     fn download(&self, t: &GpuTensor) -> Result<Vec<f32>> {
         let bytes = self.ctx.read(&t.buf, t.bytes())?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn to_half(&self, t: &GpuTensor) -> Result<GpuHalf> {
+        kernels::half::to_half(self, t)
+    }
+
+    fn half_to_f32(&self, t: &GpuHalf) -> Result<GpuTensor> {
+        kernels::half::half_to_f32(self, t)
     }
 
     fn upload_u8(&self, data: &[u8], shape: impl Into<Shape>) -> Result<GpuBytes> {
@@ -651,6 +673,16 @@ impl Device for GpuDevice {
         kernels::matmul::matmul(self, a, b, bias, spec)
     }
 
+    fn matmul_half(
+        &self,
+        a: &GpuHalf,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: MatmulSpec,
+    ) -> Result<GpuTensor> {
+        kernels::matmul::matmul_half(self, a, b, bias, spec)
+    }
+
     fn conv2d(
         &self,
         x: &GpuTensor,
@@ -723,6 +755,15 @@ impl Device for GpuDevice {
         act: Activation,
     ) -> Result<GpuTensor> {
         kernels::elementwise::activation_backward(self, y, dy, act)
+    }
+
+    fn activation_backward_half(
+        &self,
+        y: &GpuHalf,
+        dy: &GpuTensor,
+        act: Activation,
+    ) -> Result<GpuTensor> {
+        kernels::half::activation_backward_half(self, y, dy, act)
     }
 
     fn activation_backward_from_input(

@@ -76,10 +76,7 @@ pub(crate) fn activation_backward(
     dy: &GpuTensor,
     act: Activation,
 ) -> Result<GpuTensor> {
-    same_shape("activation_backward", y.shape(), dy.shape())?;
-    if act.keeps_input() {
-        return Err(crate::device::cpu::needs_input(act));
-    }
+    check_backward("activation_backward", y.shape(), dy.shape(), act)?;
     run(
         dev,
         "activation_backward",
@@ -89,6 +86,21 @@ pub(crate) fn activation_backward(
         act.code(),
         0.0,
     )
+}
+
+/// What an activation's backward pass through its output needs: `y` and
+/// `dy` of one shape, and an activation whose derivative `y` gives.
+pub(super) fn check_backward(
+    op: &'static str,
+    y: &Shape,
+    dy: &Shape,
+    act: Activation,
+) -> Result<()> {
+    same_shape(op, y, dy)?;
+    if act.keeps_input() {
+        return Err(crate::device::cpu::needs_input(act));
+    }
+    Ok(())
 }
 
 pub(crate) fn activation_backward_from_input(

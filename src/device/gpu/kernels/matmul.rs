@@ -6,7 +6,7 @@ use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource};
 use crate::device::gpu::copies::CopyKey;
 use crate::device::gpu::tune::{shape_class, time_launch, MatmulVariant};
-use crate::device::gpu::{GpuDevice, GpuTensor, MatmulKernel};
+use crate::device::gpu::{GpuDevice, GpuHalf, GpuTensor, MatmulKernel};
 use crate::device::{MatmulSpec, Precision, Tensor};
 use crate::error::{Error, Result};
 use crate::shader;
@@ -37,7 +37,58 @@ pub(crate) fn matmul(
     bias: Option<&GpuTensor>,
     spec: MatmulSpec,
 ) -> Result<GpuTensor> {
-    let (m, k, n) = spec.dims(a.shape(), b.shape())?;
+    product(dev, Source::f32(a), b, bias, spec)
+}
+
+/// [`matmul`] with `a` in f16: read as it is under `Precision::F16` (the
+/// f16 kernels read halves), through an f32 copy under `F32`.
+pub(crate) fn matmul_half(
+    dev: &GpuDevice,
+    a: &GpuHalf,
+    b: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    spec: MatmulSpec,
+) -> Result<GpuTensor> {
+    match dev.precision {
+        Precision::F16 => product(dev, Source::half(a), b, bias, spec),
+        Precision::F32 => matmul(dev, &super::half::half_to_f32(dev, a)?, b, bias, spec),
+    }
+}
+
+/// A product's first operand as stored: f32, or f16 ([`GpuHalf`]).
+#[derive(Clone, Copy)]
+pub(super) struct Source<'a> {
+    buf: &'a Arc<PooledBuffer>,
+    shape: &'a crate::tensor::Shape,
+    half: bool,
+}
+
+impl<'a> Source<'a> {
+    pub(super) fn f32(t: &'a GpuTensor) -> Self {
+        Source {
+            buf: &t.buf,
+            shape: t.shape(),
+            half: false,
+        }
+    }
+
+    fn half(t: &'a GpuHalf) -> Self {
+        Source {
+            buf: &t.buf,
+            shape: t.shape(),
+            half: true,
+        }
+    }
+}
+
+fn product(
+    dev: &GpuDevice,
+    a: Source<'_>,
+    b: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    spec: MatmulSpec,
+) -> Result<GpuTensor> {
+    let (m, k, n) = spec.dims(a.shape, b.shape())?;
     if let Some(bias) = bias {
         if bias.shape().numel() != n {
             return Err(Error::shape(
@@ -60,7 +111,7 @@ pub(crate) fn matmul(
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
     let product = Product {
         a,
-        b,
+        b: Source::f32(b),
         bias: bias_buf,
         out: &out,
         dims: (m, k, n),
@@ -122,8 +173,8 @@ pub(crate) fn matmul(
 
 /// One product to record: its operands, output and settings.
 struct Product<'a> {
-    a: &'a GpuTensor,
-    b: &'a GpuTensor,
+    a: Source<'a>,
+    b: Source<'a>,
     /// The bias, or the placeholder where there is none.
     bias: &'a PooledBuffer,
     out: &'a GpuTensor,
@@ -136,14 +187,14 @@ struct Product<'a> {
 /// padded, or f16 and padded or not under `--precision f16`), made now or
 /// kept from an earlier product (see `gpu/copies.rs`).
 enum Operand<'a> {
-    Given(&'a GpuTensor),
+    Given(&'a PooledBuffer),
     Copy(Arc<PooledBuffer>),
 }
 
 impl Operand<'_> {
     fn buf(&self) -> &PooledBuffer {
         match self {
-            Operand::Given(t) => t.buf(),
+            Operand::Given(b) => b,
             Operand::Copy(b) => b,
         }
     }
@@ -245,49 +296,64 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
 }
 
 /// Operand `t`, stored as `[rows, cols]`, as the kernel reads it at
-/// `[rows_p, cols_p]` and the device's precision.
+/// `[rows_p, cols_p]` and the device's precision (a half source only comes
+/// under `F16`).
 fn operand<'a>(
     dev: &GpuDevice,
-    t: &'a GpuTensor,
+    t: Source<'a>,
     (stored, padded): ((usize, usize), (usize, usize)),
 ) -> Result<Operand<'a>> {
-    if dev.precision == Precision::F32 && stored == padded {
-        return Ok(Operand::Given(t));
+    if stored == padded && (t.half || dev.precision == Precision::F32) {
+        return Ok(Operand::Given(t.buf));
+    }
+    if dev.precision == Precision::F16 {
+        return Ok(Operand::Copy(f16_copy(dev, t, stored, padded)?));
     }
     let key = CopyKey {
-        source: t.buf.id(),
-        precision: dev.precision,
+        source: t.buf.loan(),
+        precision: Precision::F32,
         stored,
         padded,
     };
     if let Some(kept) = dev.copies().get(&key) {
         return Ok(Operand::Copy(kept));
     }
-    let copy = match dev.precision {
-        Precision::F16 => {
-            // Two halves per word, one word per invocation.
-            let words = (padded.0 * padded.1).div_ceil(2);
-            let dst = dev.ctx.alloc(words as u64 * 4)?;
-            corner_launch(
-                dev,
-                shader!("cast"),
-                "to_f16",
-                t.buf(),
-                &dst,
-                stored,
-                padded,
-                words,
-            )?;
-            Arc::new(dst)
-        }
-        Precision::F32 => {
-            let dst = dev.empty([padded.0, padded.1])?;
-            pad(dev, t.buf(), dst.buf(), stored, padded)?;
-            dst.buf
-        }
+    let dst = dev.empty([padded.0, padded.1])?;
+    pad(dev, t.buf, dst.buf(), stored, padded)?;
+    dev.copies().insert(key, dst.buf.clone());
+    Ok(Operand::Copy(dst.buf))
+}
+
+/// The f16 copy of `t`, stored as `stored` (`[rows, cols]`), at `padded`:
+/// kept from an earlier product or `to_half`, or made now (cast from f32,
+/// or re-padded from halves) and kept.
+pub(super) fn f16_copy(
+    dev: &GpuDevice,
+    t: Source<'_>,
+    stored: (usize, usize),
+    padded: (usize, usize),
+) -> Result<Arc<PooledBuffer>> {
+    let key = CopyKey {
+        source: t.buf.loan(),
+        precision: Precision::F16,
+        stored,
+        padded,
     };
-    dev.copies().insert(key, t.buf.clone(), copy.clone());
-    Ok(Operand::Copy(copy))
+    if let Some(kept) = dev.copies().get(&key) {
+        return Ok(kept);
+    }
+    // Two halves per word, one word per invocation.
+    let words = (padded.0 * padded.1).div_ceil(2);
+    let dst = dev.ctx.alloc(words as u64 * 4)?;
+    let (shader, entry) = if t.half {
+        (shader!("half"), "pad_half")
+    } else {
+        (shader!("cast"), "to_f16")
+    };
+    corner_launch(dev, shader, entry, t.buf, &dst, stored, padded, words)?;
+    let copy = Arc::new(dst);
+    dev.copies().insert(key, copy.clone());
+    Ok(copy)
 }
 
 /// Whether `matmul_vec4` takes these sizes as they are.

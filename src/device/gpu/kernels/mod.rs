@@ -1,5 +1,6 @@
 //! Rust launchers, one module per WGSL file in `shaders/` (same name; the
-//! padded matmul's pad.wgsl is launched from matmul.rs, optim_many.wgsl from
+//! padded matmul's pad.wgsl is launched from matmul.rs, as are cast.wgsl and
+//! half.wgsl's `pad_half`; optim_many.wgsl from
 //! optim.rs). Each
 //! function validates shapes, allocates its output from the pool, and records
 //! one or more dispatches; none of them waits for the GPU, except a matmul
@@ -12,6 +13,7 @@ pub(super) mod data;
 pub(super) mod dropout;
 pub(super) mod elementwise;
 pub(super) mod gated;
+pub(super) mod half;
 pub(super) mod matmul;
 pub(super) mod norm;
 pub(super) mod optim;

@@ -1,0 +1,110 @@
+// Tensors kept in f16 (`Device::Half`, what a dense layer keeps for its
+// backward pass under `--precision f16`): back to f32, re-padded for a
+// padded matmul variant, and read by the activation's derivative.
+// Launchers: src/device/gpu/kernels/half.rs (pad_half from matmul.rs).
+//
+// Two halves per u32 word, element 2w in the low half of word w, as
+// shaders/cast.wgsl writes them. The halves are decoded in integer
+// arithmetic, exactly (every f16 is an f32), so no `enable f16` is needed
+// and no adapter can flush an f16 subnormal on the way.
+
+struct Params {
+    rows: u32,     // the f16 matrix
+    cols: u32,
+    rows_p: u32,   // pad_half's padded copy, rows_p ≥ rows and cols_p ≥ cols
+    cols_p: u32,
+}
+var<immediate> p: Params;
+
+// Activation::code, for activation_backward_half.
+override OP: u32 = 0u;
+
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
+
+// The value of the f16 bit pattern `h`.
+fn f16_value(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if (e == 0u) {
+        // Zero or subnormal: m · 2^-24 (a normal f32, or zero).
+        return bitcast<f32>(bitcast<u32>(f32(m) * 5.9604644775390625e-8) | sign);
+    }
+    if (e == 31u) {
+        // Infinity, or NaN with its payload.
+        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+    }
+    // Normal: rebias the exponent (15 → 127), widen the mantissa.
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
+// The bits of element i of src.
+fn half_bits(i: u32) -> u32 {
+    return (src[i / 2u] >> (16u * (i % 2u))) & 0xffffu;
+}
+
+// out[2w], out[2w + 1] from word w.
+@compute @workgroup_size(256)
+fn half_to_f32(@builtin(global_invocation_id) gid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = linear_id(gid, nwg);
+    let n = p.rows * p.cols;
+    if (2u * w >= n) {
+        return;
+    }
+    let word = src[w];
+    out[2u * w] = f16_value(word & 0xffffu);
+    if (2u * w + 1u < n) {
+        out[2u * w + 1u] = f16_value(word >> 16u);
+    }
+}
+
+// Element e of the [rows_p, cols_p] copy, as f16 bits: src's inside its
+// corner, else zero.
+fn padded_bits(e: u32) -> u32 {
+    let r = e / p.cols_p;
+    let c = e % p.cols_p;
+    if (r < p.rows && c < p.cols) {
+        return half_bits(r * p.cols + c);
+    }
+    return 0u;
+}
+
+// dst word w = elements 2w and 2w + 1 of the padded copy (a last odd
+// element paired with a zero), as shaders/cast.wgsl's to_f16 writes them.
+@compute @workgroup_size(256)
+fn pad_half(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = linear_id(gid, nwg);
+    let total = p.rows_p * p.cols_p;
+    if (2u * w >= total) {
+        return;
+    }
+    var hi = 0u;
+    if (2u * w + 1u < total) {
+        hi = padded_bits(2u * w + 1u);
+    }
+    dst[w] = padded_bits(2u * w) | (hi << 16u);
+}
+
+// out4[i] = dy[i] · act'(y) for the four outputs y of words 2i and 2i + 1
+// (the last vec4 may run into the buffers' padding, as in elementwise.wgsl).
+@compute @workgroup_size(256)
+fn activation_backward_half(@builtin(global_invocation_id) gid: vec3<u32>,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i >= (p.rows * p.cols + 3u) / 4u) {
+        return;
+    }
+    let lo = src[2u * i];
+    let hi = src[2u * i + 1u];
+    let d = vec4<f32>(activation_grad_from_output(f16_value(lo & 0xffffu), OP),
+                      activation_grad_from_output(f16_value(lo >> 16u), OP),
+                      activation_grad_from_output(f16_value(hi & 0xffffu), OP),
+                      activation_grad_from_output(f16_value(hi >> 16u), OP));
+    out4[i] = dy[i] * d;
+}

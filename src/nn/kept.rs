@@ -1,0 +1,68 @@
+//! [`Kept`]: a tensor a layer keeps for its backward pass, in f16 where the
+//! device's products round to f16 anyway.
+
+use crate::device::{Activation, Device, MatmulSpec, Precision, Tensor};
+use crate::error::Result;
+use crate::tensor::Shape;
+
+/// A tensor kept from the forward pass for the backward pass: as it is
+/// under [`Precision::F32`]; under [`Precision::F16`] in f16
+/// ([`Device::to_half`]), at half the bytes on a GPU, so that the f32
+/// tensor goes back to the pool once the forward pass is done with it.
+///
+/// Only for tensors the backward pass reads as a product's operand
+/// ([`Kept::matmul`], whose operands `F16` rounds to f16 anyway) or as the
+/// output an activation's derivative is written through
+/// ([`Kept::activation_backward`], which then sees the output rounded to
+/// f16, as mixed precision keeps activations).
+pub enum Kept<D: Device> {
+    /// Kept as it is.
+    Full(D::Tensor),
+    /// Kept in f16.
+    Half(D::Half),
+}
+
+impl<D: Device> Kept<D> {
+    /// Keeps `t` as the device's precision asks.
+    pub fn new(dev: &D, t: D::Tensor) -> Result<Self> {
+        Ok(match dev.precision() {
+            Precision::F32 => Kept::Full(t),
+            Precision::F16 => Kept::Half(dev.to_half(&t)?),
+        })
+    }
+
+    /// The kept tensor's shape.
+    pub fn shape(&self) -> &Shape {
+        match self {
+            Kept::Full(t) => t.shape(),
+            Kept::Half(t) => t.shape(),
+        }
+    }
+
+    /// [`Device::matmul`] with the kept tensor as `a`.
+    pub fn matmul(
+        &self,
+        dev: &D,
+        b: &D::Tensor,
+        bias: Option<&D::Tensor>,
+        spec: MatmulSpec,
+    ) -> Result<D::Tensor> {
+        match self {
+            Kept::Full(a) => dev.matmul(a, b, bias, spec),
+            Kept::Half(a) => dev.matmul_half(a, b, bias, spec),
+        }
+    }
+
+    /// [`Device::activation_backward`] through the kept output.
+    pub fn activation_backward(
+        &self,
+        dev: &D,
+        dy: &D::Tensor,
+        act: Activation,
+    ) -> Result<D::Tensor> {
+        match self {
+            Kept::Full(y) => dev.activation_backward(y, dy, act),
+            Kept::Half(y) => dev.activation_backward_half(y, dy, act),
+        }
+    }
+}
