@@ -4,9 +4,10 @@
 // Launchers: src/device/gpu/kernels/half.rs (pad_half from matmul.rs).
 //
 // Two halves per u32 word, element 2w in the low half of word w, as
-// shaders/cast.wgsl writes them. The halves are decoded in integer
-// arithmetic, exactly (every f16 is an f32), so no `enable f16` is needed
-// and no adapter can flush an f16 subnormal on the way.
+// shaders/cast.wgsl writes them. The halves are decoded from their bits,
+// exactly (every f16 is an f32; a subnormal m·2^-24 is a normal f32), so
+// no `enable f16` is needed and no adapter can flush an f16 subnormal on
+// the way.
 
 struct Params {
     rows: u32,     // the f16 matrix

@@ -63,11 +63,21 @@ impl Tensor for GpuBytes {
 pub struct GpuHalf {
     buf: Arc<PooledBuffer>,
     shape: Shape,
+    /// The loan ([`PooledBuffer::loan`]) of the f32 tensor these halves
+    /// were rounded from: padded f16 copies of either are the same bits,
+    /// so they share its keys in the copies a product keeps.
+    origin: u64,
 }
 
 impl Tensor for GpuHalf {
     fn shape(&self) -> &Shape {
         &self.shape
+    }
+}
+
+impl std::fmt::Debug for GpuHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuHalf{}", self.shape)
     }
 }
 

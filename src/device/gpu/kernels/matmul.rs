@@ -61,6 +61,9 @@ pub(super) struct Source<'a> {
     buf: &'a Arc<PooledBuffer>,
     shape: &'a crate::tensor::Shape,
     half: bool,
+    /// What its copies are keyed by: its own loan, or for halves the loan
+    /// of the f32 tensor they came from (`GpuHalf::origin`).
+    key: u64,
 }
 
 impl<'a> Source<'a> {
@@ -69,6 +72,7 @@ impl<'a> Source<'a> {
             buf: &t.buf,
             shape: t.shape(),
             half: false,
+            key: t.buf.loan(),
         }
     }
 
@@ -77,6 +81,7 @@ impl<'a> Source<'a> {
             buf: &t.buf,
             shape: t.shape(),
             half: true,
+            key: t.origin,
         }
     }
 }
@@ -303,6 +308,10 @@ fn operand<'a>(
     t: Source<'a>,
     (stored, padded): ((usize, usize), (usize, usize)),
 ) -> Result<Operand<'a>> {
+    debug_assert!(
+        !t.half || dev.precision == Precision::F16,
+        "f16 read as f32"
+    );
     if stored == padded && (t.half || dev.precision == Precision::F32) {
         return Ok(Operand::Given(t.buf));
     }
@@ -310,7 +319,7 @@ fn operand<'a>(
         return Ok(Operand::Copy(f16_copy(dev, t, stored, padded)?));
     }
     let key = CopyKey {
-        source: t.buf.loan(),
+        source: t.key,
         precision: Precision::F32,
         stored,
         padded,
@@ -334,7 +343,7 @@ pub(super) fn f16_copy(
     padded: (usize, usize),
 ) -> Result<Arc<PooledBuffer>> {
     let key = CopyKey {
-        source: t.buf.loan(),
+        source: t.key,
         precision: Precision::F16,
         stored,
         padded,
