@@ -628,6 +628,52 @@ fn f16_dense_layers_keep_their_activations_in_half_the_bytes() {
     }
 }
 
+/// A tensor kept in f16 keeps its values: neither an in-place update of
+/// the tensor it came from nor a padded copy of the updated values (which
+/// carries that tensor's loan) reaches a padded product of the halves.
+#[test]
+fn a_half_kept_before_an_update_keeps_its_values() {
+    let Some(gpu) = common::gpu() else { return };
+    let Ok(f16) = gpu.with_precision(Precision::F16) else {
+        return assert_f16_refused(&gpu);
+    };
+    // 7 rows: the padded kernel pads every operand to 8.
+    let f16 = f16.with_matmul_kernel(MatmulKernel::Padded);
+    let rng = &mut ChaCha8Rng::seed_from_u64(6);
+    let mut values =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let (w0, x) = (values(7 * 5), values(5 * 3));
+    let mut w = f16.upload(&w0, [7, 5]).unwrap();
+    let kept = f16.to_half(&w).unwrap();
+    let xt = f16.upload(&x, [5, 3]).unwrap();
+    let ones = f16.full([7, 5], 1.0).unwrap();
+    let one = f16.full([1], 1.0).unwrap();
+    f16.sgd_update(&mut w, &ones, &one, 0.5, 0.0).unwrap();
+    f16.matmul(&w, &xt, None, MatmulSpec::NN).unwrap();
+    let got = f16
+        .download(&f16.matmul_half(&kept, &xt, None, MatmulSpec::NN).unwrap())
+        .unwrap();
+    let cpu16 = CpuDevice::new().with_precision(Precision::F16).unwrap();
+    let want = cpu16
+        .download(
+            &cpu16
+                .matmul_half(
+                    &cpu16.to_half(&cpu16.upload(&w0, [7, 5]).unwrap()).unwrap(),
+                    &cpu16.upload(&x, [5, 3]).unwrap(),
+                    None,
+                    MatmulSpec::NN,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "[{i}] {g} against {w}"
+        );
+    }
+}
+
 /// What a dense layer's training step leaves: the bytes it keeps between
 /// the forward and the backward pass (the input and output themselves
 /// dropped), the dispatches of its backward pass, and its gradients.

@@ -25,7 +25,8 @@
 //! would otherwise keep every batch's). A copy whose source is gone stays
 //! until then, though nothing can find it any more, unless a kept half
 //! came from that source: its padded copies are keyed by the source's
-//! loan.
+//! loan and the generation it was kept in, which ends at the next
+//! in-place write.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,12 +39,17 @@ const MAX_COPIES: usize = 64;
 /// Most bytes of copies kept.
 const MAX_BYTES: u64 = 256 << 20;
 
-/// Which copy: of which buffer, read as which matrix, padded to what, at
-/// which precision.
+/// Which copy: of which buffer's values when, read as which matrix, padded
+/// to what, at which precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CopyKey {
     /// The source buffer's loan ([`PooledBuffer::loan`]).
     pub source: u64,
+    /// The [`Copies::generation`] its values are of: an in-place write
+    /// starts a new one, so a tensor kept in f16 before it (keyed by the
+    /// loan of the f32 tensor it came from) never meets a copy of the
+    /// values written after.
+    pub generation: u64,
     pub precision: Precision,
     /// The operand as stored, `[rows, cols]`, and as the kernel reads it.
     pub stored: (usize, usize),
@@ -60,6 +66,7 @@ struct Entry {
 pub(crate) struct Copies {
     entries: VecDeque<Entry>,
     bytes: u64,
+    generation: u64,
 }
 
 impl Copies {
@@ -85,10 +92,17 @@ impl Copies {
         }
     }
 
-    /// Drops every copy.
+    /// Drops every copy, and starts a new generation.
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
+        self.generation += 1;
+    }
+
+    /// How many times the copies were cleared: tensors hold the same
+    /// values as long as it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Copies kept.

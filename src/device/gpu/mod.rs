@@ -64,9 +64,11 @@ pub struct GpuHalf {
     buf: Arc<PooledBuffer>,
     shape: Shape,
     /// The loan ([`PooledBuffer::loan`]) of the f32 tensor these halves
-    /// were rounded from: padded f16 copies of either are the same bits,
-    /// so they share its keys in the copies a product keeps.
-    origin: u64,
+    /// were rounded from, and the copies' generation then: padded f16
+    /// copies of either are the same bits while that tensor is not
+    /// written in place, so they share its keys in the copies a product
+    /// keeps.
+    origin: (u64, u64),
 }
 
 impl Tensor for GpuHalf {

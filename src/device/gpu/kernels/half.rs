@@ -32,7 +32,7 @@ pub(crate) fn to_half(dev: &GpuDevice, t: &GpuTensor) -> Result<GpuHalf> {
     Ok(GpuHalf {
         buf,
         shape: t.shape().clone(),
-        origin: t.buf.loan(),
+        origin: (t.buf.loan(), dev.copies().generation()),
     })
 }
 

@@ -62,8 +62,9 @@ pub(super) struct Source<'a> {
     shape: &'a crate::tensor::Shape,
     half: bool,
     /// What its copies are keyed by: its own loan, or for halves the loan
-    /// of the f32 tensor they came from (`GpuHalf::origin`).
-    key: u64,
+    /// of the f32 tensor they came from and the copies' generation then
+    /// (`GpuHalf::origin`); `None`, the current generation.
+    key: (u64, Option<u64>),
 }
 
 impl<'a> Source<'a> {
@@ -72,7 +73,7 @@ impl<'a> Source<'a> {
             buf: &t.buf,
             shape: t.shape(),
             half: false,
-            key: t.buf.loan(),
+            key: (t.buf.loan(), None),
         }
     }
 
@@ -81,7 +82,7 @@ impl<'a> Source<'a> {
             buf: &t.buf,
             shape: t.shape(),
             half: true,
-            key: t.origin,
+            key: (t.origin.0, Some(t.origin.1)),
         }
     }
 }
@@ -319,7 +320,8 @@ fn operand<'a>(
         return Ok(Operand::Copy(f16_copy(dev, t, stored, padded)?));
     }
     let key = CopyKey {
-        source: t.key,
+        source: t.key.0,
+        generation: dev.copies().generation(),
         precision: Precision::F32,
         stored,
         padded,
@@ -343,7 +345,8 @@ pub(super) fn f16_copy(
     padded: (usize, usize),
 ) -> Result<Arc<PooledBuffer>> {
     let key = CopyKey {
-        source: t.key,
+        source: t.key.0,
+        generation: t.key.1.unwrap_or_else(|| dev.copies().generation()),
         precision: Precision::F16,
         stored,
         padded,
