@@ -221,9 +221,10 @@ impl MatmulVariant {
     /// sizes `matmul_bcast` takes as they are, `matmul_blocked`, which
     /// `matmul_vec4` computes four columns at a time. In a `wgtrain tune
     /// --fresh` of every workload on llvmpipe (`results/llvmpipe-tune/`)
-    /// `tiled` took 1.3–17× the winner's time and `blocked` on aligned
-    /// sizes 1.5–17×; timing them was most of what tuning an LSTM run
-    /// cost.
+    /// `tiled` took 1.4–18× the winner's time and `blocked` on aligned
+    /// sizes 2.3–14×, and leaving them out (with `DROP_FACTOR` at 2)
+    /// took an LSTM run's tuning on llvmpipe from 9.6 s to 5.7 s (README
+    /// "Autotuned matmul kernels").
     pub fn candidates(
         aligned: bool,
         (rows, columns): (usize, usize),
@@ -340,11 +341,12 @@ struct CacheFile {
 const ROUNDS: usize = 3;
 /// A candidate slower than this many times the best after a round is not
 /// timed in the next. Of the classes timed in more than one table
-/// (llvmpipe twice, the H200's runs with short launches batched), no
-/// kernel that won a class in one was more than 1.3× the winner in
-/// another, while clear losers' launches (2–17× the winner) were much of
-/// what tuning cost on llvmpipe. (With one launch per timing, the H200's
-/// first run had a winner at 4.7×: launch noise, which batching ended.)
+/// (llvmpipe twice, an H200 three times), a kernel that won a class in one
+/// was at most 1.3× the winner in another, except in the H200's first
+/// table, timed one launch at a time, where another table's winner read
+/// 4.7×: launch noise, which timing short launches in batches ended. Clear
+/// losers' launches (2–17× the winner) were much of what tuning cost on
+/// llvmpipe.
 const DROP_FACTOR: f64 = 2.0;
 
 /// A candidate whose launch alone takes less than this is timed over
@@ -544,6 +546,7 @@ impl Tuner {
         // and timing one candidate at a time let that pick the kernel.
         // A candidate over DROP_FACTOR times the best after a round is not
         // launched again (its time stays in the table).
+        // (The seconds logged include waiting for work queued before.)
         let started = std::time::Instant::now();
         for &v in candidates {
             time(v)?;
