@@ -3,21 +3,12 @@
 
 use std::sync::Arc;
 
-use super::matmul::{f16_copy, Source};
+use super::matmul::{f16_copy, PadParams, Source};
 use super::{launch, u32_of};
 use crate::device::gpu::{GpuDevice, GpuHalf, GpuTensor};
 use crate::device::{Activation, Tensor};
 use crate::error::Result;
 use crate::shader;
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    rows_p: u32,
-    cols_p: u32,
-}
 
 /// `t` in f16: the copy a product made of it, read as `[rows, last
 /// dimension]` unpadded, or a new one (which such a product will find).
@@ -89,7 +80,8 @@ fn run(
     bindings: &[(u32, &crate::device::gpu::context::PooledBuffer)],
 ) -> Result<()> {
     let n = u32_of(entry, n)?;
-    let params = Params {
+    // One row of n: the padded size is the size.
+    let params = PadParams {
         rows: 1,
         cols: n,
         rows_p: 1,

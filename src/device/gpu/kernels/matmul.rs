@@ -21,13 +21,15 @@ struct Params {
     c_cols: u32,
 }
 
+/// The parameters of pad.wgsl, cast.wgsl and half.wgsl: a matrix and its
+/// padded size.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PadParams {
-    rows: u32,
-    cols: u32,
-    rows_p: u32,
-    cols_p: u32,
+pub(super) struct PadParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub rows_p: u32,
+    pub cols_p: u32,
 }
 
 pub(crate) fn matmul(
