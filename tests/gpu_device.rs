@@ -207,12 +207,12 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
         let dispatches = dev.stats().dispatches - before;
         (dev.download(&c).unwrap(), dispatches)
     };
-    // Sizes multiples of 4, 8 columns: vec4 and rows, blocked and tiled on
-    // hardware adapters, and the three bcast blocks where the adapter has
-    // subgroups of 8 or more (lavapipe does: the checks of the bcast family
-    // must not fall back to another kernel there), each a warm-up and one
-    // to three timings (tune.rs drops the slowest after a round), then the
-    // product itself.
+    // Sizes multiples of 4, 8 columns: rows, the three bcast blocks where
+    // the adapter has subgroups of 8 or more (lavapipe does: the checks of
+    // the bcast family must not fall back to another kernel there), vec4
+    // and blocked on hardware adapters or where there are no bcast blocks,
+    // tiled on hardware; each a warm-up and one to three timings (tune.rs
+    // drops the slowest after a round), then the product itself.
     if gpu.adapter_info().name.contains("llvmpipe") {
         assert!(gpu.has_bcast_matmul(), "lavapipe runs matmul_bcast");
         // And the broadcast convolutions where untuned (the checks force
@@ -256,6 +256,52 @@ fn matmul_tuning_times_each_shape_class_once_and_caches_it() {
     let forced = gpu.with_matmul_kernel(wgtrain::device::gpu::MatmulKernel::Tiled);
     assert!(forced.tuner().is_none());
     assert_eq!(product(&forced), (want, 1));
+}
+
+/// A product too large to time whole on a software adapter is timed on a
+/// slice of its rows (`tune::timed_dims`), then computed whole: every row
+/// of it right, the slice's included.
+#[test]
+fn a_product_tuned_on_a_slice_is_computed_whole() {
+    use wgtrain::device::gpu::tune::{timed_dims, TIMED_MACS};
+    use wgtrain::CpuDevice;
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    // Enough rows for a slice of at most a third on this machine's cores
+    // (llvmpipe's threads).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (m, k, n) = ((128 * 3 * cores + 3).max(8_195), 256, 75);
+    assert!(m * k * n > TIMED_MACS);
+    let (timed, _, _) = timed_dims((m, k, n), false, Some(cores));
+    assert!(timed < m / 2, "{timed}");
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
+    let cpu = CpuDevice::new();
+    let want = cpu
+        .download(
+            &cpu.matmul(
+                &cpu.upload(&a, [m, k]).unwrap(),
+                &cpu.upload(&b, [k, n]).unwrap(),
+                None,
+                MatmulSpec::NN,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tuned = gpu.with_tuning(Some(dir.path().join("tune.json")));
+    let c = tuned
+        .matmul(
+            &tuned.upload(&a, [m, k]).unwrap(),
+            &tuned.upload(&b, [k, n]).unwrap(),
+            None,
+            MatmulSpec::NN,
+        )
+        .unwrap();
+    assert_eq!(tuned.tuner().unwrap().table().len(), 1);
+    // Small integers: exact on every kernel.
+    assert_eq!(tuned.download(&c).unwrap(), want);
 }
 
 /// A convolution pass with two kernels is tuned like a matmul class: both

@@ -118,6 +118,17 @@ fn choose(infos: &[wgpu::AdapterInfo], filter: Option<&str>) -> Option<usize> {
         .map(|(idx, _)| idx)
 }
 
+/// The CPU cores a software adapter runs workgroups on: llvmpipe's
+/// `LP_NUM_THREADS` where set, else the cores this process may use
+/// (llvmpipe's default).
+pub(crate) fn software_cores() -> usize {
+    std::env::var("LP_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
 /// Every adapter wgpu sees on every backend, and the index of the one
 /// `select_adapter` picks.
 pub fn list_adapters() -> Result<(Vec<AdapterSummary>, Option<usize>)> {

@@ -217,24 +217,29 @@ impl MatmulVariant {
     ///
     /// Software adapters leave out what never won there and costs the
     /// most to time: the shared-memory kernels `matmul_tiled` and
-    /// `matmul_tile128`, whose barriers they run very slowly, and, for
-    /// sizes `matmul_bcast` takes as they are, `matmul_blocked`, which
-    /// `matmul_vec4` computes four columns at a time. In a `wgtrain tune
-    /// --fresh` of every workload on llvmpipe (`results/llvmpipe-tune/`)
-    /// `tiled` took 1.4–18× the winner's time and `blocked` on aligned
-    /// sizes 2.3–14×, and leaving them out (with `DROP_FACTOR` at 2)
-    /// took an LSTM run's tuning on llvmpipe from 9.6 s to 5.7 s (README
-    /// "Autotuned matmul kernels").
+    /// `matmul_tile128`, whose barriers they run very slowly, and, where
+    /// they can run `matmul_bcast`, `matmul_vec4` (`vec4`, `padded`) and,
+    /// for sizes `matmul_bcast` takes as they are, `matmul_blocked`. In a
+    /// `wgtrain tune --fresh` of every workload on llvmpipe with every
+    /// kernel a candidate (`results/llvmpipe-tune/all-candidates.txt`),
+    /// `tiled` took 1.4–18× the winner's time, `vec4` 1.4–5.7×, `padded`
+    /// 1.07–2.5× and `blocked` on aligned sizes 2.3–14×. Leaving out
+    /// `tiled` and `blocked` (with `DROP_FACTOR` at 2) took an LSTM run's
+    /// tuning on llvmpipe from 9.6 s to 5.7 s, and leaving out `vec4` and
+    /// `padded` too (with [`timed_dims`]) from 5.5 s to 2.0 s (medians;
+    /// README "Autotuned matmul kernels").
     pub fn candidates(
         aligned: bool,
         (rows, columns): (usize, usize),
         bcast: bool,
         hardware: bool,
     ) -> Vec<MatmulVariant> {
+        // The kernels that never won on a software adapter that has them.
+        let all = hardware || !bcast;
         let mut v = if aligned {
-            let mut v = vec![MatmulVariant::Vec4];
-            if hardware || !bcast {
-                v.push(MatmulVariant::Blocked);
+            let mut v = vec![];
+            if all {
+                v.extend([MatmulVariant::Vec4, MatmulVariant::Blocked]);
             }
             if hardware {
                 v.push(MatmulVariant::Tiled);
@@ -251,7 +256,9 @@ impl MatmulVariant {
             if hardware {
                 v.push(MatmulVariant::Tiled);
             }
-            v.push(MatmulVariant::Padded);
+            if all {
+                v.push(MatmulVariant::Padded);
+            }
             if bcast {
                 v.extend(Self::PADDED_BCAST);
             }
@@ -399,6 +406,59 @@ fn time_launches(
     }
     wait_idle()?;
     Ok(t.elapsed().as_secs_f64() / launches as f64)
+}
+
+/// On a software adapter a matmul of more multiply-adds than this is
+/// tuned on a slice of itself ([`timed_dims`]): on llvmpipe about 5 ms a
+/// launch for the fastest kernels.
+pub const TIMED_MACS: usize = 1 << 26;
+/// A slice's length is a multiple of this apart from the whole length,
+/// which every kernel's tile size divides, so that the slice ends in the
+/// same partial tiles as the whole product; and a slice has at least this
+/// many rows for each of the adapter's cores, so that even the largest
+/// blocks (32 rows) leave none of them idle.
+const TIMED_STEP: usize = 128;
+
+/// The sizes at which the tuner times a product of sizes `(m, k, n)`,
+/// `trans_a` or not, on a software adapter running on `cores` CPU cores,
+/// or on a hardware adapter (`None`): the whole product, except on a
+/// software adapter where it computes more than [`TIMED_MACS`]
+/// multiply-adds and A is not transposed; there the first rows of A (and
+/// of C), about that many multiply-adds' worth, and at least
+/// 128 rows per core.
+///
+/// A software adapter runs a launch's workgroups a few at a time on the
+/// CPU's cores, so once there are enough of them to keep every core busy,
+/// each kernel's time grows in proportion to its rows of workgroups, and
+/// each of them reads its own rows of A and all of B as in the whole
+/// product: a slice of rows ranks the kernels as the whole product does.
+/// On llvmpipe the LSTM's output layer took the same kernel at 2,048,
+/// 4,096 and 16,384 rows, and at a slice of 3,584 of the 16,384
+/// (`results/llvmpipe-tune/`), while timing that class whole was the
+/// largest part of what tuning an LSTM run cost there (launches of
+/// 34–130 ms). Too thin a slice is another matter: with 128 of 1,024 rows
+/// (8 workgroups of `bcast32x8`), K1-1024 timed `bcast32x8` at 1.06×
+/// `bcast16x8`'s speed, against 1.33× whole. A slice of k would shrink
+/// what each workgroup reads: timed on 256 of its 2,048, the LSTM's TN
+/// weight gradient ranked `bcast16x8` first, which took 1.4×
+/// `bcast32x8`'s time on the whole product. A real GPU runs workgroups
+/// side by side, so a slice would leave much of it idle: there the whole
+/// product is timed.
+pub fn timed_dims(
+    (m, k, n): (usize, usize, usize),
+    trans_a: bool,
+    cores: Option<usize>,
+) -> (usize, usize, usize) {
+    let Some(cores) = cores else {
+        return (m, k, n);
+    };
+    let want = TIMED_MACS
+        .div_ceil(k.saturating_mul(n).max(1))
+        .max(TIMED_STEP.saturating_mul(cores.max(1)));
+    if trans_a || m <= want {
+        return (m, k, n);
+    }
+    (m - (m - want) / TIMED_STEP * TIMED_STEP, k, n)
 }
 
 /// Cache files larger than this are not read (they are written by wgtrain
@@ -856,22 +916,17 @@ mod tests {
     fn software_adapters_leave_out_the_matmul_kernels_that_never_win_there() {
         use MatmulVariant::*;
         let software = |aligned, bcast| MatmulVariant::candidates(aligned, (64, 64), bcast, false);
-        assert_eq!(software(true, true), [Vec4, Bcast8x4, Bcast16x8, Bcast32x8]);
+        assert_eq!(software(true, true), [Bcast8x4, Bcast16x8, Bcast32x8]);
         assert_eq!(
             software(true, false),
             [Vec4, Blocked],
-            "no bcast: blocked stays"
+            "no bcast: vec4 and blocked stay"
         );
         assert_eq!(
             software(false, true),
-            [
-                Blocked,
-                Padded,
-                PaddedBcast8x4,
-                PaddedBcast16x8,
-                PaddedBcast32x8
-            ]
+            [Blocked, PaddedBcast8x4, PaddedBcast16x8, PaddedBcast32x8]
         );
+        assert_eq!(software(false, false), [Blocked, Padded], "no bcast");
         let hardware = MatmulVariant::candidates(true, (64, 64), true, true);
         assert!(hardware.contains(&Tiled) && hardware.contains(&Blocked));
         assert!(MatmulVariant::candidates(false, (64, 64), true, true).contains(&Tiled));
@@ -952,6 +1007,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(launches.get(), 1);
+    }
+
+    #[test]
+    fn software_adapters_time_a_slice_of_large_products() {
+        let macs = |(m, k, n): (usize, usize, usize)| m * k * n;
+        let two = Some(2);
+        // Small products, and every product on hardware: whole.
+        assert_eq!(timed_dims((64, 64, 64), false, two), (64, 64, 64));
+        let large = (16_384, 256, 75);
+        assert_eq!(timed_dims(large, false, None), large);
+        // A not transposed: a slice of A's (and C's) rows, of at least
+        // TIMED_MACS multiply-adds, ending in the same partial tiles.
+        let (m, k, n) = timed_dims(large, false, two);
+        assert_eq!((k, n), (256, 75));
+        assert!(m < 16_384 && macs((m, k, n)) >= TIMED_MACS, "{m}");
+        assert!(macs((m - TIMED_STEP, k, n)) < TIMED_MACS, "{m}");
+        assert_eq!(m % TIMED_STEP, 16_384 % TIMED_STEP);
+        let odd = timed_dims((10_001, 256, 75), false, two);
+        assert_eq!(odd.0 % TIMED_STEP, 10_001 % TIMED_STEP);
+        // A transposed (a weight gradient): whole.
+        assert_eq!(
+            timed_dims((256, 2_048, 1_024), true, two),
+            (256, 2_048, 1_024)
+        );
+        // At least TIMED_STEP rows per core; as many cores as rows: whole.
+        let k1 = (1_024, 1_024, 1_024);
+        assert_eq!(timed_dims(k1, false, two), (256, 1_024, 1_024));
+        assert_eq!(timed_dims(k1, false, Some(1)), (128, 1_024, 1_024));
+        assert_eq!(timed_dims(k1, false, Some(8)), k1);
     }
 
     #[test]

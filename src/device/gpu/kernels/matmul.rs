@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource};
 use crate::device::gpu::copies::CopyKey;
-use crate::device::gpu::tune::{shape_class, time_launch, MatmulVariant};
+use crate::device::gpu::tune::{shape_class, time_launch, timed_dims, MatmulVariant};
 use crate::device::gpu::{GpuDevice, GpuHalf, GpuTensor, MatmulKernel};
 use crate::device::{MatmulSpec, Precision, Tensor};
 use crate::error::{Error, Result};
@@ -146,13 +146,19 @@ fn product(
             if dev.precision == Precision::F16 {
                 class.push_str(" f16");
             }
-            // Timed on these operands, on an idle GPU.
+            // Timed on these operands (a slice of them on a software
+            // adapter, where large: `timed_dims`), on an idle GPU.
+            let cores = (!hardware).then(crate::device::gpu::adapter::software_cores);
+            let timed = Product {
+                dims: timed_dims((m, k, n), spec.trans_a, cores),
+                ..product
+            };
             tuner.choose(&class, &candidates, |v| {
                 time_launch(&dev.ctx, || {
                     // Each launch makes its own operand copies, as the
                     // first product of a step does.
                     dev.forget_copies();
-                    run(dev, v, &product)
+                    run(dev, v, &timed)
                 })
             })?
         }
