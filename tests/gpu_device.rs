@@ -674,6 +674,78 @@ fn f16_dense_layers_keep_their_activations_in_half_the_bytes() {
     }
 }
 
+/// Under f16 a convolution keeps its input, and the activation after it
+/// its output, in f16: half the bytes of f32 (the convolution itself runs
+/// in f32, so it makes no copy of its weights). The backward pass reads
+/// the input back through one more dispatch, and its gradients are the
+/// CPU's at f16, which read the same rounded values.
+#[test]
+fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
+    use wgtrain::device::{Activation, ConvStep};
+    use wgtrain::nn::{Act, Conv2d};
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    // Untuned: the first pass would time (and launch) the kernels.
+    let gpu = gpu.with_conv_kernel(gpu.conv_kernel());
+    let Ok(f16) = gpu.with_precision(Precision::F16) else {
+        return assert_f16_refused(&gpu);
+    };
+    let (n, ci, co, side) = (8, 3, 8, 12);
+    let x_shape = [n, ci, side, side];
+    let y_shape = [n, co, side, side];
+    let rng = &mut ChaCha8Rng::seed_from_u64(4);
+    let mut values =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let (x, dy) = (values(n * ci * side * side), values(n * co * side * side));
+    fn run<D: Device + Counted>(
+        dev: &D,
+        x: &[f32],
+        dy: &[f32],
+        xs: [usize; 4],
+        ys: [usize; 4],
+    ) -> KeptStep {
+        let mut seed = ChaCha8Rng::seed_from_u64(2);
+        let mut conv = Conv2d::new(
+            dev,
+            "c",
+            (xs[1], ys[1]),
+            3,
+            ConvStep::padded(1),
+            Activation::Relu,
+            &mut seed,
+        )
+        .unwrap();
+        // ReLU: its derivative reads only the sign of the kept output.
+        let mut act = Act::new(Activation::Relu);
+        kept_step(dev, &mut [&mut conv, &mut act], (x, &xs), (dy, &ys))
+    }
+    let run32 = run(&gpu, &x, &dy, x_shape, y_shape);
+    let run16 = run(&f16, &x, &dy, x_shape, y_shape);
+    let pool = |bytes: usize| bytes.div_ceil(256) as u64 * 256;
+    let values_of = |shape: [usize; 4], bytes: usize| pool(shape.iter().product::<usize>() * bytes);
+    assert_eq!(run32.kept, values_of(x_shape, 4) + values_of(y_shape, 4));
+    assert_eq!(run16.kept, values_of(x_shape, 2) + values_of(y_shape, 2));
+    assert_eq!(
+        run16.backward_dispatches,
+        run32.backward_dispatches + 1,
+        "the input back to f32"
+    );
+    let cpu16 = CpuDevice::new().with_precision(Precision::F16).unwrap();
+    let want = run(&cpu16, &x, &dy, x_shape, y_shape).grads;
+    for (what, (g, w)) in ["dx", "dW", "db"].iter().zip(run16.grads.iter().zip(&want)) {
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what}[{i}]: {a} against {b}"
+            );
+        }
+    }
+    // The weight gradient read the input rounded to f16.
+    let cpu32 = run(&CpuDevice::new(), &x, &dy, x_shape, y_shape).grads;
+    assert_ne!(want[1], cpu32[1]);
+}
+
 /// A tensor kept in f16 keeps its values: neither an in-place update of
 /// the tensor it came from nor a padded copy of the updated values (which
 /// carries that tensor's loan) reaches a padded product of the halves.
@@ -720,50 +792,65 @@ fn a_half_kept_before_an_update_keeps_its_values() {
     }
 }
 
-/// What a dense layer's training step leaves: the bytes it keeps between
-/// the forward and the backward pass (the input and output themselves
-/// dropped), the dispatches of its backward pass, and its gradients.
-struct DenseStep {
+/// What a training step through some layers leaves: the bytes they keep
+/// between the forward and the backward pass (the input and output
+/// themselves dropped), the dispatches of the backward pass, and the
+/// gradients (the input's, then the layers' own).
+struct KeptStep {
     kept: u64,
     backward_dispatches: u64,
     grads: Vec<Vec<f32>>,
 }
 
-fn dense_step<D: Device + Counted>(dev: &D, x: &[f32], dy: &[f32], shape: [usize; 2]) -> DenseStep {
+/// One training step of `layers` (in order) on input `x` and output
+/// gradient `dy`.
+fn kept_step<D: Device + Counted>(
+    dev: &D,
+    layers: &mut [&mut dyn wgtrain::nn::Layer<D>],
+    (x, x_shape): (&[f32], &[usize]),
+    (dy, dy_shape): (&[f32], &[usize]),
+) -> KeptStep {
+    dev.synchronize().unwrap();
+    let before = dev.counts();
+    let mut t = dev.upload(x, x_shape).unwrap();
+    for layer in layers.iter_mut() {
+        t = layer.forward(dev, &t, true).unwrap();
+    }
+    drop(t);
+    dev.synchronize().unwrap();
+    let after_forward = dev.counts();
+    let mut d = dev.upload(dy, dy_shape).unwrap();
+    for layer in layers.iter_mut().rev() {
+        d = layer.backward(dev, &d, true).unwrap().unwrap();
+    }
+    let after_backward = dev.counts();
+    let mut grads = vec![dev.download(&d).unwrap()];
+    for layer in layers.iter() {
+        for p in layer.params() {
+            grads.push(dev.download(p.grad.as_ref().unwrap()).unwrap());
+        }
+    }
+    // (dy is uploaded after the count of kept bytes is taken.)
+    KeptStep {
+        kept: after_forward.0.saturating_sub(before.0),
+        backward_dispatches: after_backward.1 - after_forward.1,
+        grads,
+    }
+}
+
+fn dense_step<D: Device + Counted>(dev: &D, x: &[f32], dy: &[f32], shape: [usize; 2]) -> KeptStep {
     use wgtrain::device::Activation;
-    use wgtrain::nn::{Dense, Layer};
+    use wgtrain::nn::Dense;
     let mut seed = ChaCha8Rng::seed_from_u64(1);
     // ReLU: its derivative reads only the sign of the kept output, so
     // last-bit differences between the devices' products, which can round
     // to different halves, do not reach the gradients.
     let mut layer = Dense::new(dev, "d", shape[1], shape[1], Activation::Relu, &mut seed).unwrap();
-    dev.synchronize().unwrap();
-    let before = dev.counts();
-    let xt = dev.upload(x, shape).unwrap();
-    let y = layer.forward(dev, &xt, true).unwrap();
-    drop((xt, y));
-    dev.synchronize().unwrap();
-    let dyt = dev.upload(dy, shape).unwrap();
-    let after_forward = dev.counts();
-    let dx = layer.backward(dev, &dyt, true).unwrap().unwrap();
-    let after_backward = dev.counts();
-    let grads = [
-        &dx,
-        layer.weight.grad.as_ref().unwrap(),
-        layer.bias.grad.as_ref().unwrap(),
-    ]
-    .map(|t| dev.download(t).unwrap());
-    // (dy is uploaded after the count of kept bytes is taken: minus it.)
-    let dy_bytes = (dy.len() * 4).div_ceil(256) as u64 * 256;
-    DenseStep {
-        kept: (after_forward.0 - dy_bytes).saturating_sub(before.0),
-        backward_dispatches: after_backward.1 - after_forward.1,
-        grads: grads.to_vec(),
-    }
+    kept_step(dev, &mut [&mut layer], (x, &shape), (dy, &shape))
 }
 
-/// A device's bytes on loan and dispatches so far, for the dense layer
-/// test above (the CPU's are not counted: 0).
+/// A device's bytes on loan and dispatches so far, for the kept-tensor
+/// tests above (the CPU's are not counted: 0).
 trait Counted {
     fn counts(&self) -> (u64, u64);
 }

@@ -6,13 +6,15 @@
 //! the products are summed in f32 and written as f32. The products through
 //! `matmul` are the dense layers forward and backward, the recurrent
 //! layers' input projections, input gradients and weight gradients, and
-//! global average pooling's gradient. Dense layers keep their input and
-//! their activation's output for the backward pass in f16
-//! ([`crate::nn::Kept`], `Device::Half`), so their activations are stored
-//! at half the bytes and the activation's derivative reads the output
-//! rounded to f16. Weights, optimizer state, the tensors passed between
-//! ops, convolutions, the recurrence steps and every other op stay f32, so
-//! the optimizer updates f32 master weights.
+//! global average pooling's gradient. Layers keep what their backward pass
+//! reads in f16 ([`crate::nn::Kept`], `Device::Half`): dense layers their
+//! input and their activation's output, activation layers their output
+//! (GELU its input), convolutions their input. So those activations are
+//! stored at half the bytes, an activation's derivative reads them rounded
+//! to f16, and so does a convolution's weight gradient. Weights, optimizer
+//! state, the tensors passed between ops, the convolutions themselves, the
+//! recurrence steps and their states, norms and every other op stay f32,
+//! so the optimizer updates f32 master weights.
 //!
 //! What it does to results: a normal value `a` becomes `a'` with
 //! `|a' − a| ≤ 2⁻¹¹|a|`, so where the operands are normal an output differs

@@ -1,7 +1,7 @@
 //! Parameter-free layers: an elementwise activation, flattening, and the
 //! one-hot encoding of token ids.
 
-use super::{cached, Layer};
+use super::{cached, Kept, Layer};
 use crate::device::{Activation, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
@@ -10,8 +10,8 @@ use crate::tensor::Shape;
 pub struct Act<D: Device> {
     act: Activation,
     /// The output, or the input for an activation that
-    /// [`Activation::keeps_input`].
-    kept: Option<D::Tensor>,
+    /// [`Activation::keeps_input`] (in f16 under `Precision::F16`).
+    kept: Option<Kept<D>>,
 }
 
 impl<D: Device> Act<D> {
@@ -25,11 +25,8 @@ impl<D: Device> Layer<D> for Act<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
         let y = dev.activation(x, self.act)?;
         if train {
-            self.kept = Some(if self.act.keeps_input() {
-                x.clone()
-            } else {
-                y.clone()
-            });
+            let kept = if self.act.keeps_input() { x } else { &y };
+            self.kept = Some(Kept::new(dev, kept.clone())?);
         }
         Ok(y)
     }
@@ -40,9 +37,9 @@ impl<D: Device> Layer<D> for Act<D> {
         }
         let kept = cached(&self.kept, "activation")?;
         Ok(Some(if self.act.keeps_input() {
-            dev.activation_backward_from_input(kept, dy, self.act)?
+            dev.activation_backward_from_input(&kept.to_f32(dev)?, dy, self.act)?
         } else {
-            dev.activation_backward(kept, dy, self.act)?
+            kept.activation_backward(dev, dy, self.act)?
         }))
     }
 }

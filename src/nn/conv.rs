@@ -3,7 +3,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::{cached, init_weights, Layer, Param};
+use super::{cached, init_weights, Kept, Layer, Param};
 use crate::device::{Activation, ConvStep, Device, PoolWindow, Tensor};
 use crate::error::Result;
 use crate::tensor::Shape;
@@ -16,7 +16,8 @@ pub struct Conv2d<D: Device> {
     pub bias: Param<D>, // [out]
     kernel: usize,
     step: ConvStep,
-    x: Option<D::Tensor>,
+    /// The input, for the weight gradient (in f16 under `Precision::F16`).
+    x: Option<Kept<D>>,
 }
 
 impl<D: Device> Conv2d<D> {
@@ -59,7 +60,7 @@ impl<D: Device> Layer<D> for Conv2d<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
         let y = dev.conv2d(x, &self.weight.value, Some(&self.bias.value), self.step)?;
         if train {
-            self.x = Some(x.clone());
+            self.x = Some(Kept::new(dev, x.clone())?);
         }
         Ok(y)
     }
@@ -67,7 +68,8 @@ impl<D: Device> Layer<D> for Conv2d<D> {
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
         let x = cached(&self.x, "conv2d")?;
         let k = (self.kernel, self.kernel);
-        self.weight.grad = Some(dev.conv2d_weight_grad(x, dy, self.step, k)?);
+        let x_f32 = x.to_f32(dev)?;
+        self.weight.grad = Some(dev.conv2d_weight_grad(&x_f32, dy, self.step, k)?);
         self.bias.grad = Some(dev.channel_sum(dy)?);
         if !need_dx {
             return Ok(None);

@@ -10,11 +10,15 @@ use crate::tensor::Shape;
 /// ([`Device::to_half`]), at half the bytes on a GPU, so that the f32
 /// tensor goes back to the pool once the forward pass is done with it.
 ///
-/// Only for tensors the backward pass reads as a product's operand
-/// ([`Kept::matmul`], whose operands `F16` rounds to f16 anyway) or as the
+/// For the tensors the backward pass reads as a product's operand
+/// ([`Kept::matmul`], whose operands `F16` rounds to f16 anyway), as the
 /// output an activation's derivative is written through
-/// ([`Kept::activation_backward`], which then sees the output rounded to
-/// f16, as mixed precision keeps activations).
+/// ([`Kept::activation_backward`]), or through [`Kept::to_f32`] (a
+/// convolution's input for its weight gradient, an activation's input for
+/// a derivative taken from the input): the backward pass then sees them
+/// rounded to f16, as mixed precision keeps activations. Not for what must
+/// stay exact: integer indices (max pooling's), a recurrence's states (each
+/// step's input), a norm's statistics.
 pub enum Kept<D: Device> {
     /// Kept as it is.
     Full(D::Tensor),
@@ -36,6 +40,15 @@ impl<D: Device> Kept<D> {
         match self {
             Kept::Full(t) => t.shape(),
             Kept::Half(t) => t.shape(),
+        }
+    }
+
+    /// The kept tensor in f32: itself, or its f16 values
+    /// ([`Device::half_to_f32`], a new tensor on each call).
+    pub fn to_f32(&self, dev: &D) -> Result<D::Tensor> {
+        match self {
+            Kept::Full(t) => Ok(t.clone()),
+            Kept::Half(t) => dev.half_to_f32(t),
         }
     }
 
