@@ -5,7 +5,9 @@ use std::sync::Arc;
 use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource};
 use crate::device::gpu::copies::CopyKey;
-use crate::device::gpu::tune::{shape_class, time_launch, timed_dims, MatmulVariant};
+use crate::device::gpu::tune::{
+    bcast_workgroups, shape_class, time_launch, timed_dims, MatmulVariant,
+};
 use crate::device::gpu::{GpuDevice, GpuHalf, GpuTensor, MatmulKernel};
 use crate::device::{MatmulSpec, Precision, Tensor};
 use crate::error::{Error, Result};
@@ -163,10 +165,10 @@ fn product(
             })?
         }
         (None, MatmulKernel::Broadcast) if aligned && bcast => {
-            MatmulVariant::bcast_for_rows(m, false)
+            MatmulVariant::bcast_for(m, n, false)
         }
         (None, MatmulKernel::Broadcast) if bcast && padded_fits => {
-            MatmulVariant::bcast_for_rows(mp, true)
+            MatmulVariant::bcast_for(mp, np, true)
         }
         (None, MatmulKernel::Blocked | MatmulKernel::Padded | MatmulKernel::Broadcast)
             if aligned =>
@@ -250,14 +252,16 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     let (entry, [at_a, at_b, at_c], grid) = match variant {
         MatmulVariant::Bcast8x4
         | MatmulVariant::Bcast16x8
+        | MatmulVariant::Bcast32x4
         | MatmulVariant::Bcast32x8
         | MatmulVariant::PaddedBcast8x4
         | MatmulVariant::PaddedBcast16x8
+        | MatmulVariant::PaddedBcast32x4
         | MatmulVariant::PaddedBcast32x8 => {
             let (rows, cols) = block.expect("a bcast variant");
-            // Enough invocations for the columns, up to 64 (whole
-            // subgroups of 8 on lavapipe).
-            let wg = np.div_ceil(cols).next_power_of_two().clamp(8, 64);
+            // Whole subgroups of 8, as few invocations past the last
+            // column as that allows.
+            let (wg, _) = bcast_workgroups(np, cols);
             constants.extend([
                 ("BCAST_ROWS", rows as f64),
                 ("BCAST_COLS", cols as f64),
