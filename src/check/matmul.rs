@@ -67,9 +67,9 @@ pub(super) fn cases() -> Vec<Case> {
             // Multiples of 4 (the vec4 kernel), with a last block of rows that
             // overlaps the one before (12, 36), and one too short for it (4).
             // Forced, the bcast family takes 8 rows at 8 (its 8×4 block),
-            // 16 rows at 12 (four past the end), 32 at 36 and 64, with 4
-            // columns an invocation at 76 columns (8 would leave more idle)
-            // and 8 at 44.
+            // 16 rows at 12 (four past the end), 32 at 36 and 64; at 76
+            // columns a workgroup of two subgroups of 8, the second with
+            // two invocations' worth of columns.
             (12, 16, 20),
             (36, 8, 44),
             (36, 12, 76),

@@ -148,11 +148,6 @@ pub enum MatmulVariant {
     Bcast16x8,
     /// `matmul_bcast` with 32 rows per workgroup and 8 columns each.
     Bcast32x8,
-    /// `matmul_bcast` with 32 rows per workgroup and 4 columns each: where
-    /// 8 columns an invocation would leave many idle (76 columns: 10
-    /// invocations, rounded up to two subgroups of 8, cover 128; at 4
-    /// columns 19 invocations in three subgroups cover 96).
-    Bcast32x4,
     /// `matmul_bcast` 8×4 on copies zero-padded to multiples of 4, storing
     /// only C's own corner: sizes that are not multiples of 4, on adapters
     /// that can run `matmul_bcast`.
@@ -161,8 +156,6 @@ pub enum MatmulVariant {
     PaddedBcast16x8,
     /// `matmul_bcast` 32×8 on zero-padded copies.
     PaddedBcast32x8,
-    /// `matmul_bcast` 32×4 on zero-padded copies.
-    PaddedBcast32x4,
     /// `matmul_tile128`: 128×128 shared-memory tiles, 8×8 outputs per
     /// invocation; sizes multiples of 4, a candidate for products of more
     /// than [`MatmulVariant::TILE128_MIN`] rows and columns on hardware
@@ -183,7 +176,7 @@ impl MatmulVariant {
     pub const TILE128_MIN: usize = 128;
 
     /// Every kernel, in the order `wgtrain tune` prints them.
-    pub const ALL: [MatmulVariant; 14] = [
+    pub const ALL: [MatmulVariant; 12] = [
         MatmulVariant::Vec4,
         MatmulVariant::Blocked,
         MatmulVariant::Tiled,
@@ -191,20 +184,17 @@ impl MatmulVariant {
         MatmulVariant::Rows,
         MatmulVariant::Bcast8x4,
         MatmulVariant::Bcast16x8,
-        MatmulVariant::Bcast32x4,
         MatmulVariant::Bcast32x8,
         MatmulVariant::PaddedBcast8x4,
         MatmulVariant::PaddedBcast16x8,
-        MatmulVariant::PaddedBcast32x4,
         MatmulVariant::PaddedBcast32x8,
         MatmulVariant::Tile128,
     ];
 
-    /// The block sizes of `matmul_bcast`, by rows, then columns.
-    pub const BCAST: [MatmulVariant; 4] = [
+    /// The three block sizes of `matmul_bcast`, smallest first.
+    pub const BCAST: [MatmulVariant; 3] = [
         MatmulVariant::Bcast8x4,
         MatmulVariant::Bcast16x8,
-        MatmulVariant::Bcast32x4,
         MatmulVariant::Bcast32x8,
     ];
 
@@ -214,10 +204,9 @@ impl MatmulVariant {
     /// lavapipe: 16×8 for its input gradient, 32×8 for its weight
     /// gradient), and one fixed block per row count made a vocabulary of
     /// 75 pay more than the padding for it.
-    pub const PADDED_BCAST: [MatmulVariant; 4] = [
+    pub const PADDED_BCAST: [MatmulVariant; 3] = [
         MatmulVariant::PaddedBcast8x4,
         MatmulVariant::PaddedBcast16x8,
-        MatmulVariant::PaddedBcast32x4,
         MatmulVariant::PaddedBcast32x8,
     ];
 
@@ -292,11 +281,9 @@ impl MatmulVariant {
             MatmulVariant::Bcast8x4 => "bcast8x4",
             MatmulVariant::Bcast16x8 => "bcast16x8",
             MatmulVariant::Bcast32x8 => "bcast32x8",
-            MatmulVariant::Bcast32x4 => "bcast32x4",
             MatmulVariant::PaddedBcast8x4 => "padded_bcast8x4",
             MatmulVariant::PaddedBcast16x8 => "padded_bcast16x8",
             MatmulVariant::PaddedBcast32x8 => "padded_bcast32x8",
-            MatmulVariant::PaddedBcast32x4 => "padded_bcast32x4",
             MatmulVariant::Tile128 => "tile128",
         }
     }
@@ -308,32 +295,23 @@ impl MatmulVariant {
             MatmulVariant::Padded
                 | MatmulVariant::PaddedBcast8x4
                 | MatmulVariant::PaddedBcast16x8
-                | MatmulVariant::PaddedBcast32x4
                 | MatmulVariant::PaddedBcast32x8
         )
     }
 
     /// The `matmul_bcast` variant the fixed rule takes for a product of
-    /// `rows` rows and `columns` columns (as the kernel computes them,
-    /// padded or not), padded (`padded`) or not: the smallest block that
-    /// covers the rows, up to 32; at 32 rows, 4 columns an invocation
-    /// where that covers fewer columns than 8 ([`bcast_workgroups`]).
-    pub fn bcast_for(rows: usize, columns: usize, padded: bool) -> MatmulVariant {
+    /// `rows` rows, padded (`padded`) or not: the smallest block that
+    /// covers them, up to 32.
+    pub fn bcast_for_rows(rows: usize, padded: bool) -> MatmulVariant {
         let family = if padded {
             Self::PADDED_BCAST
         } else {
             Self::BCAST
         };
-        let covered = |per_lane| {
-            let (wg, groups) = bcast_workgroups(columns, per_lane);
-            wg * groups * per_lane
-        };
-        match rows {
-            ..=8 => family[0],
-            9..=16 => family[1],
-            _ if covered(4) < covered(8) => family[2],
-            _ => family[3],
-        }
+        family
+            .into_iter()
+            .find(|v| v.bcast_block().is_some_and(|(r, _)| r >= rows))
+            .unwrap_or(family[2])
     }
 
     /// `matmul_bcast`'s rows per workgroup and columns per invocation,
@@ -342,7 +320,6 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Bcast8x4 | MatmulVariant::PaddedBcast8x4 => Some((8, 4)),
             MatmulVariant::Bcast16x8 | MatmulVariant::PaddedBcast16x8 => Some((16, 8)),
-            MatmulVariant::Bcast32x4 | MatmulVariant::PaddedBcast32x4 => Some((32, 4)),
             MatmulVariant::Bcast32x8 | MatmulVariant::PaddedBcast32x8 => Some((32, 8)),
             _ => None,
         }
@@ -354,7 +331,8 @@ impl MatmulVariant {
 /// workgroups as hold one invocation per `per_lane` columns at up to 64
 /// invocations each, and those as small as they can be in whole subgroups
 /// of 8 (the kernel's broadcasts read lanes 0–7 of each subgroup), so that
-/// few invocations run past the last column.
+/// few invocations run past the last column (at 76 columns and 4 an
+/// invocation, 24 invocations where a power of two took 32).
 pub fn bcast_workgroups(columns: usize, per_lane: usize) -> (usize, usize) {
     let lanes = columns.div_ceil(per_lane.max(1)).max(1);
     let groups = lanes.div_ceil(64);
@@ -910,27 +888,24 @@ mod tests {
                 .filter_map(|v| v.bcast_block().map(|b| (b, v.padded())))
                 .collect()
         };
-        let blocks = [(8, 4), (16, 8), (32, 4), (32, 8)];
+        let blocks = [(8, 4), (16, 8), (32, 8)];
         assert_eq!(bcast(true), blocks.map(|b| (b, false)));
         assert_eq!(bcast(false), blocks.map(|b| (b, true)));
         assert!(MatmulVariant::candidates(false, (2048, 75), false, false)
             .iter()
             .all(|v| v.bcast_block().is_none()));
-        // The fixed rule: the smallest block that covers the rows, at 32
-        // rows 4 columns an invocation where 8 would leave more idle.
-        for (rows, columns, padded, want) in [
-            (8, 76, true, MatmulVariant::PaddedBcast8x4),
-            (9, 76, true, MatmulVariant::PaddedBcast16x8),
-            (2048, 64, true, MatmulVariant::PaddedBcast32x8),
-            (2048, 76, true, MatmulVariant::PaddedBcast32x4),
-            (16, 64, false, MatmulVariant::Bcast16x8),
-            (17, 1024, false, MatmulVariant::Bcast32x8),
-            (36, 76, false, MatmulVariant::Bcast32x4),
+        // The fixed rule: the smallest block that covers the rows.
+        for (rows, padded, want) in [
+            (8, true, MatmulVariant::PaddedBcast8x4),
+            (9, true, MatmulVariant::PaddedBcast16x8),
+            (2048, true, MatmulVariant::PaddedBcast32x8),
+            (16, false, MatmulVariant::Bcast16x8),
+            (17, false, MatmulVariant::Bcast32x8),
         ] {
             assert_eq!(
-                MatmulVariant::bcast_for(rows, columns, padded),
+                MatmulVariant::bcast_for_rows(rows, padded),
                 want,
-                "{rows}×{columns}"
+                "{rows} rows"
             );
         }
     }
@@ -975,10 +950,7 @@ mod tests {
     fn software_adapters_leave_out_the_matmul_kernels_that_never_win_there() {
         use MatmulVariant::*;
         let software = |aligned, bcast| MatmulVariant::candidates(aligned, (64, 64), bcast, false);
-        assert_eq!(
-            software(true, true),
-            [Bcast8x4, Bcast16x8, Bcast32x4, Bcast32x8]
-        );
+        assert_eq!(software(true, true), [Bcast8x4, Bcast16x8, Bcast32x8]);
         assert_eq!(
             software(true, false),
             [Vec4, Blocked],
@@ -986,13 +958,7 @@ mod tests {
         );
         assert_eq!(
             software(false, true),
-            [
-                Blocked,
-                PaddedBcast8x4,
-                PaddedBcast16x8,
-                PaddedBcast32x4,
-                PaddedBcast32x8
-            ]
+            [Blocked, PaddedBcast8x4, PaddedBcast16x8, PaddedBcast32x8]
         );
         assert_eq!(software(false, false), [Blocked, Padded], "no bcast");
         let hardware = MatmulVariant::candidates(true, (64, 64), true, true);

@@ -165,10 +165,10 @@ fn product(
             })?
         }
         (None, MatmulKernel::Broadcast) if aligned && bcast => {
-            MatmulVariant::bcast_for(m, n, false)
+            MatmulVariant::bcast_for_rows(m, false)
         }
         (None, MatmulKernel::Broadcast) if bcast && padded_fits => {
-            MatmulVariant::bcast_for(mp, np, true)
+            MatmulVariant::bcast_for_rows(mp, true)
         }
         (None, MatmulKernel::Blocked | MatmulKernel::Padded | MatmulKernel::Broadcast)
             if aligned =>
@@ -252,11 +252,9 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     let (entry, [at_a, at_b, at_c], grid) = match variant {
         MatmulVariant::Bcast8x4
         | MatmulVariant::Bcast16x8
-        | MatmulVariant::Bcast32x4
         | MatmulVariant::Bcast32x8
         | MatmulVariant::PaddedBcast8x4
         | MatmulVariant::PaddedBcast16x8
-        | MatmulVariant::PaddedBcast32x4
         | MatmulVariant::PaddedBcast32x8 => {
             let (rows, cols) = block.expect("a bcast variant");
             // Whole subgroups of 8, as few invocations past the last
