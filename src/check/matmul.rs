@@ -68,11 +68,15 @@ pub(super) fn cases() -> Vec<Case> {
             // overlaps the one before (12, 36), and one too short for it (4).
             // Forced, the bcast family takes 8 rows at 8 (its 8×4 block),
             // 16 rows at 12 (four past the end), 32 at 36 and 64; at 76
-            // columns a workgroup of two subgroups of 8, the second with
-            // two invocations' worth of columns.
+            // columns 32×8 blocks take a workgroup of two subgroups of 8,
+            // the second with two invocations' worth of columns.
             (12, 16, 20),
             (36, 8, 44),
             (36, 12, 76),
+            // 8 rows at 76 columns (75 padded): 8×4 blocks, 19 invocations
+            // in a workgroup of three subgroups.
+            (8, 12, 76),
+            (5, 12, 75),
             (4, 8, 12),
             (8, 12, 20),
             // Over one 128×128 tile each way (tile128 is a candidate), with

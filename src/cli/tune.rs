@@ -69,7 +69,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "matmul, convolution and recurrence kernels tuned on {} (each candidate's best launch, µs):",
+        "matmul, convolution and recurrence kernels tuned on {} (each candidate's best launch, µs; \
+         of a slice of the rows where marked):",
         dev.adapter_info().name
     );
     let kernels: Vec<&str> = MatmulVariant::ALL
@@ -86,6 +87,10 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     println!("{header}");
     for (class, t) in &table {
+        let class = match t.rows {
+            Some(rows) => format!("{class} (on {rows} rows)"),
+            None => class.clone(),
+        };
         let mut row = format!("{:<48} {:<wide$}", class, t.kernel);
         for name in &kernels {
             let us = t.micros.get(*name);

@@ -365,11 +365,14 @@ pub trait Device {
     /// of its f32 size); only [`Device::gather_rows_u8`] reads them.
     type Bytes: Tensor;
     /// f16 values (every f32 rounded as [`Precision::round`] does under
-    /// `F16`), stored at half the bytes on a GPU: what a dense layer keeps
-    /// for its backward pass under [`Precision::F16`], where its products
-    /// would round those values anyway. Made by [`Device::to_half`]; only
-    /// [`Device::half_to_f32`], [`Device::matmul_half`] and
-    /// [`Device::activation_backward_half`] read them. (The CPU device
+    /// `F16`), stored at half the bytes on a GPU: what dense, activation
+    /// and convolution layers keep for their backward pass under
+    /// [`Precision::F16`] (`nn::Kept`; a dense layer's products would round
+    /// those values anyway, a convolution's weight gradient reads its input
+    /// rounded where the f32 convolution read it exact). Made by
+    /// [`Device::to_half`]; only [`Device::half_to_f32`],
+    /// [`Device::matmul_half`] and [`Device::activation_backward_half`]
+    /// read them. (The CPU device
     /// stores the rounded values as f32.)
     type Half: Tensor;
 

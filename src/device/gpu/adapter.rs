@@ -120,13 +120,16 @@ fn choose(infos: &[wgpu::AdapterInfo], filter: Option<&str>) -> Option<usize> {
 
 /// The CPU cores a software adapter runs workgroups on: llvmpipe's
 /// `LP_NUM_THREADS` where set, else the cores this process may use
-/// (llvmpipe's default).
+/// (llvmpipe's default). Read once (every tuned matmul asks).
 pub(crate) fn software_cores() -> usize {
-    std::env::var("LP_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::env::var("LP_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    })
 }
 
 /// Every adapter wgpu sees on every backend, and the index of the one

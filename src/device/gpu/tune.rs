@@ -5,7 +5,7 @@
 //! first convolution of each class (`conv_class`: its pass and sizes
 //! rounded likewise), where there is more than one kernel for it
 //! ([`ConvVariant`]). Winners are kept for the process and in a cache file
-//! per adapter, driver and wgtrain version, so a later run skips the timing
+//! per adapter, driver, wgtrain version and kernel revision, so a later run skips the timing
 //! and launches the same kernels.
 //!
 //! Kernels differ in summation order, so two runs are bit-identical only
@@ -215,15 +215,16 @@ impl MatmulVariant {
     /// on an adapter that can (`bcast`) or cannot run `matmul_bcast` and
     /// is (`hardware`) or is not a real GPU.
     ///
-    /// Software adapters leave out what never won there and costs the
+    /// Software adapters leave out what lost there and costs the
     /// most to time: the shared-memory kernels `matmul_tiled` and
     /// `matmul_tile128`, whose barriers they run very slowly, and, where
     /// they can run `matmul_bcast`, `matmul_vec4` (`vec4`, `padded`) and,
     /// for sizes `matmul_bcast` takes as they are, `matmul_blocked`. In a
     /// `wgtrain tune --fresh` of every workload on llvmpipe with every
     /// kernel a candidate (`results/llvmpipe-tune/all-candidates.txt`),
-    /// `tiled` took 1.4–18× the winner's time, `vec4` 1.4–5.7×, `padded`
-    /// 1.07–2.5× and `blocked` on aligned sizes 2.3–14×. Leaving out
+    /// `tiled` took 1.4–18× the winner's time, `vec4` 1.4–5.6×, `padded`
+    /// 1.07–2.5× and `blocked` on aligned sizes 2.3–14× (`padded` won one
+    /// class of 33 in a later table, `tune-fresh-af35bda.txt`, by 3 %). Leaving out
     /// `tiled` and `blocked` (with `DROP_FACTOR` at 2) took an LSTM run's
     /// tuning on llvmpipe from 9.6 s to 5.7 s, and leaving out `vec4` and
     /// `padded` too (with [`timed_dims`]) from 5.5 s to 2.0 s (medians;
@@ -234,7 +235,7 @@ impl MatmulVariant {
         bcast: bool,
         hardware: bool,
     ) -> Vec<MatmulVariant> {
-        // The kernels that never won on a software adapter that has them.
+        // The kernels that lose on a software adapter that has `bcast`.
         let all = hardware || !bcast;
         let mut v = if aligned {
             let mut v = vec![];
@@ -344,8 +345,13 @@ pub fn bcast_workgroups(columns: usize, per_lane: usize) -> (usize, usize) {
 pub struct Tuned {
     /// The fastest kernel's name ([`Variant::name`]).
     pub kernel: String,
-    /// Each candidate's best time, in microseconds.
+    /// Each candidate's best time, in microseconds: of the whole product,
+    /// or of the slice of it in `rows`.
     pub micros: BTreeMap<String, f64>,
+    /// The rows of the slice the times are of, where the tuner timed one
+    /// (a software adapter's large products: [`timed_dims`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
 }
 
 /// The cache file: the adapter it was measured on and its table.
@@ -431,14 +437,19 @@ pub const TIMED_MACS: usize = 1 << 26;
 /// many rows for each of the adapter's cores, so that even the largest
 /// blocks (32 rows) leave none of them idle.
 const TIMED_STEP: usize = 128;
+/// The fewest rows a slice has: with 256 of K1's 1,024 rows (a slice of
+/// the 2-core floor alone) `bcast32x8` read 1.13× `bcast16x8`'s speed in
+/// one pair of tunings on llvmpipe against 1.51× whole, and the pick
+/// flipped in another (`results/llvmpipe-tune/`).
+const TIMED_MIN_ROWS: usize = 1024;
 
 /// The sizes at which the tuner times a product of sizes `(m, k, n)`,
 /// `trans_a` or not, on a software adapter running on `cores` CPU cores,
 /// or on a hardware adapter (`None`): the whole product, except on a
 /// software adapter where it computes more than [`TIMED_MACS`]
 /// multiply-adds and A is not transposed; there the first rows of A (and
-/// of C), about that many multiply-adds' worth, and at least
-/// 128 rows per core.
+/// of C), about that many multiply-adds' worth, and at least 1,024 rows
+/// and 128 per core.
 ///
 /// A software adapter runs a launch's workgroups a few at a time on the
 /// CPU's cores, so once there are enough of them to keep every core busy,
@@ -449,9 +460,10 @@ const TIMED_STEP: usize = 128;
 /// 4,096 and 16,384 rows, and at a slice of 3,584 of the 16,384
 /// (`results/llvmpipe-tune/`), while timing that class whole was the
 /// largest part of what tuning an LSTM run cost there (launches of
-/// 34–130 ms). Too thin a slice is another matter: with 128 of 1,024 rows
-/// (8 workgroups of `bcast32x8`), K1-1024 timed `bcast32x8` at 1.06×
-/// `bcast16x8`'s speed, against 1.33× whole. A slice of k would shrink
+/// 34–130 ms). Too thin a slice is another matter: with 128 or 256 of
+/// K1's 1,024 rows the ranking of `bcast32x8` and `bcast16x8` moved
+/// (1.06× and 1.13× against 1.33× and 1.51× whole), hence at least 1,024
+/// rows (K1-1024 is timed whole). A slice of k would shrink
 /// what each workgroup reads: timed on 256 of its 2,048, the LSTM's TN
 /// weight gradient ranked `bcast16x8` first, which took 1.4×
 /// `bcast32x8`'s time on the whole product. A real GPU runs workgroups
@@ -467,12 +479,19 @@ pub fn timed_dims(
     };
     let want = TIMED_MACS
         .div_ceil(k.saturating_mul(n).max(1))
-        .max(TIMED_STEP.saturating_mul(cores.max(1)));
+        .max(TIMED_STEP.saturating_mul(cores.max(1)))
+        .max(TIMED_MIN_ROWS);
     if trans_a || m <= want {
         return (m, k, n);
     }
     (m - (m - want) / TIMED_STEP * TIMED_STEP, k, n)
 }
+
+/// Part of a cache file's identity with the wgtrain version: raised when
+/// a kernel changes how it runs (2: `matmul_bcast`'s workgroups in whole
+/// subgroups, [`bcast_workgroups`]), so that tables timed before are
+/// timed again.
+const KERNELS_REVISION: u32 = 2;
 
 /// Cache files larger than this are not read (they are written by wgtrain
 /// and hold a few hundred entries at most).
@@ -600,6 +619,18 @@ impl Tuner {
         &self,
         key: &str,
         candidates: &[V],
+        time: impl FnMut(V) -> Result<f64>,
+    ) -> Result<V> {
+        self.choose_on(key, candidates, None, time)
+    }
+
+    /// [`Tuner::choose`], where `time` times a slice of the product of
+    /// `rows` rows (`None`: the whole product), as the table records.
+    pub fn choose_on<V: Variant>(
+        &self,
+        key: &str,
+        candidates: &[V],
+        rows: Option<usize>,
         mut time: impl FnMut(V) -> Result<f64>,
     ) -> Result<V> {
         let cached = |table: &BTreeMap<String, Tuned>| {
@@ -657,6 +688,7 @@ impl Tuner {
             Tuned {
                 kernel: name,
                 micros,
+                rows,
             },
         );
         drop(table);
@@ -700,7 +732,7 @@ impl Tuner {
 /// What a table is valid for: (wgtrain version, adapter, driver and API).
 fn identity_of(info: &wgpu::AdapterInfo) -> (String, String, String) {
     (
-        env!("CARGO_PKG_VERSION").to_string(),
+        format!("{}+kernels{KERNELS_REVISION}", env!("CARGO_PKG_VERSION")),
         info.name.clone(),
         format!("{} {} ({:?})", info.driver, info.driver_info, info.backend),
     )
@@ -826,6 +858,7 @@ mod tests {
             Tuned {
                 kernel: "blocked".into(),
                 micros: micros.into(),
+                rows: None,
             },
         );
         let mut timed = 0;
@@ -1065,11 +1098,13 @@ mod tests {
             timed_dims((256, 2_048, 1_024), true, two),
             (256, 2_048, 1_024)
         );
-        // At least TIMED_STEP rows per core; as many cores as rows: whole.
+        // At least TIMED_MIN_ROWS rows, and TIMED_STEP per core.
         let k1 = (1_024, 1_024, 1_024);
-        assert_eq!(timed_dims(k1, false, two), (256, 1_024, 1_024));
-        assert_eq!(timed_dims(k1, false, Some(1)), (128, 1_024, 1_024));
-        assert_eq!(timed_dims(k1, false, Some(8)), k1);
+        assert_eq!(timed_dims(k1, false, two), k1);
+        let k4 = (4_096, 4_096, 4_096);
+        assert_eq!(timed_dims(k4, false, two), (1_024, 4_096, 4_096));
+        assert_eq!(timed_dims(k4, false, Some(16)), (2_048, 4_096, 4_096));
+        assert_eq!(timed_dims(k4, false, Some(32)), k4);
     }
 
     #[test]

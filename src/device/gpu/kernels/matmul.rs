@@ -155,7 +155,8 @@ fn product(
                 dims: timed_dims((m, k, n), spec.trans_a, cores),
                 ..product
             };
-            tuner.choose(&class, &candidates, |v| {
+            let rows = (timed.dims.0 < m).then_some(timed.dims.0);
+            tuner.choose_on(&class, &candidates, rows, |v| {
                 time_launch(&dev.ctx, || {
                     // Each launch makes its own operand copies, as the
                     // first product of a step does.
@@ -259,7 +260,8 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
             let (rows, cols) = block.expect("a bcast variant");
             // Whole subgroups of 8, as few invocations past the last
             // column as that allows.
-            let (wg, _) = bcast_workgroups(np, cols);
+            let (wg, groups) = bcast_workgroups(np, cols);
+            debug_assert_eq!(np.div_ceil(wg * cols), groups);
             constants.extend([
                 ("BCAST_ROWS", rows as f64),
                 ("BCAST_COLS", cols as f64),
