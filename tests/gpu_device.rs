@@ -691,7 +691,7 @@ fn f16_dense_layers_keep_their_activations_in_half_the_bytes() {
 #[test]
 fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
     use wgtrain::device::{Activation, ConvStep};
-    use wgtrain::nn::{Act, Conv2d};
+    use wgtrain::nn::{Act, Conv2d, Layer};
     let Some(gpu) = common::fresh_gpu() else {
         return;
     };
@@ -714,6 +714,17 @@ fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
         xs: [usize; 4],
         ys: [usize; 4],
     ) -> KeptStep {
+        run_first(dev, x, dy, xs, ys, false)
+    }
+    // `first`: the convolution is told its input outlives the step.
+    fn run_first<D: Device + Counted>(
+        dev: &D,
+        x: &[f32],
+        dy: &[f32],
+        xs: [usize; 4],
+        ys: [usize; 4],
+        first: bool,
+    ) -> KeptStep {
         let mut seed = ChaCha8Rng::seed_from_u64(2);
         let mut conv = Conv2d::new(
             dev,
@@ -725,6 +736,7 @@ fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
             &mut seed,
         )
         .unwrap();
+        conv.set_input_outlives_step(first);
         // ReLU: its derivative reads only the sign of the kept output.
         let mut act = Act::new(Activation::Relu);
         kept_step(dev, &mut [&mut conv, &mut act], (x, &xs), (dy, &ys))
@@ -753,6 +765,56 @@ fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
     // The weight gradient read the input rounded to f16.
     let cpu32 = run(&CpuDevice::new(), &x, &dy, x_shape, y_shape).grads;
     assert_ne!(want[1], cpu32[1]);
+    // A first layer keeps the model's input as it is: the kept bytes of
+    // the input are the caller's (here dropped after the forward pass,
+    // so counted), and the backward pass reads it with no decode.
+    let first16 = run_first(&f16, &x, &dy, x_shape, y_shape, true);
+    assert_eq!(first16.kept, values_of(x_shape, 4) + values_of(y_shape, 2));
+    assert_eq!(first16.backward_dispatches, run32.backward_dispatches);
+}
+
+/// A model tells its first layer that its input outlives the step, so an
+/// f16 CNN keeps no copy of the images it is given: after a training
+/// forward pass it holds the activation layer's halves, the dense layer's
+/// half input and its weight's f16 copy, and nothing for the input.
+#[test]
+fn an_f16_model_keeps_no_copy_of_its_input() {
+    use wgtrain::models::{parse_layers, FeatureShape, Model, ModelSpec, Output};
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    // Untuned (the first pass would time the kernels, and copy operands).
+    let gpu = gpu
+        .with_conv_kernel(gpu.conv_kernel())
+        .with_matmul_kernel(MatmulKernel::Blocked);
+    let Ok(f16) = gpu.with_precision(Precision::F16) else {
+        return assert_f16_refused(&gpu);
+    };
+    let (n, side, channels, classes) = (16, 8, 4, 12);
+    let input = FeatureShape::Image {
+        channels: 1,
+        height: side,
+        width: side,
+    };
+    let layers = parse_layers(&format!("conv2d:{channels}:3:1:1,relu,flatten")).unwrap();
+    let spec = ModelSpec::new(&layers, input, Output::Classes { classes }).unwrap();
+    let mut model = Model::new(&f16, &spec, 1).unwrap();
+    let x: Vec<f32> = (0..n * side * side)
+        .map(|i| (i % 13) as f32 - 6.0)
+        .collect();
+    let xt = f16.upload(&x, [n, 1, side, side]).unwrap();
+    f16.synchronize().unwrap();
+    let before = f16.stats().live_bytes;
+    drop(model.forward(&f16, &xt, true).unwrap());
+    f16.synchronize().unwrap();
+    let kept = f16.stats().live_bytes - before;
+    let pool = |bytes: usize| bytes.div_ceil(256) as u64 * 256;
+    let features = channels * side * side;
+    let halves = pool(n * features * 2);
+    // The activation's output and the dense layer's input (the same values,
+    // two copies: one stored as images' rows, one as the product reads it),
+    // and the dense weight's f16 copy.
+    assert_eq!(kept, 2 * halves + pool(features * classes * 2));
 }
 
 /// A tensor kept in f16 keeps its values: neither an in-place update of

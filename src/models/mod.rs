@@ -164,6 +164,15 @@ impl<D: Device + 'static> Model<D> {
             layers.push(layer);
             i += if fused { 2 } else { 1 };
         }
+        // Token and sequence inputs reach the first layer rearranged (a new
+        // tensor); others as the caller's tensor (`Model::forward`).
+        let rearranged = matches!(
+            spec.input,
+            FeatureShape::Tokens { .. } | FeatureShape::Sequence { .. }
+        );
+        if let Some(first) = layers.first_mut() {
+            first.set_input_outlives_step(!rearranged);
+        }
         Ok(Model {
             spec: spec.clone(),
             layers,
@@ -224,6 +233,7 @@ impl<D: Device> Model<D> {
             FeatureShape::Sequence { len, features } => {
                 time_major(dev, x, (len, features), &mut self.time_order)?
             }
+            // (The first layer is told so: `set_input_outlives_step`.)
             _ => x.clone(),
         };
         for layer in &mut self.layers {

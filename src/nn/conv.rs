@@ -16,8 +16,10 @@ pub struct Conv2d<D: Device> {
     pub bias: Param<D>, // [out]
     kernel: usize,
     step: ConvStep,
-    /// The input, for the weight gradient (in f16 under `Precision::F16`).
+    /// The input, for the weight gradient (in f16 under `Precision::F16`,
+    /// unless it is the model's input, which outlives the step anyway).
     x: Option<Kept<D>>,
+    input_outlives_step: bool,
 }
 
 impl<D: Device> Conv2d<D> {
@@ -52,6 +54,7 @@ impl<D: Device> Conv2d<D> {
             kernel,
             step,
             x: None,
+            input_outlives_step: false,
         })
     }
 }
@@ -60,7 +63,11 @@ impl<D: Device> Layer<D> for Conv2d<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
         let y = dev.conv2d(x, &self.weight.value, Some(&self.bias.value), self.step)?;
         if train {
-            self.x = Some(Kept::new(dev, x.clone())?);
+            self.x = Some(if self.input_outlives_step {
+                Kept::Full(x.clone())
+            } else {
+                Kept::new(dev, x.clone())?
+            });
         }
         Ok(y)
     }
@@ -88,6 +95,10 @@ impl<D: Device> Layer<D> for Conv2d<D> {
 
     fn params_mut(&mut self) -> Vec<&mut Param<D>> {
         vec![&mut self.weight, &mut self.bias]
+    }
+
+    fn set_input_outlives_step(&mut self, outlives: bool) {
+        self.input_outlives_step = outlives;
     }
 }
 

@@ -110,6 +110,12 @@ pub trait Layer<D: Device> {
     /// The training step the next forward pass belongs to (dropout draws
     /// its mask from it). Other layers ignore it.
     fn set_step(&mut self, _step: u64) {}
+    /// Told by the model when this layer's input is the model's own input,
+    /// which the caller holds for the whole step: a layer that keeps its
+    /// input then keeps that tensor as it is rather than a copy (a
+    /// convolution under f16, which would otherwise keep a half copy). Other
+    /// layers ignore it.
+    fn set_input_outlives_step(&mut self, _outlives: bool) {}
 }
 
 /// What a layer cached in `forward`, or a clear error if `backward` comes
