@@ -270,39 +270,17 @@ fn a_product_tuned_on_a_slice_is_computed_whole() {
     };
     // Enough rows for a slice of under half on this machine's cores
     // (llvmpipe's threads, unless LP_NUM_THREADS says otherwise).
-    let cores = std::env::var("LP_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let cores = wgtrain::device::gpu::software_cores();
     let (m, k, n) = ((128 * 3 * cores + 3).max(8_195), 256, 75);
     assert!(m * k * n > TIMED_MACS);
     let (timed, _, _) = timed_dims((m, k, n), false, Some(cores));
     assert!(timed < m / 2, "{timed}");
     let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
-    let cpu = CpuDevice::new();
-    let want = cpu
-        .download(
-            &cpu.matmul(
-                &cpu.upload(&a, [m, k]).unwrap(),
-                &cpu.upload(&b, [k, n]).unwrap(),
-                None,
-                MatmulSpec::NN,
-            )
-            .unwrap(),
-        )
-        .unwrap();
+    let want = nn_product(&CpuDevice::new(), &a, &b, (m, k, n));
     let dir = tempfile::tempdir().unwrap();
     let tuned = gpu.with_tuning(Some(dir.path().join("tune.json")));
-    let c = tuned
-        .matmul(
-            &tuned.upload(&a, [m, k]).unwrap(),
-            &tuned.upload(&b, [k, n]).unwrap(),
-            None,
-            MatmulSpec::NN,
-        )
-        .unwrap();
+    let got = nn_product(&tuned, &a, &b, (m, k, n));
     let table = tuned.tuner().unwrap().table();
     assert_eq!(table.len(), 1);
     // A software adapter timed the slice (and says so); hardware the whole.
@@ -310,7 +288,25 @@ fn a_product_tuned_on_a_slice_is_computed_whole() {
     let slice = table.values().next().unwrap().rows;
     assert_eq!(slice, software.then_some(timed), "{table:?}");
     // Small integers: exact on every kernel.
-    assert_eq!(tuned.download(&c).unwrap(), want);
+    assert_eq!(got, want);
+}
+
+/// `a·b` (`[m, k]` by `[k, n]`) on `dev`, downloaded.
+fn nn_product<D: Device>(
+    dev: &D,
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+) -> Vec<f32> {
+    let c = dev
+        .matmul(
+            &dev.upload(a, [m, k]).unwrap(),
+            &dev.upload(b, [k, n]).unwrap(),
+            None,
+            MatmulSpec::NN,
+        )
+        .unwrap();
+    dev.download(&c).unwrap()
 }
 
 /// A convolution pass with two kernels is tuned like a matmul class: both
@@ -956,33 +952,12 @@ fn f16_products_stay_within_the_stated_bound() {
     let b: Vec<f32> = (0..k * n)
         .map(|i| ((i as f32) * 0.173).cos() * 0.01)
         .collect();
-    let cpu = CpuDevice::new();
-    let exact = |x: &[f32], y: &[f32]| {
-        let c = cpu
-            .matmul(
-                &cpu.upload(x, [m, k]).unwrap(),
-                &cpu.upload(y, [k, n]).unwrap(),
-                None,
-                MatmulSpec::NN,
-            )
-            .unwrap();
-        cpu.download(&c).unwrap()
-    };
+    let exact = |x: &[f32], y: &[f32]| nn_product(&CpuDevice::new(), x, y, (m, k, n));
     let want = exact(&a, &b);
     let abs_a: Vec<f32> = a.iter().map(|x| x.abs()).collect();
     let abs_b: Vec<f32> = b.iter().map(|x| x.abs()).collect();
     let magnitude = exact(&abs_a, &abs_b);
-    let got = gpu
-        .download(
-            &gpu.matmul(
-                &gpu.upload(&a, [m, k]).unwrap(),
-                &gpu.upload(&b, [k, n]).unwrap(),
-                None,
-                MatmulSpec::NN,
-            )
-            .unwrap(),
-        )
-        .unwrap();
+    let got = nn_product(&gpu, &a, &b, (m, k, n));
     let mut differs = 0;
     for i in 0..m * n {
         let err = (got[i] - want[i]).abs();

@@ -9,7 +9,8 @@
 //! global average pooling's gradient. Layers keep what their backward pass
 //! reads in f16 ([`crate::nn::Kept`], `Device::Half`): dense layers their
 //! input and their activation's output, activation layers their output
-//! (GELU its input), convolutions their input. So those activations are
+//! (GELU its input), convolutions their input (but a model's first layer
+//! keeps the caller's input as it is). So those activations are
 //! stored at half the bytes, an activation's derivative reads them rounded
 //! to f16, and so does a convolution's weight gradient. Weights, optimizer
 //! state, the tensors passed between ops, the convolutions themselves, the

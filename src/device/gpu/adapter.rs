@@ -121,7 +121,7 @@ fn choose(infos: &[wgpu::AdapterInfo], filter: Option<&str>) -> Option<usize> {
 /// The CPU cores a software adapter runs workgroups on: llvmpipe's
 /// `LP_NUM_THREADS` where set, else the cores this process may use
 /// (llvmpipe's default). Read once (every tuned matmul asks).
-pub(crate) fn software_cores() -> usize {
+pub fn software_cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| {
         std::env::var("LP_NUM_THREADS")

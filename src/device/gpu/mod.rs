@@ -13,7 +13,7 @@ pub mod tune;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-pub use adapter::{list_adapters, AdapterSummary};
+pub use adapter::{list_adapters, software_cores, AdapterSummary};
 pub use context::GpuStats;
 
 use self::context::{Context, PooledBuffer};

@@ -327,19 +327,6 @@ impl MatmulVariant {
     }
 }
 
-/// `matmul_bcast`'s invocations per workgroup and workgroups across for
-/// `columns` columns of C at `per_lane` columns an invocation: as few
-/// workgroups as hold one invocation per `per_lane` columns at up to 64
-/// invocations each, and those as small as they can be in whole subgroups
-/// of 8 (the kernel's broadcasts read lanes 0–7 of each subgroup), so that
-/// few invocations run past the last column (at 76 columns and 4 an
-/// invocation, 24 invocations where a power of two took 32).
-pub fn bcast_workgroups(columns: usize, per_lane: usize) -> (usize, usize) {
-    let lanes = columns.div_ceil(per_lane.max(1)).max(1);
-    let groups = lanes.div_ceil(64);
-    (lanes.div_ceil(groups).div_ceil(8) * 8, groups)
-}
-
 /// What tuning found for one shape class.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Tuned {
@@ -489,7 +476,7 @@ pub fn timed_dims(
 
 /// Part of a cache file's identity with the wgtrain version: raised when
 /// a kernel changes how it runs (2: `matmul_bcast`'s workgroups in whole
-/// subgroups, [`bcast_workgroups`]), so that tables timed before are
+/// subgroups, `kernels::matmul::bcast_workgroups`), so that tables timed before are
 /// timed again.
 const KERNELS_REVISION: u32 = 2;
 
@@ -941,27 +928,6 @@ mod tests {
                 "{rows} rows"
             );
         }
-    }
-
-    #[test]
-    fn bcast_workgroups_cover_the_columns_in_whole_subgroups() {
-        for columns in (4..=2048).step_by(4) {
-            for per_lane in [4, 8] {
-                let (wg, groups) = bcast_workgroups(columns, per_lane);
-                assert!(wg % 8 == 0 && (8..=64).contains(&wg), "{columns}");
-                let covered = wg * groups * per_lane;
-                assert!(covered >= columns, "{columns}/{per_lane}");
-                // Less than a subgroup per workgroup past the last column.
-                assert!(
-                    covered < columns + 8 * per_lane * groups,
-                    "{columns}/{per_lane}"
-                );
-            }
-        }
-        assert_eq!(bcast_workgroups(76, 8), (16, 1));
-        assert_eq!(bcast_workgroups(76, 4), (24, 1));
-        assert_eq!(bcast_workgroups(784, 8), (56, 2));
-        assert_eq!(bcast_workgroups(1024, 8), (64, 2));
     }
 
     #[test]

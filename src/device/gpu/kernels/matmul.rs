@@ -5,9 +5,7 @@ use std::sync::Arc;
 use super::{launch, u32_of};
 use crate::device::gpu::context::{PooledBuffer, ShaderSource};
 use crate::device::gpu::copies::CopyKey;
-use crate::device::gpu::tune::{
-    bcast_workgroups, shape_class, time_launch, timed_dims, MatmulVariant,
-};
+use crate::device::gpu::tune::{shape_class, time_launch, timed_dims, MatmulVariant};
 use crate::device::gpu::{GpuDevice, GpuHalf, GpuTensor, MatmulKernel};
 use crate::device::{MatmulSpec, Precision, Tensor};
 use crate::error::{Error, Result};
@@ -150,7 +148,7 @@ fn product(
             }
             // Timed on these operands (a slice of them on a software
             // adapter, where large: `timed_dims`), on an idle GPU.
-            let cores = (!hardware).then(crate::device::gpu::adapter::software_cores);
+            let cores = (!hardware).then(crate::device::gpu::software_cores);
             let timed = Product {
                 dims: timed_dims((m, k, n), spec.trans_a, cores),
                 ..product
@@ -380,6 +378,19 @@ pub(super) fn f16_copy(
     Ok(copy)
 }
 
+/// `matmul_bcast`'s invocations per workgroup and workgroups across for
+/// `columns` columns of C at `per_lane` columns an invocation: as few
+/// workgroups as hold one invocation per `per_lane` columns at up to 64
+/// invocations each, and those as small as they can be in whole subgroups
+/// of 8 (the kernel's broadcasts read lanes 0–7 of each subgroup), so that
+/// few invocations run past the last column (at 76 columns and 4 an
+/// invocation, 24 invocations where a power of two took 32).
+pub(crate) fn bcast_workgroups(columns: usize, per_lane: usize) -> (usize, usize) {
+    let lanes = columns.div_ceil(per_lane.max(1)).max(1);
+    let groups = lanes.div_ceil(64);
+    (lanes.div_ceil(groups).div_ceil(8) * 8, groups)
+}
+
 /// Whether `matmul_vec4` takes these sizes as they are.
 pub(crate) fn is_aligned(m: usize, k: usize, n: usize) -> bool {
     m.is_multiple_of(4) && n.is_multiple_of(4) && k.is_multiple_of(4) && m >= 8
@@ -440,4 +451,30 @@ fn corner_launch(
         grid,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bcast_workgroups;
+
+    #[test]
+    fn bcast_workgroups_cover_the_columns_in_whole_subgroups() {
+        for columns in (4..=2048).step_by(4) {
+            for per_lane in [4, 8] {
+                let (wg, groups) = bcast_workgroups(columns, per_lane);
+                assert!(wg % 8 == 0 && (8..=64).contains(&wg), "{columns}");
+                let covered = wg * groups * per_lane;
+                assert!(covered >= columns, "{columns}/{per_lane}");
+                // Less than a subgroup per workgroup past the last column.
+                assert!(
+                    covered < columns + 8 * per_lane * groups,
+                    "{columns}/{per_lane}"
+                );
+            }
+        }
+        assert_eq!(bcast_workgroups(76, 8), (16, 1));
+        assert_eq!(bcast_workgroups(76, 4), (24, 1));
+        assert_eq!(bcast_workgroups(784, 8), (56, 2));
+        assert_eq!(bcast_workgroups(1024, 8), (64, 2));
+    }
 }
