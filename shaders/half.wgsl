@@ -1,13 +1,12 @@
-// Tensors kept in f16 (`Device::Half`, what a dense layer keeps for its
+// Tensors kept in f16 (`Device::Half`, what layers keep for their
 // backward pass under `--precision f16`): back to f32, re-padded for a
-// padded matmul variant, and read by the activation's derivative.
+// padded matmul variant, read by the activation's derivative, and written
+// by an activation beside its f32 output.
 // Launchers: src/device/gpu/kernels/half.rs (pad_half from matmul.rs).
 //
 // Two halves per u32 word, element 2w in the low half of word w, as
-// shaders/cast.wgsl writes them. The halves are decoded from their bits,
-// exactly (every f16 is an f32; a subnormal m·2^-24 is a normal f32), so
-// no `enable f16` is needed and no adapter can flush an f16 subnormal on
-// the way.
+// shaders/cast.wgsl writes them, encoded and decoded by
+// shaders/f16_bits.wgsl (appended).
 
 struct Params {
     rows: u32,     // the f16 matrix
@@ -17,31 +16,17 @@ struct Params {
 }
 var<immediate> p: Params;
 
-// Activation::code, for activation_backward_half.
+// Activation::code, for activation_backward_half and activation_to_half.
 override OP: u32 = 0u;
+// activation_to_half: keep the input (Activation::keeps_input), not the
+// output.
+override KEEP_INPUT: bool = false;
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> in4: array<vec4<f32>>; // dy, or x
 @group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
-
-// The value of the f16 bit pattern `h`.
-fn f16_value(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let e = (h >> 10u) & 0x1fu;
-    let m = h & 0x3ffu;
-    if (e == 0u) {
-        // Zero or subnormal: m · 2^-24 (a normal f32, or zero).
-        return bitcast<f32>(bitcast<u32>(f32(m) * 5.9604644775390625e-8) | sign);
-    }
-    if (e == 31u) {
-        // Infinity, or NaN with its payload.
-        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
-    }
-    // Normal: rebias the exponent (15 → 127), widen the mantissa.
-    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
-}
 
 // The bits of element i of src.
 fn half_bits(i: u32) -> u32 {
@@ -107,5 +92,30 @@ fn activation_backward_half(@builtin(global_invocation_id) gid: vec3<u32>,
                       activation_grad_from_output(f16_value(lo >> 16u), OP),
                       activation_grad_from_output(f16_value(hi & 0xffffu), OP),
                       activation_grad_from_output(f16_value(hi >> 16u), OP));
-    out4[i] = dy[i] * d;
+    out4[i] = in4[i] * d;
+}
+
+// out4[i] = act(x) for the four values x = in4[i], and the four kept
+// values (x or act(x)) as halves in dst words 2i and 2i + 1: the f32
+// output and the f16 copy Device::to_half would make of it, in one pass.
+// Values past the tensor's end are kept as zeros (the last vec4 may run
+// into the buffers' padding; the launcher sizes dst for whole vec4s).
+@compute @workgroup_size(256)
+fn activation_to_half(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    let n = p.rows * p.cols;
+    if (i >= (n + 3u) / 4u) {
+        return;
+    }
+    let x = in4[i];
+    let y = vec4<f32>(activate(x.x, OP), activate(x.y, OP), activate(x.z, OP), activate(x.w, OP));
+    out4[i] = y;
+    var kept = select(y, x, KEEP_INPUT);
+    var bits: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        bits[j] = select(0u, f16_bits(kept[j]), 4u * i + j < n);
+    }
+    dst[2u * i] = bits[0] | (bits[1] << 16u);
+    dst[2u * i + 1u] = bits[2] | (bits[3] << 16u);
 }

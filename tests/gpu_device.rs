@@ -576,6 +576,67 @@ fn half_tensors_round_like_the_cpu_and_read_back_exactly() {
     }
 }
 
+/// An activation writes the f16 copy its layer keeps in the same pass
+/// (`Device::activation_keeping_half`): its output and halves are bit for
+/// bit what `activation` then `to_half` give, for every activation (GELU
+/// keeps its input), at lengths that end in a partial vec4, in one
+/// dispatch; and the copy is kept where `to_half` finds it.
+#[test]
+fn an_activation_writes_its_f16_copy_in_the_same_pass() {
+    use wgtrain::device::Activation;
+    // A device of its own: the dispatches are counted.
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    let mut values = f16_edge_cases();
+    let rng = &mut ChaCha8Rng::seed_from_u64(9);
+    while values.len() < 1030 {
+        values.push(rng.random_range(-5.0..5.0));
+    }
+    let bits = |t: &GpuTensor| -> Vec<u32> {
+        let v = gpu.download(t).unwrap();
+        v.iter()
+            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+            .collect()
+    };
+    let dispatches = || {
+        gpu.synchronize().unwrap();
+        gpu.stats().dispatches
+    };
+    for n in [1, 2, 3, 5, 6, 7, 1030] {
+        for act in Activation::ALL {
+            let what = format!("{act:?} at n = {n}");
+            let x = gpu.upload(&values[..n], [n]).unwrap();
+            let before = dispatches();
+            let (y, half) = gpu.activation_keeping_half(&x, act).unwrap();
+            assert_eq!(dispatches() - before, 1, "{what}: one pass");
+            let want_y = gpu.activation(&x, act).unwrap();
+            assert_eq!(bits(&y), bits(&want_y), "{what}: output");
+            let kept = if act.keeps_input() { &x } else { &y };
+            let before = dispatches();
+            let found = gpu.to_half(kept).unwrap();
+            assert_eq!(dispatches(), before, "{what}: to_half found the copy");
+            let want_kept = if act.keeps_input() { &x } else { &want_y };
+            let want = gpu.half_to_f32(&gpu.to_half(want_kept).unwrap()).unwrap();
+            for got in [&half, &found] {
+                let got = gpu.half_to_f32(got).unwrap();
+                assert_eq!(bits(&got), bits(&want), "{what}: halves");
+            }
+        }
+    }
+    // A copy of the input kept before (a product read it) is reused: the
+    // pass then only activates.
+    let x = gpu.upload(&values[..1030], [10, 103]).unwrap();
+    let kept_before = gpu.to_half(&x).unwrap();
+    let before = dispatches();
+    let (y, half) = gpu.activation_keeping_half(&x, Activation::Gelu).unwrap();
+    assert_eq!(dispatches() - before, 1);
+    let want_y = gpu.activation(&x, Activation::Gelu).unwrap();
+    assert_eq!(bits(&y), bits(&want_y));
+    let read = |h| bits(&gpu.half_to_f32(h).unwrap());
+    assert_eq!(read(&half), read(&kept_before));
+}
+
 /// Values at f16's edges (ties, overflow, subnormals, NaN) and a spread of
 /// ordinary ones.
 fn f16_edge_cases() -> Vec<f32> {
@@ -744,6 +805,11 @@ fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
     assert_eq!(run32.kept, values_of(x_shape, 4) + values_of(y_shape, 4));
     assert_eq!(run16.kept, values_of(x_shape, 2) + values_of(y_shape, 2));
     assert_eq!(
+        run16.forward_dispatches,
+        run32.forward_dispatches + 1,
+        "the input to f16 (the activation writes its halves in its own pass)"
+    );
+    assert_eq!(
         run16.backward_dispatches,
         run32.backward_dispatches + 1,
         "the input back to f32"
@@ -767,6 +833,7 @@ fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
     let first16 = run_first(&f16, &x, &dy, x_shape, y_shape, true);
     assert_eq!(first16.kept, values_of(x_shape, 4) + values_of(y_shape, 2));
     assert_eq!(first16.backward_dispatches, run32.backward_dispatches);
+    assert_eq!(first16.forward_dispatches, run32.forward_dispatches);
 }
 
 /// A model tells its first layer that its input outlives the step, so an
@@ -865,6 +932,7 @@ fn a_half_kept_before_an_update_keeps_its_values() {
 /// gradients (the input's, then the layers' own).
 struct KeptStep {
     kept: u64,
+    forward_dispatches: u64,
     backward_dispatches: u64,
     grads: Vec<Vec<f32>>,
 }
@@ -900,6 +968,7 @@ fn kept_step<D: Device + Counted>(
     // (dy is uploaded after the count of kept bytes is taken.)
     KeptStep {
         kept: after_forward.0.saturating_sub(before.0),
+        forward_dispatches: after_forward.1 - before.1,
         backward_dispatches: after_backward.1 - after_forward.1,
         grads,
     }

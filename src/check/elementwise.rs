@@ -70,6 +70,46 @@ impl Check for ActivationBackwardHalf {
     }
 }
 
+/// `act(x)` with its layer's f16 copy written beside it
+/// ([`Device::activation_keeping_half`]): the output, and the kept halves
+/// (of `x` for an activation that [`Activation::keeps_input`]) read back.
+#[derive(Clone, Debug)]
+pub struct ActivationKeepingHalf {
+    n: usize,
+    act: Activation,
+}
+
+impl Check for ActivationKeepingHalf {
+    fn run<D: Device>(&self, dev: &D, rng: &mut ChaCha8Rng) -> Result<Vec<D::Tensor>> {
+        let x = random(dev, rng, [self.n], 6.0)?;
+        let (y, kept) = dev.activation_keeping_half(&x, self.act)?;
+        Ok(vec![y, dev.half_to_f32(&kept)?])
+    }
+
+    fn tolerance(&self, output: usize) -> Tolerance {
+        match output {
+            0 => Tolerance::TRANSCENDENTAL,
+            // The input's halves, or an output of at most one correctly
+            // rounded operation: the same halves on every device.
+            _ if self.act.keeps_input()
+                || matches!(
+                    self.act,
+                    Activation::Identity | Activation::Relu | Activation::LeakyRelu
+                ) =>
+            {
+                Tolerance::EXACT
+            }
+            // A device's last-bit difference in the output can round to
+            // the neighbouring half: one f16 step (2^-10 relative, 2^-24
+            // among the subnormals).
+            _ => Tolerance {
+                abs: 6e-8,
+                rel: 1.0 / 1024.0,
+            },
+        }
+    }
+}
+
 /// `x` to f16 and back ([`Device::to_half`], [`Device::half_to_f32`]): the
 /// same rounding on every device, so exact.
 #[derive(Clone, Debug)]
@@ -216,6 +256,11 @@ pub(super) fn cases() -> Vec<Case> {
                     ActivationBackwardHalf { n, act },
                 ));
             }
+            v.push(Case::new(
+                format!("{act:?} keeping f16"),
+                &shape,
+                ActivationKeepingHalf { n, act },
+            ));
             v.push(Case::new(
                 format!("{act:?} backward from input"),
                 &shape,

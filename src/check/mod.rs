@@ -171,7 +171,7 @@ macro_rules! kinds {
 use conv::{AvgPool, ChannelSum, Conv, ConvInputGrad, ConvWeightGrad, MaxPool};
 use elementwise::{
     ActivationBackward, ActivationBackwardFromInput, ActivationBackwardHalf, ActivationForward,
-    Axpy, BinaryOp, Fill, HalfRoundTrip, Scale, ScaleBy,
+    ActivationKeepingHalf, Axpy, BinaryOp, Fill, HalfRoundTrip, Scale, ScaleBy,
 };
 use matmul::Matmul;
 use movement::{
@@ -199,6 +199,7 @@ kinds!(
     ActivationBackward,
     ActivationBackwardFromInput,
     ActivationBackwardHalf,
+    ActivationKeepingHalf,
     HalfRoundTrip,
     BinaryOp,
     Scale,

@@ -370,9 +370,9 @@ pub trait Device {
     /// [`Precision::F16`] (`nn::Kept`; a dense layer's products would round
     /// those values anyway, a convolution's weight gradient reads its input
     /// rounded where the f32 convolution read it exact). Made by
-    /// [`Device::to_half`]; only [`Device::half_to_f32`],
-    /// [`Device::matmul_half`] and [`Device::activation_backward_half`]
-    /// read them. (The CPU device
+    /// [`Device::to_half`] (or [`Device::activation_keeping_half`]); only
+    /// [`Device::half_to_f32`], [`Device::matmul_half`] and
+    /// [`Device::activation_backward_half`] read them. (The CPU device
     /// stores the rounded values as f32.)
     type Half: Tensor;
 
@@ -533,6 +533,21 @@ pub trait Device {
         act: Activation,
     ) -> Result<Self::Tensor> {
         self.activation_backward(&self.half_to_f32(y)?, dy, act)
+    }
+    /// [`Device::activation`] and, in f16, the tensor an activation's
+    /// derivative is later taken from: `x` where `act`
+    /// [`Activation::keeps_input`], else the output. The same as
+    /// `to_half` of that tensor after `activation`, which is what it
+    /// computes unless the device overrides it (a GPU writes the output and
+    /// the halves in one pass).
+    fn activation_keeping_half(
+        &self,
+        x: &Self::Tensor,
+        act: Activation,
+    ) -> Result<(Self::Tensor, Self::Half)> {
+        let y = self.activation(x, act)?;
+        let kept = self.to_half(if act.keeps_input() { x } else { &y })?;
+        Ok((y, kept))
     }
     /// `dy · act'(x)` from the activation's input `x` (every activation;
     /// the only way for those that [`Activation::keeps_input`]).

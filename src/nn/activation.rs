@@ -23,11 +23,11 @@ impl<D: Device> Act<D> {
 
 impl<D: Device> Layer<D> for Act<D> {
     fn forward(&mut self, dev: &D, x: &D::Tensor, train: bool) -> Result<D::Tensor> {
-        let y = dev.activation(x, self.act)?;
-        if train {
-            let kept = if self.act.keeps_input() { x } else { &y };
-            self.kept = Some(Kept::new(dev, kept.clone())?);
+        if !train {
+            return dev.activation(x, self.act);
         }
+        let (y, kept) = Kept::activation(dev, x, self.act)?;
+        self.kept = Some(kept);
         Ok(y)
     }
 

@@ -35,6 +35,24 @@ impl<D: Device> Kept<D> {
         })
     }
 
+    /// `act(x)`, and what an activation's derivative is taken from (`x`
+    /// where `act` [`Activation::keeps_input`], else the output) kept as
+    /// the device's precision asks: under `F16` in the same pass on a GPU
+    /// ([`Device::activation_keeping_half`]).
+    pub fn activation(dev: &D, x: &D::Tensor, act: Activation) -> Result<(D::Tensor, Self)> {
+        Ok(match dev.precision() {
+            Precision::F32 => {
+                let y = dev.activation(x, act)?;
+                let kept = if act.keeps_input() { x } else { &y };
+                (y.clone(), Kept::Full(kept.clone()))
+            }
+            Precision::F16 => {
+                let (y, kept) = dev.activation_keeping_half(x, act)?;
+                (y, Kept::Half(kept))
+            }
+        })
+    }
+
     /// The kept tensor's shape.
     pub fn shape(&self) -> &Shape {
         match self {

@@ -778,6 +778,14 @@ impl Device for GpuDevice {
         kernels::half::activation_backward_half(self, y, dy, act)
     }
 
+    fn activation_keeping_half(
+        &self,
+        x: &GpuTensor,
+        act: Activation,
+    ) -> Result<(GpuTensor, GpuHalf)> {
+        kernels::half::activation_keeping_half(self, x, act)
+    }
+
     fn activation_backward_from_input(
         &self,
         x: &GpuTensor,

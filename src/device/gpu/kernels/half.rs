@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use super::matmul::{f16_copy, PadParams, Source};
+use super::matmul::{f16_copy, kept_f16_copy, PadParams, Source};
 use super::{launch, u32_of};
+use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::{GpuDevice, GpuHalf, GpuTensor};
 use crate::device::{Activation, Tensor};
 use crate::error::Result;
@@ -13,18 +14,79 @@ use crate::shader;
 /// `t` in f16: the copy a product made of it, read as `[rows, last
 /// dimension]` unpadded, or a new one (which such a product will find).
 pub(crate) fn to_half(dev: &GpuDevice, t: &GpuTensor) -> Result<GpuHalf> {
-    let cols = t.shape().dims().last().copied().unwrap_or(1);
-    let stored = (t.shape().numel().checked_div(cols).unwrap_or(0), cols);
+    let stored = stored_as(t);
     let buf = if t.shape().numel() == 0 {
         Arc::new(dev.ctx.alloc(4)?)
     } else {
         f16_copy(dev, Source::f32(t), stored, stored)?
     };
-    Ok(GpuHalf {
+    Ok(half_of(dev, t, buf))
+}
+
+/// `t` as a product reads it unpadded: `[rows, last dimension]`.
+fn stored_as(t: &GpuTensor) -> (usize, usize) {
+    let cols = t.shape().dims().last().copied().unwrap_or(1);
+    (t.shape().numel().checked_div(cols).unwrap_or(0), cols)
+}
+
+/// `buf`, the f16 copy of `t`, as a kept half.
+fn half_of(dev: &GpuDevice, t: &GpuTensor, buf: Arc<PooledBuffer>) -> GpuHalf {
+    GpuHalf {
         buf,
         shape: t.shape().clone(),
         origin: (t.buf.loan(), dev.copies().generation()),
-    })
+    }
+}
+
+/// `act(x)` and the f16 copy of the tensor an activation layer keeps (`x`
+/// where `act` [`Activation::keeps_input`], else the output), written in
+/// one pass: the same values as `activation` then `to_half`, and the copy
+/// is kept where `to_half` keeps its own, so a product reading the kept
+/// tensor finds it.
+pub(crate) fn activation_keeping_half(
+    dev: &GpuDevice,
+    x: &GpuTensor,
+    act: Activation,
+) -> Result<(GpuTensor, GpuHalf)> {
+    let y = dev.empty(x.shape().clone())?;
+    let keep_input = act.keeps_input();
+    let n = x.shape().numel();
+    if n == 0 {
+        let kept = to_half(dev, if keep_input { x } else { &y })?;
+        return Ok((y, kept));
+    }
+    let kept = if keep_input { x } else { &y };
+    let mut fused = false;
+    // Two words per invocation, which writes whole vec4s of y.
+    let bytes = n.div_ceil(4) as u64 * 8;
+    let buf = kept_f16_copy(
+        dev,
+        &Source::f32(kept),
+        (stored_as(kept), stored_as(kept)),
+        bytes,
+        |dst| {
+            fused = true;
+            let bindings = [(1, dst), (3, x.buf()), (4, y.buf())];
+            let constants = [
+                ("OP", act.code() as f64),
+                ("KEEP_INPUT", keep_input as u8 as f64),
+            ];
+            run(
+                dev,
+                "activation_to_half",
+                n,
+                n.div_ceil(4),
+                &constants,
+                &bindings,
+            )
+        },
+    )?;
+    let half = half_of(dev, kept, buf);
+    if fused {
+        return Ok((y, half));
+    }
+    // The input's copy was kept already (by a product that read it).
+    Ok((super::elementwise::activation(dev, x, act)?, half))
 }
 
 /// The f32 values of `t` (exact).
@@ -38,7 +100,7 @@ pub(crate) fn half_to_f32(dev: &GpuDevice, t: &GpuHalf) -> Result<GpuTensor> {
             "half_to_f32",
             n,
             n.div_ceil(2),
-            0,
+            &[],
             &[(0, &t.buf), (2, out.buf())],
         )?;
     }
@@ -63,7 +125,7 @@ pub(crate) fn activation_backward_half(
             "activation_backward_half",
             n,
             n.div_ceil(4),
-            act.code(),
+            &[("OP", act.code() as f64)],
             &bindings,
         )?;
     }
@@ -76,8 +138,8 @@ fn run(
     entry: &'static str,
     n: usize,
     threads: usize,
-    op: u32,
-    bindings: &[(u32, &crate::device::gpu::context::PooledBuffer)],
+    constants: &[(&'static str, f64)],
+    bindings: &[(u32, &PooledBuffer)],
 ) -> Result<()> {
     let n = u32_of(entry, n)?;
     // One row of n: the padded size is the size.
@@ -90,9 +152,9 @@ fn run(
     let grid = dev.ctx.grid_1d(entry, threads)?;
     launch(
         dev,
-        shader!("half"),
+        shader!("half", "f16_bits"),
         entry,
-        &[("OP", op as f64)],
+        constants,
         bindings,
         &params,
         grid,

@@ -354,6 +354,29 @@ pub(super) fn f16_copy(
     stored: (usize, usize),
     padded: (usize, usize),
 ) -> Result<Arc<PooledBuffer>> {
+    // Two halves per word, one word per invocation.
+    let words = (padded.0 * padded.1).div_ceil(2);
+    let (shader, entry) = if t.half {
+        (shader!("half", "f16_bits"), "pad_half")
+    } else {
+        (shader!("cast", "f16_bits"), "to_f16")
+    };
+    let src = t.buf;
+    kept_f16_copy(dev, &t, (stored, padded), words as u64 * 4, |dst| {
+        corner_launch(dev, shader, entry, src, dst, stored, padded, words)
+    })
+}
+
+/// The f16 copy of `t` stored as `stored` at `padded`, kept from before,
+/// or written now into `bytes` by `make` and kept for the products (and
+/// `to_half` calls) that read `t` the same way.
+pub(super) fn kept_f16_copy(
+    dev: &GpuDevice,
+    t: &Source<'_>,
+    (stored, padded): ((usize, usize), (usize, usize)),
+    bytes: u64,
+    make: impl FnOnce(&PooledBuffer) -> Result<()>,
+) -> Result<Arc<PooledBuffer>> {
     let key = CopyKey {
         source: t.key.0,
         generation: t.key.1.unwrap_or_else(|| dev.copies().generation()),
@@ -364,15 +387,8 @@ pub(super) fn f16_copy(
     if let Some(kept) = dev.copies().get(&key) {
         return Ok(kept);
     }
-    // Two halves per word, one word per invocation.
-    let words = (padded.0 * padded.1).div_ceil(2);
-    let dst = dev.ctx.alloc(words as u64 * 4)?;
-    let (shader, entry) = if t.half {
-        (shader!("half"), "pad_half")
-    } else {
-        (shader!("cast"), "to_f16")
-    };
-    corner_launch(dev, shader, entry, t.buf, &dst, stored, padded, words)?;
+    let dst = dev.ctx.alloc(bytes)?;
+    make(&dst)?;
     let copy = Arc::new(dst);
     dev.copies().insert(key, copy.clone());
     Ok(copy)
