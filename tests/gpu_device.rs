@@ -836,6 +836,94 @@ fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
     assert_eq!(first16.forward_dispatches, run32.forward_dispatches);
 }
 
+/// Under f16 the recurrent layers keep their inputs, states, cells and
+/// gates in f16: exactly half the bytes of each, and the weight's f16 copy
+/// is the one new tensor. Their gradients are the CPU's at f16 (which reads
+/// the same rounded values), and within f16's rounding of the f32 ones,
+/// which they are not equal to.
+#[test]
+fn f16_recurrent_layers_keep_their_steps_in_half_the_bytes() {
+    use wgtrain::device::gpu::tune::RnnVariant;
+    use wgtrain::nn::{Gru, Layer, Lstm, Rnn};
+    let Some(gpu) = common::fresh_gpu() else {
+        return;
+    };
+    // Untuned: tuning would time (and keep copies of) the operands.
+    let gpu = gpu
+        .with_matmul_kernel(MatmulKernel::Blocked)
+        .with_rnn_kernel(RnnVariant::Fused);
+    let Ok(f16) = gpu.with_precision(Precision::F16) else {
+        return assert_f16_refused(&gpu);
+    };
+    let (t, b, i, h) = (4, 8, 12, 16);
+    let rng = &mut ChaCha8Rng::seed_from_u64(5);
+    let mut values =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let (x, dy) = (values(t * b * i), values(t * b * h));
+    // What each layer keeps per step, in values, beside h0 (and c0):
+    // the inputs, the states, then the LSTM's cells and gates or the GRU's
+    // gates (four blocks each).
+    let kinds: [(&str, usize, Vec<usize>); 3] = [
+        ("rnn", 1, vec![t * b * i, t * b * h]),
+        (
+            "lstm",
+            4,
+            vec![t * b * i, t * b * h, t * b * h, 4 * t * b * h],
+        ),
+        ("gru", 3, vec![t * b * i, t * b * h, 4 * t * b * h]),
+    ];
+    fn step<D: Device + Counted>(
+        dev: &D,
+        kind: &str,
+        (t, b, i, h): (usize, usize, usize, usize),
+        x: &[f32],
+        dy: &[f32],
+    ) -> KeptStep {
+        let seed = &mut ChaCha8Rng::seed_from_u64(3);
+        let mut layer: Box<dyn Layer<D>> = match kind {
+            "rnn" => Box::new(Rnn::new(dev, "r", i, h, seed).unwrap()),
+            "lstm" => Box::new(Lstm::new(dev, "r", i, h, seed).unwrap()),
+            _ => Box::new(Gru::new(dev, "r", i, h, seed).unwrap()),
+        };
+        kept_step(
+            dev,
+            &mut [layer.as_mut()],
+            (x, &[t, b, i]),
+            (dy, &[t, b, h]),
+        )
+    }
+    let pool = |bytes: usize| bytes.div_ceil(256) as u64 * 256;
+    let dims = (t, b, i, h);
+    let cpu32 = CpuDevice::new();
+    let cpu16 = CpuDevice::new().with_precision(Precision::F16).unwrap();
+    for (kind, gates, kept) in kinds {
+        let run32 = step(&gpu, kind, dims, &x, &dy);
+        let run16 = step(&f16, kind, dims, &x, &dy);
+        let halved: u64 = kept.iter().map(|&n| pool(4 * n) - pool(2 * n)).sum();
+        let weight_copy = pool(i * gates * h * 2);
+        assert_eq!(
+            run16.kept + halved,
+            run32.kept + weight_copy,
+            "{kind}: each kept tensor in half the bytes, and W's f16 copy"
+        );
+        let want = step(&cpu16, kind, dims, &x, &dy).grads;
+        let exact = step(&cpu32, kind, dims, &x, &dy).grads;
+        for (at, ((g, w), e)) in run16.grads.iter().zip(&want).zip(&exact).enumerate() {
+            for (j, ((a, b), e)) in g.iter().zip(w).zip(e).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{kind}, gradient {at} [{j}]: {a} against the CPU's {b}"
+                );
+                assert!(
+                    (b - e).abs() <= 5e-3 * (1.0 + e.abs()),
+                    "{kind}, gradient {at} [{j}]: f16 {b} against f32 {e}"
+                );
+            }
+        }
+        assert_ne!(want, exact, "{kind}: rounded to f16");
+    }
+}
+
 /// A model tells its first layer that its input outlives the step, so an
 /// f16 CNN keeps no copy of the images it is given: after a training
 /// forward pass it holds the activation layer's halves, the dense layer's

@@ -171,9 +171,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub stream: bool,
     /// `f16`: round the operands of matrix products to half precision, and
-    /// keep the activations of dense, activation and convolution layers for
-    /// the backward pass in f16 (sums stay f32, and so do weights,
-    /// convolutions, recurrent states and everything else); needs a GPU with
+    /// keep the activations of dense, activation, convolution and recurrent
+    /// layers for the backward pass in f16 (sums stay f32, and so do
+    /// weights, convolutions, the forward recurrence and everything else); needs a GPU with
     /// SHADER_F16 (on the CPU it is emulated, slowly). Default f32.
     #[arg(long, value_parser = parse_precision)]
     pub precision: Option<Precision>,

@@ -10,12 +10,14 @@
 //! reads in f16 ([`crate::nn::Kept`], `Device::Half`): dense layers their
 //! input and their activation's output, activation layers their output
 //! (GELU its input), convolutions their input (but a model's first layer
-//! keeps the caller's input as it is). So those activations are
-//! stored at half the bytes, an activation's derivative reads them rounded
-//! to f16, and so does a convolution's weight gradient. Weights, optimizer
-//! state, the tensors passed between ops, the convolutions themselves, the
-//! recurrence steps and their states, norms and every other op stay f32,
-//! so the optimizer updates f32 master weights.
+//! keeps the caller's input as it is), recurrent layers their input
+//! vectors, states, and the LSTM's cells and gates or the GRU's gates. So
+//! those activations are stored at half the bytes, an activation's
+//! derivative reads them rounded to f16, and so do a convolution's weight
+//! gradient and a backward recurrence. Weights, optimizer state, the
+//! tensors passed between ops, the convolutions themselves, the forward
+//! recurrence (on exact f32 states), norms and every other op stay f32, so
+//! the optimizer updates f32 master weights.
 //!
 //! What it does to results: a normal value `a` becomes `a'` with
 //! `|a' − a| ≤ 2⁻¹¹|a|`, so where the operands are normal an output differs

@@ -31,10 +31,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::rnn::{
-    batch_of, input_and_recurrent_grads, last_state, previous_states, project_inputs,
+    batch_of, input_and_recurrent_grads, keep_inputs, last_state, previous_states, project_inputs,
     sequence_dims, RecurrentInput,
 };
-use super::{cached, init_weights, Layer, Param};
+use super::{cached, init_weights, Kept, Layer, Param};
 use crate::device::{Activation, Device, Tensor};
 use crate::error::Result;
 
@@ -77,13 +77,15 @@ pub struct Lstm<D: Device> {
     cache: Option<LstmCache<D>>,
 }
 
+/// What the backward pass reads; the step tensors in f16 under
+/// `Precision::F16` ([`Kept`]).
 struct LstmCache<D: Device> {
-    x: D::Tensor,     // [T·B, I]
-    h0: D::Tensor,    // [B, H]
-    c0: D::Tensor,    // [B, H]
-    hs: D::Tensor,    // [T, B, H]
-    cs: D::Tensor,    // [T, B, H]
-    gates: D::Tensor, // [T, B, 4H]
+    x: Kept<D>,     // [T·B, I]
+    h0: D::Tensor,  // [B, H]
+    c0: D::Tensor,  // [B, H]
+    hs: Kept<D>,    // [T, B, H]
+    cs: Kept<D>,    // [T, B, H]
+    gates: Kept<D>, // [T, B, 4H]
 }
 
 impl<D: Device> Lstm<D> {
@@ -143,12 +145,12 @@ impl<D: Device> Layer<D> for Lstm<D> {
         }
         if train {
             self.cache = Some(LstmCache {
-                x: x2,
+                x: keep_inputs(dev, x2, self.input)?,
                 h0,
                 c0,
-                hs: hs.clone(),
-                cs,
-                gates,
+                hs: Kept::new(dev, hs.clone())?,
+                cs: Kept::new(dev, cs)?,
+                gates: Kept::new(dev, gates)?,
             });
         }
         Ok(hs)
@@ -156,11 +158,12 @@ impl<D: Device> Layer<D> for Lstm<D> {
 
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
         let c = cached(&self.cache, "lstm")?;
-        let (t, b, h) = sequence_dims("lstm", &c.hs)?;
+        let (hs, cs, gates) = (c.hs.to_f32(dev)?, c.cs.to_f32(dev)?, c.gates.to_f32(dev)?);
+        let (t, b, h) = sequence_dims("lstm", &hs)?;
         let dh = dev.reshape(dy, [t, b, h])?;
-        let da = dev.lstm_backward(&c.gates, &c.cs, &c.c0, &self.recurrent_weight.value, &dh)?;
+        let da = dev.lstm_backward(&gates, &cs, &c.c0, &self.recurrent_weight.value, &dh)?;
         let da = dev.reshape(&da, [t * b, 4 * h])?;
-        let h_prev = previous_states(dev, &c.h0, &c.hs)?;
+        let h_prev = previous_states(dev, &c.h0, &hs)?;
         let params = (
             &mut self.input_weight,
             &mut self.recurrent_weight,
@@ -215,11 +218,13 @@ pub struct Gru<D: Device> {
     cache: Option<GruCache<D>>,
 }
 
+/// What the backward pass reads; the step tensors in f16 under
+/// `Precision::F16` ([`Kept`]).
 struct GruCache<D: Device> {
-    x: D::Tensor,     // [T·B, I]
-    h0: D::Tensor,    // [B, H]
-    hs: D::Tensor,    // [T, B, H]
-    gates: D::Tensor, // [T, B, 4H]: r, z, n, h_{t−1}·U_n + b_hn
+    x: Kept<D>,     // [T·B, I]
+    h0: D::Tensor,  // [B, H]
+    hs: Kept<D>,    // [T, B, H]
+    gates: Kept<D>, // [T, B, 4H]: r, z, n, h_{t−1}·U_n + b_hn
 }
 
 impl<D: Device> Gru<D> {
@@ -285,10 +290,10 @@ impl<D: Device> Layer<D> for Gru<D> {
         }
         if train {
             self.cache = Some(GruCache {
-                x: x2,
+                x: keep_inputs(dev, x2, self.input)?,
                 h0,
-                hs: hs.clone(),
-                gates,
+                hs: Kept::new(dev, hs.clone())?,
+                gates: Kept::new(dev, gates)?,
             });
         }
         Ok(hs)
@@ -296,11 +301,12 @@ impl<D: Device> Layer<D> for Gru<D> {
 
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
         let c = cached(&self.cache, "gru")?;
-        let (t, b, h) = sequence_dims("gru", &c.hs)?;
+        let (hs, gates) = (c.hs.to_f32(dev)?, c.gates.to_f32(dev)?);
+        let (t, b, h) = sequence_dims("gru", &hs)?;
         let dh = dev.reshape(dy, [t, b, h])?;
-        let h_prev = previous_states(dev, &c.h0, &c.hs)?;
+        let h_prev = previous_states(dev, &c.h0, &hs)?;
         let (dxw, dhu) = dev.gru_backward(
-            &c.gates,
+            &gates,
             &dev.reshape(&h_prev, [t, b, h])?,
             &self.recurrent_weight.value,
             &dh,

@@ -15,10 +15,11 @@ use crate::tensor::Shape;
 /// output an activation's derivative is written through
 /// ([`Kept::activation_backward`]), or through [`Kept::to_f32`] (a
 /// convolution's input for its weight gradient, an activation's input for
-/// a derivative taken from the input): the backward pass then sees them
-/// rounded to f16, as mixed precision keeps activations. Not for what must
-/// stay exact: integer indices (max pooling's), a recurrence's states (each
-/// step's input), a norm's statistics.
+/// a derivative taken from the input, a recurrent layer's states, cells
+/// and gates for its backward recurrence): the backward pass then sees
+/// them rounded to f16, as mixed precision keeps activations (the forward
+/// recurrence itself runs on the exact f32 states). Not for what must stay
+/// exact: integer indices (max pooling's, token ids), a norm's statistics.
 pub enum Kept<D: Device> {
     /// Kept as it is.
     Full(D::Tensor),

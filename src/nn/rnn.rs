@@ -9,7 +9,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{cached, init_weights, Layer, Param};
+use super::{cached, init_weights, Kept, Layer, Param};
 use crate::device::{Activation, Device, MatmulSpec, Tensor};
 use crate::error::{Error, Result};
 
@@ -31,9 +31,9 @@ pub struct Rnn<D: Device> {
 }
 
 struct Cache<D: Device> {
-    x: D::Tensor,  // [T·B, I], or ids [T·B]
+    x: Kept<D>,    // [T·B, I], or ids [T·B] (see `keep_inputs`)
     h0: D::Tensor, // [B, H]
-    hs: D::Tensor, // [T, B, H]
+    hs: Kept<D>,   // [T, B, H]
 }
 
 impl<D: Device> Rnn<D> {
@@ -157,6 +157,22 @@ pub(super) fn project_inputs<D: Device>(
     Ok((x2, dev.reshape(&xw, [t, b, n])?))
 }
 
+/// What a recurrent layer keeps of its inputs `x2` (from
+/// [`project_inputs`]) for `W`'s gradient: ids as they are (f16 would
+/// not hold every id), vectors as the precision asks ([`Kept`]), like
+/// the tensors the layer keeps for its recurrence's backward pass (its
+/// states, and the gated layers' gates and cells).
+pub(super) fn keep_inputs<D: Device>(
+    dev: &D,
+    x2: D::Tensor,
+    input: RecurrentInput,
+) -> Result<Kept<D>> {
+    match input {
+        RecurrentInput::Tokens { .. } => Ok(Kept::Full(x2)),
+        RecurrentInput::Vectors => Kept::new(dev, x2),
+    }
+}
+
 /// The state before each step as rows `[T·B, H]`: `h0`, then every state
 /// but the last (`H_prev` in `dU = H_prevᵀ·dA`).
 pub(super) fn previous_states<D: Device>(
@@ -183,14 +199,15 @@ pub(super) fn last_state<D: Device>(dev: &D, hs: &D::Tensor) -> Result<D::Tensor
 /// of its pre-activations as rows `[T·B, G·H]`: on the input side `d_input`
 /// (for `W`, `b` and the input), on the recurrent side `d_recurrent` (for
 /// `U`; the same tensor except in the GRU), the inputs as rows `x [T·B, I]`
-/// (ids `[T·B]` for [`RecurrentInput::Tokens`]) and the states before each step
+/// as [`keep_inputs`] kept them (ids `[T·B]` for
+/// [`RecurrentInput::Tokens`]) and the states before each step
 /// `h_prev [T·B, H]`. Stores them in the parameters and returns the input
 /// gradient `[T, B, I]` when `need_dx` (ids have none).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn input_and_recurrent_grads<D: Device>(
     dev: &D,
     (t, b): (usize, usize),
-    (x, h_prev): (&D::Tensor, &D::Tensor),
+    (x, h_prev): (&Kept<D>, &D::Tensor),
     (d_input, d_recurrent): (&D::Tensor, &D::Tensor),
     (input_weight, recurrent_weight, bias): (&mut Param<D>, &mut Param<D>, &mut Param<D>),
     input: RecurrentInput,
@@ -201,7 +218,8 @@ pub(super) fn input_and_recurrent_grads<D: Device>(
     bias.grad = Some(dev.sum_rows(d_input)?);
     if let RecurrentInput::Tokens { vocab } = input {
         // Row v of dW sums the rows of DA whose id is v.
-        input_weight.grad = Some(dev.scatter_add_rows(d_input, x, vocab)?);
+        let ids = x.to_f32(dev)?;
+        input_weight.grad = Some(dev.scatter_add_rows(d_input, &ids, vocab)?);
         if need_dx {
             return Err(Error::Config(
                 "token ids have no input gradient: a recurrent layer reading them must be the first".into(),
@@ -209,7 +227,7 @@ pub(super) fn input_and_recurrent_grads<D: Device>(
         }
         return Ok(None);
     }
-    input_weight.grad = Some(dev.matmul(x, d_input, None, MatmulSpec::TN)?);
+    input_weight.grad = Some(x.matmul(dev, d_input, None, MatmulSpec::TN)?);
     if !need_dx {
         return Ok(None);
     }
@@ -233,9 +251,9 @@ impl<D: Device> Layer<D> for Rnn<D> {
         }
         if train {
             self.cache = Some(Cache {
-                x: x2,
+                x: keep_inputs(dev, x2, self.input)?,
                 h0,
-                hs: hs.clone(),
+                hs: Kept::new(dev, hs.clone())?,
             });
         }
         Ok(hs)
@@ -243,11 +261,12 @@ impl<D: Device> Layer<D> for Rnn<D> {
 
     fn backward(&mut self, dev: &D, dy: &D::Tensor, need_dx: bool) -> Result<Option<D::Tensor>> {
         let c = cached(&self.cache, "rnn")?;
-        let (t, b, h) = sequence_dims("rnn", &c.hs)?;
+        let hs = c.hs.to_f32(dev)?;
+        let (t, b, h) = sequence_dims("rnn", &hs)?;
         let dh = dev.reshape(dy, [t, b, h])?;
-        let (da, _dh0) = dev.rnn_backward(&c.hs, &self.recurrent_weight.value, &dh)?;
+        let (da, _dh0) = dev.rnn_backward(&hs, &self.recurrent_weight.value, &dh)?;
         let da = dev.reshape(&da, [t * b, h])?;
-        let h_prev = previous_states(dev, &c.h0, &c.hs)?;
+        let h_prev = previous_states(dev, &c.h0, &hs)?;
         let params = (
             &mut self.input_weight,
             &mut self.recurrent_weight,
