@@ -347,6 +347,50 @@ fn recurrent_layers_reading_ids_match_their_one_hot_vectors() {
     }
 }
 
+/// Under f16 a recurrent layer keeps its token ids exact (they are not
+/// activations to round): ids past 2048, which f16 cannot hold, get the
+/// input weight's gradient in their own rows and no others.
+#[test]
+fn recurrent_layers_keep_token_ids_exact_under_f16() {
+    use wgtrain::device::Precision;
+    let dev = CpuDevice::new().with_precision(Precision::F16).unwrap();
+    let (vocab, hidden) = (4100, 3);
+    // 2049 and 4097 round to 2048 and 4096 in f16, 4099 to 4100.
+    let ids = [2049.0, 4097.0, 7.0, 4099.0];
+    let x = put(&ids, &Shape::new([2, 2]));
+    let tokens = RecurrentInput::Tokens { vocab };
+    let rng = &mut ChaCha8Rng::seed_from_u64(6);
+    let layers: [Box<dyn Layer<CpuDevice>>; 3] = [
+        Box::new(
+            Rnn::new(&dev, "l", vocab, hidden, rng)
+                .unwrap()
+                .reading(tokens),
+        ),
+        Box::new(
+            Lstm::new(&dev, "l", vocab, hidden, rng)
+                .unwrap()
+                .reading(tokens),
+        ),
+        Box::new(
+            Gru::new(&dev, "l", vocab, hidden, rng)
+                .unwrap()
+                .reading(tokens),
+        ),
+    ];
+    for mut layer in layers {
+        let y = layer.forward(&dev, &x, true).unwrap();
+        let dy = put(&random(rng, y.shape().numel(), 1.0), y.shape());
+        layer.backward(&dev, &dy, false).unwrap();
+        let dw = &layer.params()[0];
+        let g = get(dw.grad.as_ref().unwrap());
+        let width = g.len() / vocab;
+        let rows: Vec<usize> = (0..vocab)
+            .filter(|r| g[r * width..(r + 1) * width].iter().any(|&v| v != 0.0))
+            .collect();
+        assert_eq!(rows, [7, 2049, 4097, 4099], "{}", dw.name);
+    }
+}
+
 /// `Σ f(xw) ⊙ r`'s derivative in each input, by central differences.
 fn numeric_grad(xw: &[f32], r: &[f32], f: impl Fn(&[f32]) -> Vec<f32>) -> Vec<f32> {
     let objective =
