@@ -45,6 +45,11 @@ fn activate(v: f32, act: u32) -> f32 {
     }
 }
 
+// activate for four values at once.
+fn activate4(v: vec4<f32>, act: u32) -> vec4<f32> {
+    return vec4<f32>(activate(v.x, act), activate(v.y, act), activate(v.z, act), activate(v.w, act));
+}
+
 // GELU, tanh approximation (src/device/mod.rs `gelu`).
 fn gelu(v: f32) -> f32 {
     return 0.5 * v * (1.0 + tanh_stable(0.7978846 * (v + 0.044715 * v * v * v)));

@@ -23,10 +23,6 @@ override OP: u32 = 0u;
 @group(0) @binding(1) var<storage, read> y: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 
-fn activate4(v: vec4<f32>, act: u32) -> vec4<f32> {
-    return vec4<f32>(activate(v.x, act), activate(v.y, act), activate(v.z, act), activate(v.w, act));
-}
-
 @compute @workgroup_size(256)
 fn activation(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {

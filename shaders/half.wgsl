@@ -9,16 +9,17 @@
 // shaders/f16_bits.wgsl (appended).
 
 struct Params {
-    rows: u32,     // the f16 matrix
-    cols: u32,
+    rows: u32,     // the f16 matrix (activation_keeping_half: the f32 input,
+    cols: u32,     // whose halves it writes)
     rows_p: u32,   // pad_half's padded copy, rows_p ≥ rows and cols_p ≥ cols
     cols_p: u32,
 }
 var<immediate> p: Params;
 
-// Activation::code, for activation_backward_half and activation_to_half.
+// Activation::code, for activation_backward_half and
+// activation_keeping_half.
 override OP: u32 = 0u;
-// activation_to_half: keep the input (Activation::keeps_input), not the
+// activation_keeping_half: keep the input (Activation::keeps_input), not the
 // output.
 override KEEP_INPUT: bool = false;
 
@@ -101,7 +102,7 @@ fn activation_backward_half(@builtin(global_invocation_id) gid: vec3<u32>,
 // Values past the tensor's end are kept as zeros (the last vec4 may run
 // into the buffers' padding; the launcher sizes dst for whole vec4s).
 @compute @workgroup_size(256)
-fn activation_to_half(@builtin(global_invocation_id) gid: vec3<u32>,
+fn activation_keeping_half(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     let n = p.rows * p.cols;
@@ -109,7 +110,7 @@ fn activation_to_half(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let x = in4[i];
-    let y = vec4<f32>(activate(x.x, OP), activate(x.y, OP), activate(x.z, OP), activate(x.w, OP));
+    let y = activate4(x, OP);
     out4[i] = y;
     var kept = select(y, x, KEEP_INPUT);
     var bits: array<u32, 4>;

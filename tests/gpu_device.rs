@@ -584,10 +584,13 @@ fn half_tensors_round_like_the_cpu_and_read_back_exactly() {
 #[test]
 fn an_activation_writes_its_f16_copy_in_the_same_pass() {
     use wgtrain::device::Activation;
-    // A device of its own: the dispatches are counted.
+    // A device of its own: the dispatches are counted. Poisoned, so that a
+    // value the kernel fails to write cannot come from a pool buffer that
+    // held the right one.
     let Some(gpu) = common::fresh_gpu() else {
         return;
     };
+    let gpu = gpu.with_poisoned_allocations();
     let mut values = f16_edge_cases();
     let rng = &mut ChaCha8Rng::seed_from_u64(9);
     while values.len() < 1030 {
@@ -628,9 +631,10 @@ fn an_activation_writes_its_f16_copy_in_the_same_pass() {
     // pass then only activates.
     let x = gpu.upload(&values[..1030], [10, 103]).unwrap();
     let kept_before = gpu.to_half(&x).unwrap();
-    let before = dispatches();
+    let (before, copies) = (dispatches(), gpu.kept_operand_copies());
     let (y, half) = gpu.activation_keeping_half(&x, Activation::Gelu).unwrap();
     assert_eq!(dispatches() - before, 1);
+    assert_eq!(gpu.kept_operand_copies(), copies, "no second copy made");
     let want_y = gpu.activation(&x, Activation::Gelu).unwrap();
     assert_eq!(bits(&y), bits(&want_y));
     let read = |h| bits(&gpu.half_to_f32(h).unwrap());
@@ -838,9 +842,10 @@ fn f16_convolutions_and_activations_keep_their_tensors_in_half_the_bytes() {
 
 /// Under f16 the recurrent layers keep their inputs, states, cells and
 /// gates in f16: exactly half the bytes of each, and the weight's f16 copy
-/// is the one new tensor. Their gradients are the CPU's at f16 (which reads
-/// the same rounded values), and within f16's rounding of the f32 ones,
-/// which they are not equal to.
+/// is the one new tensor. Their gradients are close to the CPU's at f16
+/// (which rounds the same way, though a last-bit difference in a tanh or
+/// sigmoid can round to the neighbouring half), and within f16's rounding
+/// of the f32 ones.
 #[test]
 fn f16_recurrent_layers_keep_their_steps_in_half_the_bytes() {
     use wgtrain::device::gpu::tune::RnnVariant;
@@ -849,7 +854,9 @@ fn f16_recurrent_layers_keep_their_steps_in_half_the_bytes() {
         return;
     };
     // Untuned: tuning would time (and keep copies of) the operands.
+    // Poisoned: no value left unwritten can pass for a right one.
     let gpu = gpu
+        .with_poisoned_allocations()
         .with_matmul_kernel(MatmulKernel::Blocked)
         .with_rnn_kernel(RnnVariant::Fused);
     let Ok(f16) = gpu.with_precision(Precision::F16) else {
@@ -910,8 +917,11 @@ fn f16_recurrent_layers_keep_their_steps_in_half_the_bytes() {
         let exact = step(&cpu32, kind, dims, &x, &dy).grads;
         for (at, ((g, w), e)) in run16.grads.iter().zip(&want).zip(&exact).enumerate() {
             for (j, ((a, b), e)) in g.iter().zip(w).zip(e).enumerate() {
+                // One kept value a half apart moves a gradient by about
+                // 2^-11 of one term: within 1e-3, where a wrong tensor
+                // read back is off by O(1).
                 assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    (a - b).abs() <= 1e-3 * (1.0 + b.abs()),
                     "{kind}, gradient {at} [{j}]: {a} against the CPU's {b}"
                 );
                 assert!(
@@ -920,7 +930,7 @@ fn f16_recurrent_layers_keep_their_steps_in_half_the_bytes() {
                 );
             }
         }
-        assert_ne!(want, exact, "{kind}: rounded to f16");
+        assert_ne!(want, exact, "{kind}: f16 changed the gradients");
     }
 }
 

@@ -474,7 +474,7 @@ proptest! {
         let bv = random(seed ^ 2, n);
         let bias = bias.then_some(&bv[..]);
         // f16: the naive product of operands rounded by `Precision::round`
-        // (the GPU rounds in its own kernel, shaders/cast.wgsl).
+        // (the GPU rounds in its own kernels, shaders/f16_bits.wgsl).
         let round = |v: &[f32]| v.iter().map(|&x| Precision::F16.round(x)).collect::<Vec<_>>();
         for precision in [Precision::F32, Precision::F16] {
             let (a_in, b_in) = match precision {

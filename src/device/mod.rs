@@ -365,11 +365,12 @@ pub trait Device {
     /// of its f32 size); only [`Device::gather_rows_u8`] reads them.
     type Bytes: Tensor;
     /// f16 values (every f32 rounded as [`Precision::round`] does under
-    /// `F16`), stored at half the bytes on a GPU: what dense, activation
-    /// and convolution layers keep for their backward pass under
+    /// `F16`), stored at half the bytes on a GPU: what dense, activation,
+    /// convolution and recurrent layers keep for their backward pass under
     /// [`Precision::F16`] (`nn::Kept`; a dense layer's products would round
     /// those values anyway, a convolution's weight gradient reads its input
-    /// rounded where the f32 convolution read it exact). Made by
+    /// rounded where the f32 convolution read it exact, and a backward
+    /// recurrence its states, cells and gates). Made by
     /// [`Device::to_half`] (or [`Device::activation_keeping_half`]); only
     /// [`Device::half_to_f32`], [`Device::matmul_half`] and
     /// [`Device::activation_backward_half`] read them. (The CPU device

@@ -23,7 +23,10 @@
 //! `|a' − a| ≤ 2⁻¹¹|a|`, so where the operands are normal an output differs
 //! from the f32 product by at most `(2⁻¹⁰ + 2⁻²²) · Σ|aᵢ||bᵢ|` plus f32
 //! summation error. Values beyond ±65504 become infinite (a run then stops
-//! on a non-finite loss); below 2⁻¹⁴ the spacing is a fixed 2⁻²⁴ (an
+//! on a non-finite loss; a kept tensor only the backward pass reads, such
+//! as an LSTM's cells, leaves that step's loss finite and its gradients
+//! not, so the loss scaler skips the step, or without scaling the next
+//! loss is non-finite); below 2⁻¹⁴ the spacing is a fixed 2⁻²⁴ (an
 //! absolute error of at most 2⁻²⁵), and values up to 2⁻²⁵ become zero. An
 //! adapter may flush f16 subnormals to zero when the kernel reads them (WGSL
 //! allows it; llvmpipe keeps them, and `tests/gpu_device.rs` checks that

@@ -44,8 +44,12 @@ impl<D: Device> Kept<D> {
         Ok(match dev.precision() {
             Precision::F32 => {
                 let y = dev.activation(x, act)?;
-                let kept = if act.keeps_input() { x } else { &y };
-                (y.clone(), Kept::Full(kept.clone()))
+                let kept = if act.keeps_input() {
+                    x.clone()
+                } else {
+                    y.clone()
+                };
+                (y, Kept::Full(kept))
             }
             Precision::F16 => {
                 let (y, kept) = dev.activation_keeping_half(x, act)?;

@@ -10,7 +10,8 @@
 //! copying again. (Under f16 the layer keeps its input as the unpadded f16
 //! copy, `Device::to_half`, and a padded copy of that is keyed by the f32
 //! tensor it came from, so the weight gradient finds the forward's padded
-//! copy too: `GpuHalf`'s `origin`.)
+//! copy too: `GpuHalf`'s `origin`. An activation layer's f16 pass keeps
+//! the copy it writes here too, under the key `to_half` would use.)
 //!
 //! A copy is valid while its source holds the same values. Tensors are
 //! immutable once made, except under the in-place ops (the optimizer

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::matmul::{f16_copy, kept_f16_copy, PadParams, Source};
+use super::matmul::{f16_copy, f16_copy_key, PadParams, Source};
 use super::{launch, u32_of};
 use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::{GpuDevice, GpuHalf, GpuTensor};
@@ -11,8 +11,9 @@ use crate::device::{Activation, Tensor};
 use crate::error::Result;
 use crate::shader;
 
-/// `t` in f16: the copy a product made of it, read as `[rows, last
-/// dimension]` unpadded, or a new one (which such a product will find).
+/// `t` in f16: the copy a product (or an activation's pass) made of it,
+/// read as `[rows, last dimension]` unpadded, or a new one (which such a
+/// product will find).
 pub(crate) fn to_half(dev: &GpuDevice, t: &GpuTensor) -> Result<GpuHalf> {
     let stored = stored_as(t);
     let buf = if t.shape().numel() == 0 {
@@ -48,45 +49,42 @@ pub(crate) fn activation_keeping_half(
     x: &GpuTensor,
     act: Activation,
 ) -> Result<(GpuTensor, GpuHalf)> {
-    let y = dev.empty(x.shape().clone())?;
     let keep_input = act.keeps_input();
     let n = x.shape().numel();
-    if n == 0 {
-        let kept = to_half(dev, if keep_input { x } else { &y })?;
-        return Ok((y, kept));
+    if keep_input {
+        // A copy of the input kept before (by a product, or a layer that
+        // kept it): only the activation is left to compute.
+        let stored = stored_as(x);
+        let key = f16_copy_key(dev, &Source::f32(x), stored, stored);
+        // (Its own statement: the lock on the copies must be let go before
+        // `half_of` takes it again.)
+        let found = dev.copies().get(&key);
+        if let Some(buf) = found {
+            let y = super::elementwise::activation(dev, x, act)?;
+            return Ok((y, half_of(dev, x, buf)));
+        }
     }
+    let y = dev.empty(x.shape().clone())?;
     let kept = if keep_input { x } else { &y };
-    let mut fused = false;
-    // Two words per invocation, which writes whole vec4s of y.
-    let bytes = n.div_ceil(4) as u64 * 8;
-    let buf = kept_f16_copy(
-        dev,
-        &Source::f32(kept),
-        (stored_as(kept), stored_as(kept)),
-        bytes,
-        |dst| {
-            fused = true;
-            let bindings = [(1, dst), (3, x.buf()), (4, y.buf())];
-            let constants = [
-                ("OP", act.code() as f64),
-                ("KEEP_INPUT", keep_input as u8 as f64),
-            ];
-            run(
-                dev,
-                "activation_to_half",
-                n,
-                n.div_ceil(4),
-                &constants,
-                &bindings,
-            )
-        },
-    )?;
-    let half = half_of(dev, kept, buf);
-    if fused {
+    if n == 0 {
+        let half = to_half(dev, kept)?;
         return Ok((y, half));
     }
-    // The input's copy was kept already (by a product that read it).
-    Ok((super::elementwise::activation(dev, x, act)?, half))
+    // Two words per invocation, which writes a whole vec4 of y.
+    let dst = dev.ctx.alloc(n.div_ceil(4) as u64 * 8)?;
+    let bindings = [(1, &dst), (3, x.buf()), (4, y.buf())];
+    let constants = [
+        ("OP", act.code() as f64),
+        ("KEEP_INPUT", keep_input as u8 as f64),
+    ];
+    let entry = "activation_keeping_half";
+    run(dev, entry, n, n.div_ceil(4), &constants, &bindings)?;
+    let buf = Arc::new(dst);
+    let stored = stored_as(kept);
+    let key = f16_copy_key(dev, &Source::f32(kept), stored, stored);
+    dev.copies().insert(key, buf.clone());
+    let half = half_of(dev, kept, buf);
+    Ok((y, half))
 }
 
 /// The f32 values of `t` (exact).

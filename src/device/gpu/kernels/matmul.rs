@@ -346,52 +346,49 @@ fn operand<'a>(
 }
 
 /// The f16 copy of `t`, stored as `stored` (`[rows, cols]`), at `padded`:
-/// kept from an earlier product or `to_half`, or made now (cast from f32,
-/// or re-padded from halves) and kept.
+/// kept from before (an earlier product, `to_half`, or an activation that
+/// wrote it beside its output), or made now (cast from f32, or re-padded
+/// from halves) and kept.
 pub(super) fn f16_copy(
     dev: &GpuDevice,
     t: Source<'_>,
     stored: (usize, usize),
     padded: (usize, usize),
 ) -> Result<Arc<PooledBuffer>> {
+    let key = f16_copy_key(dev, &t, stored, padded);
+    if let Some(kept) = dev.copies().get(&key) {
+        return Ok(kept);
+    }
     // Two halves per word, one word per invocation.
     let words = (padded.0 * padded.1).div_ceil(2);
+    let dst = dev.ctx.alloc(words as u64 * 4)?;
     let (shader, entry) = if t.half {
         (shader!("half", "f16_bits"), "pad_half")
     } else {
         (shader!("cast", "f16_bits"), "to_f16")
     };
-    let src = t.buf;
-    kept_f16_copy(dev, &t, (stored, padded), words as u64 * 4, |dst| {
-        corner_launch(dev, shader, entry, src, dst, stored, padded, words)
-    })
+    corner_launch(dev, shader, entry, t.buf, &dst, stored, padded, words)?;
+    let copy = Arc::new(dst);
+    dev.copies().insert(key, copy.clone());
+    Ok(copy)
 }
 
-/// The f16 copy of `t` stored as `stored` at `padded`, kept from before,
-/// or written now into `bytes` by `make` and kept for the products (and
-/// `to_half` calls) that read `t` the same way.
-pub(super) fn kept_f16_copy(
+/// What the f16 copy of `t` stored as `stored`, read at `padded`, is kept
+/// under: of `t`'s values now, or for halves of the f32 tensor they came
+/// from when they were kept.
+pub(super) fn f16_copy_key(
     dev: &GpuDevice,
     t: &Source<'_>,
-    (stored, padded): ((usize, usize), (usize, usize)),
-    bytes: u64,
-    make: impl FnOnce(&PooledBuffer) -> Result<()>,
-) -> Result<Arc<PooledBuffer>> {
-    let key = CopyKey {
+    stored: (usize, usize),
+    padded: (usize, usize),
+) -> CopyKey {
+    CopyKey {
         source: t.key.0,
         generation: t.key.1.unwrap_or_else(|| dev.copies().generation()),
         precision: Precision::F16,
         stored,
         padded,
-    };
-    if let Some(kept) = dev.copies().get(&key) {
-        return Ok(kept);
     }
-    let dst = dev.ctx.alloc(bytes)?;
-    make(&dst)?;
-    let copy = Arc::new(dst);
-    dev.copies().insert(key, copy.clone());
-    Ok(copy)
 }
 
 /// `matmul_bcast`'s invocations per workgroup and workgroups across for
