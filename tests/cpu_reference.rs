@@ -131,6 +131,18 @@ fn tensors_kept_in_f16_hold_the_rounded_values() {
         .activation_backward_half(&y, &dy, Activation::Sigmoid)
         .unwrap());
     assert_close(&got, &[0.179_960_94]);
+    // An activation keeping its halves: ReLU of [-2049, 2049, 1 + 2^-11]
+    // is [0, 2049, 1 + 2^-11], kept as [0, 2048, 1]; GELU keeps its input,
+    // [-2048, 2048, 1].
+    let x = t(&[-2049.0, 2049.0, 1.0 + p(-11)], &[3]);
+    let (y, kept) = dev().activation_keeping_half(&x, Activation::Relu).unwrap();
+    assert_eq!(get(&y), [0.0, 2049.0, 1.0 + p(-11)]);
+    assert_eq!(get(&dev().half_to_f32(&kept).unwrap()), [0.0, 2048.0, 1.0]);
+    let (_, kept) = dev().activation_keeping_half(&x, Activation::Gelu).unwrap();
+    assert_eq!(
+        get(&dev().half_to_f32(&kept).unwrap()),
+        [-2048.0, 2048.0, 1.0]
+    );
 }
 
 #[test]
