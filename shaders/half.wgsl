@@ -103,7 +103,7 @@ fn activation_backward_half(@builtin(global_invocation_id) gid: vec3<u32>,
 // into the buffers' padding; the launcher sizes dst for whole vec4s).
 @compute @workgroup_size(256)
 fn activation_keeping_half(@builtin(global_invocation_id) gid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>) {
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     let n = p.rows * p.cols;
     if (i >= (n + 3u) / 4u) {
@@ -112,7 +112,7 @@ fn activation_keeping_half(@builtin(global_invocation_id) gid: vec3<u32>,
     let x = in4[i];
     let y = activate4(x, OP);
     out4[i] = y;
-    var kept = select(y, x, KEEP_INPUT);
+    let kept = select(y, x, KEEP_INPUT);
     var bits: array<u32, 4>;
     for (var j = 0u; j < 4u; j++) {
         bits[j] = select(0u, f16_bits(kept[j]), 4u * i + j < n);
