@@ -627,6 +627,18 @@ fn an_activation_writes_its_f16_copy_in_the_same_pass() {
             }
         }
     }
+    // An empty tensor: an empty output and empty halves, and no pass.
+    let empty = gpu.upload(&[], [0, 3]).unwrap();
+    let before = dispatches();
+    let (y, half) = gpu
+        .activation_keeping_half(&empty, Activation::Tanh)
+        .unwrap();
+    assert_eq!(dispatches(), before);
+    assert_eq!((y.shape(), half.shape()), (empty.shape(), empty.shape()));
+    assert!(gpu
+        .download(&gpu.half_to_f32(&half).unwrap())
+        .unwrap()
+        .is_empty());
     // A copy of the input kept before (a product read it) is reused: the
     // pass then only activates.
     let x = gpu.upload(&values[..1030], [10, 103]).unwrap();

@@ -215,18 +215,35 @@ fn text_baselines(text: &str, val_fraction: f64) -> (f64, f64) {
     )
 }
 
+/// The first `len` bytes of Pride and Prejudice, as text and as a file in a
+/// temporary directory that lives as long as the span.
+struct AustenSpan {
+    text: &'static str,
+    path: String,
+    _dir: tempfile::TempDir,
+}
+
+fn austen_span(len: usize) -> AustenSpan {
+    let dir = tempfile::tempdir().unwrap();
+    let text = &include_str!("../data/text/pride_and_prejudice.txt")[..len];
+    let path = dir.path().join(format!("austen-{len}.txt"));
+    std::fs::write(&path, text).unwrap();
+    AustenSpan {
+        text,
+        path: path.to_str().unwrap().to_string(),
+        _dir: dir,
+    }
+}
+
 #[test]
 fn cpu_rnn_austen_span() {
     // The first 200,000 characters for 20 epochs (the full text reaches 2.227
     // bits/char on its test part, README): well below a bigram model on the
     // held-out last 10% of the span.
-    let dir = tempfile::tempdir().unwrap();
-    let text = include_str!("../data/text/pride_and_prejudice.txt");
-    let path = dir.path().join("austen-200k.txt");
-    std::fs::write(&path, &text[..200_000]).unwrap();
-    let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
+    let span = austen_span(200_000);
+    let mut c = cfg(Preset::Rnn, &span.path);
     c.epochs = Some(20);
-    let (unigram, bigram) = text_baselines(&text[..200_000], c.val_fraction);
+    let (unigram, bigram) = text_baselines(span.text, c.val_fraction);
     let (_, held_out) = run(&CpuDevice::new(), c);
     let bpc = held_out.bits_per_char.unwrap();
     assert!(
@@ -240,18 +257,15 @@ fn cpu_lstm_and_gru_austen_span() {
     // The gated cells, small: 60,000 characters, hidden 64, 10 epochs at a
     // learning rate of 0.01; each
     // must land well below the bigram model on the held-out part.
-    let dir = tempfile::tempdir().unwrap();
-    let text = include_str!("../data/text/pride_and_prejudice.txt");
-    let path = dir.path().join("austen-60k.txt");
-    std::fs::write(&path, &text[..60_000]).unwrap();
+    let span = austen_span(60_000);
     for preset in [Preset::Lstm, Preset::Gru] {
-        let mut c = cfg(preset, path.to_str().unwrap());
+        let mut c = cfg(preset, &span.path);
         c.layers = preset.layers(Some(&[64]), None).unwrap();
         c.epochs = Some(10);
         c.batch_size = Some(32);
         c.seq_len = 32;
         c.optim.lr = 1e-2;
-        let (unigram, bigram) = text_baselines(&text[..60_000], c.val_fraction);
+        let (unigram, bigram) = text_baselines(span.text, c.val_fraction);
         let (_, held_out) = run(&CpuDevice::new(), c);
         let bpc = held_out.bits_per_char.unwrap();
         eprintln!("{preset}: {bpc:.3} bits/char (bigram {bigram:.3})");
@@ -350,13 +364,10 @@ fn gpu_lstm_and_gru_austen_span_f16() {
     let Ok(gpu) = gpu.with_precision(Precision::F16) else {
         return; // refused where the adapter lacks f16: tests/gpu_device.rs
     };
-    let dir = tempfile::tempdir().unwrap();
-    let text = include_str!("../data/text/pride_and_prejudice.txt");
-    let path = dir.path().join("austen-40k.txt");
-    std::fs::write(&path, &text[..40_000]).unwrap();
+    let span = austen_span(40_000);
     for preset in [Preset::Lstm, Preset::Gru] {
-        let mut c = cfg(preset, path.to_str().unwrap());
-        let (unigram, bigram) = text_baselines(&text[..40_000], c.val_fraction);
+        let mut c = cfg(preset, &span.path);
+        let (unigram, bigram) = text_baselines(span.text, c.val_fraction);
         c.layers = preset.layers(Some(&[64]), None).unwrap();
         c.seq_len = 16;
         c.epochs = Some(6);
@@ -379,16 +390,13 @@ fn gpu_rnn_austen_span() {
     // bigram model of the same training text on the held-out part (measured
     // 3.40 against 3.55; unigram 4.55).
     let Some(gpu) = common::gpu() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let text = include_str!("../data/text/pride_and_prejudice.txt");
-    let path = dir.path().join("austen-40k.txt");
-    std::fs::write(&path, &text[..40_000]).unwrap();
-    let mut c = cfg(Preset::Rnn, path.to_str().unwrap());
+    let span = austen_span(40_000);
+    let mut c = cfg(Preset::Rnn, &span.path);
     c.layers = Preset::Rnn.layers(Some(&[64]), None).unwrap();
     c.seq_len = 16;
     c.epochs = Some(6);
     c.batch_size = Some(32);
-    let (unigram, bigram) = text_baselines(&text[..40_000], c.val_fraction);
+    let (unigram, bigram) = text_baselines(span.text, c.val_fraction);
     let (_, held_out) = run(&gpu, c);
     let bpc = held_out.bits_per_char.unwrap();
     assert!(
