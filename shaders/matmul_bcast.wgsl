@@ -14,7 +14,7 @@
 // subgroupBroadcast, which is a register shuffle. A k-step of four then
 // costs BCAST_ROWS/8 loads of A and BCAST_COLS of B per invocation for
 // 4·BCAST_ROWS·BCAST_COLS FMAs, against 12 loads for 128 in matmul_vec4.
-// The block is large (up to 32×8 accumulators, which spill on a CPU: a
+// The block is large (up to 32×8 or 16×12 accumulators, which spill on a CPU: a
 // spill is still far cheaper than a load there); on hardware GPUs the
 // register file decides, and the tuner times it against the others.
 //
@@ -29,7 +29,7 @@
 // broadcast needs its source lane active.
 
 override BCAST_ROWS: u32 = 32u; // rows of C per workgroup: 8, 16 or 32
-override BCAST_COLS: u32 = 8u;  // columns of C per invocation: 4 or 8
+override BCAST_COLS: u32 = 8u;  // columns of C per invocation: 4, 8, or 12 with up to 16 rows
 override BCAST_WG: u32 = 64u;   // invocations per workgroup
 
 // What lane `lane` (0-7) of a subgroup loads for rows row8..row8+7 at
@@ -96,7 +96,8 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
     let col0 = gid.x * BCAST_COLS;
     let rb = wid.y * BCAST_ROWS;
     let lane = sid % 8u;
-    let wide = BCAST_COLS == 8u;
+    let wide = BCAST_COLS >= 8u;
+    let wider = BCAST_COLS == 12u;
     // c<g><j>: rows rb+4g..rb+4g+3, columns col0+4j..col0+4j+3.
     var c00 = mat4x4<f32>(); var c01 = mat4x4<f32>();
     var c10 = mat4x4<f32>(); var c11 = mat4x4<f32>();
@@ -106,6 +107,10 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
     var c50 = mat4x4<f32>(); var c51 = mat4x4<f32>();
     var c60 = mat4x4<f32>(); var c61 = mat4x4<f32>();
     var c70 = mat4x4<f32>(); var c71 = mat4x4<f32>();
+    // The third block of columns, where an invocation has 12 (16 rows at
+    // most: 48 accumulators a row past that spill too much).
+    var c02 = mat4x4<f32>(); var c12 = mat4x4<f32>();
+    var c22 = mat4x4<f32>(); var c32 = mat4x4<f32>();
     // The branches on override constants are resolved when the pipeline is
     // made: each block size compiles to straight-line code.
     for (var k = 0u; k < p.k; k += 4u) {
@@ -113,6 +118,10 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
         var b1 = b0;
         if (wide) {
             b1 = b_block(k, col0 + 4u);
+        }
+        var b2 = b0;
+        if (wider) {
+            b2 = b_block(k, col0 + 8u);
         }
         let p0 = a_part(k, rb, lane);
         let a0 = a_lo(p0);
@@ -123,6 +132,10 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
             c01 += b1 * a0;
             c11 += b1 * a1;
         }
+        if (wider) {
+            c02 += b2 * a0;
+            c12 += b2 * a1;
+        }
         if (BCAST_ROWS >= 16u) {
             let p1 = a_part(k, rb + 8u, lane);
             let a2 = a_lo(p1);
@@ -132,6 +145,10 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
             if (wide) {
                 c21 += b1 * a2;
                 c31 += b1 * a3;
+            }
+            if (wider) {
+                c22 += b2 * a2;
+                c32 += b2 * a3;
             }
         }
         if (BCAST_ROWS >= 32u) {
@@ -156,12 +173,16 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
     // A loop over the blocks, so that the store (bias and activation) is
     // compiled once rather than once per block: 64 copies of it made the
     // pipelines several times slower to create on lavapipe.
-    let blocks = array<mat4x4<f32>, 16>(c00, c10, c20, c30, c40, c50, c60, c70,
-                                         c01, c11, c21, c31, c41, c51, c61, c71);
+    let blocks = array<mat4x4<f32>, 20>(c00, c10, c20, c30, c40, c50, c60, c70,
+                                         c01, c11, c21, c31, c41, c51, c61, c71,
+                                         c02, c12, c22, c32);
     for (var g = 0u; g < BCAST_ROWS / 4u; g++) {
         store_block(rb + 4u * g, col0, blocks[g]);
         if (wide) {
             store_block(rb + 4u * g, col0 + 4u, blocks[8u + g]);
+        }
+        if (wider) {
+            store_block(rb + 4u * g, col0 + 8u, blocks[16u + min(g, 3u)]);
         }
     }
 }

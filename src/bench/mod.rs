@@ -124,6 +124,20 @@ pub fn workloads() -> Vec<Workload> {
             on_request: true,
             ..mm("K1-4096", "matmul 4096²", 4096, 4096, 4096, MatmulSpec::NN)
         },
+        // 76 columns, T5-V75's output layer padded: the size the 16×12
+        // `bcast` block is for (run only when named; wgtrain only).
+        Workload {
+            group: "K1-76",
+            on_request: true,
+            ..mm(
+                "K1-76",
+                "matmul 2048×128·128×76",
+                2048,
+                128,
+                76,
+                MatmulSpec::NN,
+            )
+        },
         mm(
             "K1-784",
             "matmul 128×784·784×256",

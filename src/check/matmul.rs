@@ -67,12 +67,16 @@ pub(super) fn cases() -> Vec<Case> {
             // Multiples of 4 (the vec4 kernel), with a last block of rows that
             // overlaps the one before (12, 36), and one too short for it (4).
             // Forced, the bcast family takes 8 rows at 8 (its 8×4 block),
-            // 16 rows at 12 (four past the end), 32 at 36 and 64; at 76
+            // 16 rows at 12 (four past the end), 32 at 36 and 64; at 100
             // columns 32×8 blocks take a workgroup of two subgroups of 8,
-            // the second with two invocations' worth of columns.
+            // the second with five invocations' worth of columns; at 76
+            // columns, 16×12 blocks (seven invocations of 12 in one
+            // subgroup, the last with 4 columns, the eighth none; the last
+            // block of rows 4 deep). Padded, (130, 257, 67) takes 16×12.
             (12, 16, 20),
             (36, 8, 44),
             (36, 12, 76),
+            (36, 12, 100),
             // 8 rows at 76 columns (75 padded): 8×4 blocks, 19 invocations
             // in a workgroup of three subgroups.
             (8, 12, 76),

@@ -115,7 +115,9 @@ pub enum MatmulKernel {
     Rows,
     /// Rows of A shared across a subgroup by broadcasts
     /// (shaders/matmul_bcast.wgsl), the block size by the number of rows
-    /// (8×4 up to 8 rows, 16×8 up to 16, else 32×8), for sizes that are
+    /// (8×4 up to 8 rows, 16×8 up to 16, else 32×8; 16×12 past 8 rows
+    /// where 12 columns an invocation take fewer subgroups: see
+    /// [`tune::MatmulVariant::bcast_for`]), for sizes that are
     /// multiples of 4 on adapters whose subgroups have at least 8
     /// invocations ([`GpuDevice::has_bcast_matmul`]); other products take
     /// what [`MatmulKernel::Blocked`] takes.

@@ -148,6 +148,12 @@ pub enum MatmulVariant {
     Bcast16x8,
     /// `matmul_bcast` with 32 rows per workgroup and 8 columns each.
     Bcast32x8,
+    /// `matmul_bcast` with 16 rows per workgroup and 12 columns each: a
+    /// candidate for products of more than
+    /// [`MatmulVariant::WIDE_MIN_COLUMNS`] columns, whose columns it may
+    /// cover in fewer subgroups than 8 an invocation do (76 columns: one
+    /// subgroup of 8 against two).
+    Bcast16x12,
     /// `matmul_bcast` 8×4 on copies zero-padded to multiples of 4, storing
     /// only C's own corner: sizes that are not multiples of 4, on adapters
     /// that can run `matmul_bcast`.
@@ -156,6 +162,8 @@ pub enum MatmulVariant {
     PaddedBcast16x8,
     /// `matmul_bcast` 32×8 on zero-padded copies.
     PaddedBcast32x8,
+    /// `matmul_bcast` 16×12 on zero-padded copies.
+    PaddedBcast16x12,
     /// `matmul_tile128`: 128×128 shared-memory tiles, 8×8 outputs per
     /// invocation; sizes multiples of 4, a candidate for products of more
     /// than [`MatmulVariant::TILE128_MIN`] rows and columns on hardware
@@ -175,8 +183,13 @@ impl MatmulVariant {
     /// idle.
     pub const TILE128_MIN: usize = 128;
 
+    /// The 12-column `bcast` blocks are candidates for products with more
+    /// columns than this (a power of two, so that a shape class decides
+    /// it): up to 64 columns, 8 an invocation fit one subgroup of 8 already.
+    pub const WIDE_MIN_COLUMNS: usize = 64;
+
     /// Every kernel, in the order `wgtrain tune` prints them.
-    pub const ALL: [MatmulVariant; 12] = [
+    pub const ALL: [MatmulVariant; 14] = [
         MatmulVariant::Vec4,
         MatmulVariant::Blocked,
         MatmulVariant::Tiled,
@@ -185,17 +198,21 @@ impl MatmulVariant {
         MatmulVariant::Bcast8x4,
         MatmulVariant::Bcast16x8,
         MatmulVariant::Bcast32x8,
+        MatmulVariant::Bcast16x12,
         MatmulVariant::PaddedBcast8x4,
         MatmulVariant::PaddedBcast16x8,
         MatmulVariant::PaddedBcast32x8,
+        MatmulVariant::PaddedBcast16x12,
         MatmulVariant::Tile128,
     ];
 
-    /// The three block sizes of `matmul_bcast`, smallest first.
-    pub const BCAST: [MatmulVariant; 3] = [
+    /// The block sizes of `matmul_bcast`: by rows, smallest first, then
+    /// the 12-column block.
+    pub const BCAST: [MatmulVariant; 4] = [
         MatmulVariant::Bcast8x4,
         MatmulVariant::Bcast16x8,
         MatmulVariant::Bcast32x8,
+        MatmulVariant::Bcast16x12,
     ];
 
     /// The same blocks on zero-padded copies, smallest first. Each is a
@@ -204,10 +221,11 @@ impl MatmulVariant {
     /// lavapipe: 16×8 for its input gradient, 32×8 for its weight
     /// gradient), and one fixed block per row count made a vocabulary of
     /// 75 pay more than the padding for it.
-    pub const PADDED_BCAST: [MatmulVariant; 3] = [
+    pub const PADDED_BCAST: [MatmulVariant; 4] = [
         MatmulVariant::PaddedBcast8x4,
         MatmulVariant::PaddedBcast16x8,
         MatmulVariant::PaddedBcast32x8,
+        MatmulVariant::PaddedBcast16x12,
     ];
 
     /// The kernels that can compute a product whose sizes are (`aligned`)
@@ -265,6 +283,9 @@ impl MatmulVariant {
             }
             v
         };
+        if columns <= Self::WIDE_MIN_COLUMNS {
+            v.retain(|v| v.bcast_block().is_none_or(|(_, cols)| cols != 12));
+        }
         if columns <= Self::ROWS_MAX_COLUMNS {
             v.push(MatmulVariant::Rows);
         }
@@ -282,9 +303,11 @@ impl MatmulVariant {
             MatmulVariant::Bcast8x4 => "bcast8x4",
             MatmulVariant::Bcast16x8 => "bcast16x8",
             MatmulVariant::Bcast32x8 => "bcast32x8",
+            MatmulVariant::Bcast16x12 => "bcast16x12",
             MatmulVariant::PaddedBcast8x4 => "padded_bcast8x4",
             MatmulVariant::PaddedBcast16x8 => "padded_bcast16x8",
             MatmulVariant::PaddedBcast32x8 => "padded_bcast32x8",
+            MatmulVariant::PaddedBcast16x12 => "padded_bcast16x12",
             MatmulVariant::Tile128 => "tile128",
         }
     }
@@ -297,18 +320,31 @@ impl MatmulVariant {
                 | MatmulVariant::PaddedBcast8x4
                 | MatmulVariant::PaddedBcast16x8
                 | MatmulVariant::PaddedBcast32x8
+                | MatmulVariant::PaddedBcast16x12
         )
     }
 
     /// The `matmul_bcast` variant the fixed rule takes for a product of
-    /// `rows` rows, padded (`padded`) or not: the smallest block that
-    /// covers them, up to 32.
-    pub fn bcast_for_rows(rows: usize, padded: bool) -> MatmulVariant {
+    /// `rows` rows and `columns` columns (multiples of 4), padded
+    /// (`padded`) or not: 16×12 for more than 8 rows where 12 columns an
+    /// invocation cover the columns in fewer subgroups of 8 than 8 columns
+    /// do (76 columns: one against two; on llvmpipe 1.6–1.8× as fast as
+    /// 16×8 and 32×8 there, README "Autotuned matmul kernels"), else the
+    /// smallest block that covers the rows, up to 32.
+    pub fn bcast_for(rows: usize, columns: usize, padded: bool) -> MatmulVariant {
         let family = if padded {
             Self::PADDED_BCAST
         } else {
             Self::BCAST
         };
+        let subgroups = |per_lane| {
+            let (wg, groups) =
+                crate::device::gpu::kernels::matmul::bcast_workgroups(columns, per_lane);
+            wg / 8 * groups
+        };
+        if rows > 8 && subgroups(12) < subgroups(8) {
+            return family[3];
+        }
         family
             .into_iter()
             .find(|v| v.bcast_block().is_some_and(|(r, _)| r >= rows))
@@ -322,6 +358,7 @@ impl MatmulVariant {
             MatmulVariant::Bcast8x4 | MatmulVariant::PaddedBcast8x4 => Some((8, 4)),
             MatmulVariant::Bcast16x8 | MatmulVariant::PaddedBcast16x8 => Some((16, 8)),
             MatmulVariant::Bcast32x8 | MatmulVariant::PaddedBcast32x8 => Some((32, 8)),
+            MatmulVariant::Bcast16x12 | MatmulVariant::PaddedBcast16x12 => Some((16, 12)),
             _ => None,
         }
     }
@@ -908,24 +945,37 @@ mod tests {
                 .filter_map(|v| v.bcast_block().map(|b| (b, v.padded())))
                 .collect()
         };
-        let blocks = [(8, 4), (16, 8), (32, 8)];
+        let blocks = [(8, 4), (16, 8), (32, 8), (16, 12)];
         assert_eq!(bcast(true), blocks.map(|b| (b, false)));
         assert_eq!(bcast(false), blocks.map(|b| (b, true)));
+        // 12 columns an invocation only past 64 columns.
+        let narrow = MatmulVariant::candidates(true, (2048, 64), true, false);
+        assert!(!narrow.contains(&MatmulVariant::Bcast16x12), "{narrow:?}");
         assert!(MatmulVariant::candidates(false, (2048, 75), false, false)
             .iter()
             .all(|v| v.bcast_block().is_none()));
-        // The fixed rule: the smallest block that covers the rows.
-        for (rows, padded, want) in [
-            (8, true, MatmulVariant::PaddedBcast8x4),
-            (9, true, MatmulVariant::PaddedBcast16x8),
-            (2048, true, MatmulVariant::PaddedBcast32x8),
-            (16, false, MatmulVariant::Bcast16x8),
-            (17, false, MatmulVariant::Bcast32x8),
+        // The fixed rule: the smallest block that covers the rows, or
+        // 16×12 past 8 rows where it takes fewer subgroups.
+        for (rows, columns, padded, want) in [
+            (8, 8, true, MatmulVariant::PaddedBcast8x4),
+            (9, 8, true, MatmulVariant::PaddedBcast16x8),
+            (2048, 8, true, MatmulVariant::PaddedBcast32x8),
+            (16, 64, false, MatmulVariant::Bcast16x8),
+            (17, 64, false, MatmulVariant::Bcast32x8),
+            // 76 columns: 7 invocations of 12 (one subgroup) against 10 of 8.
+            (2048, 76, true, MatmulVariant::PaddedBcast16x12),
+            (9, 96, false, MatmulVariant::Bcast16x12),
+            (8, 76, false, MatmulVariant::Bcast8x4),
+            // 97 to 128 columns: two subgroups either way.
+            (2048, 100, false, MatmulVariant::Bcast32x8),
+            (2048, 128, false, MatmulVariant::Bcast32x8),
+            // 132: 11 invocations of 12 (two subgroups) against 17 (three).
+            (2048, 132, false, MatmulVariant::Bcast16x12),
         ] {
             assert_eq!(
-                MatmulVariant::bcast_for_rows(rows, padded),
+                MatmulVariant::bcast_for(rows, columns, padded),
                 want,
-                "{rows} rows"
+                "{rows} rows, {columns} columns"
             );
         }
     }
@@ -950,6 +1000,8 @@ mod tests {
         use MatmulVariant::*;
         let software = |aligned, bcast| MatmulVariant::candidates(aligned, (64, 64), bcast, false);
         assert_eq!(software(true, true), [Bcast8x4, Bcast16x8, Bcast32x8]);
+        let wide = MatmulVariant::candidates(true, (64, 128), true, false);
+        assert_eq!(wide, [Bcast8x4, Bcast16x8, Bcast32x8, Bcast16x12]);
         assert_eq!(
             software(true, false),
             [Vec4, Blocked],

@@ -164,10 +164,10 @@ fn product(
             })?
         }
         (None, MatmulKernel::Broadcast) if aligned && bcast => {
-            MatmulVariant::bcast_for_rows(m, false)
+            MatmulVariant::bcast_for(m, n, false)
         }
         (None, MatmulKernel::Broadcast) if bcast && padded_fits => {
-            MatmulVariant::bcast_for_rows(mp, true)
+            MatmulVariant::bcast_for(mp, np, true)
         }
         (None, MatmulKernel::Blocked | MatmulKernel::Padded | MatmulKernel::Broadcast)
             if aligned =>
@@ -252,10 +252,14 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         MatmulVariant::Bcast8x4
         | MatmulVariant::Bcast16x8
         | MatmulVariant::Bcast32x8
+        | MatmulVariant::Bcast16x12
         | MatmulVariant::PaddedBcast8x4
         | MatmulVariant::PaddedBcast16x8
-        | MatmulVariant::PaddedBcast32x8 => {
+        | MatmulVariant::PaddedBcast32x8
+        | MatmulVariant::PaddedBcast16x12 => {
             let (rows, cols) = block.expect("a bcast variant");
+            // The kernel has accumulators for 12 columns in 16 rows only.
+            debug_assert!(cols != 12 || rows <= 16);
             // Whole subgroups of 8, as few invocations past the last
             // column as that allows.
             let (wg, groups) = bcast_workgroups(np, cols);
