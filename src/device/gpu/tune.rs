@@ -343,7 +343,12 @@ impl MatmulVariant {
             wg / 8 * groups
         };
         if rows > 8 && subgroups(12) < subgroups(8) {
-            return family[3];
+            if let Some(wide) = family
+                .into_iter()
+                .find(|v| v.bcast_block() == Some((16, 12)))
+            {
+                return wide;
+            }
         }
         family
             .into_iter()
