@@ -108,7 +108,7 @@ fn matmul_bcast(@builtin(global_invocation_id) gid: vec3<u32>,
     var c60 = mat4x4<f32>(); var c61 = mat4x4<f32>();
     var c70 = mat4x4<f32>(); var c71 = mat4x4<f32>();
     // The third block of columns, where an invocation has 12 (16 rows at
-    // most: 48 accumulators a row past that spill too much).
+    // most: 32 rows of 12 would be 384 accumulators an invocation).
     var c02 = mat4x4<f32>(); var c12 = mat4x4<f32>();
     var c22 = mat4x4<f32>(); var c32 = mat4x4<f32>();
     // The branches on override constants are resolved when the pipeline is

@@ -215,7 +215,7 @@ impl MatmulVariant {
         MatmulVariant::Bcast16x12,
     ];
 
-    /// The same blocks on zero-padded copies, smallest first. Each is a
+    /// The same blocks on zero-padded copies, in the same order. Each is a
     /// candidate, as the aligned blocks are: which block is fastest depends
     /// on the layout, not only on the rows (Austen's output layer on
     /// lavapipe: 16×8 for its input gradient, 32×8 for its weight
@@ -328,9 +328,10 @@ impl MatmulVariant {
     /// `rows` rows and `columns` columns (multiples of 4), padded
     /// (`padded`) or not: 16×12 for more than 8 rows where 12 columns an
     /// invocation cover the columns in fewer subgroups of 8 than 8 columns
-    /// do (76 columns: one against two; on llvmpipe 1.6–1.8× as fast as
-    /// 16×8 and 32×8 there, README "Autotuned matmul kernels"), else the
-    /// smallest block that covers the rows, up to 32.
+    /// do (76 columns: one against two; in two `wgtrain tune` tables on
+    /// llvmpipe 1.3–1.8× as fast as 16×8 there and 1.9–3.0× as fast as
+    /// 32×8, README "Autotuned matmul kernels"), else the smallest block
+    /// that covers the rows, up to 32.
     pub fn bcast_for(rows: usize, columns: usize, padded: bool) -> MatmulVariant {
         let family = if padded {
             Self::PADDED_BCAST
