@@ -93,12 +93,14 @@ pub(super) fn cases() -> Vec<Case> {
         ],
     );
     for act in Activation::ALL {
-        // The last: multiples of 4, so the vec4 and bcast kernels' epilogues.
+        // The last two: multiples of 4, so the vec4 and bcast kernels' epilogues.
         for (m, k, n, trans_a) in [
             (5, 3, 9, false),
             (33, 70, 19, true),
             (40, 64, 1, false),
             (24, 16, 12, true),
+            // 16×12 blocks forced (the third block of columns' epilogue).
+            (20, 8, 76, false),
         ] {
             let spec = MatmulSpec {
                 trans_a,

@@ -149,10 +149,9 @@ pub enum MatmulVariant {
     /// `matmul_bcast` with 32 rows per workgroup and 8 columns each.
     Bcast32x8,
     /// `matmul_bcast` with 16 rows per workgroup and 12 columns each: a
-    /// candidate for products of more than
-    /// [`MatmulVariant::WIDE_MIN_COLUMNS`] columns, whose columns it may
-    /// cover in fewer subgroups than 8 an invocation do (76 columns: one
-    /// subgroup of 8 against two).
+    /// candidate for products of [`MatmulVariant::WIDE_COLUMNS`] columns,
+    /// whose columns it may cover in one subgroup where 8 an invocation
+    /// take two (76 columns: 7 invocations against 10).
     Bcast16x12,
     /// `matmul_bcast` 8×4 on copies zero-padded to multiples of 4, storing
     /// only C's own corner: sizes that are not multiples of 4, on adapters
@@ -184,9 +183,11 @@ impl MatmulVariant {
     pub const TILE128_MIN: usize = 128;
 
     /// The 12-column `bcast` blocks are candidates for products with more
-    /// columns than this (a power of two, so that a shape class decides
-    /// it): up to 64 columns, 8 an invocation fit one subgroup of 8 already.
-    pub const WIDE_MIN_COLUMNS: usize = 64;
+    /// columns than the first and at most the second (powers of two, so
+    /// that a shape class decides it): up to 64 columns, 8 an invocation
+    /// fit one subgroup of 8 already, and past 128 nothing has measured
+    /// them (each more rows of workgroups than `bcast32x8`'s).
+    pub const WIDE_COLUMNS: (usize, usize) = (64, 128);
 
     /// Every kernel, in the order `wgtrain tune` prints them.
     pub const ALL: [MatmulVariant; 14] = [
@@ -283,7 +284,8 @@ impl MatmulVariant {
             }
             v
         };
-        if columns <= Self::WIDE_MIN_COLUMNS {
+        let (wide_min, wide_max) = Self::WIDE_COLUMNS;
+        if columns <= wide_min || columns > wide_max {
             v.retain(|v| v.bcast_block().is_none_or(|(_, cols)| cols != 12));
         }
         if columns <= Self::ROWS_MAX_COLUMNS {
@@ -326,35 +328,30 @@ impl MatmulVariant {
 
     /// The `matmul_bcast` variant the fixed rule takes for a product of
     /// `rows` rows and `columns` columns (multiples of 4), padded
-    /// (`padded`) or not: 16×12 for more than 8 rows where 12 columns an
-    /// invocation cover the columns in fewer subgroups of 8 than 8 columns
-    /// do (76 columns: one against two; in two `wgtrain tune` tables on
-    /// llvmpipe 1.3–1.8× as fast as 16×8 there and 1.9–3.0× as fast as
-    /// 32×8, README "Autotuned matmul kernels"), else the smallest block
-    /// that covers the rows, up to 32.
+    /// (`padded`) or not, when the `bcast` family is forced
+    /// (`WGTRAIN_MATMUL=bcast`, untuned): 16×12 for more than 8 rows at 68
+    /// to 96 columns, which 12 columns an invocation cover in one subgroup
+    /// where 8 take two (76 columns: 7 invocations against 10; in two
+    /// `wgtrain tune` tables on llvmpipe 1.3–1.8× as fast as 16×8 there
+    /// and 1.9–3.0× as fast as 32×8, README "Autotuned matmul kernels"),
+    /// else the smallest block that covers the rows, up to 32.
     pub fn bcast_for(rows: usize, columns: usize, padded: bool) -> MatmulVariant {
         let family = if padded {
             Self::PADDED_BCAST
         } else {
             Self::BCAST
         };
-        let subgroups = |per_lane| {
-            let (wg, groups) =
-                crate::device::gpu::kernels::matmul::bcast_workgroups(columns, per_lane);
-            wg / 8 * groups
-        };
-        if rows > 8 && subgroups(12) < subgroups(8) {
-            if let Some(wide) = family
-                .into_iter()
-                .find(|v| v.bcast_block() == Some((16, 12)))
-            {
+        let block = |size| family.into_iter().find(|v| v.bcast_block() == Some(size));
+        if rows > 8 && columns > 64 && columns <= 96 {
+            if let Some(wide) = block((16, 12)) {
                 return wide;
             }
         }
         family
             .into_iter()
-            .find(|v| v.bcast_block().is_some_and(|(r, _)| r >= rows))
-            .unwrap_or(family[2])
+            .find(|v| v.bcast_block().is_some_and(|(r, c)| r >= rows && c != 12))
+            .or_else(|| block((32, 8)))
+            .expect("every family has a 32×8 block")
     }
 
     /// `matmul_bcast`'s rows per workgroup and columns per invocation,
@@ -954,14 +951,16 @@ mod tests {
         let blocks = [(8, 4), (16, 8), (32, 8), (16, 12)];
         assert_eq!(bcast(true), blocks.map(|b| (b, false)));
         assert_eq!(bcast(false), blocks.map(|b| (b, true)));
-        // 12 columns an invocation only past 64 columns.
-        let narrow = MatmulVariant::candidates(true, (2048, 64), true, false);
-        assert!(!narrow.contains(&MatmulVariant::Bcast16x12), "{narrow:?}");
+        // 12 columns an invocation only past 64 columns, up to 128.
+        for columns in [64, 129] {
+            let v = MatmulVariant::candidates(true, (2048, columns), true, false);
+            assert!(!v.contains(&MatmulVariant::Bcast16x12), "{columns}: {v:?}");
+        }
         assert!(MatmulVariant::candidates(false, (2048, 75), false, false)
             .iter()
             .all(|v| v.bcast_block().is_none()));
         // The fixed rule: the smallest block that covers the rows, or
-        // 16×12 past 8 rows where it takes fewer subgroups.
+        // 16×12 past 8 rows at 68 to 96 columns.
         for (rows, columns, padded, want) in [
             (8, 8, true, MatmulVariant::PaddedBcast8x4),
             (9, 8, true, MatmulVariant::PaddedBcast16x8),
@@ -972,11 +971,10 @@ mod tests {
             (2048, 76, true, MatmulVariant::PaddedBcast16x12),
             (9, 96, false, MatmulVariant::Bcast16x12),
             (8, 76, false, MatmulVariant::Bcast8x4),
-            // 97 to 128 columns: two subgroups either way.
+            // 97 to 128 columns: two subgroups either way; and past 128.
             (2048, 100, false, MatmulVariant::Bcast32x8),
             (2048, 128, false, MatmulVariant::Bcast32x8),
-            // 132: 11 invocations of 12 (two subgroups) against 17 (three).
-            (2048, 132, false, MatmulVariant::Bcast16x12),
+            (2048, 132, false, MatmulVariant::Bcast32x8),
         ] {
             assert_eq!(
                 MatmulVariant::bcast_for(rows, columns, padded),

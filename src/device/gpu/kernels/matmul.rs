@@ -477,7 +477,7 @@ mod tests {
     #[test]
     fn bcast_workgroups_cover_the_columns_in_whole_subgroups() {
         for columns in (4..=2048).step_by(4) {
-            for per_lane in [4, 8] {
+            for per_lane in [4, 8, 12] {
                 let (wg, groups) = bcast_workgroups(columns, per_lane);
                 assert!(wg % 8 == 0 && (8..=64).contains(&wg), "{columns}");
                 let covered = wg * groups * per_lane;
@@ -491,6 +491,7 @@ mod tests {
         }
         assert_eq!(bcast_workgroups(76, 8), (16, 1));
         assert_eq!(bcast_workgroups(76, 4), (24, 1));
+        assert_eq!(bcast_workgroups(76, 12), (8, 1));
         assert_eq!(bcast_workgroups(784, 8), (56, 2));
         assert_eq!(bcast_workgroups(1024, 8), (64, 2));
     }
