@@ -342,7 +342,8 @@ impl MatmulVariant {
             Self::BCAST
         };
         let block = |size| family.into_iter().find(|v| v.bcast_block() == Some(size));
-        if rows > 8 && columns > 64 && columns <= 96 {
+        // Past one subgroup of 8 columns an invocation, within one of 12.
+        if rows > 8 && columns > Self::WIDE_COLUMNS.0 && columns <= 8 * 12 {
             if let Some(wide) = block((16, 12)) {
                 return wide;
             }
