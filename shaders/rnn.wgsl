@@ -92,7 +92,7 @@ fn rnn_initial_grad(@builtin(global_invocation_id) gid: vec3<u32>,
 // The other way to run a step (tune::RnnVariant::Matmul): the step's
 // product, h_{t-1}·U forward and da_{t+1}·Uᵀ backward, runs as a matmul
 // with that kernel family's tuned choice into `z`, and these kernels finish
-// the step, one invocation per element. Each also writes its step's result
+// the step, one invocation per element (or four: the `4` forms below). Each also writes its step's result
 // alone into `state`, the next step's matmul operand (a binding starts at
 // the start of its buffer, so the matmul cannot read step t of hs).
 
@@ -132,6 +132,45 @@ fn rnn_finish_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let v = g * (1.0 - y * y);
     hs[p.t * bh + e] = v;
     state[e] = v;
+}
+
+// The same two kernels four elements an invocation, where B·H is a
+// multiple of 4 (every step's slice then starts on a vec4): on a software
+// adapter each storage access is a loop over the SIMD lanes, so a vec4
+// access costs about what a scalar one does, and these make a quarter of
+// them.
+@group(0) @binding(12) var<storage, read> z4: array<vec4<f32>>;           // [B,H]
+@group(0) @binding(13) var<storage, read_write> state4: array<vec4<f32>>; // [B,H]
+
+@compute @workgroup_size(256)
+fn rnn_finish_forward4(@builtin(global_invocation_id) gid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    let bh4 = p.batch * p.hidden / 4u;
+    if (e >= bh4) {
+        return;
+    }
+    let v = tanh4(xw4[p.t * bh4 + e] + z4[e]);
+    hs4[p.t * bh4 + e] = v;
+    state4[e] = v;
+}
+
+@compute @workgroup_size(256)
+fn rnn_finish_backward4(@builtin(global_invocation_id) gid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = linear_id(gid, nwg);
+    let bh4 = p.batch * p.hidden / 4u;
+    if (e >= bh4) {
+        return;
+    }
+    var g = xw4[p.t * bh4 + e];
+    if (p.t + 1u < p.steps) {
+        g += z4[e];
+    }
+    let y = h04[p.t * bh4 + e];
+    let v = g * (1.0 - y * y);
+    hs4[p.t * bh4 + e] = v;
+    state4[e] = v;
 }
 
 // ---- vec4 variants (H a multiple of 4) ---------------------------------

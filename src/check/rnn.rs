@@ -171,13 +171,16 @@ pub(super) fn cases() -> Vec<Case> {
     // Hidden sizes 1, 5, 17 take the scalar fused kernels; 8, 12 and 32 the
     // vec4 ones (batch 3 and 6: a last block of rows that is partly
     // clamped). Through the matmul kernels, 16 × 32 is aligned to 4 and
-    // the others are not. For the whole-pass kernels (`Sequence`): 70
+    // the others are not; the kernels that finish each step take four
+    // elements an invocation where B·H is a multiple of 4 (4 × 5 too),
+    // one elsewhere (1 × 1, 2 × 5, 3 × 17). For the whole-pass kernels (`Sequence`): 70
     // steps take two dispatches; batch 19 at hidden 128 is three
     // workgroups of 8 rows, the last partly clamped; hidden 260 has 65
     // blocks of 4 units a row, so an invocation takes two per step.
     for (t, b, h) in [
         (1, 1, 1),
         (3, 2, 5),
+        (3, 4, 5),
         (6, 3, 17),
         (4, 3, 8),
         (5, 6, 12),

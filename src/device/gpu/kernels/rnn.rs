@@ -240,6 +240,23 @@ pub(super) fn f32_products(dev: &GpuDevice) -> GpuDevice {
     }
 }
 
+/// The kernel that finishes a step of B·H = `bh` elements: `scalar`, one
+/// invocation per element, or where `bh` is a multiple of 4 `vec4`, four
+/// elements an invocation; with its grid and the slots it binds: the step
+/// input (`xw`, or `dh` backward), `h` (backward only), the output over all
+/// steps (`hs`, or `da`), the step's product `z` and the step's own output.
+fn finish(
+    dev: &GpuDevice,
+    (scalar, vec4): (&'static str, &'static str),
+    bh: usize,
+) -> Result<(&'static str, [u32; 3], [u32; 5])> {
+    if bh.is_multiple_of(4) {
+        Ok((vec4, dev.ctx.grid_1d(vec4, bh / 4)?, [5, 7, 8, 12, 13]))
+    } else {
+        Ok((scalar, dev.ctx.grid_1d(scalar, bh)?, [0, 2, 3, 10, 11]))
+    }
+}
+
 /// The forward pass with each step's product `h_{t-1}·U` through
 /// [`matmul`], finished by `rnn_finish_forward`.
 fn forward_by_matmul(
@@ -249,28 +266,21 @@ fn forward_by_matmul(
     p: Params,
 ) -> Result<()> {
     let (b, h) = (p.batch as usize, p.hidden as usize);
-    let grid = dev.ctx.grid_1d("rnn_forward", b * h)?;
+    let entries = ("rnn_finish_forward", "rnn_finish_forward4");
+    let (entry, grid, [at_xw, _, at_hs, at_z, at_state]) = finish(dev, entries, b * h)?;
     let f32_dev = f32_products(dev);
     let mut state = h0.clone();
     for t in 0..steps {
         let z = matmul(&f32_dev, &state, u, None, MatmulSpec::NN)?;
         let next = dev.empty([b, h])?;
         let bindings = [
-            (0, xw.buf()),
-            (3, hs.buf()),
-            (10, z.buf()),
-            (11, next.buf()),
+            (at_xw, xw.buf()),
+            (at_hs, hs.buf()),
+            (at_z, z.buf()),
+            (at_state, next.buf()),
         ];
         let p = Params { t: t as u32, ..p };
-        launch(
-            dev,
-            shader!("rnn"),
-            "rnn_finish_forward",
-            &[],
-            &bindings,
-            &p,
-            grid,
-        );
+        launch(dev, shader!("rnn"), entry, &[], &bindings, &p, grid);
         state = next;
     }
     Ok(())
@@ -360,7 +370,8 @@ fn backward_by_matmul(
     p: Params,
 ) -> Result<GpuTensor> {
     let (b, hd) = (p.batch as usize, p.hidden as usize);
-    let grid = dev.ctx.grid_1d("rnn_backward", b * hd)?;
+    let entries = ("rnn_finish_backward", "rnn_finish_backward4");
+    let (entry, grid, [at_dh, at_h, at_da, at_z, at_state]) = finish(dev, entries, b * hd)?;
     let f32_dev = f32_products(dev);
     let mut state: Option<GpuTensor> = None;
     for t in (0..steps).rev() {
@@ -372,22 +383,14 @@ fn backward_by_matmul(
         // At the last step there is no product, and the kernel reads none:
         // dh stands in for it.
         let bindings = [
-            (0, dh.buf()),
-            (2, h.buf()),
-            (3, da.buf()),
-            (10, z.as_ref().unwrap_or(dh).buf()),
-            (11, da_t.buf()),
+            (at_dh, dh.buf()),
+            (at_h, h.buf()),
+            (at_da, da.buf()),
+            (at_z, z.as_ref().unwrap_or(dh).buf()),
+            (at_state, da_t.buf()),
         ];
         let p = Params { t: t as u32, ..p };
-        launch(
-            dev,
-            shader!("rnn"),
-            "rnn_finish_backward",
-            &[],
-            &bindings,
-            &p,
-            grid,
-        );
+        launch(dev, shader!("rnn"), entry, &[], &bindings, &p, grid);
         state = Some(da_t);
     }
     match state {
