@@ -35,6 +35,9 @@ struct Params {
     // product's m and n are the padded sizes.
     c_rows: u32,
     c_cols: u32,
+    // STEP: where its m × n matrices start in their buffers (elements; a
+    // multiple of 4).
+    step_at: u32,
 }
 var<immediate> p: Params;
 
@@ -47,6 +50,16 @@ override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 // The padded product writes its corner of C straight into C (see store4).
 override CROP: bool = false;
+// A recurrent step's epilogue (the vec4 stores only, on sizes multiples of
+// 4, never with HAS_BIAS or CROP), on m × n matrices at `step_at` of their
+// buffers: C = act(A·B + D), D read from `add4`, and C written to `copy4`
+// too; with STEP_DTANH also times 1 − Y², Y read from `y4`. An Elman step
+// is then one dispatch: forward h_t = tanh(h_{t-1}·U + xw_t), backward
+// da_t = (da_{t+1}·Uᵀ + dh_t) · (1 − h_t²), each kept at step t of the
+// sequence's tensor (`copy4`) and as C for the next step's product, which
+// cannot read the sequence's buffer while the step writes it.
+override STEP: bool = false;
+override STEP_DTANH: bool = false;
 
 // Without HAS_BIAS a placeholder buffer is bound and never read.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -213,6 +226,10 @@ fn matmul_rows(@builtin(global_invocation_id) gid: vec3<u32>,
 // falls back to matmul_blocked otherwise.
 
 @group(0) @binding(6) var<storage, read_write> c4: array<vec4<f32>>;
+// STEP's matrices; a spare buffer and the placeholder otherwise.
+@group(0) @binding(7) var<storage, read_write> copy4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> add4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> y4: array<vec4<f32>>;
 
 // With CROP the kernel runs on padded operands and C is the unpadded
 // c_rows × c_cols matrix (bound as `c`): the block is stored element by
@@ -222,8 +239,20 @@ fn store4(row: u32, col: u32, v: vec4<f32>) {
     if (HAS_BIAS) {
         s += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
     }
-    let y = vec4<f32>(
+    // C's element (row, col) of the m × n product.
+    let e = row * p.n + col;
+    if (STEP) {
+        s += add4[(p.step_at + e) / 4u];
+    }
+    var y = vec4<f32>(
         activate(s.x, ACT), activate(s.y, ACT), activate(s.z, ACT), activate(s.w, ACT));
+    if (STEP_DTANH) {
+        let h = y4[(p.step_at + e) / 4u];
+        y *= 1.0 - h * h;
+    }
+    if (STEP) {
+        copy4[(p.step_at + e) / 4u] = y;
+    }
     if (CROP) {
         if (row >= p.c_rows) {
             return;
@@ -236,7 +265,7 @@ fn store4(row: u32, col: u32, v: vec4<f32>) {
         }
         return;
     }
-    c4[(row * p.n + col) / 4u] = y;
+    c4[e / 4u] = y;
 }
 
 @compute @workgroup_size(16, 16)

@@ -1,6 +1,8 @@
 // Elman recurrence h_t = tanh(xw_t + h_{t-1}·U), one dispatch per time step
-// forward and backward, or two where the step's product runs through the
-// matmul kernels, or one for up to 64 steps (the `rnn_seq_` kernels at the
+// forward and backward, or where the step's product runs through the
+// matmul kernels one (sizes multiples of 4: the step in the product's
+// epilogue, shaders/matmul.wgsl `STEP`) or two (the product, then a kernel
+// below that finishes the step), or one for up to 64 steps (the `rnn_seq_` kernels at the
 // end; the tuner picks). The input projections xw for all steps come from
 // one matmul beforehand. Launchers: src/device/gpu/kernels/rnn.rs
 //
@@ -91,8 +93,11 @@ fn rnn_initial_grad(@builtin(global_invocation_id) gid: vec3<u32>,
 //
 // The other way to run a step (tune::RnnVariant::Matmul): the step's
 // product, h_{t-1}·U forward and da_{t+1}·Uᵀ backward, runs as a matmul
-// with that kernel family's tuned choice into `z`, and these kernels finish
-// the step, one invocation per element (or four: the `4` forms below). Each also writes its step's result
+// with that kernel family's tuned choice. Where batch and hidden size are
+// multiples of 4 (and the batch at least 8) the matmul's epilogue finishes
+// the step; elsewhere, and for the backward pass's last step, which has no
+// product, the product goes into `z` and these kernels finish the step,
+// one invocation per element (or four: the `4` forms below). Each also writes its step's result
 // alone into `state`, the next step's matmul operand (a binding starts at
 // the start of its buffer, so the matmul cannot read step t of hs).
 

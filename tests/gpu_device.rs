@@ -390,9 +390,11 @@ fn recurrence_tuning_times_each_way_once_and_stays_f32_under_f16() {
         .into_iter()
         .find(|v| wgtrain::device::gpu::tune::Variant::name(*v) == rnn.kernel)
         .unwrap();
+    // Through matmuls, a step's sum and tanh are in the product's epilogue
+    // at these sizes (multiples of 4): one dispatch a step.
     let dispatches = |way| match way {
         RnnVariant::Fused => t as u64,
-        RnnVariant::Matmul => 2 * t as u64,
+        RnnVariant::Matmul => t as u64,
         RnnVariant::Sequence => 1,
     };
     assert_eq!(forward(&tuned), (hs.clone(), dispatches(way)));
@@ -412,6 +414,18 @@ fn recurrence_tuning_times_each_way_once_and_stays_f32_under_f16() {
         assert!(worst < 1e-5, "{other:?}: {worst}");
     }
     let by_matmul = tuned.with_rnn_kernel(RnnVariant::Matmul);
+    // Backward through matmuls: the last step's finishing kernel, one
+    // product with the step in its epilogue for each step before it, and
+    // dh0's product.
+    let states = tuned.upload(&hs, [t, b, h]).unwrap();
+    let dh = tuned.upload(&values(t * b * h), [t, b, h]).unwrap();
+    let backward = || {
+        let before = by_matmul.stats().dispatches;
+        by_matmul.rnn_backward(&states, &u, &dh).unwrap();
+        by_matmul.stats().dispatches - before
+    };
+    backward(); // tunes the products
+    assert_eq!(backward(), t as u64 + 1);
     match by_matmul.with_precision(Precision::F16) {
         Ok(f16) => assert_eq!(forward(&f16).0, forward(&by_matmul).0),
         Err(_) => assert_f16_refused(&gpu),

@@ -355,6 +355,15 @@ impl MatmulVariant {
             .expect("every family has a 32×8 block")
     }
 
+    /// Whether the kernel stores C four columns at a time (shaders/matmul.wgsl
+    /// `store4`), which a recurrent step's epilogue needs (`STEP`).
+    pub fn stores_vec4(self) -> bool {
+        !matches!(
+            self,
+            MatmulVariant::Blocked | MatmulVariant::Tiled | MatmulVariant::Rows
+        )
+    }
+
     /// `matmul_bcast`'s rows per workgroup and columns per invocation,
     /// for its variants (padded or not).
     pub fn bcast_block(self) -> Option<(usize, usize)> {

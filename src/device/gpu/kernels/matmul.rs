@@ -19,6 +19,7 @@ struct Params {
     k: u32,
     c_rows: u32,
     c_cols: u32,
+    step_at: u32,
 }
 
 /// The parameters of pad.wgsl, cast.wgsl and half.wgsl: a matrix and its
@@ -39,7 +40,60 @@ pub(crate) fn matmul(
     bias: Option<&GpuTensor>,
     spec: MatmulSpec,
 ) -> Result<GpuTensor> {
-    product(dev, Source::f32(a), b, bias, spec)
+    product(dev, Source::f32(a), b, bias, spec, None)
+}
+
+/// A recurrent step's epilogue (shaders/matmul.wgsl `STEP`), on the
+/// m × n matrices at element `at` of these tensors: C = act(A·B + D),
+/// times 1 − Y² where there is a `dtanh` Y, and C written to `copy` too.
+#[derive(Clone, Copy)]
+pub(crate) struct Step<'a> {
+    pub at: usize,
+    /// D.
+    pub add: &'a GpuTensor,
+    /// Y.
+    pub dtanh: Option<&'a GpuTensor>,
+    pub copy: &'a GpuTensor,
+}
+
+/// Whether [`matmul_step`] takes an `m × k` by `k × n` product: the
+/// vec4-store kernels need every size a multiple of 4 (and m at least 8).
+pub(crate) fn takes_step(m: usize, k: usize, n: usize) -> bool {
+    is_aligned(m, k, n)
+}
+
+/// `act(A·B + D)` for an f32 `a`, with `step`'s addend and copy (see
+/// [`Step`]), as one dispatch of a vec4-store kernel: the fastest of them
+/// as tuned, or the fixed rule's where it is one (`vec4` where not).
+/// Sizes as [`takes_step`] allows, offsets multiples of 4 and inside
+/// their tensors.
+pub(crate) fn matmul_step(
+    dev: &GpuDevice,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    spec: MatmulSpec,
+    step: Step<'_>,
+) -> Result<GpuTensor> {
+    let (m, k, n) = spec.dims(a.shape(), b.shape())?;
+    let fits = |t: &GpuTensor| {
+        step.at
+            .checked_add(m * n)
+            .is_some_and(|end| end <= t.shape().numel())
+    };
+    let all_fit = fits(step.add) && fits(step.copy) && step.dtanh.is_none_or(fits);
+    if !takes_step(m, k, n) || !step.at.is_multiple_of(4) || !all_fit {
+        return Err(Error::shape(
+            "matmul step",
+            format!(
+                "{m}×{k}·{k}×{n} at element {} of {}, {} and {}",
+                step.at,
+                step.add.shape(),
+                step.copy.shape(),
+                step.dtanh.map_or("no Y".into(), |y| y.shape().to_string())
+            ),
+        ));
+    }
+    product(dev, Source::f32(a), b, None, spec, Some(step))
 }
 
 /// [`matmul`] with `a` in f16: read as it is under `Precision::F16` (the
@@ -52,7 +106,7 @@ pub(crate) fn matmul_half(
     spec: MatmulSpec,
 ) -> Result<GpuTensor> {
     match dev.precision {
-        Precision::F16 => product(dev, Source::half(a), b, bias, spec),
+        Precision::F16 => product(dev, Source::half(a), b, bias, spec, None),
         Precision::F32 => matmul(dev, &super::half::half_to_f32(dev, a)?, b, bias, spec),
     }
 }
@@ -95,6 +149,7 @@ fn product(
     b: &GpuTensor,
     bias: Option<&GpuTensor>,
     spec: MatmulSpec,
+    step: Option<Step<'_>>,
 ) -> Result<GpuTensor> {
     let (m, k, n) = spec.dims(a.shape, b.shape())?;
     if let Some(bias) = bias {
@@ -115,6 +170,8 @@ fn product(
         ("TRANS_B", flag(spec.trans_b)),
         ("HAS_BIAS", flag(bias.is_some())),
         ("ACT", spec.act.code() as f64),
+        ("STEP", flag(step.is_some())),
+        ("STEP_DTANH", flag(step.is_some_and(|s| s.dtanh.is_some()))),
     ];
     let bias_buf = bias.map_or(&*dev.placeholder, |b| b.buf());
     let product = Product {
@@ -125,6 +182,7 @@ fn product(
         dims: (m, k, n),
         spec,
         constants,
+        step,
     };
     // See shaders/matmul.wgsl for why each kernel suits which adapter.
     let aligned = is_aligned(m, k, n);
@@ -139,12 +197,16 @@ fn product(
         MatmulVariant::candidates(aligned, (m, n), bcast, hardware)
             .into_iter()
             .filter(|&v| !v.padded() || padded_fits)
+            .filter(|&v| step.is_none() || v.stores_vec4())
             .collect();
     let variant = match (&dev.tuner, dev.matmul_kernel) {
         (Some(tuner), _) => {
             let mut class = shape_class((m, k, n), spec.trans_a, spec.trans_b, bias.is_some());
             if dev.precision == Precision::F16 {
                 class.push_str(" f16");
+            }
+            if step.is_some() {
+                class.push_str(" step");
             }
             // Timed on these operands (a slice of them on a software
             // adapter, where large: `timed_dims`), on an idle GPU.
@@ -182,6 +244,11 @@ fn product(
         (None, MatmulKernel::Tile128) => MatmulVariant::Tiled,
         (None, MatmulKernel::Rows) => MatmulVariant::Rows,
     };
+    // A step's epilogue is in the vec4 stores only.
+    let variant = match step {
+        Some(_) if !variant.stores_vec4() => MatmulVariant::Vec4,
+        _ => variant,
+    };
     run(dev, variant, &product)?;
     Ok(out)
 }
@@ -195,7 +262,8 @@ struct Product<'a> {
     out: &'a GpuTensor,
     dims: (usize, usize, usize),
     spec: MatmulSpec,
-    constants: [(&'static str, f64); 4],
+    constants: [(&'static str, f64); 6],
+    step: Option<Step<'a>>,
 }
 
 /// An operand as a kernel reads it: the tensor itself, or a copy (zero
@@ -287,21 +355,33 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         k: u32_of("matmul", kp)?,
         c_rows: u32_of("matmul", m)?,
         c_cols: u32_of("matmul", n)?,
+        step_at: u32_of("matmul", p.step.map_or(0, |s| s.at))?,
     };
-    // The vec4 kernels store through `c4` (binding 6), or with CROP through
-    // `c` (3); both are bound, the one not written to a spare buffer.
     let mut bindings = vec![(at_a, a.buf()), (at_b, b.buf()), (2, p.bias)];
     if at_c == 6 {
+        // The vec4 kernels store through `c4` (binding 6), or with CROP
+        // through `c` (3), and a step's copy through `copy4` (7); all are
+        // bound, those not written to a spare buffer, and a step's D and Y
+        // (`add4`, `y4`: 8, 9) to the placeholder where there are none.
+        debug_assert!(p.step.is_none() || !crop, "a step is never padded");
         let spare = &*dev.spare;
         let (c3, c6) = if crop {
             (p.out.buf(), spare)
         } else {
             (spare, p.out.buf())
         };
-        bindings.extend([(3, c3), (6, c6)]);
+        let placeholder = &*dev.placeholder;
+        let c7 = p.step.map_or(spare, |s| s.copy.buf());
+        let d8 = p.step.map_or(placeholder, |s| s.add.buf());
+        let y9 = p
+            .step
+            .and_then(|s| s.dtanh)
+            .map_or(placeholder, |y| y.buf());
+        bindings.extend([(3, c3), (6, c6), (7, c7), (8, d8), (9, y9)]);
         constants.push(("CROP", if crop { 1.0 } else { 0.0 }));
     } else {
         debug_assert!(!crop, "only the vec4 kernels run padded");
+        debug_assert!(p.step.is_none(), "a step's epilogue is in store4");
         bindings.push((3, p.out.buf()));
     }
     // matmul_bcast is in a module of its own: it needs subgroups.

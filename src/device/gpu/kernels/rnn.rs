@@ -5,11 +5,12 @@
 //! The tuner times them per batch and hidden size, as it does the matmul
 //! kernels.
 
-use super::{launch, matmul::matmul, u32_of};
+use super::matmul::{matmul, matmul_step, takes_step, Step};
+use super::{launch, u32_of};
 use crate::device::gpu::context::PooledBuffer;
 use crate::device::gpu::tune::{rnn_class, RnnVariant};
 use crate::device::gpu::{GpuDevice, GpuTensor};
-use crate::device::{rnn_geom, same_shape, Device, MatmulSpec, Precision, Tensor};
+use crate::device::{rnn_geom, same_shape, Activation, Device, MatmulSpec, Precision, Tensor};
 use crate::error::Result;
 use crate::shader;
 use crate::tensor::Shape;
@@ -257,8 +258,10 @@ fn finish(
     }
 }
 
-/// The forward pass with each step's product `h_{t-1}·U` through
-/// [`matmul`], finished by `rnn_finish_forward`.
+/// The forward pass with each step's product `h_{t-1}·U` through the
+/// matmul kernels: with the step's sum and tanh in the product's epilogue
+/// ([`matmul_step`]) where the sizes are multiples of 4, else finished by
+/// `rnn_finish_forward`.
 fn forward_by_matmul(
     dev: &GpuDevice,
     (xw, u, h0, hs): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
@@ -266,10 +269,25 @@ fn forward_by_matmul(
     p: Params,
 ) -> Result<()> {
     let (b, h) = (p.batch as usize, p.hidden as usize);
-    let entries = ("rnn_finish_forward", "rnn_finish_forward4");
-    let (entry, grid, [at_xw, _, at_hs, at_z, at_state]) = finish(dev, entries, b * h)?;
     let f32_dev = f32_products(dev);
     let mut state = h0.clone();
+    if takes_step(b, h, h) {
+        // The step's sum and tanh in the product's own epilogue: one
+        // dispatch a step.
+        let spec = MatmulSpec::NN.with_act(Activation::Tanh);
+        for t in 0..steps {
+            let step = Step {
+                at: t * b * h,
+                add: xw,
+                dtanh: None,
+                copy: hs,
+            };
+            state = matmul_step(&f32_dev, &state, u, spec, step)?;
+        }
+        return Ok(());
+    }
+    let entries = ("rnn_finish_forward", "rnn_finish_forward4");
+    let (entry, grid, [at_xw, _, at_hs, at_z, at_state]) = finish(dev, entries, b * h)?;
     for t in 0..steps {
         let z = matmul(&f32_dev, &state, u, None, MatmulSpec::NN)?;
         let next = dev.empty([b, h])?;
@@ -361,8 +379,11 @@ fn backward_fused(
     Ok(dh0)
 }
 
-/// The backward pass with each step's product `da_{t+1}·Uᵀ` through
-/// [`matmul`], finished by `rnn_finish_backward`; returns `dh0 = da_0·Uᵀ`.
+/// The backward pass with each step's product `da_{t+1}·Uᵀ` through the
+/// matmul kernels: with the step's sum and tanh derivative in the
+/// product's epilogue ([`matmul_step`]) where the sizes are multiples of 4,
+/// else finished by `rnn_finish_backward` (the last step, which has no
+/// product, always is); returns `dh0 = da_0·Uᵀ`.
 fn backward_by_matmul(
     dev: &GpuDevice,
     (h, u, dh, da): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
@@ -373,8 +394,20 @@ fn backward_by_matmul(
     let entries = ("rnn_finish_backward", "rnn_finish_backward4");
     let (entry, grid, [at_dh, at_h, at_da, at_z, at_state]) = finish(dev, entries, b * hd)?;
     let f32_dev = f32_products(dev);
+    let fused = takes_step(b, hd, hd);
     let mut state: Option<GpuTensor> = None;
     for t in (0..steps).rev() {
+        if let (true, Some(next_da)) = (fused, &state) {
+            // The step's sum and tanh derivative in the product's epilogue.
+            let step = Step {
+                at: t * b * hd,
+                add: dh,
+                dtanh: Some(h),
+                copy: da,
+            };
+            state = Some(matmul_step(&f32_dev, next_da, u, MatmulSpec::NT, step)?);
+            continue;
+        }
         let z = match &state {
             Some(next_da) => Some(matmul(&f32_dev, next_da, u, None, MatmulSpec::NT)?),
             None => None,
