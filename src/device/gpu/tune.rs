@@ -526,9 +526,10 @@ pub fn timed_dims(
 
 /// Part of a cache file's identity with the wgtrain version: raised when
 /// a kernel changes how it runs (2: `matmul_bcast`'s workgroups in whole
-/// subgroups, `kernels::matmul::bcast_workgroups`), so that tables timed before are
-/// timed again.
-const KERNELS_REVISION: u32 = 2;
+/// subgroups, `kernels::matmul::bcast_workgroups`; 3: the Elman steps'
+/// `matmul` way in one dispatch a step, `kernels::matmul::matmul_step`),
+/// so that tables timed before are timed again.
+const KERNELS_REVISION: u32 = 3;
 
 /// Cache files larger than this are not read (they are written by wgtrain
 /// and hold a few hundred entries at most).
