@@ -1,8 +1,11 @@
 //! Times a product whose C is cropped from the padded kernel's (75
 //! columns) against the same product at 76 columns, where nothing is
 //! cropped, both with the forced `bcast` family (`matmul_bcast` 16×12 at
-//! these widths), alternating launch by launch: medians of 10-launch repetitions. What the padded kernels' store of C's corner costs.
+//! these widths), taking turns every 10 launches: the median of each
+//! width's 10-launch repetitions, and of the repetitions' ratios. What the
+//! padded kernels' store of C's corner costs.
 //! `cargo run --release --example crop_timing [repetitions] [k]`
+//! (repetitions at least 1, k a multiple of 4 so that only C is padded)
 
 use std::time::Instant;
 
@@ -14,6 +17,10 @@ fn main() -> wgtrain::Result<()> {
     let mut args = std::env::args().skip(1);
     let reps: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(15);
     let k: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(128);
+    if reps == 0 || k == 0 || !k.is_multiple_of(4) {
+        eprintln!("repetitions must be at least 1 and k a positive multiple of 4");
+        std::process::exit(2);
+    }
     let dev = GpuDevice::new()?.with_matmul_kernel(MatmulKernel::Broadcast);
     println!("adapter: {}", dev.adapter_info().name);
     let m = 2048;

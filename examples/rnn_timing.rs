@@ -1,8 +1,9 @@
 //! Times the recurrences at T5's size (32 steps, batch 64, hidden 128): the
 //! Elman cell, the LSTM and the GRU, on the default adapter, each way a
 //! step can run (`RnnVariant`): one fused dispatch per step, or the step's
-//! recurrent product through the matmul kernels and a second dispatch
-//! finishing the step, or one dispatch for the whole pass. Forward and
+//! recurrent product through the matmul kernels (the Elman step finished in
+//! the product's epilogue at this size, the gated cells' by a second
+//! dispatch), or one dispatch for the whole pass. Forward and
 //! backward passes, the ways alternating, four rounds; each figure the
 //! median of 5 passes, ending with the device idle.
 //! `cargo run --release --example rnn_timing`

@@ -226,7 +226,11 @@ fn matmul_rows(@builtin(global_invocation_id) gid: vec3<u32>,
 // falls back to matmul_blocked otherwise.
 
 @group(0) @binding(6) var<storage, read_write> c4: array<vec4<f32>>;
-// STEP's matrices; a spare buffer and the placeholder otherwise.
+// STEP's matrices; a spare buffer and the placeholder otherwise. (The
+// layout a pipeline gets is made before its constants fold the branches
+// away, so every product of the vec4-store kernels binds 2-9: 8 storage
+// buffers, WebGPU's guaranteed minimum per stage. A ninth needs another
+// entry point or module.)
 @group(0) @binding(7) var<storage, read_write> copy4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> add4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read> y4: array<vec4<f32>>;

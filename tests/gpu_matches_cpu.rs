@@ -70,6 +70,25 @@ fn check_group(group: &str) {
                     outcomes.push((format!("{way:?}"), check_case(&cpu, &forced, case)));
                 }
             }
+            // Through matmuls, the Elman step's epilogue runs in whichever
+            // kernel stores C four columns at a time: each family forced
+            // (untuned: `matmul_vec4` for Blocked, the fixed rule's `bcast`
+            // block, `matmul_tile128`).
+            if case.op.starts_with("rnn ") {
+                for kernel in [
+                    MatmulKernel::Blocked,
+                    MatmulKernel::Broadcast,
+                    MatmulKernel::Tile128,
+                ] {
+                    let forced = gpu
+                        .with_matmul_kernel(kernel)
+                        .with_rnn_kernel(RnnVariant::Matmul);
+                    outcomes.push((
+                        format!("Matmul, {kernel:?}"),
+                        check_case(&cpu, &forced, case),
+                    ));
+                }
+            }
             // Row gathers run a row per invocation on software adapters
             // (where rows allow) and an element per invocation elsewhere.
             if group == "data movement" {

@@ -170,9 +170,10 @@ pub(super) fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     // Hidden sizes 1, 5, 17 take the scalar fused kernels; 8, 12 and 32 the
     // vec4 ones (batch 3 and 6: a last block of rows that is partly
-    // clamped). Through the matmul kernels, 16 × 32 is aligned to 4 (each
-    // step's sum and tanh, or its derivative, in the product's epilogue)
-    // and the others are not; the kernels that finish each step take four
+    // clamped). Through the matmul kernels, 16 × 32 and 12 × 8 are aligned
+    // to 4 (each step's sum and tanh, or its derivative, in the product's
+    // epilogue; at 12 rows `matmul_vec4`'s last block slides back and the
+    // `bcast` blocks are partly past the batch) and the others are not; the kernels that finish each step take four
     // elements an invocation where B·H is a multiple of 4 (4 × 5 too),
     // one elsewhere (1 × 1, 2 × 5, 3 × 17). For the whole-pass kernels (`Sequence`): 70
     // steps take two dispatches; batch 19 at hidden 128 is three
@@ -186,6 +187,7 @@ pub(super) fn cases() -> Vec<Case> {
         (4, 3, 8),
         (5, 6, 12),
         (6, 16, 32),
+        (3, 12, 8),
         (70, 3, 8),
         (3, 19, 128),
         (2, 5, 260),

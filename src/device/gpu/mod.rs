@@ -149,6 +149,9 @@ pub struct GpuDevice {
     /// Bound at a kernel's writable output that this dispatch does not
     /// write (the vec4 matmuls' `c` or `c4`, see kernels/matmul.rs).
     spare: Arc<PooledBuffer>,
+    /// The same for the vec4 matmuls' step copy (`copy4`), which is
+    /// unwritten in the same dispatches as `spare`'s binding.
+    spare_copy: Arc<PooledBuffer>,
     /// The fixed rule's kernel family, used where tuning is off.
     matmul_kernel: MatmulKernel,
     /// The matmul autotuner (see [`tune`]); `None` where tuning is off or a
@@ -289,6 +292,7 @@ impl GpuDevice {
         let ctx = Arc::new(Context::new(&adapter)?);
         let placeholder = Arc::new(ctx.alloc(16)?);
         let spare = Arc::new(ctx.alloc(16)?);
+        let spare_copy = Arc::new(ctx.alloc(16)?);
         // The register-block kernels on every adapter: on an NVIDIA H200
         // too they beat the shared-memory ones by far (README "On a real
         // GPU": T3 301,351 samples/s untuned against 131,881 with
@@ -306,6 +310,7 @@ impl GpuDevice {
             ctx,
             placeholder,
             spare,
+            spare_copy,
             matmul_kernel,
             tuner,
             subgroups,
@@ -444,8 +449,9 @@ impl GpuDevice {
     /// On llvmpipe, `cargo run --release --example rnn_timing` (T5's 32
     /// steps at batch 64, hidden 128, four rounds alternating) read
     /// 10.6–17.2 ms fused and 7.4–11.4 ms through matmuls forward, and
-    /// 9.8–14.0 against 7.4–11.2 ms backward: the broadcast matmul outruns
-    /// the fused 4×4 blocks by more than the second dispatch costs. With
+    /// 9.8–14.0 against 7.4–11.2 ms backward (when that way still took a
+    /// second dispatch to finish each step): the broadcast matmul outruns
+    /// the fused 4×4 blocks by more than that dispatch cost. With
     /// tuning on, an unforced device times the ways of
     /// `tune::RnnVariant::candidates` per class.
     pub fn rnn_kernel(&self) -> RnnVariant {

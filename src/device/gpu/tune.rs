@@ -68,8 +68,11 @@ pub enum RnnVariant {
     /// One dispatch per step: the step's recurrent product and the cell's
     /// equations (or the backward step's) in one kernel.
     Fused,
-    /// The step's product as a matmul, with the matmul's own tuned kernel,
-    /// then a kernel that finishes the step: two dispatches per step.
+    /// The step's product as a matmul, with the matmul's own tuned kernel:
+    /// for the Elman cell where batch and hidden size are multiples of 4
+    /// (the batch at least 8) with the step finished in the product's
+    /// epilogue, one dispatch per step; elsewhere then a kernel that
+    /// finishes the step, two.
     Matmul,
     /// Up to [`RnnVariant::SEQUENCE_STEPS`] fused steps per dispatch: each
     /// workgroup runs them for its own rows of the batch (which never meet
@@ -358,10 +361,20 @@ impl MatmulVariant {
     /// Whether the kernel stores C four columns at a time (shaders/matmul.wgsl
     /// `store4`), which a recurrent step's epilogue needs (`STEP`).
     pub fn stores_vec4(self) -> bool {
-        !matches!(
-            self,
-            MatmulVariant::Blocked | MatmulVariant::Tiled | MatmulVariant::Rows
-        )
+        match self {
+            MatmulVariant::Vec4
+            | MatmulVariant::Padded
+            | MatmulVariant::Bcast8x4
+            | MatmulVariant::Bcast16x8
+            | MatmulVariant::Bcast32x8
+            | MatmulVariant::Bcast16x12
+            | MatmulVariant::PaddedBcast8x4
+            | MatmulVariant::PaddedBcast16x8
+            | MatmulVariant::PaddedBcast32x8
+            | MatmulVariant::PaddedBcast16x12
+            | MatmulVariant::Tile128 => true,
+            MatmulVariant::Blocked | MatmulVariant::Tiled | MatmulVariant::Rows => false,
+        }
     }
 
     /// `matmul_bcast`'s rows per workgroup and columns per invocation,

@@ -75,23 +75,38 @@ pub(crate) fn matmul_step(
     step: Step<'_>,
 ) -> Result<GpuTensor> {
     let (m, k, n) = spec.dims(a.shape(), b.shape())?;
+    let refuse = |why: String| Err(Error::shape("matmul step", why));
+    if !takes_step(m, k, n) {
+        return refuse(format!("{m}×{k}·{k}×{n}: sizes not multiples of 4"));
+    }
+    if dev.precision != Precision::F32 {
+        return refuse("operands at f16 (a step's products are f32)".into());
+    }
     let fits = |t: &GpuTensor| {
         step.at
             .checked_add(m * n)
             .is_some_and(|end| end <= t.shape().numel())
     };
-    let all_fit = fits(step.add) && fits(step.copy) && step.dtanh.is_none_or(fits);
-    if !takes_step(m, k, n) || !step.at.is_multiple_of(4) || !all_fit {
-        return Err(Error::shape(
-            "matmul step",
-            format!(
-                "{m}×{k}·{k}×{n} at element {} of {}, {} and {}",
-                step.at,
-                step.add.shape(),
-                step.copy.shape(),
-                step.dtanh.map_or("no Y".into(), |y| y.shape().to_string())
-            ),
+    let inputs = [Some(a), Some(b), Some(step.add), step.dtanh];
+    if !step.at.is_multiple_of(4) || !fits(step.add) || !fits(step.copy) {
+        return refuse(format!(
+            "{m}×{n} matrices at element {} of {} and {}",
+            step.at,
+            step.add.shape(),
+            step.copy.shape()
         ));
+    }
+    if step.dtanh.is_some_and(|y| !fits(y)) {
+        return refuse(format!("Y too short for element {}", step.at));
+    }
+    // The copy is written while the inputs are read: one buffer cannot be
+    // both in one dispatch.
+    if inputs
+        .iter()
+        .flatten()
+        .any(|t| t.buf.loan() == step.copy.buf.loan())
+    {
+        return refuse("the copy's tensor is one of the inputs".into());
     }
     product(dev, Source::f32(a), b, None, spec, Some(step))
 }
@@ -197,7 +212,7 @@ fn product(
         MatmulVariant::candidates(aligned, (m, n), bcast, hardware)
             .into_iter()
             .filter(|&v| !v.padded() || padded_fits)
-            .filter(|&v| step.is_none() || v.stores_vec4())
+            .filter(|&v| step.is_none() || (v.stores_vec4() && !v.padded()))
             .collect();
     let variant = match (&dev.tuner, dev.matmul_kernel) {
         (Some(tuner), _) => {
@@ -361,9 +376,12 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
     if at_c == 6 {
         // The vec4 kernels store through `c4` (binding 6), or with CROP
         // through `c` (3), and a step's copy through `copy4` (7); all are
-        // bound, those not written to a spare buffer, and a step's D and Y
+        // bound, those not written to spare buffers (two: WebGPU lets no
+        // two writable bindings share a buffer), and a step's D and Y
         // (`add4`, `y4`: 8, 9) to the placeholder where there are none.
-        debug_assert!(p.step.is_none() || !crop, "a step is never padded");
+        if p.step.is_some() && crop {
+            return Err(Error::Gpu("a matmul step on padded operands".into()));
+        }
         let spare = &*dev.spare;
         let (c3, c6) = if crop {
             (p.out.buf(), spare)
@@ -371,7 +389,7 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
             (spare, p.out.buf())
         };
         let placeholder = &*dev.placeholder;
-        let c7 = p.step.map_or(spare, |s| s.copy.buf());
+        let c7 = p.step.map_or(&*dev.spare_copy, |s| s.copy.buf());
         let d8 = p.step.map_or(placeholder, |s| s.add.buf());
         let y9 = p
             .step
@@ -381,7 +399,11 @@ fn run(dev: &GpuDevice, variant: MatmulVariant, p: &Product) -> Result<()> {
         constants.push(("CROP", if crop { 1.0 } else { 0.0 }));
     } else {
         debug_assert!(!crop, "only the vec4 kernels run padded");
-        debug_assert!(p.step.is_none(), "a step's epilogue is in store4");
+        if p.step.is_some() {
+            return Err(Error::Gpu(format!(
+                "a matmul step through `{entry}`, which has no step epilogue"
+            )));
+        }
         bindings.push((3, p.out.buf()));
     }
     // matmul_bcast is in a module of its own: it needs subgroups.

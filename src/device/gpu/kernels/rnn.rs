@@ -1,6 +1,7 @@
 //! Launchers for shaders/rnn.wgsl. A time step runs one of three ways
 //! (`tune::RnnVariant`): one fused dispatch, or the step's product through
-//! the matmul kernels and a second dispatch that finishes the step, or
+//! the matmul kernels, finished in the product's epilogue (batch and hidden
+//! size multiples of 4, the batch at least 8) or by a second dispatch, or
 //! (hidden sizes multiples of 4) within one dispatch for the whole pass.
 //! The tuner times them per batch and hidden size, as it does the matmul
 //! kernels.
@@ -241,27 +242,58 @@ pub(super) fn f32_products(dev: &GpuDevice) -> GpuDevice {
     }
 }
 
+/// A kernel that finishes a step, its grid, and the binding slots of what
+/// it reads and writes.
+struct Finish {
+    entry: &'static str,
+    grid: [u32; 3],
+    /// The step input: `xw`, or `dh` backward.
+    input: u32,
+    /// `h` (backward only).
+    h: u32,
+    /// The output over all steps: `hs`, or `da`.
+    all: u32,
+    /// The step's product.
+    z: u32,
+    /// The step's own output, the next step's product's operand.
+    state: u32,
+}
+
 /// The kernel that finishes a step of B·H = `bh` elements: `scalar`, one
 /// invocation per element, or where `bh` is a multiple of 4 `vec4`, four
-/// elements an invocation; with its grid and the slots it binds: the step
-/// input (`xw`, or `dh` backward), `h` (backward only), the output over all
-/// steps (`hs`, or `da`), the step's product `z` and the step's own output.
+/// elements an invocation (through the vec4 views of the same buffers).
 fn finish(
     dev: &GpuDevice,
     (scalar, vec4): (&'static str, &'static str),
     bh: usize,
-) -> Result<(&'static str, [u32; 3], [u32; 5])> {
-    if bh.is_multiple_of(4) {
-        Ok((vec4, dev.ctx.grid_1d(vec4, bh / 4)?, [5, 7, 8, 12, 13]))
+) -> Result<Finish> {
+    Ok(if bh.is_multiple_of(4) {
+        Finish {
+            entry: vec4,
+            grid: dev.ctx.grid_1d(vec4, bh / 4)?,
+            input: 5,
+            h: 7,
+            all: 8,
+            z: 12,
+            state: 13,
+        }
     } else {
-        Ok((scalar, dev.ctx.grid_1d(scalar, bh)?, [0, 2, 3, 10, 11]))
-    }
+        Finish {
+            entry: scalar,
+            grid: dev.ctx.grid_1d(scalar, bh)?,
+            input: 0,
+            h: 2,
+            all: 3,
+            z: 10,
+            state: 11,
+        }
+    })
 }
 
 /// The forward pass with each step's product `h_{t-1}·U` through the
 /// matmul kernels: with the step's sum and tanh in the product's epilogue
-/// ([`matmul_step`]) where the sizes are multiples of 4, else finished by
-/// `rnn_finish_forward`.
+/// ([`matmul_step`]) where [`takes_step`] (sizes multiples of 4, the batch
+/// at least 8), else finished by `rnn_finish_forward`.
 fn forward_by_matmul(
     dev: &GpuDevice,
     (xw, u, h0, hs): (&GpuTensor, &GpuTensor, &GpuTensor, &GpuTensor),
@@ -287,18 +319,18 @@ fn forward_by_matmul(
         return Ok(());
     }
     let entries = ("rnn_finish_forward", "rnn_finish_forward4");
-    let (entry, grid, [at_xw, _, at_hs, at_z, at_state]) = finish(dev, entries, b * h)?;
+    let f = finish(dev, entries, b * h)?;
     for t in 0..steps {
         let z = matmul(&f32_dev, &state, u, None, MatmulSpec::NN)?;
         let next = dev.empty([b, h])?;
         let bindings = [
-            (at_xw, xw.buf()),
-            (at_hs, hs.buf()),
-            (at_z, z.buf()),
-            (at_state, next.buf()),
+            (f.input, xw.buf()),
+            (f.all, hs.buf()),
+            (f.z, z.buf()),
+            (f.state, next.buf()),
         ];
         let p = Params { t: t as u32, ..p };
-        launch(dev, shader!("rnn"), entry, &[], &bindings, &p, grid);
+        launch(dev, shader!("rnn"), f.entry, &[], &bindings, &p, f.grid);
         state = next;
     }
     Ok(())
@@ -381,8 +413,8 @@ fn backward_fused(
 
 /// The backward pass with each step's product `da_{t+1}·Uᵀ` through the
 /// matmul kernels: with the step's sum and tanh derivative in the
-/// product's epilogue ([`matmul_step`]) where the sizes are multiples of 4,
-/// else finished by `rnn_finish_backward` (the last step, which has no
+/// product's epilogue ([`matmul_step`]) where [`takes_step`], else
+/// finished by `rnn_finish_backward` (the last step, which has no
 /// product, always is); returns `dh0 = da_0·Uᵀ`.
 fn backward_by_matmul(
     dev: &GpuDevice,
@@ -392,21 +424,24 @@ fn backward_by_matmul(
 ) -> Result<GpuTensor> {
     let (b, hd) = (p.batch as usize, p.hidden as usize);
     let entries = ("rnn_finish_backward", "rnn_finish_backward4");
-    let (entry, grid, [at_dh, at_h, at_da, at_z, at_state]) = finish(dev, entries, b * hd)?;
+    let f = finish(dev, entries, b * hd)?;
     let f32_dev = f32_products(dev);
     let fused = takes_step(b, hd, hd);
     let mut state: Option<GpuTensor> = None;
     for t in (0..steps).rev() {
-        if let (true, Some(next_da)) = (fused, &state) {
-            // The step's sum and tanh derivative in the product's epilogue.
-            let step = Step {
-                at: t * b * hd,
-                add: dh,
-                dtanh: Some(h),
-                copy: da,
-            };
-            state = Some(matmul_step(&f32_dev, next_da, u, MatmulSpec::NT, step)?);
-            continue;
+        if fused {
+            if let Some(next_da) = &state {
+                // The step's sum and tanh derivative in the product's
+                // epilogue.
+                let step = Step {
+                    at: t * b * hd,
+                    add: dh,
+                    dtanh: Some(h),
+                    copy: da,
+                };
+                state = Some(matmul_step(&f32_dev, next_da, u, MatmulSpec::NT, step)?);
+                continue;
+            }
         }
         let z = match &state {
             Some(next_da) => Some(matmul(&f32_dev, next_da, u, None, MatmulSpec::NT)?),
@@ -416,14 +451,14 @@ fn backward_by_matmul(
         // At the last step there is no product, and the kernel reads none:
         // dh stands in for it.
         let bindings = [
-            (at_dh, dh.buf()),
-            (at_h, h.buf()),
-            (at_da, da.buf()),
-            (at_z, z.as_ref().unwrap_or(dh).buf()),
-            (at_state, da_t.buf()),
+            (f.input, dh.buf()),
+            (f.h, h.buf()),
+            (f.all, da.buf()),
+            (f.z, z.as_ref().unwrap_or(dh).buf()),
+            (f.state, da_t.buf()),
         ];
         let p = Params { t: t as u32, ..p };
-        launch(dev, shader!("rnn"), entry, &[], &bindings, &p, grid);
+        launch(dev, shader!("rnn"), f.entry, &[], &bindings, &p, f.grid);
         state = Some(da_t);
     }
     match state {
