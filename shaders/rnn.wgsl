@@ -1,9 +1,9 @@
 // Elman recurrence h_t = tanh(xw_t + h_{t-1}·U), one dispatch per time step
 // forward and backward, or where the step's product runs through the
-// matmul kernels one (sizes multiples of 4: the step in the product's
-// epilogue, shaders/matmul.wgsl `STEP`) or two (the product, then a kernel
-// below that finishes the step), or one for up to 64 steps (the `rnn_seq_` kernels at the
-// end; the tuner picks). The input projections xw for all steps come from
+// matmul kernels one (sizes multiples of 4, the batch at least 8: the step
+// in the product's epilogue, shaders/matmul.wgsl `STEP`) or two (the
+// product, then a kernel below that finishes the step), or one for up to
+// 64 steps (the `rnn_seq_` kernels at the end; the tuner picks). The input projections xw for all steps come from
 // one matmul beforehand. Launchers: src/device/gpu/kernels/rnn.rs
 //
 // The scalar kernels below work for any hidden size; the vec4 ones at the
@@ -97,9 +97,10 @@ fn rnn_initial_grad(@builtin(global_invocation_id) gid: vec3<u32>,
 // multiples of 4 (and the batch at least 8) the matmul's epilogue finishes
 // the step; elsewhere, and for the backward pass's last step, which has no
 // product, the product goes into `z` and these kernels finish the step,
-// one invocation per element (or four: the `4` forms below). Each also writes its step's result
-// alone into `state`, the next step's matmul operand (a binding starts at
-// the start of its buffer, so the matmul cannot read step t of hs).
+// one invocation per element (or four: the `4` forms below). Each also
+// writes its step's result alone into `state`, the next step's matmul
+// operand (a binding starts at the start of its buffer, so the matmul
+// cannot read step t of hs).
 
 @group(0) @binding(10) var<storage, read> z: array<f32>;               // [B,H]
 @group(0) @binding(11) var<storage, read_write> state: array<f32>;     // [B,H]

@@ -48,11 +48,14 @@ pub(crate) fn matmul(
 /// times 1 − Y² where there is a `dtanh` Y, and C written to `copy` too.
 #[derive(Clone, Copy)]
 pub(crate) struct Step<'a> {
+    /// Where the m × n matrices start in `add`, `dtanh` and `copy`
+    /// (elements; a multiple of 4): step t of a [T, B, H] tensor.
     pub at: usize,
     /// D.
     pub add: &'a GpuTensor,
     /// Y.
     pub dtanh: Option<&'a GpuTensor>,
+    /// Where C is written too (not one of the inputs).
     pub copy: &'a GpuTensor,
 }
 
@@ -87,7 +90,6 @@ pub(crate) fn matmul_step(
             .checked_add(m * n)
             .is_some_and(|end| end <= t.shape().numel())
     };
-    let inputs = [Some(a), Some(b), Some(step.add), step.dtanh];
     if !step.at.is_multiple_of(4) || !fits(step.add) || !fits(step.copy) {
         return refuse(format!(
             "{m}×{n} matrices at element {} of {} and {}",
@@ -101,6 +103,7 @@ pub(crate) fn matmul_step(
     }
     // The copy is written while the inputs are read: one buffer cannot be
     // both in one dispatch.
+    let inputs = [Some(a), Some(b), Some(step.add), step.dtanh];
     if inputs
         .iter()
         .flatten()
