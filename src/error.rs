@@ -64,12 +64,13 @@ pub enum Error {
     Config(String),
 
     /// A file or directory could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
+        /// The underlying I/O error. Its message is this error's (not a
+        /// `source()` too, which would have reporters print it twice).
+        error: std::io::Error,
     },
 }
 
@@ -91,10 +92,10 @@ impl Error {
     }
 
     /// An [`Error::Io`] on `path`.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

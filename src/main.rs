@@ -23,14 +23,18 @@ fn main() {
     // set" when it is unset, which reads as wgtrain failing: give it a
     // private directory for this process instead.
     let runtime_dir = private_runtime_dir();
-    let result = cli::run(args);
+    let result = cli::run(args).and_then(|()| cli::console::check());
     drop(runtime_dir);
     if let Err(e) = result {
         if let Some(i) = e.downcast_ref::<cli::Interrupted>() {
-            eprintln!("{i}");
+            errln!("{i}");
             std::process::exit(130);
         }
-        eprintln!("error: {e:#}");
+        // A reader that closed the pipe (`wgtrain ... | head`) asked for no more.
+        if e.is::<cli::console::StdoutClosed>() {
+            return;
+        }
+        errln!("error: {e:#}");
         std::process::exit(1);
     }
 }

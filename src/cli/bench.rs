@@ -82,10 +82,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Budget::FULL
     };
     if !args.json {
-        println!(
+        crate::outln!(
             "{:<9} {:<44} {:<6} {:>11} {:>11} {:>11}  {:<9} adapter",
-            "workload", "what", "device", "median", "min", "max", "unit"
-        );
+            "workload",
+            "what",
+            "device",
+            "median",
+            "min",
+            "max",
+            "unit"
+        )?;
     }
     let mut records = Vec::new();
     let f16 = args.precision == Precision::F16;
@@ -117,12 +123,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             reps: 1,
         };
         if args.json {
-            println!("{}", serde_json::to_string(&record)?);
+            crate::outln!("{}", serde_json::to_string(&record)?)?;
         } else {
-            println!(
+            crate::outln!(
                 "{:<9} {:<44} {:<6} {:>11.2} {:>11} {:>11}  {:<9} {adapter}",
-                "peak", "FP32 FMA peak (register-only kernel)", "gpu", peak, "-", "-", "GFLOP/s"
-            );
+                "peak",
+                "FP32 FMA peak (register-only kernel)",
+                "gpu",
+                peak,
+                "-",
+                "-",
+                "GFLOP/s"
+            )?;
         }
         records.push(record);
         records.extend(bench_on(
@@ -173,9 +185,9 @@ fn report_changes(base: &[Record], now: &[Record], args: &BenchArgs) -> anyhow::
         text += &format!("({missing} workload(s) not in the baseline)\n");
     }
     if args.json {
-        eprint!("{text}");
+        crate::err!("{text}");
     } else {
-        print!("{text}");
+        crate::out!("{text}")?;
     }
     let slower: Vec<&str> = changes
         .iter()
@@ -222,13 +234,13 @@ fn bench_on<D: Device + 'static>(
             reps: m.reps,
         };
         if as_json {
-            println!("{}", serde_json::to_string(&record)?);
+            crate::outln!("{}", serde_json::to_string(&record)?)?;
         } else {
             let fmt = |v: f64| match w.unit {
                 Unit::GflopPerSec | Unit::GbPerSec => format!("{v:.2}"),
                 _ => format!("{v:.0}"),
             };
-            println!(
+            crate::outln!(
                 "{:<9} {:<44} {:<6} {:>11} {:>11} {:>11}  {:<9} {}",
                 w.id,
                 w.what,
@@ -238,13 +250,13 @@ fn bench_on<D: Device + 'static>(
                 fmt(m.max),
                 w.unit.label(),
                 adapter.as_deref().unwrap_or("-")
-            );
+            )?;
             if let Some(f) = of_peak {
-                println!("{:<9} {:.1}% of the measured FP32 peak", "", 100.0 * f);
+                crate::outln!("{:<9} {:.1}% of the measured FP32 peak", "", 100.0 * f)?;
             }
         }
         if args.profile && m.steps > 0 && !as_json {
-            print!("{}", wgtrain::profile::report().table(m.steps));
+            crate::out!("{}", wgtrain::profile::report().table(m.steps))?;
         }
         records.push(record);
     }

@@ -29,11 +29,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let cpu = CpuDevice::new();
     let table = !args.json;
     if table {
-        println!("checking {} against the CPU reference", gpu.name());
-        println!(
+        crate::outln!("checking {} against the CPU reference", gpu.name())?;
+        crate::outln!(
             "{:<28} {:<34} {:>11} {:>11}  result",
-            "op", "shape", "max abs err", "max rel err"
-        );
+            "op",
+            "shape",
+            "max abs err",
+            "max rel err"
+        )?;
     }
     let mut rows = Vec::new();
     let mut selected: Vec<_> = cases()
@@ -102,7 +105,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             }
             let op = format!("{}{suffix}", o.case.op);
             if table && (!args.quiet || !o.passed()) {
-                print_row(&op, &o);
+                print_row(&op, &o)?;
             }
             rows.push(CheckRow {
                 pass: o.passed(),
@@ -115,13 +118,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         }
     }
     if table {
-        println!(
+        crate::outln!(
             "\n{} of {total} checks passed on {}",
             total - failed,
             gpu.name()
-        );
+        )?;
         if skipped > 0 {
-            println!("{skipped} f16 checks skipped: the adapter has no SHADER_F16");
+            crate::outln!("{skipped} f16 checks skipped: the adapter has no SHADER_F16")?;
         }
     } else {
         let summary = CheckSummary {
@@ -131,7 +134,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             skipped_f16: skipped,
             checks: rows,
         };
-        println!("{}", serde_json::to_string(&summary)?);
+        crate::outln!("{}", serde_json::to_string(&summary)?)?;
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {total} GPU checks disagree with the CPU reference");
@@ -139,9 +142,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_row(op: &str, o: &Outcome) {
+fn print_row(op: &str, o: &Outcome) -> anyhow::Result<()> {
     match &o.result {
-        Ok(c) => println!(
+        Ok(c) => crate::outln!(
             "{:<28} {:<34} {:>11.3e} {:>11.3e}  {}",
             op,
             o.case.shape,
@@ -149,9 +152,11 @@ fn print_row(op: &str, o: &Outcome) {
             c.max_rel,
             if c.pass { "ok" } else { "FAIL" }
         ),
-        Err(e) => println!(
+        Err(e) => crate::outln!(
             "{op:<28} {:<34} {:>11} {:>11}  FAIL: {e}",
-            o.case.shape, "-", "-"
+            o.case.shape,
+            "-",
+            "-"
         ),
     }
 }

@@ -15,14 +15,14 @@ pub struct DevicesArgs {
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let (adapters, chosen) = list_adapters()?;
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string(&DevicesSummary {
                 adapters: &adapters,
                 chosen: chosen.map(|i| adapters[i].name.as_str()),
                 cpu_instruction_set: CpuDevice::instruction_set(),
             })?
-        );
+        )?;
         return Ok(());
     }
     let cpu = format!(
@@ -30,26 +30,33 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
         CpuDevice::instruction_set()
     );
     if adapters.is_empty() {
-        println!("no GPU adapters found; wgtrain will train on the CPU");
-        println!("{cpu}");
-        println!("(on Linux without a GPU: apt-get install mesa-vulkan-drivers for the lavapipe software adapter)");
+        crate::outln!("no GPU adapters found; wgtrain will train on the CPU")?;
+        crate::outln!("{cpu}")?;
+        crate::outln!("(on Linux without a GPU: apt-get install mesa-vulkan-drivers for the lavapipe software adapter)")?;
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "  {:<2} {:<40} {:<8} {:<14} driver",
-        "#", "name", "backend", "type"
-    );
+        "#",
+        "name",
+        "backend",
+        "type"
+    )?;
     for (i, a) in adapters.iter().enumerate() {
         let mark = if Some(i) == chosen { "*" } else { " " };
-        println!(
+        crate::outln!(
             "{mark} {:<2} {:<40} {:<8} {:<14} {}",
-            i, a.name, a.backend, a.device_type, a.driver
-        );
+            i,
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver
+        )?;
     }
     match chosen {
-        Some(i) => println!("\n* = used by --device gpu/auto: {}", adapters[i].name),
-        None => println!("\nno adapter matches WGTRAIN_ADAPTER; --device gpu would fail"),
-    }
-    println!("{cpu}");
+        Some(i) => crate::outln!("\n* = used by --device gpu/auto: {}", adapters[i].name),
+        None => crate::outln!("\nno adapter matches WGTRAIN_ADAPTER; --device gpu would fail"),
+    }?;
+    crate::outln!("{cpu}")?;
     Ok(())
 }

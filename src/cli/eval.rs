@@ -79,23 +79,23 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             split: what,
             test: (&e).into(),
         };
-        println!("{}", serde_json::to_string(&summary)?);
+        crate::outln!("{}", serde_json::to_string(&summary)?)?;
     } else {
-        println!(
+        crate::outln!(
             "{} ({} model: {}; {params} parameters)",
             path.display(),
             ck.meta.experiment.name(),
             format_layers(&ck.meta.model.layers)
-        );
-        println!(
+        )?;
+        crate::outln!(
             "{what}: {} samples, loss {:.4}, {}",
             e.samples,
             e.loss,
             e.headline()
-        );
+        )?;
         if let Some(cm) = &e.confusion {
             if cm.len() <= 20 {
-                print!("{}", confusion_table(cm));
+                crate::out!("{}", confusion_table(cm))?;
             }
         }
     }

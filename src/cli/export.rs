@@ -33,11 +33,12 @@ pub enum ExportFormat {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let (_, ck) = load_model_file(&args.model)?;
+    let (path, ck) = load_model_file(&args.model)?;
+    super::check_output(&args.output, &[&path])?;
     match args.format {
         ExportFormat::Onnx => export_onnx(&ck, &args.output)?,
         ExportFormat::Pytorch => export_pytorch(&ck, &args.output)?,
     }
-    println!("wrote {}", args.output.display());
+    crate::outln!("wrote {}", args.output.display())?;
     Ok(())
 }

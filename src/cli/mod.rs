@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+pub mod console;
 mod devices;
 mod eval;
 mod export;
@@ -97,13 +98,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "wgtrain",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "wgtrain", &mut script);
+            crate::out!("{}", String::from_utf8_lossy(&script))
         }
     }
 }
@@ -165,7 +163,7 @@ pub fn choose_device(arg: DeviceArg, quiet: bool) -> anyhow::Result<Chosen> {
             Err(e @ Error::Config(_)) => Err(e.into()),
             Err(e) => {
                 if !quiet {
-                    eprintln!("no usable GPU ({e}); training on the CPU");
+                    crate::errln!("no usable GPU ({e}); training on the CPU");
                 }
                 Ok(Chosen::Cpu(CpuDevice::new()))
             }
@@ -198,9 +196,9 @@ pub fn interrupted() -> bool {
 pub fn catch_interrupts() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
-            eprintln!("\nstopping after this step to save the run (Ctrl-C again to abort now)");
+            crate::errln!("\nstopping after this step to save the run (Ctrl-C again to abort now)");
         } else {
-            eprintln!("\naborted");
+            crate::errln!("\naborted");
             std::process::exit(130);
         }
     });
@@ -225,6 +223,30 @@ pub fn model_path(p: &Path) -> PathBuf {
     } else {
         p.to_path_buf()
     }
+}
+
+/// Refuses an output path that would replace one of the command's `inputs`
+/// or a file of a training run (`export --output run/last.safetensors`).
+pub fn check_output(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if inputs.iter().any(|i| same(output, i)) {
+        return Err(Error::data(
+            output,
+            "is also this command's input: write to another file",
+        )
+        .into());
+    }
+    if wgtrain::run::rundir::is_run_file(output) {
+        return Err(Error::data(
+            output,
+            "is a file of the training run beside it: write to another file",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Loads `--model`, naming the file in errors.

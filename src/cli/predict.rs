@@ -1,7 +1,6 @@
 //! `wgtrain predict`: a trained model's predictions for CSV rows or IDX
 //! images, as CSV.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -41,12 +40,12 @@ pub struct PredictArgs {
 /// target column).
 fn feature_columns(
     ck: &Checkpoint,
-    headers: &csv::StringRecord,
+    headers: &[String],
     width: usize,
     path: &Path,
 ) -> anyhow::Result<Vec<usize>> {
     let names = &ck.meta.feature_names;
-    let headers: Vec<&str> = headers.iter().map(str::trim).collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     if names.is_empty() {
         let cols = headers.len();
         if cols != width && cols != width + 1 {
@@ -81,7 +80,7 @@ fn feature_columns(
         .copied()
         .collect();
     if !extra.is_empty() {
-        eprintln!(
+        crate::errln!(
             "note: ignoring column(s) the model does not take: {}",
             extra.join(", ")
         );
@@ -127,10 +126,7 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize, 
     if is_csv {
         let bytes = read_capped(path, MAX_FILE_BYTES)?;
         let mut reader = csv::Reader::from_reader(&bytes[..]);
-        let headers = reader
-            .headers()
-            .map_err(|e| Error::data(path, e.to_string()))?
-            .clone();
+        let headers = wgtrain::data::tabular::read_header(&mut reader, path)?;
         let columns = feature_columns(ck, &headers, width, path)?;
         let mut values = Vec::new();
         let mut n = 0;
@@ -192,7 +188,14 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize, 
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    let (_, ck) = load_model_file(&args.model)?;
+    let (model_path, ck) = load_model_file(&args.model)?;
+    let output = args
+        .output
+        .as_deref()
+        .filter(|p| *p != std::path::Path::new("-"));
+    if let Some(p) = output {
+        super::check_output(p, &[&model_path, &args.input])?;
+    }
     if ck.meta.task == Task::Text {
         return Err(Error::Config(
             "a model trained on text generates text: use `wgtrain sample`".into(),
@@ -216,17 +219,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         }
     }
     let text = format_predictions(&predictions, &ck.meta.class_names);
-    match args
-        .output
-        .as_deref()
-        .filter(|p| *p != std::path::Path::new("-"))
-    {
+    match output {
         Some(p) => checkpoint::write_atomically(p, text.as_bytes())?,
-        None => match std::io::stdout().write_all(text.as_bytes()) {
-            // A closed pipe (`wgtrain predict ... | head`) is not an error.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other?,
-        },
+        None => crate::out!("{text}")?,
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ use wgtrain::run::{EpochEnd, EpochStats, Evaluation, Hooks, StepProgress, TrainS
 use wgtrain::tensor::HostTensor;
 use wgtrain::{Device, Error, Result};
 
+use super::console;
+
 /// The run directory's hooks into the training loop.
 ///
 /// Memory stays flat however long the run: each epoch is appended to
@@ -99,9 +101,9 @@ impl<'a, D: Device> RunHooks<'a, D> {
         // with the progress bar on the terminal's stderr out of their way;
         // under --json, stdout is the JSON's.
         match (&self.bar, self.json) {
-            (_, true) => eprintln!("{line}"),
-            (Some(b), false) => b.suspend(|| println!("{line}")),
-            (None, false) => println!("{line}"),
+            (_, true) => crate::errln!("{line}"),
+            (Some(b), false) => b.suspend(|| console::out_lenient(format_args!("{line}\n"))),
+            (None, false) => console::out_lenient(format_args!("{line}\n")),
         }
     }
 

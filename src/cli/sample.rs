@@ -65,6 +65,6 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             args.seed,
         )?
     });
-    println!("{}{}", args.prompt, TextCorpus::decode(&vocab, &ids));
+    crate::outln!("{}{}", args.prompt, TextCorpus::decode(&vocab, &ids))?;
     Ok(())
 }

@@ -198,7 +198,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 30.0, value_parser = parse_finite)]
     pub save_every: f32,
     /// Return after this many epochs; --resume continues exactly.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub stop_after_epochs: Option<usize>,
     /// Print where a training step's time goes at the end (forward,
     /// backward, optimizer, host waits; on the GPU per kernel, measured with
@@ -425,7 +425,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
             None => config_from(&args)?,
         };
-        print!("{}", config.to_toml()?);
+        crate::out!("{}", config.to_toml()?)?;
         return Ok(());
     }
     let chosen = choose_device(args.device, args.quiet || args.json)?;
@@ -472,7 +472,16 @@ fn train_on<D: Device + 'static>(
                 .into());
             }
             match args.epochs {
-                Some(Count(Some(e))) => config.epochs = Some(e),
+                Some(Count(Some(e))) => {
+                    let done = last.resume.as_ref().map_or(0, |(m, _)| m.state.epoch);
+                    if e < done {
+                        return Err(Error::Config(format!(
+                            "--epochs {e} is fewer than the {done} this run has done: give at least {done}"
+                        ))
+                        .into());
+                    }
+                    config.epochs = Some(e)
+                }
                 Some(Count(None)) => {
                     return Err(Error::Config(
                         "--resume keeps the run's epoch count unless --epochs gives a number"
@@ -535,16 +544,16 @@ fn train_on<D: Device + 'static>(
     let say = |line: String| {
         if !quiet {
             if args.json {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             } else {
-                println!("{line}");
+                crate::cli::console::out_lenient(format_args!("{line}\n"));
             }
         }
     };
     let config_path = out.join("config.toml");
     checkpoint::write_atomically(&config_path, exp.config.to_toml()?.as_bytes())?;
     for w in &exp.prepared.warnings {
-        eprintln!("warning: {w}");
+        crate::errln!("warning: {w}");
     }
     say(format!(
         "{} on {} ({} train / {} val / {} test samples), {} parameters, device {describe}",
@@ -648,6 +657,10 @@ fn train_on<D: Device + 'static>(
                 "; the checkpoints of epoch {n} are kept in {}",
                 out.display()
             ),
+            (None, None) if args.overwrite => format!(
+                "; nothing was saved, and the run it was to replace stays in {}",
+                out.display()
+            ),
             (None, None) => format!("; nothing was saved in {}", out.display()),
         };
         return Err(anyhow::anyhow!("{e}{kept}"));
@@ -667,7 +680,7 @@ fn train_on<D: Device + 'static>(
         let n = exp.prepared.train.len();
         let steps =
             (exp.state.epoch - first_epoch) * n.div_ceil(exp.config.batch_size.unwrap_or(n));
-        eprint!(
+        crate::err!(
             "profile over {steps} steps (validation included):\n{}",
             wgtrain::profile::report().table(steps)
         );
@@ -709,7 +722,7 @@ fn train_on<D: Device + 'static>(
         }
         if let Some(cm) = &t.confusion {
             if !quiet && !args.json && cm.len() <= 20 {
-                print!("{}", report::confusion_table(cm));
+                crate::cli::console::out_lenient(format_args!("{}", report::confusion_table(cm)));
             }
         }
     }
@@ -747,22 +760,22 @@ fn train_on<D: Device + 'static>(
     };
     report::write_summary(&out, &summary)?;
     if quiet && !args.json {
-        println!(
+        crate::outln!(
             "{}: {} in {:.1}s, model in {}",
             exp.config.name(),
             test.as_ref()
                 .map_or("trained".to_string(), |t| t.headline()),
             seconds,
             out.display()
-        );
+        )?;
     } else if !args.json {
-        println!(
+        crate::outln!(
             "model, config.toml, metrics.csv, plots and summary.json in {}",
             out.display()
-        );
+        )?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        crate::outln!("{}", serde_json::to_string(&summary)?)?;
     }
     Ok(())
 }

@@ -58,21 +58,21 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let tuner = dev.tuner().expect("tuning was on above");
     let table = tuner.table();
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({
                 "adapter": dev.adapter_info().name,
                 "cache": path,
                 "classes": table,
             })
-        );
+        )?;
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "matmul, convolution and recurrence kernels tuned on {} (each candidate's best launch, µs; \
          of a slice of the rows where marked):",
         dev.adapter_info().name
-    );
+    )?;
     let kernels: Vec<&str> = MatmulVariant::ALL
         .iter()
         .map(|v| v.name())
@@ -85,7 +85,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     for name in &kernels {
         header.push_str(&format!(" {name:>w$}", w = name.len().max(9)));
     }
-    println!("{header}");
+    crate::outln!("{header}")?;
     for (class, t) in &table {
         let class = match t.rows {
             Some(rows) => format!("{class} (on {rows} rows)"),
@@ -100,11 +100,10 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
                 w = name.len().max(9)
             ));
         }
-        println!("{row}");
+        crate::outln!("{row}")?;
     }
     match path {
-        Some(p) => println!("cached in {}", p.display()),
-        None => println!("no cache directory: the table lasts for this process only"),
+        Some(p) => crate::outln!("cached in {}", p.display()),
+        None => crate::outln!("no cache directory: the table lasts for this process only"),
     }
-    Ok(())
 }

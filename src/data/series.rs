@@ -16,6 +16,7 @@
 //! window's last value of the target column (the model forecasts the
 //! change; RMSE is unchanged by this, R² is then of the change).
 
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -150,17 +151,7 @@ fn read_columns(
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(bytes);
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| err(format!("cannot read the header line: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    if headers.iter().all(String::is_empty) {
-        return Err(err(
-            "empty file: expected a header line and rows of numbers".into(),
-        ));
-    }
+    let headers = super::tabular::read_header(&mut reader, path)?;
     let find = |name: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| {
             err(format!(
@@ -433,7 +424,8 @@ pub fn prediction_windows(
     let (names, rows) = read_columns(bytes, path, None, Some(features), false)?;
     let (rows, notes) = fill_gaps(path, &names, rows, missing)?;
     for n in notes {
-        eprintln!("note: {n}");
+        // Best effort, as eprintln! would panic on a closed stderr.
+        let _ = writeln!(std::io::stderr(), "note: {n}");
     }
     if window == 0 || rows.len() < window {
         return Err(Error::data(

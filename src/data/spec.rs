@@ -54,6 +54,25 @@ impl DataSource {
                 ),
             ));
         }
+        // The other files a user may hand over, which would otherwise be
+        // read as text: an IDX file (its magic: two zero bytes, a type code
+        // of 0x08–0x0E, 1–4 dimensions) or a gzip of one.
+        let mut head = [0u8; 4];
+        let read = std::fs::File::open(&path).and_then(|mut f| {
+            use std::io::Read;
+            f.read(&mut head)
+        });
+        if let Ok(4) = read {
+            let idx = head[..2] == [0, 0]
+                && (0x08..=0x0E).contains(&head[2])
+                && (1..=4).contains(&head[3]);
+            if idx || head[..2] == [0x1f, 0x8b] {
+                return Err(Error::data(
+                    &path,
+                    "is an IDX (MNIST-format) file or a gzip: give the directory that holds the images and labels files",
+                ));
+            }
+        }
         let is_csv = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
@@ -297,8 +316,13 @@ pub fn prepare(spec: &str, opts: &PrepareOptions) -> Result<Prepared> {
             (all.subset(&tr), all.subset(&va), all.subset(&te), None)
         }
         Loaded::Text(corpus) => {
-            if opts.seq_len == 0 {
-                return Err(Error::Config("--seq-len must be at least 1".into()));
+            // One step per sequence would make each sample's targets look
+            // like a single class label to everything downstream.
+            if opts.seq_len < 2 {
+                return Err(Error::Config(format!(
+                    "--seq-len {} is too short: a text model trains on sequences of at least 2 characters",
+                    opts.seq_len
+                )));
             }
             let n = corpus.ids.len();
             let n_test = (n as f64 * opts.test_fraction) as usize;

@@ -7,6 +7,33 @@ use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
 
+/// The trimmed names of a CSV table's header line: at least one not empty,
+/// and no name twice (a repeated name would make a column unfindable by
+/// name, and one of the two silently ignored).
+pub fn read_header<R: std::io::Read>(
+    reader: &mut csv::Reader<R>,
+    path: &Path,
+) -> Result<Vec<String>> {
+    let err = |m: String| Error::data(path, m);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| err(format!("cannot read the header line: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if headers.iter().all(String::is_empty) {
+        return Err(err(
+            "empty file: expected a header line and rows of numbers".into(),
+        ));
+    }
+    for (i, h) in headers.iter().enumerate() {
+        if !h.is_empty() && headers[..i].contains(h) {
+            return Err(err(format!("the header names column '{h}' twice")));
+        }
+    }
+    Ok(headers)
+}
+
 /// Parses a CSV table. The target is the column named `target`, or the last
 /// column. For classification the target must hold integer class ids ≥ 0.
 pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) -> Result<Dataset> {
@@ -14,17 +41,7 @@ pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) ->
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(bytes);
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| err(format!("cannot read the header line: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    if headers.is_empty() || headers.iter().all(String::is_empty) {
-        return Err(err(
-            "empty file: expected a header line and rows of numbers".into(),
-        ));
-    }
+    let headers = read_header(&mut reader, path)?;
     if headers.len() < 2 {
         return Err(err(format!(
             "needs at least one feature column and a target column, found {} column",

@@ -129,10 +129,11 @@ pub fn write_safetensors(
 /// Writes `data` to `path` so that it is either wholly there or not changed
 /// at all: into an exclusively created temporary file with an unpredictable
 /// name beside `path`, synced, then renamed over it. Only a regular file (or
-/// nothing) is ever replaced: a symbolic link is refused, and a device or
-/// FIFO (`/dev/stdout`) is written through.
+/// nothing) is ever replaced: a symbolic link or a read-only file is
+/// refused, and a device or FIFO (`/dev/stdout`) is written through. A
+/// replaced file keeps its permissions.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
+    let existing = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             return Err(Error::data(
                 path,
@@ -148,8 +149,12 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
                 .map_err(|e| Error::io(path, e))?;
             return f.write_all(data).map_err(|e| Error::io(path, e));
         }
-        _ => {}
-    }
+        Ok(m) if m.permissions().readonly() => {
+            return Err(Error::data(path, "is read-only: refusing to replace it"))
+        }
+        Ok(m) => Some(m.permissions()),
+        Err(_) => None,
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -158,11 +163,32 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("checkpoint");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
+    if !dir.is_dir() {
+        return Err(Error::data(dir, "no such directory"));
+    }
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".{name}.");
+    builder.prefix(&prefix).suffix(".tmp");
+    // A new file gets the mode any program's would (0666 less the umask,
+    // not the temporary file's private 0600); a replaced one keeps its own.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| {
+        // Without the temporary file's name, which tempfile's message adds.
+        let bare = e.raw_os_error().map_or_else(
+            || std::io::Error::from(e.kind()),
+            std::io::Error::from_raw_os_error,
+        );
+        Error::io(dir, bare)
+    })?;
+    if let Some(permissions) = existing {
+        tmp.as_file()
+            .set_permissions(permissions)
+            .map_err(|e| Error::io(path, e))?;
+    }
     tmp.write_all(data)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(path, e))?;
@@ -229,12 +255,17 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         (Some(_), crate::models::FeatureShape::Sequence { features, .. }) => features,
         _ => meta.model.input.numel(),
     };
+    let distinct = |names: &[String]| {
+        names.len() == names.iter().collect::<std::collections::HashSet<_>>().len()
+    };
     let names_ok = (meta.feature_names.is_empty() || meta.feature_names.len() == named)
-        && (meta.class_names.is_empty() || meta.class_names.len() == meta.model.output.size());
+        && (meta.class_names.is_empty() || meta.class_names.len() == meta.model.output.size())
+        && distinct(&meta.feature_names)
+        && distinct(&meta.class_names);
     if !names_ok {
         return Err(Error::data(
             path,
-            "the feature or class names do not match the model's input or output",
+            "the feature or class names do not match the model's input or output (or repeat a name)",
         ));
     }
     if !vocab_ok {
@@ -270,6 +301,17 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
                 .collect(),
             name,
         };
+        // Training never saves a NaN or an infinity (a diverged loss stops
+        // it first); one in a file would turn every prediction into NaN.
+        if let Some(v) = t.values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "tensor '{}' holds {v}: a model's numbers are finite",
+                    t.name
+                ),
+            ));
+        }
         if t.name.starts_with("optimizer.") {
             optimizer.push(t);
         } else {

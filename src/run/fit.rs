@@ -277,6 +277,20 @@ fn fit_epochs<D: Device>(
             cfg.epochs
         ))
     })?;
+    // A resumed state's place inside an epoch must fit this data and batch.
+    let (loss_sum, seen) = state.partial;
+    let inside = state.step > 0 || state.partial != (0.0, 0);
+    if inside
+        && (state.step >= steps
+            || seen > state.step * cfg.batch_size
+            || !(loss_sum.is_finite() && loss_sum >= 0.0))
+    {
+        return Err(Error::Config(format!(
+            "inconsistent training state: step {} of an epoch of {steps} steps, \
+             with a loss sum of {loss_sum} over {seen} samples",
+            state.step
+        )));
+    }
     let last = cfg.stop_at_epoch.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     while state.epoch < last {
         if patience_exhausted(cfg, state) {

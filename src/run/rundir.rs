@@ -21,9 +21,18 @@ pub const RUN_FILES: [&str; 7] = [
 /// The lock file inside a run directory; it holds the locking process's id.
 const LOCK: &str = ".wgtrain.lock";
 
+/// Where `--overwrite` keeps the previous run's files until the new run has
+/// a checkpoint (see [`settle_previous`]).
+const PREVIOUS: &str = ".wgtrain-previous";
+
+/// The files whose presence means a run saved something worth keeping.
+const CHECKPOINTS: [&str; 2] = ["model.safetensors", "last.safetensors"];
+
 /// A run directory held by this process: an advisory lock on its lock file
 /// lasts until the value is dropped, so a second run on the same directory
-/// fails with a message naming the holder.
+/// fails with a message naming the holder. A run that replaced another
+/// (`overwrite`) and ends without a checkpoint gives the previous run back
+/// when the value is dropped.
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
@@ -34,9 +43,13 @@ impl RunDir {
     /// A new run directory at `path`. With `unique` (a default name), a
     /// taken name gets a suffix (`-2`, `-3`, …) instead. An existing
     /// directory is refused unless it is empty or `overwrite` is set, which
-    /// removes the previous run's files first.
+    /// moves the previous run's files aside; they are deleted once this run
+    /// has saved a checkpoint, and put back if it ends without one.
     pub fn create(path: &Path, unique: bool, overwrite: bool) -> Result<RunDir> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(file) = parent.ancestors().find(|a| a.is_file()) {
+                return Err(Error::data(file, "is a file, not a directory"));
+            }
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         let mut candidate = path.to_path_buf();
@@ -68,9 +81,11 @@ impl RunDir {
                     ),
                 ));
             }
+            let backup = dir.path.join(PREVIOUS);
+            std::fs::create_dir(&backup).map_err(|e| Error::io(&backup, e))?;
             for f in previous {
                 let p = dir.path.join(f);
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                std::fs::rename(&p, backup.join(f)).map_err(|e| Error::io(&p, e))?;
             }
         }
         Ok(dir)
@@ -116,6 +131,8 @@ impl RunDir {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
+        // A run aborted at once (a second Ctrl-C) had no time to settle.
+        settle_previous(&path).map_err(|e| Error::io(path.join(PREVIOUS), e))?;
         // Who holds it, for the message a second run prints.
         let _ = f
             .set_len(0)
@@ -124,6 +141,51 @@ impl RunDir {
             .and_then(|_| f.flush());
         Ok(RunDir { path, _lock: f })
     }
+}
+
+/// Whether `path` names one of a run's files ([`RUN_FILES`]) inside a run
+/// directory (one that holds a run's lock file): a command's output must
+/// not replace it.
+pub fn is_run_file(path: &Path) -> bool {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| RUN_FILES.contains(&n));
+    named && dir.join(LOCK).is_file()
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // Best effort: a failure leaves the files aside, and the next run
+        // to lock the directory settles them.
+        let _ = settle_previous(&self.path);
+    }
+}
+
+/// Ends an `--overwrite`: the previous run's files (in [`PREVIOUS`]) are
+/// deleted if the new run saved a checkpoint, and otherwise replace what
+/// the new run wrote, so a run that fails before saving anything loses
+/// nothing.
+fn settle_previous(dir: &Path) -> std::io::Result<()> {
+    let backup = dir.join(PREVIOUS);
+    if !backup.is_dir() {
+        return Ok(());
+    }
+    if !CHECKPOINTS.iter().any(|f| dir.join(f).is_file()) {
+        for f in RUN_FILES {
+            if dir.join(f).exists() {
+                std::fs::remove_file(dir.join(f))?;
+            }
+            if backup.join(f).exists() {
+                std::fs::rename(backup.join(f), dir.join(f))?;
+            }
+        }
+    }
+    std::fs::remove_dir_all(&backup)
 }
 
 #[cfg(test)]
@@ -150,6 +212,22 @@ mod tests {
         assert!(e.contains("already holds a run (model.safetensors)"), "{e}");
         let c = RunDir::create(&base, false, true).unwrap();
         assert!(!c.path().join("model.safetensors").exists());
+        // Replaced only once the new run has a checkpoint: without one the
+        // previous run comes back when the new one ends.
+        std::fs::write(base.join("config.toml"), b"new").unwrap();
+        drop(c);
+        assert_eq!(std::fs::read(base.join("model.safetensors")).unwrap(), b"x");
+        assert!(!base.join("config.toml").exists());
+        assert!(!base.join(PREVIOUS).exists());
+        let c = RunDir::create(&base, false, true).unwrap();
+        std::fs::write(base.join("last.safetensors"), b"new").unwrap();
+        drop(c);
+        assert!(!base.join("model.safetensors").exists());
+        assert_eq!(
+            std::fs::read(base.join("last.safetensors")).unwrap(),
+            b"new"
+        );
+        assert!(!base.join(PREVIOUS).exists());
         std::fs::write(tmp.path().join("file"), b"x").unwrap();
         assert!(RunDir::create(&tmp.path().join("file"), false, false).is_err());
     }
