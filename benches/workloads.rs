@@ -1,6 +1,6 @@
 //! The benches/WORKLOADS.md workloads under criterion, on the CPU device and (when
 //! an adapter exists) the GPU device. `wgtrain bench` runs the same
-//! workloads (src/bench.rs) with the medians, min and max benches/WORKLOADS.md asks
+//! workloads (src/bench/mod.rs) with the medians, min and max benches/WORKLOADS.md asks
 //! for; this harness adds criterion's statistics and history.
 //!
 //! Throughput is reported in criterion's "elements": FLOPs (K1, K2),

@@ -4,7 +4,9 @@
 # Usage: scripts/results.sh cpu|gpu [out-dir]
 # Prints one markdown row per run; the run directories go to out-dir
 # (default runs/results-<device>). ONLY=<name> runs only the rows of that
-# preset (or `custom`), e.g. ONLY=custom scripts/results.sh cpu.
+# name (the first field of each entry below: a preset, or custom,
+# custom-bn, custom-strided, rnn64, text-layers, gated-short, series),
+# e.g. ONLY=custom scripts/results.sh cpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${1:?usage: scripts/results.sh cpu|gpu [out-dir]}
@@ -43,7 +45,7 @@ for r in "${runs[@]}"; do
   dir="$out/$i-$model"
   i=$((i + 1))
   if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$model" ]; then continue; fi
-  # The custom MNIST CNN is run on the CPU only (253 s there; on a software
+  # The custom MNIST CNN is run on the CPU only (221 s there in results/train-cpu.md; on a software
   # adapter it would be far longer, not measured).
   # The text-layer variants of the RNN and the other custom CNNs likewise.
   if [ "$model" = custom ] || [ "$model" = custom-bn ] || [ "$model" = custom-strided ] ||

@@ -61,7 +61,7 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Write a trained model in another tool's layout (PyTorch state_dict).
     Export(export::ExportArgs),
-    /// Generate text with a trained rnn model.
+    /// Generate text with a model trained on text (rnn, lstm, gru or a layer list).
     Sample(sample::SampleArgs),
     /// Measure the benches/WORKLOADS.md workloads (kernels K1–K4, training steps
     /// T1–T5) on the CPU and/or GPU device.

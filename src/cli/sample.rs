@@ -1,4 +1,4 @@
-//! `wgtrain sample`: text from a trained rnn model.
+//! `wgtrain sample`: text from a model trained on text.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use super::{choose_device, load_model_file, on_device, parse_finite, DeviceArg};
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// A run directory or a model .safetensors file of an rnn.
+    /// A run directory or a model .safetensors file, trained on text.
     #[arg(long)]
     pub model: PathBuf,
     /// Text the model reads before generating.

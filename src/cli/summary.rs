@@ -1,5 +1,5 @@
 //! What `--json` prints (and `train` writes to summary.json), as types:
-//! these structs are the schema (README: "JSON output"). Optional fields
+//! these structs are the schema (README "A tour", under `--json`). Optional fields
 //! are left out when they do not apply, never written as placeholders,
 //! except `adapter`, `train_loss` and `val_loss`, which are `null` when
 //! there is none.

@@ -78,8 +78,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     /// Passes over the training split, or `auto` (the default): the
-    /// preset's count scaled to the data's size (README: "Training
-    /// defaults").
+    /// preset's count scaled to the data's size ("Training defaults"
+    /// below).
     #[arg(long, value_parser = count_or("auto"))]
     pub epochs: Option<Count>,
     /// Samples per step, or `full` for the whole training split.

@@ -2,7 +2,7 @@
 //! pipeline and bind-group caches, the buffer pool, and the recorder that
 //! batches dispatches into one command encoder until somebody needs a result.
 //!
-//! Why it is shaped this way (see DESIGN.md, "What makes the GPU path fast"):
+//! Why it is shaped this way (README "What makes the GPU path fast"):
 //! - ops never wait: they record into an open compute pass; the encoder is
 //!   submitted when a download needs the data, or every
 //!   [`DISPATCHES_PER_SUBMIT`] dispatches so the GPU starts early;
