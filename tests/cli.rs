@@ -846,6 +846,41 @@ fn checkpoints_of_the_wrong_kind_or_shape() {
             &[output],
         );
     }
+    // Data that changed after training: its recreated splits are not the
+    // run's, so eval's default split and --resume refuse it.
+    let iris = std::fs::read_to_string(d.join("data/tabular/iris.csv")).unwrap();
+    std::fs::write(d.join("mine.csv"), &iris).unwrap();
+    ok(wgtrain(
+        d,
+        &[
+            "train", "logistic", "--data", "mine.csv", "--epochs", "2", "--device", "cpu", "--out",
+            "mine", "--quiet",
+        ],
+    ));
+    ok(wgtrain(d, &["eval", "--model", "mine", "--device", "cpu"]));
+    let (head, rest) = iris.split_once('\n').unwrap();
+    let (first, rest) = rest.split_once('\n').unwrap();
+    let edited = format!("{head}\n{rest}{first}\n"); // the first row moved last
+    std::fs::write(d.join("mine.csv"), edited).unwrap();
+    fails_with(
+        wgtrain(d, &["eval", "--model", "mine", "--device", "cpu"]),
+        &["mine.csv has changed since the model was trained on it"],
+    );
+    ok(wgtrain(
+        d,
+        &[
+            "eval", "--model", "mine", "--split", "all", "--device", "cpu",
+        ],
+    ));
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "train", "--resume", "mine", "--epochs", "3", "--device", "cpu",
+            ],
+        ),
+        &["mine.csv has changed since this run began"],
+    );
     // A NaN in a parameter is refused at load, by name.
     let path = d.join("iris/model.safetensors");
     let mut bytes = std::fs::read(&path).unwrap();

@@ -515,6 +515,17 @@ fn train_on<D: Device + 'static>(
             Error::data(out.join("last.safetensors"), "not a resumable checkpoint")
         })?;
         meta.state.validate()?;
+        if last
+            .meta
+            .data_checksum
+            .is_some_and(|c| c != exp.data_checksum)
+        {
+            return Err(Error::Config(format!(
+                "{} has changed since this run began: resuming on other data would mix two runs",
+                exp.config.data
+            ))
+            .into());
+        }
         restore(dev, &mut exp.model, &last.params)?;
         exp.optimizer
             .load_state(dev, &exp.model.params(), meta.optimizer_steps, opt_state)?;
@@ -539,6 +550,7 @@ fn train_on<D: Device + 'static>(
         target_name: exp.prepared.train.target_name.clone(),
         class_names: exp.prepared.train.class_names.clone(),
         experiment: exp.config.clone(),
+        data_checksum: Some(exp.data_checksum),
     };
     let quiet = args.quiet;
     let say = |line: String| {

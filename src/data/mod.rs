@@ -133,6 +133,19 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Adds the samples (features and targets, in order) to a CRC-32.
+    fn checksum_into(&self, crc: &mut crc32fast::Hasher) {
+        match &self.features {
+            Features::F32(v) => crc.update(bytemuck::cast_slice(v)),
+            Features::U8(v) => crc.update(v),
+        }
+        match &self.targets {
+            Targets::Classes { ids, .. } => crc.update(bytemuck::cast_slice(ids)),
+            Targets::Values { values, .. } => crc.update(bytemuck::cast_slice(values)),
+        }
+        crc.update(&(self.len() as u64).to_le_bytes());
+    }
+
     /// Number of samples, counted from the targets.
     pub fn len(&self) -> usize {
         self.targets.len()

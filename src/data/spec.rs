@@ -155,6 +155,19 @@ pub struct Prepared {
     pub last_value_feature: Option<usize>,
 }
 
+impl Prepared {
+    /// A CRC-32 of the three splits' samples, in order: the same data
+    /// prepared with the same settings gives the same value, so a model can
+    /// tell whether the split it is evaluated on is the one it held out.
+    pub fn checksum(&self) -> u32 {
+        let mut crc = crc32fast::Hasher::new();
+        for split in [&self.train, &self.val, &self.test] {
+            split.checksum_into(&mut crc);
+        }
+        crc.finalize()
+    }
+}
+
 /// Raw contents of a source, before splitting. (Made once per run, so the
 /// size difference between the variants does not matter.)
 #[allow(clippy::large_enum_variant)]

@@ -61,6 +61,10 @@ pub struct ModelMeta {
     /// The settings of the run that produced the model (data, split, seed,
     /// hyper-parameters).
     pub experiment: ExperimentConfig,
+    /// [`Prepared::checksum`](crate::data::Prepared::checksum) of the run's
+    /// data: `eval` and `--resume` refuse data that has changed since.
+    #[serde(default)]
+    pub data_checksum: Option<u32>,
 }
 
 /// Where a run stood when its resumable checkpoint was written.

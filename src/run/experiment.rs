@@ -30,6 +30,9 @@ pub struct Experiment<D: Device> {
     pub state: TrainState,
     /// The parameters of the best epoch so far (restored when a run ends).
     pub best: Option<Vec<HostTensor>>,
+    /// [`Prepared::checksum`] of the data as prepared, before
+    /// `max_train_samples` cut the training split (checkpoints keep it).
+    pub data_checksum: u32,
     train: DeviceData<D>,
     val: DeviceData<D>,
     test: DeviceData<D>,
@@ -83,6 +86,7 @@ impl<D: Device + 'static> Experiment<D> {
         // Resolved here, so config.toml and checkpoints record it.
         config.optim = config.optim.for_precision(config.precision);
         config.task = Some(prepared.train.task);
+        let data_checksum = prepared.checksum();
         if let Some(max) = config.max_train_samples {
             if max < prepared.train.len() {
                 let keep: Vec<usize> = (0..max).collect();
@@ -118,6 +122,7 @@ impl<D: Device + 'static> Experiment<D> {
             optimizer: config.optim.build()?,
             state: TrainState::default(),
             best: None,
+            data_checksum,
             model,
             prepared,
             config,

@@ -50,6 +50,14 @@ pub fn eval_dataset(ck: &Checkpoint, spec: &str, split: Split) -> Result<(Datase
                     series: exp.series_options()?,
                 },
             )?;
+            // Its own data again: the splits are the run's only if the data
+            // is unchanged (same samples, same settings).
+            let changed = ck.meta.data_checksum.is_some_and(|c| c != p.checksum());
+            if spec == exp.data && changed {
+                return Err(Error::Config(format!(
+                    "{spec} has changed since the model was trained on it, so its recreated splits are not the ones the run held out; evaluate on all of it with --split all"
+                )));
+            }
             if task == Task::Text && p.vocab.as_deref() != ck.meta.vocab.as_deref() {
                 return Err(Error::Config(format!(
                     "{spec} has a different character set from the model's training text; use --split all"
