@@ -232,8 +232,7 @@ fn a_negative_running_variance_is_refused() {
         // when the model is built.
         let e = checkpoint::load(&path)
             .and_then(|ck| ck.model(&dev).map(drop))
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(e.contains("layers.2.running_var"), "{e}");
     }
