@@ -693,6 +693,26 @@ fn bad_settings() {
     assert!(!o.status.success() && stderr(&o).contains("at least 1"));
     let o = wgtrain(d, &["train", "mlp", "--stop-after-epochs", "0"]);
     assert!(!o.status.success() && stderr(&o).contains("0 is not in 1.."));
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "train",
+                "mlp",
+                "--data",
+                "iris",
+                "--max-train-samples",
+                "0",
+                "--device",
+                "cpu",
+            ],
+        ),
+        &["--max-train-samples must be at least 1"],
+    );
+    fails_with(
+        wgtrain(d, &["bench", "--workloads", ",", "--device", "cpu"]),
+        &["--workloads names no workload"],
+    );
     let o = wgtrain(d, &["train", "mlp", "--lr", "NaN"]);
     assert!(!o.status.success() && stderr(&o).contains("not a finite number"));
     fails_with(
@@ -1494,6 +1514,26 @@ fn bad_architectures_and_configs() {
     );
     std::fs::write(d.join("syntax.toml"), "data = [\n").unwrap();
     fails_with(train(&["--config", "syntax.toml"]), &["syntax.toml"]);
+    // Whole lines of their own: no quoted source, no serde enum names.
+    for (text, expect) in [
+        (
+            "data = \"iris\"\nepochs = 3\nepochs = 4\n",
+            "line 3: duplicate key",
+        ),
+        (
+            "data = \"iris\"\nepochs = -5\n",
+            "epochs must be at least 1, got -5",
+        ),
+        (
+            "data = \"iris\"\nepochs = 2.5\n",
+            "epochs must be a whole number",
+        ),
+    ] {
+        std::fs::write(d.join("one.toml"), text).unwrap();
+        let o = train(&["--config", "one.toml"]);
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        fails_with(o, &["one.toml", expect]);
+    }
     fails_with(train(&["--config", "missing.toml"]), &["missing.toml"]);
     assert!(!d.join("x").exists(), "no run directory for a bad setting");
 }

@@ -56,6 +56,9 @@ pub(crate) fn selected(filter: Option<&str>) -> anyhow::Result<Vec<Workload>> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
+    if wanted.is_empty() {
+        return Err(Error::Config("--workloads names no workload".into()).into());
+    }
     for w in &wanted {
         if !all.iter().any(|x| x.id == *w || x.group == *w) {
             let ids: Vec<&str> = all.iter().map(|x| x.id).collect();

@@ -22,9 +22,11 @@ pub fn read_header<R: std::io::Read>(
         .map(|h| h.trim().to_string())
         .collect();
     if headers.iter().all(String::is_empty) {
-        return Err(err(
-            "empty file: expected a header line and rows of numbers".into(),
-        ));
+        return Err(err(if headers.len() > 1 {
+            "the header line names no columns".into()
+        } else {
+            "empty file: expected a header line and rows of numbers".into()
+        }));
     }
     for (i, h) in headers.iter().enumerate() {
         if !h.is_empty() && headers[..i].contains(h) {

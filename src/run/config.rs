@@ -249,8 +249,19 @@ impl ExperimentConfig {
     /// # Ok::<(), wgtrain::Error>(())
     /// ```
     pub fn from_toml(text: &str, preset: Option<Preset>) -> Result<Self> {
-        let bad = |e: &dyn std::fmt::Display| Error::Config(format!("config: {e}"));
-        let file: toml::Table = toml::from_str(text).map_err(|e| bad(&e))?;
+        // One line: toml's messages quote the source over several.
+        let bad = |e: &dyn std::fmt::Display| {
+            let words: Vec<String> = e.to_string().split_whitespace().map(String::from).collect();
+            Error::Config(format!("config: {}", words.join(" ")))
+        };
+        let file: toml::Table = toml::from_str(text).map_err(|e| match e.span() {
+            Some(s) => {
+                let before = text.get(..s.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                bad(&format!("line {line}: {}", e.message()))
+            }
+            None => bad(&e.message()),
+        })?;
         let preset = match (preset, file.get("preset")) {
             (Some(p), _) => Some(p),
             (None, Some(v)) => Some(
@@ -392,6 +403,9 @@ macro_rules! number_or_word {
                 #[serde(untagged)]
                 enum Form {
                     Number(u64),
+                    // What a user may write instead, for a clear message.
+                    Negative(i64),
+                    Fraction(f64),
                     Word(String),
                 }
                 let name = stringify!($module);
@@ -399,6 +413,13 @@ macro_rules! number_or_word {
                     Form::Number(n) if n < $min => Err(serde::de::Error::custom(format!(
                         "{name} must be at least {}",
                         $min
+                    ))),
+                    Form::Negative(n) => Err(serde::de::Error::custom(format!(
+                        "{name} must be at least {}, got {n}",
+                        $min
+                    ))),
+                    Form::Fraction(f) => Err(serde::de::Error::custom(format!(
+                        "{name} must be a whole number, got {f}"
                     ))),
                     Form::Number(n) => usize::try_from(n)
                         .map(Some)

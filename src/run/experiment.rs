@@ -88,6 +88,11 @@ impl<D: Device + 'static> Experiment<D> {
         config.task = Some(prepared.train.task);
         let data_checksum = prepared.checksum();
         if let Some(max) = config.max_train_samples {
+            if max == 0 {
+                return Err(Error::Config(
+                    "--max-train-samples must be at least 1".into(),
+                ));
+            }
             if max < prepared.train.len() {
                 let keep: Vec<usize> = (0..max).collect();
                 prepared.train = prepared.train.subset(&keep);
