@@ -1526,7 +1526,7 @@ fn bad_architectures_and_configs() {
         ),
         (
             "data = \"iris\"\nepochs = 2.5\n",
-            "epochs must be a whole number",
+            "epochs must be an integer (no decimal point), got 2.5",
         ),
     ] {
         std::fs::write(d.join("one.toml"), text).unwrap();
@@ -1658,6 +1658,32 @@ fn outputs_replace_only_regular_files() {
         !files(d).iter().any(|f| f.ends_with(".tmp")),
         "{:?}",
         files(d)
+    );
+    // --overwrite replaces a run only with one that saved an epoch: a run
+    // that diverges at once leaves the previous one as it was.
+    let before = std::fs::read(d.join("m/model.safetensors")).unwrap();
+    fails_with(
+        wgtrain(
+            d,
+            &[
+                "train",
+                "logistic",
+                "--data",
+                "iris",
+                "--device",
+                "cpu",
+                "--out",
+                "m",
+                "--overwrite",
+                "--lr",
+                "1e30",
+            ],
+        ),
+        &["diverged", "the run it was to replace stays in m"],
+    );
+    assert_eq!(
+        std::fs::read(d.join("m/model.safetensors")).unwrap(),
+        before
     );
     // Modes: a new file gets what any program's would (umask applied), a
     // replaced one keeps its own, and a read-only one is not replaced.

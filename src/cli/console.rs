@@ -105,3 +105,21 @@ macro_rules! err {
         $crate::cli::console::err(format_args!($($arg)*))
     };
 }
+
+/// `println!` through [`out_lenient`], for output beside work that must
+/// finish whatever happens to stdout (a benchmark's or a check's verdict,
+/// the tuner's cache).
+#[macro_export]
+macro_rules! outln_lenient {
+    ($($arg:tt)*) => {
+        $crate::cli::console::out_lenient(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` through [`out_lenient`].
+#[macro_export]
+macro_rules! out_lenient {
+    ($($arg:tt)*) => {
+        $crate::cli::console::out_lenient(format_args!($($arg)*))
+    };
+}

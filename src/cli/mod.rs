@@ -225,9 +225,13 @@ pub fn model_path(p: &Path) -> PathBuf {
     }
 }
 
-/// Refuses an output path that would replace one of the command's `inputs`
-/// or a file of a training run (`export --output run/last.safetensors`).
+/// Refuses an output path that would replace one of the command's `inputs`,
+/// a file of a training run (`export --output run/last.safetensors`) or a
+/// read-only file.
 pub fn check_output(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(output).is_ok_and(|m| m.is_file() && m.permissions().readonly()) {
+        return Err(Error::data(output, "is read-only: refusing to replace it").into());
+    }
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,

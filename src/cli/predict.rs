@@ -45,6 +45,7 @@ fn feature_columns(
     path: &Path,
 ) -> anyhow::Result<Vec<usize>> {
     let names = &ck.meta.feature_names;
+    let all = headers;
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     if names.is_empty() {
         let cols = headers.len();
@@ -85,10 +86,12 @@ fn feature_columns(
             extra.join(", ")
         );
     }
-    Ok(names
+    let columns: Vec<usize> = names
         .iter()
         .map(|n| headers.iter().position(|h| h == n).expect("checked above"))
-        .collect())
+        .collect();
+    wgtrain::data::tabular::refuse_repeated(all, &columns, path)?;
+    Ok(columns)
 }
 
 /// Reads the input samples: `(features, samples, offsets)`, where a

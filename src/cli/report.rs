@@ -10,7 +10,7 @@ use wgtrain::models::Model;
 use wgtrain::optim::Optimizer;
 use wgtrain::run::checkpoint::{self, ModelMeta, ResumeMeta};
 use wgtrain::run::fit::snapshot;
-use wgtrain::run::{EpochEnd, EpochStats, Evaluation, Hooks, StepProgress, TrainState};
+use wgtrain::run::{EpochEnd, EpochStats, Evaluation, Hooks, RunDir, StepProgress, TrainState};
 use wgtrain::tensor::HostTensor;
 use wgtrain::{Device, Error, Result};
 
@@ -26,6 +26,8 @@ use super::console;
 /// between the two resumes into an identical replay.
 pub struct RunHooks<'a, D: Device> {
     dev: &'a D,
+    /// The run's directory; `out` is its path.
+    rundir: &'a RunDir,
     out: PathBuf,
     meta: ModelMeta,
     quiet: bool,
@@ -44,11 +46,11 @@ pub struct RunHooks<'a, D: Device> {
 }
 
 impl<'a, D: Device> RunHooks<'a, D> {
-    /// Hooks writing into `out`. A resumed run (`resumed_at` its epoch)
+    /// Hooks writing into `rundir`. A resumed run (`resumed_at` its epoch)
     /// keeps metrics.csv up to that epoch and the model file it has.
     pub fn new(
         dev: &'a D,
-        out: &Path,
+        rundir: &'a RunDir,
         meta: ModelMeta,
         (quiet, json): (bool, bool),
         save_every: Duration,
@@ -56,6 +58,7 @@ impl<'a, D: Device> RunHooks<'a, D> {
     ) -> Result<Self> {
         // Resolved when the run was set up.
         let epochs = meta.experiment.epochs.unwrap_or_default();
+        let out = rundir.path();
         let metrics = out.join("metrics.csv");
         let mut plot = LossSeries {
             metric: match meta.task {
@@ -71,6 +74,7 @@ impl<'a, D: Device> RunHooks<'a, D> {
         }
         Ok(RunHooks {
             dev,
+            rundir,
             out: out.to_path_buf(),
             meta,
             quiet,
@@ -157,6 +161,11 @@ impl<'a, D: Device> RunHooks<'a, D> {
             Some((&resume, &opt)),
         )?;
         self.saved_epoch = Some(state.epoch);
+        // A completed epoch is worth more than the run `--overwrite` set
+        // aside (a Ctrl-C inside the first is not).
+        if state.epoch > 0 {
+            self.rundir.replace_previous()?;
+        }
         log::info!(
             "saved {} after epoch {} (step {} of the next)",
             self.out.display(),

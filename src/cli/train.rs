@@ -622,7 +622,7 @@ fn train_on<D: Device + 'static>(
     }
     let mut hooks = RunHooks::new(
         dev,
-        &out,
+        &rundir,
         meta,
         (quiet, args.json),
         Duration::try_from_secs_f32(args.save_every).unwrap_or(Duration::MAX),
@@ -643,6 +643,15 @@ fn train_on<D: Device + 'static>(
             exp.optimizer.as_ref(),
             exp.best.as_deref(),
         )?;
+        if rundir.holds_previous() {
+            // Inside its first epoch: the run it was to replace comes back
+            // (when `rundir` is dropped), and this one is not kept.
+            return Err(super::Interrupted(format!(
+                "interrupted in the first epoch: nothing replaced the run in {}",
+                out.display()
+            ))
+            .into());
+        }
         return Err(super::Interrupted(format!(
             "interrupted at epoch {}, step {}: the run is saved in {}; continue it with `wgtrain train --resume {}`",
             exp.state.epoch + 1,
@@ -669,7 +678,7 @@ fn train_on<D: Device + 'static>(
                 "; the checkpoints of epoch {n} are kept in {}",
                 out.display()
             ),
-            (None, None) if args.overwrite => format!(
+            (None, None) if rundir.holds_previous() => format!(
                 "; nothing was saved, and the run it was to replace stays in {}",
                 out.display()
             ),

@@ -178,6 +178,7 @@ fn read_columns(
     if with_target {
         cols.push(tcol);
     }
+    super::tabular::refuse_repeated(&headers, &cols, path)?;
     let names = cols.iter().map(|&c| headers[c].clone()).collect();
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {

@@ -56,7 +56,7 @@ impl DataSource {
         }
         // The other files a user may hand over, which would otherwise be
         // read as text: an IDX file (its magic: two zero bytes, a type code
-        // of 0x08–0x0E, 1–4 dimensions) or a gzip of one.
+        // of 0x08–0x0E, 1–4 dimensions) or a gzip.
         let mut head = [0u8; 4];
         let read = std::fs::File::open(&path).and_then(|mut f| {
             use std::io::Read;
@@ -66,10 +66,16 @@ impl DataSource {
             let idx = head[..2] == [0, 0]
                 && (0x08..=0x0E).contains(&head[2])
                 && (1..=4).contains(&head[3]);
-            if idx || head[..2] == [0x1f, 0x8b] {
+            if idx {
                 return Err(Error::data(
                     &path,
-                    "is an IDX (MNIST-format) file or a gzip: give the directory that holds the images and labels files",
+                    "is an IDX (MNIST-format) file: give the directory that holds the images and labels files",
+                ));
+            }
+            if head[..2] == [0x1f, 0x8b] {
+                return Err(Error::data(
+                    &path,
+                    "is gzip-compressed: give MNIST-format .gz files by their directory, decompress anything else",
                 ));
             }
         }

@@ -7,9 +7,7 @@ use super::Task;
 use super::{Dataset, Features, Targets};
 use crate::error::{Error, Result};
 
-/// The trimmed names of a CSV table's header line: at least one not empty,
-/// and no name twice (a repeated name would make a column unfindable by
-/// name, and one of the two silently ignored).
+/// The trimmed names of a CSV table's header line, at least one not empty.
 pub fn read_header<R: std::io::Read>(
     reader: &mut csv::Reader<R>,
     path: &Path,
@@ -28,12 +26,23 @@ pub fn read_header<R: std::io::Read>(
             "empty file: expected a header line and rows of numbers".into()
         }));
     }
-    for (i, h) in headers.iter().enumerate() {
-        if !h.is_empty() && headers[..i].contains(h) {
-            return Err(err(format!("the header names column '{h}' twice")));
+    Ok(headers)
+}
+
+/// Refuses a header that repeats the name of a column in `used` (a
+/// repeated name makes a column unfindable by name: one of the two would be
+/// read for both).
+pub fn refuse_repeated(headers: &[String], used: &[usize], path: &Path) -> Result<()> {
+    for &c in used {
+        let h = &headers[c];
+        if !h.is_empty() && headers.iter().filter(|x| *x == h).count() > 1 {
+            return Err(Error::data(
+                path,
+                format!("the header names column '{h}' twice"),
+            ));
         }
     }
-    Ok(headers)
+    Ok(())
 }
 
 /// Parses a CSV table. The target is the column named `target`, or the last
@@ -44,6 +53,7 @@ pub fn parse_csv(bytes: &[u8], path: &Path, target: Option<&str>, task: Task) ->
         .has_headers(true)
         .from_reader(bytes);
     let headers = read_header(&mut reader, path)?;
+    refuse_repeated(&headers, &(0..headers.len()).collect::<Vec<_>>(), path)?;
     if headers.len() < 2 {
         return Err(err(format!(
             "needs at least one feature column and a target column, found {} column",

@@ -133,9 +133,10 @@ pub fn write_safetensors(
 /// Writes `data` to `path` so that it is either wholly there or not changed
 /// at all: into an exclusively created temporary file with an unpredictable
 /// name beside `path`, synced, then renamed over it. Only a regular file (or
-/// nothing) is ever replaced: a symbolic link or a read-only file is
-/// refused, and a device or FIFO (`/dev/stdout`) is written through. A
-/// replaced file keeps its permissions.
+/// nothing) is ever replaced: a symbolic link is refused, and a device or
+/// FIFO (`/dev/stdout`) is written through. A replaced file keeps its
+/// permissions (whether a read-only one may be replaced is the caller's
+/// policy: the run's own files may, a user's named output not).
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     let existing = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
@@ -152,9 +153,6 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
                 .open(path)
                 .map_err(|e| Error::io(path, e))?;
             return f.write_all(data).map_err(|e| Error::io(path, e));
-        }
-        Ok(m) if m.permissions().readonly() => {
-            return Err(Error::data(path, "is read-only: refusing to replace it"))
         }
         Ok(m) => Some(m.permissions()),
         Err(_) => None,
@@ -305,9 +303,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
                 .collect(),
             name,
         };
-        // Training never saves a NaN or an infinity (a diverged loss stops
-        // it first); one in a file would turn every prediction into NaN.
-        if let Some(v) = t.values.iter().find(|v| !v.is_finite()) {
+        // Training never saves a NaN or an infinity in a parameter (a
+        // diverged loss stops it first, and saving checks); one in a file
+        // would turn every prediction into NaN. (The optimizer's moments
+        // are its own business: a resumed run's loss check watches them.)
+        let optimizer_state = t.name.starts_with("optimizer.");
+        if let Some(v) = t.values.iter().find(|v| !optimizer_state && !v.is_finite()) {
             return Err(Error::data(
                 path,
                 format!(
@@ -316,7 +317,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
                 ),
             ));
         }
-        if t.name.starts_with("optimizer.") {
+        if optimizer_state {
             optimizer.push(t);
         } else {
             params.push(t);

@@ -419,7 +419,7 @@ macro_rules! number_or_word {
                         $min
                     ))),
                     Form::Fraction(f) => Err(serde::de::Error::custom(format!(
-                        "{name} must be a whole number, got {f}"
+                        "{name} must be an integer (no decimal point), got {f:?}"
                     ))),
                     Form::Number(n) => usize::try_from(n)
                         .map(Some)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// The files a run leaves; `--overwrite` removes these, and only these.
+/// The files a run leaves; `--overwrite` replaces these, and only these.
 pub const RUN_FILES: [&str; 7] = [
     "model.safetensors",
     "last.safetensors",
@@ -21,18 +21,22 @@ pub const RUN_FILES: [&str; 7] = [
 /// The lock file inside a run directory; it holds the locking process's id.
 const LOCK: &str = ".wgtrain.lock";
 
-/// Where `--overwrite` keeps the previous run's files until the new run has
-/// a checkpoint (see [`settle_previous`]).
+/// Where `--overwrite` keeps the previous run's files until the new run
+/// has saved a completed epoch ([`RunDir::replace_previous`]). The files
+/// move in through [`MOVING`] and back out through [`RESTORING`], so that
+/// whichever of the three folders a crash leaves says what to finish
+/// ([`restore_previous`]).
 const PREVIOUS: &str = ".wgtrain-previous";
-
-/// The files whose presence means a run saved something worth keeping.
-const CHECKPOINTS: [&str; 2] = ["model.safetensors", "last.safetensors"];
+/// The previous run's files while they are being moved aside.
+const MOVING: &str = ".wgtrain-previous.moving";
+/// The previous run's files while they are being put back.
+const RESTORING: &str = ".wgtrain-previous.restoring";
 
 /// A run directory held by this process: an advisory lock on its lock file
 /// lasts until the value is dropped, so a second run on the same directory
-/// fails with a message naming the holder. A run that replaced another
-/// (`overwrite`) and ends without a checkpoint gives the previous run back
-/// when the value is dropped.
+/// fails with a message naming the holder. A run that was to replace
+/// another (`overwrite`) and ends before [`RunDir::replace_previous`] gives
+/// the previous run back when the value is dropped.
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
@@ -43,8 +47,9 @@ impl RunDir {
     /// A new run directory at `path`. With `unique` (a default name), a
     /// taken name gets a suffix (`-2`, `-3`, …) instead. An existing
     /// directory is refused unless it is empty or `overwrite` is set, which
-    /// moves the previous run's files aside; they are deleted once this run
-    /// has saved a checkpoint, and put back if it ends without one.
+    /// moves the previous run's files aside: [`RunDir::replace_previous`]
+    /// deletes them, and otherwise they come back when the value is dropped
+    /// (or, after a crash, when the directory is next locked).
     pub fn create(path: &Path, unique: bool, overwrite: bool) -> Result<RunDir> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if let Some(file) = parent.ancestors().find(|a| a.is_file()) {
@@ -81,14 +86,34 @@ impl RunDir {
                     ),
                 ));
             }
-            let backup = dir.path.join(PREVIOUS);
-            std::fs::create_dir(&backup).map_err(|e| Error::io(&backup, e))?;
+            let moving = dir.path.join(MOVING);
+            std::fs::create_dir(&moving).map_err(|e| Error::io(&moving, e))?;
             for f in previous {
                 let p = dir.path.join(f);
-                std::fs::rename(&p, backup.join(f)).map_err(|e| Error::io(&p, e))?;
+                // On failure, dropping `dir` puts back what has moved.
+                std::fs::rename(&p, moving.join(f)).map_err(|e| Error::io(&p, e))?;
             }
+            let aside = dir.path.join(PREVIOUS);
+            std::fs::rename(&moving, &aside).map_err(|e| Error::io(&aside, e))?;
         }
         Ok(dir)
+    }
+
+    /// Whether a previous run's files are held aside, to be replaced by
+    /// this run or put back.
+    pub fn holds_previous(&self) -> bool {
+        self.path.join(PREVIOUS).is_dir()
+    }
+
+    /// This run now replaces the one `create` moved aside, whose files are
+    /// deleted. Call it once the new run has saved something worth more
+    /// than the old (a completed epoch); nothing happens without one.
+    pub fn replace_previous(&self) -> Result<()> {
+        let aside = self.path.join(PREVIOUS);
+        if aside.is_dir() {
+            std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+        }
+        Ok(())
     }
 
     /// An existing run directory, to resume the run in it.
@@ -131,8 +156,9 @@ impl RunDir {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
-        // A run aborted at once (a second Ctrl-C) had no time to settle.
-        settle_previous(&path).map_err(|e| Error::io(path.join(PREVIOUS), e))?;
+        // A run that died while replacing another (a second Ctrl-C, a
+        // crash) leaves the previous run aside: it comes back.
+        restore_previous(&path).map_err(|e| Error::io(path.join(PREVIOUS), e))?;
         // Who holds it, for the message a second run prints.
         let _ = f
             .set_len(0)
@@ -160,32 +186,37 @@ pub fn is_run_file(path: &Path) -> bool {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        // Best effort: a failure leaves the files aside, and the next run
-        // to lock the directory settles them.
-        let _ = settle_previous(&self.path);
+        // Best effort: what a failure leaves aside, the next run to lock
+        // the directory puts back.
+        let _ = restore_previous(&self.path);
     }
 }
 
-/// Ends an `--overwrite`: the previous run's files (in [`PREVIOUS`]) are
-/// deleted if the new run saved a checkpoint, and otherwise replace what
-/// the new run wrote, so a run that fails before saving anything loses
-/// nothing.
-fn settle_previous(dir: &Path) -> std::io::Result<()> {
-    let backup = dir.join(PREVIOUS);
-    if !backup.is_dir() {
-        return Ok(());
-    }
-    if !CHECKPOINTS.iter().any(|f| dir.join(f).is_file()) {
+/// Puts back a previous run that an `--overwrite` moved aside and did not
+/// replace, whichever step it was at: files still moving aside ([`MOVING`],
+/// beside the old files not moved yet), aside while the new run wrote its
+/// own ([`PREVIOUS`]: those go first), or half put back ([`RESTORING`]).
+fn restore_previous(dir: &Path) -> std::io::Result<()> {
+    let (moving, aside, restoring) = (dir.join(MOVING), dir.join(PREVIOUS), dir.join(RESTORING));
+    if aside.is_dir() {
         for f in RUN_FILES {
             if dir.join(f).exists() {
                 std::fs::remove_file(dir.join(f))?;
             }
-            if backup.join(f).exists() {
-                std::fs::rename(backup.join(f), dir.join(f))?;
+        }
+        std::fs::rename(&aside, &restoring)?;
+    } else if moving.is_dir() {
+        std::fs::rename(&moving, &restoring)?;
+    }
+    if restoring.is_dir() {
+        for f in RUN_FILES {
+            if restoring.join(f).exists() {
+                std::fs::rename(restoring.join(f), dir.join(f))?;
             }
         }
+        std::fs::remove_dir(&restoring)?;
     }
-    std::fs::remove_dir_all(&backup)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -211,23 +242,55 @@ mod tests {
         let e = RunDir::create(&base, false, false).unwrap_err().to_string();
         assert!(e.contains("already holds a run (model.safetensors)"), "{e}");
         let c = RunDir::create(&base, false, true).unwrap();
-        assert!(!c.path().join("model.safetensors").exists());
-        // Replaced only once the new run has a checkpoint: without one the
-        // previous run comes back when the new one ends.
+        assert!(!c.path().join("model.safetensors").exists() && c.holds_previous());
+        // Replaced only when the new run says so: otherwise the previous
+        // run comes back when the new one ends, whatever it wrote.
         std::fs::write(base.join("config.toml"), b"new").unwrap();
+        std::fs::write(base.join("last.safetensors"), b"new").unwrap();
         drop(c);
         assert_eq!(std::fs::read(base.join("model.safetensors")).unwrap(), b"x");
-        assert!(!base.join("config.toml").exists());
-        assert!(!base.join(PREVIOUS).exists());
+        assert!(!base.join("config.toml").exists() && !base.join("last.safetensors").exists());
         let c = RunDir::create(&base, false, true).unwrap();
         std::fs::write(base.join("last.safetensors"), b"new").unwrap();
+        c.replace_previous().unwrap();
         drop(c);
         assert!(!base.join("model.safetensors").exists());
         assert_eq!(
             std::fs::read(base.join("last.safetensors")).unwrap(),
             b"new"
         );
-        assert!(!base.join(PREVIOUS).exists());
+        for aside in [PREVIOUS, MOVING, RESTORING] {
+            assert!(!base.join(aside).exists());
+        }
+        // What a crash leaves at each step comes back at the next lock: a
+        // move cut short (one old file aside, one still in place) ...
+        std::fs::create_dir(base.join(MOVING)).unwrap();
+        std::fs::rename(
+            base.join("last.safetensors"),
+            base.join(MOVING).join("last.safetensors"),
+        )
+        .unwrap();
+        std::fs::write(base.join("config.toml"), b"old").unwrap();
+        drop(RunDir::resume(&base).unwrap());
+        assert_eq!(
+            std::fs::read(base.join("last.safetensors")).unwrap(),
+            b"new"
+        );
+        assert_eq!(std::fs::read(base.join("config.toml")).unwrap(), b"old");
+        // ... and a restore cut short (one file back, one still aside).
+        std::fs::create_dir(base.join(RESTORING)).unwrap();
+        std::fs::rename(
+            base.join("config.toml"),
+            base.join(RESTORING).join("config.toml"),
+        )
+        .unwrap();
+        drop(RunDir::resume(&base).unwrap());
+        assert_eq!(std::fs::read(base.join("config.toml")).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read(base.join("last.safetensors")).unwrap(),
+            b"new"
+        );
+        assert!(!base.join(RESTORING).exists());
         std::fs::write(tmp.path().join("file"), b"x").unwrap();
         assert!(RunDir::create(&tmp.path().join("file"), false, false).is_err());
     }
