@@ -1,4 +1,8 @@
 #![warn(missing_docs)]
+// A library does not print: it returns what it has to say (the command
+// prints it, through src/cli/console.rs), and `println!` would panic on a
+// closed stdout in the user's program.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 //! wgtrain: train classic neural models on a GPU through wgpu compute
 //! shaders, with an ndarray CPU reference that every GPU result is checked
 //! against.

@@ -1,3 +1,6 @@
+// Every line goes through src/cli/console.rs (`outln!`, `errln!`), which
+// cannot panic on a closed pipe or a full disk as `println!` does.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 //! The `wgtrain` command. Each subcommand lives in its own module under
 //! src/cli/; this file only parses arguments and turns errors into a
 //! one-line message and a non-zero exit.
