@@ -241,3 +241,30 @@ fn a_negative_running_variance_is_refused() {
     checkpoint::save(&path, &meta(&spec), &good, None).unwrap();
     assert!(checkpoint::load(&path).unwrap().model(&dev).is_ok());
 }
+
+#[test]
+fn export_refuses_tensors_the_architecture_does_not_have() {
+    // Export reads tensors by name without building the model: a tensor
+    // of the wrong shape (a transposed weight) must not reach the file.
+    let dev = CpuDevice::new();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::new(
+        &parse_layers("dense:4,relu").unwrap(),
+        wgtrain::models::FeatureShape::Flat { features: 3 },
+        Output::Classes { classes: 2 },
+    )
+    .unwrap();
+    let mut params = snapshot(&dev, &Model::new(&dev, &spec, 1).unwrap()).unwrap();
+    params[0].shape.reverse();
+    let path = dir.path().join("t.safetensors");
+    checkpoint::save(&path, &meta(&spec), &params, None).unwrap();
+    let ck = checkpoint::load(&path).unwrap();
+    let out = dir.path().join("out");
+    for e in [
+        wgtrain::run::export::export_pytorch(&ck, &out).unwrap_err(),
+        wgtrain::run::onnx::export_onnx(&ck, &out).unwrap_err(),
+    ] {
+        assert!(e.to_string().contains(&params[0].name), "{e}");
+    }
+    assert!(!out.exists());
+}

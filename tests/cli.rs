@@ -671,6 +671,37 @@ fn bad_data_files() {
         train("rnn", "short.txt"),
         &["short.txt", "too short for --seq-len 32"],
     );
+    // Images for predict: the model's own height and width, not merely as
+    // many pixels.
+    ok(wgtrain(
+        d,
+        &[
+            "train", "cnn", "--data", "digits", "--device", "cpu", "--epochs", "1", "--out",
+            "cnn8", "--quiet",
+        ],
+    ));
+    let idx = |name: &str, dims: [u32; 3]| {
+        let mut bytes = vec![0u8, 0, 8, 3];
+        dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+        bytes.resize(bytes.len() + dims.iter().product::<u32>() as usize, 7);
+        std::fs::write(d.join(name), bytes).unwrap();
+    };
+    idx("wide-idx3-ubyte", [2, 4, 16]);
+    idx("square-idx3-ubyte", [2, 8, 8]);
+    let predict = |input: &str| {
+        wgtrain(
+            d,
+            &[
+                "predict", "--model", "cnn8", "--input", input, "--device", "cpu",
+            ],
+        )
+    };
+    fails_with(
+        predict("wide-idx3-ubyte"),
+        &["images of shape [4, 16] do not fit this model, which takes [1, 8, 8]"],
+    );
+    assert_eq!(stdout(&ok(predict("square-idx3-ubyte"))).lines().count(), 3);
+    std::fs::remove_dir_all(d.join("cnn8")).unwrap();
     // Nothing half-written: failed runs leave no checkpoint behind.
     assert!(
         !d.join("runs").exists()

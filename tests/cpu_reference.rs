@@ -906,3 +906,33 @@ fn overlapping_pools_by_hand() {
     // Each window adds dy/4 = 1, 2, 3, 4 to its four pixels.
     assert_eq!(get(&dx), [1., 3., 2., 4., 10., 6., 3., 7., 4.]);
 }
+
+#[test]
+fn empty_dimensions_and_misshapen_scales_are_errors() {
+    // Zero-sized channels or rows would split the work into empty chunks;
+    // a scale must be one value, not the first of several or none.
+    let d = dev();
+    let zeros = |shape: &[usize]| d.zeros(Shape::from(shape)).unwrap();
+    let e = d
+        .conv2d(
+            &zeros(&[1, 1, 4, 4]),
+            &zeros(&[0, 1, 3, 3]),
+            None,
+            ConvStep::padded(1),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("a dimension of 0"), "{e}");
+    let e = d
+        .layer_norm(&zeros(&[2, 0]), &zeros(&[0]), &zeros(&[0]), 1e-5)
+        .unwrap_err();
+    assert!(e.to_string().contains("rows of 0 features"), "{e}");
+    let mut p = zeros(&[3]);
+    for scale in [zeros(&[0]), zeros(&[3])] {
+        let e = d
+            .sgd_update(&mut p, &zeros(&[3]), &scale, 0.1, 0.0)
+            .unwrap_err();
+        assert!(e.to_string().contains("expected a [1] tensor"), "{e}");
+        let e = d.clip_factor(&scale, 1.0).unwrap_err();
+        assert!(e.to_string().contains("expected a [1] tensor"), "{e}");
+    }
+}

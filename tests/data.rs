@@ -337,3 +337,41 @@ fn time_series_windows_split_in_time_order() {
         filled.warnings
     );
 }
+
+#[test]
+fn a_dataset_built_by_hand_is_checked_before_use() {
+    use wgtrain::data::{Dataset, Features, Prepared, Targets};
+    let ds = |features: Vec<f32>, ids: Vec<u32>| Dataset {
+        name: "by hand".into(),
+        task: Task::Classification,
+        sample_shape: vec![2],
+        features: Features::F32(features),
+        targets: Targets::Classes {
+            ids,
+            classes: 2,
+            per_sample: 1,
+        },
+        feature_names: Vec::new(),
+        target_name: String::new(),
+        class_names: Vec::new(),
+    };
+    let good = ds(vec![0.0; 8], vec![0, 1, 0, 1]);
+    assert!(good.validate().is_ok());
+    let e = error_of(Prepared::from_dataset(
+        ds(vec![0.0; 7], vec![0, 1, 0, 1]),
+        0.0,
+        0.0,
+        1,
+    ));
+    assert!(
+        e.contains("7 feature values for 4 samples of shape [2]"),
+        "{e}"
+    );
+    let e = error_of(Prepared::from_dataset(
+        ds(vec![0.0; 8], vec![0, 1, 0, 2]),
+        0.0,
+        0.0,
+        1,
+    ));
+    assert!(e.contains("class id 2 is not below the 2 classes"), "{e}");
+}

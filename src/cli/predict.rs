@@ -174,8 +174,15 @@ fn read_input(ck: &Checkpoint, path: &Path) -> anyhow::Result<(Features, usize, 
         if n == 0 || images.dims.len() < 2 {
             return Err(Error::data(path, "holds no images to predict").into());
         }
-        let per: usize = images.dims.iter().skip(1).product();
-        if per != width || !matches!(ck.meta.normalizer, Normalizer::Global { .. }) {
+        // The model's own shape, or [H, W] for its one channel; a flat
+        // input takes any image of as many pixels.
+        let (image, model) = (&images.dims[1..], ck.meta.model.input.dims());
+        let fits = match model.as_slice() {
+            [1, h, w] => image == [*h, *w] || image == model,
+            [features] => image.iter().product::<usize>() == *features,
+            _ => image == model,
+        };
+        if !fits || !matches!(ck.meta.normalizer, Normalizer::Global { .. }) {
             return Err(Error::data(
                 path,
                 format!(

@@ -515,6 +515,18 @@ fn train_on<D: Device + 'static>(
             Error::data(out.join("last.safetensors"), "not a resumable checkpoint")
         })?;
         meta.state.validate()?;
+        // At most one update per sample per epoch begun.
+        let most = (exp.prepared.train.len() as u64).saturating_mul(meta.state.epoch as u64 + 1);
+        if meta.optimizer_steps > most {
+            return Err(Error::data(
+                out.join("last.safetensors"),
+                format!(
+                    "inconsistent training state: {} optimizer steps after {} epochs",
+                    meta.optimizer_steps, meta.state.epoch
+                ),
+            )
+            .into());
+        }
         if last
             .meta
             .data_checksum

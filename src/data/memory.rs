@@ -122,6 +122,7 @@ impl Prepared {
         seed: u64,
     ) -> Result<Prepared> {
         super::spec::check_fractions(val_fraction, test_fraction)?;
+        all.validate()?;
         let (tr, va, te) = split_dataset(&all, val_fraction, test_fraction, seed);
         let train = all.subset(&tr);
         if train.is_empty() {

@@ -24,6 +24,7 @@ pub use series::{Layout, Missing, SeriesOptions};
 pub use spec::{prepare, DataSource, PrepareOptions, Prepared};
 pub use text::TextCorpus;
 
+use crate::error::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -144,6 +145,48 @@ impl Dataset {
             Targets::Values { values, .. } => crc.update(bytemuck::cast_slice(values)),
         }
         crc.update(&(self.len() as u64).to_le_bytes());
+    }
+
+    /// Checks that the fields agree: whole rows of targets, features for
+    /// each sample, class ids below the class count. The loaders build only
+    /// such datasets; one built by hand (the fields are public) is checked
+    /// by [`Prepared::from_dataset`] and [`crate::run::Experiment::from_prepared`].
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::data(&self.name, m));
+        let (held, per_sample) = match &self.targets {
+            Targets::Classes {
+                ids,
+                classes,
+                per_sample,
+            } => {
+                if let Some(id) = ids.iter().find(|&&i| i as usize >= *classes) {
+                    return bad(format!("class id {id} is not below the {classes} classes"));
+                }
+                (ids.len(), *per_sample)
+            }
+            Targets::Values { values, dims } => (values.len(), *dims),
+        };
+        if per_sample == 0 || held % per_sample != 0 {
+            return bad(format!(
+                "{held} target values are not whole rows of {per_sample}"
+            ));
+        }
+        let features = match &self.features {
+            Features::F32(v) => v.len(),
+            Features::U8(v) => v.len(),
+        };
+        let expected = self
+            .sample_shape
+            .iter()
+            .try_fold(self.len(), |a, &d| a.checked_mul(d));
+        if expected != Some(features) {
+            return bad(format!(
+                "{features} feature values for {} samples of shape {:?}",
+                self.len(),
+                self.sample_shape
+            ));
+        }
+        Ok(())
     }
 
     /// Number of samples, counted from the targets.

@@ -487,6 +487,9 @@ pub(crate) fn check_classes_present(train: &Dataset) -> Result<Vec<String>> {
 
 /// A test set's labels must fall within the training set's classes.
 fn check_classes(train: &Dataset, test: &Dataset) -> Result<()> {
+    if train.is_empty() {
+        return Err(Error::data(&train.name, "no training samples"));
+    }
     if let (Targets::Classes { classes, .. }, Targets::Classes { ids, .. }) =
         (&train.targets, &test.targets)
     {

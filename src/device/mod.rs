@@ -990,16 +990,18 @@ pub(crate) fn conv_out(size: usize, step: ConvStep, k: usize) -> Result<usize> {
     if step.stride == 0 {
         return Err(Error::shape("conv2d", "stride 0".to_string()));
     }
-    (size + 2 * step.pad)
+    let padded = step
+        .pad
+        .checked_mul(2)
+        .and_then(|p| size.checked_add(p))
+        .ok_or_else(|| Error::shape("conv2d", format!("padding {} is too large", step.pad)))?;
+    padded
         .checked_sub(k)
         .map(|d| d / step.stride + 1)
         .ok_or_else(|| {
             Error::shape(
                 "conv2d",
-                format!(
-                    "kernel {k} larger than padded input {}",
-                    size + 2 * step.pad
-                ),
+                format!("kernel {k} larger than padded input {padded}"),
             )
         })
 }
@@ -1033,6 +1035,14 @@ impl ConvGeom {
             return Err(Error::shape(
                 "conv2d",
                 format!("input has {ci} channels, weight expects {ci2}"),
+            ));
+        }
+        // Only the batch may be empty: the kernels split work per image
+        // and per channel.
+        if [ci, h, wd, co, kh, kw].contains(&0) {
+            return Err(Error::shape(
+                "conv2d",
+                format!("a dimension of 0 in input {x} or weight {w}"),
             ));
         }
         Ok(ConvGeom {

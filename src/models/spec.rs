@@ -122,7 +122,12 @@ impl FeatureShape {
 
     /// Numbers per sample.
     pub fn numel(&self) -> usize {
-        self.dims().iter().product()
+        // Saturating: dimensions read from a file may multiply past usize,
+        // and a wrapped count could pass for a small (or empty) input.
+        self.dims()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -311,9 +316,14 @@ impl LayerSpec {
                 },
                 Image { height, width, .. },
             ) => {
+                if stride == 0 {
+                    return Err("has stride 0".into());
+                }
                 let out = |size: usize| {
-                    (size + 2 * padding)
-                        .checked_sub(kernel)
+                    padding
+                        .checked_mul(2)
+                        .and_then(|p| size.checked_add(p))
+                        .and_then(|s| s.checked_sub(kernel))
                         .map(|d| d / stride + 1)
                 };
                 match (out(height), out(width)) {
@@ -336,6 +346,9 @@ impl LayerSpec {
                     width,
                 },
             ) => {
+                if stride == 0 {
+                    return Err("has stride 0".into());
+                }
                 if height < size || width < size {
                     return needs(&format!("an image of at least {size}×{size}"));
                 }
@@ -427,11 +440,18 @@ impl LayerSpec {
                 channels,
                 kernel,
                 stride,
-                ..
+                padding,
             } => {
                 positive("channels", channels)?;
                 positive("kernel", kernel)?;
                 positive("stride", stride)?;
+                // A window wholly in the padding sees nothing; wider
+                // padding only grows the output with bias-only pixels.
+                if padding >= kernel {
+                    return Err(format!(
+                        "padding {padding} must be below the kernel size {kernel}"
+                    ));
+                }
                 let ci = input.dims()[0];
                 tensor(&[channels, ci, kernel, kernel])
             }
@@ -846,7 +866,7 @@ impl ModelSpec {
         // its last step.
         let mut shape = Ok(input);
         for l in &layers {
-            shape = shape.and_then(|s| l.output_shape(s));
+            shape = shape.and_then(|s| l.check_sizes(s).and_then(|()| l.output_shape(s)));
         }
         if matches!(shape, Ok(FeatureShape::Sequence { .. }))
             && !matches!(output, Output::NextToken { .. })
@@ -889,6 +909,12 @@ impl ModelSpec {
             l.check_sizes(shape)
                 .map_err(|m| fail(format!("is invalid: {m}")))?;
             shape = l.output_shape(shape).map_err(fail)?;
+            // Activations are allocated per sample from these shapes.
+            if shape.numel() > MAX_TENSOR_ELEMENTS {
+                return Err(fail(format!(
+                    "outputs {shape} per sample, over the limit of {MAX_TENSOR_ELEMENTS} elements"
+                )));
+            }
             out.push(shape);
         }
         Ok(out)
@@ -901,6 +927,12 @@ impl ModelSpec {
         self.output.check()?;
         if self.input.numel() == 0 {
             return Err(Error::Config(format!("the input {} is empty", self.input)));
+        }
+        if self.input.numel() > MAX_TENSOR_ELEMENTS {
+            return Err(Error::Config(format!(
+                "the input {} is over the limit of {MAX_TENSOR_ELEMENTS} elements per sample",
+                self.input
+            )));
         }
         if self.layers.len() > MAX_LAYERS {
             return Err(Error::Config(format!(
@@ -1116,6 +1148,59 @@ mod tests {
         let deep = parse_layers(&vec!["relu"; 2000].join(",")).unwrap();
         let e = ModelSpec::new(&deep, flat, out).unwrap_err().to_string();
         assert!(e.contains("2001 layers are over the limit"), "{e}");
+    }
+
+    #[test]
+    fn sizes_that_would_wrap_or_divide_by_zero_are_errors() {
+        let image = FeatureShape::Image {
+            channels: 1,
+            height: 8,
+            width: 8,
+        };
+        let out = Output::Classes { classes: 3 };
+        let build =
+            |layers: &[LayerSpec]| ModelSpec::new(layers, image, out).unwrap_err().to_string();
+        // Padding that would wrap the output size, or only grow it.
+        let says = "padding 9223372036854775807 must be below the kernel size 3";
+        let e = parse_layers("conv2d:4:3:1:9223372036854775807").unwrap_err();
+        assert!(e.to_string().contains(says), "{e}");
+        let huge = LayerSpec::Conv2d {
+            channels: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 1 << 63,
+        };
+        assert!(build(&[huge, LayerSpec::Flatten]).contains("must be below the kernel size 3"));
+        // A stride of 0, built by hand past the grammar.
+        for l in [
+            LayerSpec::MaxPool { size: 2, stride: 0 },
+            LayerSpec::Conv2d {
+                channels: 2,
+                kernel: 3,
+                stride: 0,
+                padding: 1,
+            },
+        ] {
+            let e = build(&[l]);
+            assert!(e.contains("stride must be at least 1"), "{e}");
+            assert!(l.output_shape(image).unwrap_err().contains("stride 0"));
+        }
+        // Activations of more elements per sample than a tensor may hold,
+        // from a layer with a small weight.
+        let e = ModelSpec::new(
+            &parse_layers("one_hot:268435456,dense:1").unwrap(),
+            FeatureShape::Tokens { len: 32 },
+            Output::NextToken { vocab: 268435456 },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("per sample, over the limit"), "{e}");
+        let wrapped = FeatureShape::Image {
+            channels: 1,
+            height: (1 << 62) + 1,
+            width: 4,
+        };
+        assert_eq!(wrapped.numel(), usize::MAX);
     }
 
     #[test]

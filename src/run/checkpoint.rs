@@ -347,6 +347,13 @@ impl Checkpoint {
             .ok_or_else(|| Error::Config(format!("checkpoint lacks tensor '{name}'")))
     }
 
+    /// Checks that the tensors are exactly the architecture's, in number
+    /// and shape (by building the model on the CPU), for a reader of the
+    /// tensors that does not build one (export).
+    pub fn check_tensors(&self) -> Result<()> {
+        self.model(&crate::device::CpuDevice::new()).map(drop)
+    }
+
     /// The model on `dev` with this checkpoint's weights.
     pub fn model<D: Device + 'static>(&self, dev: &D) -> Result<Model<D>> {
         // The architecture must account for the tensors exactly before

@@ -83,6 +83,9 @@ impl<D: Device + 'static> Experiment<D> {
     ) -> Result<Self> {
         config.optim.validate()?;
         same_precision(dev, &config)?;
+        for split in [&prepared.train, &prepared.val, &prepared.test] {
+            split.validate()?;
+        }
         // Resolved here, so config.toml and checkpoints record it.
         config.optim = config.optim.for_precision(config.precision);
         config.task = Some(prepared.train.task);

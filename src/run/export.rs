@@ -30,6 +30,7 @@ use crate::tensor::HostTensor;
 /// The checkpoint's tensors in PyTorch's names and layouts, and the
 /// metadata that says how to rebuild the module (`layers`, `classes`).
 pub fn pytorch_tensors(ck: &Checkpoint) -> Result<(Vec<HostTensor>, HashMap<String, String>)> {
+    ck.check_tensors()?;
     let get = |name: String| ck.tensor(&name);
     let mut out = Vec::new();
     for (i, layer) in ck.meta.model.layers.iter().enumerate() {

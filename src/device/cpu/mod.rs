@@ -1209,6 +1209,7 @@ impl Device for CpuDevice {
     ) -> Result<()> {
         let _t = profile::op_timer("sgd_update");
         same_shape("sgd_update", &param.shape, &grad.shape)?;
+        one_value("sgd_update", grad_scale)?;
         let s = grad_scale.data[0];
         if s == 0.0 {
             return Ok(());
@@ -1232,6 +1233,7 @@ impl Device for CpuDevice {
         let _t = profile::op_timer("momentum_update");
         same_shape("momentum_update", &param.shape, &grad.shape)?;
         same_shape("momentum_update", &param.shape, &velocity.shape)?;
+        one_value("momentum_update", grad_scale)?;
         let s = grad_scale.data[0];
         if s == 0.0 {
             return Ok(());
@@ -1262,6 +1264,7 @@ impl Device for CpuDevice {
         same_shape("adam_update", &param.shape, &grad.shape)?;
         same_shape("adam_update", &param.shape, &m.shape)?;
         same_shape("adam_update", &param.shape, &v.shape)?;
+        one_value("adam_update", grad_scale)?;
         let s = grad_scale.data[0];
         if s == 0.0 {
             return Ok(());
@@ -1284,6 +1287,7 @@ impl Device for CpuDevice {
     }
 
     fn clip_factor(&self, sum_squares: &CpuTensor, max_norm: f32) -> Result<CpuTensor> {
+        one_value("clip_factor", sum_squares)?;
         Ok(scalar(clip_factor(sum_squares.data[0], max_norm)))
     }
 

@@ -8,6 +8,12 @@ use crate::error::{Error, Result};
 
 fn check_params(op: &'static str, x: &CpuTensor, params: &[&CpuTensor]) -> Result<usize> {
     let cols = x.shape().row_len();
+    if cols == 0 {
+        return Err(Error::shape(
+            op,
+            format!("rows of 0 features in {}", x.shape()),
+        ));
+    }
     for p in params {
         if p.shape().numel() != cols {
             return Err(Error::shape(

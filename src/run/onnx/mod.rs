@@ -188,6 +188,7 @@ fn relative_base(g: &mut Graph, ck: &Checkpoint) -> Result<(String, String)> {
 
 /// The checkpoint's model as an ONNX model (see the module docs).
 pub fn onnx_model(ck: &Checkpoint) -> Result<Vec<u8>> {
+    ck.check_tensors()?;
     let spec = &ck.meta.model;
     let get = |name: String| ck.tensor(&name);
     let mut g = Graph {
