@@ -7,8 +7,10 @@
 //!
 //! The first failed write to stdout is kept and nothing more is written
 //! there. [`out`] returns it, so a command whose output is the point stops
-//! at once (`?`); training prints through [`out_lenient`] and goes on to
-//! save its run. `main` then ends quietly (exit 0) when the reader closed
+//! at once (`?`); work that must finish whatever happens to stdout prints
+//! through [`out_lenient`] and goes on (training saves its run; `bench`,
+//! `check` and `tune` reach their verdict). `main` then ends quietly (exit
+//! 0) when the reader closed
 //! the pipe, as `head` expects, and with one error line and exit 1 on any
 //! other failure ([`check`]). Stderr is best effort: there is nowhere left
 //! to report its failure.

@@ -281,9 +281,7 @@ fn fit_epochs<D: Device>(
     let (loss_sum, seen) = state.partial;
     let inside = state.step > 0 || state.partial != (0.0, 0);
     if inside
-        && (state.step >= steps
-            || seen > state.step * cfg.batch_size
-            || !(loss_sum.is_finite() && loss_sum >= 0.0))
+        && (state.step >= steps || seen > state.step * cfg.batch_size || !loss_sum.is_finite())
     {
         return Err(Error::Config(format!(
             "inconsistent training state: step {} of an epoch of {steps} steps, \
