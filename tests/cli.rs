@@ -797,6 +797,25 @@ fn bad_settings() {
     assert!(!d.join("runs").exists(), "a refused run left a directory");
 }
 
+/// A checkpoint's bytes with its `wgtrain.resume` metadata edited by `f`
+/// (safetensors: an 8-byte header length, the JSON header, the data).
+fn edit_resume_meta(bytes: &[u8], f: impl Fn(&mut Value)) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = &mut header["__metadata__"]["wgtrain.resume"];
+    let mut resume: Value = serde_json::from_str(meta.as_str().unwrap()).unwrap();
+    f(&mut resume);
+    *meta = resume.to_string().into();
+    let mut text = header.to_string();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text.as_bytes());
+    out.extend(&bytes[8 + n..]);
+    out
+}
+
 #[test]
 fn checkpoints_of_the_wrong_kind_or_shape() {
     let w = workdir();
@@ -897,6 +916,46 @@ fn checkpoints_of_the_wrong_kind_or_shape() {
             &[output],
         );
     }
+    // A resume state that lies about where the run stood: refused, not
+    // trained from (a step past the epoch's end skipped the epoch; an
+    // optimizer step count near u64::MAX wrapped Adam's to 0).
+    let last = d.join("iris/last.safetensors");
+    let original = std::fs::read(&last).unwrap();
+    for (key, value, says) in [
+        (
+            "step",
+            1_000_000_000u64,
+            "inconsistent training state: step 1000000000",
+        ),
+        (
+            "optimizer_steps",
+            u64::MAX,
+            "optimizer steps after 2 epochs",
+        ),
+    ] {
+        std::fs::write(
+            &last,
+            edit_resume_meta(&original, |m| {
+                let at = if key == "step" {
+                    &mut m["state"]
+                } else {
+                    &mut *m
+                };
+                at[key] = value.into();
+            }),
+        )
+        .unwrap();
+        fails_with(
+            wgtrain(
+                d,
+                &[
+                    "train", "--resume", "iris", "--epochs", "3", "--device", "cpu",
+                ],
+            ),
+            &[says],
+        );
+    }
+    std::fs::write(&last, &original).unwrap();
     // Data that changed after training: its recreated splits are not the
     // run's, so eval's default split and --resume refuse it.
     let iris = std::fs::read_to_string(d.join("data/tabular/iris.csv")).unwrap();

@@ -130,6 +130,13 @@ pub fn write_safetensors(
     write_atomically(path, &data)
 }
 
+/// The directory `path` is in (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Writes `data` to `path` so that it is either wholly there or not changed
 /// at all: into an exclusively created temporary file with an unpredictable
 /// name beside `path`, synced, then renamed over it. Only a regular file (or
@@ -157,10 +164,7 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         Ok(m) => Some(m.permissions()),
         Err(_) => None,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

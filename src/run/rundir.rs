@@ -173,10 +173,7 @@ impl RunDir {
 /// directory (one that holds a run's lock file): a command's output must
 /// not replace it.
 pub fn is_run_file(path: &Path) -> bool {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = super::checkpoint::parent_dir(path);
     let named = path
         .file_name()
         .and_then(|n| n.to_str())
